@@ -1,0 +1,36 @@
+# One-command entry points; each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint proto bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/chordshare demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+# Regenerates src/chordshare/v1 from proto/; tests/test_proto_fresh.py fails when it is stale.
+proto: $(STAMP)
+	$(BIN)/python tools/gen_proto.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/hops.py
+	$(BIN)/python bench/failure.py
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

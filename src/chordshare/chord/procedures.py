@@ -1,0 +1,273 @@
+"""The protocol's procedures as generators: they yield calls and receive replies.
+
+A driver (the node runtime over gRPC, the simulator over its in-memory network) sends each
+yielded call and sends back the peer's reply, or `Unreachable` when the call failed. A driver
+also remembers which peers failed; procedures receive that as `avoid` (addresses).
+
+State may change between two yields (a notify or leave notice handled meanwhile), so every
+procedure reads the state afresh after each reply instead of holding on to what it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Generator
+from dataclasses import dataclass
+
+from chordshare.chord.messages import (
+    Ack,
+    Call,
+    FindStep,
+    GetNeighbors,
+    LeaveNotice,
+    Neighbors,
+    NodeRef,
+    Notify,
+    Ping,
+    Pong,
+    Reply,
+    StepReply,
+)
+from chordshare.chord.state import NO_AVOID, DuplicateIdError, RoutingState
+from chordshare.ids import between
+
+# A lookup that has made this many calls is lost in a broken ring: stop rather than wander.
+MAX_LOOKUP_CALLS = 1024
+
+
+class LookupFailed(Exception):
+    """No live node could be found that answers for the key."""
+
+
+class JoinFailed(Exception):
+    """The ring could not be joined through the given node."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    owner: NodeRef
+    hops: int  # remote nodes that answered
+    timeouts: int  # calls that failed on the way
+
+
+def find_successor(
+    state: RoutingState,
+    key: int,
+    avoid: Container[str] = NO_AVOID,
+    start: NodeRef | None = None,
+    joining: bool = False,
+) -> Generator[Call, Reply, LookupResult]:
+    """Iterative lookup of the node that owns key.
+
+    Starts from this node's own state, or asks `start` first (a join, or a node that lost its
+    successors). Every node that answers offers several next hops; they all go into one pool,
+    and the one closest before the key is asked next, so a dead hop costs one failed call and
+    the lookup goes on from the next best node it has heard of. A `done` answer names a
+    successor list: its first entry that answers owns the key, and that answer is one hop
+    (the "+1" of the Chord paper's hop count).
+
+    `joining`: the caller is not on the ring yet, so an entry with its own address is a stale
+    record of an earlier run of it and is skipped.
+    """
+    space = state.space
+    if start is None:
+        if not joining and state.owns(key):
+            return LookupResult(state.me, 0, 0)
+        reply: StepReply | None = state.step(key, avoid)
+    else:
+        reply = None
+    hops = timeouts = 0
+    alive: set[str] = set()
+    tried: set[str] = {state.me.address}
+    pool: dict[str, NodeRef] = {}
+    if start is not None:
+        pool[start.address] = start
+    while hops + timeouts < MAX_LOOKUP_CALLS:
+        if reply is not None and reply.done:
+            for candidate in reply.nodes:
+                if candidate.address == state.me.address:
+                    if joining:
+                        continue
+                    return LookupResult(state.me, hops, timeouts)
+                if candidate.address in avoid:
+                    continue
+                if candidate.address in alive:
+                    return LookupResult(candidate, hops, timeouts)
+                answer = yield Ping(candidate)
+                if isinstance(answer, Pong) and answer.node == candidate:
+                    return LookupResult(candidate, hops + 1, timeouts)
+                timeouts += 1
+        elif reply is not None:
+            for node in reply.nodes:
+                if node.address not in tried and node.address not in avoid:
+                    pool[node.address] = node
+        if not pool:
+            raise LookupFailed(f"no live node answers for key {key}")
+        nxt = min(pool.values(), key=lambda n: (key - n.id) % space.size)
+        del pool[nxt.address]
+        tried.add(nxt.address)
+        answer = yield FindStep(nxt, key)
+        if isinstance(answer, StepReply):
+            hops += 1
+            alive.add(nxt.address)
+            reply = answer
+        else:
+            timeouts += 1
+            reply = None
+    raise LookupFailed(f"lookup of key {key} gave up after {MAX_LOOKUP_CALLS} calls")
+
+
+def join(
+    state: RoutingState, bootstrap: NodeRef, avoid: Container[str] = NO_AVOID
+) -> Generator[Call, Reply, NodeRef]:
+    """Join the ring that bootstrap is on: find our successor, take its list, notify it.
+
+    Refuses (DuplicateIdError) when another live node already holds our id.
+    """
+    result = yield from find_successor(state, state.me.id, avoid, start=bootstrap, joining=True)
+    owner = result.owner
+    if owner.id == state.me.id:
+        raise DuplicateIdError(state.me.id, owner)
+    answer = yield GetNeighbors(owner)
+    if not isinstance(answer, Neighbors):
+        raise JoinFailed(f"successor {owner.address} stopped answering while we joined")
+    state.predecessor = None
+    state.adopt_successors(owner, answer.successors)
+    yield Notify(state.successor, state.me)
+    return owner
+
+
+def stabilize(
+    state: RoutingState, avoid: Container[str] = NO_AVOID
+) -> Generator[Call, Reply, None]:
+    """Zave's stabilize: find the first live successor, take its list, adopt its predecessor
+    if that lies between us and it and answers, then notify the successor."""
+    neighbors: Neighbors | None = None
+    while neighbors is None:
+        succ = state.successor
+        if succ == state.me:
+            recovered = yield from _recover_successor(state, avoid)
+            if recovered is None:
+                return
+            succ, neighbors = recovered
+            break
+        answer = yield GetNeighbors(succ)
+        if isinstance(answer, Neighbors) and answer.node == succ:
+            neighbors = answer
+        else:
+            state.forget(succ)
+    state.adopt_successors(succ, neighbors.successors)
+    pred = neighbors.predecessor
+    if pred is not None and pred != state.me and between(state.me.id, pred.id, succ.id):
+        answer = yield GetNeighbors(pred)
+        # Adopt the closer node only once it answered (Zave), and only if it still fits.
+        if (
+            isinstance(answer, Neighbors)
+            and answer.node == pred
+            and between(state.me.id, pred.id, state.successor.id)
+        ):
+            state.adopt_successors(pred, answer.successors)
+    if state.successor != state.me:
+        yield Notify(state.successor, state.me)
+
+
+def _recover_successor(
+    state: RoutingState, avoid: Container[str]
+) -> Generator[Call, Reply, tuple[NodeRef, Neighbors] | None]:
+    """We are our own successor. Either we are alone (then a node that notified us is our
+    way onto a ring of two), or every successor failed (then look ourselves up through any
+    other node we still know, which rebuilds the list in O(log N) hops)."""
+    others = [n for n in state.distinct_fingers() if n != state.me]
+    for start in others:
+        try:
+            result = yield from find_successor(state, state.me.id, avoid, start=start, joining=True)
+        except LookupFailed:
+            continue
+        answer = yield GetNeighbors(result.owner)
+        if isinstance(answer, Neighbors) and answer.node == result.owner:
+            return result.owner, answer
+    pred = state.predecessor
+    if pred is None or pred == state.me:
+        return None
+    answer = yield GetNeighbors(pred)
+    if isinstance(answer, Neighbors) and answer.node == pred:
+        return pred, answer
+    state.forget(pred)
+    return None
+
+
+def check_predecessor(state: RoutingState) -> Generator[Call, Reply, None]:
+    """Clear a predecessor that does not answer, so the next notify can replace it."""
+    pred = state.predecessor
+    if pred is None or pred == state.me:
+        return
+    answer = yield Ping(pred)
+    if not (isinstance(answer, Pong) and answer.node == pred) and state.predecessor == pred:
+        state.predecessor = None
+
+
+def fix_fingers(
+    state: RoutingState, avoid: Container[str] = NO_AVOID
+) -> Generator[Call, Reply, int]:
+    """Refresh the whole finger table. Fingers that share an owner are filled together, so
+    this costs about log2 N lookups, not m. Returns the number of lookups made."""
+    if state.alone:
+        state.fingers = [state.me] * state.space.bits
+        return 0
+    lookups = 0
+    i = state.fill_fingers_from(0, state.successor)
+    while i < state.space.bits:
+        start = state.space.finger_start(state.me.id, i)
+        try:
+            result = yield from find_successor(state, start, avoid)
+        except LookupFailed:
+            return lookups
+        lookups += 1
+        i = state.fill_fingers_from(i, result.owner)
+    return lookups
+
+
+def leave(state: RoutingState) -> Generator[Call, Reply, None]:
+    """Graceful leave: hand our successor our predecessor, and our predecessor our
+    successor list, so both relink at once instead of waiting to notice we are gone."""
+    if state.alone:
+        return
+    pred = state.predecessor
+    successors = tuple(state.successors)
+    succ = successors[0]
+    # Replies carry nothing; a neighbour that does not answer finds out by stabilizing.
+    yield LeaveNotice(succ, state.me, pred, ())
+    if pred is not None and pred not in (state.me, succ):  # in a ring of two, succ is pred
+        yield LeaveNotice(pred, state.me, None, successors)
+
+
+def handle(state: RoutingState, call: Call, avoid: Container[str] = NO_AVOID) -> Reply:
+    """Answer a call addressed to this node: what a peer's request does to our state."""
+    match call:
+        case FindStep(key=key):
+            return state.step(key, avoid)
+        case GetNeighbors():
+            return state.neighbors()
+        case Ping():
+            return Pong(state.me)
+        case Notify(candidate=candidate):
+            pred = state.predecessor
+            state.rectify(candidate, pred is not None and pred.address in avoid)
+            return Ack()
+        case LeaveNotice(leaving=leaving, predecessor=pred, successors=succs):
+            state.on_leave_notice(leaving, pred, succs)
+            return Ack()
+    raise TypeError(f"not a call: {call!r}")
+
+
+__all__ = [
+    "JoinFailed",
+    "LookupFailed",
+    "LookupResult",
+    "check_predecessor",
+    "find_successor",
+    "fix_fingers",
+    "handle",
+    "join",
+    "leave",
+    "stabilize",
+]

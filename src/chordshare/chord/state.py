@@ -1,0 +1,209 @@
+"""A node's routing state and the protocol's local decisions.
+
+Follows Zave's corrected Chord ("How to make Chord correct", arXiv 1610.01140): a successor
+list of length r, a joiner adopts its successor's list, notify is handled by rectify, and a
+pointer learned from another node is adopted only after that node answered (the procedures
+in `procedures` make the calls; this module only decides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
+
+from chordshare.chord.messages import Neighbors, NodeRef, StepReply
+from chordshare.ids import IdSpace, between, between_right
+
+DEFAULT_SUCCESSORS = 8
+# How many next-hop candidates a lookup step offers; the extra ones let the asker route
+# around a dead hop without going back.
+STEP_CANDIDATES = 4
+
+NO_AVOID: frozenset[str] = frozenset()
+
+
+class DuplicateIdError(Exception):
+    """A joiner's id is already held by another live node."""
+
+    def __init__(self, ident: int, holder: NodeRef) -> None:
+        super().__init__(f"id {ident} is already held by the node at {holder.address}")
+        self.holder = holder
+
+
+@dataclass(slots=True)
+class RoutingState:
+    """Predecessor, successor list and finger table of one node."""
+
+    me: NodeRef
+    space: IdSpace
+    r: int = DEFAULT_SUCCESSORS
+    predecessor: NodeRef | None = None
+    # Never empty: a node alone on its ring is its own successor.
+    successors: list[NodeRef] = field(default_factory=list)
+    # fingers[i] is believed to be successor(me + 2**i); None until learned.
+    fingers: list[NodeRef | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"the successor list needs at least 1 entry, got {self.r}")
+        self.space.check(self.me.id)
+        if not self.successors:
+            self.successors = [self.me]
+        if not self.fingers:
+            self.fingers = [None] * self.space.bits
+
+    # Reading the state.
+
+    @property
+    def successor(self) -> NodeRef:
+        return self.successors[0]
+
+    @property
+    def alone(self) -> bool:
+        return self.successors[0] == self.me
+
+    def known_peers(self) -> list[NodeRef]:
+        """Every other node this state points at, without repeats."""
+        seen: dict[str, NodeRef] = {}
+        for node in (*self.successors, *self.fingers, self.predecessor):
+            if node is not None and node != self.me:
+                seen.setdefault(node.address, node)
+        return list(seen.values())
+
+    def owns(self, key: int) -> bool:
+        """Whether key falls in (predecessor, me]. A node alone owns every key."""
+        if self.alone:
+            return True
+        return self.predecessor is not None and between_right(self.predecessor.id, key, self.me.id)
+
+    def neighbors(self) -> Neighbors:
+        return Neighbors(self.me, self.predecessor, tuple(self.successors))
+
+    # Lookup decisions.
+
+    def step(self, key: int, avoid: Container[str] = NO_AVOID) -> StepReply:
+        """One step of an iterative lookup, answered from this node's state."""
+        if between_right(self.me.id, key, self.successor.id):
+            return StepReply(done=True, nodes=tuple(self.successors))
+        return StepReply(done=False, nodes=tuple(self.closest_preceding(key, avoid)))
+
+    def closest_preceding(
+        self, key: int, avoid: Container[str] = NO_AVOID, limit: int = STEP_CANDIDATES
+    ) -> list[NodeRef]:
+        """Known nodes in (me, key), closest to key first, skipping suspected addresses.
+
+        Uses fingers and the successor list alike: the list shortens the last hops
+        (the Chord paper's ½·log2 r saving).
+        """
+        me = self.me.id
+        found: dict[str, NodeRef] = {}
+        gap = (key - me) % self.space.size
+        # finger i lies at least 2**i past me, so only fingers with 2**i < gap can precede key.
+        top = min(self.space.bits, max(gap - 1, 0).bit_length()) - 1
+        first_successor = self.successors[0]
+        for i in range(top, -1, -1):
+            node = self.fingers[i]
+            if node is None or node.address in found:
+                continue
+            if node == first_successor:
+                break  # lower fingers sit in (me, successor]: the successor list covers them
+            if between(me, node.id, key) and node.address not in avoid:
+                found[node.address] = node
+                if len(found) >= limit:
+                    break
+        for node in self.successors:
+            address = node.address
+            if address not in found and address not in avoid and between(me, node.id, key):
+                found[address] = node
+        ranked = sorted(found.values(), key=lambda n: (key - n.id) % self.space.size)
+        return ranked[:limit]
+
+    # Updates from what peers said.
+
+    def adopt_successors(self, head: NodeRef, their_successors: Iterable[NodeRef]) -> None:
+        """Make head our successor, followed by head's own list (Zave: a node's list is its
+        successor plus that successor's list, cut to r entries)."""
+        self.successors = self._ordered_list([head, *their_successors])
+
+    def _ordered_list(self, nodes: Iterable[NodeRef]) -> list[NodeRef]:
+        """Cut a candidate list so it runs clockwise from me, without me or repeats."""
+        result: list[NodeRef] = []
+        last = 0
+        for node in nodes:
+            if node == self.me or node.id == self.me.id:
+                break
+            dist = (node.id - self.me.id) % self.space.size
+            if dist <= last:
+                break
+            result.append(node)
+            last = dist
+            if len(result) == self.r:
+                break
+        return result or [self.me]
+
+    def rectify(self, candidate: NodeRef, predecessor_suspected: bool) -> bool:
+        """Handle a notify: adopt candidate as predecessor when it is closer than the one we
+        have, or ours is gone or suspected (Zave's rectify). Returns whether it was adopted."""
+        if candidate.id == self.me.id:
+            return False
+        pred = self.predecessor
+        if pred is None or predecessor_suspected or between(pred.id, candidate.id, self.me.id):
+            self.predecessor = candidate
+            return True
+        return False
+
+    def forget(self, peer: NodeRef) -> None:
+        """Drop every pointer to a peer that failed to answer."""
+        self.successors = [n for n in self.successors if n.address != peer.address] or [self.me]
+        if self.predecessor is not None and self.predecessor.address == peer.address:
+            self.predecessor = None
+        self.fingers = [
+            None if f is not None and f.address == peer.address else f for f in self.fingers
+        ]
+
+    def on_leave_notice(
+        self,
+        leaving: NodeRef,
+        predecessor: NodeRef | None,
+        successors: Iterable[NodeRef],
+    ) -> None:
+        """Relink around a neighbour that leaves gracefully."""
+        if leaving == self.me:
+            return
+        was_successor = self.successors[0] == leaving
+        was_predecessor = self.predecessor == leaving
+        remaining = [n for n in self.successors if n != leaving]
+        handed = [n for n in successors if n != leaving]
+        self.forget(leaving)
+        if was_successor and handed:
+            self.successors = self._ordered_list(handed)
+        elif remaining:
+            self.successors = self._ordered_list(remaining)
+        if was_predecessor and predecessor is not None and predecessor != self.me:
+            self.predecessor = predecessor
+
+    # Fingers.
+
+    def finger_starts(self) -> list[int]:
+        return [self.space.finger_start(self.me.id, i) for i in range(self.space.bits)]
+
+    def fill_fingers_from(self, index: int, owner: NodeRef) -> int:
+        """Set finger `index` to owner, and every following finger whose start also falls in
+        (me, owner]: they share that owner. Returns the next index still to look up."""
+        i = index
+        while i < self.space.bits and between_right(
+            self.me.id, self.space.finger_start(self.me.id, i), owner.id
+        ):
+            self.fingers[i] = owner
+            i += 1
+        if i == index:  # owner precedes the start (a stale answer): keep it anyway
+            self.fingers[i] = owner
+            i += 1
+        return i
+
+    def distinct_fingers(self) -> list[NodeRef]:
+        seen: dict[str, NodeRef] = {}
+        for f in self.fingers:
+            if f is not None:
+                seen.setdefault(f.address, f)
+        return list(seen.values())
