@@ -96,26 +96,26 @@ class RoutingState:
         (the Chord paper's ½·log2 r saving).
         """
         me = self.me.id
+        size = self.space.size
+        # (me, me) is the whole ring but me: a lookup of our own id may go anywhere.
+        gap = (key - me) % size or size
         found: dict[str, NodeRef] = {}
-        gap = (key - me) % self.space.size
-        # finger i lies at least 2**i past me, so only fingers with 2**i < gap can precede key.
-        top = min(self.space.bits, max(gap - 1, 0).bit_length()) - 1
-        first_successor = self.successors[0]
-        for i in range(top, -1, -1):
-            node = self.fingers[i]
-            if node is None or node.address in found:
+        # Every finger is read: a stale table is not ordered (fix_fingers keeps an owner that
+        # precedes its start, a lower finger may point past a higher one), so no shortcut
+        # that assumes order is safe. Runs of one owner are skipped by identity, cheaply.
+        last: NodeRef | None = None
+        for node in self.fingers:
+            if node is last or node is None:
                 continue
-            if node == first_successor:
-                break  # lower fingers sit in (me, successor]: the successor list covers them
-            if between(me, node.id, key) and node.address not in avoid:
-                found[node.address] = node
-                if len(found) >= limit:
-                    break
+            last = node
+            address = node.address
+            if 0 < (node.id - me) % size < gap and address not in avoid:
+                found[address] = node
         for node in self.successors:
             address = node.address
-            if address not in found and address not in avoid and between(me, node.id, key):
+            if address not in found and address not in avoid and 0 < (node.id - me) % size < gap:
                 found[address] = node
-        ranked = sorted(found.values(), key=lambda n: (key - n.id) % self.space.size)
+        ranked = sorted(found.values(), key=lambda n: (key - n.id) % size)
         return ranked[:limit]
 
     # Updates from what peers said.

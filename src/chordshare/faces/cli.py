@@ -1,0 +1,287 @@
+"""The `chordshare` command line: run a node, inspect the ring, look keys up, simulate.
+
+Errors reach the user as one line on stderr and a non-zero exit (2 for bad input or an
+unreachable peer), never as a traceback. Every read command takes --json for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chordshare.chord.messages import NodeRef
+from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.ids import DEFAULT_BITS
+from chordshare.node.runtime import JoinError
+from chordshare.node.server import NodeServer, NodeSettings, StartError
+from chordshare.transport.base import PeerError
+from chordshare.transport.client import NodeClient, NodeInfo, node_json
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Peer-to-peer file sharing on a self-healing Chord ring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err_console = Console(stderr=True)
+
+NodeOption = Annotated[str, typer.Option("--node", "-n", help="Address HOST:PORT of a node.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def with_client(address: str, use: Callable[[NodeClient], Awaitable[T]]) -> T:
+    try:
+        client = await NodeClient.connect(address)
+    except ValueError as err:
+        fail(str(err))
+    except PeerError as err:
+        fail(f"cannot reach {err.address}: {err.reason}")
+    try:
+        return await use(client)
+    except PeerError as err:
+        fail(f"{err.address}: {err.reason}")
+    except ValueError as err:
+        fail(str(err))
+    finally:
+        await client.close()
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def short(node: NodeRef | None) -> str:
+    return "-" if node is None else f"{node.id} ({node.address})"
+
+
+@app.command()
+def node(
+    bind: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")],
+    advertise: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT other nodes reach this one at (default: --bind)."),
+    ] = None,
+    join: Annotated[str | None, typer.Option(help="HOST:PORT of any node on the ring.")] = None,
+    node_id: Annotated[
+        int | None, typer.Option("--id", help="Fix the ring id (default: SHA-1 of the address).")
+    ] = None,
+    bits: Annotated[int, typer.Option(help="Width m of ring ids (3..160).")] = DEFAULT_BITS,
+    successors: Annotated[
+        int, typer.Option(help="Length r of the successor list.")
+    ] = DEFAULT_SUCCESSORS,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
+    setup_logging(log_level)
+    if successors < 1:
+        fail("--successors must be at least 1")
+    settings = NodeSettings(
+        bind=bind,
+        advertise=advertise,
+        join=join,
+        node_id=node_id,
+        bits=bits,
+        successors=successors,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        run(_serve(settings))
+
+
+async def _serve(settings: NodeSettings) -> None:
+    server = NodeServer(settings)
+    try:
+        chord = await server.start()
+    except (StartError, JoinError) as err:
+        fail(str(err))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    err_console.print(
+        f"node {chord.me.id} serving at {chord.me.address}"
+        + (f", joined through {settings.join}" if settings.join else ", new ring"),
+        highlight=False,
+    )
+    await stop.wait()
+    err_console.print(f"node {chord.me.id} leaving", highlight=False)
+    await server.stop(graceful=True)
+
+
+@app.command()
+def info(node: NodeOption, as_json: JsonOption = False) -> None:
+    """A node's id, predecessor, successor list and finger table."""
+    result: NodeInfo = run(with_client(node, lambda c: c.info()))
+    if as_json:
+        print_json(result.to_json())
+        return
+    out.print(f"[bold]node[/] {short(result.node)}   ring: {result.bits}-bit ids")
+    out.print(f"[bold]predecessor[/] {short(result.predecessor)}")
+    succ = Table(title="successor list")
+    succ.add_column("#", justify="right")
+    succ.add_column("id")
+    succ.add_column("address")
+    for i, n in enumerate(result.successors, 1):
+        succ.add_row(str(i), str(n.id), n.address)
+    out.print(succ)
+    fingers = Table(title="finger table")
+    fingers.add_column("i", justify="right")
+    fingers.add_column("start")
+    fingers.add_column("node id")
+    fingers.add_column("address")
+    previous = None
+    for i, f in enumerate(result.fingers):
+        if f.node == previous and i not in (0, len(result.fingers) - 1) and result.bits > 16:
+            continue  # a wide ring repeats the same node for many fingers: show changes only
+        previous = f.node
+        fingers.add_row(
+            str(i),
+            str(f.start),
+            "-" if f.node is None else str(f.node.id),
+            "" if f.node is None else f.node.address,
+        )
+    out.print(fingers)
+
+
+@app.command()
+def ring(node: NodeOption, as_json: JsonOption = False) -> None:
+    """The ring, walked along successors from a node."""
+    nodes = run(with_client(node, lambda c: c.ring()))
+    if as_json:
+        print_json({"nodes": [node_json(n) for n in nodes]})
+        return
+    table = Table(title=f"ring of {len(nodes)} node(s), from {node}")
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("address")
+    for i, n in enumerate(nodes, 1):
+        table.add_row(str(i), str(n.id), n.address)
+    out.print(table)
+
+
+@app.command()
+def lookup(
+    key: Annotated[str | None, typer.Argument(help="A name; its key is its hash.")] = None,
+    node: NodeOption = "",
+    key_id: Annotated[int | None, typer.Option("--id", help="Look up this id directly.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find the node that owns a key, and how many hops it took."""
+    if not node:
+        fail("--node is required")
+    if (key is None) == (key_id is None):
+        fail("give a KEY name or --id N (one of them)")
+
+    async def go(client: NodeClient) -> dict[str, Any]:
+        ident = client.space.hash(key) if key_id is None else client.space.check(key_id)
+        owner, hops, timeouts = await client.lookup(ident)
+        return {"key": ident, "owner": node_json(owner), "hops": hops, "timeouts": timeouts}
+
+    result = run(with_client(node, go))
+    if as_json:
+        print_json(result)
+        return
+    owner = result["owner"]
+    out.print(
+        f"key {result['key']} is owned by node {owner['id']} at {owner['address']} "
+        f"({result['hops']} hop(s))",
+        highlight=False,
+    )
+
+
+@app.command()
+def sim(
+    nodes: Annotated[int, typer.Option(help="Number of nodes.")] = 1000,
+    lookups: Annotated[int, typer.Option(help="Number of lookups.")] = 10_000,
+    successors: Annotated[int, typer.Option(help="Successor list length r.")] = 8,
+    fail_fraction: Annotated[
+        float, typer.Option("--fail", help="Fraction of nodes killed at once before lookups.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic).")] = 0,
+    bits: Annotated[int, typer.Option(help="Width m of ring ids.")] = DEFAULT_BITS,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulate a ring on the in-memory network with the same protocol core."""
+    from chordshare.sim.experiment import run_experiment
+
+    if nodes < 1 or lookups < 0 or successors < 1 or not 0.0 <= fail_fraction < 1.0:
+        fail("need --nodes >= 1, --lookups >= 0, --successors >= 1 and 0 <= --fail < 1")
+    try:
+        result = run_experiment(
+            nodes=nodes,
+            lookups=lookups,
+            successors=successors,
+            fail=fail_fraction,
+            seed=seed,
+            bits=bits,
+        )
+    except ValueError as err:
+        fail(str(err))
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title="simulation")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    out.print(table)
+
+
+@app.command()
+def demo(
+    nodes: Annotated[int, typer.Option(help="How many nodes to start.")] = 4,
+    teaching: Annotated[
+        bool, typer.Option(help="The seed's teaching ring: --bits 5, ids 1, 5, 20, 28.")
+    ] = False,
+    base_port: Annotated[
+        int, typer.Option(help="First port (the others follow); 0 picks free ports.")
+    ] = 0,
+) -> None:
+    """Start a local network of nodes in this process and print the ring."""
+    from chordshare.faces.demo import run_demo
+
+    setup_logging("warning")
+    if nodes < 1:
+        fail("--nodes must be at least 1")
+    try:
+        run(run_demo(nodes, teaching, base_port, out))
+    except (StartError, JoinError) as err:
+        fail(str(err))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

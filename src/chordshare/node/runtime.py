@@ -1,0 +1,183 @@
+"""One Chord node at run time: its routing state, driven over a transport.
+
+The node answers peers' calls from its state, joins or creates a ring, runs the maintenance
+loops (stabilize, fix fingers, check predecessor) with jitter, looks keys up and leaves
+gracefully. It knows nothing of gRPC servers: `node.server` serves it; tests can run many
+of them on the in-memory transport. No lock is ever held across a remote call: procedures
+re-read the state after every reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chordshare.chord import procedures
+from chordshare.chord.messages import Call, NodeRef, Reply
+from chordshare.chord.procedures import JoinFailed, LookupFailed, LookupResult
+from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
+from chordshare.ids import IdSpace
+from chordshare.node.driver import drive
+from chordshare.transport.base import PeerError, Transport
+
+log = logging.getLogger(__name__)
+
+
+class JoinError(Exception):
+    """The node could not join the ring it was pointed at; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Maintenance periods in seconds; each wait is jittered by ±`jitter` of its period so
+    nodes started together do not stabilize in lockstep."""
+
+    stabilize: float = 0.5
+    check_predecessor: float = 1.0
+    fix_fingers: float = 2.0
+    jitter: float = 0.25
+    join_deadline: float = 5.0
+
+
+class ChordNode:
+    def __init__(
+        self,
+        me: NodeRef,
+        space: IdSpace,
+        transport: Transport,
+        successors: int = DEFAULT_SUCCESSORS,
+        timing: Timing | None = None,
+    ) -> None:
+        self.space = space
+        self.state = RoutingState(me, space, successors)
+        self.transport = transport
+        self.timing = timing or Timing()
+        self.joined = False
+        self.lookups = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rng = random.Random()
+        self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
+
+    @property
+    def me(self) -> NodeRef:
+        return self.state.me
+
+    def on_membership(self, callback: Callable[[bool], Awaitable[None]]) -> None:
+        """Call back with True once the node is on a ring, False when it leaves."""
+        self._joined_callbacks.append(callback)
+
+    async def _set_joined(self, joined: bool) -> None:
+        self.joined = joined
+        for callback in self._joined_callbacks:
+            await callback(joined)
+
+    # Answering peers.
+
+    async def handle(self, call: Call) -> Reply:
+        return procedures.handle(self.state, call, self.transport.health)
+
+    # Joining, looking up, leaving.
+
+    async def create(self) -> None:
+        """Start a new ring with this node alone on it."""
+        await self._set_joined(True)
+        self._start_maintenance()
+        log.info("node %s created a ring at %s", self.me.id, self.me.address)
+
+    async def join(self, bootstrap: str) -> None:
+        """Join the ring the node at `bootstrap` is on; JoinError says why not."""
+        try:
+            hello = await self.transport.hello(bootstrap, self.timing.join_deadline)
+        except PeerError as err:
+            raise JoinError(f"cannot reach {bootstrap} to join: {err.reason}") from None
+        if hello.bits != self.space.bits:
+            raise JoinError(
+                f"the ring at {bootstrap} uses {hello.bits}-bit ids, "
+                f"this node {self.space.bits}-bit ids (--bits)"
+            )
+        if hello.node.address == self.me.address:
+            raise JoinError(f"{bootstrap} is this node itself; --join needs another node")
+        if not hello.joined:
+            raise JoinError(f"{bootstrap} is not on a ring yet")
+        try:
+            async with asyncio.timeout(self.timing.join_deadline * 4):
+                await drive(
+                    procedures.join(self.state, hello.node, self.transport.health),
+                    self.transport,
+                )
+        except DuplicateIdError as err:
+            raise JoinError(f"cannot join: {err}") from None
+        except (LookupFailed, JoinFailed) as err:
+            raise JoinError(f"cannot join through {bootstrap}: {err}") from None
+        except TimeoutError:
+            raise JoinError(f"joining through {bootstrap} took too long") from None
+        await self._set_joined(True)
+        # Fill the finger table at once so the node routes in O(log N) from the start.
+        await self.fix_fingers()
+        self._start_maintenance()
+        log.info(
+            "node %s joined through %s; successor %s",
+            self.me.id,
+            bootstrap,
+            self.state.successor.address,
+        )
+
+    async def lookup(self, key: int) -> LookupResult:
+        """Find the node that owns key (raises LookupFailed)."""
+        self.lookups += 1
+        return await drive(
+            procedures.find_successor(self.state, key, self.transport.health), self.transport
+        )
+
+    async def leave(self) -> None:
+        """Leave gracefully: neighbours are relinked before we go."""
+        await self.stop_maintenance()
+        if self.joined:
+            await drive(procedures.leave(self.state), self.transport)
+            await self._set_joined(False)
+            log.info("node %s left the ring", self.me.id)
+
+    # Maintenance.
+
+    async def stabilize(self) -> None:
+        await drive(procedures.stabilize(self.state, self.transport.health), self.transport)
+
+    async def check_predecessor(self) -> None:
+        await drive(procedures.check_predecessor(self.state), self.transport)
+
+    async def fix_fingers(self) -> None:
+        await drive(procedures.fix_fingers(self.state, self.transport.health), self.transport)
+
+    def _start_maintenance(self) -> None:
+        if self._tasks:
+            return
+        loops = (
+            (self.timing.stabilize, self.stabilize),
+            (self.timing.check_predecessor, self.check_predecessor),
+            (self.timing.fix_fingers, self.fix_fingers),
+        )
+        self._tasks = [
+            asyncio.create_task(self._every(period, action), name=f"{action.__name__}")
+            for period, action in loops
+        ]
+
+    async def _every(self, period: float, action: Callable[[], Awaitable[None]]) -> None:
+        jitter = self.timing.jitter
+        while True:
+            await asyncio.sleep(period * self._rng.uniform(1 - jitter, 1 + jitter))
+            try:
+                await action()
+            except Exception:  # a maintenance round must never kill the loop
+                log.exception("node %s: %s failed", self.me.id, getattr(action, "__name__", ""))
+
+    async def stop_maintenance(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,132 @@
+"""Serving a node over gRPC: the Chord service, grpc.health.v1 and server reflection.
+
+`NodeServer.start` binds first, so a node given port 0 learns its real port before its
+address (and so its id) is fixed. Health reports SERVING only while the node is on a ring.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from chordshare.chord.messages import NodeRef
+from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.ids import DEFAULT_BITS, IdSpace
+from chordshare.node.runtime import ChordNode, Timing
+from chordshare.node.servicer import ChordServicer
+from chordshare.transport.address import is_wildcard, normalize_address, parse_address
+from chordshare.transport.grpc import GrpcTransport
+from chordshare.v1 import chord_pb2, chord_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = chord_pb2.DESCRIPTOR.services_by_name["Chord"].full_name
+
+
+class StartError(Exception):
+    """The node could not start as configured; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    bind: str
+    advertise: str | None = None
+    join: str | None = None
+    node_id: int | None = None
+    bits: int = DEFAULT_BITS
+    successors: int = DEFAULT_SUCCESSORS
+    timing: Timing = field(default_factory=Timing)
+
+
+class NodeServer:
+    """A ChordNode served on a gRPC port."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.server: grpc.aio.Server | None = None
+        self.node: ChordNode | None = None
+        self.health = health.aio.HealthServicer()
+
+    async def start(self) -> ChordNode:
+        """Bind, serve, then create or join the ring. Raises StartError or JoinError."""
+        s = self.settings
+        try:
+            space = IdSpace(s.bits)
+            bind_host, _ = parse_address(s.bind, any_port=True)
+            advertise_given = normalize_address(s.advertise) if s.advertise else None
+            if s.node_id is not None:
+                space.check(s.node_id)
+        except ValueError as err:
+            raise StartError(str(err)) from None
+        if advertise_given is None and is_wildcard(s.bind):
+            raise StartError(
+                f"--bind {s.bind} listens on every interface; give --advertise HOST:PORT, "
+                "the address other nodes can reach this one at"
+            )
+        server = grpc.aio.server()
+        try:
+            port = server.add_insecure_port(s.bind)
+        except RuntimeError as err:
+            raise StartError(f"cannot listen on {s.bind}: {err}") from None
+        if port == 0:
+            raise StartError(f"cannot listen on {s.bind} (address in use or not local)")
+        if advertise_given is not None:
+            advertise = advertise_given
+        else:
+            advertise = normalize_address(
+                f"[{bind_host}]:{port}" if ":" in bind_host else f"{bind_host}:{port}"
+            )
+        me = NodeRef(s.node_id if s.node_id is not None else space.hash(advertise), advertise)
+        node = ChordNode(me, space, GrpcTransport(space), s.successors, s.timing)
+        node.on_membership(self._membership_changed)
+        chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        await self._membership_changed(False)
+        await server.start()
+        self.server, self.node = server, node
+        try:
+            if s.join:
+                await node.join(normalize_address(s.join))
+            else:
+                await node.create()
+        except Exception:
+            await self.stop(graceful=False)
+            raise
+        return node
+
+    async def _membership_changed(self, joined: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if joined
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+    async def stop(self, graceful: bool = True, grace: float = 1.0) -> None:
+        """Leave the ring (when graceful) and stop serving."""
+        node, server = self.node, self.server
+        if node is not None:
+            if graceful:
+                try:
+                    await node.leave()
+                except Exception:
+                    log.exception("node %s: graceful leave failed", node.me.id)
+            await node.stop_maintenance()
+        if server is not None:
+            await server.stop(grace)
+        if node is not None:
+            await node.transport.close()
+        self.server = None

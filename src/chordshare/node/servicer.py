@@ -1,0 +1,116 @@
+"""The gRPC face of a node: decodes requests, asks the node, encodes answers.
+
+Malformed requests are refused with INVALID_ARGUMENT and a message naming the problem;
+they never reach the protocol core.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+
+from chordshare.chord.messages import (
+    FindStep,
+    GetNeighbors,
+    LeaveNotice,
+    Neighbors,
+    Notify,
+    StepReply,
+)
+from chordshare.chord.procedures import LookupFailed
+from chordshare.node.runtime import ChordNode
+from chordshare.transport.codec import Codec
+from chordshare.v1 import chord_pb2 as pb
+from chordshare.v1 import chord_pb2_grpc as pb_grpc
+
+
+async def _refuse(context: grpc.aio.ServicerContext, err: ValueError) -> NoReturn:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+    raise AssertionError("abort returns by raising")
+
+
+class ChordServicer(pb_grpc.ChordServicer):
+    def __init__(self, node: ChordNode) -> None:
+        self.node = node
+        self.codec = Codec(node.space)
+
+    async def Ping(
+        self, request: pb.PingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PingReply:
+        node = self.node
+        return pb.PingReply(node=self.codec.node(node.me), bits=node.space.bits, joined=node.joined)
+
+    async def FindStep(
+        self, request: pb.FindStepRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FindStepReply:
+        try:
+            key = self.codec.key_from(request.key)
+        except ValueError as err:
+            await _refuse(context, err)
+        reply = await self.node.handle(FindStep(self.node.me, key))
+        assert isinstance(reply, StepReply)
+        return self.codec.step_reply(reply)
+
+    async def GetNeighbors(
+        self, request: pb.GetNeighborsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Neighbors:
+        reply = await self.node.handle(GetNeighbors(self.node.me))
+        assert isinstance(reply, Neighbors)
+        return self.codec.neighbors(reply)
+
+    async def Notify(
+        self, request: pb.NotifyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.NotifyReply:
+        try:
+            candidate = self.codec.node_ref(request.candidate)
+        except ValueError as err:
+            await _refuse(context, err)
+        await self.node.handle(Notify(self.node.me, candidate))
+        return pb.NotifyReply()
+
+    async def Leave(
+        self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaveReply:
+        codec = self.codec
+        try:
+            leaving = codec.node_ref(request.leaving)
+            pred = codec.optional_node_ref(request, "predecessor")
+            succs = tuple(codec.node_ref(n) for n in request.successors)
+        except ValueError as err:
+            await _refuse(context, err)
+        await self.node.handle(LeaveNotice(self.node.me, leaving, pred, succs))
+        return pb.LeaveReply()
+
+    async def GetInfo(
+        self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.NodeInfo:
+        state = self.node.state
+        codec = self.codec
+        info = pb.NodeInfo(
+            node=codec.node(state.me),
+            successors=[codec.node(n) for n in state.successors],
+            bits=self.node.space.bits,
+        )
+        if state.predecessor is not None:
+            info.predecessor.CopyFrom(codec.node(state.predecessor))
+        for start, finger in zip(state.finger_starts(), state.fingers, strict=True):
+            entry = info.fingers.add(start=codec.key(start))
+            if finger is not None:
+                entry.node.CopyFrom(codec.node(finger))
+        return info
+
+    async def Lookup(
+        self, request: pb.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LookupReply:
+        try:
+            key = self.codec.key_from(request.key)
+        except ValueError as err:
+            await _refuse(context, err)
+        try:
+            result = await self.node.lookup(key)
+        except LookupFailed as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        return pb.LookupReply(
+            owner=self.codec.node(result.owner), hops=result.hops, timeouts=result.timeouts
+        )

@@ -1,0 +1,41 @@
+"""The interface every transport offers the node runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from chordshare.chord.messages import Call, NodeRef, Reply
+from chordshare.transport.health import PeerHealth
+
+
+class PeerError(Exception):
+    """A call to a peer failed: unreachable, timed out, refused, or answered nonsense."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """What a node says about itself when pinged by address alone."""
+
+    node: NodeRef
+    bits: int
+    joined: bool
+
+
+class Transport(Protocol):
+    health: PeerHealth
+
+    async def call(self, call: Call) -> Reply:
+        """Send a protocol call; raise PeerError when it fails."""
+        ...
+
+    async def hello(self, address: str, deadline: float) -> Hello:
+        """Ping a node known only by address; raise PeerError when it fails."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,149 @@
+"""The gRPC transport (grpc.aio): one reused channel per peer, a deadline on every call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+from chordshare.chord.messages import (
+    Ack,
+    Call,
+    FindStep,
+    GetNeighbors,
+    LeaveNotice,
+    Notify,
+    Ping,
+    Pong,
+    Reply,
+)
+from chordshare.ids import IdSpace
+from chordshare.transport.base import Hello, PeerError
+from chordshare.transport.codec import Codec
+from chordshare.transport.health import PeerHealth
+from chordshare.v1 import chord_pb2 as pb
+from chordshare.v1 import chord_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+# Reconnect quickly to a peer that came back (gRPC's default backoff grows to minutes), and
+# notice a dead connection without waiting for the OS.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+]
+
+
+def describe_rpc_error(err: grpc.aio.AioRpcError) -> str:
+    """A one-line reason for a failed call, in words a user understands."""
+    code = err.code()
+    details = (err.details() or "").strip()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "did not answer in time"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        if "refused" in lowered:
+            return "connection refused"
+        if "resolve" in lowered or "dns" in lowered:
+            return f"cannot resolve the host ({details})"
+        return f"unavailable ({details})" if details else "unavailable"
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return "is not a chordshare node (it does not know the Chord service)"
+    return f"{code.name.lower()}: {details}" if details else code.name.lower()
+
+
+class GrpcTransport:
+    """Calls peers over gRPC for one node (or one client)."""
+
+    def __init__(self, space: IdSpace, health: PeerHealth | None = None) -> None:
+        self.space = space
+        self.codec = Codec(space)
+        self.health = health or PeerHealth()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pb_grpc.ChordStub] = {}
+
+    def stub(self, address: str) -> pb_grpc.ChordStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = channel
+            stub = self._stubs[address] = pb_grpc.ChordStub(channel)
+        return stub
+
+    async def _invoke(
+        self,
+        address: str,
+        send: Callable[[pb_grpc.ChordStub, float], Awaitable[T]],
+        deadline: float | None = None,
+    ) -> T:
+        """Run one RPC with the peer's adaptive deadline, recording how it went."""
+        wait = deadline if deadline is not None else self.health.timeout_for(address)
+        started = time.monotonic()
+        try:
+            answer = await send(self.stub(address), wait)
+        except grpc.aio.AioRpcError as err:
+            self.health.record_failure(address)
+            raise PeerError(address, describe_rpc_error(err)) from None
+        self.health.record_success(address, time.monotonic() - started)
+        return answer
+
+    def _decode(self, address: str, decode: Callable[[], T]) -> T:
+        try:
+            return decode()
+        except ValueError as err:
+            self.health.record_failure(address)
+            raise PeerError(address, f"answered with a malformed reply: {err}") from None
+
+    async def call(self, call: Call) -> Reply:
+        address = call.peer.address
+        codec = self.codec
+        match call:
+            case FindStep(key=key):
+                msg = await self._invoke(
+                    address,
+                    lambda s, t: s.FindStep(pb.FindStepRequest(key=codec.key(key)), timeout=t),
+                )
+                return self._decode(address, lambda: codec.step_from(msg))
+            case GetNeighbors():
+                msg = await self._invoke(
+                    address, lambda s, t: s.GetNeighbors(pb.GetNeighborsRequest(), timeout=t)
+                )
+                return self._decode(address, lambda: codec.neighbors_from(msg))
+            case Ping():
+                msg = await self._invoke(address, lambda s, t: s.Ping(pb.PingRequest(), timeout=t))
+                return Pong(self._decode(address, lambda: codec.node_ref(msg.node)))
+            case Notify(candidate=candidate):
+                request = pb.NotifyRequest(candidate=codec.node(candidate))
+                await self._invoke(address, lambda s, t: s.Notify(request, timeout=t))
+                return Ack()
+            case LeaveNotice(leaving=leaving, predecessor=pred, successors=succs):
+                request = pb.LeaveRequest(
+                    leaving=codec.node(leaving), successors=[codec.node(n) for n in succs]
+                )
+                if pred is not None:
+                    request.predecessor.CopyFrom(codec.node(pred))
+                await self._invoke(address, lambda s, t: s.Leave(request, timeout=t))
+                return Ack()
+        raise TypeError(f"not a call: {call!r}")
+
+    async def hello(self, address: str, deadline: float) -> Hello:
+        msg = await self._invoke(
+            address, lambda s, t: s.Ping(pb.PingRequest(), timeout=t), deadline
+        )
+        # Decoded in the peer's own width: a ring of another width is refused by the caller.
+        codec = Codec(IdSpace(msg.bits)) if 3 <= msg.bits <= 160 else self.codec
+        node = self._decode(address, lambda: codec.node_ref(msg.node))
+        return Hello(node, msg.bits, msg.joined)
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._stubs.clear()
+        for channel in channels:
+            await channel.close()

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for chordshare.v1 (`make proto`); never edited."""

@@ -1,0 +1,123 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Node(_message.Message):
+    __slots__ = ("id", "address")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    id: bytes
+    address: str
+    def __init__(self, id: _Optional[bytes] = ..., address: _Optional[str] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PingReply(_message.Message):
+    __slots__ = ("node", "bits", "joined")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    bits: int
+    joined: bool
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., bits: _Optional[int] = ..., joined: _Optional[bool] = ...) -> None: ...
+
+class FindStepRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+
+class FindStepReply(_message.Message):
+    __slots__ = ("done", "nodes")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    done: bool
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, done: _Optional[bool] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class GetNeighborsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Neighbors(_message.Message):
+    __slots__ = ("node", "predecessor", "successors")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    predecessor: Node
+    successors: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class NotifyRequest(_message.Message):
+    __slots__ = ("candidate",)
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    candidate: Node
+    def __init__(self, candidate: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+
+class NotifyReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LeaveRequest(_message.Message):
+    __slots__ = ("leaving", "predecessor", "successors")
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
+    PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
+    leaving: Node
+    predecessor: Node
+    successors: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, leaving: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class LeaveReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Finger(_message.Message):
+    __slots__ = ("start", "node")
+    START_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    start: bytes
+    node: Node
+    def __init__(self, start: _Optional[bytes] = ..., node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node", "predecessor", "successors", "fingers", "bits")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
+    FINGERS_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    predecessor: Node
+    successors: _containers.RepeatedCompositeFieldContainer[Node]
+    fingers: _containers.RepeatedCompositeFieldContainer[Finger]
+    bits: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[Finger, _Mapping]]] = ..., bits: _Optional[int] = ...) -> None: ...
+
+class LookupRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+
+class LookupReply(_message.Message):
+    __slots__ = ("owner", "hops", "timeouts")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    owner: Node
+    hops: int
+    timeouts: int
+    def __init__(self, owner: _Optional[_Union[Node, _Mapping]] = ..., hops: _Optional[int] = ..., timeouts: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,407 @@
+"""The routing state's local decisions, checked against brute-force definitions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chordshare.chord.invariants import IdealRouting
+from chordshare.chord.messages import NodeRef
+from chordshare.chord.state import STEP_CANDIDATES, RoutingState
+from chordshare.ids import IdSpace, between, between_right
+
+
+def ref(ident: int) -> NodeRef:
+    return NodeRef(ident, f"n{ident}")
+
+
+@st.composite
+def ring_ids(draw: st.DrawFn, min_size: int = 1, max_size: int = 20) -> tuple[IdSpace, list[int]]:
+    """A space and distinct ids on it; the first id is the node under test."""
+    bits = draw(st.integers(3, 8))
+    space = IdSpace(bits)
+    n = min(max_size, space.size)
+    ids = draw(st.lists(st.integers(0, space.size - 1), min_size=min_size, max_size=n, unique=True))
+    return space, ids
+
+
+@st.composite
+def arbitrary_states(draw: st.DrawFn) -> RoutingState:
+    """A state whose pointers are any nodes at all: stale, unordered, repeated."""
+    space, ids = draw(ring_ids(min_size=1))
+    me, others = ref(ids[0]), [ref(i) for i in ids[1:]]
+    r = draw(st.integers(1, 6))
+    state = RoutingState(me, space, r=r)
+    if others:
+        peers = st.sampled_from(others)
+        state.successors = draw(st.lists(peers, min_size=1, max_size=r))
+        state.fingers = draw(st.lists(st.none() | peers, min_size=space.bits, max_size=space.bits))
+        state.predecessor = draw(st.none() | peers)
+    return state
+
+
+@st.composite
+def ideal_states(draw: st.DrawFn) -> RoutingState:
+    """A state exactly as a converged ring of random ids would have it."""
+    space, ids = draw(ring_ids(min_size=1))
+    r = draw(st.integers(1, 6))
+    refs = [ref(i) for i in ids]
+    ideal = IdealRouting.of(refs, space)
+    me = refs[0]
+    state = RoutingState(me, space, r=r)
+    state.successors = ideal.successors(me, r)
+    state.predecessor = ideal.predecessor(me)
+    state.fingers = ideal.fingers(me)
+    return state
+
+
+def known_nodes(state: RoutingState) -> set[NodeRef]:
+    return {n for n in (*state.fingers, *state.successors) if n is not None}
+
+
+def brute_closest(state: RoutingState, key: int, avoid: set[str]) -> list[NodeRef]:
+    """Every known node in (me, key) not avoided, closest to key first."""
+    size = state.space.size
+    fits = [
+        n
+        for n in known_nodes(state)
+        if between(state.me.id, n.id, key) and n.address not in avoid
+    ]
+    return sorted(fits, key=lambda n: (key - n.id) % size)
+
+
+def check_closest(state: RoutingState, key: int, avoid: set[str], limit: int) -> None:
+    got = state.closest_preceding(key, avoid, limit)
+    want = brute_closest(state, key, avoid)
+    size = state.space.size
+    assert len(got) <= limit
+    assert len({n.address for n in got}) == len(got), "repeats"
+    for n in got:
+        assert between(state.me.id, n.id, key)
+        assert n.address not in avoid
+        assert n in known_nodes(state)
+    dists = [(key - n.id) % size for n in got]
+    assert dists == sorted(dists)
+    if want:
+        assert got, f"missed every candidate: {want}"
+        assert got[0] == want[0], f"best is {want[0]}, got {got}"
+    else:
+        assert got == []
+    # Nothing known and better than the worst candidate offered was left out.
+    assert got == want[: len(got)]
+    assert len(got) == min(limit, len(want))
+
+
+keys = st.integers(0, 255)
+
+
+@settings(max_examples=400)
+@given(arbitrary_states(), keys, st.data())
+def test_closest_preceding_in_arbitrary_tables(state: RoutingState, key: int, data) -> None:
+    key %= state.space.size
+    peers = sorted(n.address for n in known_nodes(state))
+    avoid = set(data.draw(st.lists(st.sampled_from(peers))) if peers else [])
+    limit = data.draw(st.integers(1, 6))
+    check_closest(state, key, avoid, limit)
+
+
+@settings(max_examples=300)
+@given(ideal_states(), keys, st.data())
+def test_closest_preceding_in_converged_tables(state: RoutingState, key: int, data) -> None:
+    key %= state.space.size
+    peers = sorted(n.address for n in known_nodes(state))
+    avoid = set(data.draw(st.lists(st.sampled_from(peers), max_size=3)) if peers else [])
+    check_closest(state, key, avoid, STEP_CANDIDATES)
+
+
+def test_closest_preceding_sees_a_stale_finger_below_the_successor() -> None:
+    """Regression: the scan stopped at the first finger equal to the successor, so a lower
+    finger pointing further round the ring (stale, or learned out of order) was never
+    offered, although it is the best hop."""
+    space = IdSpace(5)
+    state = RoutingState(ref(0), space, r=1)
+    state.successors = [ref(2)]
+    state.fingers = [ref(20), ref(2), None, None, None]
+    assert state.closest_preceding(25) == [ref(20), ref(2)]
+
+
+def test_closest_preceding_sees_a_finger_that_precedes_its_start() -> None:
+    """Regression: only fingers i with 2**i below the distance to the key were read, so a
+    finger whose owner precedes its start (a stale lookup answer, which fix_fingers keeps)
+    was skipped although it lies before the key."""
+    space = IdSpace(5)
+    state = RoutingState(ref(0), space, r=1)
+    state.successors = [ref(1)]
+    state.fingers = [ref(1), ref(1), ref(1), ref(1), ref(5)]  # 5 precedes start 16
+    assert state.closest_preceding(7)[0] == ref(5)
+
+
+def test_closest_preceding_of_my_own_id_reads_the_whole_ring() -> None:
+    """Regression: a key equal to my id gave a zero distance, so no finger was read and the
+    lookup (a joiner asking the holder of its id, a node without predecessor looking itself
+    up) could only crawl the successor lists. (me, me) is the whole ring but me."""
+    space = IdSpace(5)
+    state = RoutingState(ref(0), space, r=1)
+    state.successors = [ref(1)]
+    state.fingers = [ref(1), ref(2), ref(4), ref(8), ref(16)]
+    assert state.closest_preceding(0) == [ref(16), ref(8), ref(4), ref(2)]
+    assert state.step(0).nodes == (ref(16), ref(8), ref(4), ref(2))
+
+
+# step()
+
+
+@settings(max_examples=300)
+@given(arbitrary_states(), keys)
+def test_step_is_done_exactly_when_the_successor_owns_the_key(
+    state: RoutingState, key: int
+) -> None:
+    key %= state.space.size
+    reply = state.step(key)
+    assert reply.done == between_right(state.me.id, key, state.successor.id)
+    if reply.done:
+        assert list(reply.nodes) == state.successors
+    else:
+        assert list(reply.nodes) == state.closest_preceding(key)
+
+
+# adopt_successors()
+
+
+def check_successor_list(state: RoutingState, head: NodeRef) -> None:
+    got = state.successors
+    size = state.space.size
+    assert 1 <= len(got) <= state.r
+    if got == [state.me]:
+        return
+    assert got[0] == head
+    assert state.me not in got
+    assert all(n.id != state.me.id for n in got)
+    dists = [(n.id - state.me.id) % size for n in got]
+    assert all(0 < a < b for a, b in zip(dists, dists[1:], strict=False)) or len(dists) == 1
+    assert dists[0] > 0
+
+
+@settings(max_examples=300)
+@given(ring_ids(min_size=2), st.integers(1, 8), st.data())
+def test_adopt_successors_gives_a_clockwise_list(case, r: int, data) -> None:
+    space, ids = case
+    me = ref(ids[0])
+    others = [ref(i) for i in ids[1:]]
+    state = RoutingState(me, space, r=r)
+    head = data.draw(st.sampled_from(others))
+    theirs = data.draw(st.lists(st.sampled_from([me, *others]), max_size=12))
+    state.adopt_successors(head, theirs)
+    check_successor_list(state, head)
+    # It is what the head's list says, read up to the first entry out of order.
+    assert state.successors == [head, *theirs][: len(state.successors)]
+
+
+@settings(max_examples=200)
+@given(ring_ids(min_size=2), st.integers(1, 8))
+def test_adopting_an_ideal_list_gives_the_ideal_list(case, r: int) -> None:
+    space, ids = case
+    refs = [ref(i) for i in ids]
+    ideal = IdealRouting.of(refs, space)
+    me = refs[0]
+    succ = ideal.successors(me, r)[0]
+    state = RoutingState(me, space, r=r)
+    state.adopt_successors(succ, ideal.successors(succ, r))
+    assert state.successors == ideal.successors(me, r)
+
+
+def test_adopt_successors_of_me_leaves_me_alone() -> None:
+    state = RoutingState(ref(3), IdSpace(5), r=3)
+    state.adopt_successors(ref(3), [ref(7)])
+    assert state.successors == [ref(3)]
+    assert state.alone
+
+
+# rectify()
+
+
+@settings(max_examples=300)
+@given(arbitrary_states(), st.integers(0, 255), st.booleans())
+def test_rectify_follows_zave(state: RoutingState, cand: int, suspected: bool) -> None:
+    candidate = ref(cand % state.space.size)
+    pred = state.predecessor
+    adopted = state.rectify(candidate, suspected)
+    want = candidate.id != state.me.id and (
+        pred is None or suspected or between(pred.id, candidate.id, state.me.id)
+    )
+    assert adopted == want
+    assert state.predecessor == (candidate if want else pred)
+
+
+def test_rectify_keeps_a_closer_predecessor() -> None:
+    state = RoutingState(ref(10), IdSpace(5), predecessor=ref(8))
+    assert not state.rectify(ref(5), False)
+    assert state.predecessor == ref(8)
+    assert state.rectify(ref(9), False)
+    assert state.predecessor == ref(9)
+    assert state.rectify(ref(5), True)
+    assert state.predecessor == ref(5)
+
+
+# forget()
+
+
+@given(arbitrary_states(), st.data())
+def test_forget_drops_every_pointer_to_the_peer(state: RoutingState, data) -> None:
+    peers = known_nodes(state) | ({state.predecessor} if state.predecessor else set())
+    peers.discard(state.me)
+    if not peers:
+        return
+    peer = data.draw(st.sampled_from(sorted(peers, key=lambda n: n.id)))
+    before = list(state.successors)
+    state.forget(peer)
+    assert peer not in state.successors
+    assert peer not in state.fingers
+    assert state.predecessor != peer
+    assert state.successors, "the list is never empty"
+    rest = [n for n in before if n != peer]
+    assert state.successors == (rest or [state.me])
+    assert peer not in state.known_peers()
+
+
+# on_leave_notice()
+
+
+@settings(max_examples=200)
+@given(ring_ids(min_size=3), st.integers(1, 6), st.data())
+def test_leave_notice_relinks_both_neighbours(case, r: int, data) -> None:
+    space, ids = case
+    refs = [ref(i) for i in ids]
+    ideal = IdealRouting.of(refs, space)
+    states = {}
+    for n in refs:
+        s = RoutingState(n, space, r=r)
+        s.successors = ideal.successors(n, r)
+        s.predecessor = ideal.predecessor(n)
+        s.fingers = ideal.fingers(n)
+        states[n] = s
+    leaver = data.draw(st.sampled_from(refs))
+    gone = states[leaver]
+    pred, succ = gone.predecessor, gone.successor
+    assert pred is not None
+    after = IdealRouting.of([n for n in refs if n != leaver], space)
+
+    states[succ].on_leave_notice(leaver, gone.predecessor, ())
+    states[pred].on_leave_notice(leaver, None, tuple(gone.successors))
+
+    assert states[succ].predecessor == after.predecessor(succ)
+    assert states[pred].successor == after.successors(pred, r)[0]
+    for s in (states[pred], states[succ]):
+        assert leaver not in s.successors
+        assert leaver not in s.fingers
+        assert s.predecessor != leaver
+    # The predecessor's list is the leaver's list, which the leaver had complete.
+    if len(refs) - 1 > r or r == 1:
+        assert states[pred].successors == after.successors(pred, r)
+
+
+def test_leave_notice_in_a_ring_of_two_leaves_the_other_alone() -> None:
+    space = IdSpace(5)
+    a = RoutingState(ref(3), space, successors=[ref(9)], predecessor=ref(9))
+    a.on_leave_notice(ref(9), ref(3), ())
+    assert a.alone
+    assert a.predecessor is None
+
+
+def test_leave_notice_about_myself_is_ignored() -> None:
+    space = IdSpace(5)
+    a = RoutingState(ref(3), space, successors=[ref(9)], predecessor=ref(9))
+    a.on_leave_notice(ref(3), None, ())
+    assert a.successors == [ref(9)]
+    assert a.predecessor == ref(9)
+
+
+# Fingers.
+
+
+@settings(max_examples=200)
+@given(ring_ids(min_size=1), st.data())
+def test_filling_fingers_from_true_owners_gives_the_ideal_table(case, data) -> None:
+    space, ids = case
+    refs = [ref(i) for i in ids]
+    ideal = IdealRouting.of(refs, space)
+    me = refs[0]
+    state = RoutingState(me, space)
+    want = ideal.fingers(me)
+    i = 0
+    while i < space.bits:
+        nxt = state.fill_fingers_from(i, want[i])
+        assert nxt > i
+        # Every finger it filled shares the owner of the first one.
+        assert all(want[j] == want[i] for j in range(i, nxt))
+        i = nxt
+    assert i == space.bits
+    assert state.fingers == want
+
+
+def test_fill_fingers_keeps_a_stale_owner_and_moves_on() -> None:
+    space = IdSpace(5)
+    state = RoutingState(ref(0), space)
+    # finger 3 starts at 8; 5 precedes it, yet it is kept and only that finger is filled
+    assert state.fill_fingers_from(3, ref(5)) == 4
+    assert state.fingers[3] == ref(5)
+    assert state.fingers[4] is None
+
+
+def test_fill_fingers_from_a_lone_node_fills_everything() -> None:
+    space = IdSpace(5)
+    state = RoutingState(ref(7), space)
+    assert state.fill_fingers_from(0, ref(7)) == 5
+    assert state.fingers == [ref(7)] * 5
+
+
+# owns()
+
+
+@settings(max_examples=200)
+@given(ring_ids(min_size=1), st.integers(0, 255))
+def test_owns_matches_the_ideal_owner(case, key: int) -> None:
+    space, ids = case
+    key %= space.size
+    refs = [ref(i) for i in ids]
+    ideal = IdealRouting.of(refs, space)
+    for me in refs:
+        state = RoutingState(me, space)
+        state.successors = ideal.successors(me, 3)
+        state.predecessor = ideal.predecessor(me)
+        assert state.owns(key) == (ideal.owner(key) == me)
+
+
+def test_owns_without_a_predecessor_owns_nothing_unless_alone() -> None:
+    space = IdSpace(5)
+    assert RoutingState(ref(4), space).owns(20)
+    state = RoutingState(ref(4), space, successors=[ref(9)])
+    assert not state.owns(4)
+    assert not state.owns(20)
+
+
+# Construction and reading.
+
+
+def test_state_rejects_bad_values() -> None:
+    with pytest.raises(ValueError):
+        RoutingState(ref(1), IdSpace(5), r=0)
+    with pytest.raises(ValueError):
+        RoutingState(ref(32), IdSpace(5))
+
+
+def test_a_new_state_is_alone() -> None:
+    state = RoutingState(ref(1), IdSpace(5))
+    assert state.alone
+    assert state.successor == ref(1)
+    assert state.fingers == [None] * 5
+    assert state.known_peers() == []
+
+
+@given(arbitrary_states())
+def test_known_peers_are_every_other_pointer_once(state: RoutingState) -> None:
+    peers = state.known_peers()
+    assert len({p.address for p in peers}) == len(peers)
+    want = known_nodes(state) | ({state.predecessor} if state.predecessor else set())
+    assert set(peers) == want - {state.me}

@@ -1,0 +1,84 @@
+"""Shared helpers for tests of the Chord core: hand-built rings and a synchronous network.
+
+They are handed out as session fixtures (not imported): test files in different folders have
+no package, so importing `conftest` by name could pick up another folder's conftest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from chordshare.chord.invariants import IdealRouting
+from chordshare.chord.messages import Call, NodeRef, Reply, Unreachable
+from chordshare.chord.procedures import handle
+from chordshare.chord.state import RoutingState
+from chordshare.ids import IdSpace
+
+
+def address_of(ident: int) -> str:
+    return f"n{ident}"
+
+
+@dataclass
+class Network:
+    """Nodes by address; a call to a dead or unknown address fails. Runs a procedure to its
+    end, answering each call with the callee's `handle`, and keeps a log of the calls."""
+
+    nodes: dict[str, RoutingState] = field(default_factory=dict)
+    dead: set[str] = field(default_factory=set)
+    calls: list[Call] = field(default_factory=list)
+    failures: int = 0
+
+    def live(self) -> set[str]:
+        return set(self.nodes) - self.dead
+
+    def add(self, state: RoutingState) -> RoutingState:
+        self.nodes[state.me.address] = state
+        return state
+
+    def reply(self, call: Call) -> Reply:
+        target = self.nodes.get(call.peer.address)
+        if target is None or call.peer.address in self.dead:
+            self.failures += 1
+            return Unreachable(call.peer, "dead")
+        return handle(target, call)
+
+    def run(self, procedure: Generator[Call, Reply, Any]) -> Any:
+        try:
+            call = next(procedure)
+            while True:
+                self.calls.append(call)
+                call = procedure.send(self.reply(call))
+        except StopIteration as stop:
+            return stop.value
+
+
+def converged_ring(
+    ids: Iterable[int], space: IdSpace, r: int, fingers: bool = True
+) -> tuple[Network, IdealRouting]:
+    """A network whose nodes hold exactly the pointers the sorted id list calls for."""
+    refs = [NodeRef(i, address_of(i)) for i in sorted(set(ids))]
+    ideal = IdealRouting.of(refs, space)
+    net = Network()
+    for ref in refs:
+        state = RoutingState(ref, space, r=r)
+        state.successors = ideal.successors(ref, r)
+        state.predecessor = ideal.predecessor(ref)
+        if fingers:
+            state.fingers = ideal.fingers(ref)
+        net.add(state)
+    return net, ideal
+
+
+@pytest.fixture(scope="session")
+def make_ring() -> Callable[..., tuple[Network, IdealRouting]]:
+    return converged_ring
+
+
+@pytest.fixture(scope="session")
+def make_network() -> Callable[[], Network]:
+    return Network
