@@ -26,6 +26,7 @@ from chordshare.chord.messages import (
     Pong,
     Reply,
     StepReply,
+    Unreachable,
 )
 from chordshare.chord.state import NO_AVOID, DuplicateIdError, RoutingState
 from chordshare.ids import between
@@ -77,6 +78,7 @@ def find_successor(
         reply = None
     hops = timeouts = 0
     alive: set[str] = set()
+    last_failure = ""
     tried: set[str] = {state.me.address}
     pool: dict[str, NodeRef] = {}
     if start is not None:
@@ -96,12 +98,14 @@ def find_successor(
                 if isinstance(answer, Pong) and answer.node == candidate:
                     return LookupResult(candidate, hops + 1, timeouts)
                 timeouts += 1
+                last_failure = _failure(candidate, answer)
         elif reply is not None:
             for node in reply.nodes:
                 if node.address not in tried and node.address not in avoid:
                     pool[node.address] = node
         if not pool:
-            raise LookupFailed(f"no live node answers for key {key}")
+            because = f" (last failure: {last_failure})" if last_failure else ""
+            raise LookupFailed(f"no live node answers for key {key}{because}")
         nxt = min(pool.values(), key=lambda n: (key - n.id) % space.size)
         del pool[nxt.address]
         tried.add(nxt.address)
@@ -112,8 +116,15 @@ def find_successor(
             reply = answer
         else:
             timeouts += 1
+            last_failure = _failure(nxt, answer)
             reply = None
     raise LookupFailed(f"lookup of key {key} gave up after {MAX_LOOKUP_CALLS} calls")
+
+
+def _failure(peer: NodeRef, answer: Reply) -> str:
+    if isinstance(answer, Unreachable):
+        return f"{peer.address} {answer.reason}"
+    return f"{peer.address} is not the node we expected"
 
 
 def join(

@@ -83,8 +83,15 @@ class RoutingState:
 
     def step(self, key: int, avoid: Container[str] = NO_AVOID) -> StepReply:
         """One step of an iterative lookup, answered from this node's state."""
-        if between_right(self.me.id, key, self.successor.id):
-            return StepReply(done=True, nodes=tuple(self.successors))
+        me, successors = self.me.id, self.successors
+        # Suspected successors do not stop us answering: the key is ours to answer while it
+        # falls before the first successor we still trust (the ones before it may be dead).
+        trusted = next((s for s in successors if s.address not in avoid), successors[0])
+        if between_right(me, key, trusted.id):
+            # The answer starts at the first successor whose arc covers the key: its first
+            # live entry is the owner.
+            first = next(i for i, s in enumerate(successors) if between_right(me, key, s.id))
+            return StepReply(done=True, nodes=tuple(successors[first:]))
         return StepReply(done=False, nodes=tuple(self.closest_preceding(key, avoid)))
 
     def closest_preceding(

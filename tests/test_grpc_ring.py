@@ -1,0 +1,218 @@
+"""Real nodes on loopback gRPC in one process: joining, converging, leaving, refusing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from chordshare.chord.invariants import IdealRouting, convergence_problems, ring_problems
+from chordshare.ids import IdSpace
+from chordshare.node.runtime import JoinError, Timing
+from chordshare.node.server import NodeServer, NodeSettings, StartError
+from chordshare.v1 import chord_pb2 as pb
+from chordshare.v1 import chord_pb2_grpc as pb_grpc
+
+FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
+
+
+async def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> None:
+    give_up = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out after {deadline} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def states_of(servers: list[NodeServer]) -> dict:
+    return {s.node.me.address: s.node.state for s in servers if s.node and s.node.joined}
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.servers: list[NodeServer] = []
+
+    async def start(self, **settings: object) -> NodeServer:
+        server = NodeServer(
+            NodeSettings(bind="127.0.0.1:0", timing=FAST, **settings)  # type: ignore[arg-type]
+        )
+        self.servers.append(server)
+        await server.start()
+        return server
+
+    def live(self) -> list[NodeServer]:
+        return [s for s in self.servers if s.server is not None and s.node and s.node.joined]
+
+    def converged(self) -> bool:
+        states = states_of(self.live())
+        return not convergence_problems(states, set(states))
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    c = Cluster()
+    yield c
+    await asyncio.gather(
+        *(s.stop(graceful=False) for s in c.servers if s.server is not None),
+        return_exceptions=True,
+    )
+
+
+async def test_sixteen_nodes_joining_at_once_converge(cluster: Cluster) -> None:
+    first = await cluster.start()
+    assert first.node is not None
+    await asyncio.gather(*(cluster.start(join=first.node.me.address) for _ in range(15)))
+    await wait_until(cluster.converged, 30, "16 nodes to converge")
+    live = cluster.live()
+    states = states_of(live)
+    assert ring_problems(states, set(states)) == []
+    ideal = IdealRouting.of([s.node.me for s in live if s.node], first.node.space)
+    space = first.node.space
+    for i, server in enumerate(live):
+        assert server.node is not None
+        key = space.hash(f"file-{i}")
+        result = await server.node.lookup(key)
+        assert result.owner == ideal.owner(key)
+        assert result.timeouts == 0
+
+
+async def test_seed_teaching_ring_fingers(cluster: Cluster) -> None:
+    first = await cluster.start(bits=5, node_id=20)
+    assert first.node is not None
+    for ident in (28, 5, 1):
+        await cluster.start(bits=5, node_id=ident, join=first.node.me.address)
+    await wait_until(cluster.converged, 20, "the teaching ring to converge")
+    one = next(s.node for s in cluster.live() if s.node and s.node.me.id == 1)
+    assert one is not None
+    assert [f.id for f in one.state.fingers if f] == [5, 5, 5, 20, 20]
+
+
+async def test_graceful_leave_relinks_at_once(cluster: Cluster) -> None:
+    first = await cluster.start(bits=5, node_id=20)
+    assert first.node is not None
+    for ident in (28, 5, 1):
+        await cluster.start(bits=5, node_id=ident, join=first.node.me.address)
+    await wait_until(cluster.converged, 20, "the teaching ring to converge")
+    by_id = {s.node.me.id: s for s in cluster.live() if s.node}
+    for s in by_id.values():
+        assert s.node is not None
+        await s.node.stop_maintenance()  # nothing but the leave notices may relink
+    await by_id[20].stop(graceful=True)
+    five, twenty_eight = by_id[5].node, by_id[28].node
+    assert five is not None and twenty_eight is not None
+    assert five.state.successor.id == 28
+    assert twenty_eight.state.predecessor is not None
+    assert twenty_eight.state.predecessor.id == 5
+    states = states_of([by_id[i] for i in (1, 5, 28)])
+    assert ring_problems(states, set(states)) == []
+
+
+async def test_duplicate_id_is_refused_naming_the_holder(cluster: Cluster) -> None:
+    first = await cluster.start(bits=8, node_id=42)
+    assert first.node is not None
+    with pytest.raises(JoinError, match=first.node.me.address):
+        await cluster.start(bits=8, node_id=42, join=first.node.me.address)
+    assert first.node.state.alone  # the ring is untouched
+
+
+async def test_bad_settings_are_refused(cluster: Cluster) -> None:
+    with pytest.raises(StartError, match="outside"):
+        await cluster.start(bits=5, node_id=32)
+    with pytest.raises(StartError, match="bits"):
+        await cluster.start(bits=2)
+    with pytest.raises(StartError, match="--advertise"):
+        await NodeServer(NodeSettings(bind="0.0.0.0:0")).start()
+    with pytest.raises(StartError, match="malformed"):
+        await NodeServer(NodeSettings(bind="localhost")).start()
+
+
+async def test_unreachable_or_mismatched_join_fails_fast(cluster: Cluster) -> None:
+    first = await cluster.start(bits=8)
+    assert first.node is not None
+    started = time.monotonic()
+    with pytest.raises(JoinError, match="cannot reach"):
+        await cluster.start(join="127.0.0.1:1")
+    with pytest.raises(JoinError, match="8-bit"):
+        await cluster.start(bits=16, join=first.node.me.address)
+    assert time.monotonic() - started < 5
+
+
+class LyingChord(pb_grpc.ChordServicer):
+    """Answers Ping properly, then every other call with ids that do not fit the ring."""
+
+    async def Ping(self, request: pb.PingRequest, context: object) -> pb.PingReply:
+        return pb.PingReply(node=pb.Node(id=b"\x07", address=self.address), bits=5, joined=True)
+
+    async def FindStep(self, request: pb.FindStepRequest, context: object) -> pb.FindStepReply:
+        return pb.FindStepReply(done=True, nodes=[pb.Node(id=b"\xff" * 30, address="x:1")])
+
+    async def GetNeighbors(self, request: object, context: object) -> pb.Neighbors:
+        return pb.Neighbors(node=pb.Node(id=b"\xff" * 30, address="x:1"))
+
+
+async def test_a_node_answering_garbage_is_a_clear_error(cluster: Cluster) -> None:
+    liar = LyingChord()
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    liar.address = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    pb_grpc.add_ChordServicer_to_server(liar, server)
+    await server.start()
+    try:
+        with pytest.raises(JoinError, match="malformed"):
+            await cluster.start(bits=5, node_id=3, join=f"127.0.0.1:{port}")
+    finally:
+        await server.stop(0)
+
+
+async def test_malformed_requests_get_invalid_argument(cluster: Cluster) -> None:
+    node = await cluster.start(bits=5, node_id=3)
+    assert node.node is not None
+    async with grpc.aio.insecure_channel(node.node.me.address) as channel:
+        stub = pb_grpc.ChordStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.FindStep(pb.FindStepRequest(key=b"\x01\x02"), timeout=2)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Lookup(pb.LookupRequest(key=bytes([40])), timeout=2)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "outside" in (err.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Notify(pb.NotifyRequest(candidate=pb.Node(id=b"\x01")), timeout=2)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # The node still answers properly afterwards.
+        reply = await stub.Lookup(pb.LookupRequest(key=bytes([9])), timeout=2)
+        assert reply.owner.address == node.node.me.address
+
+
+async def test_health_and_reflection(cluster: Cluster) -> None:
+    first = await cluster.start()
+    assert first.node is not None
+    async with grpc.aio.insecure_channel(first.node.me.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = await health.Check(
+            health_pb2.HealthCheckRequest(service="chordshare.v1.Chord"), timeout=2
+        )
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = set()
+        async for reply in replies:
+            names |= {s.name for s in reply.list_services_response.service}
+            break
+        assert {"chordshare.v1.Chord", "grpc.health.v1.Health"} <= names
+        await first.node.leave()
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_ids_hash_the_advertised_address(cluster: Cluster) -> None:
+    server = await cluster.start()
+    assert server.node is not None
+    assert server.node.me.id == IdSpace().hash(server.node.me.address)

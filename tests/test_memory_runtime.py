@@ -1,0 +1,97 @@
+"""Node runtimes on the in-memory transport: a hung peer costs a lookup little time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chordshare.chord.invariants import IdealRouting, convergence_problems
+from chordshare.chord.messages import NodeRef
+from chordshare.ids import IdSpace
+from chordshare.node.runtime import ChordNode, Timing
+from chordshare.transport.memory import MemoryNetwork, MemoryTransport
+
+FAST = Timing(stabilize=0.05, check_predecessor=0.1, fix_fingers=0.2, join_deadline=1.0)
+SPACE = IdSpace(16)
+
+
+async def wait_until(condition, deadline: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    give_up = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out after {deadline} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def ring() -> AsyncIterator[tuple[MemoryNetwork, list[ChordNode]]]:
+    network = MemoryNetwork()
+    nodes: list[ChordNode] = []
+    for i in range(12):
+        address = f"mem-{i}:1"
+        node = ChordNode(
+            NodeRef(SPACE.hash(address), address),
+            SPACE,
+            MemoryTransport(network),
+            successors=4,
+            timing=FAST,
+        )
+        network.attach(address, node)
+        if nodes:
+            await node.join(nodes[0].me.address)
+        else:
+            await node.create()
+        nodes.append(node)
+
+    def converged() -> bool:
+        states = {n.me.address: n.state for n in nodes}
+        return not convergence_problems(states, set(states))
+
+    await wait_until(converged, 20, "the in-memory ring to converge")
+    yield network, nodes
+    for node in nodes:
+        await node.stop_maintenance()
+
+
+async def test_frozen_peer_is_routed_around_and_suspected_node_wide(
+    ring: tuple[MemoryNetwork, list[ChordNode]],
+) -> None:
+    network, nodes = ring
+    frozen = nodes[5]
+    network.freeze(frozen.me.address)
+    others = [n for n in nodes if n is not frozen]
+    ideal = IdealRouting.of([n.me for n in others], SPACE)
+    asker = min(others, key=lambda n: SPACE.distance(n.me.id, frozen.me.id) or SPACE.size)
+    # A key the frozen node owned now belongs to its successor.
+    key = frozen.me.id
+    started = time.monotonic()
+    first = await asker.lookup(key)
+    first_took = time.monotonic() - started
+    assert first.owner == ideal.owner(key)
+    # One deadline at most: the deadline adapts to the fast in-memory round trips (floor).
+    assert first_took < 1.0
+    started = time.monotonic()
+    for k in range(0, SPACE.size, 997):
+        result = await asker.lookup(k)
+        assert result.owner == ideal.owner(k)
+        assert result.timeouts == 0  # suspected once, avoided by every later lookup
+    assert time.monotonic() - started < 1.0
+
+
+async def test_crashed_peer_heals_out_of_the_ring(
+    ring: tuple[MemoryNetwork, list[ChordNode]],
+) -> None:
+    network, nodes = ring
+    dead = nodes[3]
+    network.kill(dead.me.address)
+    await dead.stop_maintenance()
+    live = [n for n in nodes if n is not dead]
+
+    def healed() -> bool:
+        states = {n.me.address: n.state for n in live}
+        return not convergence_problems(states, set(states))
+
+    await wait_until(healed, 20, "the ring to heal around a crashed node")
