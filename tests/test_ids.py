@@ -36,9 +36,7 @@ def test_intervals_match_a_walk_round_the_ring_exhaustively(bits: int) -> None:
 
 
 small = st.integers(3, 8).flatmap(
-    lambda bits: st.tuples(
-        st.just(bits), *(st.integers(0, (1 << bits) - 1) for _ in range(3))
-    )
+    lambda bits: st.tuples(st.just(bits), *(st.integers(0, (1 << bits) - 1) for _ in range(3)))
 )
 
 

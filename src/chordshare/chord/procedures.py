@@ -29,7 +29,7 @@ from chordshare.chord.messages import (
     Unreachable,
 )
 from chordshare.chord.state import NO_AVOID, DuplicateIdError, RoutingState
-from chordshare.ids import between
+from chordshare.ids import between, between_right
 
 # A lookup that has made this many calls is lost in a broken ring: stop rather than wander.
 MAX_LOOKUP_CALLS = 1024
@@ -83,6 +83,20 @@ def find_successor(
     pool: dict[str, NodeRef] = {}
     if start is not None:
         pool[start.address] = start
+    # The live node nearest before the key that we heard from. A node answers `done` only
+    # up to its first successor, and offers no hop past the key; so when that successor died
+    # unnoticed, every hop it offers is dead and only its successor list leads on (what a
+    # recursive Chord node does when its successor times out). It is read once, when no hop
+    # is left that is nearer the key: going back round the ring would only meet the same
+    # dead nodes again.
+    nearest: NodeRef | None = state.me if start is None else None
+    listed: set[str] = set()
+
+    def behind(node: NodeRef) -> bool:
+        return (
+            nearest is not None and (key - node.id) % space.size >= (key - nearest.id) % space.size
+        )
+
     while hops + timeouts < MAX_LOOKUP_CALLS:
         if reply is not None and reply.done:
             for candidate in reply.nodes:
@@ -94,19 +108,45 @@ def find_successor(
                     continue
                 if candidate.address in alive:
                     return LookupResult(candidate, hops, timeouts)
+                if candidate.address in tried:  # tried and failed: once is enough
+                    continue
                 answer = yield Ping(candidate)
                 if isinstance(answer, Pong) and answer.node == candidate:
                     return LookupResult(candidate, hops + 1, timeouts)
                 timeouts += 1
+                tried.add(candidate.address)
                 last_failure = _failure(candidate, answer)
         elif reply is not None:
             for node in reply.nodes:
                 if node.address not in tried and node.address not in avoid:
                     pool[node.address] = node
-        if not pool:
+        best = min(pool.values(), key=lambda n: (key - n.id) % space.size, default=None)
+        stuck = best is None or behind(best)
+        if stuck and nearest is not None and nearest.address not in listed:
+            listed.add(nearest.address)
+            if nearest == state.me:
+                successors: tuple[NodeRef, ...] = tuple(state.successors)
+            else:
+                answer = yield GetNeighbors(nearest)
+                if isinstance(answer, Neighbors) and answer.node == nearest:
+                    hops += 1
+                    successors = answer.successors
+                else:
+                    timeouts += 1
+                    last_failure = _failure(nearest, answer)
+                    successors = ()
+            # The list runs clockwise from nearest: entries before the key are hops not yet
+            # tried, the rest answer for the key as a done step would.
+            past = [n for n in successors if between_right(nearest.id, key, n.id)]
+            for node in successors:
+                if node not in past and node.address not in tried and node.address not in avoid:
+                    pool[node.address] = node
+            reply = StepReply(done=True, nodes=tuple(past)) if past else None
+            continue
+        if best is None:
             because = f" (last failure: {last_failure})" if last_failure else ""
             raise LookupFailed(f"no live node answers for key {key}{because}")
-        nxt = min(pool.values(), key=lambda n: (key - n.id) % space.size)
+        nxt = best
         del pool[nxt.address]
         tried.add(nxt.address)
         answer = yield FindStep(nxt, key)
@@ -114,6 +154,8 @@ def find_successor(
             hops += 1
             alive.add(nxt.address)
             reply = answer
+            if nearest is None or not behind(nxt):
+                nearest = nxt
         else:
             timeouts += 1
             last_failure = _failure(nxt, answer)
