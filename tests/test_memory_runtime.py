@@ -95,3 +95,24 @@ async def test_crashed_peer_heals_out_of_the_ring(
         return not convergence_problems(states, set(states))
 
     await wait_until(healed, 20, "the ring to heal around a crashed node")
+
+
+async def test_a_resumed_peer_is_trusted_again_within_a_probe_period(
+    ring: tuple[MemoryNetwork, list[ChordNode]],
+) -> None:
+    network, nodes = ring
+    frozen = nodes[7]
+    network.freeze(frozen.me.address)
+    others = [n for n in nodes if n is not frozen]
+    for node in others:  # every node runs into the frozen one and suspects it
+        await node.lookup(frozen.me.id)
+    assert any(frozen.me.address in n.transport.health for n in others)
+    network.thaw(frozen.me.address)
+
+    def trusted_everywhere() -> bool:
+        return not any(frozen.me.address in n.transport.health for n in others)
+
+    # Well before the 10 s suspicion would age out: the check-predecessor loop probes.
+    await wait_until(trusted_everywhere, 3.0, "every node to find the resumed peer alive")
+    for node in others:
+        assert (await node.lookup(frozen.me.id)).owner == frozen.me

@@ -205,6 +205,10 @@ def stabilize(
             break
         answer = yield GetNeighbors(succ)
         if isinstance(answer, Neighbors) and answer.node == succ:
+            if succ not in state.successors:
+                # A leave notice relinked us around succ while we waited: its answer is
+                # stale, and adopting it would make a node that has gone our successor.
+                continue
             neighbors = answer
         else:
             state.forget(succ)
@@ -243,6 +247,8 @@ def _recover_successor(
         return None
     answer = yield GetNeighbors(pred)
     if isinstance(answer, Neighbors) and answer.node == pred:
+        if state.predecessor != pred:
+            return None  # it left (a leave notice cleared it) while we waited: stay alone
         return pred, answer
     state.forget(pred)
     return None

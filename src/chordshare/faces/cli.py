@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chordshare.chord.messages import NodeRef
@@ -36,14 +37,15 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one line per message, never wrapped
 
 NodeOption = Annotated[str, typer.Option("--node", "-n", help="Address HOST:PORT of a node.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: messages quote addresses such as [fe80::1]:7000, which are not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -131,9 +133,10 @@ async def _serve(settings: NodeSettings) -> None:
         f"node {chord.me.id} serving at {chord.me.address}"
         + (f", joined through {settings.join}" if settings.join else ", new ring"),
         highlight=False,
+        markup=False,
     )
     await stop.wait()
-    err_console.print(f"node {chord.me.id} leaving", highlight=False)
+    err_console.print(f"node {chord.me.id} leaving", highlight=False, markup=False)
     await server.stop(graceful=True)
 
 

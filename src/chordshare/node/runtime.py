@@ -148,6 +148,17 @@ class ChordNode:
 
     async def check_predecessor(self) -> None:
         await drive(procedures.check_predecessor(self.state), self.transport)
+        await self.probe_suspects()
+
+    async def probe_suspects(self) -> None:
+        """Ping every suspected peer. Lookups skip suspects, so a peer that was only slow,
+        or was frozen and resumed, must be found alive again here rather than wait out its
+        suspicion: it may own keys meanwhile. An answer clears the suspicion."""
+        health = self.transport.health
+        await asyncio.gather(
+            *(self.transport.hello(a, health.timeout_for(a)) for a in health.suspected()),
+            return_exceptions=True,
+        )
 
     async def fix_fingers(self) -> None:
         await drive(procedures.fix_fingers(self.state, self.transport.health), self.transport)

@@ -58,6 +58,7 @@ class NodeServer:
             space = IdSpace(s.bits)
             bind_host, _ = parse_address(s.bind, any_port=True)
             advertise_given = normalize_address(s.advertise) if s.advertise else None
+            join = normalize_address(s.join) if s.join else None
             if s.node_id is not None:
                 space.check(s.node_id)
         except ValueError as err:
@@ -97,8 +98,8 @@ class NodeServer:
         await server.start()
         self.server, self.node = server, node
         try:
-            if s.join:
-                await node.join(normalize_address(s.join))
+            if join is not None:
+                await node.join(join)
             else:
                 await node.create()
         except Exception:

@@ -29,10 +29,11 @@ from chordshare.v1 import chord_pb2_grpc as pb_grpc
 T = TypeVar("T")
 
 # Reconnect quickly to a peer that came back (gRPC's default backoff grows to minutes), and
-# notice a dead connection without waiting for the OS.
+# notice a dead connection without waiting for the OS. Not grpc.min_reconnect_backoff_ms:
+# gRPC core reads it as the minimum *connect timeout*, so 100 there failed every connection
+# whose handshake took over ~0.1 s (a busy peer, a long link) whatever the call's deadline.
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),

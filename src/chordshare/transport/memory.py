@@ -68,9 +68,11 @@ class MemoryTransport:
         return reply
 
     async def hello(self, address: str, deadline: float) -> Hello:
+        started = time.monotonic()
         node = await self._target(address, deadline)
         pong = await node.handle(Ping(NodeRef(0, address)))
         assert isinstance(pong, Pong)
+        self.health.record_success(address, time.monotonic() - started)
         return Hello(pong.node, node.space.bits, node.joined)
 
     async def close(self) -> None:
