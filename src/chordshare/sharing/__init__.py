@@ -1,0 +1,1 @@
+"""File sharing on the ring: manifests, placement, transfers, replication, search."""

@@ -1,0 +1,66 @@
+"""File names, their keywords, and cutting files into hashed chunks."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chordshare.sharing.chunking import build_manifest, iter_chunks
+from chordshare.sharing.names import BadName, check_name, keywords
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "empty"),
+        ("a" * 256, "at most 255 bytes"),
+        ("é" * 128, "at most 255 bytes"),  # 256 bytes in UTF-8
+        ("dir/file", "'/'"),
+        ("dir\\file", "'\\\\'"),
+        ("a..b", "'..'"),
+        ("nul\0byte", "NUL"),
+        (" padded", "white space"),
+    ],
+)
+def test_bad_names_are_refused_with_the_reason(name: str, why: str) -> None:
+    with pytest.raises(BadName, match=why):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["q3-report.pdf", "a" * 255, "notes v2.txt", "é.md", "x"])
+def test_good_names_pass(name: str) -> None:
+    assert check_name(name) == name
+
+
+def test_keywords_split_names_into_words() -> None:
+    assert keywords("q3-report.pdf") == ["pdf", "q3", "report"]
+    assert keywords("My_Holiday Photos (2).JPG") == ["2", "holiday", "jpg", "my", "photos"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(max_size=5000), chunk_size=st.integers(min_value=1, max_value=1500))
+def test_manifest_describes_the_bytes(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk_size: int
+) -> None:
+    path = tmp_path_factory.mktemp("f") / "file"
+    path.write_bytes(data)
+    manifest = build_manifest(path, "file", chunk_size)
+    manifest.check()
+    assert manifest.size == len(data)
+    assert manifest.sha256 == hashlib.sha256(data).digest()
+    pieces = list(iter_chunks(path, chunk_size))
+    assert b"".join(pieces) == data
+    assert manifest.chunks == tuple(hashlib.sha256(p).digest() for p in pieces)
+    assert all(manifest.chunk_length(i) == len(p) for i, p in enumerate(pieces))
+
+
+def test_empty_file_has_no_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    manifest = build_manifest(path, "empty")
+    assert manifest.size == 0 and manifest.chunks == ()
+    manifest.check()
