@@ -183,6 +183,7 @@ def join(
     answer = yield GetNeighbors(owner)
     if not isinstance(answer, Neighbors):
         raise JoinFailed(f"successor {owner.address} stopped answering while we joined")
+    owner, answer = yield from _nearer_successor(state, owner, answer, avoid)
     state.predecessor = None
     state.adopt_successors(owner, answer.successors)
     yield Notify(state.successor, state.me)
@@ -241,7 +242,7 @@ def _recover_successor(
             continue
         answer = yield GetNeighbors(result.owner)
         if isinstance(answer, Neighbors) and answer.node == result.owner:
-            return result.owner, answer
+            return (yield from _nearer_successor(state, result.owner, answer, avoid))
     pred = state.predecessor
     if pred is None or pred == state.me:
         return None
@@ -252,6 +253,36 @@ def _recover_successor(
         return pred, answer
     state.forget(pred)
     return None
+
+
+def _nearer_successor(
+    state: RoutingState, owner: NodeRef, neighbors: Neighbors, avoid: Container[str]
+) -> Generator[Call, Reply, tuple[NodeRef, Neighbors]]:
+    """Check a lookup's answer for our own id against what that owner knows, before we adopt
+    its list. A lookup answered from a stale successor list (one that skips nodes joined
+    since, its other entries dead) can name a node far past us; adopting it would cut its
+    list down to that one node, and leave us with no live successor when it goes. A node
+    the owner knows (its predecessor or a successor) that lies between us and it is nearer:
+    move to the nearest one that answers, at most r times (each move gets strictly nearer;
+    stabilize finishes what is left)."""
+    me = state.me.id
+    for _ in range(state.r):
+        nearer = [
+            n
+            for n in (neighbors.predecessor, *neighbors.successors)
+            if n is not None
+            and n.id != me
+            and n.address not in avoid
+            and between(me, n.id, owner.id)
+        ]
+        if not nearer:
+            break
+        best = min(nearer, key=lambda n: (n.id - me) % state.space.size)
+        answer = yield GetNeighbors(best)
+        if not (isinstance(answer, Neighbors) and answer.node == best):
+            break  # keep the answer we have: stabilize will walk back from it
+        owner, neighbors = best, answer
+    return owner, neighbors
 
 
 def check_predecessor(state: RoutingState) -> Generator[Call, Reply, None]:

@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -78,8 +78,13 @@ async def with_client(address: str, use: Callable[[NodeClient], Awaitable[T]]) -
         await client.close()
 
 
-def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on uvloop where it exists: grpc.aio calls cost half as much there."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def short(node: NodeRef | None) -> str:

@@ -1,0 +1,132 @@
+"""An in-memory network of Chord nodes: who is alive, who suspects whom, what was sent.
+
+The network holds one `RoutingState` per address and answers a call with the target's
+`procedures.handle`, or with `Unreachable` when the target is not live. Each node has a
+suspicion set, the `avoid` its procedures and its `handle` receive: a failed call adds the
+peer to the caller's set, a reply removes it. That is all the node runtime knows about its
+peers too, so the simulator and the runtime make the same decisions.
+
+Delivery is split in two halves (`request`, then `respond`) so that the simulator can let
+other messages run in between, as they do in the asyncio runtime; `run` does both halves
+back to back for a synchronous, deterministic driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from chordshare.chord.messages import Call, NodeRef, Reply, Unreachable
+from chordshare.chord.procedures import handle
+from chordshare.chord.state import RoutingState
+
+T = TypeVar("T")
+
+UNREACHABLE_REASON = "not live"
+
+
+@dataclass(slots=True)
+class Counters:
+    """What crossed the network since the last reset."""
+
+    calls: dict[str, int] = field(default_factory=dict)  # by call type name
+    delivered: int = 0  # calls a live target answered
+    failed: int = 0  # calls that hit a node that is not live
+
+    @property
+    def total(self) -> int:
+        return self.delivered + self.failed
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.delivered = self.failed = 0
+
+
+@dataclass(slots=True)
+class Network:
+    """Nodes by address, the live set, per-node suspicion, and counters."""
+
+    states: dict[str, RoutingState] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+    suspects: dict[str, set[str]] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
+
+    def add(self, state: RoutingState) -> RoutingState:
+        """Bring a node up: it answers calls from now on."""
+        address = state.me.address
+        if address in self.live:
+            raise ValueError(f"{address} is already live")
+        self.states[address] = state
+        self.live.add(address)
+        self.suspects[address] = set()
+        return state
+
+    def remove(self, address: str) -> None:
+        """Take a node down (crash or end of a graceful leave): calls to it fail from now
+        on. Its state is dropped; others keep whatever pointers to it they hold."""
+        self.live.discard(address)
+        self.states.pop(address, None)
+        self.suspects.pop(address, None)
+
+    def state(self, address: str) -> RoutingState:
+        return self.states[address]
+
+    def refs(self) -> list[NodeRef]:
+        """The live nodes, in no particular order."""
+        return [self.states[a].me for a in self.live]
+
+    # The two halves of one call.
+
+    def request(self, call: Call) -> Reply:
+        """Deliver a call to its target and return the reply it sends back (the target's
+        state changes now, as it would when the request arrives)."""
+        address = call.peer.address
+        counters = self.counters
+        name = type(call).__name__
+        counters.calls[name] = counters.calls.get(name, 0) + 1
+        if address not in self.live:
+            counters.failed += 1
+            return Unreachable(call.peer, UNREACHABLE_REASON)
+        counters.delivered += 1
+        return handle(self.states[address], call, self.suspects[address])
+
+    def respond(self, origin: str, call: Call, reply: Reply) -> None:
+        """The caller receives a reply: update its suspicion of the peer."""
+        suspects = self.suspects.get(origin)
+        if suspects is None:  # the caller went down meanwhile
+            return
+        if isinstance(reply, Unreachable):
+            suspects.add(call.peer.address)
+        else:
+            suspects.discard(call.peer.address)
+
+    def run(self, origin: str, procedure: Generator[Call, Reply, T]) -> T:
+        """Drive a procedure of `origin` to its end, one call at a time, and return its
+        value (its exceptions propagate)."""
+        live = self.live
+        states = self.states
+        suspects = self.suspects.get(origin)
+        counters = self.counters
+        calls = counters.calls
+        # Inlined `request` + `respond`: this loop carries every lookup of the experiments.
+        try:
+            call = next(procedure)
+            while True:
+                peer = call.peer.address
+                name = type(call).__name__
+                calls[name] = calls.get(name, 0) + 1
+                reply: Reply
+                if peer in live:
+                    counters.delivered += 1
+                    reply = handle(states[peer], call, self.suspects[peer])
+                    if suspects is not None:
+                        suspects.discard(peer)
+                else:
+                    counters.failed += 1
+                    reply = Unreachable(call.peer, UNREACHABLE_REASON)
+                    if suspects is not None:
+                        suspects.add(peer)
+                call = procedure.send(reply)
+        except StopIteration as stop:
+            return stop.value
