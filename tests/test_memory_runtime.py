@@ -114,5 +114,11 @@ async def test_a_resumed_peer_is_trusted_again_within_a_probe_period(
 
     # Well before the 10 s suspicion would age out: the check-predecessor loop probes.
     await wait_until(trusted_everywhere, 3.0, "every node to find the resumed peer alive")
+
+    def relinked() -> bool:  # stabilize dropped it while it hung; notify brings it back
+        states = {n.me.address: n.state for n in nodes}
+        return not convergence_problems(states, set(states), check_fingers=False)
+
+    await wait_until(relinked, 20.0, "the resumed peer to be linked in again")
     for node in others:
         assert (await node.lookup(frozen.me.id)).owner == frozen.me
