@@ -32,14 +32,13 @@ def test_same_seed_same_result() -> None:
 
 
 def test_mean_hops_follow_the_paper() -> None:
-    """A few hundred nodes with r = 2·log2 N. The band allows for one hop more than the
-    paper: a lookup step is `done` only at the key's predecessor, which then costs a hop of
-    its own before the owner (see bench/hops.py)."""
+    """A few hundred nodes with r = 2·log2 N: the mean path length is the paper's, within
+    sampling noise (a step answers for any key within the successor list)."""
     nodes = 400
     r = round(2 * math.log2(nodes))
     result = run_experiment(nodes, 4000, successors=r, seed=2)
     expected = paper_hops(nodes, r)
-    assert expected - 0.35 <= result["mean_hops"] <= expected + 1.35
+    assert abs(result["mean_hops"] - expected) <= 0.15
     assert result["failed_lookups"] == 0 and result["wrong_owner"] == 0
     assert result["p99_hops"] <= 2 * math.log2(nodes)
 
