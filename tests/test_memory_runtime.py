@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from waiting import wait_until
 
 from chordshare.chord.invariants import IdealRouting, convergence_problems
 from chordshare.chord.messages import NodeRef
@@ -16,14 +16,6 @@ from chordshare.transport.memory import MemoryNetwork, MemoryTransport
 
 FAST = Timing(stabilize=0.05, check_predecessor=0.1, fix_fingers=0.2, join_deadline=1.0)
 SPACE = IdSpace(16)
-
-
-async def wait_until(condition, deadline: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    give_up = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {deadline} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
