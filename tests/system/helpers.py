@@ -180,7 +180,7 @@ def lookup_owners(address: str, keys: Sequence[int]) -> list[int]:
     """Owner ids of keys as looked up by the node at address."""
 
     async def go(client: NodeClient) -> list[int]:
-        return [(await client.lookup(key))[0].id for key in keys]
+        return [(await client.lookup(key)).owner.id for key in keys]
 
     return query(go, address)
 

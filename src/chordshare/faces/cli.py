@@ -211,8 +211,7 @@ def lookup(
 
     async def go(client: NodeClient) -> dict[str, Any]:
         ident = client.space.hash(key) if key_id is None else client.space.check(key_id)
-        owner, hops, timeouts = await client.lookup(ident)
-        return {"key": ident, "owner": node_json(owner), "hops": hops, "timeouts": timeouts}
+        return (await client.lookup(ident)).to_json(ident)
 
     result = run(with_client(node, go))
     if as_json:

@@ -6,6 +6,7 @@ they never reach the protocol core.
 
 from __future__ import annotations
 
+import time
 from typing import NoReturn
 
 import grpc
@@ -107,10 +108,14 @@ class ChordServicer(pb_grpc.ChordServicer):
             key = self.codec.key_from(request.key)
         except ValueError as err:
             await _refuse(context, err)
+        started = time.perf_counter()
         try:
             result = await self.node.lookup(key)
         except LookupFailed as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         return pb.LookupReply(
-            owner=self.codec.node(result.owner), hops=result.hops, timeouts=result.timeouts
+            owner=self.codec.node(result.owner),
+            hops=result.hops,
+            timeouts=result.timeouts,
+            elapsed_us=round((time.perf_counter() - started) * 1e6),
         )

@@ -23,6 +23,23 @@ def node_json(node: NodeRef | None) -> dict[str, object] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class LookupAnswer:
+    owner: NodeRef
+    hops: int
+    timeouts: int
+    seconds: float  # spent by the node on the lookup itself
+
+    def to_json(self, key: int) -> dict[str, object]:
+        return {
+            "key": key,
+            "owner": node_json(self.owner),
+            "hops": self.hops,
+            "timeouts": self.timeouts,
+            "ms": round(self.seconds * 1000, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Finger:
     start: int
     node: NodeRef | None
@@ -94,13 +111,15 @@ class NodeClient:
         except ValueError as err:
             raise PeerError(target, f"answered with a malformed reply: {err}") from None
 
-    async def lookup(self, key: int) -> tuple[NodeRef, int, int]:
-        """(owner, hops, timeouts) of a lookup run by the node."""
+    async def lookup(self, key: int) -> LookupAnswer:
+        """Ask the node to look key up."""
         self.space.check(key)
         request = pb.LookupRequest(key=self.codec.key(key))
         msg = await self._rpc(self.address, "Lookup", request, self.deadline * 2)
         assert isinstance(msg, pb.LookupReply)
-        return self.codec.node_ref(msg.owner), msg.hops, msg.timeouts
+        return LookupAnswer(
+            self.codec.node_ref(msg.owner), msg.hops, msg.timeouts, msg.elapsed_us / 1e6
+        )
 
     async def ring(self) -> list[NodeRef]:
         """Walk the ring along successors from this node, stepping over nodes that do not

@@ -113,11 +113,13 @@ class LookupRequest(_message.Message):
     def __init__(self, key: _Optional[bytes] = ...) -> None: ...
 
 class LookupReply(_message.Message):
-    __slots__ = ("owner", "hops", "timeouts")
+    __slots__ = ("owner", "hops", "timeouts", "elapsed_us")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_US_FIELD_NUMBER: _ClassVar[int]
     owner: Node
     hops: int
     timeouts: int
-    def __init__(self, owner: _Optional[_Union[Node, _Mapping]] = ..., hops: _Optional[int] = ..., timeouts: _Optional[int] = ...) -> None: ...
+    elapsed_us: int
+    def __init__(self, owner: _Optional[_Union[Node, _Mapping]] = ..., hops: _Optional[int] = ..., timeouts: _Optional[int] = ..., elapsed_us: _Optional[int] = ...) -> None: ...
