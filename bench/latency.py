@@ -404,7 +404,10 @@ def healthy_phase(samples: list[Sample], rtt: dict[str, Any]) -> dict[str, Any]:
         result["in_node_overhead_ratio_p50"] = round(in_p50 / (hops * node_rtt), 3)
         result["in_node_overhead_ratio_p99"] = round(in_p99 / (hops * node_rtt), 3)
     result["latency_fit"] = regression(samples)
-    result["target_met"] = result.get("overhead_ratio_p50", 99.0) <= TARGET_RATIO
+    # The target is judged on the lookup itself (timed by the node that runs it), against
+    # the node-to-node round trips it is made of; the client-side ratios above include the
+    # client's own call to the node, which is not part of the lookup.
+    result["target_met"] = result.get("in_node_overhead_ratio_p50", 99.0) <= TARGET_RATIO
     return result
 
 
