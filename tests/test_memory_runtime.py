@@ -18,6 +18,11 @@ FAST = Timing(stabilize=0.05, check_predecessor=0.1, fix_fingers=0.2, join_deadl
 SPACE = IdSpace(16)
 
 
+def converged(nodes: list[ChordNode], check_fingers: bool = True) -> bool:
+    states = {n.me.address: n.state for n in nodes}
+    return not convergence_problems(states, set(states), check_fingers=check_fingers)
+
+
 @pytest.fixture
 async def ring() -> AsyncIterator[tuple[MemoryNetwork, list[ChordNode]]]:
     network = MemoryNetwork()
@@ -38,11 +43,7 @@ async def ring() -> AsyncIterator[tuple[MemoryNetwork, list[ChordNode]]]:
             await node.create()
         nodes.append(node)
 
-    def converged() -> bool:
-        states = {n.me.address: n.state for n in nodes}
-        return not convergence_problems(states, set(states))
-
-    await wait_until(converged, 20, "the in-memory ring to converge")
+    await wait_until(lambda: converged(nodes), 20, "the in-memory ring to converge")
     yield network, nodes
     for node in nodes:
         await node.stop_maintenance()
@@ -82,11 +83,7 @@ async def test_crashed_peer_heals_out_of_the_ring(
     await dead.stop_maintenance()
     live = [n for n in nodes if n is not dead]
 
-    def healed() -> bool:
-        states = {n.me.address: n.state for n in live}
-        return not convergence_problems(states, set(states))
-
-    await wait_until(healed, 20, "the ring to heal around a crashed node")
+    await wait_until(lambda: converged(live), 20, "the ring to heal around a crashed node")
 
 
 async def test_a_resumed_peer_is_trusted_again_within_a_probe_period(
@@ -107,10 +104,9 @@ async def test_a_resumed_peer_is_trusted_again_within_a_probe_period(
     # Well before the 10 s suspicion would age out: the check-predecessor loop probes.
     await wait_until(trusted_everywhere, 3.0, "every node to find the resumed peer alive")
 
-    def relinked() -> bool:  # stabilize dropped it while it hung; notify brings it back
-        states = {n.me.address: n.state for n in nodes}
-        return not convergence_problems(states, set(states), check_fingers=False)
-
-    await wait_until(relinked, 20.0, "the resumed peer to be linked in again")
+    # Stabilize dropped it while it hung; its notify brings it back.
+    await wait_until(
+        lambda: converged(nodes, check_fingers=False), 20.0, "the resumed peer to be linked in"
+    )
     for node in others:
         assert (await node.lookup(frozen.me.id)).owner == frozen.me

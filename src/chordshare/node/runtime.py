@@ -57,7 +57,6 @@ class ChordNode:
         self.transport = transport
         self.timing = timing or Timing()
         self.joined = False
-        self.lookups = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
@@ -128,7 +127,6 @@ class ChordNode:
 
     async def lookup(self, key: int) -> LookupResult:
         """Find the node that owns key (raises LookupFailed)."""
-        self.lookups += 1
         return await drive(
             procedures.find_successor(self.state, key, self.transport.health), self.transport
         )

@@ -7,7 +7,8 @@ they never reach the protocol core.
 from __future__ import annotations
 
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 
@@ -25,10 +26,16 @@ from chordshare.transport.codec import Codec
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
 
+T = TypeVar("T")
 
-async def _refuse(context: grpc.aio.ServicerContext, err: ValueError) -> NoReturn:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-    raise AssertionError("abort returns by raising")
+
+async def _decode(context: grpc.aio.ServicerContext, decode: Callable[[], T]) -> T:
+    """Decode a request's fields, refusing the call with INVALID_ARGUMENT if they are bad."""
+    try:
+        return decode()
+    except ValueError as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        raise AssertionError("abort returns by raising") from err
 
 
 class ChordServicer(pb_grpc.ChordServicer):
@@ -45,10 +52,7 @@ class ChordServicer(pb_grpc.ChordServicer):
     async def FindStep(
         self, request: pb.FindStepRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindStepReply:
-        try:
-            key = self.codec.key_from(request.key)
-        except ValueError as err:
-            await _refuse(context, err)
+        key = await _decode(context, lambda: self.codec.key_from(request.key))
         reply = await self.node.handle(FindStep(self.node.me, key))
         assert isinstance(reply, StepReply)
         return self.codec.step_reply(reply)
@@ -63,10 +67,7 @@ class ChordServicer(pb_grpc.ChordServicer):
     async def Notify(
         self, request: pb.NotifyRequest, context: grpc.aio.ServicerContext
     ) -> pb.NotifyReply:
-        try:
-            candidate = self.codec.node_ref(request.candidate)
-        except ValueError as err:
-            await _refuse(context, err)
+        candidate = await _decode(context, lambda: self.codec.node_ref(request.candidate))
         await self.node.handle(Notify(self.node.me, candidate))
         return pb.NotifyReply()
 
@@ -74,12 +75,14 @@ class ChordServicer(pb_grpc.ChordServicer):
         self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> pb.LeaveReply:
         codec = self.codec
-        try:
-            leaving = codec.node_ref(request.leaving)
-            pred = codec.optional_node_ref(request, "predecessor")
-            succs = tuple(codec.node_ref(n) for n in request.successors)
-        except ValueError as err:
-            await _refuse(context, err)
+        leaving, pred, succs = await _decode(
+            context,
+            lambda: (
+                codec.node_ref(request.leaving),
+                codec.optional_node_ref(request, "predecessor"),
+                tuple(codec.node_ref(n) for n in request.successors),
+            ),
+        )
         await self.node.handle(LeaveNotice(self.node.me, leaving, pred, succs))
         return pb.LeaveReply()
 
@@ -104,10 +107,7 @@ class ChordServicer(pb_grpc.ChordServicer):
     async def Lookup(
         self, request: pb.LookupRequest, context: grpc.aio.ServicerContext
     ) -> pb.LookupReply:
-        try:
-            key = self.codec.key_from(request.key)
-        except ValueError as err:
-            await _refuse(context, err)
+        key = await _decode(context, lambda: self.codec.key_from(request.key))
         started = time.perf_counter()
         try:
             result = await self.node.lookup(key)
