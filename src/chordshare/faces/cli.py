@@ -10,9 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import re
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -24,7 +28,9 @@ from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError
-from chordshare.node.server import NodeServer, NodeSettings, StartError
+from chordshare.node.server import NodeSettings, StartError
+from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
+from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, NodeInfo, node_json
 
@@ -106,12 +112,42 @@ def node(
     successors: Annotated[
         int, typer.Option(help="Length r of the successor list.")
     ] = DEFAULT_SUCCESSORS,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the node keeps its files (default: under ~/.local/share)."),
+    ] = None,
+    max_store: Annotated[
+        str | None,
+        typer.Option(help="Most bytes this node stores, e.g. 10GiB (default: no limit)."),
+    ] = None,
+    share: Annotated[
+        Path | None, typer.Option(help="Share this directory's files in place, without copying.")
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option(help="Copies k of every file (the owner and k-1 successors).")
+    ] = DEFAULT_REPLICAS,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
+    from chordshare.faces.files_cli import parse_size
+
     setup_logging(log_level)
     if successors < 1:
         fail("--successors must be at least 1")
+    if replicas < 1:
+        fail("--replicas must be at least 1")
+    try:
+        quota = parse_size(max_store) if max_store is not None else None
+    except ValueError as err:
+        fail(f"--max-store: {err}")
+    if share is not None and not share.is_dir():
+        fail(f"--share {share}: not a directory")
+    sharing = SharingSettings(
+        data_dir=data_dir or default_data_dir(advertise or bind),
+        max_store=quota,
+        share=share,
+        replicas=replicas,
+    )
     settings = NodeSettings(
         bind=bind,
         advertise=advertise,
@@ -121,21 +157,35 @@ def node(
         successors=successors,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings))
+        run(_serve(settings, sharing))
 
 
-async def _serve(settings: NodeSettings) -> None:
-    server = NodeServer(settings)
+def default_data_dir(address: str) -> Path:
+    """~/.local/share/chordshare/HOST_PORT (XDG_DATA_HOME if set); a fresh directory when
+    the port is 0, since the real port is not known yet."""
+    root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    base = root / "chordshare"
+    if address.endswith(":0"):
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="node-", dir=base))
+    return base / re.sub(r"[^A-Za-z0-9.-]+", "_", address).strip("_")
+
+
+async def _serve(settings: NodeSettings, sharing: SharingSettings) -> None:
     try:
-        chord = await server.start()
-    except (StartError, JoinError) as err:
+        peer = SharingPeer(settings, sharing)
+        chord = await peer.start()
+    except (StartError, JoinError, DataDirInUse) as err:
         fail(str(err))
+    except OSError as err:
+        fail(f"--data-dir {sharing.data_dir}: {err}")
+    server = peer
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     err_console.print(
-        f"node {chord.me.id} serving at {chord.me.address}"
+        f"node {chord.me.id} serving at {chord.me.address}, data in {sharing.data_dir}"
         + (f", joined through {settings.join}" if settings.join else ", new ring"),
         highlight=False,
         markup=False,
@@ -284,6 +334,12 @@ def demo(
         run(run_demo(nodes, teaching, base_port, out))
     except (StartError, JoinError) as err:
         fail(str(err))
+
+
+# The file commands register themselves on `app`.
+from chordshare.faces import files_cli  # noqa: E402
+
+__all__ = ["app", "files_cli", "main"]
 
 
 def main() -> None:

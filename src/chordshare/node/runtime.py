@@ -60,6 +60,7 @@ class ChordNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
+        self._leaving_callbacks: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def me(self) -> NodeRef:
@@ -68,6 +69,11 @@ class ChordNode:
     def on_membership(self, callback: Callable[[bool], Awaitable[None]]) -> None:
         """Call back with True once the node is on a ring, False when it leaves."""
         self._joined_callbacks.append(callback)
+
+    def on_leaving(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call back before a graceful leave, while the node still serves and routes
+        (file sharing hands its keys to the successor then)."""
+        self._leaving_callbacks.append(callback)
 
     async def _set_joined(self, joined: bool) -> None:
         self.joined = joined
@@ -135,6 +141,11 @@ class ChordNode:
         """Leave gracefully: neighbours are relinked before we go."""
         await self.stop_maintenance()
         if self.joined:
+            for callback in self._leaving_callbacks:
+                try:
+                    await callback()
+                except Exception:  # a failed handoff must not keep the node from leaving
+                    log.exception("node %s: before-leave step failed", self.me.id)
             await drive(procedures.leave(self.state), self.transport)
             await self._set_joined(False)
             log.info("node %s left the ring", self.me.id)

@@ -7,6 +7,7 @@ address (and so its id) is fixed. Health reports SERVING only while the node is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = chord_pb2.DESCRIPTOR.services_by_name["Chord"].full_name
 
 
+# Room for file chunks (up to 8 MiB) and their framing.
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
 class StartError(Exception):
     """The node could not start as configured; the message says why."""
 
@@ -42,11 +50,17 @@ class NodeSettings:
     timing: Timing = field(default_factory=Timing)
 
 
-class NodeServer:
-    """A ChordNode served on a gRPC port."""
+ServiceHook = Callable[[grpc.aio.Server, ChordNode], None]
 
-    def __init__(self, settings: NodeSettings) -> None:
+
+class NodeServer:
+    """A ChordNode served on a gRPC port. `services` add more gRPC services to the same
+    server once the node exists (file sharing adds its own)."""
+
+    def __init__(self, settings: NodeSettings, services: Sequence[ServiceHook] = ()) -> None:
         self.settings = settings
+        self.services = list(services)
+        self.extra_service_names: list[str] = []  # for reflection
         self.server: grpc.aio.Server | None = None
         self.node: ChordNode | None = None
         self.health = health.aio.HealthServicer()
@@ -68,7 +82,7 @@ class NodeServer:
                 f"--bind {s.bind} listens on every interface; give --advertise HOST:PORT, "
                 "the address other nodes can reach this one at"
             )
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         try:
             port = server.add_insecure_port(s.bind)
         except RuntimeError as err:
@@ -86,9 +100,12 @@ class NodeServer:
         node.on_membership(self._membership_changed)
         chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for add_service in self.services:
+            add_service(server, node)
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
+                *self.extra_service_names,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),

@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS files (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+-- Names removed, and when: a copy of an older version offered later must not resurrect them.
+CREATE TABLE IF NOT EXISTS tombstones (
+    name TEXT PRIMARY KEY,
+    version REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS chunk_refs (
     digest BLOB PRIMARY KEY,
     refs INTEGER NOT NULL,
@@ -104,6 +109,10 @@ class Catalog:
         with self._transaction() as cur:
             freed = self._unlink(cur, manifest.name)
             cur.execute(
+                "DELETE FROM tombstones WHERE name = ? AND version < ?",
+                (manifest.name, manifest.created),
+            )
+            cur.execute(
                 f"INSERT INTO files ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     manifest.name,
@@ -139,13 +148,35 @@ class Catalog:
                 freed.append(digest)
         return freed
 
-    def remove(self, name: str) -> tuple[Manifest | None, list[bytes]]:
-        """Forget a file. Returns its manifest (None if absent) and the chunks now unused."""
+    def remove(
+        self, name: str, tombstone: float | None = None
+    ) -> tuple[Manifest | None, list[bytes]]:
+        """Forget a file, and remember it was removed at version `tombstone` if given.
+        Returns its manifest (None if absent) and the chunks now unused."""
         with self._transaction() as cur:
+            if tombstone is not None:
+                cur.execute(
+                    "INSERT INTO tombstones (name, version) VALUES (?, ?) ON CONFLICT (name) "
+                    "DO UPDATE SET version = MAX(version, excluded.version)",
+                    (name, tombstone),
+                )
             row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return None, []
             return _row_to_manifest(row), self._unlink(cur, name)
+
+    def tombstone(self, name: str) -> float | None:
+        """The version at which name was removed, if it was."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version FROM tombstones WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else float(row[0])
+
+    def tombstones(self) -> list[tuple[str, float]]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, version FROM tombstones ORDER BY name")
+            return [(str(n), float(v)) for n, v in rows]
 
     def get(self, name: str) -> Manifest | None:
         with self._lock:

@@ -58,8 +58,10 @@ class NodeStore:
         for digest in freed:
             self.chunks.remove(digest)
 
-    def remove(self, name: str) -> Manifest | None:
-        manifest, freed = self.catalog.remove(name)
+    def remove(self, name: str, tombstone: float | None = None) -> Manifest | None:
+        """Remove a file; with `tombstone`, remember the removal so an older copy offered
+        later by another holder is refused."""
+        manifest, freed = self.catalog.remove(name, tombstone)
         for digest in freed:
             self.chunks.remove(digest)
         return manifest

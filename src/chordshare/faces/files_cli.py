@@ -1,0 +1,281 @@
+"""The file commands of the `chordshare` CLI: put, get, search, ls, rm.
+
+The CLI is a client, not a peer: it asks the node given by --node to look keys up, then
+talks to the owners and holders directly, so a download pulls from every holder at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from chordshare.faces.cli import (
+    JsonOption,
+    NodeOption,
+    app,
+    err_console,
+    fail,
+    out,
+    print_json,
+    run,
+    with_client,
+)
+from chordshare.sharing.client import FileClient, NetworkFile
+from chordshare.sharing.download import DownloadError
+from chordshare.sharing.names import BadName
+from chordshare.sharing.peers import FileError, Refusal
+from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.sharing.ring import RemoteRing
+from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.storage.catalog import Manifest
+from chordshare.transport.client import NodeClient
+
+T = TypeVar("T")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """'500M', '10GiB', '4096' -> bytes; ValueError naming the text otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (examples: 4096, 500M, 10GiB)")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    base = unit[:1]
+    factor = 1024 ** ("kmgt".index(base) + 1) if "i" in unit else _UNITS[base]
+    return int(number * factor)
+
+
+def human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError
+
+
+def manifest_json(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "name": manifest.name,
+        "size": manifest.size,
+        "sha256": manifest.sha256.hex(),
+        "chunks": len(manifest.chunks),
+        "created": manifest.created,
+    }
+
+
+def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextManager, Callable]:
+    """A Rich progress bar on stderr (only on a terminal) and the callback that feeds it."""
+    if not shown or not err_console.is_terminal:
+        return nullcontext(), lambda n: None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task(what, total=total)
+    return progress, lambda n: progress.advance(task, n)
+
+
+async def with_files(address: str, use: Callable[[FileClient, NodeClient], Awaitable[T]]) -> T:
+    async def go(client: NodeClient) -> T:
+        peers = GrpcFilePeers(health=client.transport.health)
+        try:
+            files = FileClient(RemoteRing(client), peers, DEFAULT_REPLICAS)
+            try:
+                return await use(files, client)
+            except FileError as err:
+                fail(err.message)
+            except BadName as err:
+                fail(str(err))
+            except DownloadError as err:
+                fail(str(err))
+            except FileNotFoundError as err:
+                fail(str(err))
+        finally:
+            await peers.close()
+
+    return await with_client(address, go)
+
+
+@app.command()
+def put(
+    file: Annotated[Path, typer.Argument(help="The local file to share.")],
+    node: NodeOption,
+    name: Annotated[
+        str | None, typer.Option(help="Name in the network (default: file name).")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Replace a file of that name that has other bytes.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Store a file in the network (on its owner and the owner's successors)."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    size = file.stat().st_size
+    bar, advance = transfer_bar(f"put {name or file.name}", size, not as_json)
+
+    async def go(files: FileClient, client: NodeClient) -> dict[str, Any]:
+        with bar:
+            outcome = await files.put(file, name, replace=replace, progress=advance)
+        return {**manifest_json(outcome.manifest), "unchanged": outcome.unchanged}
+
+    result = run(with_files(node, go))
+    if as_json:
+        print_json(result)
+        return
+    verb = "already stored" if result["unchanged"] else "stored"
+    out.print(
+        f"{verb} {result['name']} ({human(result['size'])}, sha256 {result['sha256'][:16]}…)",
+        highlight=False,
+    )
+
+
+@app.command()
+def get(
+    target: Annotated[str, typer.Argument(help="A file name, or sha256:<hex> for content.")],
+    node: NodeOption,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Where to write (default: ./NAME).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a file, pulling its chunks from every holder at once; resumes if stopped."""
+
+    async def go(files: FileClient, client: NodeClient) -> dict[str, Any]:
+        found: NetworkFile = await files.find(target)
+        path = output or Path(found.manifest.name)
+        if path.is_dir():
+            path = path / found.manifest.name
+        bar, advance = transfer_bar(f"get {found.manifest.name}", found.manifest.size, not as_json)
+        with bar:
+            report = await files.get(target, path, progress=advance, found=found)
+        return {
+            "name": found.manifest.name,
+            "size": report.size,
+            "sha256": report.sha256.hex(),
+            "path": str(report.path),
+            "sources": [{"address": a, "bytes": b} for a, b in sorted(report.sources.items())],
+            "resumed_chunks": report.resumed_chunks,
+        }
+
+    result = run(with_files(node, go))
+    if as_json:
+        print_json(result)
+        return
+    served = ", ".join(f"{s['address']} {human(s['bytes'])}" for s in result["sources"])
+    out.print(
+        f"got {result['name']} ({human(result['size'])}) into {result['path']}; served by {served}",
+        highlight=False,
+    )
+
+
+@app.command()
+def search(
+    words: Annotated[list[str], typer.Argument(help="Words every name found must contain.")],
+    node: NodeOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Find files by the words of their names (`search report` finds q3-report.pdf)."""
+
+    async def go(files: FileClient, client: NodeClient) -> list[dict[str, Any]]:
+        try:
+            entries = await files.search(" ".join(words))
+        except ValueError as err:
+            fail(str(err))
+        return [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
+
+    found = run(with_files(node, go))
+    if as_json:
+        print_json({"files": found})
+        return
+    table = Table(title=f"{len(found)} file(s) matching {' '.join(words)!r}")
+    table.add_column("name")
+    table.add_column("size", justify="right")
+    table.add_column("sha256")
+    for entry in found:
+        table.add_row(entry["name"], human(entry["size"]), entry["sha256"][:16] + "…")
+    out.print(table)
+
+
+@app.command("ls")
+def list_files(
+    node: NodeOption,
+    every: Annotated[bool, typer.Option("--all", help="Every file in the network.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The files a node stores and shares (--all: every file in the network)."""
+
+    async def go(files: FileClient, client: NodeClient) -> dict[str, Any]:
+        if every:
+            network = await files.list_network(await client.ring())
+            return {
+                "files": [
+                    {**manifest_json(f.manifest), "holders": list(f.holders)} for f in network
+                ]
+            }
+        listing = await files.list_node(client.address)
+        return {
+            "node": client.address,
+            "used_bytes": listing.used_bytes,
+            "max_bytes": listing.max_bytes,
+            "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
+        }
+
+    result = run(with_files(node, go))
+    if as_json:
+        print_json(result)
+        return
+    title = (
+        f"{len(result['files'])} file(s) in the network"
+        if every
+        else f"{len(result['files'])} file(s) on {result['node']} "
+        f"({human(result['used_bytes'])} stored)"
+    )
+    table = Table(title=title)
+    table.add_column("name")
+    table.add_column("size", justify="right")
+    table.add_column("sha256")
+    table.add_column("holders" if every else "kind")
+    for f in result["files"]:
+        extra = ", ".join(f["holders"]) if every else ("shared" if f["shared"] else "stored")
+        table.add_row(f["name"], human(f["size"]), f["sha256"][:16] + "…", extra)
+    out.print(table)
+
+
+@app.command()
+def rm(
+    name: Annotated[str, typer.Argument(help="The file's name.")],
+    node: NodeOption,
+) -> None:
+    """Remove a file from the network (from its owner and every replica)."""
+
+    async def go(files: FileClient, client: NodeClient) -> None:
+        await files.remove(name)
+
+    run(with_files(node, go))
+    out.print(f"removed {name}", highlight=False)
+
+
+__all__ = ["Refusal", "parse_size"]

@@ -1,0 +1,236 @@
+"""File operations on the network, as a user (CLI, console, REST API) asks for them.
+
+put: find the owner of the name's key and stream the file to it; the owner copies it on to
+its successors. get: ask the owner (or, if it has no copy yet, its successors) for the
+manifest and the holders, then pull chunks from all of them at once. search: ask the owner
+of each word's key which names hold that word. A `Ring` answers "who owns this key" and
+"who follows this node"; the node runtime and a remote client each provide one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chordshare.chord.messages import NodeRef
+from chordshare.sharing.chunking import DEFAULT_CHUNK_SIZE, build_manifest
+from chordshare.sharing.download import DownloadReport, download
+from chordshare.sharing.names import check_name, keywords
+from chordshare.sharing.peers import (
+    FileError,
+    FileListing,
+    FilePeers,
+    FoundFile,
+    IndexEntry,
+    PutHeader,
+    PutOutcome,
+    Refusal,
+)
+from chordshare.sharing.placement import (
+    DEFAULT_REPLICAS,
+    content_index_key,
+    file_key,
+    index_key,
+    word_index_key,
+)
+from chordshare.sharing.ring import Ring
+from chordshare.storage.catalog import Manifest
+from chordshare.transport.base import PeerError
+
+CONTENT_PREFIX = "sha256:"
+PUT_ATTEMPTS = 3  # the owner may die or change while we put: look it up again
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFile:
+    """A file as the whole network knows it: its manifest and who stores a copy."""
+
+    manifest: Manifest
+    holders: tuple[str, ...]
+
+
+def parse_content_address(target: str) -> bytes | None:
+    """`sha256:<64 hex>` -> the digest; None for a plain name; ValueError if malformed."""
+    if not target.startswith(CONTENT_PREFIX):
+        return None
+    text = target[len(CONTENT_PREFIX) :]
+    try:
+        digest = bytes.fromhex(text)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise ValueError(f"{target!r}: a content address is sha256: and 64 hex digits")
+    return digest
+
+
+async def _read_chunks(path: Path, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
+    """The file's chunks, read in a thread one at a time (flat memory)."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        for index in range(len(manifest.chunks)):
+            offset = index * manifest.chunk_size
+            data = await asyncio.to_thread(os.pread, fd, manifest.chunk_length(index), offset)
+            yield index, data
+    finally:
+        os.close(fd)
+
+
+class FileClient:
+    def __init__(self, ring: Ring, peers: FilePeers, replicas: int = DEFAULT_REPLICAS) -> None:
+        self.ring = ring
+        self.peers = peers
+        self.replicas = replicas
+
+    async def put(
+        self,
+        path: Path,
+        name: str | None = None,
+        replace: bool = False,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> PutOutcome:
+        name = check_name(name if name is not None else path.name)
+        if not await asyncio.to_thread(path.is_file):
+            raise FileNotFoundError(f"{path}: no such file")
+        manifest = await asyncio.to_thread(build_manifest, path, name, chunk_size)
+        key = file_key(self.ring.space, name)
+        last_error: PeerError | None = None
+        for _ in range(PUT_ATTEMPTS):
+            owner = await self.ring.owner(key)
+            try:
+                missing = set(await self.peers.missing_chunks(owner.address, manifest.chunks))
+                chunks = self._counted(_read_chunks(path, manifest), missing, progress)
+                header = PutHeader(manifest, replace=replace)
+                return await self.peers.put_file(owner.address, header, chunks)
+            except PeerError as err:
+                last_error = err
+        assert last_error is not None
+        raise last_error
+
+    @staticmethod
+    async def _counted(
+        chunks: AsyncIterator[tuple[int, bytes]],
+        wanted: set[int],
+        progress: Callable[[int], None] | None,
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        async for index, data in chunks:
+            if index in wanted:
+                yield index, data
+            if progress is not None:
+                progress(len(data))
+
+    async def find(self, target: str) -> NetworkFile:
+        """Where a name (or `sha256:<hex>`) can be had; FileError NOT_FOUND if nowhere."""
+        digest = parse_content_address(target)
+        if digest is not None:
+            entries = await self._query(content_index_key(digest))
+            for entry in entries:
+                with_bytes = await self._find_name(entry.name)
+                if with_bytes is not None and with_bytes.manifest.sha256 == digest:
+                    return with_bytes
+            raise FileError(Refusal.NOT_FOUND, f"no file in the network has {target}")
+        check_name(target)
+        found = await self._find_name(target)
+        if found is None:
+            raise FileError(Refusal.NOT_FOUND, f"no file named {target!r} in the network")
+        return found
+
+    async def _find_name(self, name: str) -> NetworkFile | None:
+        """Ask the owner, then its successors (a new owner may not have its copy yet);
+        every holder that answers adds to the holders of the newest version."""
+        owner = await self.ring.owner(file_key(self.ring.space, name))
+        candidates = [owner]
+        best: FoundFile | None = None
+        holders: list[str] = []
+        for attempt in range(self.replicas):
+            if attempt == 1:
+                with contextlib.suppress(PeerError):
+                    candidates += (await self.ring.successors(owner))[: self.replicas - 1]
+            if attempt >= len(candidates):
+                break
+            try:
+                found = await self.peers.find_file(candidates[attempt].address, name)
+            except PeerError:
+                continue
+            if found is None:
+                continue
+            if best is None or found.manifest.created > best.manifest.created:
+                best, holders = found, []
+            if found.manifest.sha256 == best.manifest.sha256:
+                holders += [h for h in found.holders if h not in holders]
+            if len(holders) >= self.replicas:
+                break
+        return None if best is None else NetworkFile(best.manifest, tuple(holders))
+
+    async def get(
+        self,
+        target: str,
+        out: Path,
+        progress: Callable[[int], None] | None = None,
+        found: NetworkFile | None = None,
+    ) -> DownloadReport:
+        found = found or await self.find(target)
+        if not found.holders:
+            raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
+        return await download(
+            found.manifest, found.holders, self.peers.fetch_chunks, out, progress=progress
+        )
+
+    async def search(self, text: str) -> list[IndexEntry]:
+        """Names that contain every word of text."""
+        words = keywords(text)
+        if not words:
+            raise ValueError(f"{text!r}: nothing to search for (no letters or digits)")
+        results = await asyncio.gather(*(self._query(word_index_key(w)) for w in words))
+        common = set.intersection(*({e.name for e in found} for found in results))
+        return sorted((e for e in results[0] if e.name in common), key=lambda e: e.name)
+
+    async def _query(self, record_key: str) -> list[IndexEntry]:
+        """Index records under a key, from its owner and the owner's successor (a new
+        owner may not have been published to yet)."""
+        owner = await self.ring.owner(index_key(self.ring.space, record_key))
+        targets = [owner]
+        with contextlib.suppress(PeerError):
+            targets += (await self.ring.successors(owner))[:1]
+        entries: dict[str, IndexEntry] = {}
+        for target in targets:
+            try:
+                for entry in await self.peers.query_index(target.address, record_key):
+                    entries.setdefault(entry.name, entry)
+            except PeerError:
+                continue
+        return list(entries.values())
+
+    async def remove(self, name: str) -> None:
+        check_name(name)
+        owner = await self.ring.owner(file_key(self.ring.space, name))
+        if not await self.peers.delete(owner.address, name):
+            raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")
+
+    async def list_node(self, address: str) -> FileListing:
+        return await self.peers.list_files(address)
+
+    async def list_network(self, nodes: Sequence[NodeRef]) -> list[NetworkFile]:
+        """Every file stored or shared on the given nodes (a ring walk), newest version of
+        each name, with the nodes that hold it."""
+        listings = await asyncio.gather(
+            *(self.peers.list_files(n.address) for n in nodes), return_exceptions=True
+        )
+        best: dict[str, tuple[Manifest, list[str]]] = {}
+        for node, listing in zip(nodes, listings, strict=True):
+            if isinstance(listing, BaseException):
+                if isinstance(listing, PeerError):
+                    continue
+                raise listing
+            for stored in listing.files:
+                m = stored.manifest
+                current = best.get(m.name)
+                if current is None or m.created > current[0].created:
+                    best[m.name] = (m, [node.address])
+                elif m.sha256 == current[0].sha256:
+                    current[1].append(node.address)
+        return [NetworkFile(m, tuple(h)) for m, h in (best[n] for n in sorted(best))]

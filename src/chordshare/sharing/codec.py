@@ -1,0 +1,254 @@
+"""Conversions between the file-sharing values of `sharing.peers` and their protobuf messages.
+
+Encoding is plain. Decoding checks what the other side sent (hash lengths, a manifest that
+contradicts itself, a missing field) and raises `ValueError` naming the problem: the server
+refuses such a request with INVALID_ARGUMENT, the client reports such a reply as a peer that
+answered garbage. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chordshare.sharing.peers import (
+    FileListing,
+    FileVersion,
+    FoundFile,
+    IndexEntry,
+    IndexRecord,
+    Locator,
+    OfferAnswer,
+    PutHeader,
+    PutOutcome,
+    StoredFile,
+)
+from chordshare.storage.catalog import Manifest
+from chordshare.storage.chunks import DIGEST_BYTES
+from chordshare.v1 import files_pb2 as pb
+
+
+def check_digest(data: bytes, what: str) -> bytes:
+    """Return data as bytes if it is a SHA-256 digest, else raise ValueError naming `what`."""
+    if len(data) != DIGEST_BYTES:
+        raise ValueError(f"{what} must be a SHA-256 digest ({DIGEST_BYTES} bytes), got {len(data)}")
+    return bytes(data)
+
+
+def _required(parent: object, field: str, what: str) -> None:
+    if not parent.HasField(field):  # type: ignore[attr-defined]
+        raise ValueError(f"{what} without its {field}")
+
+
+# Manifest.
+
+
+def manifest_to_pb(manifest: Manifest) -> pb.Manifest:
+    return pb.Manifest(
+        name=manifest.name,
+        size=manifest.size,
+        sha256=manifest.sha256,
+        chunk_size=manifest.chunk_size,
+        chunks=list(manifest.chunks),
+        created=manifest.created,
+    )
+
+
+def manifest_from_pb(msg: pb.Manifest) -> Manifest:
+    if msg.size < 0:  # uint64 cannot be negative on the wire; kept for hand-built messages
+        raise ValueError(f"a manifest's size cannot be negative, got {msg.size}")
+    if msg.chunk_size <= 0:
+        raise ValueError(f"a manifest's chunk size must be positive, got {msg.chunk_size}")
+    check_digest(msg.sha256, "a manifest's sha256")
+    chunks = tuple(check_digest(c, f"chunk hash {i}") for i, c in enumerate(msg.chunks))
+    manifest = Manifest(
+        name=msg.name,
+        size=msg.size,
+        sha256=bytes(msg.sha256),
+        chunk_size=msg.chunk_size,
+        chunks=chunks,
+        created=msg.created,
+    )
+    try:
+        manifest.check()
+    except ValueError as err:
+        raise ValueError(f"inconsistent manifest for {msg.name!r}: {err}") from None
+    return manifest
+
+
+# Putting.
+
+
+def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
+    return pb.PutHeader(
+        manifest=manifest_to_pb(header.manifest), replace=header.replace, replica=header.replica
+    )
+
+
+def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
+    _required(msg, "manifest", "a put header")
+    return PutHeader(manifest_from_pb(msg.manifest), replace=msg.replace, replica=msg.replica)
+
+
+def put_chunk_from_pb(msg: pb.PutChunk, manifest: Manifest) -> tuple[int, bytes]:
+    """A chunk of a put stream whose index is one of the header's manifest. Its bytes are
+    left to the receiver, which checks them against the chunk's hash (a DATA_LOSS matter)."""
+    if msg.index >= len(manifest.chunks):
+        raise ValueError(
+            f"chunk {msg.index} is beyond the {len(manifest.chunks)} chunks of {manifest.name!r}"
+        )
+    return msg.index, bytes(msg.data)
+
+
+def put_outcome_to_pb(outcome: PutOutcome) -> pb.PutReply:
+    return pb.PutReply(manifest=manifest_to_pb(outcome.manifest), unchanged=outcome.unchanged)
+
+
+def put_outcome_from_pb(msg: pb.PutReply) -> PutOutcome:
+    _required(msg, "manifest", "a put reply")
+    return PutOutcome(manifest_from_pb(msg.manifest), unchanged=msg.unchanged)
+
+
+# Chunks.
+
+
+def digests_to_pb(digests: Sequence[bytes]) -> pb.MissingChunksRequest:
+    return pb.MissingChunksRequest(chunks=list(digests))
+
+
+def digests_from_pb(msg: pb.MissingChunksRequest) -> list[bytes]:
+    return [check_digest(d, f"chunk hash {i}") for i, d in enumerate(msg.chunks)]
+
+
+def missing_from_pb(msg: pb.MissingChunksReply, asked: int) -> list[int]:
+    """The missing indexes of a reply to a request of `asked` digests."""
+    missing = list(msg.missing)
+    for index in missing:
+        if index >= asked:
+            raise ValueError(f"missing chunk index {index} but only {asked} were asked about")
+    return missing
+
+
+def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int]) -> pb.FetchRequest:
+    return pb.FetchRequest(sha256=sha256, indexes=list(indexes))
+
+
+def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int]]:
+    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes)
+
+
+# Finding.
+
+
+def found_file_to_pb(found: FoundFile | None) -> pb.FindFileReply:
+    if found is None:
+        return pb.FindFileReply(found=False)
+    return pb.FindFileReply(
+        found=True, manifest=manifest_to_pb(found.manifest), holders=list(found.holders)
+    )
+
+
+def found_file_from_pb(msg: pb.FindFileReply) -> FoundFile | None:
+    if not msg.found:
+        return None
+    _required(msg, "manifest", "a found file")
+    for holder in msg.holders:
+        if not holder:
+            raise ValueError("an empty holder address")
+    return FoundFile(manifest_from_pb(msg.manifest), tuple(msg.holders))
+
+
+# Replication.
+
+
+def file_version_to_pb(version: FileVersion) -> pb.FileVersion:
+    return pb.FileVersion(
+        name=version.name, version=version.version, sha256=version.sha256, deleted=version.deleted
+    )
+
+
+def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
+    # A tombstone has no content, so its hash may be empty.
+    if not (msg.deleted and not msg.sha256):
+        check_digest(msg.sha256, f"the sha256 of version {msg.version} of {msg.name!r}")
+    return FileVersion(msg.name, msg.version, bytes(msg.sha256), deleted=msg.deleted)
+
+
+def offer_to_pb(versions: Sequence[FileVersion]) -> pb.OfferRequest:
+    return pb.OfferRequest(files=[file_version_to_pb(v) for v in versions])
+
+
+def offer_from_pb(msg: pb.OfferRequest) -> list[FileVersion]:
+    return [file_version_from_pb(v) for v in msg.files]
+
+
+def offer_answer_to_pb(answer: OfferAnswer) -> pb.OfferReply:
+    return pb.OfferReply(
+        wanted=list(answer.wanted), newer=[file_version_to_pb(v) for v in answer.newer]
+    )
+
+
+def offer_answer_from_pb(msg: pb.OfferReply) -> OfferAnswer:
+    return OfferAnswer(tuple(msg.wanted), tuple(file_version_from_pb(v) for v in msg.newer))
+
+
+# Index and locators.
+
+
+def index_entry_to_pb(entry: IndexEntry) -> pb.IndexEntry:
+    return pb.IndexEntry(name=entry.name, size=entry.size, sha256=entry.sha256)
+
+
+def index_entry_from_pb(msg: pb.IndexEntry) -> IndexEntry:
+    check_digest(msg.sha256, f"the sha256 of index entry {msg.name!r}")
+    return IndexEntry(msg.name, msg.size, bytes(msg.sha256))
+
+
+def index_record_to_pb(record: IndexRecord) -> pb.IndexRecord:
+    return pb.IndexRecord(key=record.key, entry=index_entry_to_pb(record.entry))
+
+
+def index_record_from_pb(msg: pb.IndexRecord) -> IndexRecord:
+    if not msg.key:
+        raise ValueError("an index record without a key")
+    _required(msg, "entry", "an index record")
+    return IndexRecord(msg.key, index_entry_from_pb(msg.entry))
+
+
+def locator_to_pb(locator: Locator) -> pb.Locator:
+    return pb.Locator(manifest=manifest_to_pb(locator.manifest), address=locator.address)
+
+
+def locator_from_pb(msg: pb.Locator) -> Locator:
+    _required(msg, "manifest", "a locator")
+    if not msg.address:
+        raise ValueError("a locator without an address")
+    return Locator(manifest_from_pb(msg.manifest), msg.address)
+
+
+# Listing.
+
+
+def stored_file_to_pb(stored: StoredFile) -> pb.StoredFile:
+    return pb.StoredFile(manifest=manifest_to_pb(stored.manifest), shared=stored.shared)
+
+
+def stored_file_from_pb(msg: pb.StoredFile) -> StoredFile:
+    _required(msg, "manifest", "a stored file")
+    return StoredFile(manifest_from_pb(msg.manifest), shared=msg.shared)
+
+
+def file_listing_to_pb(listing: FileListing) -> pb.ListFilesReply:
+    # No quota travels as 0, as the proto says.
+    return pb.ListFilesReply(
+        files=[stored_file_to_pb(f) for f in listing.files],
+        used_bytes=listing.used_bytes,
+        max_bytes=listing.max_bytes or 0,
+    )
+
+
+def file_listing_from_pb(msg: pb.ListFilesReply) -> FileListing:
+    return FileListing(
+        tuple(stored_file_from_pb(f) for f in msg.files),
+        msg.used_bytes,
+        msg.max_bytes or None,
+    )

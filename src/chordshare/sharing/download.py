@@ -1,0 +1,432 @@
+"""Downloading a file's chunks from every peer that holds it, verified and resumable.
+
+Like BitTorrent pulling pieces: each holder gets a worker that asks for small batches of
+chunk indexes from a shared queue (so fast holders take more), with at most
+`per_peer_inflight` chunks outstanding per holder. Every chunk is checked against the
+manifest's SHA-256 as it arrives; a holder that lies, corrupts, fails or stalls is dropped
+for the rest of the download and its outstanding chunks go back to the queue. When the
+queue runs dry, idle holders also fetch chunks still outstanding elsewhere (endgame) and the
+first verified copy wins, so one slow peer cannot hold up the tail.
+
+Bytes land at their offset in `out + ".part"`, which a later call resumes from (chunks whose
+bytes already match are kept). The finished file is hashed whole, fsynced and renamed to
+`out`. All disk I/O and hashing run in threads so the event loop never blocks, and memory
+stays flat: at most about holders * per_peer_inflight chunks are held at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chordshare.storage.atomic import fsync_directory
+from chordshare.storage.catalog import Manifest
+
+ChunkFetcher = Callable[[str, bytes, Sequence[int]], AsyncIterator[tuple[int, bytes]]]
+"""fetch(address, file_sha256, indexes) -> async iterator of (index, data) pairs, in any
+order, possibly fewer than asked; raises any Exception when the peer fails."""
+
+T = TypeVar("T")
+
+
+class DownloadError(Exception):
+    """Some chunks could not be had (the message says which and why), or the assembled file
+    did not match the manifest."""
+
+
+@dataclass
+class DownloadReport:
+    path: Path
+    size: int
+    sha256: bytes
+    sources: dict[str, int]  # address -> verified bytes that holder served and we kept
+    resumed_chunks: int  # chunks already valid in the .part file from an earlier try
+    refetched_chunks: int  # chunks fetched again because a holder was slow/corrupt/dead
+
+
+class _Dropped(Exception):
+    """A holder broke the rules or failed; the message is the reason (for DownloadError)."""
+
+
+class _Threads:
+    """Runs blocking calls in threads and remembers the ones still running.
+
+    A thread cannot be cancelled: if our task is cancelled while a pwrite is under way, the
+    write still happens. So the file descriptor is closed only after `drain`, or a late
+    write could land in whatever file reuses the descriptor number.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Future[Any]] = set()
+
+    def start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return future
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        # shield: cancelling the caller must not cancel the future we track for `drain`.
+        return await asyncio.shield(self.start(fn, *args))
+
+    async def drain(self) -> None:
+        while self._running:
+            await asyncio.wait(set(self._running))
+
+
+# --- blocking helpers (run in threads) ------------------------------------------------
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _open_part(part: Path) -> int:
+    part.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _read_at(fd: int, length: int, offset: int) -> bytes:
+    pieces = []
+    while length > 0:
+        piece = os.pread(fd, length, offset)
+        if not piece:
+            break
+        pieces.append(piece)
+        length -= len(piece)
+        offset += len(piece)
+    return b"".join(pieces)
+
+
+def _resume_scan(fd: int, manifest: Manifest) -> list[int]:
+    """Fix the .part file's size and return the chunks whose bytes already match.
+
+    Reads one chunk at a time (flat memory). A larger file is truncated; a smaller one is
+    extended (sparse) so every chunk has its place.
+    """
+    existing = os.fstat(fd).st_size
+    if existing > manifest.size:
+        os.ftruncate(fd, manifest.size)
+        existing = manifest.size
+    have = []
+    for index, digest in enumerate(manifest.chunks):
+        offset = index * manifest.chunk_size
+        length = manifest.chunk_length(index)
+        if offset + length > existing:
+            break  # chunks past the end were never written
+        if _sha256(_read_at(fd, length, offset)) == digest:
+            have.append(index)
+    if existing < manifest.size:
+        os.ftruncate(fd, manifest.size)
+    return have
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:  # pwrite may write less than asked
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _hash_file(fd: int, size: int, piece: int) -> bytes:
+    whole = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        data = _read_at(fd, min(piece, size - offset), offset)
+        if not data:
+            break  # shorter than expected: the digest will not match
+        whole.update(data)
+        offset += len(data)
+    return whole.digest()
+
+
+# --- the download ---------------------------------------------------------------------
+
+
+def _ranges(indexes: Sequence[int], limit: int = 8) -> str:
+    """'0-3, 7, 9-12' for sorted indexes, cut short after `limit` ranges."""
+    runs: list[str] = []
+    start = prev = None
+    for i in [*indexes, None]:
+        if start is not None and (i is None or i != prev + 1):
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    more = f", ... ({len(runs) - limit} more ranges)" if len(runs) > limit else ""
+    return ", ".join(runs[:limit]) + more
+
+
+@dataclass
+class _Swarm:
+    """The shared state of one download. Touched only from the event loop (no locks)."""
+
+    manifest: Manifest
+    fetch: ChunkFetcher
+    fd: int
+    threads: _Threads
+    per_peer_inflight: int
+    chunk_timeout: float
+    progress: Callable[[int], None] | None
+    needed: int
+    # Invariant: an index is in `pending` iff it is not claimed and no holder has it out.
+    pending: deque[int] = field(default_factory=deque)
+    outstanding: dict[int, set[str]] = field(default_factory=dict)  # index -> holders
+    claimed: set[int] = field(default_factory=set)  # a verified copy won (maybe being written)
+    retried: set[int] = field(default_factory=set)  # was out at a dropped holder
+    written: int = 0
+    refetched: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)  # holder -> why it stopped helping
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def take(self, holder: str, lacks: set[int]) -> dict[int, bool]:
+        """The next batch for holder: index -> whether asking is a re-fetch."""
+        batch: dict[int, bool] = {}
+        skipped = []
+        while self.pending and len(batch) < self.per_peer_inflight:
+            index = self.pending.popleft()
+            if index in lacks:
+                skipped.append(index)
+            else:
+                batch[index] = index in self.retried
+        self.pending.extendleft(reversed(skipped))
+        if not batch:
+            # Endgame: help with chunks out at other holders, least-duplicated first.
+            spare = [i for i, at in self.outstanding.items() if holder not in at and i not in lacks]
+            spare.sort(key=lambda i: len(self.outstanding[i]))
+            batch = dict.fromkeys(spare[: self.per_peer_inflight], True)
+        for index in batch:
+            self.outstanding.setdefault(index, set()).add(holder)
+        return batch
+
+    def release(self, holder: str, indexes: Sequence[int], *, front: bool) -> None:
+        """holder no longer has these out; requeue the ones nobody else is fetching."""
+        for index in indexes:
+            at = self.outstanding.get(index)
+            if at is None:
+                continue  # already claimed
+            at.discard(holder)
+            if not at:
+                del self.outstanding[index]
+                if front:
+                    self.pending.appendleft(index)
+                else:
+                    self.pending.append(index)
+
+    async def run_holder(self, holder: str) -> None:
+        lacks: set[int] = set()  # chunks this holder answered a batch without
+        while not self.complete.is_set():
+            batch = self.take(holder, lacks)
+            if not batch:
+                self.why.setdefault(holder, "did not have them")
+                return
+            asked = list(batch)
+            try:
+                got = await self._pull(holder, batch)
+            except _Dropped as dropped:
+                self.why[holder] = f"dropped: {dropped}"
+                self.retried.update(i for i in batch if i not in self.claimed)
+                self.release(holder, list(batch), front=True)
+                return
+            if not got:
+                # An answer with none of the chunks: assume it lacks them. (One with some is
+                # taken as the peer limiting its answer, so the rest may be asked again.)
+                lacks.update(asked)
+            self.release(holder, list(batch), front=False)
+
+    async def _pull(self, holder: str, batch: dict[int, bool]) -> int:
+        """Fetch batch from holder, keeping verified chunks; returns how many arrived.
+        Delivered indexes are removed from batch; what is left was not delivered."""
+        got = 0
+        try:
+            stream = aiter(self.fetch(holder, self.manifest.sha256, list(batch)))
+        except Exception as exc:
+            raise _Dropped(_describe(exc)) from exc
+        try:
+            while batch:
+                try:
+                    async with asyncio.timeout(self.chunk_timeout) as clock:
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    if isinstance(exc, TimeoutError) and clock.expired():
+                        raise _Dropped(f"sent nothing for {self.chunk_timeout:g}s") from exc
+                    raise _Dropped(_describe(exc)) from exc
+                await self._accept(holder, batch, item)
+                got += 1
+        finally:
+            await _close(stream, self.chunk_timeout)
+        return got
+
+    async def _accept(self, holder: str, batch: dict[int, bool], item: Any) -> None:
+        try:
+            index, data = item
+        except (TypeError, ValueError):
+            raise _Dropped("sent something that is not an (index, data) pair") from None
+        if not isinstance(index, int) or index not in batch:
+            raise _Dropped(f"sent chunk {index!r}, which was not asked for (or sent it twice)")
+        if not isinstance(data, bytes | bytearray):
+            raise _Dropped(f"sent chunk {index} as {type(data).__name__}, not bytes")
+        if len(data) != self.manifest.chunk_length(index):
+            raise _Dropped(
+                f"sent chunk {index} with {len(data)} bytes, "
+                f"not {self.manifest.chunk_length(index)}"
+            )
+        if await self.threads.run(_sha256, data) != self.manifest.chunks[index]:
+            raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
+        refetch = batch.pop(index)
+        at = self.outstanding.get(index)
+        if at is not None:
+            at.discard(holder)
+        if index in self.claimed:
+            return  # another holder's copy won (endgame); ours is a spare
+        # Claim before the write's await so no other copy of this chunk is written too.
+        self.claimed.add(index)
+        self.outstanding.pop(index, None)
+        await self.threads.run(_write_at, self.fd, data, index * self.manifest.chunk_size)
+        self.sources[holder] = self.sources.get(holder, 0) + len(data)
+        self.refetched += refetch
+        self.written += 1
+        if self.progress is not None:
+            self.progress(len(data))
+        if self.written == self.needed:
+            self.complete.set()
+
+    def failure(self, missing: int) -> DownloadError:
+        left = sorted(set(range(len(self.manifest.chunks))) - self.claimed)
+        reasons = "; ".join(f"{h} {why}" for h, why in self.why.items()) or "no holders given"
+        return DownloadError(
+            f"could not get {missing} of {len(self.manifest.chunks)} chunks of "
+            f"{self.manifest.name!r} (chunks {_ranges(left)}): {reasons}"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # one line, whatever the peer said
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _close(stream: AsyncIterator[Any], grace: float) -> None:
+    """Stop a fetch we no longer want (tell the peer), without waiting long for it."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(grace):
+            await aclose()
+
+
+async def download(
+    manifest: Manifest,
+    holders: Sequence[str],
+    fetch: ChunkFetcher,
+    out: Path,
+    *,
+    per_peer_inflight: int = 4,
+    chunk_timeout: float = 10.0,
+    progress: Callable[[int], None] | None = None,
+) -> DownloadReport:
+    """Fetch the file `manifest` describes from `holders` into `out` (see module docstring).
+
+    Raises DownloadError when chunks remain that no holder would give (the .part file is
+    kept, so a later call resumes) or when the assembled file's SHA-256 is wrong (the .part
+    file is deleted). `progress(n)` gets each batch of newly verified bytes as it lands.
+    """
+    manifest.check()
+    if per_peer_inflight < 1:
+        raise ValueError("per_peer_inflight must be at least 1")
+    out = Path(out)
+    part = out.with_name(out.name + ".part")
+    holders = list(dict.fromkeys(holders))  # the same holder twice would double its share
+    threads = _Threads()
+
+    opening = threads.start(_open_part, part)
+    try:
+        fd = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await threads.drain()
+        if not opening.cancelled() and opening.exception() is None:
+            os.close(opening.result())
+        raise
+
+    workers: list[asyncio.Task[None]] = []
+    try:
+        have = await threads.run(_resume_scan, fd, manifest)
+        have_set = set(have)
+        todo = [i for i in range(len(manifest.chunks)) if i not in have_set]
+        swarm = _Swarm(
+            manifest=manifest,
+            fetch=fetch,
+            fd=fd,
+            threads=threads,
+            per_peer_inflight=per_peer_inflight,
+            chunk_timeout=chunk_timeout,
+            progress=progress,
+            needed=len(todo),
+            pending=deque(todo),
+            claimed=have_set,
+            sources=dict.fromkeys(holders, 0),
+        )
+        if todo:
+            workers = [asyncio.create_task(swarm.run_holder(h)) for h in holders]
+            finished = asyncio.create_task(swarm.complete.wait())
+            try:
+                running: set[asyncio.Task[Any]] = set(workers)
+                while running and not finished.done():
+                    done, _ = await asyncio.wait(
+                        running | {finished}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done - {finished}:
+                        running.discard(task)
+                        task.result()  # a local failure (disk, progress callback) is fatal
+            finally:
+                finished.cancel()
+            if swarm.written < swarm.needed:
+                raise swarm.failure(swarm.needed - swarm.written)
+
+        # Every chunk was verified, but check the whole: it guards against a manifest whose
+        # chunk hashes and file hash disagree, and against the disk.
+        digest = await threads.run(_hash_file, fd, manifest.size, manifest.chunk_size)
+        if digest != manifest.sha256:
+            await _cleanup(workers, threads, fd)
+            fd = -1
+            await threads.run(part.unlink, True)
+            raise DownloadError(
+                f"{manifest.name!r}: the assembled file's SHA-256 is {digest.hex()}, "
+                f"the manifest says {manifest.sha256.hex()}; the partial file was deleted"
+            )
+        await threads.run(os.fsync, fd)
+    finally:
+        if fd >= 0:
+            await _cleanup(workers, threads, fd)
+
+    await threads.run(os.replace, part, out)
+    await threads.run(fsync_directory, out.parent)  # make the rename itself durable
+    return DownloadReport(
+        path=out,
+        size=manifest.size,
+        sha256=manifest.sha256,
+        sources=swarm.sources,
+        resumed_chunks=len(have),
+        refetched_chunks=swarm.refetched,
+    )
+
+
+async def _cleanup(workers: Sequence[asyncio.Task[None]], threads: _Threads, fd: int) -> None:
+    """Stop the workers (slow endgame losers among them), wait for their threads, close."""
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    await threads.drain()
+    await threads.run(os.close, fd)

@@ -1,0 +1,167 @@
+"""A whole chordshare peer: a Chord node that also stores, serves, replicates and indexes
+files. What `chordshare node` runs.
+
+The node server gets a second gRPC service (Files) on the same port. A sharing loop runs
+beside the ring's maintenance: it copies a file to the owner's successors as soon as it is
+stored, repairs every name held whenever the node's neighbours change (and every
+`repair_period` anyway), and publishes index records and locators every `republish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from chordshare.node.runtime import ChordNode
+from chordshare.node.server import NodeServer, NodeSettings
+from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.sharing.replication import Replicator
+from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.sharing.service import FileService
+from chordshare.sharing.servicer import FilesServicer
+from chordshare.sharing.shared_dir import SharedDirectory
+from chordshare.storage.store import NodeStore
+from chordshare.v1 import files_pb2, files_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+FILES_SERVICE_NAME = files_pb2.DESCRIPTOR.services_by_name["Files"].full_name
+TICK = 0.25  # how often the sharing loop looks at the node's neighbours
+
+
+class DataDirInUse(Exception):
+    """Another running node already uses this data directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharingSettings:
+    data_dir: Path
+    max_store: int | None = None
+    share: Path | None = None
+    replicas: int = DEFAULT_REPLICAS
+    repair_period: float = 10.0
+    republish: float = 30.0
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive lock on the directory for the life of the process: two nodes
+    writing one catalog would corrupt each other's view of it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUse(f"--data-dir {data_dir} is in use by another running node") from None
+    return fd
+
+
+class SharingPeer:
+    def __init__(self, node_settings: NodeSettings, settings: SharingSettings) -> None:
+        self.settings = settings
+        self.shared = SharedDirectory(settings.share) if settings.share else None
+        self._lock_fd = lock_data_dir(settings.data_dir)
+        self.store = NodeStore(settings.data_dir, settings.max_store)
+        self.server = NodeServer(node_settings, services=[self._add_files_service])
+        self.server.extra_service_names.append(FILES_SERVICE_NAME)
+        self.service: FileService | None = None
+        self.replicator: Replicator | None = None
+        self.peers: GrpcFilePeers | None = None
+        self._changed: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _add_files_service(self, server: grpc.aio.Server, node: ChordNode) -> None:
+        service = FileService(node.me.address, self.store, self.shared)
+        self.peers = GrpcFilePeers(health=node.transport.health)
+        self.replicator = Replicator(
+            service,
+            node.state,
+            NodeRing(node),
+            self.peers,
+            self.settings.replicas,
+            self.settings.republish,
+        )
+        service.on_change(self._note_change)
+        node.on_leaving(self._handoff)
+        files_pb2_grpc.add_FilesServicer_to_server(FilesServicer(service), server)
+        self.service = service
+
+    def _note_change(self, name: str) -> None:
+        self._changed.add(name)
+        self._wake.set()
+
+    async def start(self) -> ChordNode:
+        try:
+            node = await self.server.start()
+        except BaseException:
+            self._release()
+            raise
+        self._task = asyncio.create_task(self._loop(node), name="sharing")
+        return node
+
+    async def _loop(self, node: ChordNode) -> None:
+        assert self.replicator is not None
+        replicator = self.replicator
+        settings = self.settings
+        seen_view: object = None
+        last_repair = last_publish = float("-inf")
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                changed, self._changed = self._changed, set()
+                if changed:
+                    await replicator.repair(only=changed)
+                    await replicator.publish(only=changed)
+                view = (node.state.predecessor, node.state.successors[: settings.replicas])
+                now = time.monotonic()
+                if view != seen_view or now - last_repair >= settings.repair_period:
+                    seen_view, last_repair = view, now
+                    report = await replicator.repair()
+                    if report.pushed or report.dropped:
+                        log.info("repair: pushed %d, dropped %d", report.pushed, report.dropped)
+                if now - last_publish >= settings.republish:
+                    last_publish = now
+                    await replicator.publish()
+            except Exception:  # a failed round must never stop the loop
+                log.exception("sharing round failed")
+
+    async def _handoff(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.replicator is not None:
+            pushed = await self.replicator.handoff()
+            log.info("handed %d files to the successor before leaving", pushed)
+
+    async def stop(self, graceful: bool = True) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # A graceful stop leaves the ring, and the leave hands our files over first.
+        await self.server.stop(graceful=graceful)
+        if self.peers is not None:
+            await self.peers.close()
+        self.store.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1

@@ -1,0 +1,135 @@
+"""What one node can ask another about files: the interface and the values it carries.
+
+Two implementations: gRPC (`sharing.rpc`) for real use and in-memory (`sharing.memory`) for
+fast tests of many nodes. Application refusals travel as `FileError` (a gRPC status on the
+wire); a peer that cannot be reached raises `transport.base.PeerError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from chordshare.storage.catalog import Manifest
+
+
+class Refusal(enum.Enum):
+    """Why a node refused a file request; each maps to one gRPC status code."""
+
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    ABORTED = "ABORTED"  # a concurrent put of the same name
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    DATA_LOSS = "DATA_LOSS"  # bytes that do not match their hash
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # over the node's quota
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+
+
+class FileError(Exception):
+    """A node refused a file request; the message says why in a user's words."""
+
+    def __init__(self, refusal: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PutHeader:
+    manifest: Manifest
+    replace: bool = False
+    replica: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PutOutcome:
+    manifest: Manifest  # as stored, with the version the owner gave it
+    unchanged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    manifest: Manifest
+    holders: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    name: str
+    version: float
+    sha256: bytes
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAnswer:
+    wanted: tuple[str, ...]  # names the peer lacks or holds in an older version
+    newer: tuple[FileVersion, ...]  # offered names it holds in a newer version, or removed
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    name: str
+    size: int
+    sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    key: str  # "word:report" or "sha256:<hex>"
+    entry: IndexEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Locator:
+    manifest: Manifest
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    manifest: Manifest
+    shared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileListing:
+    files: tuple[StoredFile, ...]
+    used_bytes: int
+    max_bytes: int | None
+
+
+class FilePeers(Protocol):
+    async def put_file(
+        self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+    ) -> PutOutcome: ...
+
+    async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]: ...
+
+    def fetch_chunks(
+        self, address: str, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    async def find_file(self, address: str, name: str) -> FoundFile | None: ...
+
+    async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer: ...
+
+    async def delete(
+        self, address: str, name: str, version: float = 0.0, replica: bool = False
+    ) -> bool: ...
+
+    async def publish_index(
+        self, address: str, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+    ) -> None: ...
+
+    async def query_index(self, address: str, key: str) -> list[IndexEntry]: ...
+
+    async def publish_locators(
+        self, address: str, locators: Sequence[Locator], ttl: float
+    ) -> None: ...
+
+    async def list_files(self, address: str) -> FileListing: ...
+
+    async def close(self) -> None: ...

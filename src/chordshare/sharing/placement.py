@@ -1,0 +1,33 @@
+"""Where things live on the ring: the keys of names, words and contents, and which nodes
+hold a key's copies. Pure functions of the identifier space."""
+
+from __future__ import annotations
+
+from chordshare.ids import IdSpace
+
+DEFAULT_REPLICAS = 3
+
+
+def file_key(space: IdSpace, name: str) -> int:
+    """A file lives on successor(hash(name)) and the k-1 nodes after it."""
+    return space.hash(name)
+
+
+def word_index_key(word: str) -> str:
+    return f"word:{word}"
+
+
+def content_index_key(sha256: bytes) -> str:
+    return f"sha256:{sha256.hex()}"
+
+
+def index_key(space: IdSpace, record_key: str) -> int:
+    """Index records are found under the hash of their key ("word:report", "sha256:…").
+    The prefixes keep a word from sharing a key with a file of the same name."""
+    return space.hash(record_key)
+
+
+def newer(version: float, sha256: bytes, than_version: float, than_sha256: bytes) -> bool:
+    """Whether (version, sha256) supersedes the other: the later version wins, and equal
+    versions are ordered by content so every node picks the same winner."""
+    return (version, sha256) > (than_version, than_sha256)

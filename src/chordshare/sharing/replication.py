@@ -1,0 +1,295 @@
+"""Keeping every file on k nodes, and the index pointing at them, as the ring changes.
+
+One round of repair, for every name held here (tombstones too):
+- if this node owns the name's key, it offers the name to its k-1 successors and pushes
+  the bytes to each that lacks that version;
+- otherwise it offers the name to the key's owner (which replicates it further), and once
+  the owner has it, drops its own copy if it is not among the owner's k-1 successors.
+So keys move to a node that joins (its successor offers them), after a crash the survivors
+restore k copies, and a node that held a copy it no longer should gives it up. A graceful
+leave hands everything to the successor first. Offers carry versions, so a newer put or a
+removal always wins over an old copy.
+
+The index (words and content hashes -> names) and the locators of shared files are soft
+state: each owner of a file (and each sharer) publishes them again every `republish`
+seconds to the owner of the record's key and its successors, and they expire if not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from chordshare.chord.messages import NodeRef
+from chordshare.chord.state import RoutingState
+from chordshare.ids import IdSpace, between_right
+from chordshare.sharing.names import keywords
+from chordshare.sharing.peers import (
+    FileError,
+    FilePeers,
+    FileVersion,
+    IndexEntry,
+    IndexRecord,
+    Locator,
+    PutHeader,
+)
+from chordshare.sharing.placement import (
+    content_index_key,
+    file_key,
+    index_key,
+    word_index_key,
+)
+from chordshare.sharing.ring import Ring
+from chordshare.sharing.service import FileService
+from chordshare.storage.catalog import Manifest
+from chordshare.transport.base import PeerError
+
+log = logging.getLogger(__name__)
+
+OFFER_BATCH = 512
+
+
+@dataclass
+class RepairReport:
+    offered: int = 0
+    pushed: int = 0
+    dropped: int = 0
+    failed_peers: set[str] = field(default_factory=set)
+
+
+def index_records(manifest: Manifest) -> list[IndexRecord]:
+    entry = IndexEntry(manifest.name, manifest.size, manifest.sha256)
+    keys = [word_index_key(w) for w in keywords(manifest.name)]
+    keys.append(content_index_key(manifest.sha256))
+    return [IndexRecord(k, entry) for k in keys]
+
+
+class Replicator:
+    def __init__(
+        self,
+        service: FileService,
+        state: RoutingState,
+        ring: Ring,
+        peers: FilePeers,
+        replicas: int,
+        republish: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.state = state
+        self.ring = ring
+        self.peers = peers
+        self.replicas = replicas
+        self.republish = republish
+        self._published: dict[str, list[IndexRecord]] = {}
+
+    @property
+    def space(self) -> IdSpace:
+        return self.state.space
+
+    def owns(self, key: int) -> bool:
+        """Whether this node is the key's owner, as far as it knows."""
+        pred = self.state.predecessor
+        me = self.state.me
+        return pred is None or pred.id == me.id or between_right(pred.id, key, me.id)
+
+    def _successor_addresses(self) -> list[str]:
+        me = self.state.me.address
+        seen: list[str] = []
+        for node in self.state.successors:
+            if node.address != me and node.address not in seen:
+                seen.append(node.address)
+        return seen[: self.replicas - 1]
+
+    async def _replica_set(self, key: int) -> tuple[NodeRef, list[str]]:
+        owner = await self.ring.owner(key)
+        if owner.address == self.state.me.address:
+            return owner, [owner.address, *self._successor_addresses()]
+        following = await self.ring.successors(owner)
+        addresses = [owner.address]
+        for node in following:
+            if node.address not in addresses:
+                addresses.append(node.address)
+        return owner, addresses[: self.replicas]
+
+    # Repair.
+
+    async def repair(self, only: set[str] | None = None) -> RepairReport:
+        """One round over every name held here, or over `only` those (just stored or
+        removed: they need copying now, the rest can wait for the next full round)."""
+        report = RepairReport()
+        plan: dict[str, list[FileVersion]] = defaultdict(list)
+        not_mine: dict[str, str] = {}  # name -> the owner that must confirm before we drop
+        if only is None:
+            versions = self.service.versions()
+        else:
+            found = (self.service.version_of(name) for name in sorted(only))
+            versions = [v for v in found if v is not None]
+        for version in versions:
+            key = file_key(self.space, version.name)
+            if self.owns(key):
+                for address in self._successor_addresses():
+                    plan[address].append(version)
+                continue
+            try:
+                owner, holders = await self._replica_set(key)
+            except Exception as err:  # a lookup that fails now is retried next round
+                log.debug("repair: no owner for %s: %s", version.name, err)
+                continue
+            if owner.address == self.state.me.address:
+                continue
+            plan[owner.address].append(version)
+            if self.state.me.address not in holders:
+                not_mine[version.name] = owner.address
+        confirmed: set[tuple[str, str]] = set()  # (address, name) that hold our version
+        for address, versions in plan.items():
+            for start in range(0, len(versions), OFFER_BATCH):
+                batch = versions[start : start + OFFER_BATCH]
+                report.offered += len(batch)
+                try:
+                    held = await self._reconcile(address, batch, report)
+                except PeerError:
+                    report.failed_peers.add(address)
+                    break
+                confirmed |= {(address, name) for name in held}
+        for name, owner in not_mine.items():
+            if (owner, name) in confirmed:
+                await asyncio.to_thread(self.service.store.remove, name)
+                self.service.confirmed.pop(name, None)
+                report.dropped += 1
+        return report
+
+    async def _reconcile(
+        self, address: str, versions: Sequence[FileVersion], report: RepairReport
+    ) -> set[str]:
+        """Offer versions to a peer and push what it wants. Returns the names it now holds
+        in our version (or a newer one)."""
+        answer = await self.peers.offer(address, versions)
+        for theirs in answer.newer:
+            if theirs.deleted:  # removed while we were away: remove our copy too
+                await self.service.delete(theirs.name, theirs.version, replica=True)
+        wanted = set(answer.wanted)
+        held = {v.name for v in versions if v.name not in wanted}
+        for name in answer.wanted:
+            manifest = self.service.store.manifest(name)
+            if manifest is None:
+                continue  # removed meanwhile
+            try:
+                await self.push(address, manifest)
+            except FileError as err:
+                log.info("repair: %s refused %s: %s", address, name, err.message)
+                continue
+            held.add(name)
+            report.pushed += 1
+        for name in held:
+            if self.service.store.manifest(name) is not None:
+                self.service.confirmed.setdefault(name, {self.service.address}).add(address)
+        return held
+
+    async def push(self, address: str, manifest: Manifest) -> None:
+        """Copy a stored file to a peer, sending only the chunks it lacks."""
+        missing = set(await self.peers.missing_chunks(address, manifest.chunks))
+        await self.peers.put_file(
+            address, PutHeader(manifest, replica=True), self._stored_chunks(manifest, missing)
+        )
+
+    async def _stored_chunks(
+        self, manifest: Manifest, indexes: set[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        for index in sorted(indexes):
+            digest = manifest.chunks[index]
+            yield index, await asyncio.to_thread(self.service.store.chunks.get, digest, False)
+
+    async def handoff(self) -> int:
+        """Before a graceful leave: give the successor every name held here."""
+        successors = self._successor_addresses()
+        if not successors:
+            return 0
+        report = RepairReport()
+        versions = self.service.versions()
+        for start in range(0, len(versions), OFFER_BATCH):
+            try:
+                await self._reconcile(successors[0], versions[start : start + OFFER_BATCH], report)
+            except PeerError as err:
+                log.warning("handoff to %s failed: %s", successors[0], err)
+                break
+        return report.pushed
+
+    # Index and locators.
+
+    async def publish(self, only: set[str] | None = None) -> int:
+        """Publish the index records of the files this node owns or shares, the locators
+        of what it shares, and withdraw records of names it no longer has. With `only`,
+        just those names (just stored or removed here)."""
+        ttl = self.republish * 3
+        current: dict[str, list[IndexRecord]] = {}
+        if only is None:
+            manifests = self.service.store.manifests()
+        else:
+            found = (self.service.store.manifest(name) for name in sorted(only))
+            manifests = [m for m in found if m is not None]
+        for manifest in manifests:
+            if self.owns(file_key(self.space, manifest.name)):
+                current[manifest.name] = index_records(manifest)
+        locators: list[Locator] = []
+        shared = self.service.shared
+        if shared is not None and only is None:
+            for local in await asyncio.to_thread(shared.scan):
+                current.setdefault(local.manifest.name, index_records(local.manifest))
+                locators.append(Locator(local.manifest, self.service.address))
+        by_key: dict[str, list[IndexRecord]] = defaultdict(list)
+        for records in current.values():
+            for record in records:
+                by_key[record.key].append(record)
+        withdrawn: dict[str, list[IndexRecord]] = defaultdict(list)
+        for name, records in list(self._published.items()):
+            if name not in current and (only is None or name in only):
+                for record in records:
+                    withdrawn[record.key].append(record)
+                del self._published[name]
+        sent = 0
+        for key, records in by_key.items():
+            sent += await self._send_index(key, records, ttl, remove=False)
+        for key, records in withdrawn.items():
+            await self._send_index(key, records, ttl, remove=True)
+        for locator in locators:
+            await self._send_locator(locator, ttl)
+        self._published.update(current)
+        return sent
+
+    async def _send_index(
+        self, record_key: str, records: list[IndexRecord], ttl: float, remove: bool
+    ) -> int:
+        try:
+            _, holders = await self._replica_set(index_key(self.space, record_key))
+        except Exception as err:
+            log.debug("index: no owner for %s: %s", record_key, err)
+            return 0
+        sent = 0
+        for address in holders:
+            if address == self.service.address:
+                await self.service.publish_index(records, ttl, remove)
+                sent += 1
+                continue
+            try:
+                await self.peers.publish_index(address, records, ttl, remove)
+                sent += 1
+            except (PeerError, FileError):
+                continue
+        return sent
+
+    async def _send_locator(self, locator: Locator, ttl: float) -> None:
+        try:
+            _, holders = await self._replica_set(file_key(self.space, locator.manifest.name))
+        except Exception:
+            return
+        for address in holders:
+            if address == self.service.address:
+                await self.service.publish_locators([locator], ttl)
+                continue
+            try:
+                await self.peers.publish_locators(address, [locator], ttl)
+            except (PeerError, FileError):
+                continue

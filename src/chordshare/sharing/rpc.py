@@ -1,0 +1,235 @@
+"""`FilePeers` over gRPC (grpc.aio): one reused channel per peer.
+
+A refusal (a status named like a `Refusal`) is raised again as `FileError` with the peer's
+message; any other failure (unreachable, timed out, not a chordshare node) is a
+`PeerError`. Unary calls have a deadline; the chunk streams have none, since moving a large
+file takes as long as it takes: callers that need a limit cancel the call themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+
+from chordshare.sharing import codec
+from chordshare.sharing.peers import (
+    FileError,
+    FileListing,
+    FileVersion,
+    FoundFile,
+    IndexEntry,
+    IndexRecord,
+    Locator,
+    OfferAnswer,
+    PutHeader,
+    PutOutcome,
+    Refusal,
+)
+from chordshare.transport.base import PeerError
+from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
+from chordshare.transport.health import PeerHealth
+from chordshare.v1 import files_pb2 as pb
+from chordshare.v1 import files_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+# Chunks are up to 1 MiB each plus framing; 16 MiB leaves room for big manifests and
+# listings (a 100 GiB file in 1 MiB chunks has a 3.2 MiB manifest).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+FILE_CHANNEL_OPTIONS = [
+    *(
+        (key, value)
+        for key, value in CHANNEL_OPTIONS
+        if key not in ("grpc.max_receive_message_length", "grpc.max_send_message_length")
+    ),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+REFUSALS: dict[grpc.StatusCode, Refusal] = {grpc.StatusCode[r.name]: r for r in Refusal}
+
+
+class GrpcFilePeers:
+    """Calls other nodes' Files service for one node (or one client)."""
+
+    def __init__(self, health: PeerHealth | None = None, timeout: float = 10.0) -> None:
+        self.health = health or PeerHealth()
+        self.timeout = timeout
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pb_grpc.FilesStub] = {}
+
+    def stub(self, address: str) -> pb_grpc.FilesStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(address, options=FILE_CHANNEL_OPTIONS)
+            self._channels[address] = channel
+            stub = self._stubs[address] = pb_grpc.FilesStub(channel)
+        return stub
+
+    def _failure(self, address: str, err: grpc.aio.AioRpcError) -> Exception:
+        """The exception a failed call raises. A refusal means the peer is alive."""
+        refusal = REFUSALS.get(err.code())
+        if refusal is not None:
+            return FileError(refusal, err.details() or refusal.name.lower())
+        self.health.record_failure(address)
+        return PeerError(address, describe_rpc_error(err))
+
+    def _decode(self, address: str, decode: Callable[[], T]) -> T:
+        try:
+            return decode()
+        except ValueError as err:
+            self.health.record_failure(address)
+            raise PeerError(address, f"answered with a malformed reply: {err}") from None
+
+    async def _unary(
+        self, address: str, send: Callable[[pb_grpc.FilesStub, float], Awaitable[T]]
+    ) -> T:
+        """Run one unary call with the deadline, recording how it went."""
+        started = time.monotonic()
+        try:
+            answer = await send(self.stub(address), self.timeout)
+        except grpc.aio.AioRpcError as err:
+            failure = self._failure(address, err)
+            if isinstance(failure, FileError):
+                self.health.record_success(address, time.monotonic() - started)
+            raise failure from None
+        self.health.record_success(address, time.monotonic() - started)
+        return answer
+
+    async def put_file(
+        self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+    ) -> PutOutcome:
+        # gRPC consumes the request generator in a task of its own, and cancels the call if
+        # it raises: the caller's error is kept here to be raised instead of the cancellation.
+        raised: list[BaseException] = []
+        uploaded: list[float] = []
+
+        async def requests() -> AsyncIterator[pb.PutRequest]:
+            yield pb.PutRequest(header=codec.put_header_to_pb(header))
+            try:
+                async for index, data in chunks:
+                    yield pb.PutRequest(chunk=pb.PutChunk(index=index, data=data))
+            except Exception as err:
+                raised.append(err)
+                raise
+            uploaded.append(time.monotonic())
+
+        call = self.stub(address).PutFile(requests())
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as err:
+            if raised:
+                raise raised[0] from None
+            failure = self._failure(address, err)
+            if isinstance(failure, FileError):
+                self._alive(address, uploaded)
+            raise failure from None
+        except asyncio.CancelledError:
+            if raised and not _cancelling():
+                raise raised[0] from None
+            raise
+        finally:
+            call.cancel()  # a no-op once the call is over
+        self._alive(address, uploaded)
+        return self._decode(address, lambda: codec.put_outcome_from_pb(reply))
+
+    def _alive(self, address: str, uploaded: list[float]) -> None:
+        # The round trip is the wait for the reply after the last chunk left, not the whole
+        # upload: a long transfer must not stretch the deadlines of the peer's quick calls.
+        if uploaded:
+            self.health.record_success(address, max(0.0, time.monotonic() - uploaded[0]))
+
+    async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]:
+        request = codec.digests_to_pb(digests)
+        reply = await self._unary(address, lambda s, t: s.MissingChunks(request, timeout=t))
+        return self._decode(address, lambda: codec.missing_from_pb(reply, len(digests)))
+
+    async def fetch_chunks(
+        self, address: str, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Yield the asked chunks as they arrive. Close the generator (or cancel its task) to
+        cancel the call; use `contextlib.aclosing` when breaking out of it early."""
+        asked = set(indexes)
+        started = time.monotonic()
+        first = True
+        call = self.stub(address).FetchChunks(codec.fetch_request_to_pb(sha256, indexes))
+        try:
+            try:
+                async for msg in call:
+                    if first:
+                        # Time to the first chunk: a round trip plus one read.
+                        self.health.record_success(address, time.monotonic() - started)
+                        first = False
+                    if msg.index not in asked:
+                        self.health.record_failure(address)
+                        raise PeerError(
+                            address, f"answered with chunk {msg.index}, which was not asked for"
+                        )
+                    yield msg.index, msg.data
+            except grpc.aio.AioRpcError as err:
+                raise self._failure(address, err) from None
+            if first:
+                self.health.record_success(address, time.monotonic() - started)
+        finally:
+            call.cancel()
+
+    async def find_file(self, address: str, name: str) -> FoundFile | None:
+        request = pb.FindFileRequest(name=name)
+        reply = await self._unary(address, lambda s, t: s.FindFile(request, timeout=t))
+        return self._decode(address, lambda: codec.found_file_from_pb(reply))
+
+    async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer:
+        request = codec.offer_to_pb(versions)
+        reply = await self._unary(address, lambda s, t: s.Offer(request, timeout=t))
+        return self._decode(address, lambda: codec.offer_answer_from_pb(reply))
+
+    async def delete(
+        self, address: str, name: str, version: float = 0.0, replica: bool = False
+    ) -> bool:
+        request = pb.DeleteRequest(name=name, version=version, replica=replica)
+        reply = await self._unary(address, lambda s, t: s.Delete(request, timeout=t))
+        return reply.existed
+
+    async def publish_index(
+        self, address: str, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+    ) -> None:
+        request = pb.PublishIndexRequest(
+            records=[codec.index_record_to_pb(r) for r in records], ttl=ttl, remove=remove
+        )
+        await self._unary(address, lambda s, t: s.PublishIndex(request, timeout=t))
+
+    async def query_index(self, address: str, key: str) -> list[IndexEntry]:
+        request = pb.QueryIndexRequest(key=key)
+        reply = await self._unary(address, lambda s, t: s.QueryIndex(request, timeout=t))
+        return self._decode(address, lambda: [codec.index_entry_from_pb(e) for e in reply.entries])
+
+    async def publish_locators(self, address: str, locators: Sequence[Locator], ttl: float) -> None:
+        request = pb.PublishLocatorsRequest(
+            locators=[codec.locator_to_pb(loc) for loc in locators], ttl=ttl
+        )
+        await self._unary(address, lambda s, t: s.PublishLocators(request, timeout=t))
+
+    async def list_files(self, address: str) -> FileListing:
+        reply = await self._unary(
+            address, lambda s, t: s.ListFiles(pb.ListFilesRequest(), timeout=t)
+        )
+        return self._decode(address, lambda: codec.file_listing_from_pb(reply))
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._stubs.clear()
+        for channel in channels:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+def _cancelling() -> bool:
+    """Whether this task itself is being cancelled (not just the call under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

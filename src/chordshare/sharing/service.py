@@ -1,0 +1,376 @@
+"""What a node answers about files: it stores, serves, indexes and locates them.
+
+The serving half of file sharing, transport-free: the gRPC servicer and the in-memory peers
+call these methods. Refusals are `FileError`s. Disk work and hashing run in threads so a
+large transfer never blocks the event loop.
+
+Versions: a file's `created` is its version, set by the owner on a client's put. A second
+put of a name with other bytes is refused unless `replace` is asked; then it gets a version
+newer than the old one and every holder converges on it. Removing a name leaves a
+tombstone at a newer version, so an old copy offered later does not bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from chordshare.sharing.names import BadName, check_name
+from chordshare.sharing.peers import (
+    FileError,
+    FileListing,
+    FileVersion,
+    FoundFile,
+    IndexEntry,
+    IndexRecord,
+    Locator,
+    OfferAnswer,
+    PutHeader,
+    PutOutcome,
+    Refusal,
+    StoredFile,
+)
+from chordshare.sharing.placement import newer
+from chordshare.sharing.shared_dir import SharedDirectory
+from chordshare.storage.catalog import Manifest
+from chordshare.storage.chunks import ChunkError
+from chordshare.storage.store import NodeStore, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK_SIZE = 8 * 1024 * 1024
+MAX_CHUNKS = 1 << 20  # a manifest listing more is refused (32 MiB of hashes)
+VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
+
+
+@dataclass
+class _SoftRecord:
+    """An index entry or locator that lives until `expires` unless published again."""
+
+    value: object
+    expires: float
+
+
+@dataclass
+class SoftTable:
+    """Records that others publish periodically (index entries, locators): kept in memory,
+    dropped when not refreshed, so a publisher that died stops being advertised."""
+
+    clock: Callable[[], float] = time.monotonic
+    _rows: dict[str, dict[str, _SoftRecord]] = field(default_factory=dict)
+
+    def put(self, key: str, item: str, value: object, ttl: float) -> None:
+        self._rows.setdefault(key, {})[item] = _SoftRecord(value, self.clock() + ttl)
+
+    def remove(self, key: str, item: str) -> None:
+        row = self._rows.get(key)
+        if row is not None:
+            row.pop(item, None)
+            if not row:
+                del self._rows[key]
+
+    def get(self, key: str) -> list[object]:
+        now = self.clock()
+        row = self._rows.get(key, {})
+        for item in [i for i, r in row.items() if r.expires <= now]:
+            del row[item]
+        return [r.value for r in row.values()]
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._rows.values())
+
+
+class _WholeHash:
+    """The whole file's SHA-256, fed with chunks as they arrive in order; chunks that
+    arrive out of order (or were already stored) are read back at the end."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.next_index = 0
+
+    def feed(self, index: int, data: bytes) -> None:
+        if index == self.next_index:
+            self.hasher.update(data)
+            self.next_index += 1
+
+
+def _refuse_bad_manifest(manifest: Manifest) -> None:
+    try:
+        check_name(manifest.name)
+        manifest.check()
+    except (BadName, ValueError) as err:
+        raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
+    if manifest.chunk_size > MAX_CHUNK_SIZE:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"chunks are at most {MAX_CHUNK_SIZE} bytes, the manifest says {manifest.chunk_size}",
+        )
+    if len(manifest.chunks) > MAX_CHUNKS:
+        raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
+
+
+class FileService:
+    """The files of one node: its store, its shared directory and the soft records others
+    publish to it. `address` is the node's advertised address (it names itself as a holder)."""
+
+    def __init__(
+        self,
+        address: str,
+        store: NodeStore,
+        shared: SharedDirectory | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.address = address
+        self.store = store
+        self.shared = shared
+        self.clock = clock
+        self.index = SoftTable()
+        self.locators = SoftTable()
+        # Holders known to have a file's current version (from replication), by name.
+        self.confirmed: dict[str, set[str]] = {}
+        self._putting: set[str] = set()
+        self._listeners: list[Callable[[str], Awaitable[None] | None]] = []
+
+    def on_change(self, listener: Callable[[str], Awaitable[None] | None]) -> None:
+        """Call listener(name) after a file is stored, replaced or removed here."""
+        self._listeners.append(listener)
+
+    async def _changed(self, name: str) -> None:
+        for listener in self._listeners:
+            result = listener(name)
+            if result is not None:
+                await result
+
+    # Storing.
+
+    def _version_for_put(self, header: PutHeader) -> float | None:
+        """The version a put will store, or None when there is nothing to store."""
+        manifest = header.manifest
+        existing = self.store.manifest(manifest.name)
+        tombstone = self.store.catalog.tombstone(manifest.name)
+        if header.replica:
+            if existing is not None and not newer(
+                manifest.created, manifest.sha256, existing.created, existing.sha256
+            ):
+                return None
+            if tombstone is not None and tombstone >= manifest.created:
+                return None
+            return manifest.created
+        if existing is not None and existing.sha256 == manifest.sha256:
+            return None
+        if existing is not None and not header.replace:
+            raise FileError(
+                Refusal.ALREADY_EXISTS,
+                f"{manifest.name!r} already exists ({existing.size} bytes, sha256 "
+                f"{existing.sha256.hex()[:16]}…); put it with --replace to overwrite it",
+            )
+        floor = max(
+            existing.created if existing is not None else 0.0,
+            tombstone if tombstone is not None else 0.0,
+        )
+        return max(self.clock(), floor + VERSION_STEP)
+
+    async def put_file(
+        self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+    ) -> PutOutcome:
+        manifest = header.manifest
+        _refuse_bad_manifest(manifest)
+        name = manifest.name
+        if name in self._putting:
+            raise FileError(
+                Refusal.ABORTED, f"another put of {name!r} is in progress here; try again"
+            )
+        version = self._version_for_put(header)
+        if version is None:
+            current = self.store.manifest(name) or manifest
+            return PutOutcome(current, unchanged=True)
+        self._putting.add(name)
+        stored: list[bytes] = []
+        try:
+            whole = _WholeHash()
+            async for index, data in chunks:
+                digest = await asyncio.to_thread(self._store_chunk, manifest, index, data, whole)
+                stored.append(digest)
+            final = replace(manifest, created=version)
+            await asyncio.to_thread(self._finish, final, whole)
+        except BaseException:
+            await asyncio.to_thread(self.store.discard, stored)
+            raise
+        finally:
+            self._putting.discard(name)
+        self.confirmed[name] = {self.address}
+        log.info("stored %s (%d bytes) version %.6f", name, final.size, final.created)
+        await self._changed(name)
+        return PutOutcome(final, unchanged=False)
+
+    def _store_chunk(self, manifest: Manifest, index: int, data: bytes, whole: _WholeHash) -> bytes:
+        if not 0 <= index < len(manifest.chunks):
+            raise FileError(
+                Refusal.INVALID_ARGUMENT,
+                f"chunk {index} is out of range: {manifest.name!r} has {len(manifest.chunks)}",
+            )
+        expected_length = manifest.chunk_length(index)
+        if len(data) != expected_length:
+            raise FileError(
+                Refusal.INVALID_ARGUMENT,
+                f"chunk {index} of {manifest.name!r} has {len(data)} bytes, "
+                f"the manifest says {expected_length}",
+            )
+        try:
+            digest = self.store.put_chunk(data, manifest.chunks[index])
+        except ChunkError as err:
+            raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
+        except QuotaExceeded as err:
+            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+        whole.feed(index, data)
+        return digest
+
+    def _finish(self, manifest: Manifest, whole: _WholeHash) -> None:
+        """Check that every chunk is here and that they add up to the file, then list it."""
+        missing = [i for i, d in enumerate(manifest.chunks) if not self.store.chunks.has(d)]
+        if missing:
+            raise FileError(
+                Refusal.FAILED_PRECONDITION,
+                f"the put of {manifest.name!r} ended with {len(missing)} of "
+                f"{len(manifest.chunks)} chunks missing (first: {missing[0]})",
+            )
+        for index in range(whole.next_index, len(manifest.chunks)):
+            whole.hasher.update(self.store.read_chunk(manifest.chunks[index]))
+        if whole.hasher.digest() != manifest.sha256:
+            raise FileError(
+                Refusal.DATA_LOSS,
+                f"the chunks of {manifest.name!r} do not add up to its SHA-256",
+            )
+        self.store.commit(manifest)
+
+    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
+        has = self.store.chunks.has
+        return await asyncio.to_thread(
+            lambda: [i for i, d in enumerate(digests) if len(d) != 32 or not has(d)]
+        )
+
+    # Serving.
+
+    async def fetch_chunks(
+        self, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        stored = self.store.by_sha256(sha256)
+        if stored:
+            manifest = stored[0]
+            read = self._read_stored
+        elif self.shared is not None and (local := self.shared.by_sha256(sha256)) is not None:
+            manifest = local.manifest
+            read = self.shared.read_chunk
+        else:
+            raise FileError(Refusal.NOT_FOUND, f"no file with sha256 {sha256.hex()} here")
+        for index in indexes:
+            if not 0 <= index < len(manifest.chunks):
+                raise FileError(Refusal.INVALID_ARGUMENT, f"no chunk {index} in that file")
+        for index in indexes:
+            try:
+                data = await asyncio.to_thread(read, manifest, index)
+            except (ChunkError, OSError) as err:
+                raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
+            yield index, data
+
+    def _read_stored(self, manifest: Manifest, index: int) -> bytes:
+        # Not re-hashed here: the receiver verifies every chunk against the manifest.
+        return self.store.chunks.get(manifest.chunks[index], verify=False)
+
+    async def find_file(self, name: str) -> FoundFile | None:
+        stored = self.store.manifest(name)
+        sharers = [loc for loc in self.locators.get(name) if isinstance(loc, Locator)]
+        if stored is not None:
+            manifest = stored
+            holders = [self.address, *sorted(self.confirmed.get(name, set()) - {self.address})]
+        elif sharers:
+            manifest = max(sharers, key=lambda loc: loc.manifest.created).manifest
+            holders = []
+        else:
+            return None
+        holders += [
+            loc.address
+            for loc in sharers
+            if loc.manifest.sha256 == manifest.sha256 and loc.address not in holders
+        ]
+        return FoundFile(manifest, tuple(holders))
+
+    async def list_files(self) -> FileListing:
+        files = [StoredFile(m, shared=False) for m in self.store.manifests()]
+        if self.shared is not None:
+            files += [StoredFile(s.manifest, shared=True) for s in self.shared.files()]
+        return FileListing(tuple(files), self.store.used_bytes(), self.store.max_bytes)
+
+    # Replication.
+
+    def versions(self) -> list[FileVersion]:
+        """Every name held here, as offered to other holders (tombstones included)."""
+        live = [FileVersion(m.name, m.created, m.sha256) for m in self.store.manifests()]
+        gone = [
+            FileVersion(name, version, b"", deleted=True)
+            for name, version in self.store.catalog.tombstones()
+        ]
+        return live + gone
+
+    def version_of(self, name: str) -> FileVersion | None:
+        manifest = self.store.manifest(name)
+        if manifest is not None:
+            return FileVersion(name, manifest.created, manifest.sha256)
+        tombstone = self.store.catalog.tombstone(name)
+        return None if tombstone is None else FileVersion(name, tombstone, b"", deleted=True)
+
+    async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
+        wanted: list[str] = []
+        held_newer: list[FileVersion] = []
+        for offered in versions:
+            mine = self.version_of(offered.name)
+            if mine is not None and not newer(
+                offered.version, offered.sha256, mine.version, mine.sha256
+            ):
+                if (mine.version, mine.sha256) != (offered.version, offered.sha256):
+                    held_newer.append(mine)
+                continue
+            if offered.deleted:
+                await self.delete(offered.name, offered.version, replica=True)
+            else:
+                wanted.append(offered.name)
+        return OfferAnswer(tuple(wanted), tuple(held_newer))
+
+    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
+        existing = self.store.manifest(name)
+        if replica:
+            if existing is not None and existing.created >= version:
+                return False  # a newer put outlived this removal
+        else:
+            tombstone = self.store.catalog.tombstone(name) or 0.0
+            floor = max(existing.created if existing is not None else 0.0, tombstone)
+            version = max(self.clock(), floor + VERSION_STEP)
+        await asyncio.to_thread(self.store.remove, name, version)
+        self.confirmed.pop(name, None)
+        if existing is not None:
+            log.info("removed %s at version %.6f", name, version)
+        await self._changed(name)
+        return existing is not None
+
+    # Index and locators: soft state that publishers refresh.
+
+    async def publish_index(
+        self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+    ) -> None:
+        for record in records:
+            if remove:
+                self.index.remove(record.key, record.entry.name)
+            else:
+                self.index.put(record.key, record.entry.name, record.entry, ttl)
+
+    async def query_index(self, key: str) -> list[IndexEntry]:
+        entries = [e for e in self.index.get(key) if isinstance(e, IndexEntry)]
+        return sorted(entries, key=lambda e: e.name)
+
+    async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
+        for locator in locators:
+            self.locators.put(locator.manifest.name, locator.address, locator, ttl)

@@ -1,0 +1,195 @@
+"""The gRPC face of a node's files: decodes requests, asks the file service, encodes answers.
+
+A malformed request is refused with INVALID_ARGUMENT naming the problem and never reaches
+the service. A `FileError` the service raises travels as the gRPC status of the same name,
+with its message as the details, so the caller's `sharing.rpc` can raise it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import NoReturn, Protocol, TypeVar
+
+import grpc
+
+from chordshare.sharing import codec
+from chordshare.sharing.peers import (
+    FileError,
+    FileListing,
+    FileVersion,
+    FoundFile,
+    IndexEntry,
+    IndexRecord,
+    Locator,
+    OfferAnswer,
+    PutHeader,
+    PutOutcome,
+    Refusal,
+)
+from chordshare.v1 import files_pb2 as pb
+from chordshare.v1 import files_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+STATUS_OF: dict[Refusal, grpc.StatusCode] = {r: grpc.StatusCode[r.name] for r in Refusal}
+
+
+class FileAnswerer(Protocol):
+    """What answers file requests on one node: `FilePeers` seen from the callee's side."""
+
+    async def put_file(
+        self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+    ) -> PutOutcome: ...
+
+    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]: ...
+
+    def fetch_chunks(
+        self, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    async def find_file(self, name: str) -> FoundFile | None: ...
+
+    async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer: ...
+
+    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool: ...
+
+    async def publish_index(
+        self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+    ) -> None: ...
+
+    async def query_index(self, key: str) -> list[IndexEntry]: ...
+
+    async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None: ...
+
+    async def list_files(self) -> FileListing: ...
+
+
+async def _refuse(context: grpc.aio.ServicerContext, err: FileError) -> NoReturn:
+    await context.abort(STATUS_OF[err.refusal], err.message)
+    raise AssertionError("abort returns by raising") from err
+
+
+async def _decode(context: grpc.aio.ServicerContext, decode: Callable[[], T]) -> T:
+    """Decode a request's fields, refusing the call with INVALID_ARGUMENT if they are bad."""
+    try:
+        return decode()
+    except ValueError as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        raise AssertionError("abort returns by raising") from err
+
+
+async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
+    """Await the service, turning its refusal into the matching gRPC status."""
+    try:
+        return await work
+    except FileError as err:
+        await _refuse(context, err)
+
+
+async def _put_chunks(
+    requests: AsyncIterator[pb.PutRequest], header: PutHeader
+) -> AsyncIterator[tuple[int, bytes]]:
+    """The chunks after a put's header. A malformed one is a FileError, not a ValueError, so
+    it reaches the caller as INVALID_ARGUMENT through whatever the service does with it."""
+    async for request in requests:
+        if request.WhichOneof("part") != "chunk":
+            raise FileError(
+                Refusal.INVALID_ARGUMENT, "a put stream has one header, as its first message"
+            )
+        try:
+            chunk = codec.put_chunk_from_pb(request.chunk, header.manifest)
+        except ValueError as err:
+            raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
+        yield chunk
+
+
+class FilesServicer(pb_grpc.FilesServicer):
+    def __init__(self, service: FileAnswerer) -> None:
+        self.service = service
+
+    async def PutFile(
+        self, request_iterator: AsyncIterable[pb.PutRequest], context: grpc.aio.ServicerContext
+    ) -> pb.PutReply:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("part") != "header":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "a put stream must start with its header"
+            )
+        assert first is not None
+        header = await _decode(context, lambda: codec.put_header_from_pb(first.header))
+        async with contextlib.aclosing(_put_chunks(requests, header)) as chunks:
+            outcome = await _answer(context, self.service.put_file(header, chunks))
+        return codec.put_outcome_to_pb(outcome)
+
+    async def MissingChunks(
+        self, request: pb.MissingChunksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MissingChunksReply:
+        digests = await _decode(context, lambda: codec.digests_from_pb(request))
+        missing = await _answer(context, self.service.missing_chunks(digests))
+        return pb.MissingChunksReply(missing=missing)
+
+    async def FetchChunks(
+        self, request: pb.FetchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ChunkData]:
+        sha256, indexes = await _decode(context, lambda: codec.fetch_request_from_pb(request))
+        # Closed on every exit (a cancelled call included) so the service releases its files.
+        stream = self.service.fetch_chunks(sha256, indexes)
+        try:
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for index, data in stream:
+                    yield pb.ChunkData(index=index, data=data)
+        except FileError as err:
+            await _refuse(context, err)
+
+    async def FindFile(
+        self, request: pb.FindFileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FindFileReply:
+        found = await _answer(context, self.service.find_file(request.name))
+        return codec.found_file_to_pb(found)
+
+    async def Offer(
+        self, request: pb.OfferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.OfferReply:
+        versions = await _decode(context, lambda: codec.offer_from_pb(request))
+        answer = await _answer(context, self.service.offer(versions))
+        return codec.offer_answer_to_pb(answer)
+
+    async def Delete(
+        self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteReply:
+        existed = await _answer(
+            context, self.service.delete(request.name, request.version, request.replica)
+        )
+        return pb.DeleteReply(existed=existed)
+
+    async def PublishIndex(
+        self, request: pb.PublishIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PublishIndexReply:
+        records = await _decode(
+            context, lambda: [codec.index_record_from_pb(r) for r in request.records]
+        )
+        await _answer(context, self.service.publish_index(records, request.ttl, request.remove))
+        return pb.PublishIndexReply()
+
+    async def QueryIndex(
+        self, request: pb.QueryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QueryIndexReply:
+        entries = await _answer(context, self.service.query_index(request.key))
+        return pb.QueryIndexReply(entries=[codec.index_entry_to_pb(e) for e in entries])
+
+    async def PublishLocators(
+        self, request: pb.PublishLocatorsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PublishLocatorsReply:
+        locators = await _decode(
+            context, lambda: [codec.locator_from_pb(loc) for loc in request.locators]
+        )
+        await _answer(context, self.service.publish_locators(locators, request.ttl))
+        return pb.PublishLocatorsReply()
+
+    async def ListFiles(
+        self, request: pb.ListFilesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFilesReply:
+        listing = await _answer(context, self.service.list_files())
+        return codec.file_listing_to_pb(listing)

@@ -1,0 +1,277 @@
+"""The multi-source chunk downloader, against fake peers serving an in-memory file."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from chordshare.sharing.chunking import build_manifest
+from chordshare.sharing.download import DownloadError, download
+from chordshare.storage.catalog import Manifest
+
+CHUNK = 1024
+
+
+def make_file(tmp_path: Path, size: int, seed: int = 1) -> tuple[bytes, Manifest]:
+    blob = random.Random(seed).randbytes(size)
+    source = tmp_path / "source.bin"
+    source.write_bytes(blob)
+    return blob, build_manifest(source, "song.flac", CHUNK)
+
+
+class Peer:
+    """An honest holder: serves every chunk asked for, after `delay` seconds each."""
+
+    def __init__(self, blob: bytes, delay: float = 0.0) -> None:
+        self.blob = blob
+        self.delay = delay
+
+    def chunk(self, index: int) -> bytes:
+        return self.blob[index * CHUNK : (index + 1) * CHUNK]
+
+    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+        for index in indexes:
+            await asyncio.sleep(self.delay)
+            yield index, self.chunk(index)
+
+
+class Dying(Peer):
+    """Serves `lives` chunks in all, then fails every call."""
+
+    def __init__(self, blob: bytes, lives: int) -> None:
+        super().__init__(blob)
+        self.lives = lives
+
+    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+        for index in indexes:
+            await asyncio.sleep(0)
+            if self.lives <= 0:
+                raise ConnectionResetError("peer went away")
+            self.lives -= 1
+            yield index, self.chunk(index)
+
+
+class Corrupt(Peer):
+    def chunk(self, index: int) -> bytes:
+        data = bytearray(super().chunk(index))
+        data[len(data) // 2] ^= 0xFF
+        return bytes(data)
+
+
+class Hung(Peer):
+    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+        await asyncio.Event().wait()  # never set: the peer stalls forever
+        yield 0, b""
+
+
+class Liar(Peer):
+    """Answers with a genuine chunk, but one it was not asked for."""
+
+    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+        total = -(-len(self.blob) // CHUNK)
+        other = next(i for i in range(total) if i not in indexes)
+        yield other, self.chunk(other)
+
+
+class Swarm:
+    """The fetcher: routes calls to fake peers, and records what was asked and how many
+    chunks each holder had outstanding at once."""
+
+    def __init__(self, peers: dict[str, Peer]) -> None:
+        self.peers = peers
+        self.calls: dict[str, int] = defaultdict(int)
+        self.asked: dict[str, list[int]] = defaultdict(list)
+        self.inflight: dict[str, int] = defaultdict(int)
+        self.max_inflight: dict[str, int] = defaultdict(int)
+
+    async def fetch(
+        self, address: str, file_sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        self.calls[address] += 1
+        self.asked[address].extend(indexes)
+        self.inflight[address] += len(indexes)
+        self.max_inflight[address] = max(self.max_inflight[address], self.inflight[address])
+        left = len(indexes)
+        try:
+            async for item in self.peers[address].serve(indexes):
+                left -= 1
+                self.inflight[address] -= 1
+                yield item
+        finally:
+            self.inflight[address] -= left
+
+
+async def test_three_holders_share_the_work(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 40 * CHUNK + 123)
+    swarm = Swarm({a: Peer(blob, delay=0.001) for a in ("a:1", "b:1", "c:1")})
+    landed: list[int] = []
+    out = tmp_path / "got" / "song.flac"
+
+    report = await download(
+        manifest, list(swarm.peers), swarm.fetch, out, per_peer_inflight=2, progress=landed.append
+    )
+
+    assert out.read_bytes() == blob
+    assert not out.with_name("song.flac.part").exists()
+    assert report.path == out and report.size == len(blob) and report.sha256 == manifest.sha256
+    assert sum(report.sources.values()) == len(blob) == sum(landed)
+    assert sum(1 for n in report.sources.values() if n > 0) >= 2
+    assert report.resumed_chunks == 0
+    # Only endgame copies (fetched again at the tail, when the queue was dry) can count.
+    assert report.refetched_chunks <= 3 * 2
+
+
+async def test_a_holder_that_dies_mid_stream_is_replaced(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 30 * CHUNK)
+    swarm = Swarm({"dies:1": Dying(blob, lives=1), "good:1": Peer(blob, delay=0.001)})
+
+    report = await download(manifest, ["dies:1", "good:1"], swarm.fetch, tmp_path / "out")
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sources["dies:1"] == CHUNK  # its one chunk was good and kept
+    assert report.refetched_chunks >= 1  # the rest of its batch went elsewhere
+    assert swarm.calls["dies:1"] == 1  # never asked again
+
+
+async def test_a_corrupt_holder_is_dropped_and_not_credited(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 20 * CHUNK + 7)
+    swarm = Swarm({"bad:1": Corrupt(blob), "good:1": Peer(blob, delay=0.001)})
+
+    report = await download(manifest, ["bad:1", "good:1"], swarm.fetch, tmp_path / "out")
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sources["bad:1"] == 0
+    assert report.sources["good:1"] == len(blob)
+    assert report.refetched_chunks >= 1
+    assert swarm.calls["bad:1"] == 1
+
+
+async def test_a_hung_holder_is_timed_out(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 12 * CHUNK)
+    swarm = Swarm({"hung:1": Hung(blob), "good:1": Peer(blob, delay=0.001)})
+
+    started = time.monotonic()
+    report = await download(
+        manifest, ["hung:1", "good:1"], swarm.fetch, tmp_path / "out", chunk_timeout=0.2
+    )
+
+    assert time.monotonic() - started < 2
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sources == {"hung:1": 0, "good:1": len(blob)}
+    assert report.refetched_chunks >= 1  # the hung holder's batch, fetched again
+
+
+async def test_a_lone_hung_holder_fails_after_the_timeout(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 3 * CHUNK)
+    swarm = Swarm({"hung:1": Hung(blob)})
+
+    with pytest.raises(DownloadError, match=r"hung:1 dropped: sent nothing for 0\.2s"):
+        await download(manifest, ["hung:1"], swarm.fetch, tmp_path / "out", chunk_timeout=0.2)
+    assert swarm.inflight["hung:1"] == 0  # its fetch was cancelled
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_in_flight_chunks_per_holder_are_bounded(tmp_path: Path, limit: int) -> None:
+    blob, manifest = make_file(tmp_path, 25 * CHUNK)
+    swarm = Swarm({a: Peer(blob, delay=0.001) for a in ("a:1", "b:1", "c:1")})
+
+    await download(
+        manifest, list(swarm.peers), swarm.fetch, tmp_path / "out", per_peer_inflight=limit
+    )
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert all(1 <= n <= limit for n in swarm.max_inflight.values())
+    assert max(swarm.max_inflight.values()) == limit
+
+
+async def test_all_holders_dead_keeps_the_part_file_and_a_retry_resumes(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 16 * CHUNK + 500)
+    out = tmp_path / "out.bin"
+    part = tmp_path / "out.bin.part"
+    dead = Swarm({"x:1": Dying(blob, lives=3), "y:1": Dying(blob, lives=2)})
+
+    with pytest.raises(DownloadError) as failed:
+        await download(manifest, ["x:1", "y:1"], dead.fetch, out)
+
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "could not get 12 of 17 chunks" in message
+    assert "x:1 dropped: ConnectionResetError: peer went away" in message
+    assert part.exists() and not out.exists()
+    kept = set(dead.asked["x:1"][:3]) | set(dead.asked["y:1"][:2])
+    assert len(kept) == 5
+
+    good = Swarm({"z:1": Peer(blob)})
+    landed: list[int] = []
+    report = await download(manifest, ["z:1"], good.fetch, out, progress=landed.append)
+
+    assert out.read_bytes() == blob and not part.exists()
+    assert report.resumed_chunks == 5
+    assert sorted(good.asked["z:1"]) == sorted(set(range(17)) - kept)
+    assert sum(landed) == report.sources["z:1"] == len(blob) - 5 * CHUNK
+
+
+async def test_a_part_file_is_truncated_and_only_bad_chunks_are_fetched(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 8 * CHUNK + 10)
+    out = tmp_path / "out.bin"
+    stale = bytearray(blob)
+    stale[3 * CHUNK] ^= 1  # chunk 3 damaged
+    out.with_name("out.bin.part").write_bytes(bytes(stale) + b"trailing junk")
+    swarm = Swarm({"a:1": Peer(blob)})
+
+    report = await download(manifest, ["a:1"], swarm.fetch, out)
+
+    assert out.read_bytes() == blob
+    assert report.resumed_chunks == 8
+    assert swarm.asked["a:1"] == [3]
+
+
+async def test_an_empty_file(tmp_path: Path) -> None:
+    _, manifest = make_file(tmp_path, 0)
+    swarm = Swarm({"a:1": Peer(b"")})
+
+    report = await download(manifest, ["a:1"], swarm.fetch, tmp_path / "empty")
+
+    assert (tmp_path / "empty").read_bytes() == b""
+    assert report.size == 0 and report.sha256 == hashlib.sha256(b"").digest()
+    assert swarm.calls == {}
+    assert report.resumed_chunks == report.refetched_chunks == 0
+
+
+async def test_a_holder_sending_a_chunk_not_asked_for_is_dropped(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 10 * CHUNK)
+    swarm = Swarm({"liar:1": Liar(blob), "good:1": Peer(blob, delay=0.001)})
+
+    report = await download(manifest, ["liar:1", "good:1"], swarm.fetch, tmp_path / "out")
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sources["liar:1"] == 0
+    assert swarm.calls["liar:1"] == 1
+
+
+async def test_a_holder_without_the_chunks_is_not_an_error_when_another_has_them(
+    tmp_path: Path,
+) -> None:
+    blob, manifest = make_file(tmp_path, 6 * CHUNK)
+
+    class Empty(Peer):
+        async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+            await asyncio.sleep(0)
+            return
+            yield
+
+    swarm = Swarm({"empty:1": Empty(blob), "good:1": Peer(blob, delay=0.001)})
+    report = await download(manifest, ["empty:1", "good:1"], swarm.fetch, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sources["good:1"] == len(blob)
+
+    alone = Swarm({"empty:1": Empty(blob)})
+    with pytest.raises(DownloadError, match="empty:1 did not have them"):
+        await download(manifest, ["empty:1"], alone.fetch, tmp_path / "again")

@@ -1,0 +1,227 @@
+"""Whole peers (ring + files) on loopback gRPC in one process: put, get, search, replace,
+remove, replication to k holders, handover on join and leave, repair after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from waiting import wait_until
+
+from chordshare.chord.invariants import convergence_problems
+from chordshare.node.runtime import Timing
+from chordshare.node.server import NodeSettings
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.names import BadName
+from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
+from chordshare.sharing.peers import FileError, Refusal
+from chordshare.sharing.placement import file_key
+from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.rpc import GrpcFilePeers
+
+FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
+CHUNK = 64 * 1024
+
+
+class Network:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.peers: list[SharingPeer] = []
+        self.clients: list[GrpcFilePeers] = []
+
+    async def start(
+        self, join: str | None = None, name: str | None = None, **sharing
+    ) -> SharingPeer:
+        data = self.root / (name or f"node{len(self.peers)}")
+        peer = SharingPeer(
+            NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
+            SharingSettings(data_dir=data, repair_period=0.5, republish=1.0, **sharing),
+        )
+        await peer.start()
+        self.peers.append(peer)
+        return peer
+
+    def live(self) -> list[SharingPeer]:
+        return [p for p in self.peers if p.server.server is not None]
+
+    def converged(self) -> bool:
+        states = {p.server.node.me.address: p.server.node.state for p in self.live()}
+        return not convergence_problems(states, set(states))
+
+    def client(self, peer: SharingPeer) -> FileClient:
+        peers = GrpcFilePeers()
+        self.clients.append(peers)
+        return FileClient(NodeRing(peer.server.node), peers)
+
+    def holders(self, name: str) -> list[SharingPeer]:
+        return [p for p in self.live() if p.store.manifest(name) is not None]
+
+    async def crash(self, peer: SharingPeer) -> None:
+        await peer.stop(graceful=False)
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Network]:
+    n = Network(tmp_path)
+    yield n
+    for c in n.clients:
+        await c.close()
+    await asyncio.gather(*(p.stop(graceful=False) for p in n.live()), return_exceptions=True)
+
+
+async def ring_of(net: Network, size: int) -> list[SharingPeer]:
+    first = await net.start()
+    for _ in range(size - 1):
+        await net.start(join=first.server.node.me.address)
+    await wait_until(net.converged, 20, f"{size} peers to converge")
+    return net.peers[:size]
+
+
+def write(path: Path, size: int, seed: int = 0) -> bytes:
+    data = hashlib.shake_256(f"{seed}".encode()).digest(size) if size else b""
+    path.write_bytes(data)
+    return data
+
+
+async def test_put_on_one_get_from_another_from_several_holders(
+    net: Network, tmp_path: Path
+) -> None:
+    a, _, _, d = await ring_of(net, 4)
+    data = write(tmp_path / "q3-report.pdf", 40 * CHUNK + 123)
+    outcome = await net.client(a).put(tmp_path / "q3-report.pdf", chunk_size=CHUNK)
+    assert outcome.manifest.size == len(data) and not outcome.unchanged
+    await wait_until(lambda: len(net.holders("q3-report.pdf")) == 3, 10, "3 copies")
+    client = net.client(d)
+    found = await client.find("q3-report.pdf")
+    assert len(found.holders) >= 2
+    report = await client.get("q3-report.pdf", tmp_path / "out.pdf", found=found)
+    assert (tmp_path / "out.pdf").read_bytes() == data
+    assert sum(report.sources.values()) == len(data)
+    assert sum(1 for b in report.sources.values() if b > 0) >= 2
+
+    await wait_until(
+        lambda: any(p.service.index.get("word:report") for p in net.live()),
+        10,
+        "the index to be published",
+    )
+    hits = await client.search("REPORT q3")
+    assert [h.name for h in hits] == ["q3-report.pdf"]
+    assert await client.search("nothing-here") == []
+    by_content = await client.find("sha256:" + hashlib.sha256(data).hexdigest())
+    assert by_content.manifest.name == "q3-report.pdf"
+
+
+async def test_second_put_of_a_name_and_remove(net: Network, tmp_path: Path) -> None:
+    a, b, _ = await ring_of(net, 3)
+    client = net.client(a)
+    write(tmp_path / "notes.txt", 1000, seed=1)
+    first = await client.put(tmp_path / "notes.txt")
+    again = await client.put(tmp_path / "notes.txt")
+    assert again.unchanged and again.manifest.created == first.manifest.created
+    newer = write(tmp_path / "other", 2000, seed=2)
+    with pytest.raises(FileError) as refused:
+        await client.put(tmp_path / "other", name="notes.txt")
+    assert refused.value.refusal is Refusal.ALREADY_EXISTS
+    replaced = await client.put(tmp_path / "other", name="notes.txt", replace=True)
+    assert replaced.manifest.created > first.manifest.created
+    await wait_until(
+        lambda: (
+            [p.store.manifest("notes.txt").size for p in net.holders("notes.txt")] == [2000] * 3
+        ),
+        10,
+        "every holder to have the new version",
+    )
+    await net.client(b).get("notes.txt", tmp_path / "got")
+    assert (tmp_path / "got").read_bytes() == newer
+
+    await client.remove("notes.txt")
+    await wait_until(lambda: not net.holders("notes.txt"), 10, "every copy to be removed")
+    with pytest.raises(FileError) as missing:
+        await client.find("notes.txt")
+    assert missing.value.refusal is Refusal.NOT_FOUND
+    with pytest.raises(FileError):
+        await client.remove("notes.txt")
+    for bad in ("", "a/b", "..", "x\0y", "é" * 200):
+        with pytest.raises(BadName):
+            await client.put(tmp_path / "other", name=bad)
+
+
+async def test_owner_crash_then_repair_restores_copies(net: Network, tmp_path: Path) -> None:
+    peers = await ring_of(net, 5)
+    data = write(tmp_path / "movie.mkv", 10 * CHUNK)
+    await net.client(peers[0]).put(tmp_path / "movie.mkv", chunk_size=CHUNK)
+    await wait_until(lambda: len(net.holders("movie.mkv")) == 3, 10, "3 copies")
+    space = peers[0].server.node.space
+    owner = (await peers[0].server.node.lookup(file_key(space, "movie.mkv"))).owner
+    victim = next(p for p in net.live() if p.server.node.me == owner)
+    await net.crash(victim)
+    survivor = next(p for p in net.live())
+    await net.client(survivor).get("movie.mkv", tmp_path / "got")
+    assert (tmp_path / "got").read_bytes() == data
+    await wait_until(net.converged, 20, "the ring to heal")
+    await wait_until(lambda: len(net.holders("movie.mkv")) == 3, 20, "repair to 3 copies")
+
+
+async def test_keys_move_on_join_and_graceful_leave(net: Network, tmp_path: Path) -> None:
+    a = await net.start()
+    names = [f"file-{i}.bin" for i in range(12)]
+    for name in names:
+        write(tmp_path / name, 100 + len(name), seed=len(name))
+        await net.client(a).put(tmp_path / name)
+    # Alone, a holds everything; as peers join, each name ends on exactly its 3 owners.
+    for _ in range(4):
+        await net.start(join=a.server.node.me.address)
+    await wait_until(net.converged, 20, "5 peers to converge")
+
+    def placed_right() -> bool:
+        live = net.live()
+        ids = sorted(p.server.node.me.id for p in live)
+        by_id = {p.server.node.me.id: p for p in live}
+        space = a.server.node.space
+        for name in names:
+            key = file_key(space, name)
+            first = next((i for i in ids if i >= key), ids[0])
+            start = ids.index(first)
+            want = {ids[(start + j) % len(ids)] for j in range(3)}
+            have = {p.server.node.me.id for p in net.holders(name)}
+            if have != want or any(by_id[i].store.manifest(name) is None for i in want):
+                return False
+        return True
+
+    await wait_until(placed_right, 20, "every name on its owner and 2 successors")
+    leaver = next(p for p in net.live() if p is not a)
+    await leaver.stop(graceful=True)
+    await wait_until(net.converged, 20, "the ring to relink")
+    await wait_until(placed_right, 20, "names to move on after a graceful leave")
+
+
+async def test_restart_on_its_data_dir_keeps_files(net: Network, tmp_path: Path) -> None:
+    a = await net.start(name="keeper")
+    write(tmp_path / "kept.txt", 5000)
+    await net.client(a).put(tmp_path / "kept.txt")
+    with pytest.raises(DataDirInUse):
+        SharingPeer(NodeSettings(bind="127.0.0.1:0"), SharingSettings(tmp_path / "keeper"))
+    await a.stop(graceful=False)
+    again = await net.start(name="keeper")
+    listing = await again.service.list_files()
+    assert [f.manifest.name for f in listing.files] == ["kept.txt"]
+    await net.client(again).get("kept.txt", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == (tmp_path / "kept.txt").read_bytes()
+
+
+async def test_quota_refuses_and_keeps_other_files(net: Network, tmp_path: Path) -> None:
+    a = await net.start(max_store=100_000)
+    client = net.client(a)
+    write(tmp_path / "small", 50_000)
+    await client.put(tmp_path / "small")
+    write(tmp_path / "big", 80_000, seed=3)
+    with pytest.raises(FileError) as refused:
+        await client.put(tmp_path / "big")
+    assert refused.value.refusal is Refusal.RESOURCE_EXHAUSTED
+    assert [m.name for m in a.store.manifests()] == ["small"]
+    assert a.store.used_bytes() == 50_000
+    await client.get("small", tmp_path / "small-back")
+    assert (tmp_path / "small-back").read_bytes() == (tmp_path / "small").read_bytes()
