@@ -281,6 +281,8 @@ class Processes:
         if join is not None:
             args += ["--join", join]
         args += list(extra)
+        if "--data-dir" not in extra:  # never the user's own data directory
+            args += ["--data-dir", str(self.workdir / f"data-{len(self.nodes)}")]
         label = "hashed" if node_id is None else str(node_id)
         log_path = self.workdir / f"node-{len(self.nodes)}-{label}.log"
         log = log_path.open("wb")

@@ -347,4 +347,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m chordshare.faces.cli`: use the module under its real name, the one
+    # the file commands registered themselves on.
+    from chordshare.faces.cli import main as registered_main
+
+    registered_main()

@@ -159,7 +159,24 @@ class Replicator:
                 await asyncio.to_thread(self.service.store.remove, name)
                 self.service.confirmed.pop(name, None)
                 report.dropped += 1
+        if only is None:
+            await self._pass_on_soft_state()
         return report
+
+    async def _pass_on_soft_state(self) -> None:
+        """Index records and locators held here go on to their key's holders too, with the
+        time they have left: a node that joins next to a key gets them at once rather than
+        at the publisher's next round, and they survive a crash of one holder."""
+        for record_key, rows in self.service.index.rows().items():
+            records = [r for r, _ in rows if isinstance(r, IndexEntry)]
+            ttl = min((left for _, left in rows), default=0.0)
+            if records and ttl > 0:
+                entries = [IndexRecord(record_key, e) for e in records]
+                await self._send_index(record_key, entries, ttl, remove=False, skip_self=True)
+        for rows in self.service.locators.rows().values():
+            for locator, left in rows:
+                if isinstance(locator, Locator) and left > 0:
+                    await self._send_locator(locator, left, skip_self=True)
 
     async def _reconcile(
         self, address: str, versions: Sequence[FileVersion], report: RepairReport
@@ -260,7 +277,12 @@ class Replicator:
         return sent
 
     async def _send_index(
-        self, record_key: str, records: list[IndexRecord], ttl: float, remove: bool
+        self,
+        record_key: str,
+        records: list[IndexRecord],
+        ttl: float,
+        remove: bool,
+        skip_self: bool = False,
     ) -> int:
         try:
             _, holders = await self._replica_set(index_key(self.space, record_key))
@@ -270,6 +292,8 @@ class Replicator:
         sent = 0
         for address in holders:
             if address == self.service.address:
+                if skip_self:
+                    continue
                 await self.service.publish_index(records, ttl, remove)
                 sent += 1
                 continue
@@ -280,14 +304,15 @@ class Replicator:
                 continue
         return sent
 
-    async def _send_locator(self, locator: Locator, ttl: float) -> None:
+    async def _send_locator(self, locator: Locator, ttl: float, skip_self: bool = False) -> None:
         try:
             _, holders = await self._replica_set(file_key(self.space, locator.manifest.name))
         except Exception:
             return
         for address in holders:
             if address == self.service.address:
-                await self.service.publish_locators([locator], ttl)
+                if not skip_self:
+                    await self.service.publish_locators([locator], ttl)
                 continue
             try:
                 await self.peers.publish_locators(address, [locator], ttl)

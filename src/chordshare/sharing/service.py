@@ -80,6 +80,14 @@ class SoftTable:
             del row[item]
         return [r.value for r in row.values()]
 
+    def rows(self) -> dict[str, list[tuple[object, float]]]:
+        """Every live record by key, with the seconds it has left."""
+        now = self.clock()
+        return {
+            key: [(r.value, r.expires - now) for r in row.values() if r.expires > now]
+            for key, row in self._rows.items()
+        }
+
     def __len__(self) -> int:
         return sum(len(r) for r in self._rows.values())
 
