@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,58 @@ async def test_quota_refuses_and_keeps_other_files(net: Network, tmp_path: Path)
     assert a.store.used_bytes() == 50_000
     await client.get("small", tmp_path / "small-back")
     assert (tmp_path / "small-back").read_bytes() == (tmp_path / "small").read_bytes()
+
+
+async def _chunks(pieces: list[tuple[int, bytes]]):
+    for piece in pieces:
+        yield piece
+
+
+async def test_bad_streams_are_refused_and_lose_nothing(net: Network, tmp_path: Path) -> None:
+    from chordshare.sharing.chunking import build_manifest
+    from chordshare.sharing.peers import PutHeader
+
+    a = await net.start()
+    address = a.server.node.me.address
+    client = net.client(a)
+    write(tmp_path / "keep", 3000, seed=9)
+    await client.put(tmp_path / "keep")
+    data = write(tmp_path / "f", 3 * 1024, seed=8)
+    manifest = build_manifest(tmp_path / "f", "f", chunk_size=1024)
+    peers = client.peers
+    pieces = [(i, data[i * 1024 : (i + 1) * 1024]) for i in range(3)]
+    cases = {
+        Refusal.INVALID_ARGUMENT: [pieces[0], (1, pieces[1][1] + b"extra"), pieces[2]],
+        Refusal.DATA_LOSS: [pieces[0], (1, bytes(1024)), pieces[2]],
+        Refusal.FAILED_PRECONDITION: pieces[:2],
+    }
+    for refusal, stream in cases.items():
+        with pytest.raises(FileError) as refused:
+            await peers.put_file(address, PutHeader(manifest), _chunks(stream))
+        assert refused.value.refusal is refusal, refused.value.message
+    lying = replace(manifest, sha256=bytes(32))  # chunks that do not add up to the file
+    with pytest.raises(FileError) as refused:
+        await peers.put_file(address, PutHeader(lying), _chunks(pieces))
+    assert refused.value.refusal is Refusal.DATA_LOSS
+    assert [m.name for m in a.store.manifests()] == ["keep"]
+    assert a.store.used_bytes() == 3000
+    assert a.store.collect_garbage() == 0  # nothing of the refused puts was left behind
+
+
+async def test_two_clients_putting_one_name_at_once(net: Network, tmp_path: Path) -> None:
+    a, b = await ring_of(net, 2)
+    one = write(tmp_path / "one", 300_000, seed=10)
+    two = write(tmp_path / "two", 300_000, seed=11)
+    results = await asyncio.gather(
+        net.client(a).put(tmp_path / "one", name="same.bin", chunk_size=1024),
+        net.client(b).put(tmp_path / "two", name="same.bin", chunk_size=1024),
+        return_exceptions=True,
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert isinstance(lost[0], FileError)
+    assert lost[0].refusal in (Refusal.ABORTED, Refusal.ALREADY_EXISTS), lost[0].message
+    await net.client(b).get("same.bin", tmp_path / "got")
+    assert (tmp_path / "got").read_bytes() in (one, two)
+    assert hashlib.sha256((tmp_path / "got").read_bytes()).digest() == won[0].manifest.sha256

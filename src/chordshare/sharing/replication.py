@@ -220,18 +220,20 @@ class Replicator:
             yield index, await asyncio.to_thread(self.service.store.chunks.get, digest, False)
 
     async def handoff(self) -> int:
-        """Before a graceful leave: give the successor every name held here."""
-        successors = self._successor_addresses()
-        if not successors:
-            return 0
+        """Before a graceful leave: give every name held here to the first successor that
+        answers (the next one if it has just died)."""
         report = RepairReport()
         versions = self.service.versions()
-        for start in range(0, len(versions), OFFER_BATCH):
+        for successor in self._successor_addresses():
             try:
-                await self._reconcile(successors[0], versions[start : start + OFFER_BATCH], report)
+                for start in range(0, len(versions), OFFER_BATCH):
+                    await self._reconcile(successor, versions[start : start + OFFER_BATCH], report)
             except PeerError as err:
-                log.warning("handoff to %s failed: %s", successors[0], err)
-                break
+                log.warning("handoff to %s failed: %s; trying the next successor", successor, err)
+                continue
+            return report.pushed
+        if versions:
+            log.error("handoff failed: no successor took this node's %d names", len(versions))
         return report.pushed
 
     # Index and locators.

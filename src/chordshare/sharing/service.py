@@ -180,7 +180,9 @@ class FileService:
             existing.created if existing is not None else 0.0,
             tombstone if tombstone is not None else 0.0,
         )
-        return max(self.clock(), floor + VERSION_STEP)
+        # The client puts its manifest's `created` above any version it found elsewhere
+        # on the ring (a new owner may not hold the old copy yet): never go below it.
+        return max(self.clock(), floor + VERSION_STEP, manifest.created)
 
     async def put_file(
         self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
