@@ -1,62 +1,91 @@
-"""`chordshare demo`: a local ring of several nodes in one process, printed once it settles."""
+"""`chordshare demo`: a local network of several peers in one process, with a few sample
+files put into it, printed once the ring settles. Data lives in a temporary directory that
+is removed when the demo stops."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from chordshare.chord.invariants import convergence_problems
-from chordshare.node.server import NodeServer, NodeSettings
+from chordshare.node.server import NodeSettings
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.peer import SharingPeer, SharingSettings
+from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.rpc import GrpcFilePeers
+
+SAMPLE_FILES = {
+    "welcome.txt": "Welcome to chordshare: files on a self-healing Chord ring.\n",
+    "q3-report.csv": "quarter,files,peers\nq3,1200,48\n",
+    "chord-paper-notes.md": "# Chord\nA key lives on successor(key); O(log N) hops.\n",
+}
 
 TEACHING_BITS = 5
 TEACHING_IDS = (20, 28, 5, 1)  # the seed project's ring; 20 starts it, as there
 
 
 async def start_demo(
-    count: int, bits: int, ids: list[int] | None, host: str, base_port: int
-) -> list[NodeServer]:
-    """Start `count` nodes on loopback: the first creates the ring, the rest join it."""
-    servers: list[NodeServer] = []
+    count: int, bits: int, ids: list[int] | None, host: str, base_port: int, data: Path
+) -> list[SharingPeer]:
+    """Start `count` peers on loopback: the first creates the ring, the rest join it."""
+    peers: list[SharingPeer] = []
     try:
         for i in range(count):
             port = base_port + i if base_port else 0
+            first = peers[0].server.node if peers else None
             settings = NodeSettings(
                 bind=f"{host}:{port}",
-                join=servers[0].node.me.address if servers and servers[0].node else None,
+                join=first.me.address if first else None,
                 node_id=ids[i] if ids else None,
                 bits=bits,
             )
-            server = NodeServer(settings)
-            await server.start()
-            servers.append(server)
+            peer = SharingPeer(settings, SharingSettings(data_dir=data / f"node-{i}"))
+            await peer.start()
+            peers.append(peer)
     except BaseException:
-        await stop_demo(servers)
+        await stop_demo(peers)
         raise
-    return servers
+    return peers
 
 
-async def wait_converged(servers: list[NodeServer], deadline: float) -> bool:
+async def wait_converged(peers: list[SharingPeer], deadline: float) -> bool:
     """Wait until every pointer of every node is what the sorted ids say."""
     give_up = time.monotonic() + deadline
     while time.monotonic() < give_up:
-        states = {s.node.me.address: s.node.state for s in servers if s.node}
+        states = {p.server.node.me.address: p.server.node.state for p in peers if p.server.node}
         if not convergence_problems(states, set(states)):
             return True
         await asyncio.sleep(0.1)
     return False
 
 
-async def stop_demo(servers: list[NodeServer]) -> None:
-    for server in reversed(servers):
-        await server.stop(graceful=True)
+async def put_samples(peer: SharingPeer, folder: Path) -> list[str]:
+    """Put the sample files into the network through one peer."""
+    assert peer.server.node is not None
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    files = FileClient(NodeRing(peer.server.node), GrpcFilePeers())
+    try:
+        for name, text in SAMPLE_FILES.items():
+            await asyncio.to_thread((folder / name).write_text, text)
+            await files.put(folder / name)
+    finally:
+        await files.peers.close()
+    return list(SAMPLE_FILES)
 
 
-def ring_table(servers: list[NodeServer]) -> Table:
-    nodes = sorted((s.node for s in servers if s.node), key=lambda n: n.me.id)
+async def stop_demo(peers: list[SharingPeer]) -> None:
+    for peer in reversed(peers):
+        await peer.stop(graceful=True)
+
+
+def ring_table(peers: list[SharingPeer]) -> Table:
+    nodes = sorted((p.server.node for p in peers if p.server.node), key=lambda n: n.me.id)
     table = Table(title=f"chordshare demo: {len(nodes)} nodes on one ring")
     table.add_column("id", justify="right")
     table.add_column("address")
@@ -80,25 +109,31 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
     ids = list(TEACHING_IDS) if teaching else None
     if teaching:
         count = len(TEACHING_IDS)
-    servers = await start_demo(count, bits, ids, "127.0.0.1", base_port)
-    try:
-        settled = await wait_converged(servers, deadline=30)
-        console.print(ring_table(servers))
-        if not settled:
-            console.print("[yellow]the ring has not settled yet; it keeps stabilizing[/]")
-        first = servers[0].node
-        assert first is not None
-        console.print(
-            f"Try: chordshare ring --node {first.me.address}   |   "
-            f"chordshare info --node {first.me.address}   |   "
-            f"chordshare lookup hello.txt --node {first.me.address}"
-        )
-        console.print("Ctrl-C stops every node (each leaves the ring gracefully).")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-    finally:
-        await stop_demo(servers)
-        console.print("demo stopped")
+    with tempfile.TemporaryDirectory(prefix="chordshare-demo-") as scratch:
+        data = Path(scratch)
+        peers = await start_demo(count, bits, ids, "127.0.0.1", base_port, data)
+        try:
+            settled = await wait_converged(peers, deadline=30)
+            console.print(ring_table(peers))
+            if not settled:
+                console.print("[yellow]the ring has not settled yet; it keeps stabilizing[/]")
+            names = await put_samples(peers[0], data / "samples")
+            first = peers[0].server.node
+            assert first is not None
+            at = f"--node {first.me.address}"
+            console.print(f"Sample files in the network: {', '.join(names)}", highlight=False)
+            console.print(
+                f"Try: chordshare ring {at}  |  chordshare ls --all {at}  |  "
+                f"chordshare search report {at}  |  chordshare get welcome.txt {at}  |  "
+                f"chordshare put FILE {at}",
+                highlight=False,
+            )
+            console.print("Ctrl-C stops every node (each leaves the ring gracefully).")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        finally:
+            await stop_demo(peers)
+            console.print("demo stopped")

@@ -184,7 +184,9 @@ def get(
     if as_json:
         print_json(result)
         return
-    served = ", ".join(f"{s['address']} {human(s['bytes'])}" for s in result["sources"])
+    served = ", ".join(
+        f"{s['address']} ({human(s['bytes'])})" for s in result["sources"] if s["bytes"]
+    )
     out.print(
         f"got {result['name']} ({human(result['size'])}) into {result['path']}; served by {served}",
         highlight=False,

@@ -232,7 +232,9 @@ class Replicator:
                 log.warning("handoff to %s failed: %s; trying the next successor", successor, err)
                 continue
             return report.pushed
-        if versions:
+        if not self._successor_addresses():
+            log.info("the last node on the ring leaves; its files stay in its data directory")
+        elif versions:
             log.error("handoff failed: no successor took this node's %d names", len(versions))
         return report.pushed
 

@@ -1,0 +1,595 @@
+"""Throughput of one file transfer between a client and a node on loopback, and peak memory.
+
+Starts 2 `chordshare node` processes on loopback (separate data dirs in a temp dir, both
+with ``--replicas 1``, so that a put is ONE transfer, client -> owner, and a get is ONE
+transfer, owner -> client: no replication traffic competes with the measurement). Then:
+
+1. Throughput, for every ``--chunk-kib``: a random file of ``--size-mib`` (generated once, in
+   the temp dir, so it is in the page cache like the references' buffers) is put by an
+   in-process ``FileClient`` connected to node A, and got back by a ``FileClient`` connected
+   to node B into a new path.
+
+   - put MB/s: the whole of ``FileClient.put`` (hashing the file into its manifest, the owner
+     lookup, MissingChunks, streaming the chunks, the owner's storing and commit);
+   - get MB/s: the whole of ``FileClient.get`` (finding the manifest and holders, fetching,
+     verifying every chunk and the whole file, writing, fsync and rename).
+
+   After each round the file is removed from the network (its chunks are freed) and the
+   output deleted, so the next put sends every byte again (checked with MissingChunks).
+   In the same run, interleaved with the transfers (round 1 of everything, then round 2...),
+   the references of ``bench/references.py``: raw TCP, a bare grpc.aio stream of 1 MiB
+   messages (both directions), disk writes + fsync into the same temp dir, and sha256.
+   Ratios: put / min(grpc stream, disk) and get / min(grpc stream, disk), medians; the
+   target is >= 0.75.
+
+2. Memory (skip with ``--skip-rss``): on 2 fresh nodes, a ``--big-gib`` file is put with
+   ``chordshare put`` and got with ``chordshare get`` (CLI processes). The peak RSS (VmHWM)
+   of both node processes and of each CLI process is reported (a CLI's from wait4's
+   ru_maxrss through a tiny wrapper process, and its VmHWM sampled every 10 ms; the nodes'
+   VmHWM sampled from /proc every 50 ms); the target is <= 100 MB each.
+
+Prints one JSON object on stdout; progress on stderr. Every process started here is killed
+at the end (also on errors and Ctrl-C, and by PR_SET_PDEATHSIG if this process is killed),
+and the temp dir is deleted.
+
+    .venv/bin/python bench/transfer.py [--size-mib 256] [--chunk-kib 256,1024,4096]
+        [--repeat 2] [--big-gib 1] [--skip-rss] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import references as ref
+
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.ring import RemoteRing
+from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.transport.client import NodeClient
+
+CLI = (sys.executable, "-m", "chordshare.faces.cli")
+READY = re.compile(r"node (\d+) serving at (\S+?),")
+START_DEADLINE = 30.0
+MIB = 1 << 20
+TARGET_RATIO = 0.75
+TARGET_RSS_MB = 100.0
+REPLICAS = 1
+
+
+def log(message: str) -> None:
+    print(f"[transfer {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Node:
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    id: int = -1
+    address: str = ""
+
+
+@dataclass
+class Nodes:
+    """Node processes; `close` kills every one of them."""
+
+    workdir: Path
+    nodes: list[Node] = field(default_factory=list)
+
+    def start(self, label: str, join: str | None = None) -> Node:
+        data = self.workdir / f"data-{label}"
+        args = ["node", "--bind", "127.0.0.1:0", "--data-dir", str(data)]
+        args += ["--replicas", str(REPLICAS), "--log-level", "warning"]
+        if join:
+            args += ["--join", join]
+        log_path = self.workdir / f"node-{label}.log"
+        with log_path.open("wb") as out:
+            popen = subprocess.Popen(
+                [*CLI, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=ref._die_with_parent,
+            )
+        node = Node(popen, log_path)
+        self.nodes.append(node)
+        deadline = time.monotonic() + START_DEADLINE
+        while True:
+            found = READY.search(log_path.read_text(errors="replace"))
+            if found:
+                node.id, node.address = int(found[1]), found[2]
+                return node
+            if popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    node.popen.kill()
+        for node in self.nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.popen.wait(10)
+
+
+async def wait_ring(address: str, count: int, deadline: float = 30.0) -> None:
+    client = await NodeClient.connect(address)
+    try:
+        give_up = time.monotonic() + deadline
+        while True:
+            with contextlib.suppress(Exception):
+                if len(await client.ring()) == count:
+                    return
+            if time.monotonic() > give_up:
+                raise RuntimeError(f"ring of {count} not formed after {deadline} s")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+
+
+def write_random(path: Path, size: int) -> None:
+    with path.open("wb") as out:
+        left = size
+        while left > 0:
+            n = min(left, 4 * MIB)
+            out.write(os.urandom(n))
+            left -= n
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+@dataclass
+class Clients:
+    node: NodeClient
+    peers: GrpcFilePeers
+    files: FileClient
+
+    @classmethod
+    async def open(cls, address: str) -> Clients:
+        node = await NodeClient.connect(address)
+        peers = GrpcFilePeers(health=node.transport.health)
+        return cls(node, peers, FileClient(RemoteRing(node), peers, REPLICAS))
+
+    async def close(self) -> None:
+        await self.peers.close()
+        await self.node.close()
+
+
+async def one_transfer(
+    putter: Clients, getter: Clients, source: Path, out: Path, name: str, chunk: int
+) -> dict[str, Any]:
+    """Put source as name (chunk bytes per chunk), get it back into out; times and checks."""
+    size = await asyncio.to_thread(os.path.getsize, source)
+    started = time.perf_counter()
+    outcome = await putter.files.put(source, name, chunk_size=chunk)
+    put_s = time.perf_counter() - started
+    manifest = outcome.manifest
+    if outcome.unchanged:
+        raise RuntimeError(f"{name}: the put changed nothing (a leftover copy?)")
+    started = time.perf_counter()
+    report = await getter.files.get(name, out)
+    get_s = time.perf_counter() - started
+    got_size = await asyncio.to_thread(os.path.getsize, out)
+    if report.sha256 != manifest.sha256 or got_size != size:
+        raise RuntimeError(f"{name}: the file got back is not the file put")
+    return {
+        "put_mb_s": ref.mb_s(size, put_s),
+        "get_mb_s": ref.mb_s(size, get_s),
+        "put_s": put_s,
+        "get_s": get_s,
+        "sources": dict(report.sources),
+        "chunks": len(manifest.chunks),
+    }
+
+
+async def drop(putter: Clients, name: str, out: Path) -> None:
+    """Remove name from the network (its chunks are freed) and the local output."""
+    await putter.files.remove(name)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(out)
+
+
+async def all_missing(clients: Clients, source: Path, name: str, chunk: int) -> bool:
+    """Whether the owner lacks every chunk of source at this chunk size (no dedup)."""
+    from chordshare.sharing.chunking import build_manifest
+    from chordshare.sharing.placement import file_key
+
+    manifest = await asyncio.to_thread(build_manifest, source, name, chunk)
+    owner = await clients.files.ring.owner(file_key(clients.files.ring.space, name))
+    missing = await clients.peers.missing_chunks(owner.address, manifest.chunks)
+    return len(set(missing)) == len(manifest.chunks)
+
+
+async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    size = args.size_mib * MIB
+    chunk_sizes = [k * 1024 for k in args.chunk_kib]
+    nodes = Nodes(workdir)
+    source = workdir / "source.bin"
+    log(f"writing a random file of {args.size_mib} MiB")
+    write_random(source, size)
+    try:
+        a = nodes.start("a")
+        b = nodes.start("b", join=a.address)
+        await wait_ring(a.address, 2)
+        log(f"nodes up: A {a.address}, B {b.address}")
+        putter = await Clients.open(a.address)
+        getter = await Clients.open(b.address)
+        try:
+            with ref.spawn_server("tcp") as tcp_port, ref.spawn_server("grpc") as grpc_port:
+                async with ref.grpc_channel(f"127.0.0.1:{grpc_port}") as channel:
+                    await asyncio.wait_for(channel.channel_ready(), ref.START_DEADLINE)
+                    # Warm-up: connections, windows, allocators, imports.
+                    await ref.grpc_download_once(channel, 8 * MIB, MIB)
+                    await ref.grpc_upload_once(channel, 8 * MIB, MIB)
+                    ref.raw_tcp_once(tcp_port, 8 * MIB)
+                    small = workdir / "warm.bin"
+                    write_random(small, 8 * MIB)
+                    for chunk in chunk_sizes:
+                        warm_out = workdir / "warm.out"
+                        await one_transfer(putter, getter, small, warm_out, f"warm-{chunk}", chunk)
+                        await drop(putter, f"warm-{chunk}", warm_out)
+                    small.unlink()
+
+                    runs: dict[str, list[float]] = {}
+                    details: dict[str, list[dict[str, Any]]] = {}
+
+                    def add(key: str, value: float) -> None:
+                        runs.setdefault(key, []).append(value)
+
+                    for round_ in range(args.repeat):
+                        add("raw_tcp", ref.raw_tcp_once(tcp_port, size))
+                        add("grpc_stream_1MiB", await ref.grpc_download_once(channel, size, MIB))
+                        add("grpc_upload_1MiB", await ref.grpc_upload_once(channel, size, MIB))
+                        add("disk_fsync", ref.disk_fsync_once(workdir, size))
+                        add("sha256", ref.sha256_once(size))
+                        log(
+                            f"round {round_ + 1} references: "
+                            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items() if " " not in k)
+                        )
+                        for chunk in chunk_sizes:
+                            label = ref.size_label(chunk)
+                            name = f"bench-{label}-r{round_}"
+                            out = workdir / f"got-{label}.bin"
+                            if not await all_missing(putter, source, name, chunk):
+                                raise RuntimeError(f"{name}: the owner already has chunks")
+                            result = await one_transfer(putter, getter, source, out, name, chunk)
+                            add(f"put {label}", result["put_mb_s"])
+                            add(f"get {label}", result["get_mb_s"])
+                            details.setdefault(label, []).append(result)
+                            log(
+                                f"round {round_ + 1} chunk {label}: put "
+                                f"{result['put_mb_s']:.1f} MB/s, get {result['get_mb_s']:.1f}"
+                                f" MB/s, sources {result['sources']}"
+                            )
+                            await drop(putter, name, out)
+        finally:
+            await putter.close()
+            await getter.close()
+    finally:
+        nodes.close()
+        with contextlib.suppress(FileNotFoundError):
+            source.unlink()
+
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    floor = min(med["grpc_stream_1MiB"], med["disk_fsync"])
+    floor_up = min(med["grpc_upload_1MiB"], med["disk_fsync"])
+    transfers: dict[str, Any] = {}
+    for chunk in chunk_sizes:
+        label = ref.size_label(chunk)
+        put, get = med[f"put {label}"], med[f"get {label}"]
+        transfers[label] = {
+            "put_mb_s": ref.summary(runs[f"put {label}"]),
+            "get_mb_s": ref.summary(runs[f"get {label}"]),
+            "chunks": details[label][0]["chunks"],
+            "get_sources": details[label][0]["sources"],
+            "put_ratio": round(put / floor, 3),
+            "get_ratio": round(get / floor, 3),
+            "put_ratio_vs_grpc_upload": round(put / floor_up, 3),
+            "target_met": put / floor >= TARGET_RATIO and get / floor >= TARGET_RATIO,
+        }
+    return {
+        "setup": (
+            f"2 node processes on loopback, --replicas {REPLICAS}: a put is one transfer "
+            "client->owner, a get one transfer owner->client (in-process FileClient on "
+            "uvloop; put via node A, get via node B)"
+        ),
+        "nodes": {"a": a.address, "b": b.address},
+        "references_mb_s": {
+            "raw_tcp": ref.summary(runs["raw_tcp"]),
+            "grpc_stream_1MiB": ref.summary(runs["grpc_stream_1MiB"]),
+            "grpc_upload_1MiB": ref.summary(runs["grpc_upload_1MiB"]),
+            "disk_fsync": ref.summary(runs["disk_fsync"]),
+            "sha256": ref.summary(runs["sha256"]),
+        },
+        "ratio_floor_mb_s": {
+            "min_grpc_stream_disk": round(floor, 1),
+            "min_grpc_upload_disk": round(floor_up, 1),
+        },
+        "transfers": transfers,
+        "target_ratio": TARGET_RATIO,
+        "target_met": all(t["target_met"] for t in transfers.values()),
+    }
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size of a live process (VmHWM), in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Sampler:
+    """Reads VmHWM of some pids every `interval` seconds in a thread; keeps the maximum."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peaks: dict[int, int] = {}
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            self.pids.add(pid)
+
+    def unwatch(self, pid: int) -> None:
+        with self._lock:
+            self.pids.discard(pid)
+
+    def sample(self) -> None:
+        with self._lock:
+            pids = list(self.pids)
+        for pid in pids:
+            kib = vm_hwm_kib(pid)
+            if kib is not None:
+                self.peaks[pid] = max(self.peaks.get(pid, 0), kib)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ru_maxrss of a child counts the memory image it was forked from (Linux folds the old mm's
+# high-water mark into it at exec), so a CLI forked straight from this benchmark process
+# would report this process's size. A tiny wrapper (a bare `python -c`, ~10 MB) forks and
+# execs the CLI instead and reports wait4's ru_maxrss of it; it also tells us the CLI's pid
+# so that its VmHWM can be sampled.
+_WRAPPER = r"""
+import ctypes, os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+    os.execv(sys.argv[1], sys.argv[1:])
+sys.stderr.write("WRAPPED_PID %d\n" % pid)
+sys.stderr.flush()
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("WRAPPED_MAXRSS_KIB %d\n" % usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_cli_measured(argv: list[str], sampler: Sampler, timeout: float) -> dict[str, Any]:
+    """Run a CLI command; its seconds, JSON answer and peak RSS (ru_maxrss from the wrapper,
+    and VmHWM sampled every 10 ms)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRAPPER, *CLI, *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=ref._die_with_parent,
+    )
+    out_chunks: list[bytes] = []
+    err_lines: list[bytes] = []
+    child: list[int] = []
+
+    def drain_out() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out_chunks.append(line)
+
+    def drain_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith(b"WRAPPED_PID ") and not child:
+                child.append(int(line.split()[1]))
+                sampler.watch(child[0])
+            err_lines.append(line)
+
+    readers = [
+        threading.Thread(target=drain_out, daemon=True),
+        threading.Thread(target=drain_err, daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        while proc.poll() is None:
+            if child:
+                sampler.sample()
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError(f"chordshare {' '.join(argv)} took more than {timeout} s")
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            for pid in (*child, proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+        for reader in readers:
+            reader.join(5)
+        if child:
+            sampler.unwatch(child[0])
+    seconds = time.perf_counter() - started
+    stdout = b"".join(out_chunks).decode(errors="replace")
+    stderr = b"".join(err_lines).decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"chordshare {' '.join(argv)} exited {proc.returncode}: {stderr}")
+    found = re.search(r"WRAPPED_MAXRSS_KIB (\d+)", stderr)
+    maxrss_kib = int(found[1]) if found else 0
+    sampled_kib = sampler.peaks.get(child[0], 0) if child else 0
+    return {
+        "seconds": seconds,
+        "json": json.loads(stdout),
+        "peak_rss_mb": round(max(maxrss_kib, sampled_kib) * 1024 / 1e6, 1),
+        "ru_maxrss_mb": round(maxrss_kib * 1024 / 1e6, 1),
+        "sampled_peak_rss_mb": round(sampled_kib * 1024 / 1e6, 1),
+    }
+
+
+def memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    size = int(args.big_gib * (1 << 30))
+    big = workdir / "big.bin"
+    out = workdir / "big.out"
+    log(f"writing a random file of {args.big_gib} GiB")
+    write_random(big, size)
+    nodes = Nodes(workdir / "rss")
+    nodes.workdir.mkdir()
+    try:
+        a = nodes.start("a")
+        b = nodes.start("b", join=a.address)
+        asyncio.run(wait_ring(a.address, 2))
+        idle = {n.address: vm_hwm_kib(n.popen.pid) for n in nodes.nodes}
+        with Sampler() as sampler:
+            for node in nodes.nodes:
+                sampler.watch(node.popen.pid)
+            timeout = 60 + size / 5e6
+            log("chordshare put")
+            put = run_cli_measured(
+                ["put", str(big), "--node", a.address, "--name", "big.bin", "--json"],
+                sampler,
+                timeout,
+            )
+            log(f"put: {put['seconds']:.1f} s, CLI peak {put['peak_rss_mb']} MB")
+            log("chordshare get")
+            get = run_cli_measured(
+                ["get", "big.bin", "-o", str(out), "--node", b.address, "--json"],
+                sampler,
+                timeout,
+            )
+            log(f"get: {get['seconds']:.1f} s, CLI peak {get['peak_rss_mb']} MB")
+            sampler.sample()
+            node_peaks = {
+                n.address: round(sampler.peaks.get(n.popen.pid, 0) * 1024 / 1e6, 1)
+                for n in nodes.nodes
+            }
+    finally:
+        nodes.close()
+        for path in (big, out):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    if get["json"]["sha256"] != put["json"]["sha256"]:
+        raise RuntimeError("the 1 GiB file got back differs from the one put")
+    holder = [s["address"] for s in get["json"]["sources"] if s["bytes"]]
+    worst = max([*node_peaks.values(), put["peak_rss_mb"], get["peak_rss_mb"]])
+    return {
+        "file_bytes": size,
+        "setup": "2 fresh nodes, --replicas 1; CLI put via node A, CLI get via node B",
+        "holder": holder,
+        "node_idle_peak_rss_mb": {k: round((v or 0) * 1024 / 1e6, 1) for k, v in idle.items()},
+        "node_peak_rss_mb": node_peaks,
+        "cli_put": {
+            "seconds": round(put["seconds"], 2),
+            "mb_s_incl_startup": round(ref.mb_s(size, put["seconds"]), 1),
+            "peak_rss_mb": put["peak_rss_mb"],
+            "ru_maxrss_mb": put["ru_maxrss_mb"],
+            "sampled_peak_rss_mb": put["sampled_peak_rss_mb"],
+        },
+        "cli_get": {
+            "seconds": round(get["seconds"], 2),
+            "mb_s_incl_startup": round(ref.mb_s(size, get["seconds"]), 1),
+            "peak_rss_mb": get["peak_rss_mb"],
+            "ru_maxrss_mb": get["ru_maxrss_mb"],
+            "sampled_peak_rss_mb": get["sampled_peak_rss_mb"],
+        },
+        "target_rss_mb": TARGET_RSS_MB,
+        "target_met": worst <= TARGET_RSS_MB,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument(
+        "--chunk-kib",
+        type=lambda s: [int(x) for x in s.split(",") if x.strip()],
+        default=[256, 1024, 4096],
+        help="comma-separated chunk sizes in KiB",
+    )
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--big-gib", type=float, default=1.0, help="file size for the RSS test")
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--dir", default=None, help="parent of the temp dir (default: /tmp)")
+    args = parser.parse_args()
+    if args.size_mib < 1 or args.repeat < 1 or not args.chunk_kib:
+        parser.error("--size-mib, --repeat and --chunk-kib must be positive")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    began = time.perf_counter()
+    report: dict[str, Any] = {
+        "unit": "MB/s (10^6 bytes/s)",
+        "size_mib": args.size_mib,
+        "chunk_kib": args.chunk_kib,
+        "repeat": args.repeat,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+        "loop": ref.loop_name(True),
+    }
+    with tempfile.TemporaryDirectory(prefix="chordshare-transfer-", dir=args.dir) as tmp:
+        workdir = Path(tmp)
+        report["dir"] = str(workdir)
+        report["filesystem"] = ref.filesystem_of(workdir)
+        report["throughput"] = ref.run_loop(throughput(args, workdir))
+        if not args.skip_rss:
+            report["memory"] = memory(args, workdir)
+    report["elapsed_s"] = round(time.perf_counter() - began, 1)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
