@@ -281,3 +281,36 @@ async def test_two_clients_putting_one_name_at_once(net: Network, tmp_path: Path
     await net.client(b).get("same.bin", tmp_path / "got")
     assert (tmp_path / "got").read_bytes() in (one, two)
     assert hashlib.sha256((tmp_path / "got").read_bytes()).digest() == won[0].manifest.sha256
+
+
+async def test_an_owner_without_its_copy_yet_still_refuses_a_second_put(
+    net: Network, tmp_path: Path
+) -> None:
+    """A node that just took over a name's key has no copy until repair brings it: a put
+    must be judged against the copy its successors hold, not taken for a first one."""
+    a, _, _ = await ring_of(net, 3)
+    client = net.client(a)
+    original = write(tmp_path / "doc.txt", 4000, seed=12)
+    first = await client.put(tmp_path / "doc.txt")
+    await wait_until(lambda: len(net.holders("doc.txt")) == 3, 10, "3 copies")
+    space = a.server.node.space
+    owner_ref = (await a.server.node.lookup(file_key(space, "doc.txt"))).owner
+    owner = next(p for p in net.live() if p.server.node.me == owner_ref)
+    owner.store.remove("doc.txt")  # as if it had just joined in front of the old owner
+    write(tmp_path / "other", 5000, seed=13)
+    with pytest.raises(FileError) as refused:
+        await client.put(tmp_path / "other", name="doc.txt")
+    assert refused.value.refusal is Refusal.ALREADY_EXISTS
+    same = await client.put(tmp_path / "doc.txt")
+    assert same.unchanged and same.manifest.created == first.manifest.created
+    replaced = await client.put(tmp_path / "other", name="doc.txt", replace=True)
+    assert replaced.manifest.created > first.manifest.created
+    await wait_until(
+        lambda: (
+            {p.store.manifest("doc.txt").size for p in net.holders("doc.txt")} == {5000}
+            and len(net.holders("doc.txt")) == 3
+        ),
+        10,
+        "the replacement to win everywhere",
+    )
+    assert original != (tmp_path / "other").read_bytes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from chordshare.storage.catalog import Manifest
@@ -22,21 +23,33 @@ def iter_chunks(path: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[by
             yield piece
 
 
+def _whole_sha256(path: Path, piece: int) -> bytes:
+    whole = hashlib.sha256()
+    for data in iter_chunks(path, piece):
+        whole.update(data)
+    return whole.digest()
+
+
 def build_manifest(
     path: Path, name: str, chunk_size: int = DEFAULT_CHUNK_SIZE, created: float | None = None
 ) -> Manifest:
-    """The manifest of a local file: its size, SHA-256 and the SHA-256 of every chunk."""
-    whole = hashlib.sha256()
-    digests = []
-    size = 0
-    for piece in iter_chunks(path, chunk_size):
-        whole.update(piece)
-        digests.append(hashlib.sha256(piece).digest())
-        size += len(piece)
+    """The manifest of a local file: its size, SHA-256 and the SHA-256 of every chunk.
+
+    The whole-file hash and the chunk hashes are computed in two threads, each reading the
+    file (the second read comes from the page cache): hashlib releases the GIL, so on two
+    cores this takes half the time of one pass doing both."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        whole_future = pool.submit(_whole_sha256, path, chunk_size)
+        digests = []
+        size = 0
+        for piece in iter_chunks(path, chunk_size):
+            digests.append(hashlib.sha256(piece).digest())
+            size += len(piece)
+        whole = whole_future.result()
     return Manifest(
         name=name,
         size=size,
-        sha256=whole.digest(),
+        sha256=whole,
         chunk_size=chunk_size,
         chunks=tuple(digests),
         created=time.time() if created is None else created,

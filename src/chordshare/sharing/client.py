@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from chordshare.sharing.placement import (
     word_index_key,
 )
 from chordshare.sharing.ring import Ring
-from chordshare.sharing.service import VERSION_STEP
 from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 
@@ -99,30 +97,17 @@ class FileClient:
         if not await asyncio.to_thread(path.is_file):
             raise FileNotFoundError(f"{path}: no such file")
         manifest = await asyncio.to_thread(build_manifest, path, name, chunk_size)
-        # Ask the ring, not only the owner: a node that just became the owner may not
-        # hold the file yet, and must not take our put for a first one.
-        try:
-            existing = await self._find_name(name)
-        except PeerError:
-            existing = None
-        if existing is not None:
-            if existing.manifest.sha256 == manifest.sha256:
-                return PutOutcome(existing.manifest, unchanged=True)
-            if not replace:
-                old = existing.manifest
-                raise FileError(
-                    Refusal.ALREADY_EXISTS,
-                    f"{name!r} already exists ({old.size} bytes, sha256 "
-                    f"{old.sha256.hex()[:16]}…); put it with --replace to overwrite it",
-                )
-            newer_than = existing.manifest.created + VERSION_STEP
-            manifest = dataclasses.replace(manifest, created=max(manifest.created, newer_than))
         key = file_key(self.ring.space, name)
         last_error: PeerError | None = None
         for _ in range(PUT_ATTEMPTS):
             owner = await self.ring.owner(key)
             try:
-                missing = set(await self.peers.missing_chunks(owner.address, manifest.chunks))
+                # Ask which chunks the owner lacks (content it has under another name is
+                # not sent again); for one chunk the answer would cost more than it saves.
+                if len(manifest.chunks) > 1:
+                    missing = set(await self.peers.missing_chunks(owner.address, manifest.chunks))
+                else:
+                    missing = set(range(len(manifest.chunks)))
                 chunks = self._counted(_read_chunks(path, manifest), missing, progress)
                 header = PutHeader(manifest, replace=replace)
                 return await self.peers.put_file(owner.address, header, chunks)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,14 @@ def _resume_scan(fd: int, manifest: Manifest) -> list[int]:
     return have
 
 
+def _verify_and_write(fd: int, data: bytes, digest: bytes, offset: int) -> bool:
+    """Write data at offset if it hashes to digest (one thread hop for both)."""
+    if _sha256(data) != digest:
+        return False
+    _write_at(fd, data, offset)
+    return True
+
+
 def _write_at(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:  # pwrite may write less than asked
@@ -136,15 +145,30 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
-def _hash_file(fd: int, size: int, piece: int) -> bytes:
+def _hash_chunks(whole: Any, fd: int, manifest: Manifest, start: int, end: int) -> None:
+    """Feed chunks start..end-1, read back from the .part file, to the whole-file hash."""
+    for index in range(start, end):
+        length = manifest.chunk_length(index)
+        whole.update(_read_at(fd, length, index * manifest.chunk_size))
+
+
+async def _hash_in_order(swarm: _Swarm) -> bytes:
+    """The whole file's SHA-256, computed while the download goes on: each run of chunks
+    on disk from the front is read back (from the page cache) and hashed in a thread, so
+    the end of a download does not wait for a second pass over the file."""
+    manifest = swarm.manifest
     whole = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        data = _read_at(fd, min(piece, size - offset), offset)
-        if not data:
-            break  # shorter than expected: the digest will not match
-        whole.update(data)
-        offset += len(data)
+    start, count = 0, len(manifest.chunks)
+    while start < count:
+        end = start
+        while end < count and end in swarm.on_disk:
+            end += 1
+        if end == start:
+            swarm.wrote.clear()
+            await swarm.wrote.wait()
+            continue
+        await swarm.threads.run(_hash_chunks, whole, swarm.fd, manifest, start, end)
+        start = end
     return whole.digest()
 
 
@@ -188,12 +212,18 @@ class _Swarm:
     sources: dict[str, int] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)  # holder -> why it stopped helping
     complete: asyncio.Event = field(default_factory=asyncio.Event)
+    landed: asyncio.Event = field(default_factory=asyncio.Event)  # a chunk was written
+    out_since: dict[int, float] = field(default_factory=dict)  # index -> first asked for
+    dropped: set[str] = field(default_factory=set)
+    on_disk: set[int] = field(default_factory=set)  # verified and written (or resumed)
+    wrote: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the whole-file hash
+    endgame_after: float = 0.5  # seconds a chunk is out before idle holders help with it
 
-    def take(self, holder: str, lacks: set[int]) -> dict[int, bool]:
+    def take(self, holder: str, lacks: set[int], size: int) -> dict[int, bool]:
         """The next batch for holder: index -> whether asking is a re-fetch."""
         batch: dict[int, bool] = {}
         skipped = []
-        while self.pending and len(batch) < self.per_peer_inflight:
+        while self.pending and len(batch) < size:
             index = self.pending.popleft()
             if index in lacks:
                 skipped.append(index)
@@ -201,13 +231,27 @@ class _Swarm:
                 batch[index] = index in self.retried
         self.pending.extendleft(reversed(skipped))
         if not batch:
-            # Endgame: help with chunks out at other holders, least-duplicated first.
-            spare = [i for i, at in self.outstanding.items() if holder not in at and i not in lacks]
+            # Endgame: help with chunks out at other holders for a while (not ones just
+            # asked for, or every small file would be fetched from every holder at once),
+            # least-duplicated first.
+            now = time.monotonic()
+            spare = [
+                i
+                for i, at in self.outstanding.items()
+                if holder not in at
+                and i not in lacks
+                and now - self.out_since.get(i, now) >= self.endgame_after
+            ]
             spare.sort(key=lambda i: len(self.outstanding[i]))
-            batch = dict.fromkeys(spare[: self.per_peer_inflight], True)
+            batch = dict.fromkeys(spare[:size], True)
         for index in batch:
             self.outstanding.setdefault(index, set()).add(holder)
+            self.out_since.setdefault(index, time.monotonic())
         return batch
+
+    def helpable(self, holder: str, lacks: set[int]) -> bool:
+        """Whether holder may yet help: chunks are out at others it could fetch later."""
+        return any(holder not in at and i not in lacks for i, at in self.outstanding.items())
 
     def release(self, holder: str, indexes: Sequence[int], *, front: bool) -> None:
         """holder no longer has these out; requeue the ones nobody else is fetching."""
@@ -218,22 +262,31 @@ class _Swarm:
             at.discard(holder)
             if not at:
                 del self.outstanding[index]
+                self.out_since.pop(index, None)
                 if front:
                     self.pending.appendleft(index)
                 else:
                     self.pending.append(index)
 
-    async def run_holder(self, holder: str) -> None:
+    async def run_holder(self, holder: str, batch_size: int) -> None:
         lacks: set[int] = set()  # chunks this holder answered a batch without
-        while not self.complete.is_set():
-            batch = self.take(holder, lacks)
+        while not self.complete.is_set() and holder not in self.dropped:
+            batch = self.take(holder, lacks, batch_size)
             if not batch:
+                if self.helpable(holder, lacks):
+                    # Wait for a chunk to land or for one out elsewhere to become slow.
+                    self.landed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.endgame_after / 2):
+                            await self.landed.wait()
+                    continue
                 self.why.setdefault(holder, "did not have them")
                 return
             asked = list(batch)
             try:
                 got = await self._pull(holder, batch)
             except _Dropped as dropped:
+                self.dropped.add(holder)
                 self.why[holder] = f"dropped: {dropped}"
                 self.retried.update(i for i in batch if i not in self.claimed)
                 self.release(holder, list(batch), front=True)
@@ -283,18 +336,28 @@ class _Swarm:
                 f"sent chunk {index} with {len(data)} bytes, "
                 f"not {self.manifest.chunk_length(index)}"
             )
-        if await self.threads.run(_sha256, data) != self.manifest.chunks[index]:
-            raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
         refetch = batch.pop(index)
-        at = self.outstanding.get(index)
-        if at is not None:
-            at.discard(holder)
         if index in self.claimed:
-            return  # another holder's copy won (endgame); ours is a spare
-        # Claim before the write's await so no other copy of this chunk is written too.
+            # Another holder's copy won (endgame): ours is a spare, checked but not kept.
+            if await self.threads.run(_sha256, data) != self.manifest.chunks[index]:
+                raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
+            at = self.outstanding.get(index)
+            if at is not None:
+                at.discard(holder)
+            return
+        # Claim before the await so no other copy of this chunk is written too; a copy that
+        # fails its check is not written, and the chunk goes back to the others.
         self.claimed.add(index)
+        offset = index * self.manifest.chunk_size
+        digest = self.manifest.chunks[index]
+        if not await self.threads.run(_verify_and_write, self.fd, data, digest, offset):
+            self.claimed.discard(index)
+            batch[index] = refetch
+            raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
         self.outstanding.pop(index, None)
-        await self.threads.run(_write_at, self.fd, data, index * self.manifest.chunk_size)
+        self.on_disk.add(index)
+        self.landed.set()
+        self.wrote.set()
         self.sources[holder] = self.sources.get(holder, 0) + len(data)
         self.refetched += refetch
         self.written += 1
@@ -376,13 +439,24 @@ async def download(
             needed=len(todo),
             pending=deque(todo),
             claimed=have_set,
+            on_disk=set(have_set),
             sources=dict.fromkeys(holders, 0),
         )
+        hashing = asyncio.create_task(_hash_in_order(swarm))
+        workers.append(hashing)
         if todo:
-            workers = [asyncio.create_task(swarm.run_holder(h)) for h in holders]
+            # Two lanes per holder, each with half the holder's chunks in flight: one
+            # asks for its next batch while the other's is still streaming in.
+            sizes = [per_peer_inflight - per_peer_inflight // 2, per_peer_inflight // 2]
+            workers += [
+                asyncio.create_task(swarm.run_holder(h, size))
+                for h in holders
+                for size in sizes
+                if size > 0
+            ]
             finished = asyncio.create_task(swarm.complete.wait())
             try:
-                running: set[asyncio.Task[Any]] = set(workers)
+                running: set[asyncio.Task[Any]] = set(workers) - {hashing}
                 while running and not finished.done():
                     done, _ = await asyncio.wait(
                         running | {finished}, return_when=asyncio.FIRST_COMPLETED
@@ -397,7 +471,7 @@ async def download(
 
         # Every chunk was verified, but check the whole: it guards against a manifest whose
         # chunk hashes and file hash disagree, and against the disk.
-        digest = await threads.run(_hash_file, fd, manifest.size, manifest.chunk_size)
+        digest = await hashing
         if digest != manifest.sha256:
             await _cleanup(workers, threads, fd)
             fd = -1

@@ -91,6 +91,7 @@ class SharingPeer:
             self.settings.replicas,
             self.settings.republish,
         )
+        service.ask_holders = self.replicator.version_elsewhere
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
         files_pb2_grpc.add_FilesServicer_to_server(FilesServicer(service), server)

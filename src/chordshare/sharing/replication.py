@@ -205,6 +205,23 @@ class Replicator:
                 self.service.confirmed.setdefault(name, {self.service.address}).add(address)
         return held
 
+    async def version_elsewhere(self, name: str) -> FileVersion | None:
+        """The newest version of name that this node's k-1 successors hold (or removed),
+        asked of them all at once: an offer of version 0 makes each answer with its own."""
+        probe = [FileVersion(name, 0.0, bytes(32))]
+        answers = await asyncio.gather(
+            *(self.peers.offer(a, probe) for a in self._successor_addresses()),
+            return_exceptions=True,
+        )
+        found = [
+            v
+            for answer in answers
+            if not isinstance(answer, BaseException)
+            for v in answer.newer
+            if v.name == name
+        ]
+        return max(found, key=lambda v: (v.version, v.sha256), default=None)
+
     async def push(self, address: str, manifest: Manifest) -> None:
         """Copy a stored file to a peer, sending only the chunks it lacks."""
         missing = set(await self.peers.missing_chunks(address, manifest.chunks))

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
 MAX_CHUNKS = 1 << 20  # a manifest listing more is refused (32 MiB of hashes)
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
+PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
 
 
 @dataclass
@@ -106,6 +107,15 @@ class _WholeHash:
             self.next_index += 1
 
 
+async def _feed_after(
+    previous: asyncio.Task[None] | None, whole: _WholeHash, index: int, data: bytes
+) -> None:
+    """Hash a chunk into the whole-file digest after the chunk before it (order matters)."""
+    if previous is not None:
+        await previous
+    await asyncio.to_thread(whole.feed, index, data)
+
+
 def _refuse_bad_manifest(manifest: Manifest) -> None:
     try:
         check_name(manifest.name)
@@ -141,6 +151,9 @@ class FileService:
         # Holders known to have a file's current version (from replication), by name.
         self.confirmed: dict[str, set[str]] = {}
         self._putting: set[str] = set()
+        # Asks the other holders of a name which version they hold (set by the peer): a
+        # node that just became a name's owner may not have its copy yet.
+        self.ask_holders: Callable[[str], Awaitable[FileVersion | None]] | None = None
         self._listeners: list[Callable[[str], Awaitable[None] | None]] = []
 
     def on_change(self, listener: Callable[[str], Awaitable[None] | None]) -> None:
@@ -155,11 +168,25 @@ class FileService:
 
     # Storing.
 
-    def _version_for_put(self, header: PutHeader) -> float | None:
-        """The version a put will store, or None when there is nothing to store."""
+    def _version_for_put(
+        self, header: PutHeader, elsewhere: FileVersion | None = None
+    ) -> float | None:
+        """The version a put will store, or None when there is nothing to store.
+        `elsewhere` is the newest version the other holders of the name know of."""
         manifest = header.manifest
         existing = self.store.manifest(manifest.name)
         tombstone = self.store.catalog.tombstone(manifest.name)
+        if elsewhere is not None and not header.replica:
+            if elsewhere.deleted:
+                tombstone = max(tombstone or 0.0, elsewhere.version)
+            elif existing is None or newer(
+                elsewhere.version, elsewhere.sha256, existing.created, existing.sha256
+            ):
+                # This node just became the owner and has no copy yet: judge the put
+                # against the copy the old holders have.
+                existing = replace(
+                    manifest, sha256=elsewhere.sha256, created=elsewhere.version, size=-1
+                )
         if header.replica:
             if existing is not None and not newer(
                 manifest.created, manifest.sha256, existing.created, existing.sha256
@@ -171,9 +198,10 @@ class FileService:
         if existing is not None and existing.sha256 == manifest.sha256:
             return None
         if existing is not None and not header.replace:
+            size = f"{existing.size} bytes, " if existing.size >= 0 else ""
             raise FileError(
                 Refusal.ALREADY_EXISTS,
-                f"{manifest.name!r} already exists ({existing.size} bytes, sha256 "
+                f"{manifest.name!r} already exists ({size}sha256 "
                 f"{existing.sha256.hex()[:16]}…); put it with --replace to overwrite it",
             )
         floor = max(
@@ -194,20 +222,51 @@ class FileService:
             raise FileError(
                 Refusal.ABORTED, f"another put of {name!r} is in progress here; try again"
             )
-        version = self._version_for_put(header)
-        if version is None:
-            current = self.store.manifest(name) or manifest
-            return PutOutcome(current, unchanged=True)
         self._putting.add(name)
+        try:
+            elsewhere = None
+            first_here = (
+                self.store.manifest(name) is None and self.store.catalog.tombstone(name) is None
+            )
+            if not header.replica and self.ask_holders is not None and first_here:
+                elsewhere = await self.ask_holders(name)
+            version = self._version_for_put(header, elsewhere)
+        except BaseException:
+            self._putting.discard(name)
+            raise
+        if version is None:
+            self._putting.discard(name)
+            current = self.store.manifest(name)
+            if current is None and elsewhere is not None:
+                current = replace(manifest, created=elsewhere.version)
+            return PutOutcome(current or manifest, unchanged=True)
         stored: list[bytes] = []
+        work: set[asyncio.Task[None]] = set()
         try:
             whole = _WholeHash()
+            hashing: asyncio.Task[None] | None = None
             async for index, data in chunks:
-                digest = await asyncio.to_thread(self._store_chunk, manifest, index, data, whole)
-                stored.append(digest)
+                self._check_chunk(manifest, index, data)
+                stored.append(manifest.chunks[index])
+                # Pipelined: chunks are stored in threads (hashing releases the GIL, so two
+                # cores work at once) while the next ones arrive, and the whole-file hash
+                # follows in order in a chain of its own. At most PUT_PIPELINE chunks wait.
+                work.add(asyncio.create_task(self._store_chunk(manifest, index, data)))
+                hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
+                work.add(hashing)
+                while len(work) >= PUT_PIPELINE:
+                    done, work = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+            for task in asyncio.as_completed(list(work)):
+                await task
+            work.clear()
             final = replace(manifest, created=version)
             await asyncio.to_thread(self._finish, final, whole)
         except BaseException:
+            # Let chunk writes already under way end (a thread cannot be stopped) so that
+            # none lands after the clean-up, then drop what no committed file uses.
+            await asyncio.gather(*work, return_exceptions=True)
             await asyncio.to_thread(self.store.discard, stored)
             raise
         finally:
@@ -217,7 +276,16 @@ class FileService:
         await self._changed(name)
         return PutOutcome(final, unchanged=False)
 
-    def _store_chunk(self, manifest: Manifest, index: int, data: bytes, whole: _WholeHash) -> bytes:
+    async def _store_chunk(self, manifest: Manifest, index: int, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self.store.put_chunk, data, manifest.chunks[index])
+        except ChunkError as err:
+            raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
+        except QuotaExceeded as err:
+            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+
+    @staticmethod
+    def _check_chunk(manifest: Manifest, index: int, data: bytes) -> None:
         if not 0 <= index < len(manifest.chunks):
             raise FileError(
                 Refusal.INVALID_ARGUMENT,
@@ -230,14 +298,6 @@ class FileService:
                 f"chunk {index} of {manifest.name!r} has {len(data)} bytes, "
                 f"the manifest says {expected_length}",
             )
-        try:
-            digest = self.store.put_chunk(data, manifest.chunks[index])
-        except ChunkError as err:
-            raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
-        except QuotaExceeded as err:
-            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
-        whole.feed(index, data)
-        return digest
 
     def _finish(self, manifest: Manifest, whole: _WholeHash) -> None:
         """Check that every chunk is here and that they add up to the file, then list it."""

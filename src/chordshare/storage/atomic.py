@@ -18,11 +18,14 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, pieces: Iterable[bytes], tmp_dir: Path | None = None) -> int:
+def write_atomically(
+    path: Path, pieces: Iterable[bytes], tmp_dir: Path | None = None, durable: bool = True
+) -> int:
     """Write pieces to path through a temporary file, fsync and rename. Returns the size.
 
     tmp_dir must be on the same file system as path (rename is atomic only there);
-    by default it is path's own directory.
+    by default it is path's own directory. durable=False skips both fsyncs: readers still
+    see all or nothing, but a crash may lose the file; the caller syncs it later.
     """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -34,11 +37,13 @@ def write_atomically(path: Path, pieces: Iterable[bytes], tmp_dir: Path | None =
                 out.write(piece)
                 size += len(piece)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    fsync_directory(directory)
+    if durable:
+        fsync_directory(directory)
     return size

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-from chordshare.storage.atomic import write_atomically
+from chordshare.storage.atomic import fsync_directory, write_atomically
 
 DIGEST_BYTES = 32
 
@@ -30,6 +32,8 @@ class ChunkStore:
         self.tmp = root / "tmp"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(exist_ok=True)
+        self._unsynced: set[bytes] = set()
+        self._lock = threading.Lock()
         self._clear_leftovers()
 
     def _clear_leftovers(self) -> None:
@@ -47,8 +51,13 @@ class ChunkStore:
     def has(self, digest: bytes) -> bool:
         return self.path_for(digest).exists()
 
-    def put(self, data: bytes, expected: bytes | None = None) -> bytes:
-        """Store a chunk; refuse it when it does not hash to `expected`. Returns its name."""
+    def put(self, data: bytes, expected: bytes | None = None, sync: bool = True) -> bytes:
+        """Store a chunk; refuse it when it does not hash to `expected`. Returns its name.
+
+        With sync=False the chunk is renamed into place without fsync, and `sync` must be
+        called for it before anything that depends on it is committed: a file's chunks are
+        then flushed together at its commit instead of one fsync pair per chunk.
+        """
         digest = digest_of(data)
         if expected is not None and digest != expected:
             raise ChunkError(
@@ -56,8 +65,32 @@ class ChunkStore:
             )
         path = self.path_for(digest)
         if not path.exists():
-            write_atomically(path, (data,), tmp_dir=self.tmp)
+            if sync:
+                write_atomically(path, (data,), tmp_dir=self.tmp)
+            else:
+                write_atomically(path, (data,), tmp_dir=self.tmp, durable=False)
+                with self._lock:
+                    self._unsynced.add(digest)
         return digest
+
+    def sync(self, digests: Iterable[bytes]) -> None:
+        """Make chunks stored with sync=False durable, with the directories naming them."""
+        with self._lock:
+            todo = [d for d in dict.fromkeys(digests) if d in self._unsynced]
+        directories = set()
+        for digest in todo:
+            path = self.path_for(digest)
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                directories.add(path.parent)
+        for directory in directories:
+            fsync_directory(directory)
+        with self._lock:
+            self._unsynced.difference_update(todo)
 
     def get(self, digest: bytes, verify: bool = True) -> bytes:
         try:

@@ -39,10 +39,16 @@ class NodeStore:
                     f"{self.max_bytes} bytes ({self.used_bytes()} used)"
                 )
             fresh = expected is None or not self.chunks.has(expected)
-            digest = self.chunks.put(data, expected)
             if fresh:
-                self._pending += len(data)
-        return digest
+                self._pending += len(data)  # reserved before the write, outside the lock
+        try:
+            # Not flushed one by one: commit flushes a file's chunks together.
+            return self.chunks.put(data, expected, sync=False)
+        except BaseException:
+            if fresh:
+                with self._lock:
+                    self._pending -= len(data)
+            raise
 
     def commit(self, manifest: Manifest) -> None:
         """List a file whose chunks are all stored; replaces a file of the same name."""
@@ -52,6 +58,7 @@ class NodeStore:
             if not self.chunks.has(digest):
                 raise IncompleteFile(f"{manifest.name}: chunk {digest.hex()} is not stored")
             sizes[digest] = self.chunks.size_of(digest)
+        self.chunks.sync(manifest.chunks)  # the chunks are durable before the file is listed
         freed = self.catalog.put(manifest, sizes)
         with self._lock:
             self._pending = max(0, self._pending - sum(sizes.values()))
