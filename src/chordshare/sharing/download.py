@@ -1,16 +1,18 @@
 """Downloading a file's chunks from every peer that holds it, verified and resumable.
 
-Like BitTorrent pulling pieces: each holder gets a worker that asks for small batches of
-chunk indexes from a shared queue (so fast holders take more), with at most
-`per_peer_inflight` chunks outstanding per holder. Every chunk is checked against the
+Like BitTorrent pulling pieces: each holder gets two workers (lanes) that ask for small
+batches of chunk indexes from a shared queue (so fast holders take more, and one lane asks
+while the other's batch streams in), with at most `per_peer_inflight` chunks outstanding
+per holder. Every chunk is checked against the
 manifest's SHA-256 as it arrives; a holder that lies, corrupts, fails or stalls is dropped
 for the rest of the download and its outstanding chunks go back to the queue. When the
-queue runs dry, idle holders also fetch chunks still outstanding elsewhere (endgame) and the
-first verified copy wins, so one slow peer cannot hold up the tail.
+queue runs dry, idle holders also fetch chunks that have been outstanding elsewhere for a
+while (endgame) and the first verified copy wins, so one slow peer cannot hold up the tail.
 
 Bytes land at their offset in `out + ".part"`, which a later call resumes from (chunks whose
-bytes already match are kept). The finished file is hashed whole, fsynced and renamed to
-`out`. All disk I/O and hashing run in threads so the event loop never blocks, and memory
+bytes already match are kept). The finished file is checked whole, fsynced and renamed to
+`out`. The whole-file hash follows the chunks as they land, so it is ready when the last
+one is. All disk I/O and hashing run in threads so the event loop never blocks, and memory
 stays flat: at most about holders * per_peer_inflight chunks are held at once.
 """
 
@@ -89,9 +91,23 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _open_part(part: Path) -> int:
+def _open_part(part: Path, manifest: Manifest) -> tuple[int, list[int]]:
+    """Open (or create) the .part file and find the chunks it already holds: one thread
+    hop for both, which matters when a download is one small chunk."""
     part.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        return fd, _resume_scan(fd, manifest)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _make_final(fd: int, part: Path, out: Path) -> None:
+    """Flush the finished file, give it its name, and make the rename durable."""
+    os.fsync(fd)
+    os.replace(part, out)
+    fsync_directory(out.parent)
 
 
 def _read_at(fd: int, length: int, offset: int) -> bytes:
@@ -414,18 +430,17 @@ async def download(
     holders = list(dict.fromkeys(holders))  # the same holder twice would double its share
     threads = _Threads()
 
-    opening = threads.start(_open_part, part)
+    opening = threads.start(_open_part, part, manifest)
     try:
-        fd = await asyncio.shield(opening)
+        fd, have = await asyncio.shield(opening)
     except asyncio.CancelledError:
         await threads.drain()
         if not opening.cancelled() and opening.exception() is None:
-            os.close(opening.result())
+            os.close(opening.result()[0])
         raise
 
     workers: list[asyncio.Task[None]] = []
     try:
-        have = await threads.run(_resume_scan, fd, manifest)
         have_set = set(have)
         todo = [i for i in range(len(manifest.chunks)) if i not in have_set]
         swarm = _Swarm(
@@ -480,13 +495,11 @@ async def download(
                 f"{manifest.name!r}: the assembled file's SHA-256 is {digest.hex()}, "
                 f"the manifest says {manifest.sha256.hex()}; the partial file was deleted"
             )
-        await threads.run(os.fsync, fd)
+        await threads.run(_make_final, fd, part, out)
     finally:
         if fd >= 0:
             await _cleanup(workers, threads, fd)
 
-    await threads.run(os.replace, part, out)
-    await threads.run(fsync_directory, out.parent)  # make the rename itself durable
     return DownloadReport(
         path=out,
         size=manifest.size,

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FILES_SERVICE_NAME = files_pb2.DESCRIPTOR.services_by_name["Files"].full_name
 TICK = 0.25  # how often the sharing loop looks at the node's neighbours
+BATCH_WINDOW = 0.05  # how long a just-stored file waits for others to copy it with
 
 
 class DataDirInUse(Exception):
@@ -122,6 +123,9 @@ class SharingPeer:
                     await self._wake.wait()
             self._wake.clear()
             try:
+                if self._changed:
+                    # Let a burst of puts gather, so one round copies and indexes them all.
+                    await asyncio.sleep(BATCH_WINDOW)
                 changed, self._changed = self._changed, set()
                 if changed:
                     await replicator.repair(only=changed)
@@ -129,6 +133,8 @@ class SharingPeer:
                 view = (node.state.predecessor, node.state.successors[: settings.replicas])
                 now = time.monotonic()
                 if view != seen_view or now - last_repair >= settings.repair_period:
+                    if view != seen_view:
+                        await replicator.pass_on_soft_state()
                     seen_view, last_repair = view, now
                     report = await replicator.repair()
                     if report.pushed or report.dropped:

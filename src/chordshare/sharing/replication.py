@@ -67,6 +67,39 @@ def index_records(manifest: Manifest) -> list[IndexRecord]:
     return [IndexRecord(k, entry) for k in keys]
 
 
+class Placement:
+    """Who holds which keys, learned during one round of work: a lookup names a key's owner,
+    and the owner's neighbours give the whole range of keys it owns, (predecessor, owner],
+    and its successors. Later keys in a known range cost no call at all."""
+
+    def __init__(self, replicator: Replicator) -> None:
+        self.replicator = replicator
+        self.ranges: list[tuple[int | None, NodeRef, list[str]]] = []
+
+    def _known(self, key: int) -> tuple[NodeRef, list[str]] | None:
+        for start, owner, holders in self.ranges:
+            if start is not None and between_right(start, key, owner.id):
+                return owner, holders
+        return None
+
+    async def holders_of(self, key: int) -> tuple[NodeRef, list[str]]:
+        """The key's owner and the addresses of its k holders (owner first)."""
+        known = self._known(key)
+        if known is not None:
+            return known
+        r = self.replicator
+        owner = await r.ring.owner(key)
+        around = await r.ring.neighbors(owner)
+        holders = [owner.address]
+        for node in around.successors:
+            if node.address not in holders:
+                holders.append(node.address)
+        holders = holders[: r.replicas]
+        start = around.predecessor.id if around.predecessor is not None else None
+        self.ranges.append((start, owner, holders))
+        return owner, holders
+
+
 class Replicator:
     def __init__(
         self,
@@ -103,17 +136,6 @@ class Replicator:
                 seen.append(node.address)
         return seen[: self.replicas - 1]
 
-    async def _replica_set(self, key: int) -> tuple[NodeRef, list[str]]:
-        owner = await self.ring.owner(key)
-        if owner.address == self.state.me.address:
-            return owner, [owner.address, *self._successor_addresses()]
-        following = await self.ring.successors(owner)
-        addresses = [owner.address]
-        for node in following:
-            if node.address not in addresses:
-                addresses.append(node.address)
-        return owner, addresses[: self.replicas]
-
     # Repair.
 
     async def repair(self, only: set[str] | None = None) -> RepairReport:
@@ -127,6 +149,7 @@ class Replicator:
         else:
             found = (self.service.version_of(name) for name in sorted(only))
             versions = [v for v in found if v is not None]
+        placement = Placement(self)
         for version in versions:
             key = file_key(self.space, version.name)
             if self.owns(key):
@@ -134,7 +157,7 @@ class Replicator:
                     plan[address].append(version)
                 continue
             try:
-                owner, holders = await self._replica_set(key)
+                owner, holders = await placement.holders_of(key)
             except Exception as err:  # a lookup that fails now is retried next round
                 log.debug("repair: no owner for %s: %s", version.name, err)
                 continue
@@ -159,24 +182,32 @@ class Replicator:
                 await asyncio.to_thread(self.service.store.remove, name)
                 self.service.confirmed.pop(name, None)
                 report.dropped += 1
-        if only is None:
-            await self._pass_on_soft_state()
         return report
 
-    async def _pass_on_soft_state(self) -> None:
-        """Index records and locators held here go on to their key's holders too, with the
-        time they have left: a node that joins next to a key gets them at once rather than
-        at the publisher's next round, and they survive a crash of one holder."""
+    async def pass_on_soft_state(self) -> None:
+        """Index records and locators held here go on to their key's current holders, with
+        the time they have left (so a dead publisher's records still expire): a node that
+        joins next to a key gets them at once rather than at the publisher's next round,
+        and they survive the crash of a holder. Run when the node's neighbours change."""
+        placement = Placement(self)
+        batches: dict[tuple[str, int], list[IndexRecord]] = defaultdict(list)
         for record_key, rows in self.service.index.rows().items():
-            records = [r for r, _ in rows if isinstance(r, IndexEntry)]
-            ttl = min((left for _, left in rows), default=0.0)
-            if records and ttl > 0:
-                entries = [IndexRecord(record_key, e) for e in records]
-                await self._send_index(record_key, entries, ttl, remove=False, skip_self=True)
+            try:
+                _, holders = await placement.holders_of(index_key(self.space, record_key))
+            except Exception:
+                continue
+            for entry, left in rows:
+                if isinstance(entry, IndexEntry) and left >= 1:
+                    for address in holders:
+                        # Whole seconds, rounded down: one call per holder and lifetime.
+                        batches[(address, int(left))].append(IndexRecord(record_key, entry))
+        for (address, left), records in batches.items():
+            if address != self.service.address:
+                await self._publish_to(address, records, float(left), remove=False)
         for rows in self.service.locators.rows().values():
             for locator, left in rows:
                 if isinstance(locator, Locator) and left > 0:
-                    await self._send_locator(locator, left, skip_self=True)
+                    await self._send_locator(locator, left, placement, skip_self=True)
 
     async def _reconcile(
         self, address: str, versions: Sequence[FileVersion], report: RepairReport
@@ -277,57 +308,57 @@ class Replicator:
             for local in await asyncio.to_thread(shared.scan):
                 current.setdefault(local.manifest.name, index_records(local.manifest))
                 locators.append(Locator(local.manifest, self.service.address))
-        by_key: dict[str, list[IndexRecord]] = defaultdict(list)
-        for records in current.values():
-            for record in records:
-                by_key[record.key].append(record)
-        withdrawn: dict[str, list[IndexRecord]] = defaultdict(list)
+        withdrawn: list[IndexRecord] = []
         for name, records in list(self._published.items()):
             if name not in current and (only is None or name in only):
-                for record in records:
-                    withdrawn[record.key].append(record)
+                withdrawn += records
                 del self._published[name]
+        placement = Placement(self)
+        publish = await self._by_holder(placement, [r for rs in current.values() for r in rs])
+        withdraw = await self._by_holder(placement, withdrawn)
         sent = 0
-        for key, records in by_key.items():
-            sent += await self._send_index(key, records, ttl, remove=False)
-        for key, records in withdrawn.items():
-            await self._send_index(key, records, ttl, remove=True)
+        for address, records in publish.items():
+            sent += await self._publish_to(address, records, ttl, remove=False)
+        for address, records in withdraw.items():
+            await self._publish_to(address, records, ttl, remove=True)
         for locator in locators:
-            await self._send_locator(locator, ttl)
+            await self._send_locator(locator, ttl, placement)
         self._published.update(current)
         return sent
 
-    async def _send_index(
-        self,
-        record_key: str,
-        records: list[IndexRecord],
-        ttl: float,
-        remove: bool,
-        skip_self: bool = False,
-    ) -> int:
-        try:
-            _, holders = await self._replica_set(index_key(self.space, record_key))
-        except Exception as err:
-            log.debug("index: no owner for %s: %s", record_key, err)
-            return 0
-        sent = 0
-        for address in holders:
-            if address == self.service.address:
-                if skip_self:
-                    continue
-                await self.service.publish_index(records, ttl, remove)
-                sent += 1
-                continue
+    async def _by_holder(
+        self, placement: Placement, records: list[IndexRecord]
+    ) -> dict[str, list[IndexRecord]]:
+        """Records grouped by the holders of their keys: one call per holder."""
+        grouped: dict[str, list[IndexRecord]] = defaultdict(list)
+        for record in records:
             try:
-                await self.peers.publish_index(address, records, ttl, remove)
-                sent += 1
-            except (PeerError, FileError):
+                _, holders = await placement.holders_of(index_key(self.space, record.key))
+            except Exception as err:  # no owner now: the next round publishes it
+                log.debug("index: no owner for %s: %s", record.key, err)
                 continue
-        return sent
+            for address in holders:
+                grouped[address].append(record)
+        return grouped
 
-    async def _send_locator(self, locator: Locator, ttl: float, skip_self: bool = False) -> None:
+    async def _publish_to(
+        self, address: str, records: list[IndexRecord], ttl: float, remove: bool
+    ) -> int:
+        if address == self.service.address:
+            await self.service.publish_index(records, ttl, remove)
+            return len(records)
         try:
-            _, holders = await self._replica_set(file_key(self.space, locator.manifest.name))
+            await self.peers.publish_index(address, records, ttl, remove)
+        except (PeerError, FileError):
+            return 0
+        return len(records)
+
+    async def _send_locator(
+        self, locator: Locator, ttl: float, placement: Placement, skip_self: bool = False
+    ) -> None:
+        try:
+            key = file_key(self.space, locator.manifest.name)
+            _, holders = await placement.holders_of(key)
         except Exception:
             return
         for address in holders:

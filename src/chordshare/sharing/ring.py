@@ -22,12 +22,18 @@ class Ring(Protocol):
 
     async def successors(self, node: NodeRef) -> list[NodeRef]: ...
 
+    async def neighbors(self, node: NodeRef) -> Neighbors: ...
 
-async def _successors_over(transport: object, node: NodeRef) -> list[NodeRef]:
+
+async def _neighbors_over(transport: object, node: NodeRef) -> Neighbors:
     reply = await transport.call(GetNeighbors(node))  # type: ignore[attr-defined]
     if not isinstance(reply, Neighbors):
         raise PeerError(node.address, "answered GetNeighbors with something else")
-    return list(reply.successors)
+    return reply
+
+
+async def _successors_over(transport: object, node: NodeRef) -> list[NodeRef]:
+    return list((await _neighbors_over(transport, node)).successors)
 
 
 class NodeRing:
@@ -39,9 +45,13 @@ class NodeRing:
         return (await self.node.lookup(key)).owner
 
     async def successors(self, node: NodeRef) -> list[NodeRef]:
+        return list((await self.neighbors(node)).successors)
+
+    async def neighbors(self, node: NodeRef) -> Neighbors:
+        state = self.node.state
         if node.address == self.node.me.address:
-            return list(self.node.state.successors)
-        return await _successors_over(self.node.transport, node)
+            return Neighbors(state.me, state.predecessor, tuple(state.successors))
+        return await _neighbors_over(self.node.transport, node)
 
 
 class RemoteRing:
@@ -54,3 +64,6 @@ class RemoteRing:
 
     async def successors(self, node: NodeRef) -> list[NodeRef]:
         return await _successors_over(self.client.transport, node)
+
+    async def neighbors(self, node: NodeRef) -> Neighbors:
+        return await _neighbors_over(self.client.transport, node)
