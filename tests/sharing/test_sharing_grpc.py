@@ -296,7 +296,9 @@ async def test_an_owner_without_its_copy_yet_still_refuses_a_second_put(
     space = a.server.node.space
     owner_ref = (await a.server.node.lookup(file_key(space, "doc.txt"))).owner
     owner = next(p for p in net.live() if p.server.node.me == owner_ref)
-    owner.store.remove("doc.txt")  # as if it had just joined in front of the old owner
+    # As if it had just joined in front of the old owner: no copy yet, a new predecessor.
+    owner.store.remove("doc.txt")
+    owner._predecessor = object()
     write(tmp_path / "other", 5000, seed=13)
     with pytest.raises(FileError) as refused:
         await client.put(tmp_path / "other", name="doc.txt")

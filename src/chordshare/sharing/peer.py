@@ -22,6 +22,7 @@ import grpc
 
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
+from chordshare.sharing.peers import FileVersion
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing
@@ -78,6 +79,8 @@ class SharingPeer:
         self.replicator: Replicator | None = None
         self.peers: GrpcFilePeers | None = None
         self._changed: set[str] = set()
+        self._predecessor: object = None  # the last predecessor seen, and since when
+        self._predecessor_since = time.monotonic()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -92,11 +95,27 @@ class SharingPeer:
             self.settings.replicas,
             self.settings.republish,
         )
-        service.ask_holders = self.replicator.version_elsewhere
+        service.ask_holders = self._version_elsewhere
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
         files_pb2_grpc.add_FilesServicer_to_server(FilesServicer(service), server)
         self.service = service
+
+    async def _version_elsewhere(self, name: str) -> FileVersion | None:
+        """Before a first put of a name here, ask the successors for theirs, but only while
+        this node may be new to its keys: once its predecessor has stayed the same for two
+        repair periods, the nodes that held its keys before have handed them over."""
+        assert self.replicator is not None and self.server.node is not None
+        if self._predecessor_age(self.server.node) > 2 * self.settings.repair_period:
+            return None
+        return await self.replicator.version_elsewhere(name)
+
+    def _predecessor_age(self, node: ChordNode) -> float:
+        """Seconds since this node's predecessor last changed (as far as it has looked)."""
+        now = time.monotonic()
+        if node.state.predecessor != self._predecessor:
+            self._predecessor, self._predecessor_since = node.state.predecessor, now
+        return now - self._predecessor_since
 
     def _note_change(self, name: str) -> None:
         self._changed.add(name)
@@ -132,6 +151,7 @@ class SharingPeer:
                     await replicator.publish(only=changed)
                 view = (node.state.predecessor, node.state.successors[: settings.replicas])
                 now = time.monotonic()
+                self._predecessor_age(node)
                 if view != seen_view or now - last_repair >= settings.repair_period:
                     if view != seen_view:
                         await replicator.pass_on_soft_state()

@@ -254,8 +254,12 @@ class Replicator:
         return max(found, key=lambda v: (v.version, v.sha256), default=None)
 
     async def push(self, address: str, manifest: Manifest) -> None:
-        """Copy a stored file to a peer, sending only the chunks it lacks."""
-        missing = set(await self.peers.missing_chunks(address, manifest.chunks))
+        """Copy a stored file to a peer, sending only the chunks it lacks (not asked for a
+        one-chunk file: the question would cost as much as the answer saves)."""
+        if len(manifest.chunks) > 1:
+            missing = set(await self.peers.missing_chunks(address, manifest.chunks))
+        else:
+            missing = set(range(len(manifest.chunks)))
         await self.peers.put_file(
             address, PutHeader(manifest, replica=True), self._stored_chunks(manifest, missing)
         )
