@@ -19,6 +19,8 @@ from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import IncompleteFile, NodeStore, QuotaExceeded
 
 CHUNK = 4
+# Most tests here keep every chunk in a file of its own (small_chunk=0), to check the chunk
+# files; the tests at the end check chunks small enough to live in the catalog.
 
 
 def manifest_of(store: NodeStore, name: str, data: bytes, chunk: int = CHUNK) -> Manifest:
@@ -34,17 +36,17 @@ def read_back(store: NodeStore, name: str) -> bytes:
 
 
 def test_put_commit_read_and_restart(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     store.commit(manifest_of(store, "a.txt", b"hello world"))
     assert read_back(store, "a.txt") == b"hello world"
     store.close()
-    again = NodeStore(tmp_path)  # a restarted node finds its files
+    again = NodeStore(tmp_path, small_chunk=0)  # a restarted node finds its files
     assert read_back(again, "a.txt") == b"hello world"
     assert [m.name for m in again.manifests()] == ["a.txt"]
 
 
 def test_identical_content_is_stored_once(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     store.commit(manifest_of(store, "one", b"abcdabcdabcd"))
     store.commit(manifest_of(store, "two", b"abcdabcdabcd"))
     assert len(store.chunks.digests()) == 1
@@ -61,7 +63,7 @@ def test_identical_content_is_stored_once(tmp_path: Path) -> None:
 
 
 def test_second_put_of_a_name_replaces_it_and_frees_old_chunks(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     store.commit(manifest_of(store, "f", b"11112222"))
     store.commit(manifest_of(store, "f", b"22223333"))
     assert read_back(store, "f") == b"22223333"
@@ -71,14 +73,14 @@ def test_second_put_of_a_name_replaces_it_and_frees_old_chunks(tmp_path: Path) -
 
 
 def test_a_chunk_that_does_not_match_its_hash_is_refused(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     with pytest.raises(ChunkError, match="does not match"):
         store.put_chunk(b"evil", hashlib.sha256(b"good").digest())
     assert store.chunks.digests() == []
 
 
 def test_corruption_on_disk_is_detected(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     store.commit(manifest_of(store, "f", b"data"))
     digest = hashlib.sha256(b"data").digest()
     store.chunks.path_for(digest).write_bytes(b"rot!")
@@ -87,7 +89,7 @@ def test_corruption_on_disk_is_detected(tmp_path: Path) -> None:
 
 
 def test_commit_needs_every_chunk(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     data = b"0123456789"
     manifest = manifest_of(store, "f", data)
     store.chunks.remove(manifest.chunks[1])
@@ -97,7 +99,7 @@ def test_commit_needs_every_chunk(tmp_path: Path) -> None:
 
 
 def test_quota(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path, max_bytes=10)
+    store = NodeStore(tmp_path, max_bytes=10, small_chunk=0)
     store.commit(manifest_of(store, "f", b"12345678"))
     with pytest.raises(QuotaExceeded, match="quota of 10 bytes"):
         manifest_of(store, "g", b"abcdefgh")
@@ -105,7 +107,7 @@ def test_quota(tmp_path: Path) -> None:
 
 
 def test_manifest_contradictions_are_refused(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path)
+    store = NodeStore(tmp_path, small_chunk=0)
     bad = Manifest("f", 9, b"\0" * 32, 4, (b"\0" * 32,), 0.0)  # 9 bytes need 3 chunks
     with pytest.raises(ValueError, match="3 chunks"):
         store.commit(bad)
@@ -114,7 +116,7 @@ def test_manifest_contradictions_are_refused(tmp_path: Path) -> None:
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("abcde"), st.binary(max_size=20)), max_size=25))
 def test_reference_counts_match_a_model(tmp_path_factory: pytest.TempPathFactory, ops) -> None:  # type: ignore[no-untyped-def]
-    store = NodeStore(tmp_path_factory.mktemp("store"))
+    store = NodeStore(tmp_path_factory.mktemp("store"), small_chunk=0)
     model: dict[str, bytes] = {}
     for name, data in ops:
         if data == b"" and name in model:
@@ -138,7 +140,7 @@ import hashlib, sys, time
 from pathlib import Path
 from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
-store = NodeStore(Path(sys.argv[1]))
+store = NodeStore(Path(sys.argv[1]), small_chunk=0)
 i = 0
 while True:
     data = hashlib.sha256(str(i).encode()).digest() * 2048
@@ -162,7 +164,9 @@ def test_kill_during_puts_never_lists_a_partial_file(tmp_path: Path) -> None:
     finally:
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=10)
-    store = NodeStore(tmp_path)  # restart: leftovers of the interrupted put are collected
+    store = NodeStore(
+        tmp_path, small_chunk=0
+    )  # restart: leftovers of the interrupted put are collected
     manifests = store.manifests()
     assert len(manifests) >= 3
     for manifest in manifests:
@@ -171,3 +175,35 @@ def test_kill_during_puts_never_lists_a_partial_file(tmp_path: Path) -> None:
     referenced = {d for m in manifests for d in m.chunks}
     assert set(store.chunks.digests()) == referenced
     assert list(store.chunks.tmp.iterdir()) == []
+
+
+def test_small_chunks_live_in_the_catalog(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path, small_chunk=64)
+    store.commit(manifest_of(store, "one", b"abcdabcdabcd"))
+    store.commit(manifest_of(store, "two", b"abcdabcdabcd"))
+    assert store.chunks.digests() == []  # no chunk files: one commit per small file
+    assert store.used_bytes() == 4  # and identical content kept once
+    store.close()
+    again = NodeStore(tmp_path, small_chunk=64)
+    assert read_back(again, "two") == b"abcdabcdabcd"
+    again.remove("one")
+    assert read_back(again, "two") == b"abcdabcdabcd"
+    again.remove("two")
+    digest = hashlib.sha256(b"abcd").digest()
+    assert again.catalog.small_chunk(digest) is None and not again.has_chunk(digest)
+    assert again.used_bytes() == 0
+
+
+def test_a_failed_small_put_leaves_nothing(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path, max_bytes=6, small_chunk=64)
+    digest = store.put_chunk(b"abcd", hashlib.sha256(b"abcd").digest())
+    assert store.has_chunk(digest) and store.used_bytes() == 4
+    with pytest.raises(QuotaExceeded):
+        store.put_chunk(b"efgh", hashlib.sha256(b"efgh").digest())
+    store.discard([digest])
+    assert not store.has_chunk(digest) and store.used_bytes() == 0
+    with pytest.raises(IncompleteFile):
+        store.commit(Manifest("x", 4, digest, CHUNK, (digest,), time.time()))
+    with pytest.raises(ChunkError, match="does not match"):
+        store.put_chunk(b"evil", hashlib.sha256(b"good").digest())
+    assert store.manifests() == []

@@ -38,6 +38,8 @@ order, possibly fewer than asked; raises any Exception when the peer fails."""
 
 T = TypeVar("T")
 
+FLUSH_EVERY = 32 * 1024 * 1024  # bytes written between background flushes of the file
+
 
 class DownloadError(Exception):
     """Some chunks could not be had (the message says which and why), or the assembled file
@@ -234,6 +236,8 @@ class _Swarm:
     on_disk: set[int] = field(default_factory=set)  # verified and written (or resumed)
     wrote: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the whole-file hash
     endgame_after: float = 0.5  # seconds a chunk is out before idle holders help with it
+    unflushed: int = 0  # bytes written since the last background flush started
+    flushing: bool = False
 
     def take(self, holder: str, lacks: set[int], size: int) -> dict[int, bool]:
         """The next batch for holder: index -> whether asking is a re-fetch."""
@@ -377,6 +381,13 @@ class _Swarm:
         self.sources[holder] = self.sources.get(holder, 0) + len(data)
         self.refetched += refetch
         self.written += 1
+        self.unflushed += len(data)
+        if self.unflushed >= FLUSH_EVERY and not self.flushing:
+            # Start writing back what has landed while the rest arrives, so the fsync at
+            # the end finds little left to do.
+            self.unflushed, self.flushing = 0, True
+            flush = self.threads.start(os.fdatasync, self.fd)
+            flush.add_done_callback(lambda _: setattr(self, "flushing", False))
         if self.progress is not None:
             self.progress(len(data))
         if self.written == self.needed:
@@ -412,7 +423,7 @@ async def download(
     fetch: ChunkFetcher,
     out: Path,
     *,
-    per_peer_inflight: int = 4,
+    per_peer_inflight: int = 8,
     chunk_timeout: float = 10.0,
     progress: Callable[[int], None] | None = None,
 ) -> DownloadReport:

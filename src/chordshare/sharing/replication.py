@@ -269,7 +269,7 @@ class Replicator:
     ) -> AsyncIterator[tuple[int, bytes]]:
         for index in sorted(indexes):
             digest = manifest.chunks[index]
-            yield index, await asyncio.to_thread(self.service.store.chunks.get, digest, False)
+            yield index, await asyncio.to_thread(self.service.store.read_chunk, digest, False)
 
     async def handoff(self) -> int:
         """Before a graceful leave: give every name held here to the first successor that

@@ -301,7 +301,7 @@ class FileService:
 
     def _finish(self, manifest: Manifest, whole: _WholeHash) -> None:
         """Check that every chunk is here and that they add up to the file, then list it."""
-        missing = [i for i, d in enumerate(manifest.chunks) if not self.store.chunks.has(d)]
+        missing = [i for i, d in enumerate(manifest.chunks) if not self.store.has_chunk(d)]
         if missing:
             raise FileError(
                 Refusal.FAILED_PRECONDITION,
@@ -318,7 +318,7 @@ class FileService:
         self.store.commit(manifest)
 
     async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
-        has = self.store.chunks.has
+        has = self.store.has_chunk
         return await asyncio.to_thread(
             lambda: [i for i, d in enumerate(digests) if len(d) != 32 or not has(d)]
         )
@@ -349,7 +349,7 @@ class FileService:
 
     def _read_stored(self, manifest: Manifest, index: int) -> bytes:
         # Not re-hashed here: the receiver verifies every chunk against the manifest.
-        return self.store.chunks.get(manifest.chunks[index], verify=False)
+        return self.store.read_chunk(manifest.chunks[index], verify=False)
 
     async def find_file(self, name: str) -> FoundFile | None:
         stored = self.store.manifest(name)

@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS tombstones (
     name TEXT PRIMARY KEY,
     version REAL NOT NULL
 );
+-- Chunks small enough to keep in the catalog itself: a small file then costs one commit
+-- (one fsync) instead of a chunk file, its directory and the commit.
+CREATE TABLE IF NOT EXISTS small_chunks (
+    digest BLOB PRIMARY KEY,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS chunk_refs (
     digest BLOB PRIMARY KEY,
     refs INTEGER NOT NULL,
@@ -102,11 +108,22 @@ class Catalog:
                 raise
             cur.execute("COMMIT")
 
-    def put(self, manifest: Manifest, chunk_sizes: dict[bytes, int]) -> list[bytes]:
-        """Record a file (replacing one of the same name). Returns the chunks that no file
-        references any more, for the store to delete."""
+    def put(
+        self,
+        manifest: Manifest,
+        chunk_sizes: dict[bytes, int],
+        small: dict[bytes, bytes] | None = None,
+    ) -> list[bytes]:
+        """Record a file (replacing one of the same name), with the bytes of its `small`
+        chunks kept in the catalog. Returns the chunks that no file references any more,
+        for the store to delete."""
         manifest.check()
         with self._transaction() as cur:
+            for digest, data in (small or {}).items():
+                cur.execute(
+                    "INSERT OR IGNORE INTO small_chunks (digest, data) VALUES (?, ?)",
+                    (digest, data),
+                )
             freed = self._unlink(cur, manifest.name)
             cur.execute(
                 "DELETE FROM tombstones WHERE name = ? AND version < ?",
@@ -145,6 +162,7 @@ class Catalog:
             (refs,) = left.fetchone()
             if refs <= 0:
                 cur.execute("DELETE FROM chunk_refs WHERE digest = ?", (digest,))
+                cur.execute("DELETE FROM small_chunks WHERE digest = ?", (digest,))
                 freed.append(digest)
         return freed
 
@@ -196,6 +214,21 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(f"SELECT {COLUMNS} FROM files ORDER BY name").fetchall()
         return [_row_to_manifest(r) for r in rows]
+
+    def small_chunk(self, digest: bytes) -> bytes | None:
+        """The bytes of a chunk kept in the catalog, if it is one."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM small_chunks WHERE digest = ?", (digest,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def has_small_chunk(self, digest: bytes) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM small_chunks WHERE digest = ?", (digest,)
+            ).fetchone()
+        return row is not None
 
     def referenced(self) -> set[bytes]:
         with self._lock:

@@ -1,4 +1,10 @@
-"""A node's store: chunks and catalog together, with a quota on stored bytes."""
+"""A node's store: chunks and catalog together, with a quota on stored bytes.
+
+Chunks up to SMALL_CHUNK bytes live in the catalog itself, written in the same transaction
+as the file that uses them (one fsync for a small file); larger ones are files of their own,
+flushed together when their file is committed. Until then a small chunk is held in memory
+(staged), so a put that fails leaves nothing of it behind.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import threading
 from pathlib import Path
 
 from chordshare.storage.catalog import Catalog, Manifest
-from chordshare.storage.chunks import ChunkError, ChunkStore
+from chordshare.storage.chunks import ChunkError, ChunkStore, digest_of
+
+SMALL_CHUNK = 64 * 1024  # chunks up to this size live in the catalog
 
 
 class QuotaExceeded(Exception):
@@ -18,12 +26,16 @@ class IncompleteFile(Exception):
 
 
 class NodeStore:
-    def __init__(self, data_dir: Path, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, max_bytes: int | None = None, small_chunk: int = SMALL_CHUNK
+    ) -> None:
         self.data_dir = data_dir
         self.max_bytes = max_bytes
+        self.small_chunk = small_chunk
         self.chunks = ChunkStore(data_dir / "chunks")
         self.catalog = Catalog(data_dir / "catalog.sqlite3")
         self._pending = 0  # bytes of chunks stored for files not committed yet
+        self._staged: dict[bytes, bytes] = {}  # small chunks of puts not committed yet
         self._lock = threading.Lock()
         self.collect_garbage()
 
@@ -38,7 +50,13 @@ class NodeStore:
                     f"storing {len(data)} more bytes would pass this node's quota of "
                     f"{self.max_bytes} bytes ({self.used_bytes()} used)"
                 )
-            fresh = expected is None or not self.chunks.has(expected)
+            fresh = expected is None or not self.has_chunk(expected)
+            if len(data) <= self.small_chunk:
+                digest = self._check(data, expected)
+                if fresh and digest not in self._staged:
+                    self._staged[digest] = data
+                    self._pending += len(data)
+                return digest
             if fresh:
                 self._pending += len(data)  # reserved before the write, outside the lock
         try:
@@ -50,17 +68,45 @@ class NodeStore:
                     self._pending -= len(data)
             raise
 
+    @staticmethod
+    def _check(data: bytes, expected: bytes | None) -> bytes:
+        digest = digest_of(data)
+        if expected is not None and digest != expected:
+            raise ChunkError(
+                f"chunk does not match its hash: expected {expected.hex()}, got {digest.hex()}"
+            )
+        return digest
+
+    def has_chunk(self, digest: bytes) -> bool:
+        """Whether the chunk is here: staged, in the catalog or on disk."""
+        return (
+            digest in self._staged
+            or self.chunks.has(digest)
+            or self.catalog.has_small_chunk(digest)
+        )
+
     def commit(self, manifest: Manifest) -> None:
         """List a file whose chunks are all stored; replaces a file of the same name."""
         manifest.check()
-        sizes = {}
-        for digest in manifest.chunks:
-            if not self.chunks.has(digest):
-                raise IncompleteFile(f"{manifest.name}: chunk {digest.hex()} is not stored")
-            sizes[digest] = self.chunks.size_of(digest)
-        self.chunks.sync(manifest.chunks)  # the chunks are durable before the file is listed
-        freed = self.catalog.put(manifest, sizes)
+        sizes: dict[bytes, int] = {}
+        small: dict[bytes, bytes] = {}
         with self._lock:
+            staged = {d: self._staged[d] for d in manifest.chunks if d in self._staged}
+        for digest in manifest.chunks:
+            if digest in staged:
+                small[digest] = staged[digest]
+                sizes[digest] = len(staged[digest])
+            elif self.chunks.has(digest):
+                sizes[digest] = self.chunks.size_of(digest)
+            elif (kept := self.catalog.small_chunk(digest)) is not None:
+                sizes[digest] = len(kept)
+            else:
+                raise IncompleteFile(f"{manifest.name}: chunk {digest.hex()} is not stored")
+        self.chunks.sync(manifest.chunks)  # the chunks are durable before the file is listed
+        freed = self.catalog.put(manifest, sizes, small)
+        with self._lock:
+            for digest in small:
+                self._staged.pop(digest, None)
             self._pending = max(0, self._pending - sum(sizes.values()))
         for digest in freed:
             self.chunks.remove(digest)
@@ -77,6 +123,11 @@ class NodeStore:
         """Drop chunks of a put that failed, unless a committed file uses them."""
         referenced = self.catalog.referenced()
         for digest in digests:
+            with self._lock:
+                data = self._staged.pop(digest, None)
+                if data is not None:
+                    self._pending = max(0, self._pending - len(data))
+                    continue
             if digest not in referenced:
                 with self._lock:
                     self._pending = max(0, self._pending - self.chunks.size_of(digest))
@@ -91,8 +142,15 @@ class NodeStore:
     def by_sha256(self, sha256: bytes) -> list[Manifest]:
         return self.catalog.by_sha256(sha256)
 
-    def read_chunk(self, digest: bytes) -> bytes:
-        return self.chunks.get(digest)
+    def read_chunk(self, digest: bytes, verify: bool = True) -> bytes:
+        with self._lock:
+            staged = self._staged.get(digest)
+        if staged is not None:
+            return staged
+        small = self.catalog.small_chunk(digest)
+        if small is not None:
+            return small
+        return self.chunks.get(digest, verify)
 
     def collect_garbage(self) -> int:
         """Delete chunks no committed file uses (left by puts a crash interrupted)."""
