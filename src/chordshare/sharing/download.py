@@ -106,8 +106,12 @@ def _open_part(part: Path, manifest: Manifest) -> tuple[int, list[int]]:
 
 
 def _make_final(fd: int, part: Path, out: Path) -> None:
-    """Flush the finished file, give it its name, and make the rename durable."""
-    os.fsync(fd)
+    """Flush and close the finished file, give it its name, make the rename durable (one
+    thread hop for all of it)."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(part, out)
     fsync_directory(out.parent)
 
@@ -175,6 +179,12 @@ async def _hash_in_order(swarm: _Swarm) -> bytes:
     on disk from the front is read back (from the page cache) and hashed in a thread, so
     the end of a download does not wait for a second pass over the file."""
     manifest = swarm.manifest
+    if len(manifest.chunks) == 1 and manifest.sha256 == manifest.chunks[0]:
+        # One chunk: the file's hash is the chunk's, checked as it landed.
+        while 0 not in swarm.on_disk:
+            swarm.wrote.clear()
+            await swarm.wrote.wait()
+        return manifest.sha256
     whole = hashlib.sha256()
     start, count = 0, len(manifest.chunks)
     while start < count:
@@ -506,7 +516,9 @@ async def download(
                 f"{manifest.name!r}: the assembled file's SHA-256 is {digest.hex()}, "
                 f"the manifest says {manifest.sha256.hex()}; the partial file was deleted"
             )
-        await threads.run(_make_final, fd, part, out)
+        await _stop(workers, threads)
+        closing, fd = fd, -1
+        await threads.run(_make_final, closing, part, out)
     finally:
         if fd >= 0:
             await _cleanup(workers, threads, fd)
@@ -521,10 +533,15 @@ async def download(
     )
 
 
-async def _cleanup(workers: Sequence[asyncio.Task[None]], threads: _Threads, fd: int) -> None:
-    """Stop the workers (slow endgame losers among them), wait for their threads, close."""
+async def _stop(workers: Sequence[asyncio.Task[None]], threads: _Threads) -> None:
+    """Stop the workers (slow endgame losers among them) and wait for their threads."""
     for task in workers:
         task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
     await threads.drain()
+
+
+async def _cleanup(workers: Sequence[asyncio.Task[None]], threads: _Threads, fd: int) -> None:
+    """Stop the workers, then close the file (no thread may still be writing to it)."""
+    await _stop(workers, threads)
     await threads.run(os.close, fd)

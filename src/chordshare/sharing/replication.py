@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from chordshare.transport.base import PeerError
 log = logging.getLogger(__name__)
 
 OFFER_BATCH = 512
+PLACEMENT_TTL = 2.0  # seconds the rounds after puts trust what a lookup taught them
 
 
 @dataclass
@@ -117,6 +119,18 @@ class Replicator:
         self.replicas = replicas
         self.republish = republish
         self._published: dict[str, list[IndexRecord]] = {}
+        self._cached_placement: tuple[float, object, Placement] | None = None
+
+    def _placement(self, fresh: bool) -> Placement:
+        """A full round learns placement afresh; the small rounds that follow puts reuse
+        what was learned for PLACEMENT_TTL seconds (while this node's own neighbours stay
+        the same), instead of looking the same word keys up for every file."""
+        now = time.monotonic()
+        view = (self.state.predecessor, tuple(self.state.successors))
+        cached = self._cached_placement
+        if fresh or cached is None or now - cached[0] > PLACEMENT_TTL or cached[1] != view:
+            self._cached_placement = (now, view, Placement(self))
+        return self._cached_placement[2]
 
     @property
     def space(self) -> IdSpace:
@@ -149,7 +163,7 @@ class Replicator:
         else:
             found = (self.service.version_of(name) for name in sorted(only))
             versions = [v for v in found if v is not None]
-        placement = Placement(self)
+        placement = self._placement(fresh=only is None)
         for version in versions:
             key = file_key(self.space, version.name)
             if self.owns(key):
@@ -317,7 +331,7 @@ class Replicator:
             if name not in current and (only is None or name in only):
                 withdrawn += records
                 del self._published[name]
-        placement = Placement(self)
+        placement = self._placement(fresh=only is None)
         publish = await self._by_holder(placement, [r for rs in current.values() for r in rs])
         withdraw = await self._by_holder(placement, withdrawn)
         sent = 0
