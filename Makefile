@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hops.py
 	$(BIN)/python bench/failure.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/transfer.py
+	$(BIN)/python bench/small_files.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -68,14 +68,26 @@ def parse_content_address(target: str) -> bytes | None:
 
 
 async def _read_chunks(path: Path, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
-    """The file's chunks, read in a thread one at a time (flat memory)."""
+    """The file's chunks, read in a thread one ahead of the one being sent (flat memory:
+    two chunks at most)."""
     fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+
+    def read(index: int) -> asyncio.Task[bytes]:
+        offset = index * manifest.chunk_size
+        length = manifest.chunk_length(index)
+        return asyncio.create_task(asyncio.to_thread(os.pread, fd, length, offset))
+
+    reading = read(0) if manifest.chunks else None
     try:
         for index in range(len(manifest.chunks)):
-            offset = index * manifest.chunk_size
-            data = await asyncio.to_thread(os.pread, fd, manifest.chunk_length(index), offset)
+            assert reading is not None
+            data = await reading
+            reading = read(index + 1) if index + 1 < len(manifest.chunks) else None
             yield index, data
     finally:
+        if reading is not None:
+            # A read under way cannot be stopped: let it end before closing its descriptor.
+            await asyncio.gather(reading, return_exceptions=True)
         os.close(fd)
 
 

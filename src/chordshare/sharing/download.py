@@ -433,7 +433,7 @@ async def download(
     fetch: ChunkFetcher,
     out: Path,
     *,
-    per_peer_inflight: int = 8,
+    per_peer_inflight: int = 16,
     chunk_timeout: float = 10.0,
     progress: Callable[[int], None] | None = None,
 ) -> DownloadReport:

@@ -340,12 +340,24 @@ class FileService:
         for index in indexes:
             if not 0 <= index < len(manifest.chunks):
                 raise FileError(Refusal.INVALID_ARGUMENT, f"no chunk {index} in that file")
-        for index in indexes:
-            try:
-                data = await asyncio.to_thread(read, manifest, index)
-            except (ChunkError, OSError) as err:
-                raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
-            yield index, data
+        # One chunk read ahead: the next is read from disk while this one is sent.
+        reading: asyncio.Task[bytes] | None = None
+        try:
+            for position, index in enumerate(indexes):
+                if reading is None:
+                    reading = asyncio.create_task(asyncio.to_thread(read, manifest, index))
+                try:
+                    data = await reading
+                except (ChunkError, OSError) as err:
+                    raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
+                reading = None
+                if position + 1 < len(indexes):
+                    following = indexes[position + 1]
+                    reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))
+                yield index, data
+        finally:
+            if reading is not None:
+                reading.cancel()
 
     def _read_stored(self, manifest: Manifest, index: int) -> bytes:
         # Not re-hashed here: the receiver verifies every chunk against the manifest.
