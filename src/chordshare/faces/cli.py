@@ -31,6 +31,7 @@ from chordshare.node.runtime import JoinError
 from chordshare.node.server import NodeSettings, StartError
 from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
 from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.transport.address import parse_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, NodeInfo, node_json
 
@@ -126,6 +127,10 @@ def node(
     replicas: Annotated[
         int, typer.Option(help="Copies k of every file (the owner and k-1 successors).")
     ] = DEFAULT_REPLICAS,
+    api: Annotated[
+        str,
+        typer.Option(help="HOST:PORT of the REST API (port 0: any free port); 'off' for none."),
+    ] = "127.0.0.1:0",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
@@ -156,8 +161,13 @@ def node(
         bits=bits,
         successors=successors,
     )
+    if api != "off":
+        try:
+            parse_address(api, any_port=True)
+        except ValueError as err:
+            fail(f"--api: {err}")
     with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings, sharing))
+        run(_serve(settings, sharing, None if api == "off" else api))
 
 
 def default_data_dir(address: str) -> Path:
@@ -171,7 +181,9 @@ def default_data_dir(address: str) -> Path:
     return base / re.sub(r"[^A-Za-z0-9.-]+", "_", address).strip("_")
 
 
-async def _serve(settings: NodeSettings, sharing: SharingSettings) -> None:
+async def _serve(settings: NodeSettings, sharing: SharingSettings, api: str | None) -> None:
+    from chordshare.faces.api import ApiServer
+
     try:
         peer = SharingPeer(settings, sharing)
         chord = await peer.start()
@@ -181,6 +193,15 @@ async def _serve(settings: NodeSettings, sharing: SharingSettings) -> None:
         fail(f"--data-dir {sharing.data_dir}: {err}")
     server = peer
     stop = asyncio.Event()
+    web = None
+    if api is not None:
+        web = ApiServer(peer, api, stop.set)
+        try:
+            url = await web.start()
+        except OSError as err:
+            await peer.stop(graceful=True)
+            fail(f"--api {api}: cannot listen there: {err.strerror or err}")
+        err_console.print(f"api at {url} (OpenAPI at {url}/docs)", highlight=False, markup=False)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -192,6 +213,8 @@ async def _serve(settings: NodeSettings, sharing: SharingSettings) -> None:
     )
     await stop.wait()
     err_console.print(f"node {chord.me.id} leaving", highlight=False, markup=False)
+    if web is not None:
+        await web.stop()
     await server.stop(graceful=True)
 
 

@@ -96,6 +96,7 @@ class SharingPeer:
             self.settings.republish,
         )
         service.ask_holders = self._version_elsewhere
+        service.tell_holders = self.replicator.announce
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
         files_pb2_grpc.add_FilesServicer_to_server(FilesServicer(service), server)

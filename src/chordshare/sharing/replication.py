@@ -267,6 +267,13 @@ class Replicator:
         ]
         return max(found, key=lambda v: (v.version, v.sha256), default=None)
 
+    async def announce(self, version: FileVersion) -> None:
+        """Offer one version (a removal) to this node's k-1 successors at once."""
+        await asyncio.gather(
+            *(self.peers.offer(a, [version]) for a in self._successor_addresses()),
+            return_exceptions=True,
+        )
+
     async def push(self, address: str, manifest: Manifest) -> None:
         """Copy a stored file to a peer, sending only the chunks it lacks (not asked for a
         one-chunk file: the question would cost as much as the answer saves)."""

@@ -154,6 +154,8 @@ class FileService:
         # Asks the other holders of a name which version they hold (set by the peer): a
         # node that just became a name's owner may not have its copy yet.
         self.ask_holders: Callable[[str], Awaitable[FileVersion | None]] | None = None
+        # Tells the other holders of a name about a removal (set by the peer).
+        self.tell_holders: Callable[[FileVersion], Awaitable[None]] | None = None
         self._listeners: list[Callable[[str], Awaitable[None] | None]] = []
 
     def on_change(self, listener: Callable[[str], Awaitable[None] | None]) -> None:
@@ -435,6 +437,10 @@ class FileService:
         self.confirmed.pop(name, None)
         if existing is not None:
             log.info("removed %s at version %.6f", name, version)
+        if not replica and self.tell_holders is not None:
+            # The other holders learn of a removal before it is confirmed, so that a get
+            # right after it cannot be served an old copy by one of them.
+            await self.tell_holders(FileVersion(name, version, b"", deleted=True))
         await self._changed(name)
         return existing is not None
 

@@ -1,0 +1,362 @@
+"""The REST API of a node (FastAPI, served by uvicorn in the node's own event loop).
+
+`/api/v1/...` is the API proper, documented by its OpenAPI at `/docs`; the seed project's
+paths (`/finger_table`, `/upload_file`, ...) are kept as aliases that answer with data. Every
+error is JSON `{"error": {"code", "message"}}` with a 4xx or 5xx status. Uploads are streamed
+to disk, never held in memory; downloads are pulled from every holder into the node's
+download cache, then served with `Range`, an `ETag` and the file's SHA-256 in a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from chordshare.faces.files_cli import manifest_json
+from chordshare.sharing.client import FileClient, NetworkFile
+from chordshare.sharing.download import DownloadError
+from chordshare.sharing.names import BadName, check_name
+from chordshare.sharing.peer import SharingPeer
+from chordshare.sharing.peers import FileError, Refusal
+from chordshare.sharing.ring import NodeRing
+from chordshare.transport.base import PeerError
+from chordshare.transport.client import NodeClient, node_json
+
+log = logging.getLogger(__name__)
+
+STATUS_OF_REFUSAL = {
+    Refusal.NOT_FOUND: 404,
+    Refusal.ALREADY_EXISTS: 409,
+    Refusal.ABORTED: 409,
+    Refusal.FAILED_PRECONDITION: 409,
+    Refusal.INVALID_ARGUMENT: 400,
+    Refusal.RESOURCE_EXHAUSTED: 507,
+    Refusal.DATA_LOSS: 502,
+}
+COPY_PIECE = 1024 * 1024
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message"}}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class SearchQuery(BaseModel):
+    file_name: str
+
+
+def _copy_upload(source: Any, target: Path) -> int:
+    """Copy an upload (spooled to disk by the multipart parser) to a named file, a MiB at a
+    time: the put reads a path, and memory stays flat whatever the size."""
+    size = 0
+    with target.open("wb") as out:
+        while piece := source.read(COPY_PIECE):
+            out.write(piece)
+            size += len(piece)
+    return size
+
+
+def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
+    """The API of one running peer; `leave` asks the process to leave the ring and exit."""
+    app = FastAPI(
+        title="chordshare node",
+        version="1",
+        summary="Peer-to-peer file sharing on a self-healing Chord ring.",
+    )
+    data_dir = peer.settings.data_dir
+    uploads = data_dir / "uploads"
+    downloads = data_dir / "downloads"
+    for folder in (uploads, downloads):
+        shutil.rmtree(folder, ignore_errors=True)  # leftovers of an earlier run
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def node() -> Any:
+        chord = peer.server.node
+        if chord is None or not chord.joined:
+            raise ApiError(503, "unavailable", "this node is not on a ring")
+        return chord
+
+    def files() -> FileClient:
+        assert peer.peers is not None
+        return FileClient(NodeRing(node()), peer.peers, peer.settings.replicas)
+
+    def client() -> NodeClient:
+        chord = node()
+        return NodeClient(chord.me.address, chord.transport, 5.0)
+
+    # Errors.
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        return error_response(err.status, err.code, err.message)
+
+    @app.exception_handler(FileError)
+    async def _file_error(request: Request, err: FileError) -> JSONResponse:
+        status = STATUS_OF_REFUSAL.get(err.refusal, 500)
+        return error_response(status, err.refusal.name.lower(), err.message)
+
+    @app.exception_handler(BadName)
+    async def _bad_name(request: Request, err: BadName) -> JSONResponse:
+        return error_response(400, "bad_name", str(err))
+
+    @app.exception_handler(PeerError)
+    async def _peer_error(request: Request, err: PeerError) -> JSONResponse:
+        return error_response(502, "peer_unreachable", f"{err.address}: {err.reason}")
+
+    @app.exception_handler(DownloadError)
+    async def _download_error(request: Request, err: DownloadError) -> JSONResponse:
+        return error_response(502, "download_failed", str(err))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        return error_response(err.status_code, code, str(err.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in err.errors()
+        )
+        return error_response(400, "invalid_request", problems or "invalid request")
+
+    # The ring.
+
+    @app.get("/api/v1/node", summary="This node: id, address, predecessor, successors, fingers")
+    async def get_node() -> dict[str, Any]:
+        return (await client().info()).to_json()
+
+    @app.get("/api/v1/ring", summary="Every node, walked along successors from this one")
+    async def get_ring() -> dict[str, Any]:
+        return {"nodes": [node_json(n) for n in await client().ring()]}
+
+    @app.get("/api/v1/lookup", summary="The owner of a key: a name (hashed) or an id")
+    async def lookup(
+        key: Annotated[str | None, Query(description="A name; its key is its hash.")] = None,
+        id: Annotated[int | None, Query(description="A ring id, looked up as is.")] = None,
+    ) -> dict[str, Any]:
+        chord = node()
+        if (key is None) == (id is None):
+            raise ApiError(400, "invalid_request", "give key=NAME or id=N (one of them)")
+        try:
+            ident = chord.space.hash(key) if id is None else chord.space.check(id)
+        except ValueError as err:
+            raise ApiError(400, "invalid_request", str(err)) from None
+        result = await chord.lookup(ident)
+        return {
+            "key": ident,
+            "owner": node_json(result.owner),
+            "hops": result.hops,
+            "timeouts": result.timeouts,
+        }
+
+    # Files.
+
+    @app.get("/api/v1/files", summary="This node's files, or every file in the network")
+    async def list_files(
+        scope: Annotated[str, Query(pattern="^(node|network)$")] = "node",
+    ) -> dict[str, Any]:
+        sharing = files()
+        if scope == "network":
+            found = await sharing.list_network(await client().ring())
+            return {
+                "files": [{**manifest_json(f.manifest), "holders": list(f.holders)} for f in found]
+            }
+        listing = await sharing.list_node(node().me.address)
+        return {
+            "node": node().me.address,
+            "used_bytes": listing.used_bytes,
+            "max_bytes": listing.max_bytes,
+            "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
+        }
+
+    async def store_upload(upload: UploadFile, name: str | None, replace: bool) -> JSONResponse:
+        chosen = check_name(name or upload.filename or "")
+        fd, tmp = tempfile.mkstemp(dir=uploads)
+        os.close(fd)
+        path = Path(tmp)
+        try:
+            await asyncio.to_thread(_copy_upload, upload.file, path)
+            outcome = await files().put(path, chosen, replace=replace)
+        finally:
+            await asyncio.to_thread(path.unlink, True)
+        body = {**manifest_json(outcome.manifest), "unchanged": outcome.unchanged}
+        return JSONResponse(body, status_code=200 if outcome.unchanged else 201)
+
+    @app.post(
+        "/api/v1/files",
+        status_code=201,
+        summary="Upload a file (multipart field `file`; optional `name` and `replace`)",
+    )
+    async def upload_file(
+        file: Annotated[UploadFile, File(description="The file's bytes.")],
+        name: Annotated[str | None, Form(description="Name in the network.")] = None,
+        replace: Annotated[bool, Form(description="Replace other bytes of that name.")] = False,
+    ) -> JSONResponse:
+        return await store_upload(file, name, replace)
+
+    async def fetch_to_cache(target: str) -> tuple[NetworkFile, Path]:
+        sharing = files()
+        found = await sharing.find(target)
+        path = downloads / found.manifest.sha256.hex()
+        if not await asyncio.to_thread(path.exists):
+            await sharing.get(target, path, found=found)
+        return found, path
+
+    def file_response(found: NetworkFile, path: Path) -> FileResponse:
+        digest = found.manifest.sha256.hex()
+        return FileResponse(
+            path,
+            filename=found.manifest.name,
+            headers={"ETag": f'"{digest}"', "X-Content-SHA256": digest},
+        )
+
+    @app.get(
+        "/api/v1/files/{name}",
+        summary="Download a file (name, or sha256:<hex>), with Range support",
+        response_class=FileResponse,
+    )
+    async def download_file(name: str, request: Request) -> Response:
+        found, path = await fetch_to_cache(name)
+        etag = f'"{found.manifest.sha256.hex()}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return file_response(found, path)
+
+    @app.delete("/api/v1/files/{name}", status_code=204, summary="Remove a file everywhere")
+    async def delete_file(name: str) -> Response:
+        await files().remove(name)
+        return Response(status_code=204)
+
+    @app.get("/api/v1/search", summary="Files whose names contain every word of q")
+    async def search(q: Annotated[str, Query(min_length=1)]) -> dict[str, Any]:
+        try:
+            entries = await files().search(q)
+        except ValueError as err:
+            raise ApiError(400, "invalid_request", str(err)) from None
+        return {
+            "files": [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
+        }
+
+    @app.post("/api/v1/node/leave", status_code=202, summary="Leave the ring gracefully, exit")
+    async def leave_ring() -> dict[str, Any]:
+        node()
+        asyncio.get_running_loop().call_soon(leave)
+        return {"leaving": True}
+
+    # The seed project's paths, answering with data.
+
+    @app.get("/finger_table", summary="Seed alias: this node's finger table")
+    async def finger_table() -> dict[str, Any]:
+        info = (await client().info()).to_json()
+        return {"node": node_json(node().me), "fingers": info["fingers"]}
+
+    @app.get("/get_predecessor", summary="Seed alias: this node's predecessor")
+    async def get_predecessor() -> dict[str, Any]:
+        return {"predecessor": node_json(node().state.predecessor)}
+
+    @app.get("/get_successor", summary="Seed alias: this node's successor")
+    async def get_successor() -> dict[str, Any]:
+        state = node().state
+        return {
+            "successor": node_json(state.successor),
+            "successors": [node_json(n) for n in state.successors],
+        }
+
+    @app.get("/show_files", summary="Seed alias: the files this node stores and shares")
+    async def show_files() -> dict[str, Any]:
+        return await list_files("node")
+
+    @app.post("/upload_file", status_code=201, summary="Seed alias of POST /api/v1/files")
+    async def seed_upload(
+        file: Annotated[UploadFile, File()],
+        name: Annotated[str | None, Form()] = None,
+        replace: Annotated[bool, Form()] = False,
+    ) -> JSONResponse:
+        return await store_upload(file, name, replace)
+
+    @app.post("/download_file", summary='Seed alias: body {"file_name": NAME}, answers the bytes')
+    async def seed_download(query: SearchQuery) -> Response:
+        found, path = await fetch_to_cache(query.file_name)
+        return file_response(found, path)
+
+    @app.post("/search_file", summary='Seed alias: body {"file_name": WORDS}, answers matches')
+    async def seed_search(query: SearchQuery) -> dict[str, Any]:
+        return await search(query.file_name)
+
+    @app.get("/shutdown", summary="Seed alias of POST /api/v1/node/leave")
+    async def shutdown() -> dict[str, Any]:
+        return await leave_ring()
+
+    return app
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn in the node's event loop; the node, not uvicorn, owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiServer:
+    """Serves a peer's REST API on `address` (port 0: any free port) until stopped."""
+
+    def __init__(self, peer: SharingPeer, address: str, leave: Callable[[], None]) -> None:
+        host, _, port = address.rpartition(":")
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        config = uvicorn.Config(
+            create_app(peer, leave),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self.server = EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> str:
+        """Start serving; returns the base URL. OSError if the address cannot be bound
+        (bound here, not by uvicorn, which would exit the whole process instead)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.create_server((self.host, self.port), family=family)
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api")
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not start
+                raise OSError(f"cannot serve the API on {self.host}:{self.port}")
+            await asyncio.sleep(0.01)
+        sockname = self.server.servers[0].sockets[0].getsockname()
+        host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
+        return f"http://{host}:{sockname[1]}"
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._task, 5)
+        self._task = None

@@ -1,0 +1,219 @@
+"""The REST API through real HTTP against real peers on loopback: every endpoint, the error
+shape, Range and ETag, the seed's paths, and a 100 MiB upload and download with flat memory."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from waiting import wait_until
+
+from chordshare.chord.invariants import convergence_problems
+from chordshare.faces.api import ApiServer
+from chordshare.node.runtime import Timing
+from chordshare.node.server import NodeSettings
+from chordshare.sharing.peer import SharingPeer, SharingSettings
+
+FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
+MIB = 1024 * 1024
+
+
+class Network:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.peers: list[SharingPeer] = []
+        self.apis: list[ApiServer] = []
+        self.left: list[str] = []
+
+    async def start(self, count: int) -> None:
+        for i in range(count):
+            join = self.peers[0].server.node.me.address if self.peers else None
+            peer = SharingPeer(
+                NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
+                SharingSettings(data_dir=self.root / f"n{i}", repair_period=0.5, republish=1.0),
+            )
+            await peer.start()
+            self.peers.append(peer)
+        await wait_until(self.converged, 20, f"{count} peers to converge")
+
+    def converged(self) -> bool:
+        states = {
+            p.server.node.me.address: p.server.node.state
+            for p in self.peers
+            if p.server.server is not None
+        }
+        return not convergence_problems(states, set(states))
+
+    async def api(self, peer: SharingPeer) -> httpx.AsyncClient:
+        server = ApiServer(peer, "127.0.0.1:0", lambda: self.left.append("left"))
+        self.apis.append(server)
+        url = await server.start()
+        return httpx.AsyncClient(base_url=url, timeout=30)
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Network]:
+    n = Network(tmp_path)
+    yield n
+    for api in n.apis:
+        await api.stop()
+    await asyncio.gather(
+        *(p.stop(graceful=False) for p in n.peers if p.server.server is not None),
+        return_exceptions=True,
+    )
+
+
+def error_of(response: httpx.Response) -> dict[str, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+async def test_ring_endpoints(net: Network) -> None:
+    await net.start(4)
+    async with await net.api(net.peers[0]) as http:
+        node = (await http.get("/api/v1/node")).json()
+        assert node["address"] == net.peers[0].server.node.me.address
+        assert len(node["successors"]) >= 3 and node["predecessor"] is not None
+        assert len(node["fingers"]) == 160
+        ring = (await http.get("/api/v1/ring")).json()
+        assert len(ring["nodes"]) == 4
+        found = (await http.get("/api/v1/lookup", params={"key": "report.pdf"})).json()
+        assert found["key"] == net.peers[0].server.node.space.hash("report.pdf")
+        assert found["owner"]["address"] in {p.server.node.me.address for p in net.peers}
+        by_id = (await http.get("/api/v1/lookup", params={"id": found["key"]})).json()
+        assert by_id["owner"] == found["owner"]
+        for params in ({}, {"key": "a", "id": 1}, {"id": 2**160}, {"id": "x"}):
+            response = await http.get("/api/v1/lookup", params=params)
+            assert response.status_code == 400, params
+            assert error_of(response)["code"] == "invalid_request"
+        missing = await http.get("/api/v1/nothing-here")
+        assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
+        assert (await http.get("/docs")).status_code == 200
+        schema = (await http.get("/openapi.json")).json()
+        assert "/api/v1/files/{name}" in schema["paths"]
+
+        fingers = (await http.get("/finger_table")).json()
+        assert fingers["fingers"] == node["fingers"]
+        assert (await http.get("/get_predecessor")).json()["predecessor"] == node["predecessor"]
+        successor = (await http.get("/get_successor")).json()
+        assert successor["successor"] == node["successors"][0]
+
+
+async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
+    await net.start(4)
+    data = hashlib.shake_256(b"api").digest(3 * MIB + 5)
+    async with await net.api(net.peers[0]) as a, await net.api(net.peers[3]) as d:
+        created = await a.post(
+            "/api/v1/files", files={"file": ("q3-report.pdf", data)}, data={"name": ""}
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["name"] == "q3-report.pdf" and body["size"] == len(data)
+        assert body["sha256"] == hashlib.sha256(data).hexdigest() and not body["unchanged"]
+        again = await a.post("/api/v1/files", files={"file": ("q3-report.pdf", data)})
+        assert again.status_code == 200 and again.json()["unchanged"]
+        clash = await a.post("/api/v1/files", files={"file": ("q3-report.pdf", b"other")})
+        assert clash.status_code == 409 and error_of(clash)["code"] == "already_exists"
+        for bad in ("a/b", "..", "x" * 300):
+            refused = await a.post("/api/v1/files", files={"file": ("f", b"x")}, data={"name": bad})
+            assert refused.status_code == 400 and error_of(refused)["code"] == "bad_name"
+        no_file = await a.post("/api/v1/files", data={"name": "x"})
+        assert no_file.status_code == 400 and error_of(no_file)["code"] == "invalid_request"
+
+        got = await d.get("/api/v1/files/q3-report.pdf")
+        assert got.status_code == 200 and got.content == data
+        digest = hashlib.sha256(data).hexdigest()
+        assert got.headers["x-content-sha256"] == digest
+        assert got.headers["etag"] == f'"{digest}"'
+        part = await d.get("/api/v1/files/q3-report.pdf", headers={"Range": "bytes=1000-1999"})
+        assert part.status_code == 206 and part.content == data[1000:2000]
+        tail = await d.get("/api/v1/files/q3-report.pdf", headers={"Range": f"bytes={MIB}-"})
+        assert tail.status_code == 206 and tail.content == data[MIB:]
+        cached = await d.get(
+            "/api/v1/files/q3-report.pdf", headers={"If-None-Match": f'"{digest}"'}
+        )
+        assert cached.status_code == 304
+        by_content = await d.get(f"/api/v1/files/sha256:{digest}")
+        assert by_content.content == data
+
+        mine = (await a.get("/api/v1/files")).json()
+        assert "files" in mine and "used_bytes" in mine
+        await wait_until(lambda: _holders(net, "q3-report.pdf") == 3, 10, "3 copies")
+        everything = (await d.get("/api/v1/files", params={"scope": "network"})).json()
+        [listed] = everything["files"]
+        assert listed["name"] == "q3-report.pdf" and len(listed["holders"]) == 3
+        bad_scope = await d.get("/api/v1/files", params={"scope": "galaxy"})
+        assert bad_scope.status_code == 400
+
+        async def found() -> list[str]:
+            return [
+                f["name"]
+                for f in (await d.get("/api/v1/search", params={"q": "report"})).json()["files"]
+            ]
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while await found() != ["q3-report.pdf"]:
+            assert asyncio.get_running_loop().time() < deadline, "search never found it"
+            await asyncio.sleep(0.1)
+        assert (await d.get("/api/v1/search", params={"q": "..."})).status_code == 400
+        assert (await d.get("/api/v1/search")).status_code == 400
+
+        seeded = await a.post("/upload_file", files={"file": ("notes.txt", b"seed notes")})
+        assert seeded.status_code == 201
+        shown = (await a.get("/show_files")).json()
+        assert "files" in shown
+        seed_get = await d.post("/download_file", json={"file_name": "notes.txt"})
+        assert seed_get.content == b"seed notes"
+        seed_search = await d.post("/search_file", json={"file_name": "notes"})
+        assert seed_search.status_code == 200
+        assert (await d.post("/download_file", json={})).status_code == 400
+
+        assert (await d.delete("/api/v1/files/q3-report.pdf")).status_code == 204
+        gone = await a.get("/api/v1/files/q3-report.pdf")
+        assert gone.status_code == 404 and error_of(gone)["code"] == "not_found"
+        twice = await a.delete("/api/v1/files/q3-report.pdf")
+        assert twice.status_code == 404
+
+        leaving = await a.post("/api/v1/node/leave")
+        assert leaving.status_code == 202
+        await wait_until(lambda: net.left == ["left"], 5, "the leave callback")
+
+
+def _holders(net: Network, name: str) -> int:
+    return sum(1 for p in net.peers if p.store.manifest(name) is not None)
+
+
+async def test_a_100_mib_upload_and_download_stream_with_flat_memory(
+    net: Network, tmp_path: Path
+) -> None:
+    await net.start(1)
+    source = tmp_path / "big.bin"
+    with source.open("wb") as out:
+        for i in range(100):
+            out.write(hashlib.shake_256(f"{i}".encode()).digest(MIB))
+    async with await net.api(net.peers[0]) as http:
+        tracemalloc.start()
+        try:
+            with source.open("rb") as body:
+                created = await http.post("/api/v1/files", files={"file": ("big.bin", body)})
+            assert created.status_code == 201, created.text
+            digest = hashlib.sha256()
+            received = 0
+            async with http.stream("GET", "/api/v1/files/big.bin") as response:
+                async for piece in response.aiter_bytes():
+                    digest.update(piece)
+                    received += len(piece)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert received == 100 * MIB
+    assert digest.hexdigest() == created.json()["sha256"]
+    # Client and node share this process: neither held the file (100 MiB) in memory.
+    assert peak < 24 * MIB, f"peak Python memory {peak / MIB:.1f} MiB"
