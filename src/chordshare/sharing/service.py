@@ -46,6 +46,7 @@ MAX_CHUNK_SIZE = 8 * 1024 * 1024
 MAX_CHUNKS = 1 << 20  # a manifest listing more is refused (32 MiB of hashes)
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
+FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
 
 
 @dataclass
@@ -256,6 +257,11 @@ class FileService:
                 work.add(asyncio.create_task(self._store_chunk(manifest, index, data)))
                 hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
                 work.add(hashing)
+                if len(stored) % FLUSH_BEHIND == 0:
+                    # Flush the chunks stored so far while the rest arrive, so that the
+                    # commit does not wait for the whole file to reach the disk.
+                    behind = stored[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]
+                    work.add(asyncio.create_task(asyncio.to_thread(self.store.chunks.sync, behind)))
                 while len(work) >= PUT_PIPELINE:
                     done, work = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
