@@ -283,6 +283,8 @@ class Processes:
         args += list(extra)
         if "--data-dir" not in extra:  # never the user's own data directory
             args += ["--data-dir", str(self.workdir / f"data-{len(self.nodes)}")]
+        if "--api" not in extra:  # a web server per node only where a test uses it
+            args += ["--api", "off"]
         label = "hashed" if node_id is None else str(node_id)
         log_path = self.workdir / f"node-{len(self.nodes)}-{label}.log"
         log = log_path.open("wb")

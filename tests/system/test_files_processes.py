@@ -244,3 +244,33 @@ def test_bad_input_is_one_line_and_loses_nothing(procs: Processes, tmp_path: Pat
     listing = cli_json("ls", "--node", node.address)
     assert [f["name"] for f in listing["files"]] == ["ok.txt"]
     assert listing["used_bytes"] == 1000
+
+
+def test_the_rest_api_of_a_node_process(procs: Processes, tmp_path: Path) -> None:
+    import re
+    import urllib.request
+
+    node = procs.start(extra=["--api", "127.0.0.1:0"])
+    url = eventually(lambda: _api_url(node.log()), 10, interval=0.1)
+    with urllib.request.urlopen(f"{url}/api/v1/node", timeout=10) as answer:
+        assert json.load(answer)["address"] == node.address
+    with urllib.request.urlopen(url, timeout=10) as page:
+        assert b"chordshare" in page.read()
+    taken = re.search(r":(\d+)$", url)
+    assert taken is not None
+    busy = run_cli("node", "--bind", "127.0.0.1:0", "--api", f"127.0.0.1:{taken[1]}")
+    assert busy.code == 2 and "cannot listen there" in busy.stderr, busy.stderr
+    bad = run_cli("node", "--bind", "127.0.0.1:0", "--api", "nowhere")
+    assert bad.code == 2 and "--api" in bad.stderr, bad.stderr
+    leave = urllib.request.Request(f"{url}/api/v1/node/leave", method="POST")
+    with urllib.request.urlopen(leave, timeout=10) as answer:
+        assert answer.status == 202
+    assert node.popen.wait(15) == 0  # left the ring and exited
+
+
+def _api_url(log: str) -> str:
+    import re
+
+    found = re.search(r"api at (http://\S+)", log)
+    assert found, "no api line yet"
+    return found[1]

@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -34,6 +35,7 @@ from chordshare.sharing.names import BadName, check_name
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.peers import FileError, Refusal
 from chordshare.sharing.ring import NodeRing
+from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, node_json
 
@@ -49,6 +51,7 @@ STATUS_OF_REFUSAL = {
     Refusal.DATA_LOSS: 502,
 }
 COPY_PIECE = 1024 * 1024
+DASHBOARD = Path(__file__).with_name("dashboard")  # static files, no build step
 
 
 class ApiError(Exception):
@@ -144,9 +147,19 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
 
     # The ring.
 
-    @app.get("/api/v1/node", summary="This node: id, address, predecessor, successors, fingers")
-    async def get_node() -> dict[str, Any]:
-        return (await client().info()).to_json()
+    @app.get(
+        "/api/v1/node",
+        summary="A node (this one, or the one at `address`): id, predecessor, successors, fingers",
+    )
+    async def get_node(
+        address: Annotated[str | None, Query(description="HOST:PORT of another node.")] = None,
+    ) -> dict[str, Any]:
+        if address is not None:
+            try:
+                address = normalize_address(address)
+            except ValueError as err:
+                raise ApiError(400, "invalid_request", str(err)) from None
+        return (await client().info(address)).to_json()
 
     @app.get("/api/v1/ring", summary="Every node, walked along successors from this one")
     async def get_ring() -> dict[str, Any]:
@@ -217,21 +230,27 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     ) -> JSONResponse:
         return await store_upload(file, name, replace)
 
+    served_by: dict[str, str] = {}  # sha256 hex -> who served its chunks, for the header
+
     async def fetch_to_cache(target: str) -> tuple[NetworkFile, Path]:
         sharing = files()
         found = await sharing.find(target)
-        path = downloads / found.manifest.sha256.hex()
+        digest = found.manifest.sha256.hex()
+        path = downloads / digest
         if not await asyncio.to_thread(path.exists):
-            await sharing.get(target, path, found=found)
+            report = await sharing.get(target, path, found=found)
+            served_by[digest] = ",".join(
+                f"{address}={count}" for address, count in sorted(report.sources.items())
+            )
         return found, path
 
     def file_response(found: NetworkFile, path: Path) -> FileResponse:
         digest = found.manifest.sha256.hex()
-        return FileResponse(
-            path,
-            filename=found.manifest.name,
-            headers={"ETag": f'"{digest}"', "X-Content-SHA256": digest},
-        )
+        headers = {"ETag": f'"{digest}"', "X-Content-SHA256": digest}
+        if digest in served_by:
+            # Which holders served the chunks, and how many bytes each (dashboard).
+            headers["X-Chordshare-Sources"] = served_by[digest]
+        return FileResponse(path, filename=found.manifest.name, headers=headers)
 
     @app.get(
         "/api/v1/files/{name}",
@@ -310,6 +329,11 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     async def shutdown() -> dict[str, Any]:
         return await leave_ring()
 
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD / "index.html")
+
+    app.mount("/static", StaticFiles(directory=DASHBOARD), name="static")
     return app
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chordshare.chord.invariants import convergence_problems
+from chordshare.faces.api import ApiServer
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer, SharingSettings
@@ -112,6 +113,9 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
     with tempfile.TemporaryDirectory(prefix="chordshare-demo-") as scratch:
         data = Path(scratch)
         peers = await start_demo(count, bits, ids, "127.0.0.1", base_port, data)
+        stop = asyncio.Event()
+        webs: list[ApiServer] = []
+        urls: list[str] = []
         try:
             settled = await wait_converged(peers, deadline=30)
             console.print(ring_table(peers))
@@ -120,8 +124,17 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
             names = await put_samples(peers[0], data / "samples")
             first = peers[0].server.node
             assert first is not None
+            for peer in peers:
+                web = ApiServer(peer, "127.0.0.1:0", stop.set)
+                urls.append(await web.start())
+                webs.append(web)
             at = f"--node {first.me.address}"
             console.print(f"Sample files in the network: {', '.join(names)}", highlight=False)
+            console.print(
+                f"[bold]Dashboard:[/] {urls[0]}   (every node has one: {', '.join(urls[1:])}; "
+                f"REST API documented at {urls[0]}/docs)",
+                highlight=False,
+            )
             console.print(
                 f"Try: chordshare ring {at}  |  chordshare ls --all {at}  |  "
                 f"chordshare search report {at}  |  chordshare get welcome.txt {at}  |  "
@@ -129,11 +142,12 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
                 highlight=False,
             )
             console.print("Ctrl-C stops every node (each leaves the ring gracefully).")
-            stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         finally:
+            for web in webs:
+                await web.stop()
             await stop_demo(peers)
             console.print("demo stopped")

@@ -1,0 +1,325 @@
+// The chordshare dashboard: the ring drawn live, a node's routing state, the files, upload,
+// search and download. Plain JavaScript against the node's REST API; no build step.
+"use strict";
+
+const R = 200;               // radius of the ring in SVG units
+const POLL_MS = 1500;        // how often the ring and the selected node are refreshed
+const SVG = "http://www.w3.org/2000/svg";
+
+const state = { self: null, bits: 160, nodes: [], selected: null, scope: "network" };
+
+const $ = (id) => document.getElementById(id);
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+// Ring ids have up to 160 bits, more than a JavaScript number holds exactly: read them as
+// strings (BigInt where arithmetic is needed).
+const BIG_NUMBER = /("(?:id|start|key)"\s*:\s*)(\d{16,})/g;
+const getJson = async (path) => {
+  const text = await (await api(path)).text();
+  return JSON.parse(text.replace(BIG_NUMBER, '$1"$2"'));
+};
+
+function human(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function shortId(id) {
+  const text = String(id);
+  return text.length > 8 ? `${text.slice(0, 6)}…` : text;
+}
+
+function angleOf(id) {
+  const fraction = Number((BigInt(id) * 1000000n) / 2n ** BigInt(state.bits)) / 1000000;
+  return fraction * 2 * Math.PI - Math.PI / 2;
+}
+function place(id, radius = R) {
+  const a = angleOf(id);
+  return [radius * Math.cos(a), radius * Math.sin(a)];
+}
+
+function el(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function drawRing(fingers) {
+  const svg = $("ring");
+  svg.replaceChildren();
+  el("circle", { class: "ring-circle", r: R }, svg);
+  const nodes = state.nodes;
+  // Successor links: a gentle curve inside the ring from each node to the next.
+  nodes.forEach((node, i) => {
+    const next = nodes[(i + 1) % nodes.length];
+    if (nodes.length < 2) return;
+    const [x1, y1] = place(node.id), [x2, y2] = place(next.id);
+    el("path", { class: "link", d: `M${x1},${y1} Q${(x1 + x2) * 0.35},${(y1 + y2) * 0.35} ${x2},${y2}` }, svg);
+  });
+  // The selected node's fingers as chords.
+  const chosen = nodes.find((n) => n.address === state.selected);
+  if (chosen && fingers) {
+    const [x1, y1] = place(chosen.id);
+    for (const target of fingers) {
+      if (target.address === chosen.address) continue;
+      const [x2, y2] = place(target.id);
+      el("line", { class: "chord", x1, y1, x2, y2 }, svg);
+    }
+  }
+  for (const node of nodes) {
+    const [x, y] = place(node.id);
+    const classes = ["node"];
+    if (node.address === state.self) classes.push("self");
+    if (node.address === state.selected) classes.push("selected");
+    const g = el("g", { class: classes.join(" "), "data-address": node.address }, svg);
+    el("circle", { cx: x, cy: y, r: 9 }, g);
+    const [lx, ly] = place(node.id, R + 30);
+    const anchor = lx > 5 ? "start" : lx < -5 ? "end" : "middle";
+    const label = el("text", { x: lx, y: ly, "text-anchor": anchor }, g);
+    label.textContent = shortId(node.id);
+    const addr = el("text", { x: lx, y: ly + 12, "text-anchor": anchor, class: "addr" }, g);
+    addr.textContent = node.address;
+    g.addEventListener("click", () => { state.selected = node.address; refreshNode(); });
+  }
+}
+
+async function refreshRing() {
+  try {
+    const ring = await getJson("/api/v1/ring");
+    state.nodes = ring.nodes.slice().sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+    $("ring-size").textContent = `${state.nodes.length} node(s), ${state.bits}-bit ids`;
+    if (!state.nodes.some((n) => n.address === state.selected)) state.selected = state.self;
+    $("status").textContent = `node ${shortId(state.selfId)} at ${state.self}: on a ring of ${state.nodes.length}`;
+    $("status").className = "status ok";
+    await refreshNode();
+  } catch (err) {
+    $("status").textContent = `cannot reach the node: ${err.message}`;
+    $("status").className = "status bad";
+  }
+}
+
+async function refreshNode() {
+  let info = null;
+  try {
+    const query = state.selected && state.selected !== state.self
+      ? `?address=${encodeURIComponent(state.selected)}` : "";
+    info = await getJson(`/api/v1/node${query}`);
+  } catch (err) {
+    $("node-title").textContent = `(${err.message})`;
+  }
+  const fingers = [];
+  if (info) {
+    $("node-title").textContent = info.address === state.self ? "(serving this page)" : "";
+    $("node-id").textContent = info.id;
+    $("node-address").textContent = info.address;
+    $("node-pred").textContent = info.predecessor ? `${shortId(info.predecessor.id)} ${info.predecessor.address}` : "–";
+    $("node-succ").replaceChildren(...info.successors.map((s) => {
+      const li = document.createElement("li");
+      li.textContent = `${shortId(s.id)} ${s.address}`;
+      return li;
+    }));
+    const rows = [];
+    let previous = null;
+    info.fingers.forEach((f, i) => {
+      if (!f.node || (previous && previous.address === f.node.address)) return;
+      previous = f.node;
+      fingers.push(f.node);
+      const tr = document.createElement("tr");
+      tr.innerHTML = `<td>${i}</td><td>${shortId(f.node.id)}</td><td class="mono"></td>`;
+      tr.lastChild.textContent = f.node.address;
+      rows.push(tr);
+    });
+    $("node-fingers").replaceChildren(...rows);
+  }
+  drawRing(fingers);
+}
+
+function downloadLink(name) {
+  const a = document.createElement("a");
+  a.href = `/api/v1/files/${encodeURIComponent(name)}`;
+  a.textContent = "download";
+  a.className = "download";
+  a.dataset.name = name;
+  a.addEventListener("click", (event) => { event.preventDefault(); download(name); });
+  return a;
+}
+
+async function download(name) {
+  const panel = $("transfer");
+  panel.textContent = `getting ${name}…`;
+  try {
+    const response = await api(`/api/v1/files/${encodeURIComponent(name)}`);
+    const blob = await response.blob();
+    const sources = (response.headers.get("X-Chordshare-Sources") || "")
+      .split(",").filter(Boolean).map((s) => s.split("=")).map(([a, b]) => [a, Number(b)]);
+    const total = sources.reduce((sum, [, b]) => sum + b, 0) || 1;
+    panel.replaceChildren();
+    const title = document.createElement("div");
+    title.textContent = `got ${name} (${human(blob.size)}, sha256 ${response.headers.get("X-Content-SHA256").slice(0, 16)}…)` +
+      (sources.length ? ", chunks served by:" : " from this node's cache");
+    panel.appendChild(title);
+    if (sources.length) {
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      for (const [address, bytes] of sources) {
+        const span = document.createElement("span");
+        span.style.width = `${(100 * bytes) / total}%`;
+        span.title = `${address}: ${human(bytes)}`;
+        bar.appendChild(span);
+      }
+      panel.appendChild(bar);
+      const list = document.createElement("div");
+      list.className = "small mono sources";
+      list.textContent = sources.filter(([, b]) => b > 0).map(([a, b]) => `${a} ${human(b)}`).join("   ");
+      panel.appendChild(list);
+    }
+    const save = document.createElement("a");
+    save.href = URL.createObjectURL(blob);
+    save.download = name;
+    document.body.appendChild(save);
+    save.click();
+    save.remove();
+  } catch (err) {
+    panel.innerHTML = "";
+    const p = document.createElement("span");
+    p.className = "error";
+    p.textContent = `${name}: ${err.message}`;
+    panel.appendChild(p);
+  }
+}
+
+async function refreshFiles() {
+  try {
+    const query = state.scope === "network" ? "?scope=network" : "";
+    const listing = await getJson(`/api/v1/files${query}`);
+    const rows = listing.files.map((f) => {
+      const tr = document.createElement("tr");
+      tr.dataset.name = f.name;
+      const holders = f.holders ? `${f.holders.length}` : f.shared ? "shared here" : "stored here";
+      for (const text of [f.name, human(f.size), holders]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      const td = document.createElement("td");
+      td.appendChild(downloadLink(f.name));
+      tr.appendChild(td);
+      return tr;
+    });
+    $("files").replaceChildren(...rows);
+  } catch (err) {
+    $("files").innerHTML = `<tr><td colspan="4" class="error"></td></tr>`;
+    $("files").querySelector("td").textContent = err.message;
+  }
+}
+
+function upload(file) {
+  const row = document.createElement("div");
+  row.className = "upload";
+  const label = document.createElement("span");
+  label.textContent = file.name;
+  const bar = document.createElement("progress");
+  bar.max = file.size || 1;
+  bar.value = 0;
+  row.append(label, bar);
+  $("uploads").prepend(row);
+  const body = new FormData();
+  body.append("file", file, file.name);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/api/v1/files");
+  xhr.upload.onprogress = (event) => { bar.value = event.loaded; };
+  xhr.onload = () => {
+    bar.remove();
+    let answer = {};
+    try { answer = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+    if (xhr.status === 200 || xhr.status === 201) {
+      row.classList.add("done");
+      label.textContent = `${file.name}: ${answer.unchanged ? "already stored" : "stored"} (${human(answer.size)})`;
+      refreshFiles();
+    } else {
+      row.classList.add("failed");
+      label.textContent = `${file.name}: ${answer.error ? answer.error.message : xhr.statusText}`;
+    }
+  };
+  xhr.onerror = () => { row.classList.add("failed"); label.textContent = `${file.name}: upload failed`; };
+  xhr.send(body);
+}
+
+async function search(text) {
+  const out = $("search-results");
+  out.replaceChildren();
+  if (!text.trim()) return;
+  try {
+    const found = await getJson(`/api/v1/search?q=${encodeURIComponent(text)}`);
+    if (!found.files.length) {
+      out.textContent = `nothing matches “${text}”`;
+      return;
+    }
+    for (const f of found.files) {
+      const div = document.createElement("div");
+      div.className = "result";
+      div.dataset.name = f.name;
+      div.textContent = `${f.name} (${human(f.size)}) `;
+      div.appendChild(downloadLink(f.name));
+      out.appendChild(div);
+    }
+  } catch (err) {
+    out.innerHTML = `<span class="error"></span>`;
+    out.firstChild.textContent = err.message;
+  }
+}
+
+function wire() {
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    for (const file of e.dataTransfer.files) upload(file);
+  });
+  $("file-input").addEventListener("change", (e) => {
+    for (const file of e.target.files) upload(file);
+    e.target.value = "";
+  });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search").value); });
+  for (const button of document.querySelectorAll(".tabs button")) {
+    button.addEventListener("click", () => {
+      document.querySelectorAll(".tabs button").forEach((b) => b.classList.remove("active"));
+      button.classList.add("active");
+      state.scope = button.dataset.scope;
+      refreshFiles();
+    });
+  }
+}
+
+async function start() {
+  wire();
+  try {
+    const me = await getJson("/api/v1/node");
+    state.self = me.address;
+    state.selfId = me.id;
+    state.bits = me.bits;
+    state.selected = me.address;
+  } catch (err) {
+    $("status").textContent = `cannot reach the node: ${err.message}`;
+    $("status").className = "status bad";
+  }
+  await refreshRing();
+  await refreshFiles();
+  setInterval(refreshRing, POLL_MS);
+  setInterval(refreshFiles, POLL_MS * 2);
+}
+
+start();
