@@ -217,3 +217,23 @@ async def test_a_100_mib_upload_and_download_stream_with_flat_memory(
     assert digest.hexdigest() == created.json()["sha256"]
     # Client and node share this process: neither held the file (100 MiB) in memory.
     assert peak < 24 * MIB, f"peak Python memory {peak / MIB:.1f} MiB"
+
+
+async def test_metrics_count_the_nodes_work(net: Network, tmp_path: Path) -> None:
+    await net.start(3)
+    async with await net.api(net.peers[0]) as http:
+        await http.post("/api/v1/files", files={"file": ("m.bin", b"m" * 5000)})
+        for name in ("a", "b", "c"):
+            await http.get("/api/v1/lookup", params={"key": name})
+        text = (await http.get("/metrics")).text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["chordshare_lookup_hops_count"] >= 3
+    assert values["chordshare_lookup_failures_total"] == 0
+    assert values['chordshare_rpc_seconds_count{method="GetNeighbors"}'] >= 1  # stabilize
+    assert 2.0 <= values["chordshare_ring_size_estimate"] <= 4.0
+    assert any(k.startswith("chordshare_stored_files") for k in values)
+    assert "chordshare_maintenance_failures_total" in text or "chordshare_maintenance" in text

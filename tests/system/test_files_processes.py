@@ -274,3 +274,17 @@ def _api_url(log: str) -> str:
     found = re.search(r"api at (http://\S+)", log)
     assert found, "no api line yet"
     return found[1]
+
+
+def test_json_logs_name_the_node_on_every_line(procs: Processes) -> None:
+    first = procs.start(extra=["--log-format", "json"])
+    procs.start(join=first.address)
+
+    def logged() -> list[dict]:
+        lines = [json.loads(line) for line in first.log().splitlines() if line.startswith("{")]
+        assert any("joined" in e["message"] or "created" in e["message"] for e in lines)
+        return lines
+
+    entries = eventually(logged, 10, interval=0.1)
+    assert {e["node"] for e in entries} == {str(first.id)}
+    assert all({"ts", "level", "node", "logger", "message"} <= set(e) for e in entries)

@@ -25,10 +25,12 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from chordshare.faces.files_cli import manifest_json
+from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
 from chordshare.sharing.names import BadName, check_name
@@ -328,6 +330,12 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     @app.get("/shutdown", summary="Seed alias of POST /api/v1/node/leave")
     async def shutdown() -> dict[str, Any]:
         return await leave_ring()
+
+    registry = registry_for(peer)
+
+    @app.get("/metrics", summary="Prometheus metrics of this node", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import re
 import signal
@@ -26,6 +25,7 @@ from rich.table import Table
 
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.faces.logs import setup_logging
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError
 from chordshare.node.server import NodeSettings, StartError
@@ -58,14 +58,6 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def with_client(address: str, use: Callable[[NodeClient], Awaitable[T]]) -> T:
@@ -132,11 +124,16 @@ def node(
         typer.Option(help="HOST:PORT of the REST API (port 0: any free port); 'off' for none."),
     ] = "127.0.0.1:0",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="text, or json: one JSON object per line.")
+    ] = "text",
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
     from chordshare.faces.files_cli import parse_size
 
-    setup_logging(log_level)
+    if log_format not in ("text", "json"):
+        fail("--log-format is text or json")
+    setup_logging(log_level, log_format)
     if successors < 1:
         fail("--successors must be at least 1")
     if replicas < 1:
@@ -335,6 +332,25 @@ def sim(
     for k, v in result.items():
         table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
     out.print(table)
+
+
+@app.command()
+def console(
+    node: NodeOption,
+    api: Annotated[
+        str | None,
+        typer.Option(help="URL of the node's REST API (it prints 'api at URL'), for `leave`."),
+    ] = None,
+) -> None:
+    """An interactive console on one node: ring, tables and files, with history and tab."""
+    from chordshare.faces.console import run_console
+
+    setup_logging("warning")
+    try:
+        parse_address(node)
+    except ValueError as err:
+        fail(f"--node: {err}")
+    run_console(node, api)
 
 
 @app.command()

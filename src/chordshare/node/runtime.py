@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chordshare.chord import procedures
 from chordshare.chord.messages import Call, NodeRef, Reply
@@ -43,6 +44,16 @@ class Timing:
     join_deadline: float = 5.0
 
 
+@dataclass
+class NodeStats:
+    """What the metrics face reports about the node's own work."""
+
+    hops: Counter[int] = field(default_factory=Counter)  # lookups by the hops they took
+    lookup_failures: int = 0
+    maintenance_failures: Counter[str] = field(default_factory=Counter)  # by loop
+    successor_changes: int = 0
+
+
 class ChordNode:
     def __init__(
         self,
@@ -61,6 +72,7 @@ class ChordNode:
         self._rng = random.Random()
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
         self._leaving_callbacks: list[Callable[[], Awaitable[None]]] = []
+        self.stats = NodeStats()
 
     @property
     def me(self) -> NodeRef:
@@ -133,9 +145,15 @@ class ChordNode:
 
     async def lookup(self, key: int) -> LookupResult:
         """Find the node that owns key (raises LookupFailed)."""
-        return await drive(
-            procedures.find_successor(self.state, key, self.transport.health), self.transport
-        )
+        try:
+            result = await drive(
+                procedures.find_successor(self.state, key, self.transport.health), self.transport
+            )
+        except LookupFailed:
+            self.stats.lookup_failures += 1
+            raise
+        self.stats.hops[result.hops] += 1
+        return result
 
     async def leave(self) -> None:
         """Leave gracefully: neighbours are relinked before we go."""
@@ -153,7 +171,10 @@ class ChordNode:
     # Maintenance.
 
     async def stabilize(self) -> None:
+        before = self.state.successor
         await drive(procedures.stabilize(self.state, self.transport.health), self.transport)
+        if self.state.successor != before:
+            self.stats.successor_changes += 1
 
     async def check_predecessor(self) -> None:
         await drive(procedures.check_predecessor(self.state), self.transport)
@@ -189,10 +210,12 @@ class ChordNode:
         jitter = self.timing.jitter
         while True:
             await asyncio.sleep(period * self._rng.uniform(1 - jitter, 1 + jitter))
+            name = getattr(action, "__name__", "")
             try:
                 await action()
             except Exception:  # a maintenance round must never kill the loop
-                log.exception("node %s: %s failed", self.me.id, getattr(action, "__name__", ""))
+                self.stats.maintenance_failures[name] += 1
+                log.exception("node %s: %s failed", self.me.id, name)
 
     async def stop_maintenance(self) -> None:
         tasks, self._tasks = self._tasks, []

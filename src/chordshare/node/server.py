@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import DEFAULT_BITS, IdSpace
+from chordshare.node.logctx import NODE_ID
 from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
@@ -96,6 +97,7 @@ class NodeServer:
                 f"[{bind_host}]:{port}" if ":" in bind_host else f"{bind_host}:{port}"
             )
         me = NodeRef(s.node_id if s.node_id is not None else space.hash(advertise), advertise)
+        NODE_ID.set(str(me.id))  # the node's tasks, created from here on, log its id
         node = ChordNode(me, space, GrpcTransport(space), s.successors, s.timing)
         node.on_membership(self._membership_changed)
         chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node), server)

@@ -33,6 +33,7 @@ from chordshare.sharing.peers import (
 from chordshare.transport.base import PeerError
 from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
 from chordshare.transport.health import PeerHealth
+from chordshare.transport.stats import ByteCounts
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -62,6 +63,7 @@ class GrpcFilePeers:
         self.timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.FilesStub] = {}
+        self.bytes = ByteCounts()  # file data fetched from and pushed to each peer
 
     def stub(self, address: str) -> pb_grpc.FilesStub:
         stub = self._stubs.get(address)
@@ -113,6 +115,7 @@ class GrpcFilePeers:
             yield pb.PutRequest(header=codec.put_header_to_pb(header))
             try:
                 async for index, data in chunks:
+                    self.bytes.sent[address] += len(data)
                     yield pb.PutRequest(chunk=pb.PutChunk(index=index, data=data))
             except Exception as err:
                 raised.append(err)
@@ -170,6 +173,7 @@ class GrpcFilePeers:
                         raise PeerError(
                             address, f"answered with chunk {msg.index}, which was not asked for"
                         )
+                    self.bytes.received[address] += len(msg.data)
                     yield msg.index, msg.data
             except grpc.aio.AioRpcError as err:
                 raise self._failure(address, err) from None

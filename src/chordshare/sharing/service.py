@@ -152,6 +152,8 @@ class FileService:
         # Holders known to have a file's current version (from replication), by name.
         self.confirmed: dict[str, set[str]] = {}
         self._putting: set[str] = set()
+        self.bytes_served = 0  # chunk bytes sent to peers and clients that fetched them
+        self.bytes_received = 0  # chunk bytes received by puts and replica pushes
         # Asks the other holders of a name which version they hold (set by the peer): a
         # node that just became a name's owner may not have its copy yet.
         self.ask_holders: Callable[[str], Awaitable[FileVersion | None]] | None = None
@@ -250,6 +252,7 @@ class FileService:
             hashing: asyncio.Task[None] | None = None
             async for index, data in chunks:
                 self._check_chunk(manifest, index, data)
+                self.bytes_received += len(data)
                 stored.append(manifest.chunks[index])
                 # Pipelined: chunks are stored in threads (hashing releases the GIL, so two
                 # cores work at once) while the next ones arrive, and the whole-file hash
@@ -359,6 +362,7 @@ class FileService:
                 except (ChunkError, OSError) as err:
                     raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
                 reading = None
+                self.bytes_served += len(data)
                 if position + 1 < len(indexes):
                     following = indexes[position + 1]
                     reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))

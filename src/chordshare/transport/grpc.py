@@ -23,6 +23,7 @@ from chordshare.ids import IdSpace
 from chordshare.transport.base import Hello, PeerError
 from chordshare.transport.codec import Codec
 from chordshare.transport.health import PeerHealth
+from chordshare.transport.stats import CallStats
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
 
@@ -68,6 +69,7 @@ class GrpcTransport:
         self.health = health or PeerHealth()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.ChordStub] = {}
+        self.stats = CallStats()
 
     def stub(self, address: str) -> pb_grpc.ChordStub:
         stub = self._stubs.get(address)
@@ -82,6 +84,7 @@ class GrpcTransport:
         address: str,
         send: Callable[[pb_grpc.ChordStub, float], Awaitable[T]],
         deadline: float | None = None,
+        method: str = "Ping",
     ) -> T:
         """Run one RPC with the peer's adaptive deadline, recording how it went."""
         wait = deadline if deadline is not None else self.health.timeout_for(address)
@@ -90,8 +93,11 @@ class GrpcTransport:
             answer = await send(self.stub(address), wait)
         except grpc.aio.AioRpcError as err:
             self.health.record_failure(address)
+            self.stats.failed(method)
             raise PeerError(address, describe_rpc_error(err)) from None
-        self.health.record_success(address, time.monotonic() - started)
+        took = time.monotonic() - started
+        self.health.record_success(address, took)
+        self.stats.answered(method, took)
         return answer
 
     def _decode(self, address: str, decode: Callable[[], T]) -> T:
@@ -109,11 +115,14 @@ class GrpcTransport:
                 msg = await self._invoke(
                     address,
                     lambda s, t: s.FindStep(pb.FindStepRequest(key=codec.key(key)), timeout=t),
+                    method="FindStep",
                 )
                 return self._decode(address, lambda: codec.step_from(msg))
             case GetNeighbors():
                 msg = await self._invoke(
-                    address, lambda s, t: s.GetNeighbors(pb.GetNeighborsRequest(), timeout=t)
+                    address,
+                    lambda s, t: s.GetNeighbors(pb.GetNeighborsRequest(), timeout=t),
+                    method="GetNeighbors",
                 )
                 return self._decode(address, lambda: codec.neighbors_from(msg))
             case Ping():
@@ -121,7 +130,9 @@ class GrpcTransport:
                 return Pong(self._decode(address, lambda: codec.node_ref(msg.node)))
             case Notify(candidate=candidate):
                 request = pb.NotifyRequest(candidate=codec.node(candidate))
-                await self._invoke(address, lambda s, t: s.Notify(request, timeout=t))
+                await self._invoke(
+                    address, lambda s, t: s.Notify(request, timeout=t), method="Notify"
+                )
                 return Ack()
             case LeaveNotice(leaving=leaving, predecessor=pred, successors=succs):
                 request = pb.LeaveRequest(
@@ -129,7 +140,9 @@ class GrpcTransport:
                 )
                 if pred is not None:
                     request.predecessor.CopyFrom(codec.node(pred))
-                await self._invoke(address, lambda s, t: s.Leave(request, timeout=t))
+                await self._invoke(
+                    address, lambda s, t: s.Leave(request, timeout=t), method="Leave"
+                )
                 return Ack()
         raise TypeError(f"not a call: {call!r}")
 

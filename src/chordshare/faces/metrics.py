@@ -1,0 +1,125 @@
+"""Prometheus metrics of a peer, served at /metrics by its REST API.
+
+A collector reads the plain counts the node keeps (`ChordNode.stats`, the transports'
+`stats` and `bytes`, the store) when it is scraped, so nothing below the faces depends on
+prometheus-client, and several peers in one process each have their own registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from chordshare.sharing.peer import SharingPeer
+from chordshare.transport.stats import CallStats
+
+
+def ring_size_estimate(peer: SharingPeer) -> float:
+    """N from how densely the successor list covers the ring: r successors span about
+    r / N of it."""
+    node = peer.server.node
+    if node is None:
+        return 0.0
+    successors = [s for s in node.state.successors if s.id != node.me.id]
+    if not successors:
+        return 1.0
+    span = node.space.distance(node.me.id, successors[-1].id)
+    return len(successors) * node.space.size / span if span else 1.0
+
+
+class PeerCollector(Collector):
+    def __init__(self, peer: SharingPeer) -> None:
+        self.peer = peer
+
+    def collect(self) -> Iterator[Metric]:
+        peer, node = self.peer, self.peer.server.node
+        if node is None:
+            return
+        hops = node.stats.hops
+        lookups = HistogramMetricFamily(
+            "chordshare_lookup_hops", "Lookups this node made, by the hops they took"
+        )
+        running, buckets = 0, []
+        for bound in range(0, max(hops, default=0) + 1):
+            running += hops.get(bound, 0)
+            buckets.append((str(bound), running))
+        buckets.append(("+Inf", running))
+        lookups.add_metric([], buckets, sum(h * c for h, c in hops.items()))
+        yield lookups
+        yield CounterMetricFamily(
+            "chordshare_lookup_failures",
+            "Lookups that found no live owner",
+            value=node.stats.lookup_failures,
+        )
+        failures = CounterMetricFamily(
+            "chordshare_maintenance_failures", "Maintenance rounds that failed", labels=["loop"]
+        )
+        for loop, count in sorted(node.stats.maintenance_failures.items()):
+            failures.add_metric([loop], count)
+        yield failures
+        yield CounterMetricFamily(
+            "chordshare_successor_changes",
+            "Times stabilize moved this node's successor (a node joined or failed)",
+            value=node.stats.successor_changes,
+        )
+        yield from _rpc_metrics(node.transport.stats)  # type: ignore[attr-defined]
+        if peer.peers is not None:
+            moved = CounterMetricFamily(
+                "chordshare_peer_bytes", "File bytes moved with each peer", labels=["peer", "way"]
+            )
+            for address, count in sorted(peer.peers.bytes.received.items()):
+                moved.add_metric([address, "in"], count)
+            for address, count in sorted(peer.peers.bytes.sent.items()):
+                moved.add_metric([address, "out"], count)
+            yield moved
+        if peer.service is not None:
+            served = CounterMetricFamily(
+                "chordshare_served_bytes",
+                "Chunk bytes this node served or received",
+                labels=["way"],
+            )
+            served.add_metric(["out"], peer.service.bytes_served)
+            served.add_metric(["in"], peer.service.bytes_received)
+            yield served
+        yield GaugeMetricFamily(
+            "chordshare_stored_files",
+            "Files in this node's store",
+            value=len(peer.store.manifests()),
+        )
+        yield GaugeMetricFamily(
+            "chordshare_stored_bytes", "Bytes in this node's store", value=peer.store.used_bytes()
+        )
+        yield GaugeMetricFamily(
+            "chordshare_ring_size_estimate",
+            "Nodes on the ring, estimated from the spacing of the successor list",
+            value=ring_size_estimate(peer),
+        )
+
+
+def _rpc_metrics(stats: CallStats) -> Iterator[Metric]:
+    latency = HistogramMetricFamily(
+        "chordshare_rpc_seconds", "Answered calls to peers, by method", labels=["method"]
+    )
+    for method, seen in sorted(stats.latency.items()):
+        latency.add_metric([method], seen.cumulative(), seen.total)
+    yield latency
+    failed = CounterMetricFamily(
+        "chordshare_rpc_failures", "Calls to peers that failed, by method", labels=["method"]
+    )
+    for method, count in sorted(stats.failures.items()):
+        failed.add_metric([method], count)
+    yield failed
+
+
+def registry_for(peer: SharingPeer) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PeerCollector(peer))
+    return registry
