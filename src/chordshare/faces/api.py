@@ -134,6 +134,10 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     async def _download_error(request: Request, err: DownloadError) -> JSONResponse:
         return error_response(502, "download_failed", str(err))
 
+    @app.exception_handler(ValueError)
+    async def _bad_value(request: Request, err: ValueError) -> JSONResponse:
+        return error_response(400, "invalid_request", str(err))
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
@@ -156,12 +160,16 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     async def get_node(
         address: Annotated[str | None, Query(description="HOST:PORT of another node.")] = None,
     ) -> dict[str, Any]:
-        if address is not None:
-            try:
-                address = normalize_address(address)
-            except ValueError as err:
-                raise ApiError(400, "invalid_request", str(err)) from None
-        return (await client().info(address)).to_json()
+        if address is None:
+            return (await client().info()).to_json()
+        try:
+            address = normalize_address(address)
+            return (await client().info(address)).to_json()
+        except ValueError as err:
+            raise ApiError(400, "invalid_request", str(err)) from None
+        except PeerError as err:
+            message = f"no node answers at {address}: {err.reason}"
+            raise ApiError(404, "node_not_found", message) from None
 
     @app.get("/api/v1/ring", summary="Every node, walked along successors from this one")
     async def get_ring() -> dict[str, Any]:
