@@ -342,7 +342,7 @@ def console(
         typer.Option(help="URL of the node's REST API (it prints 'api at URL'), for `leave`."),
     ] = None,
 ) -> None:
-    """An interactive console on one node: ring, tables and files, with history and tab."""
+    """An interactive console on one node: ring and files, with history and tab completion."""
     from chordshare.faces.console import run_console
 
     setup_logging("warning")

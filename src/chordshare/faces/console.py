@@ -198,8 +198,8 @@ class ChordConsole(cmd.Cmd):
             info = await client.info()
             table = Table(title=f"finger table of {short(info.node)}, {info.bits}-bit ids")
             table.add_column("i", justify="right")
-            table.add_column("start")
-            table.add_column("node id")
+            table.add_column("start", overflow="fold")  # 160-bit ids: wrap, never elide
+            table.add_column("node id", overflow="fold")
             table.add_column("address")
             runs: list[tuple[int, int, int, Any]] = []  # first i, last i, start, node
             for i, finger in enumerate(info.fingers):
@@ -264,7 +264,7 @@ class ChordConsole(cmd.Cmd):
             nodes = await client.ring()
             out.print(
                 f"node {escape(short(hello.node))}: [bold green]SERVING[/], answered in "
-                f"{ms:.1f} ms; ring of {len(nodes)} node(s), {hello.bits}-bit ids",
+                f"{ms:.1f} ms\nring of {len(nodes)} node(s), {hello.bits}-bit ids",
                 highlight=False,
             )
 
