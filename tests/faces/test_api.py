@@ -181,9 +181,17 @@ async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
         twice = await a.delete("/api/v1/files/q3-report.pdf")
         assert twice.status_code == 404
 
+        other = net.peers[1].server.node.me.address
+        theirs = (await a.get("/api/v1/files", params={"address": other})).json()
+        assert theirs["node"] == other and "files" in theirs
+        nobody = await a.get("/api/v1/files", params={"address": "127.0.0.1:1"})
+        assert nobody.status_code == 404 and error_of(nobody)["code"] == "node_not_found"
+
         leaving = await a.post("/api/v1/node/leave")
         assert leaving.status_code == 202
         await wait_until(lambda: net.left == ["left"], 5, "the leave callback")
+        assert (await a.get("/shutdown")).status_code == 202  # the seed's alias
+        await wait_until(lambda: net.left == ["left", "left"], 5, "the second leave")
 
 
 def _holders(net: Network, name: str) -> int:
@@ -236,4 +244,22 @@ async def test_metrics_count_the_nodes_work(net: Network, tmp_path: Path) -> Non
     assert values['chordshare_rpc_seconds_count{method="GetNeighbors"}'] >= 1  # stabilize
     assert 2.0 <= values["chordshare_ring_size_estimate"] <= 4.0
     assert any(k.startswith("chordshare_stored_files") for k in values)
-    assert "chordshare_maintenance_failures_total" in text or "chordshare_maintenance" in text
+    assert values["chordshare_stabilize_failures_total"] == 0
+    assert "chordshare_maintenance_failures" in text
+
+    # Crash this node's successor: its stabilize finds it dead and counts that.
+    successor = net.peers[0].server.node.state.successor.address
+    victim = next(p for p in net.peers if p.server.node.me.address == successor)
+    await victim.stop(graceful=False)
+    async with await net.api(net.peers[0]) as http:
+
+        async def failures() -> float:
+            for line in (await http.get("/metrics")).text.splitlines():
+                if line.startswith("chordshare_stabilize_failures_total"):
+                    return float(line.split()[1])
+            return 0.0
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while await failures() < 1:
+            assert asyncio.get_running_loop().time() < deadline, "no stabilize failure counted"
+            await asyncio.sleep(0.1)

@@ -200,8 +200,24 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     @app.get("/api/v1/files", summary="This node's files, or every file in the network")
     async def list_files(
         scope: Annotated[str, Query(pattern="^(node|network)$")] = "node",
+        address: Annotated[
+            str | None, Query(description="HOST:PORT of another node (scope=node).")
+        ] = None,
     ) -> dict[str, Any]:
         sharing = files()
+        if address is not None and scope == "node":
+            try:
+                target = normalize_address(address)
+                listing = await sharing.list_node(target)
+            except PeerError as err:
+                message = f"no node answers at {address}: {err.reason}"
+                raise ApiError(404, "node_not_found", message) from None
+            return {
+                "node": target,
+                "used_bytes": listing.used_bytes,
+                "max_bytes": listing.max_bytes,
+                "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
+            }
         if scope == "network":
             found = await sharing.list_network(await client().ring())
             return {
@@ -316,7 +332,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
 
     @app.get("/show_files", summary="Seed alias: the files this node stores and shares")
     async def show_files() -> dict[str, Any]:
-        return await list_files("node")
+        return await list_files("node", None)
 
     @app.post("/upload_file", status_code=201, summary="Seed alias of POST /api/v1/files")
     async def seed_upload(
@@ -335,7 +351,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     async def seed_search(query: SearchQuery) -> dict[str, Any]:
         return await search(query.file_name)
 
-    @app.get("/shutdown", summary="Seed alias of POST /api/v1/node/leave")
+    @app.get("/shutdown", status_code=202, summary="Seed alias of POST /api/v1/node/leave")
     async def shutdown() -> dict[str, Any]:
         return await leave_ring()
 

@@ -66,6 +66,11 @@ class PeerCollector(Collector):
             failures.add_metric([loop], count)
         yield failures
         yield CounterMetricFamily(
+            "chordshare_stabilize_failures",
+            "Stabilize rounds that found the successor dead and moved past it",
+            value=node.stats.stabilize_failures,
+        )
+        yield CounterMetricFamily(
             "chordshare_successor_changes",
             "Times stabilize moved this node's successor (a node joined or failed)",
             value=node.stats.successor_changes,

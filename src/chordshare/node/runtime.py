@@ -52,6 +52,7 @@ class NodeStats:
     lookup_failures: int = 0
     maintenance_failures: Counter[str] = field(default_factory=Counter)  # by loop
     successor_changes: int = 0
+    stabilize_failures: int = 0  # rounds that found the successor dead and moved past it
 
 
 class ChordNode:
@@ -175,6 +176,8 @@ class ChordNode:
         await drive(procedures.stabilize(self.state, self.transport.health), self.transport)
         if self.state.successor != before:
             self.stats.successor_changes += 1
+            if before.address in self.transport.health:
+                self.stats.stabilize_failures += 1  # the successor did not answer
 
     async def check_predecessor(self) -> None:
         await drive(procedures.check_predecessor(self.state), self.transport)

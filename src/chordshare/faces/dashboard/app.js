@@ -90,7 +90,11 @@ function drawRing(fingers) {
     label.textContent = shortId(node.id);
     const addr = el("text", { x: lx, y: ly + 12, "text-anchor": anchor, class: "addr" }, g);
     addr.textContent = node.address;
-    g.addEventListener("click", () => { state.selected = node.address; refreshNode(); });
+    g.addEventListener("click", () => {
+      state.selected = node.address;
+      refreshNode();
+      if (state.scope === "node") refreshFiles();
+    });
   }
 }
 
@@ -201,7 +205,9 @@ async function download(name) {
 
 async function refreshFiles() {
   try {
-    const query = state.scope === "network" ? "?scope=network" : "";
+    const query = state.scope === "network" ? "?scope=network"
+      : state.selected && state.selected !== state.self
+        ? `?address=${encodeURIComponent(state.selected)}` : "";
     const listing = await getJson(`/api/v1/files${query}`);
     const rows = listing.files.map((f) => {
       const tr = document.createElement("tr");
