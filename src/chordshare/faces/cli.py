@@ -92,7 +92,13 @@ def short(node: NodeRef | None) -> str:
 
 @app.command()
 def node(
-    bind: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="A YAML settings file (flags and CHORDSHARE_* variables win over it)."),
+    ] = None,
+    bind: Annotated[
+        str | None, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")
+    ] = None,
     advertise: Annotated[
         str | None,
         typer.Option(help="HOST:PORT other nodes reach this one at (default: --bind)."),
@@ -101,10 +107,13 @@ def node(
     node_id: Annotated[
         int | None, typer.Option("--id", help="Fix the ring id (default: SHA-1 of the address).")
     ] = None,
-    bits: Annotated[int, typer.Option(help="Width m of ring ids (3..160).")] = DEFAULT_BITS,
+    bits: Annotated[
+        int | None, typer.Option(help=f"Width m of ring ids, 3..160 (default {DEFAULT_BITS}).")
+    ] = None,
     successors: Annotated[
-        int, typer.Option(help="Length r of the successor list.")
-    ] = DEFAULT_SUCCESSORS,
+        int | None,
+        typer.Option(help=f"Length r of the successor list (default {DEFAULT_SUCCESSORS})."),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Where the node keeps its files (default: under ~/.local/share)."),
@@ -117,54 +126,63 @@ def node(
         Path | None, typer.Option(help="Share this directory's files in place, without copying.")
     ] = None,
     replicas: Annotated[
-        int, typer.Option(help="Copies k of every file (the owner and k-1 successors).")
-    ] = DEFAULT_REPLICAS,
+        int | None,
+        typer.Option(
+            help=f"Copies k of every file: owner and k-1 successors ({DEFAULT_REPLICAS})."
+        ),
+    ] = None,
     api: Annotated[
-        str,
-        typer.Option(help="HOST:PORT of the REST API (port 0: any free port); 'off' for none."),
-    ] = "127.0.0.1:0",
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+        str | None,
+        typer.Option(help="HOST:PORT of the REST API (default 127.0.0.1:0, any free port); 'off'."),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info (default), warning or error.")
+    ] = None,
     log_format: Annotated[
-        str, typer.Option(help="text, or json: one JSON object per line.")
-    ] = "text",
+        str | None, typer.Option(help="text (default), or json: one JSON object per line.")
+    ] = None,
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
-    from chordshare.faces.files_cli import parse_size
+    from chordshare.config import ConfigError, load_config
 
-    if log_format not in ("text", "json"):
-        fail("--log-format is text or json")
-    setup_logging(log_level, log_format)
-    if successors < 1:
-        fail("--successors must be at least 1")
-    if replicas < 1:
-        fail("--replicas must be at least 1")
+    flags = {
+        "bind": bind,
+        "advertise": advertise,
+        "join": join,
+        "id": node_id,
+        "bits": bits,
+        "successors": successors,
+        "data_dir": data_dir,
+        "max_store": max_store,
+        "share": share,
+        "replicas": replicas,
+        "api": api,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
     try:
-        quota = parse_size(max_store) if max_store is not None else None
-    except ValueError as err:
-        fail(f"--max-store: {err}")
-    if share is not None and not share.is_dir():
-        fail(f"--share {share}: not a directory")
+        conf = load_config(config, flags)
+    except ConfigError as err:
+        fail(str(err))
+    setup_logging(conf.log_level, conf.log_format)
+    if conf.share is not None and not conf.share.is_dir():
+        fail(f"share {conf.share}: not a directory")
     sharing = SharingSettings(
-        data_dir=data_dir or default_data_dir(advertise or bind),
-        max_store=quota,
-        share=share,
-        replicas=replicas,
+        data_dir=conf.data_dir or default_data_dir(conf.advertise or conf.bind),
+        max_store=conf.max_store,
+        share=conf.share,
+        replicas=conf.replicas,
     )
     settings = NodeSettings(
-        bind=bind,
-        advertise=advertise,
-        join=join,
-        node_id=node_id,
-        bits=bits,
-        successors=successors,
+        bind=conf.bind,
+        advertise=conf.advertise,
+        join=conf.join,
+        node_id=conf.id,
+        bits=conf.bits,
+        successors=conf.successors,
     )
-    if api != "off":
-        try:
-            parse_address(api, any_port=True)
-        except ValueError as err:
-            fail(f"--api: {err}")
     with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings, sharing, None if api == "off" else api))
+        run(_serve(settings, sharing, None if conf.api == "off" else conf.api))
 
 
 def default_data_dir(address: str) -> Path:

@@ -47,7 +47,7 @@ def is_wildcard(text: str) -> bool:
 
 
 def is_loopback(text: str) -> bool:
-    host, _ = parse_address(text)
+    host, _ = parse_address(text, any_port=True)
     if host == "localhost":
         return True
     try:

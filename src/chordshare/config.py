@@ -1,0 +1,183 @@
+"""A node's settings, from a YAML file, the environment and the command line.
+
+Flags win over `CHORDSHARE_*` environment variables, which win over the file given with
+`--config` (see `deploy/node.example.yaml`). A bad value is one message naming its field.
+The addresses are checked against the mistake that killed the seed project's ring: a node
+must advertise an address the other nodes can reach, so a wildcard (0.0.0.0, ::) is never
+advertised, and a loopback address is not advertised to a ring on other hosts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.ids import DEFAULT_BITS
+from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
+
+
+class ConfigError(Exception):
+    """Settings that cannot be used; the message names the field and says why."""
+
+
+def parse_size(text: str | int) -> int:
+    """'500M', '10GiB', '4096' -> bytes; ValueError naming the text otherwise."""
+    import re
+
+    if isinstance(text, int):
+        return text
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (examples: 4096, 500M, 10GiB)")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    base = unit[:1]
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+    factor = 1024 ** powers[base] if "i" in unit else 1000 ** powers[base]
+    return int(number * factor)
+
+
+class NodeConfig(BaseSettings):
+    """Everything `chordshare node` can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="CHORDSHARE_", extra="forbid")
+
+    bind: str = Field(description="HOST:PORT to listen on (port 0: any free port).")
+    advertise: str | None = Field(None, description="HOST:PORT other nodes reach this one at.")
+    join: str | None = Field(None, description="HOST:PORT of any node on the ring to join.")
+    id: int | None = Field(None, description="A fixed ring id (default: SHA-1 of advertise).")
+    bits: int = Field(DEFAULT_BITS, description="Width m of ring ids, 3..160.")
+    successors: int = Field(DEFAULT_SUCCESSORS, description="Successor list length r.")
+    replicas: int = Field(DEFAULT_REPLICAS, description="Copies k of every file.")
+    data_dir: Path | None = Field(None, description="Where the node keeps its files.")
+    max_store: int | None = Field(None, ge=0, description="Most bytes stored (e.g. 10GiB).")
+    share: Path | None = Field(None, description="A directory shared in place.")
+    api: str = Field("127.0.0.1:0", description="HOST:PORT of the REST API, or 'off'.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (passed as init values), then the environment, then the YAML file.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, value: int) -> int:
+        if not 3 <= value <= 160:
+            raise ValueError(f"bits must be between 3 and 160, got {value}")
+        return value
+
+    @field_validator("successors", "replicas")
+    @classmethod
+    def _at_least_one(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, got {value}")
+        return value
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        parse_address(value, any_port=True)
+        return value
+
+    @field_validator("advertise", "join")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else normalize_address(value)
+
+    @field_validator("api")
+    @classmethod
+    def _api(cls, value: str) -> str:
+        if value != "off":
+            parse_address(value, any_port=True)
+        return value
+
+    @field_validator("max_store", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return None if value in (None, "") else parse_size(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _reachable(self) -> NodeConfig:
+        if self.advertise is not None and is_wildcard(self.advertise):
+            raise ValueError(
+                f"advertise {self.advertise} is a wildcard address: it means 'this host' on "
+                "every host, so other nodes cannot reach this one there (and every node "
+                "would take the same id); advertise the address they reach this node at"
+            )
+        if self.advertise is None and is_wildcard(self.bind):
+            raise ValueError(
+                f"bind {self.bind} listens on every interface and no advertise is given; "
+                "give --advertise HOST:PORT (advertise in a config file), the address other "
+                "nodes reach this node at"
+            )
+        advertised = self.advertise or self.bind
+        if self.join is not None and is_loopback(advertised) and not is_loopback(self.join):
+            raise ValueError(
+                f"advertise {advertised} is a loopback address, but join {self.join} is on "
+                "another host, which could not reach this node back; advertise an address "
+                "of this host that the others reach"
+            )
+        if self.id is not None and not 0 <= self.id < 2**self.bits:
+            raise ValueError(f"id {self.id} is outside 0..{2**self.bits - 1} ({self.bits} bits)")
+        return self
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for problem in err.errors():
+        field = ".".join(str(p) for p in problem.get("loc", ()))
+        message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+        if problem.get("type") == "missing":
+            message = "required (give it as a flag, CHORDSHARE_ variable or in --config)"
+        elif problem.get("type") == "extra_forbidden":
+            message = "is not a setting"
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)
+
+
+def load_config(file: Path | None, flags: dict[str, Any]) -> NodeConfig:
+    """Settings from flags (those not None), CHORDSHARE_* variables and `file`."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if file is not None:
+        try:
+            content = yaml.safe_load(file.read_text())
+        except OSError as err:
+            raise ConfigError(f"--config {file}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--config {file}: not valid YAML: {err}".splitlines()[0]) from None
+        if content is not None and not isinstance(content, dict):
+            raise ConfigError(f"--config {file}: expected settings as 'key: value' lines")
+    settings_cls: type[NodeConfig] = type(
+        "NodeConfigFromFile",
+        (NodeConfig,),
+        {"model_config": {**NodeConfig.model_config, "yaml_file": file}},
+    )
+    try:
+        return settings_cls(**given)
+    except ValidationError as err:
+        where = f" (in {file})" if file is not None else ""
+        raise ConfigError(f"bad settings{where}: {_describe(err)}") from None

@@ -1,0 +1,88 @@
+"""Settings from a YAML file, CHORDSHARE_* variables and flags: precedence, one clear message
+per bad value, and the address rules that keep a ring reachable across hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chordshare.config import ConfigError, NodeConfig, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_flags_win_over_environment_which_wins_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = write(
+        tmp_path,
+        "bind: 0.0.0.0:7000\nadvertise: node-1.example:7000\njoin: node-0.example:7000\n"
+        "replicas: 2\nmax_store: 10GiB\nlog_format: json\napi: 0.0.0.0:8000\n",
+    )
+    from_file = load_config(file, {})
+    assert from_file.advertise == "node-1.example:7000" and from_file.replicas == 2
+    assert from_file.max_store == 10 * 1024**3 and from_file.log_format == "json"
+    monkeypatch.setenv("CHORDSHARE_REPLICAS", "4")
+    monkeypatch.setenv("CHORDSHARE_ADVERTISE", "node-9.example:7000")
+    from_env = load_config(file, {})
+    assert from_env.replicas == 4 and from_env.advertise == "node-9.example:7000"
+    from_flags = load_config(file, {"replicas": 5, "advertise": None, "bits": None})
+    assert from_flags.replicas == 5  # flags left unset (None) do not hide the others
+    assert from_flags.advertise == "node-9.example:7000"
+    assert load_config(None, {"bind": "127.0.0.1:0"}).api == "127.0.0.1:0"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({}, "bind: required"),
+        ({"bind": "nowhere"}, "bind: malformed address 'nowhere'"),
+        ({"bind": "127.0.0.1:0", "bits": 2}, "bits must be between 3 and 160"),
+        ({"bind": "127.0.0.1:0", "replicas": 0}, "replicas must be at least 1"),
+        ({"bind": "127.0.0.1:0", "max_store": "lots"}, "max_store: 'lots' is not a size"),
+        ({"bind": "127.0.0.1:0", "log_level": "loud"}, "log_level: Input should be"),
+        ({"bind": "127.0.0.1:0", "id": 40, "bits": 5}, "id 40 is outside 0..31"),
+        ({"bind": "0.0.0.0:7000"}, "give --advertise"),
+        ({"bind": "0.0.0.0:7000", "advertise": "[::]:7000"}, "is a wildcard address"),
+        (
+            {"bind": "127.0.0.1:7001", "join": "10.1.2.3:7000"},
+            "advertise 127.0.0.1:7001 is a loopback address, but join 10.1.2.3:7000",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_message_naming_it(flags: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_config(None, flags)
+    assert message in str(bad.value)
+    assert "\n" not in str(bad.value)
+
+
+def test_a_bad_file_is_one_message(tmp_path: Path) -> None:
+    cases = {
+        "bind: 127.0.0.1:0\ncolour: blue\n": "colour: is not a setting",
+        "bind: [unclosed\n": "not valid YAML",
+        "- just\n- a list\n": "expected settings",
+        "bind: 127.0.0.1:0\nreplicas: many\n": "replicas: Input should be a valid integer",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ConfigError) as bad:
+            load_config(write(tmp_path, text), {})
+        assert message in str(bad.value), (text, str(bad.value))
+    with pytest.raises(ConfigError, match=r"(?i)no such file"):
+        load_config(tmp_path / "missing.yaml", {})
+
+
+def test_the_example_file_loads() -> None:
+    example = Path(__file__).resolve().parent.parent / "deploy" / "node.example.yaml"
+    if not example.exists():
+        pytest.fail("deploy/node.example.yaml is missing")
+    # As a container runs it: the address to advertise comes from CHORDSHARE_ADVERTISE.
+    config = load_config(example, {"advertise": "node-2.example:7000"})
+    assert isinstance(config, NodeConfig) and config.bind == "0.0.0.0:7000"
+    with pytest.raises(ConfigError, match="give --advertise"):
+        load_config(example, {})  # a wildcard bind is never advertised
