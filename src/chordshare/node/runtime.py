@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,13 @@ from chordshare.node.driver import drive
 from chordshare.transport.base import PeerError, Transport
 
 log = logging.getLogger(__name__)
+
+
+REMEMBERED_PEERS = 32
+REJOIN_FIRST_WAIT = 1.0  # seconds between rejoin attempts of a node left alone, doubling...
+REJOIN_MAX_WAIT = 30.0  # ...up to this
+REJOIN_TRIES = 4  # remembered peers asked per attempt
+REJOIN_DEADLINE = 1.0
 
 
 class JoinError(Exception):
@@ -74,6 +82,13 @@ class ChordNode:
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
         self._leaving_callbacks: list[Callable[[], Awaitable[None]]] = []
         self.stats = NodeStats()
+        self.bootstrap: str | None = None  # the address joined through, to rejoin by
+        # Peers this node has routed through, most recent last: if it ever finds itself
+        # alone (every pointer dropped, e.g. while its host was cut off), it rejoins
+        # through whichever of them answers again.
+        self.remembered: dict[str, NodeRef] = {}
+        self._next_rejoin = 0.0
+        self._rejoin_wait = REJOIN_FIRST_WAIT
 
     @property
     def me(self) -> NodeRef:
@@ -108,6 +123,7 @@ class ChordNode:
 
     async def join(self, bootstrap: str) -> None:
         """Join the ring the node at `bootstrap` is on; JoinError says why not."""
+        self.bootstrap = bootstrap
         try:
             hello = await self.transport.hello(bootstrap, self.timing.join_deadline)
         except PeerError as err:
@@ -171,9 +187,63 @@ class ChordNode:
 
     # Maintenance.
 
+    def _remember_neighbours(self) -> None:
+        state = self.state
+        seen = [*state.successors, *(f for f in state.fingers if f is not None)]
+        if state.predecessor is not None:
+            seen.append(state.predecessor)
+        for peer in seen:
+            if peer.address != self.me.address:
+                self.remembered.pop(peer.address, None)
+                self.remembered[peer.address] = peer
+        while len(self.remembered) > REMEMBERED_PEERS:
+            del self.remembered[next(iter(self.remembered))]
+
+    def alone(self) -> bool:
+        return self.state.successor == self.me and self.state.predecessor in (None, self.me)
+
+    async def rejoin_if_alone(self) -> bool:
+        """A node that was on a ring with others and now has no pointer left (its host was
+        cut off long enough for it to drop every peer, and every peer to drop it) joins
+        again through a peer it knew, or the address it first joined through. Returns
+        whether it rejoined. Tries at growing intervals, so a node really left alone costs
+        little."""
+        now = time.monotonic()
+        if not self.alone() or now < self._next_rejoin:
+            return False
+        candidates = list(reversed(self.remembered))
+        if self.bootstrap is not None and self.bootstrap not in candidates:
+            candidates.insert(0, self.bootstrap)
+        if not candidates:
+            return False
+        self._next_rejoin = now + self._rejoin_wait
+        self._rejoin_wait = min(self._rejoin_wait * 2, REJOIN_MAX_WAIT)
+        for address in candidates[:REJOIN_TRIES]:
+            try:
+                hello = await self.transport.hello(address, REJOIN_DEADLINE)
+            except PeerError:
+                continue
+            if hello.bits != self.space.bits or not hello.joined or hello.node == self.me:
+                continue
+            try:
+                await drive(
+                    procedures.join(self.state, hello.node, self.transport.health),
+                    self.transport,
+                )
+            except (DuplicateIdError, LookupFailed, JoinFailed) as err:
+                log.info("node %s: rejoining through %s failed: %s", self.me.id, address, err)
+                continue
+            log.info("node %s was alone; rejoined the ring through %s", self.me.id, address)
+            self._rejoin_wait = REJOIN_FIRST_WAIT
+            await self.fix_fingers()
+            return True
+        return False
+
     async def stabilize(self) -> None:
+        await self.rejoin_if_alone()
         before = self.state.successor
         await drive(procedures.stabilize(self.state, self.transport.health), self.transport)
+        self._remember_neighbours()
         if self.state.successor != before:
             self.stats.successor_changes += 1
             if before.address in self.transport.health:

@@ -81,6 +81,7 @@ class SharingPeer:
         self._changed: set[str] = set()
         self._predecessor: object = None  # the last predecessor seen, and since when
         self._predecessor_since = time.monotonic()
+        self._started = time.monotonic()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -157,7 +158,11 @@ class SharingPeer:
                     if view != seen_view:
                         await replicator.pass_on_soft_state()
                     seen_view, last_repair = view, now
-                    report = await replicator.repair()
+                    settled = 2 * settings.repair_period
+                    report = await replicator.repair(
+                        may_drop=now - self._started > settled
+                        and self._predecessor_age(node) > settled
+                    )
                     if report.pushed or report.dropped:
                         log.info("repair: pushed %d, dropped %d", report.pushed, report.dropped)
                 if now - last_publish >= settings.republish:

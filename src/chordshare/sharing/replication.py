@@ -152,9 +152,12 @@ class Replicator:
 
     # Repair.
 
-    async def repair(self, only: set[str] | None = None) -> RepairReport:
+    async def repair(self, only: set[str] | None = None, may_drop: bool = True) -> RepairReport:
         """One round over every name held here, or over `only` those (just stored or
-        removed: they need copying now, the rest can wait for the next full round)."""
+        removed: they need copying now, the rest can wait for the next full round).
+        may_drop=False keeps copies this node seems not to need: right after a restart or
+        a change of neighbours, the view of who holds what may be out of date, and a copy
+        dropped then would only have to be pushed back."""
         report = RepairReport()
         plan: dict[str, list[FileVersion]] = defaultdict(list)
         not_mine: dict[str, str] = {}  # name -> the owner that must confirm before we drop
@@ -192,7 +195,7 @@ class Replicator:
                     break
                 confirmed |= {(address, name) for name in held}
         for name, owner in not_mine.items():
-            if (owner, name) in confirmed:
+            if may_drop and (owner, name) in confirmed:
                 await asyncio.to_thread(self.service.store.remove, name)
                 self.service.confirmed.pop(name, None)
                 report.dropped += 1
