@@ -39,6 +39,8 @@ order, possibly fewer than asked; raises any Exception when the peer fails."""
 T = TypeVar("T")
 
 FLUSH_EVERY = 32 * 1024 * 1024  # bytes written between background flushes of the file
+FIRST_BATCH = 2  # chunks asked of a holder before its rate is known
+PIPELINE_SECONDS = 0.15  # how much of a holder's time one batch should fill
 
 
 class DownloadError(Exception):
@@ -246,6 +248,7 @@ class _Swarm:
     on_disk: set[int] = field(default_factory=set)  # verified and written (or resumed)
     wrote: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the whole-file hash
     endgame_after: float = 0.5  # seconds a chunk is out before idle holders help with it
+    rates: dict[str, tuple[float, int]] = field(default_factory=dict)  # first ask, bytes
     unflushed: int = 0  # bytes written since the last background flush started
     flushing: bool = False
 
@@ -279,6 +282,20 @@ class _Swarm:
             self.out_since.setdefault(index, time.monotonic())
         return batch
 
+    def batch_for(self, holder: str, most: int) -> int:
+        """How many chunks to ask a holder for at once: enough to keep it busy for about
+        PIPELINE_SECONDS at the rate it has delivered so far (at most `most`). A fast
+        holder (loopback) gets full batches; one behind a slow link gets small ones, so
+        chunks are not claimed by it long before it can send them while faster holders
+        run dry (what BitTorrent calls request pipelining)."""
+        started, got = self.rates.get(holder, (time.monotonic(), 0))
+        self.rates.setdefault(holder, (started, got))
+        if got == 0:
+            return min(most, FIRST_BATCH)
+        per_second = got / max(time.monotonic() - started, 1e-3)
+        wanted = int(per_second * PIPELINE_SECONDS / self.manifest.chunk_size) + 1
+        return max(1, min(most, wanted))
+
     def helpable(self, holder: str, lacks: set[int]) -> bool:
         """Whether holder may yet help: chunks are out at others it could fetch later."""
         return any(holder not in at and i not in lacks for i, at in self.outstanding.items())
@@ -301,7 +318,7 @@ class _Swarm:
     async def run_holder(self, holder: str, batch_size: int) -> None:
         lacks: set[int] = set()  # chunks this holder answered a batch without
         while not self.complete.is_set() and holder not in self.dropped:
-            batch = self.take(holder, lacks, batch_size)
+            batch = self.take(holder, lacks, self.batch_for(holder, batch_size))
             if not batch:
                 if self.helpable(holder, lacks):
                     # Wait for a chunk to land or for one out elsewhere to become slow.
@@ -389,6 +406,8 @@ class _Swarm:
         self.landed.set()
         self.wrote.set()
         self.sources[holder] = self.sources.get(holder, 0) + len(data)
+        started, got = self.rates.get(holder, (time.monotonic(), 0))
+        self.rates[holder] = (started, got + len(data))
         self.refetched += refetch
         self.written += 1
         self.unflushed += len(data)
