@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/transfer.py
 	$(BIN)/python bench/small_files.py
+	$(BIN)/python bench/multisource.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
