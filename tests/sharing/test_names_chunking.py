@@ -64,3 +64,14 @@ def test_empty_file_has_no_chunks(tmp_path: Path) -> None:
     manifest = build_manifest(path, "empty")
     assert manifest.size == 0 and manifest.chunks == ()
     manifest.check()
+
+
+def test_chunk_size_follows_the_file_size() -> None:
+    from chordshare.sharing.chunking import chunk_size_for
+
+    kib, mib = 1024, 1024 * 1024
+    assert chunk_size_for(0) == chunk_size_for(4 * kib) == 256 * kib
+    assert chunk_size_for(64 * mib) == 256 * kib  # 256 chunks
+    assert chunk_size_for(64 * mib + 1) == 512 * kib
+    assert chunk_size_for(128 * mib) == 512 * kib
+    assert chunk_size_for(256 * mib) == chunk_size_for(100 * 1024 * mib) == mib

@@ -15,6 +15,18 @@ from pathlib import Path
 from chordshare.storage.catalog import Manifest
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+MIN_CHUNK_SIZE = 256 * 1024
+CHUNKS_WANTED = 256  # enough chunks for several holders to share a file evenly
+
+
+def chunk_size_for(size: int) -> int:
+    """The chunk size for a file of `size` bytes: 1 MiB (the fastest gRPC message size
+    measured), but smaller for files under 256 MiB, down to 256 KiB, so a file still has
+    about 256 chunks to spread over its holders (64 chunks split over 3 holders can be no
+    better than 22/21/21). BitTorrent picks piece sizes by file size the same way."""
+    wanted = max(MIN_CHUNK_SIZE, -(-size // CHUNKS_WANTED))
+    power = 1 << (wanted - 1).bit_length()  # a power of two, as piece sizes usually are
+    return min(DEFAULT_CHUNK_SIZE, power)
 
 
 def iter_chunks(path: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
-from chordshare.sharing.chunking import DEFAULT_CHUNK_SIZE, build_manifest
+from chordshare.sharing.chunking import build_manifest, chunk_size_for
 from chordshare.sharing.download import DownloadReport, download
 from chordshare.sharing.names import check_name, keywords
 from chordshare.sharing.peers import (
@@ -102,12 +102,14 @@ class FileClient:
         path: Path,
         name: str | None = None,
         replace: bool = False,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> PutOutcome:
         name = check_name(name if name is not None else path.name)
         if not await asyncio.to_thread(path.is_file):
             raise FileNotFoundError(f"{path}: no such file")
+        if chunk_size is None:
+            chunk_size = chunk_size_for((await asyncio.to_thread(path.stat)).st_size)
         manifest = await asyncio.to_thread(build_manifest, path, name, chunk_size)
         key = file_key(self.ring.space, name)
         last_error: PeerError | None = None

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from chordshare.sharing.chunking import DEFAULT_CHUNK_SIZE, build_manifest
+from chordshare.sharing.chunking import build_manifest, chunk_size_for
 from chordshare.sharing.names import BadName, check_name
 from chordshare.storage.catalog import Manifest
 
@@ -30,7 +30,7 @@ class SharedFile:
 
 
 class SharedDirectory:
-    def __init__(self, root: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, root: Path, chunk_size: int | None = None) -> None:
         if not root.is_dir():
             raise ValueError(f"--share {root}: not a directory")
         self.root = root
@@ -59,7 +59,8 @@ class SharedDirectory:
                 continue
             path = Path(entry.path)
             try:
-                manifest = build_manifest(path, entry.name, self.chunk_size, stat.st_mtime)
+                chunk = self.chunk_size or chunk_size_for(stat.st_size)
+                manifest = build_manifest(path, entry.name, chunk, stat.st_mtime)
             except OSError as err:
                 log.warning("cannot share %s: %s", path, err)
                 continue
