@@ -28,7 +28,13 @@ def ring_size_estimate(peer: SharingPeer) -> float:
     node = peer.server.node
     if node is None:
         return 0.0
-    successors = [s for s in node.state.successors if s.id != node.me.id]
+    listed = node.state.successors
+    distinct = {s.address for s in listed}
+    if node.me.address in distinct or len(distinct) < node.state.r:
+        # A list shorter than r (or back at this node) spans the whole ring: it names
+        # every other node, so count them.
+        return float(len(distinct | {node.me.address}))
+    successors = [s for s in listed if s.id != node.me.id]
     if not successors:
         return 1.0
     span = node.space.distance(node.me.id, successors[-1].id)
