@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 FLUSH_EVERY = 8 * 1024 * 1024  # bytes written between background flushes of the file
 FIRST_BATCH = 2  # chunks asked of a holder before its rate is known
-PIPELINE_SECONDS = 0.15  # how much of a holder's time one batch should fill
+PIPELINE_SECONDS = 0.05  # how much of a holder's time one batch should fill
 
 
 class DownloadError(Exception):
