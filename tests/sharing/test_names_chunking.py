@@ -75,3 +75,12 @@ def test_chunk_size_follows_the_file_size() -> None:
     assert chunk_size_for(64 * mib + 1) == 512 * kib
     assert chunk_size_for(128 * mib) == 512 * kib
     assert chunk_size_for(256 * mib) == chunk_size_for(100 * 1024 * mib) == mib
+
+
+def test_a_name_that_is_not_valid_text_is_refused() -> None:
+    import pytest
+
+    from chordshare.sharing.names import BadName, check_name
+
+    with pytest.raises(BadName, match="valid Unicode"):
+        check_name("a\udc80b")

@@ -8,10 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from helpers import Processes, cli_json, eventually
+from helpers import Processes, cli_json, eventually, walk_ring
 from hypothesis import HealthCheck, given, settings
 
 pytestmark = [pytest.mark.processes]
+
+
+def _ring_of_two(*addresses: str) -> None:
+    for address in addresses:
+        assert len(walk_ring(address)) == 2, f"ring from {address} not settled"
 
 
 def _api_url(log: str) -> str:
@@ -26,7 +31,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     procs = Processes(workdir)
     try:
         first = procs.start(extra=["--api", "127.0.0.1:0"])
-        procs.start(join=first.address)
+        second = procs.start(join=first.address)
+        # Generated requests are judged on a settled ring, not on one still joining.
+        eventually(lambda: _ring_of_two(first.address, second.address), 15, interval=0.1)
         sample = workdir / "sample.txt"
         sample.write_text("a file for the generated requests to find\n")
         cli_json("put", str(sample), "--node", first.address)

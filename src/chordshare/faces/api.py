@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from chordshare.chord.procedures import LookupFailed
 from chordshare.faces.files_cli import manifest_json
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
@@ -129,6 +130,10 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     @app.exception_handler(PeerError)
     async def _peer_error(request: Request, err: PeerError) -> JSONResponse:
         return error_response(502, "peer_unreachable", f"{err.address}: {err.reason}")
+
+    @app.exception_handler(LookupFailed)
+    async def _lookup_failed(request: Request, err: LookupFailed) -> JSONResponse:
+        return error_response(503, "ring_unavailable", f"no live node answers for it: {err}")
 
     @app.exception_handler(DownloadError)
     async def _download_error(request: Request, err: DownloadError) -> JSONResponse:

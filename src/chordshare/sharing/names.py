@@ -16,8 +16,12 @@ def check_name(name: str) -> str:
     """Return name if it can be stored, else raise BadName naming the problem."""
     if not name:
         raise BadName("a file name cannot be empty")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise BadName(f"a file name is at most {MAX_NAME_BYTES} bytes, got {len(name.encode())}")
+    try:
+        encoded = name.encode()
+    except UnicodeEncodeError:  # lone surrogates: not text any peer could store
+        raise BadName(f"a file name must be valid Unicode text: {name!r}") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise BadName(f"a file name is at most {MAX_NAME_BYTES} bytes, got {len(encoded)}")
     for bad, what in (("/", "'/'"), ("\\", "'\\'"), ("\0", "NUL")):
         if bad in name:
             raise BadName(f"a file name cannot contain {what}: {name!r}")

@@ -53,6 +53,7 @@ FILE_CHANNEL_OPTIONS = [
 ]
 
 REFUSALS: dict[grpc.StatusCode, Refusal] = {grpc.StatusCode[r.name]: r for r in Refusal}
+UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class GrpcFilePeers:
@@ -78,7 +79,10 @@ class GrpcFilePeers:
         refusal = REFUSALS.get(err.code())
         if refusal is not None:
             return FileError(refusal, err.details() or refusal.name.lower())
-        self.health.record_failure(address)
+        if err.code() in UNREACHABLE:
+            # Only a peer that did not answer is suspected (and skipped by lookups); one
+            # that answered with an error of its own is alive.
+            self.health.record_failure(address)
         return PeerError(address, describe_rpc_error(err))
 
     def _decode(self, address: str, decode: Callable[[], T]) -> T:
