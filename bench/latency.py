@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -39,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import node_procs  # bench/ is the script's directory, so on sys.path
 
 from chordshare.chord.invariants import IdealRouting
 from chordshare.chord.messages import NodeRef
@@ -51,8 +51,6 @@ from chordshare.transport.grpc import GrpcTransport
 from chordshare.transport.health import PeerHealth
 from chordshare.v1 import chord_pb2 as pb
 
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
-READY = re.compile(r"node (\d+) serving at (\S+?),")
 START_DEADLINE = 60.0
 CONVERGE_DEADLINE = 60.0
 LOOKUP_DEADLINE = 5.0  # a lookup not answered by then counts as unanswered
@@ -63,11 +61,6 @@ TARGET_RATIO = 1.5
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -93,31 +86,23 @@ class Ring:
     clients: dict[str, NodeClient] = field(default_factory=dict)
 
     def _spawn(self, join: str | None) -> Node:
-        args = ["node", "--bind", "127.0.0.1:0", "--log-level", "warning"]
+        index = len(self.nodes)
+        # Its own data directory, and no REST API: only the ring is measured here.
+        args = ["--bind", "127.0.0.1:0", "--log-level", "warning", "--api", "off"]
+        args += ["--data-dir", str(self.workdir / f"data-{index}")]
         if join:
             args += ["--join", join]
-        log_path = self.workdir / f"node-{len(self.nodes)}.log"
-        with log_path.open("wb") as out:
-            popen = subprocess.Popen(
-                [*CLI, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                preexec_fn=_die_with_parent,
-            )
-        node = Node(popen, log_path)
+        log_path = self.workdir / f"node-{index}.log"
+        node = Node(node_procs.spawn(log_path, args), log_path)
         self.nodes.append(node)
         return node
 
     async def _ready(self, node: Node, deadline: float) -> None:
-        while True:
-            found = READY.search(node.log_path.read_text(errors="replace"))
-            if found:
-                node.ref, node.state = NodeRef(int(found[1]), found[2]), "live"
-                return
-            if node.popen.poll() is not None or time.monotonic() > deadline:
+        while (found := node_procs.ready(node.popen, node.log_path)) is None:
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"node did not start: {node.log_path.read_text()[-2000:]}")
             await asyncio.sleep(0.05)
+        node.ref, node.state = found, "live"
 
     async def start(self, count: int) -> float:
         started = time.monotonic()

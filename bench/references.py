@@ -37,12 +37,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
 import platform
-import signal
 import socket
 import statistics
 import struct
@@ -56,6 +54,7 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+import node_procs  # bench/ is the script's directory, so on sys.path
 
 T = TypeVar("T")
 
@@ -121,11 +120,6 @@ def loop_name(use_uvloop: bool) -> str:
 
 
 # --------------------------------------------------------------------------- child processes
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _announce(port: int) -> None:
@@ -212,7 +206,10 @@ def spawn_server(kind: str, use_uvloop: bool = True) -> Iterator[int]:
     if not use_uvloop:
         argv.append("--no-uvloop")
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=_die_with_parent
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        preexec_fn=node_procs.die_with_parent,
     )
     try:
         assert proc.stdout is not None

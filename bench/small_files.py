@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import platform
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -47,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import node_procs  # bench/ is the script's directory, so on sys.path
 
 from chordshare.chord.invariants import IdealRouting
 from chordshare.chord.messages import NodeRef
@@ -57,8 +56,6 @@ from chordshare.sharing.ring import RemoteRing
 from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.client import NodeClient
 
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
-READY = re.compile(r"node (\d+) serving at (\S+?),")
 START_DEADLINE = 60.0
 CONVERGE_DEADLINE = 90.0
 TARGET_PUT_P50_MS = 10.0
@@ -67,11 +64,6 @@ TARGET_GET_P50_MS = 5.0
 
 def log(message: str) -> None:
     print(f"[small_files {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -101,33 +93,23 @@ class Ring:
 
     def spawn(self, join: str | None) -> Node:
         index = len(self.nodes)
-        args = ["node", "--bind", "127.0.0.1:0", "--log-level", "warning"]
+        args = ["--bind", "127.0.0.1:0", "--log-level", "warning"]
         args += ["--data-dir", str(self.workdir / f"data-{index}")]
         args += ["--replicas", str(self.replicas)]
         if join:
             args += ["--join", join]
         log_path = self.workdir / f"node-{index}.log"
-        with log_path.open("wb") as out:
-            popen = subprocess.Popen(
-                [*CLI, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                preexec_fn=_die_with_parent,
-            )
-        node = Node(popen, log_path)
+        node = Node(node_procs.spawn(log_path, args), log_path)
         self.nodes.append(node)
         return node
 
     async def ready(self, node: Node, deadline: float) -> NodeRef:
-        while True:
-            found = READY.search(node.log_path.read_text(errors="replace"))
-            if found:
-                node.ref = NodeRef(int(found[1]), found[2])
-                return node.ref
-            if node.popen.poll() is not None or time.monotonic() > deadline:
+        while (found := node_procs.ready(node.popen, node.log_path)) is None:
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"node did not start: {node.log_path.read_text()[-2000:]}")
             await asyncio.sleep(0.05)
+        node.ref = found
+        return found
 
     async def start(self, count: int) -> list[NodeRef]:
         deadline = time.monotonic() + START_DEADLINE

@@ -59,6 +59,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import node_procs
 import references as ref
 
 from chordshare.sharing.client import FileClient
@@ -66,8 +67,7 @@ from chordshare.sharing.ring import RemoteRing
 from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.client import NodeClient
 
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
-READY = re.compile(r"node (\d+) serving at (\S+?),")
+CLI = node_procs.CLI
 START_DEADLINE = 30.0
 MIB = 1 << 20
 TARGET_RATIO = 0.75
@@ -99,30 +99,20 @@ class Nodes:
 
     def start(self, label: str, join: str | None = None) -> Node:
         data = self.workdir / f"data-{label}"
-        args = ["node", "--bind", "127.0.0.1:0", "--data-dir", str(data)]
+        args = ["--bind", "127.0.0.1:0", "--data-dir", str(data)]
         args += ["--replicas", str(REPLICAS), "--log-level", "warning"]
         if join:
             args += ["--join", join]
         log_path = self.workdir / f"node-{label}.log"
-        with log_path.open("wb") as out:
-            popen = subprocess.Popen(
-                [*CLI, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                preexec_fn=ref._die_with_parent,
-            )
-        node = Node(popen, log_path)
+        node = Node(node_procs.spawn(log_path, args), log_path)
         self.nodes.append(node)
         deadline = time.monotonic() + START_DEADLINE
-        while True:
-            found = READY.search(log_path.read_text(errors="replace"))
-            if found:
-                node.id, node.address = int(found[1]), found[2]
-                return node
-            if popen.poll() is not None or time.monotonic() > deadline:
+        while (found := node_procs.ready(node.popen, log_path)) is None:
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"node did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.05)
+        node.id, node.address = found.id, found.address
+        return node
 
     def close(self) -> None:
         for node in self.nodes:
@@ -420,7 +410,7 @@ def run_cli_measured(argv: list[str], sampler: Sampler, timeout: float) -> dict[
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=ref._die_with_parent,
+        preexec_fn=node_procs.die_with_parent,
     )
     out_chunks: list[bytes] = []
     err_lines: list[bytes] = []

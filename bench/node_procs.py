@@ -1,0 +1,46 @@
+"""Starting `chordshare node` processes for the benchmarks: one place for the command, the
+"serving at" line they print when ready, and the kernel's promise to kill them with us."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chordshare.chord.messages import NodeRef
+
+CLI = (sys.executable, "-m", "chordshare.faces.cli")
+READY = re.compile(r"node (\d+) serving at (\S+?),")
+
+
+def die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def spawn(log_path: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start `chordshare node ARGS` writing its log to log_path."""
+    with log_path.open("wb") as out:
+        return subprocess.Popen(
+            [*CLI, "node", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            preexec_fn=die_with_parent,
+        )
+
+
+def ready(popen: subprocess.Popen[bytes], log_path: Path) -> NodeRef | None:
+    """The node once it printed its "serving at" line; None while it is still starting;
+    RuntimeError with the end of its log if it exited."""
+    found = READY.search(log_path.read_text(errors="replace"))
+    if found:
+        return NodeRef(int(found[1]), found[2])
+    if popen.poll() is not None:
+        raise RuntimeError(f"node did not start: {log_path.read_text()[-2000:]}")
+    return None
