@@ -9,6 +9,7 @@ advertised, and a loopback address is not advertised to a ring on other hosts.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,20 +32,20 @@ class ConfigError(Exception):
     """Settings that cannot be used; the message names the field and says why."""
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
 def parse_size(text: str | int) -> int:
     """'500M', '10GiB', '4096' -> bytes; ValueError naming the text otherwise."""
-    import re
-
     if isinstance(text, int):
         return text
-    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", text, re.IGNORECASE)
+    match = _SIZE.match(text)
     if not match:
         raise ValueError(f"{text!r} is not a size (examples: 4096, 500M, 10GiB)")
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    base = unit[:1]
-    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-    factor = 1024 ** powers[base] if "i" in unit else 1000 ** powers[base]
-    return int(number * factor)
+    power = _POWERS[unit[:1]]
+    return int(number * (1024**power if "i" in unit else 1000**power))
 
 
 class NodeConfig(BaseSettings):

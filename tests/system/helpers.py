@@ -41,6 +41,7 @@ T = TypeVar("T")
 HOST = "127.0.0.1"
 CLI = (sys.executable, "-m", "chordshare.faces.cli")
 READY = re.compile(r"node (\d+) serving at (\S+?),")
+API_LINE = re.compile(r"api at (http://\S+)")
 START_DEADLINE = 20.0  # many processes starting at once on two cores are slow to import
 CLI_DEADLINE = 20.0
 PR_SET_PDEATHSIG = 1
@@ -49,6 +50,13 @@ PR_SET_PDEATHSIG = 1
 class CliError(AssertionError):
     """A CLI call that was expected to succeed failed (an AssertionError, so `eventually`
     retries it)."""
+
+
+def api_url(log: str) -> str:
+    """The REST API's URL from a node's log (AssertionError until it is printed)."""
+    found = API_LINE.search(log)
+    assert found, "no 'api at' line yet"
+    return found[1]
 
 
 def free_port() -> int:

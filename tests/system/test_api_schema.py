@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from helpers import Processes, cli_json, eventually, walk_ring
+from helpers import Processes, api_url, cli_json, eventually, walk_ring
 from hypothesis import HealthCheck, given, settings
 
 pytestmark = [pytest.mark.processes]
@@ -17,12 +16,6 @@ pytestmark = [pytest.mark.processes]
 def _ring_of_two(*addresses: str) -> None:
     for address in addresses:
         assert len(walk_ring(address)) == 2, f"ring from {address} not settled"
-
-
-def _api_url(log: str) -> str:
-    found = re.search(r"api at (http://\S+)", log)
-    assert found, "no api line yet"
-    return found[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         sample = workdir / "sample.txt"
         sample.write_text("a file for the generated requests to find\n")
         cli_json("put", str(sample), "--node", first.address)
-        url = eventually(lambda: _api_url(first.log()), 10, interval=0.1)
+        url = eventually(lambda: api_url(first.log()), 10, interval=0.1)
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
     finally:
         procs.cleanup()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import CLI, Processes, cli_json, eventually, run_cli, walk_ring
+from helpers import CLI, Processes, api_url, cli_json, eventually, run_cli, walk_ring
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
 
@@ -251,7 +251,7 @@ def test_the_rest_api_of_a_node_process(procs: Processes, tmp_path: Path) -> Non
     import urllib.request
 
     node = procs.start(extra=["--api", "127.0.0.1:0"])
-    url = eventually(lambda: _api_url(node.log()), 10, interval=0.1)
+    url = eventually(lambda: api_url(node.log()), 10, interval=0.1)
     with urllib.request.urlopen(f"{url}/api/v1/node", timeout=10) as answer:
         assert json.load(answer)["address"] == node.address
     with urllib.request.urlopen(url, timeout=10) as page:
@@ -266,14 +266,6 @@ def test_the_rest_api_of_a_node_process(procs: Processes, tmp_path: Path) -> Non
     with urllib.request.urlopen(leave, timeout=10) as answer:
         assert answer.status == 202
     assert node.popen.wait(15) == 0  # left the ring and exited
-
-
-def _api_url(log: str) -> str:
-    import re
-
-    found = re.search(r"api at (http://\S+)", log)
-    assert found, "no api line yet"
-    return found[1]
 
 
 def test_json_logs_name_the_node_on_every_line(procs: Processes) -> None:

@@ -16,9 +16,9 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from chordshare.chord.procedures import LookupFailed
-from chordshare.faces.files_cli import manifest_json
+from chordshare.faces.files_cli import listing_json, manifest_json, network_json
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
@@ -43,6 +43,8 @@ from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, node_json
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STATUS_OF_REFUSAL = {
     Refusal.NOT_FOUND: 404,
@@ -167,13 +169,19 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     ) -> dict[str, Any]:
         if address is None:
             return (await client().info()).to_json()
+        return (await on_other_node(address, client().info)).to_json()
+
+    async def on_other_node(address: str, ask: Callable[[str], Awaitable[T]]) -> T:
+        """Ask the node at a caller-given address: a malformed one is a 400, one where no
+        node answers a 404 (the caller named it; nothing failed on our side)."""
         try:
-            address = normalize_address(address)
-            return (await client().info(address)).to_json()
+            target = normalize_address(address)
         except ValueError as err:
             raise ApiError(400, "invalid_request", str(err)) from None
+        try:
+            return await ask(target)
         except PeerError as err:
-            message = f"no node answers at {address}: {err.reason}"
+            message = f"no node answers at {target}: {err.reason}"
             raise ApiError(404, "node_not_found", message) from None
 
     @app.get("/api/v1/ring", summary="Every node, walked along successors from this one")
@@ -210,31 +218,16 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
         ] = None,
     ) -> dict[str, Any]:
         sharing = files()
-        if address is not None and scope == "node":
-            try:
-                target = normalize_address(address)
-                listing = await sharing.list_node(target)
-            except PeerError as err:
-                message = f"no node answers at {address}: {err.reason}"
-                raise ApiError(404, "node_not_found", message) from None
-            return {
-                "node": target,
-                "used_bytes": listing.used_bytes,
-                "max_bytes": listing.max_bytes,
-                "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
-            }
         if scope == "network":
-            found = await sharing.list_network(await client().ring())
-            return {
-                "files": [{**manifest_json(f.manifest), "holders": list(f.holders)} for f in found]
-            }
-        listing = await sharing.list_node(node().me.address)
-        return {
-            "node": node().me.address,
-            "used_bytes": listing.used_bytes,
-            "max_bytes": listing.max_bytes,
-            "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
-        }
+            return network_json(await sharing.list_network(await client().ring()))
+        if address is None:
+            own = node().me.address
+            return listing_json(own, await sharing.list_node(own))
+
+        async def listing_of(target: str) -> dict[str, Any]:
+            return listing_json(target, await sharing.list_node(target))
+
+        return await on_other_node(address, listing_of)
 
     async def store_upload(upload: UploadFile, name: str | None, replace: bool) -> JSONResponse:
         chosen = check_name(name or upload.filename or "")

@@ -6,8 +6,7 @@ talks to the owners and holders directly, so a download pulls from every holder 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -37,7 +36,7 @@ from chordshare.faces.cli import (
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
 from chordshare.sharing.names import BadName
-from chordshare.sharing.peers import FileError, Refusal
+from chordshare.sharing.peers import FileError, FileListing, Refusal
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.ring import RemoteRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -45,20 +44,6 @@ from chordshare.storage.catalog import Manifest
 from chordshare.transport.client import NodeClient
 
 T = TypeVar("T")
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-
-
-def parse_size(text: str) -> int:
-    """'500M', '10GiB', '4096' -> bytes; ValueError naming the text otherwise."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 4096, 500M, 10GiB)")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    base = unit[:1]
-    factor = 1024 ** ("kmgt".index(base) + 1) if "i" in unit else _UNITS[base]
-    return int(number * factor)
 
 
 def human(size: int) -> str:
@@ -78,6 +63,21 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "chunks": len(manifest.chunks),
         "created": manifest.created,
     }
+
+
+def listing_json(address: str, listing: FileListing) -> dict[str, Any]:
+    """What one node stores and shares (ls, the API's files of a node)."""
+    return {
+        "node": address,
+        "used_bytes": listing.used_bytes,
+        "max_bytes": listing.max_bytes,
+        "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
+    }
+
+
+def network_json(found: Sequence[NetworkFile]) -> dict[str, Any]:
+    """Every file in the network with its holders (ls --all, the API's network scope)."""
+    return {"files": [{**manifest_json(f.manifest), "holders": list(f.holders)} for f in found]}
 
 
 def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextManager, Callable]:
@@ -231,19 +231,8 @@ def list_files(
 
     async def go(files: FileClient, client: NodeClient) -> dict[str, Any]:
         if every:
-            network = await files.list_network(await client.ring())
-            return {
-                "files": [
-                    {**manifest_json(f.manifest), "holders": list(f.holders)} for f in network
-                ]
-            }
-        listing = await files.list_node(client.address)
-        return {
-            "node": client.address,
-            "used_bytes": listing.used_bytes,
-            "max_bytes": listing.max_bytes,
-            "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
-        }
+            return network_json(await files.list_network(await client.ring()))
+        return listing_json(client.address, await files.list_node(client.address))
 
     result = run(with_files(node, go))
     if as_json:
@@ -280,4 +269,4 @@ def rm(
     out.print(f"removed {name}", highlight=False)
 
 
-__all__ = ["Refusal", "parse_size"]
+__all__ = ["Refusal"]
