@@ -11,43 +11,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from peernet import PeerNetwork
 from waiting import wait_until
 
-from chordshare.chord.invariants import convergence_problems
 from chordshare.faces.api import ApiServer
-from chordshare.node.runtime import Timing
-from chordshare.node.server import NodeSettings
-from chordshare.sharing.peer import SharingPeer, SharingSettings
+from chordshare.sharing.peer import SharingPeer
 
-FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
 MIB = 1024 * 1024
 
 
-class Network:
+class Network(PeerNetwork):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.peers: list[SharingPeer] = []
+        super().__init__(root)
         self.apis: list[ApiServer] = []
         self.left: list[str] = []
-
-    async def start(self, count: int) -> None:
-        for i in range(count):
-            join = self.peers[0].server.node.me.address if self.peers else None
-            peer = SharingPeer(
-                NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
-                SharingSettings(data_dir=self.root / f"n{i}", repair_period=0.5, republish=1.0),
-            )
-            await peer.start()
-            self.peers.append(peer)
-        await wait_until(self.converged, 20, f"{count} peers to converge")
-
-    def converged(self) -> bool:
-        states = {
-            p.server.node.me.address: p.server.node.state
-            for p in self.peers
-            if p.server.server is not None
-        }
-        return not convergence_problems(states, set(states))
 
     async def api(self, peer: SharingPeer) -> httpx.AsyncClient:
         server = ApiServer(peer, "127.0.0.1:0", lambda: self.left.append("left"))
@@ -62,10 +39,7 @@ async def net(tmp_path: Path) -> AsyncIterator[Network]:
     yield n
     for api in n.apis:
         await api.stop()
-    await asyncio.gather(
-        *(p.stop(graceful=False) for p in n.peers if p.server.server is not None),
-        return_exceptions=True,
-    )
+    await n.close()
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -76,7 +50,7 @@ def error_of(response: httpx.Response) -> dict[str, str]:
 
 
 async def test_ring_endpoints(net: Network) -> None:
-    await net.start(4)
+    await net.ring(4)
     async with await net.api(net.peers[0]) as http:
         node = (await http.get("/api/v1/node")).json()
         assert node["address"] == net.peers[0].server.node.me.address
@@ -107,7 +81,7 @@ async def test_ring_endpoints(net: Network) -> None:
 
 
 async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
-    await net.start(4)
+    await net.ring(4)
     data = hashlib.shake_256(b"api").digest(3 * MIB + 5)
     async with await net.api(net.peers[0]) as a, await net.api(net.peers[3]) as d:
         created = await a.post(
@@ -201,7 +175,7 @@ def _holders(net: Network, name: str) -> int:
 async def test_a_100_mib_upload_and_download_stream_with_flat_memory(
     net: Network, tmp_path: Path
 ) -> None:
-    await net.start(1)
+    await net.ring(1)
     source = tmp_path / "big.bin"
     with source.open("wb") as out:
         for i in range(100):
@@ -228,7 +202,7 @@ async def test_a_100_mib_upload_and_download_stream_with_flat_memory(
 
 
 async def test_metrics_count_the_nodes_work(net: Network, tmp_path: Path) -> None:
-    await net.start(3)
+    await net.ring(3)
     async with await net.api(net.peers[0]) as http:
         await http.post("/api/v1/files", files={"file": ("m.bin", b"m" * 5000)})
         for name in ("a", "b", "c"):

@@ -4,7 +4,6 @@ then a node killed and the ring redrawn without it."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
@@ -12,16 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
+from peernet import PeerNetwork
 
-from chordshare.chord.invariants import convergence_problems
 from chordshare.faces.api import ApiServer
-from chordshare.node.runtime import Timing
-from chordshare.node.server import NodeSettings
-from chordshare.sharing.peer import SharingPeer, SharingSettings
+from chordshare.sharing.peer import SharingPeer
 
 CHROMIUM = os.environ.get("CHORDSHARE_CHROMIUM", "/usr/bin/chromium")
-FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
 SCREENSHOT = os.environ.get("CHORDSHARE_SCREENSHOT")  # where to keep a picture of the page
 
 BROWSER = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
@@ -40,33 +35,17 @@ pytestmark = [
 
 @pytest.fixture
 async def network(tmp_path: Path) -> AsyncIterator[tuple[list[SharingPeer], str]]:
-    peers: list[SharingPeer] = []
+    peer_network = PeerNetwork(tmp_path)
     api: ApiServer | None = None
     try:
-        for i in range(4):
-            join = peers[0].server.node.me.address if peers else None
-            peer = SharingPeer(
-                NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
-                SharingSettings(data_dir=tmp_path / f"n{i}", repair_period=0.5, republish=1.0),
-            )
-            await peer.start()
-            peers.append(peer)
-
-        def converged() -> bool:
-            states = {p.server.node.me.address: p.server.node.state for p in peers}
-            return not convergence_problems(states, set(states))
-
-        await wait_until(converged, 20, "4 peers to converge")
+        peers = await peer_network.ring(4)
         api = ApiServer(peers[0], "127.0.0.1:0", lambda: None)
         url = await api.start()
         yield peers, url
     finally:
         if api is not None:
             await api.stop()
-        await asyncio.gather(
-            *(p.stop(graceful=False) for p in peers if p.server.server is not None),
-            return_exceptions=True,
-        )
+        await peer_network.close()
 
 
 async def test_dashboard_shows_the_ring_and_moves_files(

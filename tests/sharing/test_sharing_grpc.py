@@ -10,10 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from peernet import PeerNetwork
 from waiting import wait_until
 
-from chordshare.chord.invariants import convergence_problems
-from chordshare.node.runtime import Timing
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.names import BadName
@@ -23,34 +22,13 @@ from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
 
-FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
 CHUNK = 64 * 1024
 
 
-class Network:
+class Network(PeerNetwork):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.peers: list[SharingPeer] = []
+        super().__init__(root)
         self.clients: list[GrpcFilePeers] = []
-
-    async def start(
-        self, join: str | None = None, name: str | None = None, **sharing
-    ) -> SharingPeer:
-        data = self.root / (name or f"node{len(self.peers)}")
-        peer = SharingPeer(
-            NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
-            SharingSettings(data_dir=data, repair_period=0.5, republish=1.0, **sharing),
-        )
-        await peer.start()
-        self.peers.append(peer)
-        return peer
-
-    def live(self) -> list[SharingPeer]:
-        return [p for p in self.peers if p.server.server is not None]
-
-    def converged(self) -> bool:
-        states = {p.server.node.me.address: p.server.node.state for p in self.live()}
-        return not convergence_problems(states, set(states))
 
     def client(self, peer: SharingPeer) -> FileClient:
         peers = GrpcFilePeers()
@@ -70,15 +48,7 @@ async def net(tmp_path: Path) -> AsyncIterator[Network]:
     yield n
     for c in n.clients:
         await c.close()
-    await asyncio.gather(*(p.stop(graceful=False) for p in n.live()), return_exceptions=True)
-
-
-async def ring_of(net: Network, size: int) -> list[SharingPeer]:
-    first = await net.start()
-    for _ in range(size - 1):
-        await net.start(join=first.server.node.me.address)
-    await wait_until(net.converged, 20, f"{size} peers to converge")
-    return net.peers[:size]
+    await n.close()
 
 
 def write(path: Path, size: int, seed: int = 0) -> bytes:
@@ -90,7 +60,7 @@ def write(path: Path, size: int, seed: int = 0) -> bytes:
 async def test_put_on_one_get_from_another_from_several_holders(
     net: Network, tmp_path: Path
 ) -> None:
-    a, _, _, d = await ring_of(net, 4)
+    a, _, _, d = await net.ring(4)
     data = write(tmp_path / "q3-report.pdf", 40 * CHUNK + 123)
     outcome = await net.client(a).put(tmp_path / "q3-report.pdf", chunk_size=CHUNK)
     assert outcome.manifest.size == len(data) and not outcome.unchanged
@@ -116,7 +86,7 @@ async def test_put_on_one_get_from_another_from_several_holders(
 
 
 async def test_second_put_of_a_name_and_remove(net: Network, tmp_path: Path) -> None:
-    a, b, _ = await ring_of(net, 3)
+    a, b, _ = await net.ring(3)
     client = net.client(a)
     write(tmp_path / "notes.txt", 1000, seed=1)
     first = await client.put(tmp_path / "notes.txt")
@@ -151,7 +121,7 @@ async def test_second_put_of_a_name_and_remove(net: Network, tmp_path: Path) -> 
 
 
 async def test_owner_crash_then_repair_restores_copies(net: Network, tmp_path: Path) -> None:
-    peers = await ring_of(net, 5)
+    peers = await net.ring(5)
     data = write(tmp_path / "movie.mkv", 10 * CHUNK)
     await net.client(peers[0]).put(tmp_path / "movie.mkv", chunk_size=CHUNK)
     await wait_until(lambda: len(net.holders("movie.mkv")) == 3, 10, "3 copies")
@@ -265,7 +235,7 @@ async def test_bad_streams_are_refused_and_lose_nothing(net: Network, tmp_path: 
 
 
 async def test_two_clients_putting_one_name_at_once(net: Network, tmp_path: Path) -> None:
-    a, b = await ring_of(net, 2)
+    a, b = await net.ring(2)
     one = write(tmp_path / "one", 300_000, seed=10)
     two = write(tmp_path / "two", 300_000, seed=11)
     results = await asyncio.gather(
@@ -288,7 +258,7 @@ async def test_an_owner_without_its_copy_yet_still_refuses_a_second_put(
 ) -> None:
     """A node that just took over a name's key has no copy until repair brings it: a put
     must be judged against the copy its successors hold, not taken for a first one."""
-    a, _, _ = await ring_of(net, 3)
+    a, _, _ = await net.ring(3)
     client = net.client(a)
     original = write(tmp_path / "doc.txt", 4000, seed=12)
     first = await client.put(tmp_path / "doc.txt")

@@ -1,0 +1,55 @@
+"""Whole peers (ring and files) on loopback gRPC in one process, for the tests that need a
+small real network: start them, join them into a ring, wait until it has converged."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from waiting import wait_until
+
+from chordshare.chord.invariants import convergence_problems
+from chordshare.node.runtime import Timing
+from chordshare.node.server import NodeSettings
+from chordshare.sharing.peer import SharingPeer, SharingSettings
+
+FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
+
+
+class PeerNetwork:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.peers: list[SharingPeer] = []
+
+    async def start(
+        self, join: str | None = None, name: str | None = None, **sharing: Any
+    ) -> SharingPeer:
+        """One more peer (joining `join`, or a ring of its own), repairing every 0.5 s."""
+        data = self.root / (name or f"node{len(self.peers)}")
+        peer = SharingPeer(
+            NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
+            SharingSettings(data_dir=data, repair_period=0.5, republish=1.0, **sharing),
+        )
+        await peer.start()
+        self.peers.append(peer)
+        return peer
+
+    async def ring(self, size: int) -> list[SharingPeer]:
+        """`size` new peers, all joined through the first, once their ring has converged."""
+        first = await self.start()
+        started = [first]
+        for _ in range(size - 1):
+            started.append(await self.start(join=first.server.node.me.address))
+        await wait_until(self.converged, 20, f"{size} peers to converge")
+        return started
+
+    def live(self) -> list[SharingPeer]:
+        return [p for p in self.peers if p.server.server is not None]
+
+    def converged(self) -> bool:
+        states = {p.server.node.me.address: p.server.node.state for p in self.live()}
+        return not convergence_problems(states, set(states))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.stop(graceful=False) for p in self.live()), return_exceptions=True)
