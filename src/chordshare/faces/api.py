@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from chordshare.chord.procedures import LookupFailed
-from chordshare.faces.files_cli import listing_json, manifest_json, network_json
+from chordshare.faces.files_cli import entries_json, listing_json, manifest_json, network_json
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
@@ -299,9 +299,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
             entries = await files().search(q)
         except ValueError as err:
             raise ApiError(400, "invalid_request", str(err)) from None
-        return {
-            "files": [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
-        }
+        return {"files": entries_json(entries)}
 
     @app.post("/api/v1/node/leave", status_code=202, summary="Leave the ring gracefully, exit")
     async def leave_ring() -> dict[str, Any]:

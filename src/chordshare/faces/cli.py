@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -275,13 +275,18 @@ def ring(node: NodeOption, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({"nodes": [node_json(n) for n in nodes]})
         return
-    table = Table(title=f"ring of {len(nodes)} node(s), from {node}")
+    out.print(ring_table(nodes, node))
+
+
+def ring_table(nodes: Sequence[NodeRef], start: str) -> Table:
+    """The ring as walked from `start`, one row per node."""
+    table = Table(title=f"ring of {len(nodes)} node(s), from {start}")
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("address")
     for i, n in enumerate(nodes, 1):
         table.add_row(str(i), str(n.id), n.address)
-    out.print(table)
+    return table
 
 
 @app.command()

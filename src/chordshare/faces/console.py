@@ -27,8 +27,17 @@ from typing import Any, TypeVar
 from rich.markup import escape
 from rich.table import Table
 
-from chordshare.faces.cli import err_console, out, short
-from chordshare.faces.files_cli import human, transfer_bar
+from chordshare.faces.cli import err_console, out, ring_table, short
+from chordshare.faces.files_cli import (
+    HOLDERS_COLUMN,
+    KIND_COLUMN,
+    entries_json,
+    files_table,
+    human,
+    listing_json,
+    network_json,
+    transfer_bar,
+)
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.download import DownloadError
 from chordshare.sharing.names import BadName
@@ -275,14 +284,7 @@ class ChordConsole(cmd.Cmd):
         self.args(line, 0, 0, "ring")
 
         async def go(client: NodeClient, files: FileClient) -> None:
-            nodes = await client.ring()
-            table = Table(title=f"ring of {len(nodes)} node(s), from {client.address}")
-            table.add_column("#", justify="right")
-            table.add_column("id")
-            table.add_column("address")
-            for i, n in enumerate(nodes, 1):
-                table.add_row(str(i), str(n.id), n.address)
-            out.print(table)
+            out.print(ring_table(await client.ring(), client.address))
 
         self._command(go)
 
@@ -310,19 +312,12 @@ class ChordConsole(cmd.Cmd):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             listing = await files.list_node(client.address)
-            table = Table(
-                title=f"{len(listing.files)} file(s) on {client.address} "
+            title = (
+                f"{len(listing.files)} file(s) on {client.address} "
                 f"({human(listing.used_bytes)} stored)"
             )
-            table.add_column("name")
-            table.add_column("size", justify="right")
-            table.add_column("sha256")
-            table.add_column("kind")
-            for f in listing.files:
-                m = f.manifest
-                kind = "shared" if f.shared else "stored"
-                table.add_row(m.name, human(m.size), m.sha256.hex()[:16] + "…", kind)
-            out.print(table)
+            rows = listing_json(client.address, listing)["files"]
+            out.print(files_table(title, rows, KIND_COLUMN))
 
         self._command(go)
 
@@ -333,17 +328,8 @@ class ChordConsole(cmd.Cmd):
         async def go(client: NodeClient, files: FileClient) -> None:
             network = await files.list_network(await client.ring())
             self._names = (time.monotonic(), [f.manifest.name for f in network])
-            table = Table(title=f"{len(network)} file(s) in the network")
-            table.add_column("name")
-            table.add_column("size", justify="right")
-            table.add_column("sha256")
-            table.add_column("holders")
-            for f in network:
-                m = f.manifest
-                table.add_row(
-                    m.name, human(m.size), m.sha256.hex()[:16] + "…", ", ".join(f.holders)
-                )
-            out.print(table)
+            title = f"{len(network)} file(s) in the network"
+            out.print(files_table(title, network_json(network)["files"], HOLDERS_COLUMN))
 
         self._command(go)
 
@@ -412,13 +398,8 @@ class ChordConsole(cmd.Cmd):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             entries = await files.search(line)
-            table = Table(title=f"{len(entries)} file(s) matching {line.strip()!r}")
-            table.add_column("name")
-            table.add_column("size", justify="right")
-            table.add_column("sha256")
-            for e in entries:
-                table.add_row(e.name, human(e.size), e.sha256.hex()[:16] + "…")
-            out.print(table)
+            title = f"{len(entries)} file(s) matching {line.strip()!r}"
+            out.print(files_table(title, entries_json(entries)))
 
         self._command(go)
 

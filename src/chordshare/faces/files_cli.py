@@ -6,7 +6,7 @@ talks to the owners and holders directly, so a download pulls from every holder 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -36,7 +36,7 @@ from chordshare.faces.cli import (
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
 from chordshare.sharing.names import BadName
-from chordshare.sharing.peers import FileError, FileListing, Refusal
+from chordshare.sharing.peers import FileError, FileListing, IndexEntry, Refusal
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.ring import RemoteRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -78,6 +78,34 @@ def listing_json(address: str, listing: FileListing) -> dict[str, Any]:
 def network_json(found: Sequence[NetworkFile]) -> dict[str, Any]:
     """Every file in the network with its holders (ls --all, the API's network scope)."""
     return {"files": [{**manifest_json(f.manifest), "holders": list(f.holders)} for f in found]}
+
+
+def entries_json(entries: Iterable[IndexEntry]) -> list[dict[str, Any]]:
+    """Search results (search, the API's search)."""
+    return [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
+
+
+def files_table(
+    title: str,
+    files: Iterable[dict[str, Any]],
+    extra: tuple[str, Callable[[dict[str, Any]], str]] | None = None,
+) -> Table:
+    """Files (as the JSON of ls, ls --all or search) as a table: name, size, a short hash,
+    and `extra`, a column header with how to fill it, when given."""
+    table = Table(title=title)
+    table.add_column("name")
+    table.add_column("size", justify="right")
+    table.add_column("sha256")
+    if extra is not None:
+        table.add_column(extra[0])
+    for f in files:
+        row = [f["name"], human(f["size"]), f["sha256"][:16] + "…"]
+        table.add_row(*row, *([extra[1](f)] if extra is not None else []))
+    return table
+
+
+KIND_COLUMN = ("kind", lambda f: "shared" if f["shared"] else "stored")
+HOLDERS_COLUMN = ("holders", lambda f: ", ".join(f["holders"]))
 
 
 def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextManager, Callable]:
@@ -206,19 +234,13 @@ def search(
             entries = await files.search(" ".join(words))
         except ValueError as err:
             fail(str(err))
-        return [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
+        return entries_json(entries)
 
     found = run(with_files(node, go))
     if as_json:
         print_json({"files": found})
         return
-    table = Table(title=f"{len(found)} file(s) matching {' '.join(words)!r}")
-    table.add_column("name")
-    table.add_column("size", justify="right")
-    table.add_column("sha256")
-    for entry in found:
-        table.add_row(entry["name"], human(entry["size"]), entry["sha256"][:16] + "…")
-    out.print(table)
+    out.print(files_table(f"{len(found)} file(s) matching {' '.join(words)!r}", found))
 
 
 @app.command("ls")
@@ -244,15 +266,7 @@ def list_files(
         else f"{len(result['files'])} file(s) on {result['node']} "
         f"({human(result['used_bytes'])} stored)"
     )
-    table = Table(title=title)
-    table.add_column("name")
-    table.add_column("size", justify="right")
-    table.add_column("sha256")
-    table.add_column("holders" if every else "kind")
-    for f in result["files"]:
-        extra = ", ".join(f["holders"]) if every else ("shared" if f["shared"] else "stored")
-        table.add_row(f["name"], human(f["size"]), f["sha256"][:16] + "…", extra)
-    out.print(table)
+    out.print(files_table(title, result["files"], HOLDERS_COLUMN if every else KIND_COLUMN))
 
 
 @app.command()
