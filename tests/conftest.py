@@ -6,6 +6,7 @@ no package, so importing `conftest` by name could pick up another folder's conft
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,20 @@ from chordshare.chord.messages import Call, NodeRef, Reply, Unreachable
 from chordshare.chord.procedures import handle
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Generator[None, None, None]:
+    """Nodes started without --data-dir (CLI error cases, console runs) keep their data under
+    XDG_DATA_HOME: point it, for this process and every process it starts, at a temporary
+    directory instead of the user's ~/.local/share."""
+    before = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield
+    if before is None:
+        del os.environ["XDG_DATA_HOME"]
+    else:
+        os.environ["XDG_DATA_HOME"] = before
 
 
 def address_of(ident: int) -> str:
