@@ -22,18 +22,12 @@ from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
 from chordshare.transport.grpc import GrpcTransport
+from chordshare.transport.limits import SERVER_OPTIONS
 from chordshare.v1 import chord_pb2, chord_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = chord_pb2.DESCRIPTOR.services_by_name["Chord"].full_name
-
-
-# Room for file chunks (up to 8 MiB) and their framing.
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-]
 
 
 class StartError(Exception):
