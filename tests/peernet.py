@@ -13,6 +13,7 @@ from chordshare.chord.invariants import convergence_problems
 from chordshare.node.runtime import Timing
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.peer import SharingPeer, SharingSettings
+from chordshare.transport.security import PeerSecurity
 
 FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)
 
@@ -23,24 +24,30 @@ class PeerNetwork:
         self.peers: list[SharingPeer] = []
 
     async def start(
-        self, join: str | None = None, name: str | None = None, **sharing: Any
+        self,
+        join: str | None = None,
+        name: str | None = None,
+        security: PeerSecurity | None = None,
+        **sharing: Any,
     ) -> SharingPeer:
         """One more peer (joining `join`, or a ring of its own), repairing every 0.5 s."""
         data = self.root / (name or f"node{len(self.peers)}")
         peer = SharingPeer(
-            NodeSettings(bind="127.0.0.1:0", join=join, timing=FAST),
+            NodeSettings(
+                bind="127.0.0.1:0", join=join, timing=FAST, security=security or PeerSecurity()
+            ),
             SharingSettings(data_dir=data, repair_period=0.5, republish=1.0, **sharing),
         )
         await peer.start()
         self.peers.append(peer)
         return peer
 
-    async def ring(self, size: int) -> list[SharingPeer]:
+    async def ring(self, size: int, security: PeerSecurity | None = None) -> list[SharingPeer]:
         """`size` new peers, all joined through the first, once their ring has converged."""
-        first = await self.start()
+        first = await self.start(security=security)
         started = [first]
         for _ in range(size - 1):
-            started.append(await self.start(join=first.server.node.me.address))
+            started.append(await self.start(join=first.server.node.me.address, security=security))
         await wait_until(self.converged, 20, f"{size} peers to converge")
         return started
 

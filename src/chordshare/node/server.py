@@ -23,6 +23,7 @@ from chordshare.node.servicer import ChordServicer
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
 from chordshare.transport.grpc import GrpcTransport
 from chordshare.transport.limits import SERVER_OPTIONS
+from chordshare.transport.security import PeerSecurity
 from chordshare.v1 import chord_pb2, chord_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class NodeSettings:
     bits: int = DEFAULT_BITS
     successors: int = DEFAULT_SUCCESSORS
     timing: Timing = field(default_factory=Timing)
+    security: PeerSecurity = field(default_factory=PeerSecurity)
 
 
 ServiceHook = Callable[[grpc.aio.Server, ChordNode], None]
@@ -77,9 +79,11 @@ class NodeServer:
                 f"--bind {s.bind} listens on every interface; give --advertise HOST:PORT, "
                 "the address other nodes can reach this one at"
             )
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(
+            options=SERVER_OPTIONS, interceptors=s.security.server_interceptors()
+        )
         try:
-            port = server.add_insecure_port(s.bind)
+            port = s.security.add_port(server, s.bind)
         except RuntimeError as err:
             raise StartError(f"cannot listen on {s.bind}: {err}") from None
         if port == 0:
@@ -92,7 +96,9 @@ class NodeServer:
             )
         me = NodeRef(s.node_id if s.node_id is not None else space.hash(advertise), advertise)
         NODE_ID.set(str(me.id))  # the node's tasks, created from here on, log its id
-        node = ChordNode(me, space, GrpcTransport(space), s.successors, s.timing)
+        node = ChordNode(
+            me, space, GrpcTransport(space, security=s.security), s.successors, s.timing
+        )
         node.on_membership(self._membership_changed)
         chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

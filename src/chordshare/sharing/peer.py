@@ -87,7 +87,7 @@ class SharingPeer:
 
     def _add_files_service(self, server: grpc.aio.Server, node: ChordNode) -> None:
         service = FileService(node.me.address, self.store, self.shared)
-        self.peers = GrpcFilePeers(health=node.transport.health)
+        self.peers = GrpcFilePeers(health=node.transport.health, security=node.transport.security)
         self.replicator = Replicator(
             service,
             node.state,

@@ -33,6 +33,7 @@ from chordshare.sharing.peers import (
 from chordshare.transport.base import PeerError
 from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
 from chordshare.transport.health import PeerHealth
+from chordshare.transport.security import PeerSecurity
 from chordshare.transport.stats import ByteCounts
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
@@ -59,8 +60,14 @@ UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 class GrpcFilePeers:
     """Calls other nodes' Files service for one node (or one client)."""
 
-    def __init__(self, health: PeerHealth | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        health: PeerHealth | None = None,
+        timeout: float = 10.0,
+        security: PeerSecurity | None = None,
+    ) -> None:
         self.health = health or PeerHealth()
+        self.security = security or PeerSecurity()
         self.timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.FilesStub] = {}
@@ -69,7 +76,7 @@ class GrpcFilePeers:
     def stub(self, address: str) -> pb_grpc.FilesStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=FILE_CHANNEL_OPTIONS)
+            channel = self.security.channel(address, FILE_CHANNEL_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = pb_grpc.FilesStub(channel)
         return stub

@@ -13,6 +13,7 @@ from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.codec import Codec
 from chordshare.transport.grpc import GrpcTransport, describe_rpc_error
+from chordshare.transport.security import PeerSecurity
 from chordshare.v1 import chord_pb2 as pb
 
 MAX_RING_WALK = 100_000
@@ -72,15 +73,17 @@ class NodeClient:
         self.deadline = deadline
 
     @classmethod
-    async def connect(cls, address: str, deadline: float = 5.0) -> NodeClient:
+    async def connect(
+        cls, address: str, deadline: float = 5.0, security: PeerSecurity | None = None
+    ) -> NodeClient:
         """Reach the node at address (ValueError for a malformed one, PeerError if down)."""
         address = normalize_address(address)
-        probe = GrpcTransport(IdSpace())
+        probe = GrpcTransport(IdSpace(), security=security)
         try:
             hello = await probe.hello(address, deadline)
         finally:
             await probe.close()
-        return cls(address, GrpcTransport(IdSpace(hello.bits)), deadline)
+        return cls(address, GrpcTransport(IdSpace(hello.bits), security=security), deadline)
 
     @property
     def space(self) -> IdSpace:

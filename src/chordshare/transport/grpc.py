@@ -23,6 +23,7 @@ from chordshare.ids import IdSpace
 from chordshare.transport.base import Hello, PeerError
 from chordshare.transport.codec import Codec
 from chordshare.transport.health import PeerHealth
+from chordshare.transport.security import PeerSecurity
 from chordshare.transport.stats import CallStats
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
@@ -54,6 +55,12 @@ def describe_rpc_error(err: grpc.aio.AioRpcError) -> str:
             return "connection refused"
         if "resolve" in lowered or "dns" in lowered:
             return f"cannot resolve the host ({details})"
+        if any(sign in lowered for sign in ("ssl", "handshake", "socket closed", "tls")):
+            # What a TLS mismatch looks like from either end: say so, it is not obvious.
+            return (
+                f"unavailable ({details}); if the network uses mutual TLS, check "
+                "--tls-cert, --tls-key and --tls-ca"
+            )
         return f"unavailable ({details})" if details else "unavailable"
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return "is not a chordshare node (it does not know the Chord service)"
@@ -63,8 +70,14 @@ def describe_rpc_error(err: grpc.aio.AioRpcError) -> str:
 class GrpcTransport:
     """Calls peers over gRPC for one node (or one client)."""
 
-    def __init__(self, space: IdSpace, health: PeerHealth | None = None) -> None:
+    def __init__(
+        self,
+        space: IdSpace,
+        health: PeerHealth | None = None,
+        security: PeerSecurity | None = None,
+    ) -> None:
         self.space = space
+        self.security = security or PeerSecurity()
         self.codec = Codec(space)
         self.health = health or PeerHealth()
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -74,7 +87,7 @@ class GrpcTransport:
     def stub(self, address: str) -> pb_grpc.ChordStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = self.security.channel(address, CHANNEL_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = pb_grpc.ChordStub(channel)
         return stub
