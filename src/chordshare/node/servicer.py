@@ -17,12 +17,14 @@ from chordshare.chord.messages import (
     GetNeighbors,
     LeaveNotice,
     Neighbors,
+    NodeRef,
     Notify,
     StepReply,
 )
 from chordshare.chord.procedures import LookupFailed
 from chordshare.node.runtime import ChordNode
 from chordshare.transport.codec import Codec
+from chordshare.transport.limits import MAX_SUCCESSORS
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
 
@@ -75,14 +77,20 @@ class ChordServicer(pb_grpc.ChordServicer):
         self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> pb.LeaveReply:
         codec = self.codec
-        leaving, pred, succs = await _decode(
-            context,
-            lambda: (
+
+        def decode() -> tuple[NodeRef, NodeRef | None, tuple[NodeRef, ...]]:
+            if len(request.successors) > MAX_SUCCESSORS:
+                raise ValueError(
+                    f"at most {MAX_SUCCESSORS} successors in a leave notice, "
+                    f"got {len(request.successors)}"
+                )
+            return (
                 codec.node_ref(request.leaving),
                 codec.optional_node_ref(request, "predecessor"),
                 tuple(codec.node_ref(n) for n in request.successors),
-            ),
-        )
+            )
+
+        leaving, pred, succs = await _decode(context, decode)
         await self.node.handle(LeaveNotice(self.node.me, leaving, pred, succs))
         return pb.LeaveReply()
 

@@ -1,15 +1,18 @@
 """Conversions between the file-sharing values of `sharing.peers` and their protobuf messages.
 
 Encoding is plain. Decoding checks what the other side sent (hash lengths, a manifest that
-contradicts itself, a missing field) and raises `ValueError` naming the problem: the server
+contradicts itself, a missing field, a number that is not finite, a list or a text longer
+than `transport.limits` allows) and raises `ValueError` naming the problem: the server
 refuses such a request with INVALID_ARGUMENT, the client reports such a reply as a peer that
 answered garbage. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+from chordshare.sharing.names import check_name
 from chordshare.sharing.peers import (
     FileListing,
     FileVersion,
@@ -24,6 +27,16 @@ from chordshare.sharing.peers import (
 )
 from chordshare.storage.catalog import Manifest
 from chordshare.storage.chunks import DIGEST_BYTES
+from chordshare.transport.address import parse_address
+from chordshare.transport.limits import (
+    MAX_CHUNKS,
+    MAX_FETCH_INDEXES,
+    MAX_INDEX_RECORDS,
+    MAX_LOCATORS,
+    MAX_OFFER_FILES,
+    MAX_SOFT_TTL,
+    MAX_TEXT,
+)
 from chordshare.v1 import files_pb2 as pb
 
 
@@ -37,6 +50,25 @@ def check_digest(data: bytes, what: str) -> bytes:
 def _required(parent: object, field: str, what: str) -> None:
     if not parent.HasField(field):  # type: ignore[attr-defined]
         raise ValueError(f"{what} without its {field}")
+
+
+def _finite(value: float, what: str) -> float:
+    # NaN compares false with everything and infinity beats every version: either would
+    # make a file impossible to replace or remove.
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def _short(text: str, what: str) -> str:
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"{what} is at most {MAX_TEXT} characters, got {len(text)}")
+    return text
+
+
+def _at_most(items: Sequence[object], most: int, what: str) -> None:
+    if len(items) > most:
+        raise ValueError(f"at most {most} {what} in one request, got {len(items)}")
 
 
 # Manifest.
@@ -59,6 +91,9 @@ def manifest_from_pb(msg: pb.Manifest) -> Manifest:
     if msg.chunk_size <= 0:
         raise ValueError(f"a manifest's chunk size must be positive, got {msg.chunk_size}")
     check_digest(msg.sha256, "a manifest's sha256")
+    _short(msg.name, "a file name")
+    _finite(msg.created, f"the version of {msg.name!r}")
+    _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes in a manifest")
     chunks = tuple(check_digest(c, f"chunk hash {i}") for i, c in enumerate(msg.chunks))
     manifest = Manifest(
         name=msg.name,
@@ -116,6 +151,7 @@ def digests_to_pb(digests: Sequence[bytes]) -> pb.MissingChunksRequest:
 
 
 def digests_from_pb(msg: pb.MissingChunksRequest) -> list[bytes]:
+    _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes")
     return [check_digest(d, f"chunk hash {i}") for i, d in enumerate(msg.chunks)]
 
 
@@ -133,6 +169,7 @@ def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int]) -> pb.FetchReques
 
 
 def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int]]:
+    _at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
     return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes)
 
 
@@ -167,6 +204,8 @@ def file_version_to_pb(version: FileVersion) -> pb.FileVersion:
 
 
 def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
+    _short(msg.name, "a file name")
+    _finite(msg.version, f"the version of {msg.name!r}")
     # A tombstone has no content, so its hash may be empty.
     if not (msg.deleted and not msg.sha256):
         check_digest(msg.sha256, f"the sha256 of version {msg.version} of {msg.name!r}")
@@ -178,6 +217,7 @@ def offer_to_pb(versions: Sequence[FileVersion]) -> pb.OfferRequest:
 
 
 def offer_from_pb(msg: pb.OfferRequest) -> list[FileVersion]:
+    _at_most(msg.files, MAX_OFFER_FILES, "offered versions")
     return [file_version_from_pb(v) for v in msg.files]
 
 
@@ -199,6 +239,7 @@ def index_entry_to_pb(entry: IndexEntry) -> pb.IndexEntry:
 
 
 def index_entry_from_pb(msg: pb.IndexEntry) -> IndexEntry:
+    _short(msg.name, "a file name")
     check_digest(msg.sha256, f"the sha256 of index entry {msg.name!r}")
     return IndexEntry(msg.name, msg.size, bytes(msg.sha256))
 
@@ -210,6 +251,7 @@ def index_record_to_pb(record: IndexRecord) -> pb.IndexRecord:
 def index_record_from_pb(msg: pb.IndexRecord) -> IndexRecord:
     if not msg.key:
         raise ValueError("an index record without a key")
+    _short(msg.key, "an index key")
     _required(msg, "entry", "an index record")
     return IndexRecord(msg.key, index_entry_from_pb(msg.entry))
 
@@ -222,7 +264,30 @@ def locator_from_pb(msg: pb.Locator) -> Locator:
     _required(msg, "manifest", "a locator")
     if not msg.address:
         raise ValueError("a locator without an address")
+    parse_address(_short(msg.address, "a locator's address"))
     return Locator(manifest_from_pb(msg.manifest), msg.address)
+
+
+def soft_ttl_from_pb(ttl: float) -> float:
+    """How long published records live: a finite number of seconds, up to MAX_SOFT_TTL."""
+    if not (math.isfinite(ttl) and 0 <= ttl <= MAX_SOFT_TTL):
+        raise ValueError(f"a time to live is 0 to {MAX_SOFT_TTL:g} seconds, got {ttl}")
+    return ttl
+
+
+def publish_index_from_pb(msg: pb.PublishIndexRequest) -> tuple[list[IndexRecord], float]:
+    _at_most(msg.records, MAX_INDEX_RECORDS, "index records")
+    return [index_record_from_pb(r) for r in msg.records], soft_ttl_from_pb(msg.ttl)
+
+
+def publish_locators_from_pb(msg: pb.PublishLocatorsRequest) -> tuple[list[Locator], float]:
+    _at_most(msg.locators, MAX_LOCATORS, "locators")
+    return [locator_from_pb(loc) for loc in msg.locators], soft_ttl_from_pb(msg.ttl)
+
+
+def delete_from_pb(msg: pb.DeleteRequest) -> tuple[str, float, bool]:
+    check_name(msg.name)
+    return msg.name, _finite(msg.version, f"the version of {msg.name!r}"), msg.replica
 
 
 # Listing.

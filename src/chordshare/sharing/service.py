@@ -38,12 +38,12 @@ from chordshare.sharing.placement import newer
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.storage.catalog import Manifest
 from chordshare.storage.chunks import ChunkError
-from chordshare.storage.store import NodeStore, QuotaExceeded
+from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
+from chordshare.transport.limits import MAX_CHUNKS, MAX_SOFT_RECORDS
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
-MAX_CHUNKS = 1 << 20  # a manifest listing more is refused (32 MiB of hashes)
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
 FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
@@ -60,18 +60,32 @@ class _SoftRecord:
 @dataclass
 class SoftTable:
     """Records that others publish periodically (index entries, locators): kept in memory,
-    dropped when not refreshed, so a publisher that died stops being advertised."""
+    dropped when not refreshed, so a publisher that died stops being advertised. At most
+    `limit` records are kept: publishers cannot make a node hold unbounded memory."""
 
     clock: Callable[[], float] = time.monotonic
+    limit: int = MAX_SOFT_RECORDS
     _rows: dict[str, dict[str, _SoftRecord]] = field(default_factory=dict)
+    _count: int = 0
+
+    def room_for(self, items: Sequence[tuple[str, str]]) -> bool:
+        """Whether (key, item) records fit, counting those already here as refreshes. The
+        expired ones are dropped first when the table looks full."""
+        if self._count + len(items) <= self.limit:
+            return True
+        self.prune()
+        fresh = {(k, i) for k, i in items if i not in self._rows.get(k, {})}
+        return self._count + len(fresh) <= self.limit
 
     def put(self, key: str, item: str, value: object, ttl: float) -> None:
-        self._rows.setdefault(key, {})[item] = _SoftRecord(value, self.clock() + ttl)
+        row = self._rows.setdefault(key, {})
+        self._count += item not in row
+        row[item] = _SoftRecord(value, self.clock() + ttl)
 
     def remove(self, key: str, item: str) -> None:
         row = self._rows.get(key)
         if row is not None:
-            row.pop(item, None)
+            self._count -= row.pop(item, None) is not None
             if not row:
                 del self._rows[key]
 
@@ -79,8 +93,15 @@ class SoftTable:
         now = self.clock()
         row = self._rows.get(key, {})
         for item in [i for i, r in row.items() if r.expires <= now]:
-            del row[item]
+            self.remove(key, item)
         return [r.value for r in row.values()]
+
+    def prune(self) -> None:
+        """Drop every expired record (a key nobody asks about is otherwise kept)."""
+        now = self.clock()
+        for key, row in list(self._rows.items()):
+            for item in [i for i, r in row.items() if r.expires <= now]:
+                self.remove(key, item)
 
     def rows(self) -> dict[str, list[tuple[object, float]]]:
         """Every live record by key, with the seconds it has left."""
@@ -91,7 +112,7 @@ class SoftTable:
         }
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self._rows.values())
+        return self._count
 
 
 class _WholeHash:
@@ -245,6 +266,12 @@ class FileService:
             if current is None and elsewhere is not None:
                 current = replace(manifest, created=elsewhere.version)
             return PutOutcome(current or manifest, unchanged=True)
+        try:
+            # The quota is checked before a byte arrives, for the whole put at once.
+            reservation = await asyncio.to_thread(self._reserve, manifest)
+        except BaseException:
+            self._putting.discard(name)
+            raise
         stored: list[bytes] = []
         work: set[asyncio.Task[None]] = set()
         try:
@@ -257,7 +284,7 @@ class FileService:
                 # Pipelined: chunks are stored in threads (hashing releases the GIL, so two
                 # cores work at once) while the next ones arrive, and the whole-file hash
                 # follows in order in a chain of its own. At most PUT_PIPELINE chunks wait.
-                work.add(asyncio.create_task(self._store_chunk(manifest, index, data)))
+                work.add(asyncio.create_task(self._store_chunk(manifest, index, data, reservation)))
                 hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
                 work.add(hashing)
                 if len(stored) % FLUSH_BEHIND == 0:
@@ -281,15 +308,29 @@ class FileService:
             await asyncio.to_thread(self.store.discard, stored)
             raise
         finally:
+            self.store.release(reservation)
             self._putting.discard(name)
         self.confirmed[name] = {self.address}
         log.info("stored %s (%d bytes) version %.6f", name, final.size, final.created)
         await self._changed(name)
         return PutOutcome(final, unchanged=False)
 
-    async def _store_chunk(self, manifest: Manifest, index: int, data: bytes) -> None:
+    def _reserve(self, manifest: Manifest) -> Reservation:
+        """Reserve the bytes of the chunks of manifest not stored here yet."""
+        lacking: dict[bytes, int] = {}
+        for index, digest in enumerate(manifest.chunks):
+            if digest not in lacking and not self.store.has_chunk(digest):
+                lacking[digest] = manifest.chunk_length(index)
         try:
-            await asyncio.to_thread(self.store.put_chunk, data, manifest.chunks[index])
+            return self.store.reserve(sum(lacking.values()))
+        except QuotaExceeded as err:
+            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+
+    async def _store_chunk(
+        self, manifest: Manifest, index: int, data: bytes, reservation: Reservation
+    ) -> None:
+        try:
+            await asyncio.to_thread(self.store.put_chunk, data, manifest.chunks[index], reservation)
         except ChunkError as err:
             raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
         except QuotaExceeded as err:
@@ -459,16 +500,29 @@ class FileService:
     async def publish_index(
         self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
     ) -> None:
+        if not remove:
+            self._refuse_unless_room(self.index, [(r.key, r.entry.name) for r in records])
         for record in records:
             if remove:
                 self.index.remove(record.key, record.entry.name)
             else:
                 self.index.put(record.key, record.entry.name, record.entry, ttl)
 
+    @staticmethod
+    def _refuse_unless_room(table: SoftTable, items: Sequence[tuple[str, str]]) -> None:
+        if not table.room_for(items):
+            raise FileError(
+                Refusal.RESOURCE_EXHAUSTED,
+                f"this node keeps at most {table.limit} published records; it has {len(table)}",
+            )
+
     async def query_index(self, key: str) -> list[IndexEntry]:
         entries = [e for e in self.index.get(key) if isinstance(e, IndexEntry)]
         return sorted(entries, key=lambda e: e.name)
 
     async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
+        self._refuse_unless_room(
+            self.locators, [(loc.manifest.name, loc.address) for loc in locators]
+        )
         for locator in locators:
             self.locators.put(locator.manifest.name, locator.address, locator, ttl)

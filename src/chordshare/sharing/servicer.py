@@ -3,10 +3,15 @@
 A malformed request is refused with INVALID_ARGUMENT naming the problem and never reaches
 the service. A `FileError` the service raises travels as the gRPC status of the same name,
 with its message as the details, so the caller's `sharing.rpc` can raise it again.
+
+Streams are limited per peer host (`transport.limits.StreamLimits`): beyond the limit a new
+one is refused with RESOURCE_EXHAUSTED, and a put that stops sending is dropped with
+DEADLINE_EXCEEDED after `put_idle` seconds, leaving nothing of it stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import NoReturn, Protocol, TypeVar
@@ -27,6 +32,7 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
+from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, peer_host
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -87,12 +93,25 @@ async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
         await _refuse(context, err)
 
 
+class PutStalled(Exception):
+    """A put stream sent nothing for longer than the node waits."""
+
+
+async def _next_part(requests: AsyncIterator[pb.PutRequest], idle: float) -> pb.PutRequest | None:
+    """The put stream's next message (None at its end), or PutStalled after `idle` seconds."""
+    try:
+        async with asyncio.timeout(idle):
+            return await anext(requests, None)
+    except TimeoutError:
+        raise PutStalled(f"the put sent nothing for {idle:g} s and was dropped") from None
+
+
 async def _put_chunks(
-    requests: AsyncIterator[pb.PutRequest], header: PutHeader
+    requests: AsyncIterator[pb.PutRequest], header: PutHeader, idle: float
 ) -> AsyncIterator[tuple[int, bytes]]:
     """The chunks after a put's header. A malformed one is a FileError, not a ValueError, so
     it reaches the caller as INVALID_ARGUMENT through whatever the service does with it."""
-    async for request in requests:
+    while (request := await _next_part(requests, idle)) is not None:
         if request.WhichOneof("part") != "chunk":
             raise FileError(
                 Refusal.INVALID_ARGUMENT, "a put stream has one header, as its first message"
@@ -105,21 +124,36 @@ async def _put_chunks(
 
 
 class FilesServicer(pb_grpc.FilesServicer):
-    def __init__(self, service: FileAnswerer) -> None:
+    def __init__(self, service: FileAnswerer, limits: StreamLimits | None = None) -> None:
         self.service = service
+        self.limits = limits or StreamLimits()
+        self.puts = PeerSlots(self.limits.puts_per_peer, "puts")
+        self.fetches = PeerSlots(self.limits.fetches_per_peer, "chunk streams")
 
     async def PutFile(
         self, request_iterator: AsyncIterable[pb.PutRequest], context: grpc.aio.ServicerContext
     ) -> pb.PutReply:
-        requests = aiter(request_iterator)
-        first = await anext(requests, None)
+        try:
+            with self.puts.slot(peer_host(context.peer())):
+                return await self._put(aiter(request_iterator), context)
+        except TooManyStreams as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        except PutStalled as err:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
+        raise AssertionError("abort returns by raising")
+
+    async def _put(
+        self, requests: AsyncIterator[pb.PutRequest], context: grpc.aio.ServicerContext
+    ) -> pb.PutReply:
+        idle = self.limits.put_idle
+        first = await _next_part(requests, idle)
         if first is None or first.WhichOneof("part") != "header":
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "a put stream must start with its header"
             )
         assert first is not None
         header = await _decode(context, lambda: codec.put_header_from_pb(first.header))
-        async with contextlib.aclosing(_put_chunks(requests, header)) as chunks:
+        async with contextlib.aclosing(_put_chunks(requests, header, idle)) as chunks:
             outcome = await _answer(context, self.service.put_file(header, chunks))
         return codec.put_outcome_to_pb(outcome)
 
@@ -134,12 +168,16 @@ class FilesServicer(pb_grpc.FilesServicer):
         self, request: pb.FetchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChunkData]:
         sha256, indexes = await _decode(context, lambda: codec.fetch_request_from_pb(request))
-        # Closed on every exit (a cancelled call included) so the service releases its files.
-        stream = self.service.fetch_chunks(sha256, indexes)
         try:
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
-                async for index, data in stream:
-                    yield pb.ChunkData(index=index, data=data)
+            with self.fetches.slot(peer_host(context.peer())):
+                # Closed on every exit (a cancelled call included) so the service releases
+                # its files.
+                stream = self.service.fetch_chunks(sha256, indexes)
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for index, data in stream:
+                        yield pb.ChunkData(index=index, data=data)
+        except TooManyStreams as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except FileError as err:
             await _refuse(context, err)
 
@@ -159,18 +197,15 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteReply:
-        existed = await _answer(
-            context, self.service.delete(request.name, request.version, request.replica)
-        )
+        name, version, replica = await _decode(context, lambda: codec.delete_from_pb(request))
+        existed = await _answer(context, self.service.delete(name, version, replica))
         return pb.DeleteReply(existed=existed)
 
     async def PublishIndex(
         self, request: pb.PublishIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishIndexReply:
-        records = await _decode(
-            context, lambda: [codec.index_record_from_pb(r) for r in request.records]
-        )
-        await _answer(context, self.service.publish_index(records, request.ttl, request.remove))
+        records, ttl = await _decode(context, lambda: codec.publish_index_from_pb(request))
+        await _answer(context, self.service.publish_index(records, ttl, request.remove))
         return pb.PublishIndexReply()
 
     async def QueryIndex(
@@ -182,10 +217,8 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def PublishLocators(
         self, request: pb.PublishLocatorsRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishLocatorsReply:
-        locators = await _decode(
-            context, lambda: [codec.locator_from_pb(loc) for loc in request.locators]
-        )
-        await _answer(context, self.service.publish_locators(locators, request.ttl))
+        locators, ttl = await _decode(context, lambda: codec.publish_locators_from_pb(request))
+        await _answer(context, self.service.publish_locators(locators, ttl))
         return pb.PublishLocatorsReply()
 
     async def ListFiles(

@@ -4,6 +4,11 @@ Chunks up to SMALL_CHUNK bytes live in the catalog itself, written in the same t
 as the file that uses them (one fsync for a small file); larger ones are files of their own,
 flushed together when their file is committed. Until then a small chunk is held in memory
 (staged), so a put that fails leaves nothing of it behind.
+
+The quota counts committed chunks, chunks stored for puts not committed yet, and space
+reserved by puts under way: a put reserves the bytes it will add before it receives any
+(`reserve`), so one over the quota is refused before a byte is written, and puts running
+together cannot pass it between them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ class IncompleteFile(Exception):
     """A manifest was committed before all of its chunks were stored."""
 
 
+class Reservation:
+    """Space set aside in a store's quota for one put; `left` bytes are still unused."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.left = nbytes
+
+
 class NodeStore:
     def __init__(
         self, data_dir: Path, max_bytes: int | None = None, small_chunk: int = SMALL_CHUNK
@@ -34,39 +46,86 @@ class NodeStore:
         self.small_chunk = small_chunk
         self.chunks = ChunkStore(data_dir / "chunks")
         self.catalog = Catalog(data_dir / "catalog.sqlite3")
-        self._pending = 0  # bytes of chunks stored for files not committed yet
+        # Chunks stored for files not committed yet, with their sizes, and their total.
+        self._pending: dict[bytes, int] = {}
+        self._pending_bytes = 0
+        self._reserved = 0  # bytes puts under way have reserved and not stored yet
         self._staged: dict[bytes, bytes] = {}  # small chunks of puts not committed yet
         self._lock = threading.Lock()
         self.collect_garbage()
 
     def used_bytes(self) -> int:
-        return self.catalog.stored_bytes() + self._pending
+        """Bytes of committed chunks and of chunks stored for puts not committed yet."""
+        return self.catalog.stored_bytes() + self._pending_bytes
 
-    def put_chunk(self, data: bytes, expected: bytes | None = None) -> bytes:
-        """Store one chunk of a file being written (checked against `expected`)."""
+    def _refuse_over_quota(self, more: int) -> None:
+        """Raise QuotaExceeded unless `more` bytes fit beside what is used and reserved.
+        Called with the lock held."""
+        if self.max_bytes is None:
+            return
+        used = self.used_bytes()
+        if used + self._reserved + more > self.max_bytes:
+            reserved = f", {self._reserved} reserved by puts under way" if self._reserved else ""
+            raise QuotaExceeded(
+                f"storing {more} more bytes would pass this node's quota of "
+                f"{self.max_bytes} bytes ({used} used{reserved})"
+            )
+
+    def reserve(self, nbytes: int) -> Reservation:
+        """Set `nbytes` aside for a put about to store them, or raise QuotaExceeded.
+        The put passes the reservation to `put_chunk` and `release`s it when it ends."""
         with self._lock:
-            if self.max_bytes is not None and self.used_bytes() + len(data) > self.max_bytes:
-                raise QuotaExceeded(
-                    f"storing {len(data)} more bytes would pass this node's quota of "
-                    f"{self.max_bytes} bytes ({self.used_bytes()} used)"
-                )
+            self._refuse_over_quota(nbytes)
+            self._reserved += nbytes
+        return Reservation(nbytes)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back what a put reserved and did not store."""
+        with self._lock:
+            self._reserved -= reservation.left
+            reservation.left = 0
+
+    def _add_pending(self, digest: bytes, size: int) -> None:
+        if digest not in self._pending:
+            self._pending[digest] = size
+            self._pending_bytes += size
+
+    def _drop_pending(self, digest: bytes) -> None:
+        self._pending_bytes -= self._pending.pop(digest, 0)
+
+    def put_chunk(
+        self, data: bytes, expected: bytes | None = None, reservation: Reservation | None = None
+    ) -> bytes:
+        """Store one chunk of a file being written (checked against `expected`), out of
+        `reservation` when the put made one."""
+        with self._lock:
             fresh = expected is None or not self.has_chunk(expected)
+            if fresh:
+                taken = min(len(data), reservation.left) if reservation is not None else 0
+                self._refuse_over_quota(len(data) - taken)
+                if reservation is not None:
+                    reservation.left -= taken
+                    self._reserved -= taken
             if len(data) <= self.small_chunk:
                 digest = self._check(data, expected)
                 if fresh and digest not in self._staged:
                     self._staged[digest] = data
-                    self._pending += len(data)
+                    self._add_pending(digest, len(data))
                 return digest
-            if fresh:
-                self._pending += len(data)  # reserved before the write, outside the lock
+            if fresh and expected is not None:
+                self._add_pending(expected, len(data))  # before the write, outside the lock
         try:
             # Not flushed one by one: commit flushes a file's chunks together.
-            return self.chunks.put(data, expected, sync=False)
+            digest = self.chunks.put(data, expected, sync=False)
         except BaseException:
-            if fresh:
+            if fresh and expected is not None:
                 with self._lock:
-                    self._pending -= len(data)
+                    self._drop_pending(expected)
             raise
+        if fresh and expected is None:
+            with self._lock:
+                self._add_pending(digest, len(data))
+        return digest
 
     @staticmethod
     def _check(data: bytes, expected: bytes | None) -> bytes:
@@ -107,7 +166,8 @@ class NodeStore:
         with self._lock:
             for digest in small:
                 self._staged.pop(digest, None)
-            self._pending = max(0, self._pending - sum(sizes.values()))
+            for digest in manifest.chunks:
+                self._drop_pending(digest)
         for digest in freed:
             self.chunks.remove(digest)
 
@@ -126,11 +186,11 @@ class NodeStore:
             with self._lock:
                 data = self._staged.pop(digest, None)
                 if data is not None:
-                    self._pending = max(0, self._pending - len(data))
+                    self._drop_pending(digest)
                     continue
             if digest not in referenced:
                 with self._lock:
-                    self._pending = max(0, self._pending - self.chunks.size_of(digest))
+                    self._drop_pending(digest)
                 self.chunks.remove(digest)
 
     def manifest(self, name: str) -> Manifest | None:
@@ -166,4 +226,11 @@ class NodeStore:
         self.catalog.close()
 
 
-__all__ = ["ChunkError", "IncompleteFile", "Manifest", "NodeStore", "QuotaExceeded"]
+__all__ = [
+    "ChunkError",
+    "IncompleteFile",
+    "Manifest",
+    "NodeStore",
+    "QuotaExceeded",
+    "Reservation",
+]

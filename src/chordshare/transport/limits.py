@@ -1,11 +1,116 @@
-"""How much one peer may ask of a node: message sizes and the gRPC server's own limits."""
+"""How much one peer may ask of a node: message sizes, the gRPC server's own limits, file
+streams per peer, and how long a node waits on a peer that stopped sending.
+
+The limits guard memory (message sizes, list lengths), tasks and file descriptors (calls
+under way, streams per peer, idle connections and streams), so that one slow or hostile peer
+cannot starve the others. They are far above what a well-behaved peer asks for.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 # Room for file chunks (up to 8 MiB) and their framing.
 MAX_SERVER_MESSAGE_BYTES = 16 * 1024 * 1024
 
+# Calls under way on one node, all peers together: each is a task and its buffers. Beyond
+# it gRPC answers RESOURCE_EXHAUSTED at once. A node's own traffic is a few calls per
+# neighbour and a few streams per transfer, so this only bites a flood.
+MAX_CONCURRENT_RPCS = 1024
+# Streams open at once on one HTTP/2 connection; a peer's further calls wait in its own
+# channel (flow control), not in the node.
+MAX_STREAMS_PER_CONNECTION = 128
+
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_SERVER_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_SERVER_MESSAGE_BYTES),
+    ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+    ("grpc.max_metadata_size", 16 * 1024),
+    # Peers ping every 10 s during calls (transport.grpc); one that pings far more often is
+    # sent away after two strikes instead of keeping the node busy answering pings.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    # The node pings its clients too, so a connection whose peer vanished is closed (and its
+    # descriptor freed) within about a minute and a half, not after the OS's two hours.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # A connection without calls for ten minutes is closed; a peer's channel reconnects.
+    ("grpc.max_connection_idle_ms", 600_000),
 ]
+
+# The keyword arguments of grpc.aio.server besides its options.
+SERVER_KWARGS = {"maximum_concurrent_rpcs": MAX_CONCURRENT_RPCS}
+
+# Lengths of the lists one request may carry. A well-behaved peer sends at most a manifest's
+# chunk hashes at once (MissingChunks), a download batch of indexes (tens), 512 offered
+# versions and one publisher's index records; a longer list costs the node memory and work
+# out of proportion to the message.
+MAX_CHUNKS = 1 << 18  # per manifest: 8 MiB of hashes, a 256 GiB file in 1 MiB chunks
+MAX_FETCH_INDEXES = 4096
+MAX_OFFER_FILES = 4096
+MAX_INDEX_RECORDS = 65_536
+MAX_LOCATORS = 4096
+MAX_SUCCESSORS = 1024  # in a Leave notice; a ring keeps a few (DEFAULT_SUCCESSORS)
+MAX_TEXT = 1024  # characters of a name, index key or address inside a request
+
+# How long a soft record (index entry, locator) may be asked to live: publishers refresh them
+# every 30 s and ask for three times that.
+MAX_SOFT_TTL = 3600.0
+# Soft records one node keeps for others (per table): what a large network's index needs,
+# and a bound on the memory publishers can make it hold.
+MAX_SOFT_RECORDS = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Limits on the file streams of one node."""
+
+    puts_per_peer: int = 8  # puts from one host at once (each holds a few chunks in memory)
+    fetches_per_peer: int = 32  # fetch streams to one host at once (downloads use 2 each)
+    put_idle: float = 60.0  # seconds a put may wait for its next message before it is dropped
+
+
+def peer_host(peer: str) -> str:
+    """The host part of a gRPC peer string ("ipv4:10.0.0.5:4123", "ipv6:[::1]:4123"), which
+    is what a per-peer limit counts by: one host's many connections are one peer."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1:].partition("]")[0]
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    return peer
+
+
+class TooManyStreams(Exception):
+    """A peer already has as many streams of a kind open as it may."""
+
+
+class PeerSlots:
+    """Counts what each peer host has under way and refuses one more beyond `limit`."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self._held: Counter[str] = Counter()
+
+    def held(self, host: str) -> int:
+        return self._held[host]
+
+    @contextlib.contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        if self._held[host] >= self.limit:
+            raise TooManyStreams(
+                f"{host} already has {self._held[host]} {self.what} open here, the most "
+                f"one peer may; try again when one has ended"
+            )
+        self._held[host] += 1
+        try:
+            yield
+        finally:
+            self._held[host] -= 1
+            if not self._held[host]:
+                del self._held[host]
