@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench clean
+.PHONY: demo test lint proto bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/transfer.py
 	$(BIN)/python bench/small_files.py
 	$(BIN)/python bench/multisource.py
+
+# Not part of `make bench`: the churn soak alone takes about 15 minutes (64 node processes,
+# 10 minutes of churn, then convergence, repair and a check of every file).
+soak: $(STAMP)
+	$(BIN)/python bench/churn_soak.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
