@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Container, Generator
 from dataclasses import dataclass
 
+from chordshare.chord.merge import Verdict, judge, merged_list
 from chordshare.chord.messages import (
     Ack,
     Call,
@@ -285,6 +286,46 @@ def _nearer_successor(
     return owner, neighbors
 
 
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """What a merge probe found: the node that follows us on the probed peer's ring (None
+    when the lookup failed), and the verdict on it; `adopted` once it became our successor."""
+
+    answer: NodeRef | None
+    verdict: Verdict | None
+    adopted: bool = False
+
+
+def merge(
+    state: RoutingState, peer: NodeRef, avoid: Container[str] = NO_AVOID
+) -> Generator[Call, Reply, MergeResult]:
+    """Simple ring unification (see `chord.merge`): look our own id up through `peer`, a
+    node we lost; if the answer lies strictly between us and our successor, it is on a ring
+    we are not linked to (or a closer node of ours): adopt it once it answered, with the
+    nearer nodes it knows checked as a join does, and notify it. Stabilize and rectify then
+    link the rest of both rings."""
+    try:
+        result = yield from find_successor(state, state.me.id, avoid, start=peer, joining=True)
+    except LookupFailed:
+        return MergeResult(None, None)
+    answer = result.owner
+    verdict = judge(state.me, state.successor, answer)
+    if verdict is not Verdict.ADOPT:
+        return MergeResult(answer, verdict)
+    reply = yield GetNeighbors(answer)
+    if not (isinstance(reply, Neighbors) and reply.node == answer):
+        return MergeResult(answer, verdict)
+    head, neighbors = yield from _nearer_successor(state, answer, reply, avoid)
+    # Our successor may have moved while we waited: adopt only what is still closer.
+    if judge(state.me, state.successor, head) is not Verdict.ADOPT:
+        return MergeResult(answer, verdict)
+    state.successors = merged_list(
+        state.me, state.space.size, head, neighbors.successors, state.successors, state.r
+    )
+    yield Notify(head, state.me)
+    return MergeResult(head, verdict, adopted=True)
+
+
 def check_predecessor(state: RoutingState) -> Generator[Call, Reply, None]:
     """Clear a predecessor that does not answer, so the next notify can replace it."""
     pred = state.predecessor
@@ -353,11 +394,13 @@ __all__ = [
     "JoinFailed",
     "LookupFailed",
     "LookupResult",
+    "MergeResult",
     "check_predecessor",
     "find_successor",
     "fix_fingers",
     "handle",
     "join",
     "leave",
+    "merge",
     "stabilize",
 ]

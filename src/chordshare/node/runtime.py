@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from chordshare.chord import procedures
+from chordshare.chord.merge import PassiveList, Verdict
 from chordshare.chord.messages import Call, NodeRef, Reply
 from chordshare.chord.procedures import JoinFailed, LookupFailed, LookupResult
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
@@ -34,6 +35,7 @@ REJOIN_FIRST_WAIT = 1.0  # seconds between rejoin attempts of a node left alone,
 REJOIN_MAX_WAIT = 30.0  # ...up to this
 REJOIN_TRIES = 4  # remembered peers asked per attempt
 REJOIN_DEADLINE = 1.0
+MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.merge says
 
 
 class JoinError(Exception):
@@ -50,6 +52,11 @@ class Timing:
     fix_fingers: float = 2.0
     jitter: float = 0.25
     join_deadline: float = 5.0
+    merge: float | None = None  # between ring-merge probes; None: MERGE_EVERY stabilizes
+
+    @property
+    def merge_period(self) -> float:
+        return self.merge if self.merge is not None else self.stabilize * MERGE_EVERY
 
 
 @dataclass
@@ -61,6 +68,8 @@ class NodeStats:
     maintenance_failures: Counter[str] = field(default_factory=Counter)  # by loop
     successor_changes: int = 0
     stabilize_failures: int = 0  # rounds that found the successor dead and moved past it
+    merge_probes: int = 0  # peers probed for another ring (they answered)
+    merges: int = 0  # probes that found a closer successor on another ring and adopted it
 
 
 class ChordNode:
@@ -89,6 +98,9 @@ class ChordNode:
         self.remembered: dict[str, NodeRef] = {}
         self._next_rejoin = 0.0
         self._rejoin_wait = REJOIN_FIRST_WAIT
+        # Peers dropped from the view, probed now and then for a ring across a healed
+        # partition.
+        self.passive = PassiveList()
 
     @property
     def me(self) -> NodeRef:
@@ -244,6 +256,7 @@ class ChordNode:
         before = self.state.successor
         await drive(procedures.stabilize(self.state, self.transport.health), self.transport)
         self._remember_neighbours()
+        self._observe_view()
         if self.state.successor != before:
             self.stats.successor_changes += 1
             if before.address in self.transport.health:
@@ -251,6 +264,7 @@ class ChordNode:
 
     async def check_predecessor(self) -> None:
         await drive(procedures.check_predecessor(self.state), self.transport)
+        self._observe_view()
         await self.probe_suspects()
 
     async def probe_suspects(self) -> None:
@@ -265,6 +279,60 @@ class ChordNode:
 
     async def fix_fingers(self) -> None:
         await drive(procedures.fix_fingers(self.state, self.transport.health), self.transport)
+        self._observe_view()
+
+    # Ring merge after a partition (see chord/merge.py and docs/protocol.md).
+
+    def _observe_view(self) -> None:
+        self.passive.observe(self.state.known_peers(), time.monotonic())
+
+    def merge_candidates(self) -> list[str]:
+        """Addresses worth a merge probe: peers dropped from the view, and the address this
+        node joined through, unless it is in the node's view."""
+        candidates = [n.address for n in self.passive.candidates(time.monotonic())]
+        view = {n.address for n in self.state.known_peers()}
+        if self.bootstrap is not None and self.bootstrap not in view:
+            candidates.append(self.bootstrap)
+        return candidates
+
+    async def probe_for_merge(self) -> bool:
+        """Probe one merge candidate: if it answers and is not in our view, look our id up
+        through it and adopt the answer when it is closer than our successor (a ring on
+        the other side of a healed partition). Returns whether a successor was adopted.
+        A node alone is left to `rejoin_if_alone`."""
+        candidates = self.merge_candidates()
+        if not candidates or self.alone():
+            return False
+        address = self._rng.choice(candidates)
+        try:
+            hello = await self.transport.hello(address, REJOIN_DEADLINE)
+        except PeerError:
+            return False  # still cut off (or gone): it ages out of the passive list
+        peer = hello.node
+        if hello.bits != self.space.bits or not hello.joined or peer.address == self.me.address:
+            return False
+        if any(n.address == peer.address for n in self.state.known_peers()):
+            self.passive.discard(address)
+            return False
+        self.stats.merge_probes += 1
+        before = self.state.successor
+        result = await drive(
+            procedures.merge(self.state, peer, self.transport.health), self.transport
+        )
+        if result.verdict is Verdict.SAME_RING:
+            self.passive.discard(address)  # on our ring: nothing to merge through it
+        if not result.adopted:
+            return False
+        self.stats.merges += 1
+        self.stats.successor_changes += 1
+        log.info(
+            "node %s: ring merge through %s: successor %s -> %s",
+            self.me.id,
+            address,
+            before.address,
+            self.state.successor.address,
+        )
+        return True
 
     def _start_maintenance(self) -> None:
         if self._tasks:
@@ -273,6 +341,7 @@ class ChordNode:
             (self.timing.stabilize, self.stabilize),
             (self.timing.check_predecessor, self.check_predecessor),
             (self.timing.fix_fingers, self.fix_fingers),
+            (self.timing.merge_period, self.probe_for_merge),
         )
         self._tasks = [
             asyncio.create_task(self._every(period, action), name=f"{action.__name__}")

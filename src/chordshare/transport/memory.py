@@ -1,14 +1,17 @@
 """An in-memory transport: many node runtimes in one event loop, no sockets.
 
 For fast runtime tests. A `MemoryNetwork` maps addresses to whatever answers calls there;
-a test can kill an address (calls fail at once, like a refused connection) or freeze it
-(calls hang until the caller's deadline, like a host cut off or a `kill -STOP`).
+a test can kill an address (calls fail at once, like a refused connection), freeze it
+(calls hang until the caller's deadline, like a host cut off or a `kill -STOP`), or
+partition the network into sides that cannot reach each other (calls across hang as to a
+frozen address; a transport must know its own address for that).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Protocol
 
 from chordshare.chord.messages import Call, NodeRef, Ping, Pong, Reply
@@ -28,6 +31,7 @@ class MemoryNetwork:
     def __init__(self) -> None:
         self.nodes: dict[str, Answerer] = {}
         self.frozen: set[str] = set()
+        self.sides: dict[str, int] = {}  # address -> side of the partition, while one lasts
 
     def attach(self, address: str, node: Answerer) -> None:
         self.nodes[address] = node
@@ -42,14 +46,32 @@ class MemoryNetwork:
     def thaw(self, address: str) -> None:
         self.frozen.discard(address)
 
+    def partition(self, *sides: Iterable[str]) -> None:
+        """Cut the network: an address in one side cannot reach one in another (addresses
+        in no side reach everyone), until `heal`."""
+        self.sides = {address: i for i, side in enumerate(sides) for address in side}
+
+    def heal(self) -> None:
+        self.sides = {}
+
+    def cut(self, origin: str | None, target: str) -> bool:
+        """Whether a partition separates origin from target."""
+        if origin is None or not self.sides:
+            return False
+        a, b = self.sides.get(origin), self.sides.get(target)
+        return a is not None and b is not None and a != b
+
 
 class MemoryTransport:
-    def __init__(self, network: MemoryNetwork, health: PeerHealth | None = None) -> None:
+    def __init__(
+        self, network: MemoryNetwork, health: PeerHealth | None = None, address: str | None = None
+    ) -> None:
         self.network = network
         self.health = health or PeerHealth()
+        self.address = address  # whose transport this is: needed only for partitions
 
     async def _target(self, address: str, wait: float) -> Answerer:
-        if address in self.network.frozen:
+        if address in self.network.frozen or self.network.cut(self.address, address):
             await asyncio.sleep(wait)
             self.health.record_failure(address)
             raise PeerError(address, "did not answer in time")
