@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright): a 4-node network seen
 on the ring, a file uploaded through the page, found by search, downloaded and compared,
-then a node killed and the ring redrawn without it."""
+then a node killed and the ring redrawn without it; and a node with an API token, whose page
+asks for it, then shows the ring and moves files with it."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peernet import PeerNetwork
 
 from chordshare.faces.api import ApiServer
+from chordshare.faces.api_auth import OPEN, ApiAuth
 from chordshare.sharing.peer import SharingPeer
 
 CHROMIUM = os.environ.get("CHORDSHARE_CHROMIUM", "/usr/bin/chromium")
@@ -23,6 +26,7 @@ BROWSER = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 HAVE_CHROMIUM = BROWSER is not None
 # CI installs Chromium and sets this: there the test must run, never be skipped.
 REQUIRED = os.environ.get("CHORDSHARE_REQUIRE_BROWSER") == "1"
+TOKEN = "dashboard-token-42"
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -33,19 +37,47 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-async def network(tmp_path: Path) -> AsyncIterator[tuple[list[SharingPeer], str]]:
-    peer_network = PeerNetwork(tmp_path)
+async def serve(
+    root: Path, size: int, auth: ApiAuth = OPEN
+) -> AsyncIterator[tuple[list[SharingPeer], str]]:
+    """A ring of `size` peers and the URL of the first one's API."""
+    peer_network = PeerNetwork(root)
     api: ApiServer | None = None
     try:
-        peers = await peer_network.ring(4)
-        api = ApiServer(peers[0], "127.0.0.1:0", lambda: None)
+        peers = await peer_network.ring(size)
+        api = ApiServer(peers[0], "127.0.0.1:0", lambda: None, auth)
         url = await api.start()
         yield peers, url
     finally:
         if api is not None:
             await api.stop()
         await peer_network.close()
+
+
+@pytest.fixture
+async def network(tmp_path: Path) -> AsyncIterator[tuple[list[SharingPeer], str]]:
+    async for served in serve(tmp_path, 4):
+        yield served
+
+
+@pytest.fixture
+async def guarded(tmp_path: Path) -> AsyncIterator[tuple[list[SharingPeer], str]]:
+    async for served in serve(tmp_path, 2, ApiAuth(TOKEN, protect_reads=True)):
+        yield served
+
+
+async def launch(play: Any) -> Any:
+    return await play.chromium.launch(
+        executable_path=BROWSER,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ],
+    )
 
 
 async def test_dashboard_shows_the_ring_and_moves_files(
@@ -57,17 +89,7 @@ async def test_dashboard_shows_the_ring_and_moves_files(
     data = hashlib.shake_256(b"dashboard").digest(300_000)
     (tmp_path / "q3-report.pdf").write_bytes(data)
     async with async_playwright() as play:
-        browser = await play.chromium.launch(
-            executable_path=BROWSER,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        browser = await launch(play)
         try:
             context = await browser.new_context(accept_downloads=True)
             page = await context.new_page()
@@ -114,6 +136,61 @@ async def test_dashboard_shows_the_ring_and_moves_files(
             await expect(nodes).to_have_count(3, timeout=30_000)
             gone = peers[3].server.node.me.address
             await expect(page.locator(f'g.node[data-address="{gone}"]')).to_have_count(0)
+            assert errors == [], errors
+        finally:
+            await browser.close()
+
+
+async def test_dashboard_asks_for_the_token_and_works_with_it(
+    guarded: tuple[list[SharingPeer], str], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    _, url = guarded
+    data = hashlib.shake_256(b"guarded").digest(50_000)
+    (tmp_path / "secret-plan.txt").write_bytes(data)
+    async with async_playwright() as play:
+        browser = await launch(play)
+        try:
+            context = await browser.new_context(accept_downloads=True)
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            await page.goto(url)  # the page itself needs no token; its first call is a 401
+            form = page.locator("#auth")
+            await expect(form).to_be_visible(timeout=15_000)
+            await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
+            await expect(page.locator("#status")).to_contain_text("needs its API token")
+            nodes = page.locator("svg#ring g.node")
+            await expect(nodes).to_have_count(0)
+            await expect(page.locator("#forget-token")).to_be_hidden()
+
+            await page.fill("#token-input", "not-the-token")
+            await page.click("#auth button[type=submit]")
+            await expect(page.locator("#auth-reason")).to_contain_text("refused this token")
+            await expect(form).to_be_visible()
+
+            await page.fill("#token-input", TOKEN)
+            await page.press("#token-input", "Enter")
+            await expect(nodes).to_have_count(2, timeout=15_000)
+            await expect(form).to_be_hidden()
+            await expect(page.locator("#status")).to_contain_text("ring of 2")
+            assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") == TOKEN
+
+            await page.set_input_files("#file-input", str(tmp_path / "secret-plan.txt"))
+            await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
+            row = page.locator('#files tr[data-name="secret-plan.txt"]')
+            await expect(row).to_be_visible(timeout=15_000)
+            async with page.expect_download() as downloading:
+                await row.locator("a.download").click()
+            saved = tmp_path / "downloaded.txt"
+            await (await downloading.value).save_as(saved)
+            assert saved.read_bytes() == data
+
+            await page.click("#forget-token")
+            await expect(form).to_be_visible()
+            await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
+            assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") is None
             assert errors == [], errors
         finally:
             await browser.close()

@@ -5,6 +5,10 @@ paths (`/finger_table`, `/upload_file`, ...) are kept as aliases that answer wit
 error is JSON `{"error": {"code", "message"}}` with a 4xx or 5xx status. Uploads are streamed
 to disk, never held in memory; downloads are pulled from every holder into the node's
 download cache, then served with `Range`, an `ETag` and the file's SHA-256 in a header.
+
+With a token (`ApiAuth`), the writing endpoints need `Authorization: Bearer <token>`, and
+the reading ones too if asked; the dashboard's page, the OpenAPI document and `/healthz`
+stay open.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +34,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from chordshare.chord.procedures import LookupFailed
+from chordshare.faces.api_auth import OPEN, ApiAuth, Guard, GuardFirst, Unauthenticated
 from chordshare.faces.files_cli import entries_json, listing_json, manifest_json, network_json
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
@@ -86,13 +91,17 @@ def _copy_upload(source: Any, target: Path) -> int:
     return size
 
 
-def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
+def create_app(peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPEN) -> FastAPI:
     """The API of one running peer; `leave` asks the process to leave the ring and exit."""
     app = FastAPI(
         title="chordshare node",
         version="1",
         summary="Peer-to-peer file sharing on a self-healing Chord ring.",
     )
+    app.router.route_class = GuardFirst  # checks the token before reading a body
+    guard = [] if auth.token is None else [Depends(Guard(auth))]
+    writing = guard
+    reading = guard if auth.protect_reads else []
     data_dir = peer.settings.data_dir
     uploads = data_dir / "uploads"
     downloads = data_dir / "downloads"
@@ -119,6 +128,12 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
         return error_response(err.status, err.code, err.message)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request: Request, err: Unauthenticated) -> JSONResponse:
+        response = error_response(401, "unauthenticated", err.message)
+        response.headers["WWW-Authenticate"] = err.challenge
+        return response
 
     @app.exception_handler(FileError)
     async def _file_error(request: Request, err: FileError) -> JSONResponse:
@@ -163,6 +178,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     @app.get(
         "/api/v1/node",
         summary="A node (this one, or the one at `address`): id, predecessor, successors, fingers",
+        dependencies=reading,
     )
     async def get_node(
         address: Annotated[str | None, Query(description="HOST:PORT of another node.")] = None,
@@ -184,11 +200,19 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
             message = f"no node answers at {target}: {err.reason}"
             raise ApiError(404, "node_not_found", message) from None
 
-    @app.get("/api/v1/ring", summary="Every node, walked along successors from this one")
+    @app.get(
+        "/api/v1/ring",
+        summary="Every node, walked along successors from this one",
+        dependencies=reading,
+    )
     async def get_ring() -> dict[str, Any]:
         return {"nodes": [node_json(n) for n in await client().ring()]}
 
-    @app.get("/api/v1/lookup", summary="The owner of a key: a name (hashed) or an id")
+    @app.get(
+        "/api/v1/lookup",
+        summary="The owner of a key: a name (hashed) or an id",
+        dependencies=reading,
+    )
     async def lookup(
         key: Annotated[str | None, Query(description="A name; its key is its hash.")] = None,
         id: Annotated[int | None, Query(description="A ring id, looked up as is.")] = None,
@@ -210,7 +234,11 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
 
     # Files.
 
-    @app.get("/api/v1/files", summary="This node's files, or every file in the network")
+    @app.get(
+        "/api/v1/files",
+        summary="This node's files, or every file in the network",
+        dependencies=reading,
+    )
     async def list_files(
         scope: Annotated[str, Query(pattern="^(node|network)$")] = "node",
         address: Annotated[
@@ -246,6 +274,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
         "/api/v1/files",
         status_code=201,
         summary="Upload a file (multipart field `file`; optional `name` and `replace`)",
+        dependencies=writing,
     )
     async def upload_file(
         file: Annotated[UploadFile, File(description="The file's bytes.")],
@@ -280,6 +309,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
         "/api/v1/files/{name}",
         summary="Download a file (name, or sha256:<hex>), with Range support",
         response_class=FileResponse,
+        dependencies=reading,
     )
     async def download_file(name: str, request: Request) -> Response:
         found, path = await fetch_to_cache(name)
@@ -288,12 +318,21 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
             return Response(status_code=304, headers={"ETag": etag})
         return file_response(found, path)
 
-    @app.delete("/api/v1/files/{name}", status_code=204, summary="Remove a file everywhere")
+    @app.delete(
+        "/api/v1/files/{name}",
+        status_code=204,
+        summary="Remove a file everywhere",
+        dependencies=writing,
+    )
     async def delete_file(name: str) -> Response:
         await files().remove(name)
         return Response(status_code=204)
 
-    @app.get("/api/v1/search", summary="Files whose names contain every word of q")
+    @app.get(
+        "/api/v1/search",
+        summary="Files whose names contain every word of q",
+        dependencies=reading,
+    )
     async def search(q: Annotated[str, Query(min_length=1)]) -> dict[str, Any]:
         try:
             entries = await files().search(q)
@@ -301,7 +340,12 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
             raise ApiError(400, "invalid_request", str(err)) from None
         return {"files": entries_json(entries)}
 
-    @app.post("/api/v1/node/leave", status_code=202, summary="Leave the ring gracefully, exit")
+    @app.post(
+        "/api/v1/node/leave",
+        status_code=202,
+        summary="Leave the ring gracefully, exit",
+        dependencies=writing,
+    )
     async def leave_ring() -> dict[str, Any]:
         node()
         asyncio.get_running_loop().call_soon(leave)
@@ -309,16 +353,18 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
 
     # The seed project's paths, answering with data.
 
-    @app.get("/finger_table", summary="Seed alias: this node's finger table")
+    @app.get("/finger_table", summary="Seed alias: this node's finger table", dependencies=reading)
     async def finger_table() -> dict[str, Any]:
         info = (await client().info()).to_json()
         return {"node": node_json(node().me), "fingers": info["fingers"]}
 
-    @app.get("/get_predecessor", summary="Seed alias: this node's predecessor")
+    @app.get(
+        "/get_predecessor", summary="Seed alias: this node's predecessor", dependencies=reading
+    )
     async def get_predecessor() -> dict[str, Any]:
         return {"predecessor": node_json(node().state.predecessor)}
 
-    @app.get("/get_successor", summary="Seed alias: this node's successor")
+    @app.get("/get_successor", summary="Seed alias: this node's successor", dependencies=reading)
     async def get_successor() -> dict[str, Any]:
         state = node().state
         return {
@@ -326,11 +372,20 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
             "successors": [node_json(n) for n in state.successors],
         }
 
-    @app.get("/show_files", summary="Seed alias: the files this node stores and shares")
+    @app.get(
+        "/show_files",
+        summary="Seed alias: the files this node stores and shares",
+        dependencies=reading,
+    )
     async def show_files() -> dict[str, Any]:
         return await list_files("node", None)
 
-    @app.post("/upload_file", status_code=201, summary="Seed alias of POST /api/v1/files")
+    @app.post(
+        "/upload_file",
+        status_code=201,
+        summary="Seed alias of POST /api/v1/files",
+        dependencies=writing,
+    )
     async def seed_upload(
         file: Annotated[UploadFile, File()],
         name: Annotated[str | None, Form()] = None,
@@ -338,24 +393,51 @@ def create_app(peer: SharingPeer, leave: Callable[[], None]) -> FastAPI:
     ) -> JSONResponse:
         return await store_upload(file, name, replace)
 
-    @app.post("/download_file", summary='Seed alias: body {"file_name": NAME}, answers the bytes')
+    @app.post(
+        "/download_file",
+        summary='Seed alias: body {"file_name": NAME}, answers the bytes',
+        dependencies=reading,
+    )
     async def seed_download(query: SearchQuery) -> Response:
         found, path = await fetch_to_cache(query.file_name)
         return file_response(found, path)
 
-    @app.post("/search_file", summary='Seed alias: body {"file_name": WORDS}, answers matches')
+    @app.post(
+        "/search_file",
+        summary='Seed alias: body {"file_name": WORDS}, answers matches',
+        dependencies=reading,
+    )
     async def seed_search(query: SearchQuery) -> dict[str, Any]:
         return await search(query.file_name)
 
-    @app.get("/shutdown", status_code=202, summary="Seed alias of POST /api/v1/node/leave")
+    @app.get(
+        "/shutdown",
+        status_code=202,
+        summary="Seed alias of POST /api/v1/node/leave",
+        dependencies=writing,
+    )
     async def shutdown() -> dict[str, Any]:
         return await leave_ring()
 
     registry = registry_for(peer)
 
-    @app.get("/metrics", summary="Prometheus metrics of this node", response_class=Response)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics of this node",
+        response_class=Response,
+        dependencies=reading,
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(
+        "/healthz",
+        summary='Readiness for orchestrators, never protected: 200 {"status": "serving"} on a '
+        "ring, 503 otherwise",
+    )
+    async def healthz() -> dict[str, str]:
+        node()
+        return {"status": "serving"}
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
@@ -376,12 +458,18 @@ class EmbeddedServer(uvicorn.Server):
 class ApiServer:
     """Serves a peer's REST API on `address` (port 0: any free port) until stopped."""
 
-    def __init__(self, peer: SharingPeer, address: str, leave: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        peer: SharingPeer,
+        address: str,
+        leave: Callable[[], None],
+        auth: ApiAuth = OPEN,
+    ) -> None:
         host, _, port = address.rpartition(":")
         self.host = host.strip("[]") or "127.0.0.1"
         self.port = int(port)
         config = uvicorn.Config(
-            create_app(peer, leave),
+            create_app(peer, leave, auth),
             host=self.host,
             port=self.port,
             log_level="warning",

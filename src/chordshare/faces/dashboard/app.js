@@ -1,24 +1,68 @@
 // The chordshare dashboard: the ring drawn live, a node's routing state, the files, upload,
 // search and download. Plain JavaScript against the node's REST API; no build step.
+// A node started with an API token answers 401 without it: the page then asks for the token,
+// keeps it in sessionStorage (this tab only, gone when it closes) and sends it on every call.
 "use strict";
 
 const R = 200;               // radius of the ring in SVG units
 const POLL_MS = 1500;        // how often the ring and the selected node are refreshed
 const SVG = "http://www.w3.org/2000/svg";
+const TOKEN_KEY = "chordshare.apiToken";
 
 const state = { self: null, bits: 160, nodes: [], selected: null, scope: "network" };
 
 const $ = (id) => document.getElementById(id);
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+const storedToken = () => sessionStorage.getItem(TOKEN_KEY);
+function authHeaders(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// Show the token form (once: the polls that keep answering 401 leave what is typed alone).
+// `sent` is the token the refused call carried: a call still under way with the token just
+// replaced says nothing about the new one.
+function askForToken(sent) {
+  if (sent !== storedToken()) return;
+  const form = $("auth");
+  $("auth-reason").textContent = storedToken()
+    ? "The node refused this token; enter the right one."
+    : "This node asks for its API token.";
+  if (form.hidden) {
+    form.hidden = false;
+    $("token-input").focus();
+  }
+}
+
+function showTokenState() {
+  $("forget-token").hidden = !storedToken();
+}
+
+class ApiFailure extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const token = storedToken();
+  const headers = { ...(options.headers || {}), ...authHeaders(token) };
+  const response = await fetch(path, { ...options, headers });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    if (response.status === 401) askForToken(token);
+    throw new ApiFailure(response.status, message);
   }
   return response;
 }
+
+function showUnreachable(err) {
+  $("status").textContent = err.status === 401
+    ? "this node needs its API token" : `cannot reach the node: ${err.message}`;
+  $("status").className = "status bad";
+}
+
 // Ring ids have up to 160 bits, more than a JavaScript number holds exactly: read them as
 // strings (BigInt where arithmetic is needed).
 const BIG_NUMBER = /("(?:id|start|key)"\s*:\s*)(\d{16,})/g;
@@ -98,8 +142,17 @@ function drawRing(fingers) {
   }
 }
 
+async function loadSelf() {
+  const me = await getJson("/api/v1/node");
+  state.self = me.address;
+  state.selfId = me.id;
+  state.bits = me.bits;
+  if (!state.selected) state.selected = me.address;
+}
+
 async function refreshRing() {
   try {
+    if (!state.self) await loadSelf();
     const ring = await getJson("/api/v1/ring");
     state.nodes = ring.nodes.slice().sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
     $("ring-size").textContent = `${state.nodes.length} node(s), ${state.bits}-bit ids`;
@@ -108,8 +161,7 @@ async function refreshRing() {
     $("status").className = "status ok";
     await refreshNode();
   } catch (err) {
-    $("status").textContent = `cannot reach the node: ${err.message}`;
-    $("status").className = "status bad";
+    showUnreachable(err);
   }
 }
 
@@ -149,6 +201,7 @@ async function refreshNode() {
   drawRing(fingers);
 }
 
+// The link's href is for copying; a click downloads through fetch, which can send the token.
 function downloadLink(name) {
   const a = document.createElement("a");
   a.href = `/api/v1/files/${encodeURIComponent(name)}`;
@@ -244,6 +297,8 @@ function upload(file) {
   body.append("file", file, file.name);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/v1/files");
+  const token = storedToken();
+  for (const [name, value] of Object.entries(authHeaders(token))) xhr.setRequestHeader(name, value);
   xhr.upload.onprogress = (event) => { bar.value = event.loaded; };
   xhr.onload = () => {
     bar.remove();
@@ -254,6 +309,7 @@ function upload(file) {
       label.textContent = `${file.name}: ${answer.unchanged ? "already stored" : "stored"} (${human(answer.size)})`;
       refreshFiles();
     } else {
+      if (xhr.status === 401) askForToken(token);
       row.classList.add("failed");
       label.textContent = `${file.name}: ${answer.error ? answer.error.message : xhr.statusText}`;
     }
@@ -300,6 +356,21 @@ function wire() {
     e.target.value = "";
   });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search").value); });
+  $("auth").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = $("token-input").value.trim();
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $("token-input").value = "";
+    $("auth").hidden = true;
+    showTokenState();
+    refreshAll();
+  });
+  $("forget-token").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showTokenState();
+    refreshAll();  // a node that needs the token answers 401, and the form comes back
+  });
   for (const button of document.querySelectorAll(".tabs button")) {
     button.addEventListener("click", () => {
       document.querySelectorAll(".tabs button").forEach((b) => b.classList.remove("active"));
@@ -310,22 +381,19 @@ function wire() {
   }
 }
 
-async function start() {
-  wire();
-  try {
-    const me = await getJson("/api/v1/node");
-    state.self = me.address;
-    state.selfId = me.id;
-    state.bits = me.bits;
-    state.selected = me.address;
-  } catch (err) {
-    $("status").textContent = `cannot reach the node: ${err.message}`;
-    $("status").className = "status bad";
-  }
+async function refreshAll() {
   await refreshRing();
   await refreshFiles();
-  setInterval(refreshRing, POLL_MS);
-  setInterval(refreshFiles, POLL_MS * 2);
+}
+
+async function start() {
+  wire();
+  showTokenState();
+  await refreshAll();
+  // While the token form is up, polls would only collect more 401s: they wait for it.
+  const unlocked = () => $("auth").hidden;
+  setInterval(() => unlocked() && refreshRing(), POLL_MS);
+  setInterval(() => unlocked() && refreshFiles(), POLL_MS * 2);
 }
 
 start();
