@@ -49,6 +49,50 @@ API_PORT = 8000
 CLI_DEADLINE = 30.0
 
 
+# A userspace netem for one link: frames from the host's port (argv[1]) go to the bridge
+# side (argv[2]) after argv[3] seconds, or are dropped with probability argv[4]; frames the
+# other way pass at once. Raw packet sockets with virtio-net headers, so checksum and
+# segmentation offloads pass through untouched (frames may exceed the MTU).
+RELAY_CODE = """
+import collections, random, select, socket, sys, time
+PACKET_VNET_HDR, SOL_PACKET = 15, 263
+def open_link(name):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    sock.bind((name, 0))
+    sock.setblocking(False)
+    return sock
+host, bridge = open_link(sys.argv[1]), open_link(sys.argv[2])
+delay, loss = float(sys.argv[3]), float(sys.argv[4])
+held = collections.deque()
+print("relaying", flush=True)
+while True:
+    wait = max(0.0, held[0][0] - time.monotonic()) if held else None
+    readable, _, _ = select.select([host, bridge], [], [], wait)
+    for sock in readable:
+        while True:
+            try:
+                frame, addr = sock.recvfrom(262144)
+            except BlockingIOError:
+                break
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            if sock is bridge:
+                try:
+                    host.send(frame)
+                except OSError:
+                    pass
+            elif random.random() >= loss:
+                held.append((time.monotonic() + delay, frame))
+    now = time.monotonic()
+    while held and held[0][0] <= now:
+        try:
+            bridge.send(held.popleft()[1])
+        except OSError:
+            pass
+"""
+
+
 class NetnsUnavailable(Exception):
     """Network namespaces cannot be made here (not root, no `ip`, no netns support); the
     message says why, for a skip reason."""
@@ -173,6 +217,8 @@ class Network:
     use_config: bool = False
     _logs: list[IO[bytes]] = field(default_factory=list)
     _made: list[str] = field(default_factory=list)  # namespaces created, for destroy
+    _bridges: list[str] = field(default_factory=list)  # extra bridges of `partition`
+    _relays: dict[int, subprocess.Popen[str]] = field(default_factory=dict)  # by host index
 
     @property
     def switch(self) -> str:
@@ -236,6 +282,9 @@ class Network:
             if host.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     host.process.popen.wait(10)
+        for relay in self._relays.values():
+            relay.kill()
+            relay.wait(10)
         for log in self._logs:
             log.close()
         # Anything else still running in a namespace (a CLI call cut short) goes too.
@@ -268,6 +317,68 @@ class Network:
     def link(self, host: Host, up: bool) -> None:
         """Plug or unplug the host's cable (its bridge port; the host sees carrier loss)."""
         _run("ip", "-n", self.switch, "link", "set", host.port, "up" if up else "down")
+
+    def shape(self, host: Host, delay_ms: int = 0, loss_pct: float = 0.0) -> None:
+        """Impair what the host sends: every frame is delayed by `delay_ms` (so each round
+        trip with the host takes that much longer) and/or dropped with probability
+        `loss_pct` %, as `tc qdisc ... netem` on its eth0 would. netem is not in every
+        kernel, so this is done in the switch instead: the host's port leaves the bridge
+        and a relay (RELAY_CODE, raw packet sockets) carries frames between the port and a
+        new link to the bridge, holding back or dropping what the host sent."""
+        self.unshape(host)
+        into, out = f"{self.prefix}-d{host.index}", f"{self.prefix}-e{host.index}"
+        sw = self.switch
+        _run("ip", "-n", sw, "link", "add", into, "type", "veth", "peer", "name", out)
+        _run("ip", "-n", sw, "link", "set", out, "master", self.bridge)
+        for name in (into, out):
+            _run("ip", "-n", sw, "link", "set", name, "up")
+        _run("ip", "-n", sw, "link", "set", host.port, "nomaster")
+        argv = ("ip", "netns", "exec", sw, PYTHON, "-c", RELAY_CODE, host.port, into,
+                str(delay_ms / 1000), str(loss_pct / 100))  # fmt: skip
+        relay = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert relay.stdout is not None
+        ready = relay.stdout.readline()
+        if ready.strip() != "relaying":
+            relay.kill()
+            raise RuntimeError(f"the link relay did not start: {ready} {relay.stderr.read()}")
+        self._relays[host.index] = relay
+
+    def unshape(self, host: Host) -> None:
+        """Take the host's impairment off again: its port back on the bridge."""
+        relay = self._relays.pop(host.index, None)
+        if relay is None:
+            return
+        relay.kill()
+        relay.wait(10)
+        _run("ip", "-n", self.switch, "link", "set", host.port, "master", self.bridge)
+        _run("ip", "-n", self.switch, "link", "delete", f"{self.prefix}-d{host.index}",
+             check=False)  # fmt: skip
+
+    def partition(self, *sides: Sequence[Host]) -> None:
+        """Split the switch: each side's ports move to a bridge of their own, so hosts on
+        different sides cannot reach each other (ARP goes unanswered, packets on open
+        connections vanish) while each side still works. Hosts in no side stay on the
+        main bridge, cut off from every side. `heal` joins them again."""
+        for i, side in enumerate(sides, 1):
+            bridge = f"{self.prefix}-b{i}"
+            if bridge not in self._bridges:
+                _run("ip", "-n", self.switch, "link", "add", bridge, "type", "bridge")
+                _run("ip", "-n", self.switch, "link", "set", bridge, "up")
+                self._bridges.append(bridge)
+            for host in side:
+                _run("ip", "-n", self.switch, "link", "set", host.port, "master", bridge)
+
+    def heal(self) -> None:
+        """Every port back on the main bridge."""
+        for host in self.hosts:
+            _run("ip", "-n", self.switch, "link", "set", host.port, "master", self.bridge)
 
     def cap_egress(self, host: Host, rate: str = "100mbit") -> None:
         """Cap what the host sends (its eth0) with a token bucket."""
@@ -341,6 +452,20 @@ class Network:
         except subprocess.TimeoutExpired as err:
             raise CliFailed(f"{' '.join(args)} in {host.ns}: no answer in {timeout} s") from err
         return CliResult(tuple(args), done.returncode, done.stdout, done.stderr)
+
+    def python(self, host: Host, code: str, *args: str, timeout: float = CLI_DEADLINE) -> Any:
+        """Run a Python snippet inside the host's namespace and decode the JSON it prints
+        last (for clients that must make many calls: one process, not one per call)."""
+        argv = ("ip", "netns", "exec", host.ns, PYTHON, "-c", code, *args)
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as err:
+            raise CliFailed(f"python in {host.ns}: no answer in {timeout} s") from err
+        if done.returncode != 0:
+            raise CliFailed(f"python in {host.ns} exited {done.returncode}: {done.stderr}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
     def cli_json(self, host: Host, *args: str, timeout: float = CLI_DEADLINE) -> Any:
         result = self.cli(host, *args, "--json", timeout=timeout)
