@@ -86,3 +86,21 @@ def test_the_example_file_loads() -> None:
     assert isinstance(config, NodeConfig) and config.bind == "0.0.0.0:7000"
     with pytest.raises(ConfigError, match="give --advertise"):
         load_config(example, {})  # a wildcard bind is never advertised
+
+
+def test_security_settings_come_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        "bind: 127.0.0.1:7000\n"
+        "cluster_token_file: /etc/chordshare/cluster.token\n"
+        "tls_ca: /etc/chordshare/ca.pem\n"
+    )
+    monkeypatch.setenv("CHORDSHARE_API_TOKEN_FILE", "/run/secrets/api.token")
+    monkeypatch.setenv("CHORDSHARE_API_PROTECT_READS", "true")
+    conf = load_config(config, {})
+    assert conf.cluster_token_file == Path("/etc/chordshare/cluster.token")
+    assert conf.tls_ca == Path("/etc/chordshare/ca.pem")
+    assert conf.api_token_file == Path("/run/secrets/api.token")
+    assert conf.api_protect_reads is True

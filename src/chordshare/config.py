@@ -64,6 +64,14 @@ class NodeConfig(BaseSettings):
     max_store: int | None = Field(None, ge=0, description="Most bytes stored (e.g. 10GiB).")
     share: Path | None = Field(None, description="A directory shared in place.")
     api: str = Field("127.0.0.1:0", description="HOST:PORT of the REST API, or 'off'.")
+    cluster_token: str | None = Field(None, description="The network's shared secret.")
+    cluster_token_file: Path | None = Field(None, description="A file holding the token.")
+    tls_cert: Path | None = Field(None, description="This node's certificate (PEM).")
+    tls_key: Path | None = Field(None, description="This node's private key (PEM).")
+    tls_ca: Path | None = Field(None, description="The network's CA certificate (PEM).")
+    api_token: str | None = Field(None, description="Token the REST API asks writers for.")
+    api_token_file: Path | None = Field(None, description="A file holding the API token.")
+    api_protect_reads: bool = Field(False, description="Reading endpoints need the token too.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 

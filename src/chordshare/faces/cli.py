@@ -16,8 +16,9 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
+import grpc
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -31,9 +32,15 @@ from chordshare.node.runtime import JoinError
 from chordshare.node.server import NodeSettings, StartError
 from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
 from chordshare.sharing.placement import DEFAULT_REPLICAS
-from chordshare.transport.address import parse_address
+from chordshare.transport.address import is_loopback, parse_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, NodeInfo, node_json
+from chordshare.transport.grpc import describe_rpc_error
+from chordshare.transport.security import PeerSecurity, SecurityError
+
+if TYPE_CHECKING:
+    from chordshare.config import NodeConfig
+    from chordshare.faces.api_auth import ApiAuth
 
 T = TypeVar("T")
 
@@ -49,6 +56,51 @@ err_console = Console(stderr=True, soft_wrap=True)  # one line per message, neve
 NodeOption = Annotated[str, typer.Option("--node", "-n", help="Address HOST:PORT of a node.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
+# How client commands (info, ring, put, get, ...) authenticate to nodes: set once by the
+# options before the command (`chordshare --cluster-token-file F ls -n H:P`) or the
+# same CHORDSHARE_* variables a node reads.
+_client_security = PeerSecurity()
+
+
+def client_security() -> PeerSecurity:
+    return _client_security
+
+
+@app.callback()
+def security_options(
+    cluster_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHORDSHARE_CLUSTER_TOKEN",
+            help="The network's cluster token (prefer the file or the variable: "
+            "arguments are visible to other users).",
+        ),
+    ] = None,
+    cluster_token_file: Annotated[
+        Path | None,
+        typer.Option(envvar="CHORDSHARE_CLUSTER_TOKEN_FILE", help="A file holding the token."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(envvar="CHORDSHARE_TLS_CERT", help="Certificate for mutual TLS (PEM)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(envvar="CHORDSHARE_TLS_KEY", help="Its private key (PEM).")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(envvar="CHORDSHARE_TLS_CA", help="The network's CA certificate (PEM)."),
+    ] = None,
+) -> None:
+    """Peer-to-peer file sharing on a self-healing Chord ring."""
+    global _client_security
+    try:
+        _client_security = PeerSecurity.load(
+            cluster_token, cluster_token_file, tls_cert, tls_key, tls_ca
+        )
+    except SecurityError as err:
+        fail(str(err))
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
     # escape: messages quote addresses such as [fe80::1]:7000, which are not markup
@@ -62,7 +114,7 @@ def print_json(value: Any) -> None:
 
 async def with_client(address: str, use: Callable[[NodeClient], Awaitable[T]]) -> T:
     try:
-        client = await NodeClient.connect(address)
+        client = await NodeClient.connect(address, security=client_security())
     except ValueError as err:
         fail(str(err))
     except PeerError as err:
@@ -135,6 +187,34 @@ def node(
         str | None,
         typer.Option(help="HOST:PORT of the REST API (default 127.0.0.1:0, any free port); 'off'."),
     ] = None,
+    cluster_token: Annotated[
+        str | None,
+        typer.Option(help="Shared secret every peer call must carry (or a file, below)."),
+    ] = None,
+    cluster_token_file: Annotated[
+        Path | None, typer.Option(help="A file whose first line is the cluster token.")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="This node's certificate, for mutual TLS (PEM).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="This node's private key (PEM).")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="The network's CA certificate (PEM): peers must hold one.")
+    ] = None,
+    api_token: Annotated[
+        str | None,
+        typer.Option(help="Token the REST API asks of uploads, deletes and leave (or a file)."),
+    ] = None,
+    api_token_file: Annotated[
+        Path | None, typer.Option(help="A file whose first line is the API token.")
+    ] = None,
+    api_protect_reads: Annotated[
+        bool | None,
+        typer.Option(
+            "--api-protect-reads/--api-open-reads",
+            help="Ask for the API token on reading endpoints too (default: open).",
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info (default), warning or error.")
     ] = None,
@@ -157,6 +237,14 @@ def node(
         "share": share,
         "replicas": replicas,
         "api": api,
+        "cluster_token": cluster_token,
+        "cluster_token_file": cluster_token_file,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_ca": tls_ca,
+        "api_token": api_token,
+        "api_token_file": api_token_file,
+        "api_protect_reads": api_protect_reads,
         "log_level": log_level,
         "log_format": log_format,
     }
@@ -173,7 +261,15 @@ def node(
         share=conf.share,
         replicas=conf.replicas,
     )
+    try:
+        security = PeerSecurity.load(
+            conf.cluster_token, conf.cluster_token_file, conf.tls_cert, conf.tls_key, conf.tls_ca
+        )
+        api_auth = api_auth_from(conf)
+    except SecurityError as err:
+        fail(str(err))
     settings = NodeSettings(
+        security=security,
         bind=conf.bind,
         advertise=conf.advertise,
         join=conf.join,
@@ -182,7 +278,34 @@ def node(
         successors=conf.successors,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings, sharing, None if conf.api == "off" else conf.api))
+        run(_serve(settings, sharing, None if conf.api == "off" else conf.api, api_auth))
+
+
+def api_auth_from(conf: NodeConfig) -> ApiAuth:
+    """The REST API's token settings; SecurityError if they cannot be used."""
+    from chordshare.faces.api_auth import ApiAuth
+    from chordshare.transport.security import check_token, read_token_file
+
+    if conf.api_token is not None and conf.api_token_file is not None:
+        raise SecurityError("give the API token or an API token file, not both")
+    token = conf.api_token
+    if conf.api_token_file is not None:
+        token = read_token_file(conf.api_token_file)
+    if token is not None:
+        token = check_token(token)
+    if conf.api_protect_reads and token is None:
+        raise SecurityError("--api-protect-reads needs an API token (--api-token-file)")
+    if token is None and conf.api != "off" and not is_loopback(conf.api):
+        err_console.print(
+            f"warning: the REST API at {conf.api} has no token: anyone who reaches it can "
+            "upload, delete and stop this node (give --api-token-file)",
+            highlight=False,
+            markup=False,
+        )
+    try:
+        return ApiAuth(token=token, protect_reads=conf.api_protect_reads)
+    except ValueError as err:
+        raise SecurityError(f"API token: {err}") from None
 
 
 def default_data_dir(address: str) -> Path:
@@ -196,7 +319,9 @@ def default_data_dir(address: str) -> Path:
     return base / re.sub(r"[^A-Za-z0-9.-]+", "_", address).strip("_")
 
 
-async def _serve(settings: NodeSettings, sharing: SharingSettings, api: str | None) -> None:
+async def _serve(
+    settings: NodeSettings, sharing: SharingSettings, api: str | None, api_auth: ApiAuth
+) -> None:
     from chordshare.faces.api import ApiServer
 
     try:
@@ -210,7 +335,7 @@ async def _serve(settings: NodeSettings, sharing: SharingSettings, api: str | No
     stop = asyncio.Event()
     web = None
     if api is not None:
-        web = ApiServer(peer, api, stop.set)
+        web = ApiServer(peer, api, stop.set, auth=api_auth)
         try:
             url = await web.start()
         except OSError as err:
@@ -373,7 +498,69 @@ def console(
         parse_address(node)
     except ValueError as err:
         fail(f"--node: {err}")
-    run_console(node, api)
+    run_console(node, api, client_security())
+
+
+@app.command()
+def certs(
+    directory: Annotated[Path, typer.Argument(help="Where to write (created if missing).")],
+    names: Annotated[list[str], typer.Argument(help="A certificate for each of these names.")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="Also name this host or IP in every certificate (repeatable)."),
+    ] = None,
+) -> None:
+    """Make a CA (once) and node certificates for a network's mutual TLS."""
+    from chordshare.transport.certs import make_certificates
+
+    try:
+        written = make_certificates(directory, names, host or [])
+    except (OSError, ValueError) as err:
+        fail(str(err))
+    out.print(
+        f"{'made' if written.created_ca else 'reused'} the CA {written.ca} (keep ca-key.pem "
+        "private: it admits nodes to the network)",
+        highlight=False,
+        markup=False,
+    )
+    for path in written.nodes:
+        key = path.with_name(path.stem + "-key.pem")
+        out.print(
+            f"node: --tls-cert {path} --tls-key {key} --tls-ca {written.ca}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@app.command()
+def health(
+    node: NodeOption,
+    deadline: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 3.0,
+) -> None:
+    """Exit 0 if the node is serving on a ring (grpc.health.v1), 1 if not: for probes."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        parse_address(node)
+    except ValueError as err:
+        fail(f"--node: {err}")
+
+    async def check() -> int:
+        channel = client_security().channel(node, [])
+        try:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=deadline
+            )
+        except grpc.aio.AioRpcError as err:
+            err_console.print(f"{node}: {describe_rpc_error(err)}", highlight=False, markup=False)
+            return 1
+        finally:
+            await channel.close()
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        out.print(status.lower().replace("_", " "), highlight=False)
+        return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+    raise typer.Exit(run(check()))
 
 
 @app.command()

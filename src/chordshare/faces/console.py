@@ -48,6 +48,7 @@ from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient
+from chordshare.transport.security import PeerSecurity
 
 T = TypeVar("T")
 
@@ -115,10 +116,13 @@ class ChordConsole(cmd.Cmd):
     intro = ""
     doc_header = "Commands (help CMD for one):"
 
-    def __init__(self, node: str, api: str | None = None) -> None:
+    def __init__(
+        self, node: str, api: str | None = None, security: PeerSecurity | None = None
+    ) -> None:
         super().__init__()
         self.node = node
         self.api = api
+        self.security = security or PeerSecurity()
         self.loop = new_loop()
         asyncio.set_event_loop(self.loop)
         self.client: NodeClient | None = None
@@ -131,10 +135,12 @@ class ChordConsole(cmd.Cmd):
         """The client, connecting first if needed (a node that was down may be up now)."""
         if self.client is None:
             try:
-                self.client = await NodeClient.connect(self.node)
+                self.client = await NodeClient.connect(self.node, security=self.security)
             except PeerError as err:
                 raise ConsoleError(f"cannot reach {err.address}: {err.reason}") from None
-            self.peers = GrpcFilePeers(health=self.client.transport.health)
+            self.peers = GrpcFilePeers(
+                health=self.client.transport.health, security=self.client.transport.security
+            )
         assert self.peers is not None
         return self.client, FileClient(RemoteRing(self.client), self.peers, DEFAULT_REPLICAS)
 
@@ -430,6 +436,9 @@ class ChordConsole(cmd.Cmd):
 
         def post() -> Any:
             request = urllib.request.Request(url, data=b"", method="POST")
+            api_token = os.environ.get("CHORDSHARE_API_TOKEN")
+            if api_token:  # the node's own variable: an API with a token asks it of `leave`
+                request.add_header("Authorization", f"Bearer {api_token}")
             with urllib.request.urlopen(request, timeout=10) as answer:
                 return json.loads(answer.read() or b"{}")
 
@@ -547,12 +556,12 @@ def _load_history(path: Path) -> Any:
     return readline
 
 
-def run_console(node: str, api: str | None = None) -> None:
+def run_console(node: str, api: str | None = None, security: PeerSecurity | None = None) -> None:
     """Run the console until quit, exit or Ctrl-D; save the history if the file is writable."""
     node = normalize_address(node)
     path = history_path()
     readline = _load_history(path)
-    console = ChordConsole(node, api)
+    console = ChordConsole(node, api, security)
     out.print(
         f"chordshare console on {escape(node)}: help lists the commands, quit leaves",
         highlight=False,

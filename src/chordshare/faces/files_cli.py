@@ -127,7 +127,7 @@ def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextMan
 
 async def with_files(address: str, use: Callable[[FileClient, NodeClient], Awaitable[T]]) -> T:
     async def go(client: NodeClient) -> T:
-        peers = GrpcFilePeers(health=client.transport.health)
+        peers = GrpcFilePeers(health=client.transport.health, security=client.transport.security)
         try:
             files = FileClient(RemoteRing(client), peers, DEFAULT_REPLICAS)
             try:

@@ -22,7 +22,7 @@ from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
 from chordshare.transport.grpc import GrpcTransport
-from chordshare.transport.limits import SERVER_OPTIONS
+from chordshare.transport.limits import SERVER_KWARGS, SERVER_OPTIONS
 from chordshare.transport.security import PeerSecurity
 from chordshare.v1 import chord_pb2, chord_pb2_grpc
 
@@ -80,7 +80,9 @@ class NodeServer:
                 "the address other nodes can reach this one at"
             )
         server = grpc.aio.server(
-            options=SERVER_OPTIONS, interceptors=s.security.server_interceptors()
+            options=SERVER_OPTIONS,
+            interceptors=s.security.server_interceptors(),
+            **SERVER_KWARGS,
         )
         try:
             port = s.security.add_port(server, s.bind)
