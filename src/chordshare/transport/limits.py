@@ -9,6 +9,7 @@ cannot starve the others. They are far above what a well-behaved peer asks for.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,14 +76,21 @@ class StreamLimits:
 
 
 def peer_host(peer: str) -> str:
-    """The host part of a gRPC peer string ("ipv4:10.0.0.5:4123", "ipv6:[::1]:4123"), which
-    is what a per-peer limit counts by: one host's many connections are one peer."""
+    """What a per-peer limit counts by, from a gRPC peer string ("ipv4:10.0.0.5:4123"): the
+    host, so that one host's many connections are one peer. Except on loopback, where every
+    node of a local network (a laptop demo, a test ring) shares one address: there each
+    connection counts on its own, and the per-connection stream cap still holds."""
     kind, _, rest = peer.partition(":")
     if kind == "ipv6" and rest.startswith("["):
-        return rest[1:].partition("]")[0]
-    if kind == "ipv4":
-        return rest.rpartition(":")[0] or rest
-    return peer
+        host = rest[1:].partition("]")[0]
+    elif kind == "ipv4":
+        host = rest.rpartition(":")[0] or rest
+    else:
+        return peer
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return peer
+    return host
 
 
 class TooManyStreams(Exception):
