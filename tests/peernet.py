@@ -36,7 +36,9 @@ class PeerNetwork:
             NodeSettings(
                 bind="127.0.0.1:0", join=join, timing=FAST, security=security or PeerSecurity()
             ),
-            SharingSettings(data_dir=data, repair_period=0.5, republish=1.0, **sharing),
+            SharingSettings(
+                **{"repair_period": 0.5, "republish": 1.0, **sharing, "data_dir": data}
+            ),
         )
         await peer.start()
         self.peers.append(peer)

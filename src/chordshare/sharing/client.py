@@ -42,7 +42,9 @@ from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 
 CONTENT_PREFIX = "sha256:"
-PUT_ATTEMPTS = 3  # the owner may die or change while we put: look it up again
+# The owner may die, leave or change while we put: look it up again after these waits (a
+# leaving owner refuses puts until its successors have taken its keys over).
+PUT_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,8 @@ class FileClient:
         manifest = await asyncio.to_thread(build_manifest, path, name, chunk_size)
         key = file_key(self.ring.space, name)
         last_error: PeerError | None = None
-        for _ in range(PUT_ATTEMPTS):
+        for wait in PUT_RETRY_WAITS:
+            await asyncio.sleep(wait)
             owner = await self.ring.owner(key)
             try:
                 # Ask which chunks the owner lacks (content it has under another name is

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from chordshare.sharing.peers import (
+    FileError,
     FileListing,
     FileVersion,
     FoundFile,
@@ -22,6 +23,7 @@ from chordshare.sharing.peers import (
     OfferAnswer,
     PutHeader,
     PutOutcome,
+    Refusal,
 )
 from chordshare.sharing.servicer import FileAnswerer
 from chordshare.transport.base import PeerError
@@ -62,7 +64,12 @@ class MemoryFilePeers:
     async def put_file(
         self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
     ) -> PutOutcome:
-        return await (await self._target(address)).put_file(header, chunks)
+        try:
+            return await (await self._target(address)).put_file(header, chunks)
+        except FileError as err:
+            if err.refusal is Refusal.UNAVAILABLE:  # as over gRPC: retry elsewhere
+                raise PeerError(address, err.message) from None
+            raise
 
     async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]:
         return await (await self._target(address)).missing_chunks(digests)

@@ -98,6 +98,7 @@ class SharingPeer:
         )
         service.ask_holders = self._version_elsewhere
         service.tell_holders = self.replicator.announce
+        service.replicate = self.replicator.replicate
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
         files_pb2_grpc.add_FilesServicer_to_server(FilesServicer(service), server)
@@ -149,7 +150,18 @@ class SharingPeer:
                     await asyncio.sleep(BATCH_WINDOW)
                 changed, self._changed = self._changed, set()
                 if changed:
-                    await replicator.repair(only=changed)
+                    # Never drops: a copy that just arrived may be one a leaving node
+                    # handed over before the ring learned it left; the full rounds judge.
+                    report = await replicator.repair(only=changed, may_drop=False)
+                    if report.failed_peers:
+                        # Tried again at the next tick, not at the next full round: until
+                        # then these names may have fewer than k copies.
+                        log.info(
+                            "copying %d changed names failed at %s; trying again",
+                            len(changed),
+                            ", ".join(sorted(report.failed_peers)),
+                        )
+                        self._changed |= changed
                     await replicator.publish(only=changed)
                 view = (node.state.predecessor, node.state.successors[: settings.replicas])
                 now = time.monotonic()
@@ -172,6 +184,10 @@ class SharingPeer:
                 log.exception("sharing round failed")
 
     async def _handoff(self) -> None:
+        if self.service is not None:
+            # From here puts are refused (the client puts again through the next owner),
+            # so none lands after the handoff has taken its list of names.
+            self.service.leaving = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -179,7 +195,7 @@ class SharingPeer:
             self._task = None
         if self.replicator is not None:
             pushed = await self.replicator.handoff()
-            log.info("handed %d files to the successor before leaving", pushed)
+            log.info("handed %d files to the successors before leaving", pushed)
 
     async def stop(self, graceful: bool = True) -> None:
         if self._task is not None:
@@ -189,6 +205,8 @@ class SharingPeer:
             self._task = None
         # A graceful stop leaves the ring, and the leave hands our files over first.
         await self.server.stop(graceful=graceful)
+        if self.replicator is not None:
+            await self.replicator.close()
         if self.peers is not None:
             await self.peers.close()
         self.store.close()

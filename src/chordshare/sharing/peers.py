@@ -25,6 +25,9 @@ class Refusal(enum.Enum):
     DATA_LOSS = "DATA_LOSS"  # bytes that do not match their hash
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # over the node's quota
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    # Not now, not here: the node is leaving, or no other node confirmed a copy yet. Callers
+    # treat it as an unreachable peer and try again (the owner may have changed).
+    UNAVAILABLE = "UNAVAILABLE"
 
 
 class FileError(Exception):

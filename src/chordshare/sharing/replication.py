@@ -120,6 +120,7 @@ class Replicator:
         self.republish = republish
         self._published: dict[str, list[IndexRecord]] = {}
         self._cached_placement: tuple[float, object, Placement] | None = None
+        self._background: set[asyncio.Task[bool]] = set()  # copies still under way
 
     def _placement(self, fresh: bool) -> Placement:
         """A full round learns placement afresh; the small rounds that follow puts reuse
@@ -142,13 +143,14 @@ class Replicator:
         me = self.state.me
         return pred is None or pred.id == me.id or between_right(pred.id, key, me.id)
 
-    def _successor_addresses(self) -> list[str]:
+    def _successor_addresses(self, count: int | None = None) -> list[str]:
+        """The first `count` (default k-1) other nodes of the successor list."""
         me = self.state.me.address
         seen: list[str] = []
         for node in self.state.successors:
             if node.address != me and node.address not in seen:
                 seen.append(node.address)
-        return seen[: self.replicas - 1]
+        return seen[: self.replicas - 1 if count is None else count]
 
     # Repair.
 
@@ -295,22 +297,61 @@ class Replicator:
             digest = manifest.chunks[index]
             yield index, await asyncio.to_thread(self.service.store.read_chunk, digest, False)
 
+    async def replicate(self, name: str) -> int | None:
+        """Copy a just-put name to this node's k-1 successors at once, and return as soon
+        as one of them holds it: 1, or 0 if none could. The other copies go on in the
+        background. None when there is no other node to copy to."""
+        version = self.service.version_of(name)
+        targets = self._successor_addresses()
+        if version is None or not targets:
+            return None
+
+        async def copy(address: str) -> bool:
+            try:
+                return name in await self._reconcile(address, [version], RepairReport())
+            except PeerError as err:
+                log.info("copy of %s to %s failed: %s", name, address, err.reason)
+                return False
+
+        pending = {asyncio.create_task(copy(address)) for address in targets}
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(task.result() for task in done):
+                for task in pending:  # kept referenced until they end
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                return 1
+        return 0
+
+    async def close(self) -> None:
+        """Stop the copies still under way (repair makes up for them)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     async def handoff(self) -> int:
-        """Before a graceful leave: give every name held here to the first successor that
-        answers (the next one if it has just died)."""
-        report = RepairReport()
+        """Before a graceful leave: offer every name held here to the k nodes that follow,
+        at once. After the leave they are the holders of this node's keys (the first of
+        them their owner) and of the keys it held copies of, so no name drops below k
+        copies, even when the first successor already had it."""
         versions = self.service.versions()
-        for successor in self._successor_addresses():
+        targets = self._successor_addresses(self.replicas)
+        if not targets:
+            log.info("the last node on the ring leaves; its files stay in its data directory")
+            return 0
+        report = RepairReport()
+
+        async def offer_all(address: str) -> bool:
             try:
                 for start in range(0, len(versions), OFFER_BATCH):
-                    await self._reconcile(successor, versions[start : start + OFFER_BATCH], report)
+                    await self._reconcile(address, versions[start : start + OFFER_BATCH], report)
             except PeerError as err:
-                log.warning("handoff to %s failed: %s; trying the next successor", successor, err)
-                continue
-            return report.pushed
-        if not self._successor_addresses():
-            log.info("the last node on the ring leaves; its files stay in its data directory")
-        elif versions:
+                log.warning("handoff to %s failed: %s", address, err)
+                return False
+            return True
+
+        took = await asyncio.gather(*(offer_all(address) for address in targets))
+        if versions and not any(took):
             log.error("handoff failed: no successor took this node's %d names", len(versions))
         return report.pushed
 

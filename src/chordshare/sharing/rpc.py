@@ -53,7 +53,11 @@ FILE_CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 
-REFUSALS: dict[grpc.StatusCode, Refusal] = {grpc.StatusCode[r.name]: r for r in Refusal}
+# UNAVAILABLE is left out: whether the peer is down or said "not now", the caller is to
+# look the owner up again and retry, which is what a PeerError makes it do.
+REFUSALS: dict[grpc.StatusCode, Refusal] = {
+    grpc.StatusCode[r.name]: r for r in Refusal if r is not Refusal.UNAVAILABLE
+}
 UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 

@@ -180,6 +180,11 @@ class FileService:
         self.ask_holders: Callable[[str], Awaitable[FileVersion | None]] | None = None
         # Tells the other holders of a name about a removal (set by the peer).
         self.tell_holders: Callable[[FileVersion], Awaitable[None]] | None = None
+        # Copies a just-put name to another holder and says how many confirmed it (None:
+        # there is no other node). Set by the peer; a put is acknowledged only after one
+        # confirmed, so that the crash of this node cannot lose it.
+        self.replicate: Callable[[str], Awaitable[int | None]] | None = None
+        self.leaving = False  # set before a graceful leave hands the files over
         self._listeners: list[Callable[[str], Awaitable[None] | None]] = []
 
     def on_change(self, listener: Callable[[str], Awaitable[None] | None]) -> None:
@@ -244,6 +249,10 @@ class FileService:
         manifest = header.manifest
         _refuse_bad_manifest(manifest)
         name = manifest.name
+        if self.leaving and not header.replica:
+            raise FileError(
+                Refusal.UNAVAILABLE, f"{self.address} is leaving the ring; put {name!r} again"
+            )
         if name in self._putting:
             raise FileError(
                 Refusal.ABORTED, f"another put of {name!r} is in progress here; try again"
@@ -265,6 +274,8 @@ class FileService:
             current = self.store.manifest(name)
             if current is None and elsewhere is not None:
                 current = replace(manifest, created=elsewhere.version)
+            elif current is not None and not header.replica:
+                await self._replicated(name)  # an earlier put may have stopped short of it
             return PutOutcome(current or manifest, unchanged=True)
         try:
             # The quota is checked before a byte arrives, for the whole put at once.
@@ -313,7 +324,23 @@ class FileService:
         self.confirmed[name] = {self.address}
         log.info("stored %s (%d bytes) version %.6f", name, final.size, final.created)
         await self._changed(name)
+        if not header.replica:
+            await self._replicated(name)
         return PutOutcome(final, unchanged=False)
+
+    async def _replicated(self, name: str) -> None:
+        """Return once another node confirmed a copy of name (the other copies follow in
+        the background), or refuse with UNAVAILABLE: the caller retries, and a retry of
+        the same bytes only asks for the copy again."""
+        if self.replicate is None:
+            return
+        confirmed = await self.replicate(name)
+        if confirmed == 0:
+            raise FileError(
+                Refusal.UNAVAILABLE,
+                f"{name!r} is stored on {self.address} but no other node has confirmed a "
+                "copy yet; put it again",
+            )
 
     def _reserve(self, manifest: Manifest) -> Reservation:
         """Reserve the bytes of the chunks of manifest not stored here yet."""

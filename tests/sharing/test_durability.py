@@ -1,0 +1,130 @@
+"""An acknowledged put survives: the crash of its owner right after the answer, a graceful
+leave that races it, and a leave followed by crashes of the other holders.
+
+These are the three ways the churn soak (bench/churn_soak.py) lost acknowledged files: the
+owner answered before any other node had a copy, a leaving owner accepted puts after its
+handoff had listed its files, and a handoff gave the files to one successor only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from peernet import PeerNetwork
+from waiting import wait_until
+
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.peer import SharingPeer
+from chordshare.sharing.placement import file_key
+from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.rpc import GrpcFilePeers
+
+# Repair far away: whatever copies exist below were made by the put or the leave itself.
+NO_REPAIR = {"repair_period": 3600.0}
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
+    network = PeerNetwork(tmp_path / "nodes")
+    yield network
+    await network.close()
+
+
+@pytest.fixture
+async def files() -> AsyncIterator[GrpcFilePeers]:
+    peers = GrpcFilePeers(timeout=5.0)
+    yield peers
+    await peers.close()
+
+
+async def ring_without_repair(net: PeerNetwork, size: int) -> list[SharingPeer]:
+    first = await net.start(**NO_REPAIR)
+    for _ in range(size - 1):
+        await net.start(join=first.server.node.me.address, **NO_REPAIR)
+    await wait_until(net.converged, 30, f"{size} peers to converge")
+    return net.live()
+
+
+def holders(net: PeerNetwork, name: str) -> list[SharingPeer]:
+    return [p for p in net.live() if p.store.manifest(name) is not None]
+
+
+def owner_of(peers: list[SharingPeer], name: str) -> SharingPeer:
+    node = peers[0].server.node
+    key = file_key(node.space, name)
+    ids = sorted(p.server.node.me.id for p in peers)
+    owner_id = next((i for i in ids if i >= key), ids[0])
+    return next(p for p in peers if p.server.node.me.id == owner_id)
+
+
+def a_file(tmp_path: Path, name: str, size: int = 20_000) -> Path:
+    path = tmp_path / name
+    path.write_bytes(secrets.token_bytes(size))
+    return path
+
+
+async def test_a_put_is_acknowledged_only_once_another_node_has_a_copy(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await ring_without_repair(net, 4)
+    for i in range(6):
+        source = a_file(tmp_path, f"acked-{i}.bin")
+        await FileClient(NodeRing(net.live()[0].server.node), files).put(source)
+        # Checked at once, before the owner's background copies had a chance to run.
+        assert len(holders(net, source.name)) >= 2, source.name
+        owner = owner_of(net.live(), source.name)
+        await owner.stop(graceful=False)  # kill -9 right after the answer
+        survivor = next(p for p in net.live())
+        out = tmp_path / f"back-{i}"
+        await FileClient(NodeRing(survivor.server.node), files).get(source.name, out)
+        assert out.read_bytes() == source.read_bytes()
+        # Back to four peers for the next round.
+        await net.start(join=survivor.server.node.me.address, **NO_REPAIR)
+        await wait_until(net.converged, 30, "the ring to converge again")
+
+
+async def test_a_leaving_owner_refuses_puts_and_the_client_puts_again_elsewhere(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await ring_without_repair(net, 4)
+    source = a_file(tmp_path, "during-leave.bin")
+    owner = owner_of(peers, source.name)
+    address = owner.server.node.me.address
+    client_side = next(p for p in peers if p is not owner)
+    assert owner.service is not None
+    owner.service.leaving = True  # what a SIGTERM does first, before the handoff
+    put = asyncio.create_task(FileClient(NodeRing(client_side.server.node), files).put(source))
+    # The owner refuses: the client counts it as unavailable and will try again.
+    await wait_until(lambda: address in files.health, 10, "the client to meet the refusal")
+    assert owner.store.manifest(source.name) is None
+    await owner.stop(graceful=True)
+    outcome = await asyncio.wait_for(put, 30)
+    assert outcome.manifest.name == source.name
+    assert len(holders(net, source.name)) >= 2
+
+
+async def test_a_graceful_leave_gives_every_file_to_the_next_k_nodes(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await ring_without_repair(net, 6)
+    client = FileClient(NodeRing(peers[0].server.node), files)
+    names = []
+    for i in range(10):
+        source = a_file(tmp_path, f"kept-{i}.bin", 3000)
+        await client.put(source)
+        names.append(source.name)
+    # The puts' background copies: each file on its three holders.
+    await wait_until(
+        lambda: all(len(holders(net, n)) >= 3 for n in names), 30, "three copies of each"
+    )
+    leaver = owner_of(peers, names[0])
+    held_by_leaver = [n for n in names if leaver.store.manifest(n) is not None]
+    await leaver.stop(graceful=True)
+    # No repair ran (it is an hour away): the leave alone kept three copies of each file,
+    # also where the first successor already had one.
+    for name in held_by_leaver:
+        assert len(holders(net, name)) >= 3, name
