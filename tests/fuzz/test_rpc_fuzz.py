@@ -144,12 +144,12 @@ async def call_raw(channel: grpc.aio.Channel, method: MethodDescriptor, requests
 
 def crashed(code: grpc.StatusCode, details: str | None, streamed: bool) -> bool:
     """Whether the status says a handler crashed. Bytes that do not parse as the request
-    never reach one: grpc.aio itself answers them UNKNOWN, naming the DecodeError. A put the
-    node refuses while the client is still sending may end INTERNAL "Internal error from
-    Core" on the client's side; a crash shows in the server's log (`ServerCrashes`)."""
+    never reach one: grpc.aio itself answers them UNKNOWN, naming the DecodeError. (A put
+    refused while the client is still sending used to end INTERNAL "Internal error from
+    Core" on the client's side, grpc/grpc#36066; the node now drains such puts before it
+    answers, so that counts as a failure too.) A crash also shows in the server's log
+    (`ServerCrashes`)."""
     if code not in CRASHED:
-        return False
-    if streamed and "Internal error from Core" in (details or ""):
         return False
     return "DecodeError" not in (details or "")
 

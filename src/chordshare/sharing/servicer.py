@@ -106,6 +106,24 @@ async def _next_part(requests: AsyncIterator[pb.PutRequest], idle: float) -> pb.
         raise PutStalled(f"the put sent nothing for {idle:g} s and was dropped") from None
 
 
+# What a refused put still sends is read and dropped, up to these bounds, before the
+# refusal is sent: a grpc.aio client still writing when the status arrives reports INTERNAL
+# "Internal error from Core" instead of it (grpc/grpc#36066), and the user would never learn
+# why the put was refused. Small puts, the common case, end well inside the bounds.
+DRAIN_BYTES = 32 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
+async def _drain(requests: AsyncIterator[pb.PutRequest]) -> None:
+    received = 0
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for request in requests:
+                received += request.ByteSize()
+                if received > DRAIN_BYTES:
+                    return
+
+
 async def _put_chunks(
     requests: AsyncIterator[pb.PutRequest], header: PutHeader, idle: float
 ) -> AsyncIterator[tuple[int, bytes]]:
@@ -133,10 +151,12 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def PutFile(
         self, request_iterator: AsyncIterable[pb.PutRequest], context: grpc.aio.ServicerContext
     ) -> pb.PutReply:
+        requests = aiter(request_iterator)
         try:
             with self.puts.slot(peer_host(context.peer())):
-                return await self._put(aiter(request_iterator), context)
+                return await self._put(requests, context)
         except TooManyStreams as err:
+            await _drain(requests)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except PutStalled as err:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
@@ -148,13 +168,22 @@ class FilesServicer(pb_grpc.FilesServicer):
         idle = self.limits.put_idle
         first = await _next_part(requests, idle)
         if first is None or first.WhichOneof("part") != "header":
+            await _drain(requests)
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "a put stream must start with its header"
             )
         assert first is not None
-        header = await _decode(context, lambda: codec.put_header_from_pb(first.header))
+        try:
+            header = codec.put_header_from_pb(first.header)
+        except ValueError as err:
+            await _drain(requests)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         async with contextlib.aclosing(_put_chunks(requests, header, idle)) as chunks:
-            outcome = await _answer(context, self.service.put_file(header, chunks))
+            try:
+                outcome = await self.service.put_file(header, chunks)
+            except FileError as err:
+                await _drain(requests)
+                await _refuse(context, err)
         return codec.put_outcome_to_pb(outcome)
 
     async def MissingChunks(
