@@ -70,7 +70,7 @@ def a_file(tmp_path: Path, name: str, size: int = 20_000) -> Path:
 async def test_a_put_is_acknowledged_only_once_another_node_has_a_copy(
     net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
 ) -> None:
-    peers = await ring_without_repair(net, 4)
+    await ring_without_repair(net, 4)
     for i in range(6):
         source = a_file(tmp_path, f"acked-{i}.bin")
         await FileClient(NodeRing(net.live()[0].server.node), files).put(source)
