@@ -143,15 +143,12 @@ async def call_raw(channel: grpc.aio.Channel, method: MethodDescriptor, requests
 
 
 def crashed(code: grpc.StatusCode, details: str | None, streamed: bool) -> bool:
-    """Whether the status says a handler crashed. Bytes that do not parse as the request
-    never reach one: grpc.aio itself answers them UNKNOWN, naming the DecodeError. (A put
-    refused while the client is still sending used to end INTERNAL "Internal error from
-    Core" on the client's side, grpc/grpc#36066; the node now drains such puts before it
-    answers, so that counts as a failure too.) A crash also shows in the server's log
-    (`ServerCrashes`)."""
-    if code not in CRASHED:
-        return False
-    return "DecodeError" not in (details or "")
+    """Whether the status says a handler crashed. Bytes that do not parse as the request are
+    refused with INVALID_ARGUMENT (transport.malformed; grpc.aio alone answers UNKNOWN). A
+    put answered while the client is still sending used to end INTERNAL "Internal error from
+    Core" on the client's side (grpc/grpc#36066); the node now drains such streams before it
+    answers, so that counts too. A crash also shows in the server's log (`ServerCrashes`)."""
+    return code in CRASHED
 
 
 class ServerCrashes(logging.Handler):
@@ -163,7 +160,7 @@ class ServerCrashes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if "raised by servicer method" in text and "[DecodeError]" not in text:
+        if "raised by servicer method" in text:
             self.crashes.append(text)
 
 

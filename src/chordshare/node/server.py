@@ -23,6 +23,7 @@ from chordshare.node.servicer import ChordServicer
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
 from chordshare.transport.grpc import GrpcTransport
 from chordshare.transport.limits import SERVER_KWARGS, SERVER_OPTIONS
+from chordshare.transport.malformed import MalformedRequests
 from chordshare.transport.security import PeerSecurity
 from chordshare.v1 import chord_pb2, chord_pb2_grpc
 
@@ -81,7 +82,7 @@ class NodeServer:
             )
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
-            interceptors=s.security.server_interceptors(),
+            interceptors=[*s.security.server_interceptors(), MalformedRequests()],
             **SERVER_KWARGS,
         )
         try:

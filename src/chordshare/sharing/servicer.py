@@ -32,7 +32,7 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
-from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, peer_host
+from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, drain, peer_host
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -106,22 +106,9 @@ async def _next_part(requests: AsyncIterator[pb.PutRequest], idle: float) -> pb.
         raise PutStalled(f"the put sent nothing for {idle:g} s and was dropped") from None
 
 
-# What a refused put still sends is read and dropped, up to these bounds, before the
-# refusal is sent: a grpc.aio client still writing when the status arrives reports INTERNAL
-# "Internal error from Core" instead of it (grpc/grpc#36066), and the user would never learn
-# why the put was refused. Small puts, the common case, end well inside the bounds.
-DRAIN_BYTES = 32 * 1024 * 1024
-DRAIN_SECONDS = 2.0
-
-
 async def _drain(requests: AsyncIterator[pb.PutRequest]) -> None:
-    received = 0
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(DRAIN_SECONDS):
-            async for request in requests:
-                received += request.ByteSize()
-                if received > DRAIN_BYTES:
-                    return
+    """Read what the client still sends before answering (see `limits.drain`)."""
+    await drain(requests, lambda request: request.ByteSize())
 
 
 async def _put_chunks(
@@ -184,6 +171,9 @@ class FilesServicer(pb_grpc.FilesServicer):
             except FileError as err:
                 await _drain(requests)
                 await _refuse(context, err)
+        # An answer before the stream's end (the same bytes were here already) must wait
+        # for it too, or the client may see INTERNAL instead of it.
+        await _drain(requests)
         return codec.put_outcome_to_pb(outcome)
 
     async def MissingChunks(

@@ -8,11 +8,17 @@ cannot starve the others. They are far above what a well-behaved peer asks for.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+T = TypeVar("T")
 
 # Room for file chunks (up to 8 MiB) and their framing.
 MAX_SERVER_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -122,3 +128,27 @@ class PeerSlots:
             self._held[host] -= 1
             if not self._held[host]:
                 del self._held[host]
+
+
+# What a client still sends after the node has its answer (a refusal, a request that does
+# not parse, or "unchanged" for bytes it had) is read and dropped, up to these bounds, before
+# the answer goes out: a grpc.aio client still writing when the status arrives reports
+# INTERNAL "Internal error from Core" instead of it (grpc/grpc#36066), and the user would
+# never learn the answer. Small requests, the common case, end well inside the bounds.
+DRAIN_BYTES = 32 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
+async def drain(stream: AsyncIterator[T], size: Callable[[T], int]) -> None:
+    """Read and drop the rest of a request stream, within DRAIN_BYTES and DRAIN_SECONDS."""
+    received = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for item in stream:
+                received += size(item)
+                if received > DRAIN_BYTES:
+                    return
+    except grpc.aio.AbortError:
+        raise  # a message that did not parse was refused already: that is the answer
+    except Exception:  # the client went away, or the bounds ran out: answer now
+        return
