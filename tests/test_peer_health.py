@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chordshare.chord.messages import Call, NodeRef, Ping, Pong, Reply
+from chordshare.node.runtime import RETRANSMITS, Retransmitting
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
+from chordshare.transport.base import Hello, PeerError
 from chordshare.transport.health import PeerHealth
 
 
@@ -52,6 +57,127 @@ def test_suspicion_is_shared_and_ages_out() -> None:
     health.record_failure("a:1")
     clock.now = 16.0
     assert "a:1" not in health  # retried after the suspicion aged out
+
+
+def test_a_timeout_doubles_the_deadline_up_to_the_ceiling() -> None:
+    clock = FakeClock()
+    health = PeerHealth(floor=0.1, ceiling=2.0, clock=clock)
+    for _ in range(30):
+        health.record_success("a:1", 0.001)
+    assert health.timeout_for("a:1") == pytest.approx(0.1)
+    seen = []
+    for _ in range(7):  # RFC 6298 §5.5, one timeout after another
+        clock.now += health.timeout_for("a:1")
+        health.record_failure("a:1")
+        seen.append(health.timeout_for("a:1"))
+    assert seen == pytest.approx([0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0])
+    assert health.backoffs("a:1") == 7
+    # Another peer is not affected.
+    assert health.timeout_for("b:1") < 0.2
+
+
+def test_calls_that_time_out_together_back_off_once() -> None:
+    clock = FakeClock()
+    health = PeerHealth(floor=0.1, clock=clock)
+    health.record_success("a:1", 0.001)
+    clock.now = 1.0
+    for _ in range(4):  # four calls sent together, all expiring at once
+        health.record_failure("a:1")
+        clock.now += 0.001
+    assert health.timeout_for("a:1") == pytest.approx(0.2)
+    assert health.backoffs("a:1") == 1
+
+
+def test_an_answer_after_backoffs_starts_the_estimate_afresh() -> None:
+    """A peer whose round trip jumped from 1 ms to 200 ms: its old estimate is dropped once
+    it answers after backing off (RFC 6298 §5.7), so the next calls wait long enough."""
+    clock = FakeClock()
+    health = PeerHealth(floor=0.1, ceiling=2.0, clock=clock)
+    for _ in range(30):
+        health.record_success("a:1", 0.001)
+    for _ in range(2):
+        clock.now += 1.0
+        health.record_failure("a:1")
+    assert "a:1" in health
+    health.record_success("a:1", 0.2)
+    assert "a:1" not in health and health.backoffs("a:1") == 0
+    assert health.timeout_for("a:1") == pytest.approx(0.2 + 4 * 0.1)
+    # One backoff only: the sample joins the estimate as usual, and the backoff goes.
+    health.record_success("b:1", 0.001)
+    clock.now += 1.0
+    health.record_failure("b:1")
+    health.record_success("b:1", 0.001)
+    assert health.timeout_for("b:1") == pytest.approx(0.1)
+
+
+class SlowTransport:
+    """Peers that answer after `delay[address]` seconds, or never (None); a call waits the
+    health's deadline for the address, as the gRPC transport does."""
+
+    def __init__(self, health: PeerHealth, delay: dict[str, float | None]) -> None:
+        self.health = health
+        self.delay = delay
+        self.calls: list[tuple[str, float]] = []
+
+    async def call(self, call: Call) -> Reply:
+        address = call.peer.address
+        deadline = self.health.timeout_for(address)
+        self.calls.append((address, deadline))
+        delay = self.delay.get(address)
+        if delay is not None and delay < 0:
+            self.health.record_failure(address)
+            raise PeerError(address, "connection refused")
+        if delay is None or delay > deadline:
+            await asyncio.sleep(deadline)
+            self.health.record_failure(address)
+            raise PeerError(address, "did not answer in time")
+        await asyncio.sleep(delay)
+        self.health.record_success(address, delay)
+        return Pong(call.peer)
+
+    async def hello(self, address: str, deadline: float) -> Hello:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+def fast_health() -> PeerHealth:
+    health = PeerHealth(floor=0.01, ceiling=0.2, initial=0.01)
+    for address in ("slow:1", "gone:1", "dead:1"):
+        health.record_success(address, 0.001)
+    return health
+
+
+async def test_a_peer_that_became_slow_is_heard_by_retransmitting() -> None:
+    health = fast_health()
+    transport = SlowTransport(health, {"slow:1": 0.03})  # 30x its old round trip
+    calls = Retransmitting(transport)
+    reply = await calls.call(Ping(NodeRef(1, "slow:1")))
+    assert reply == Pong(NodeRef(1, "slow:1"))
+    deadlines = [d for _, d in transport.calls]
+    assert deadlines == pytest.approx([0.01, 0.02, 0.04])  # backed off twice, then heard
+    assert "slow:1" not in health
+    assert health.timeout_for("slow:1") > 0.03  # and it is waited for from now on
+    await calls.call(Ping(NodeRef(1, "slow:1")))
+    assert len(transport.calls) == 4
+
+
+async def test_retransmissions_give_up_and_spare_refusals_and_suspects() -> None:
+    health = fast_health()
+    gave_up: list[str] = []
+    transport = SlowTransport(health, {"gone:1": None, "dead:1": -1})
+    calls = Retransmitting(transport, gave_up.append)
+    with pytest.raises(PeerError):
+        await calls.call(Ping(NodeRef(1, "gone:1")))
+    assert len(transport.calls) == 1 + RETRANSMITS and gave_up == ["gone:1"]
+    with pytest.raises(PeerError):  # suspected now: one try, a lookup routes around it
+        await calls.call(Ping(NodeRef(1, "gone:1")))
+    assert len(transport.calls) == 2 + RETRANSMITS and gave_up == ["gone:1"] * 2
+    transport.calls.clear()
+    with pytest.raises(PeerError):  # a refusal is an answer: no retransmission
+        await calls.call(Ping(NodeRef(2, "dead:1")))
+    assert len(transport.calls) == 1 and gave_up == ["gone:1"] * 2
 
 
 @pytest.mark.parametrize(

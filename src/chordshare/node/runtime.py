@@ -25,7 +25,7 @@ from chordshare.chord.procedures import JoinFailed, LookupFailed, LookupResult
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
 from chordshare.node.driver import drive
-from chordshare.transport.base import PeerError, Transport
+from chordshare.transport.base import Hello, PeerError, Transport
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,53 @@ REJOIN_MAX_WAIT = 30.0  # ...up to this
 REJOIN_TRIES = 4  # remembered peers asked per attempt
 REJOIN_DEADLINE = 1.0
 MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.merge says
+RETRANSMITS = 2  # a call that timed out is sent again this often, its deadline doubled each
+
+
+class Retransmitting:
+    """The transport as the node's procedures see it: a call to a peer that timed out is
+    sent again, up to RETRANSMITS times, each time with the peer's deadline backed off (RFC
+    6298 §5.5; the health registry doubles it on every timeout), before the procedure hears
+    that it failed. The procedures take a failed call for a dead peer: stabilize drops it,
+    a lookup passes over it to its successor (which then names the wrong owner). A timeout
+    alone is no proof of that: the peer's round trip may have jumped past a deadline that
+    was computed from what it used to be (a slow link, a busy host), and the answer to the
+    retransmission is the sample that teaches the new deadline. A refusal is not retried,
+    nor a call to a peer already suspected (lookups route around those, and the probes of
+    `ChordNode.probe_suspects` find them alive again), so a dead peer costs a dead-host
+    detection of deadline·(1 + 2 + 4) once, then nothing."""
+
+    def __init__(
+        self, transport: Transport, gave_up: Callable[[str], None] = lambda address: None
+    ) -> None:
+        self.transport = transport
+        self.health = transport.health
+        self.gave_up = gave_up  # told of a peer that timed out every time
+
+    async def hello(self, address: str, deadline: float) -> Hello:
+        return await self.transport.hello(address, deadline)
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def call(self, call: Call) -> Reply:
+        health = self.transport.health
+        address = call.peer.address
+        retries = 0 if address in health else RETRANSMITS
+        while True:
+            deadline = health.timeout_for(address)
+            started = time.monotonic()
+            try:
+                return await self.transport.call(call)
+            except PeerError:
+                # It waited out its deadline (a refusal or a bad answer comes at once).
+                timed_out = time.monotonic() - started >= 0.9 * deadline
+                if retries == 0 or not timed_out or deadline >= health.ceiling:
+                    if timed_out:
+                        self.gave_up(address)
+                    raise
+                retries -= 1
+                log.debug("%s did not answer in %.3f s: sent again", address, deadline)
 
 
 class JoinError(Exception):
@@ -84,9 +131,13 @@ class ChordNode:
         self.space = space
         self.state = RoutingState(me, space, successors)
         self.transport = transport
+        # What procedures are driven over; a peer that timed out every time is probed at
+        # once, so if it was only slow its suspicion lasts about one of its round trips.
+        self.calls = Retransmitting(transport, self._start_probe)
         self.timing = timing or Timing()
         self.joined = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._probes: dict[str, asyncio.Task[None]] = {}  # suspects being probed, by address
         self._rng = random.Random()
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
         self._leaving_callbacks: list[Callable[[], Awaitable[None]]] = []
@@ -153,7 +204,7 @@ class ChordNode:
             async with asyncio.timeout(self.timing.join_deadline * 4):
                 await drive(
                     procedures.join(self.state, hello.node, self.transport.health),
-                    self.transport,
+                    self.calls,
                 )
         except DuplicateIdError as err:
             raise JoinError(f"cannot join: {err}") from None
@@ -176,7 +227,7 @@ class ChordNode:
         """Find the node that owns key (raises LookupFailed)."""
         try:
             result = await drive(
-                procedures.find_successor(self.state, key, self.transport.health), self.transport
+                procedures.find_successor(self.state, key, self.transport.health), self.calls
             )
         except LookupFailed:
             self.stats.lookup_failures += 1
@@ -193,7 +244,7 @@ class ChordNode:
                     await callback()
                 except Exception:  # a failed handoff must not keep the node from leaving
                     log.exception("node %s: before-leave step failed", self.me.id)
-            await drive(procedures.leave(self.state), self.transport)
+            await drive(procedures.leave(self.state), self.calls)
             await self._set_joined(False)
             log.info("node %s left the ring", self.me.id)
 
@@ -240,7 +291,7 @@ class ChordNode:
             try:
                 await drive(
                     procedures.join(self.state, hello.node, self.transport.health),
-                    self.transport,
+                    self.calls,
                 )
             except (DuplicateIdError, LookupFailed, JoinFailed) as err:
                 log.info("node %s: rejoining through %s failed: %s", self.me.id, address, err)
@@ -254,7 +305,7 @@ class ChordNode:
     async def stabilize(self) -> None:
         await self.rejoin_if_alone()
         before = self.state.successor
-        await drive(procedures.stabilize(self.state, self.transport.health), self.transport)
+        await drive(procedures.stabilize(self.state, self.transport.health), self.calls)
         self._remember_neighbours()
         self._observe_view()
         if self.state.successor != before:
@@ -263,22 +314,37 @@ class ChordNode:
                 self.stats.stabilize_failures += 1  # the successor did not answer
 
     async def check_predecessor(self) -> None:
-        await drive(procedures.check_predecessor(self.state), self.transport)
+        await drive(procedures.check_predecessor(self.state), self.calls)
         self._observe_view()
-        await self.probe_suspects()
 
     async def probe_suspects(self) -> None:
-        """Ping every suspected peer. Lookups skip suspects, so a peer that was only slow,
-        or was frozen and resumed, must be found alive again here rather than wait out its
-        suspicion: it may own keys meanwhile. An answer clears the suspicion."""
-        health = self.transport.health
-        await asyncio.gather(
-            *(self.transport.hello(a, health.timeout_for(a)) for a in health.suspected()),
-            return_exceptions=True,
-        )
+        """Ping every suspected peer that is not being pinged already, each with its
+        backed-off deadline (it doubles on every probe that times out, up to the ceiling).
+        Lookups skip suspects, so a peer that was only slow, or was frozen and resumed,
+        must be found alive again here rather than wait out its suspicion: it may own keys
+        meanwhile. A probe waits long enough to hear a slow peer, and its answer is the
+        round trip that sets the peer's deadline; the answer clears the suspicion.
+
+        Runs every stabilize period without waiting for the probes: one peer that never
+        answers holds up neither the loop nor the probes of the others."""
+        for address in self.transport.health.suspected():
+            self._start_probe(address)
+
+    def _start_probe(self, address: str) -> None:
+        if address not in self._probes and self._tasks:  # only while maintenance runs
+            task = asyncio.create_task(self._probe(address), name=f"probe {address}")
+            self._probes[address] = task
+
+    async def _probe(self, address: str) -> None:
+        try:
+            await self.transport.hello(address, self.transport.health.timeout_for(address))
+        except PeerError:
+            pass  # still suspected: probed again next period, with a longer deadline
+        finally:
+            self._probes.pop(address, None)
 
     async def fix_fingers(self) -> None:
-        await drive(procedures.fix_fingers(self.state, self.transport.health), self.transport)
+        await drive(procedures.fix_fingers(self.state, self.transport.health), self.calls)
         self._observe_view()
 
     # Ring merge after a partition (see chord/merge.py and docs/protocol.md).
@@ -316,9 +382,7 @@ class ChordNode:
             return False
         self.stats.merge_probes += 1
         before = self.state.successor
-        result = await drive(
-            procedures.merge(self.state, peer, self.transport.health), self.transport
-        )
+        result = await drive(procedures.merge(self.state, peer, self.transport.health), self.calls)
         if result.verdict is Verdict.SAME_RING:
             self.passive.discard(address)  # on our ring: nothing to merge through it
         if not result.adopted:
@@ -342,6 +406,7 @@ class ChordNode:
             (self.timing.check_predecessor, self.check_predecessor),
             (self.timing.fix_fingers, self.fix_fingers),
             (self.timing.merge_period, self.probe_for_merge),
+            (self.timing.stabilize, self.probe_suspects),
         )
         self._tasks = [
             asyncio.create_task(self._every(period, action), name=f"{action.__name__}")
@@ -361,6 +426,8 @@ class ChordNode:
 
     async def stop_maintenance(self) -> None:
         tasks, self._tasks = self._tasks, []
+        tasks += self._probes.values()
+        self._probes = {}
         for task in tasks:
             task.cancel()
         for task in tasks:

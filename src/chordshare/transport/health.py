@@ -3,24 +3,38 @@
 Deadlines follow TCP's retransmission timer (RFC 6298): a smoothed round trip and its
 variation per peer, deadline = srtt + 4·rttvar, kept between a floor and a ceiling. A peer
 never heard from gets the node-wide estimate, so one frozen newcomer costs little too.
+
+A call that timed out backs the peer's deadline off (§5.5: doubled, up to the ceiling) until
+the peer answers again, and after two backoffs the estimate is dropped, so that answer
+starts it afresh (§5.7): the estimate is built from what the peer was, and a peer whose
+round trip jumped (a link that became slow) would otherwise time out at its old deadline
+forever. Calls sent together time out together; they back off once, as one timer would.
+
 A peer whose call failed is suspected by the whole node at once (lookups route around it)
-until it answers again or the suspicion ages out, so it is retried now and then.
+until it answers again or the suspicion ages out, so it is retried now and then. The node
+retransmits a timed-out call and probes suspects with the backed-off deadline (see
+`node.runtime`), so a peer that is only slow is heard, measured and trusted again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 ALPHA = 1 / 8  # RFC 6298 gains
 BETA = 1 / 4
+RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this many
 
 
 @dataclass(slots=True)
 class RttEstimator:
     srtt: float | None = None
     rttvar: float = 0.0
+    backoffs: int = 0  # timeouts since the peer last answered
+    backed_off: float = 0.0  # the deadline they backed off to (0: none)
+    last_backoff: float = -math.inf  # when, by the registry's clock
 
     def observe(self, sample: float) -> None:
         if self.srtt is None:
@@ -31,8 +45,10 @@ class RttEstimator:
 
     def timeout(self, floor: float, ceiling: float, initial: float) -> float:
         if self.srtt is None:
-            return initial
-        return min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
+            estimate = initial
+        else:
+            estimate = min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
+        return max(estimate, self.backed_off)
 
 
 class PeerHealth:
@@ -65,12 +81,32 @@ class PeerHealth:
         return estimator.timeout(self.floor, self.ceiling, overall)
 
     def record_success(self, address: str, rtt: float) -> None:
-        self._peers.setdefault(address, RttEstimator()).observe(rtt)
+        estimator = self._peers.setdefault(address, RttEstimator())
+        if estimator.backoffs >= RESET_AFTER_BACKOFFS:
+            estimator.srtt, estimator.rttvar = None, 0.0
+        estimator.backoffs, estimator.backed_off = 0, 0.0
+        estimator.observe(rtt)
         self._overall.observe(rtt)
         self._suspected.pop(address, None)
 
     def record_failure(self, address: str) -> None:
-        self._suspected[address] = self._clock()
+        now = self._clock()
+        self._suspected[address] = now
+        estimator = self._peers.get(address)
+        if estimator is None:
+            estimator = self._peers[address] = RttEstimator()
+        current = self.timeout_for(address)
+        # Failures within half a deadline of the last backoff are calls that were under way
+        # together (or refusals in a burst): one expiry of the timer, one doubling.
+        if now - estimator.last_backoff >= current / 2:
+            estimator.backoffs += 1
+            estimator.backed_off = min(self.ceiling, 2 * current)
+            estimator.last_backoff = now
+
+    def backoffs(self, address: str) -> int:
+        """Timeouts (or refusals) since the peer last answered, counted once per deadline."""
+        estimator = self._peers.get(address)
+        return 0 if estimator is None else estimator.backoffs
 
     def __contains__(self, address: object) -> bool:
         since = self._suspected.get(address)  # type: ignore[call-overload]
