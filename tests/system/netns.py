@@ -429,16 +429,19 @@ class Network:
         host.process = node
         return node.wait_ready(40.0) if wait else node
 
-    def start_all(self, **extra: Any) -> None:
-        """Configure every host (host 1 first, the others joining through it) and start
-        host 1, then the rest at once."""
-        first = self.hosts[0]
-        for host in self.hosts:
+    def start_all(
+        self, hosts: Sequence[Host] | None = None, ready: float = 40.0, **extra: Any
+    ) -> None:
+        """Configure every host (or those given; the first creates the ring, the others
+        join through it) and start the first, then the rest at once."""
+        hosts = list(self.hosts if hosts is None else hosts)
+        first = hosts[0]
+        for host in hosts:
             self.configure(host, None if host is first else first, **extra)
-        self.start(first)
-        started = [self.start(h, wait=False) for h in self.hosts[1:]]
+        self.start(first, wait=False).wait_ready(ready)
+        started = [self.start(h, wait=False) for h in hosts[1:]]
         for node in started:
-            node.wait_ready(40.0)
+            node.wait_ready(ready)
 
     # --- client commands ---------------------------------------------------------------
 
