@@ -36,6 +36,7 @@ from chordshare.sharing.peers import (
     IndexRecord,
     Locator,
     PutHeader,
+    PutOutcome,
 )
 from chordshare.sharing.placement import (
     content_index_key,
@@ -279,14 +280,14 @@ class Replicator:
             return_exceptions=True,
         )
 
-    async def push(self, address: str, manifest: Manifest) -> None:
+    async def push(self, address: str, manifest: Manifest) -> PutOutcome:
         """Copy a stored file to a peer, sending only the chunks it lacks (not asked for a
         one-chunk file: the question would cost as much as the answer saves)."""
         if len(manifest.chunks) > 1:
             missing = set(await self.peers.missing_chunks(address, manifest.chunks))
         else:
             missing = set(range(len(manifest.chunks)))
-        await self.peers.put_file(
+        return await self.peers.put_file(
             address, PutHeader(manifest, replica=True), self._stored_chunks(manifest, missing)
         )
 
@@ -301,17 +302,24 @@ class Replicator:
         """Copy a just-put name to this node's k-1 successors at once, and return as soon
         as one of them holds it: 1, or 0 if none could. The other copies go on in the
         background. None when there is no other node to copy to."""
-        version = self.service.version_of(name)
+        manifest = self.service.store.manifest(name)
         targets = self._successor_addresses()
-        if version is None or not targets:
+        if manifest is None or not targets:
             return None
 
         async def copy(address: str) -> bool:
+            # Pushed without an offer first: a successor that has this version already
+            # answers "unchanged", and the put's answer waits one round trip less.
             try:
-                return name in await self._reconcile(address, [version], RepairReport())
-            except PeerError as err:
-                log.info("copy of %s to %s failed: %s", name, address, err.reason)
+                outcome = await self.push(address, manifest)
+            except (PeerError, FileError) as err:
+                log.info("copy of %s to %s failed: %s", name, address, err)
                 return False
+            theirs = outcome.manifest
+            if (theirs.sha256, theirs.created) != (manifest.sha256, manifest.created):
+                return False  # it keeps another version (or a removal): not our copy
+            self.service.confirmed.setdefault(name, {self.service.address}).add(address)
+            return True
 
         pending = {asyncio.create_task(copy(address)) for address in targets}
         while pending:
