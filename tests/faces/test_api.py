@@ -6,40 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
-from peernet import PeerNetwork
+from apinet import ApiNetwork as Network
 from waiting import wait_until
 
-from chordshare.faces.api import ApiServer
-from chordshare.sharing.peer import SharingPeer
-
 MIB = 1024 * 1024
-
-
-class Network(PeerNetwork):
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.apis: list[ApiServer] = []
-        self.left: list[str] = []
-
-    async def api(self, peer: SharingPeer) -> httpx.AsyncClient:
-        server = ApiServer(peer, "127.0.0.1:0", lambda: self.left.append("left"))
-        self.apis.append(server)
-        url = await server.start()
-        return httpx.AsyncClient(base_url=url, timeout=30)
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Network]:
-    n = Network(tmp_path)
-    yield n
-    for api in n.apis:
-        await api.stop()
-    await n.close()
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:

@@ -6,17 +6,16 @@ the bearer scheme on exactly the protected operations."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from peernet import FAST, PeerNetwork
+from apinet import ApiNetwork as Network
+from peernet import FAST
 from waiting import wait_until
 
-from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import OPEN, ApiAuth
+from chordshare.faces.api_auth import ApiAuth
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.peer import SharingPeer, SharingSettings
 
@@ -38,28 +37,6 @@ WRITES = {
     ("GET", "/shutdown"),
 }
 ALWAYS_OPEN = {("GET", "/healthz")}
-
-
-class Network(PeerNetwork):
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.apis: list[ApiServer] = []
-        self.left: list[str] = []
-
-    async def api(self, peer: SharingPeer, auth: ApiAuth = OPEN) -> httpx.AsyncClient:
-        server = ApiServer(peer, "127.0.0.1:0", lambda: self.left.append("left"), auth)
-        self.apis.append(server)
-        url = await server.start()
-        return httpx.AsyncClient(base_url=url, timeout=30)
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Network]:
-    n = Network(tmp_path)
-    yield n
-    for api in n.apis:
-        await api.stop()
-    await n.close()
 
 
 def refused(response: httpx.Response) -> bool:
