@@ -284,15 +284,9 @@ def node(
 def api_auth_from(conf: NodeConfig) -> ApiAuth:
     """The REST API's token settings; SecurityError if they cannot be used."""
     from chordshare.faces.api_auth import ApiAuth
-    from chordshare.transport.security import check_token, read_token_file
+    from chordshare.transport.security import load_token
 
-    if conf.api_token is not None and conf.api_token_file is not None:
-        raise SecurityError("give the API token or an API token file, not both")
-    token = conf.api_token
-    if conf.api_token_file is not None:
-        token = read_token_file(conf.api_token_file)
-    if token is not None:
-        token = check_token(token)
+    token = load_token(conf.api_token, conf.api_token_file, "API token")
     if conf.api_protect_reads and token is None:
         raise SecurityError("--api-protect-reads needs an API token (--api-token-file)")
     if token is None and conf.api != "off" and not is_loopback(conf.api):

@@ -51,21 +51,24 @@ def _read(path: Path, what: str) -> bytes:
         raise SecurityError(f"{what} {path}: {err.strerror or err}") from None
 
 
-def read_token_file(path: Path) -> str:
-    """The token in a file: its first line, without surrounding whitespace."""
-    text = _read(path, "cluster token file").decode("utf-8", "replace").strip()
-    return text.splitlines()[0].strip() if text else ""
-
-
-def check_token(token: str) -> str:
-    if len(token) < MIN_TOKEN_LENGTH:
+def load_token(value: str | None, file: Path | None, what: str) -> str | None:
+    """A token (`what` names it in messages) given as a value or in a file, not both, and
+    checked; None if neither is given. A file holds it on its first line."""
+    if value is not None and file is not None:
+        raise SecurityError(f"give the {what} or a {what} file, not both")
+    if file is not None:
+        text = _read(file, f"{what} file").decode("utf-8", "replace").strip()
+        value = text.splitlines()[0].strip() if text else ""
+    if value is None:
+        return None
+    if len(value) < MIN_TOKEN_LENGTH:
         raise SecurityError(
-            f"the cluster token must be at least {MIN_TOKEN_LENGTH} characters "
+            f"the {what} must be at least {MIN_TOKEN_LENGTH} characters "
             "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
-    if not token.isprintable() or token != token.strip():
-        raise SecurityError("the cluster token must be printable, without surrounding spaces")
-    return token
+    if not value.isprintable() or value != value.strip():
+        raise SecurityError(f"the {what} must be printable, without surrounding spaces")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +88,7 @@ class PeerSecurity:
         tls_ca: Path | None = None,
     ) -> PeerSecurity:
         """Settings from values and files; SecurityError says what is wrong with them."""
-        if token is not None and token_file is not None:
-            raise SecurityError("give the cluster token or a token file, not both")
-        if token_file is not None:
-            token = read_token_file(token_file)
-        if token is not None:
-            token = check_token(token)
+        token = load_token(token, token_file, "cluster token")
         tls = None
         paths = {"--tls-cert": tls_cert, "--tls-key": tls_key, "--tls-ca": tls_ca}
         if any(p is not None for p in paths.values()):
