@@ -10,11 +10,12 @@ status that says so. Handlers then run exactly as before.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
+from chordshare.transport.handlers import Continuation, handler_like
 from chordshare.transport.limits import drain
 
 Decode = Callable[[bytes], Any]
@@ -49,26 +50,23 @@ async def _result(answer: Any) -> Any:
 
 def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     decode = handler.request_deserializer
-    serialize = handler.response_serializer
     if handler.request_streaming and handler.response_streaming:
         behaviour = handler.stream_stream
 
-        async def stream_stream(raws: AsyncIterable[bytes], context: Any) -> AsyncIterator[Any]:
+        async def checked(raws: AsyncIterable[bytes], context: Any) -> Any:
             async for reply in behaviour(_decoded_stream(raws, decode, context), context):
                 yield reply
 
-        return grpc.stream_stream_rpc_method_handler(stream_stream, None, serialize)
-    if handler.request_streaming:
+    elif handler.request_streaming:
         behaviour = handler.stream_unary
 
-        async def stream_unary(raws: AsyncIterable[bytes], context: Any) -> Any:
+        async def checked(raws: AsyncIterable[bytes], context: Any) -> Any:
             return await _result(behaviour(_decoded_stream(raws, decode, context), context))
 
-        return grpc.stream_unary_rpc_method_handler(stream_unary, None, serialize)
-    if handler.response_streaming:
+    elif handler.response_streaming:
         behaviour = handler.unary_stream
 
-        async def unary_stream(raw: bytes, context: Any) -> AsyncIterator[Any]:
+        async def checked(raw: bytes, context: Any) -> Any:
             replies = behaviour(await _decoded(raw, decode, context), context)
             if inspect.isasyncgen(replies):
                 async for reply in replies:
@@ -76,13 +74,13 @@ def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             else:  # a handler that writes with context.write and returns
                 await _result(replies)
 
-        return grpc.unary_stream_rpc_method_handler(unary_stream, None, serialize)
-    behaviour = handler.unary_unary
+    else:
+        behaviour = handler.unary_unary
 
-    async def unary_unary(raw: bytes, context: Any) -> Any:
-        return await _result(behaviour(await _decoded(raw, decode, context), context))
+        async def checked(raw: bytes, context: Any) -> Any:
+            return await _result(behaviour(await _decoded(raw, decode, context), context))
 
-    return grpc.unary_unary_rpc_method_handler(unary_unary, None, serialize)
+    return handler_like(handler, checked, handler.response_serializer)
 
 
 class MalformedRequests(grpc.aio.ServerInterceptor):
@@ -90,7 +88,7 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)

@@ -16,12 +16,14 @@ they advertise (see SECURITY.md).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+from chordshare.transport.handlers import Continuation, handler_like
 
 TOKEN_METADATA = "authorization"
 TOKEN_SCHEME = "Bearer "
@@ -157,13 +159,7 @@ def _denial(kind: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         await refuse(_request, context)
         yield  # pragma: no cover - abort raised
 
-    if kind.request_streaming and kind.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse_stream)
-    if kind.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse)
-    if kind.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream)
-    return grpc.unary_unary_rpc_method_handler(refuse)
+    return handler_like(kind, refuse_stream if kind.response_streaming else refuse)
 
 
 class TokenCheck(grpc.aio.ServerInterceptor):
@@ -174,7 +170,7 @@ class TokenCheck(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
