@@ -361,13 +361,7 @@ def info(node: NodeOption, as_json: JsonOption = False) -> None:
         return
     out.print(f"[bold]node[/] {short(result.node)}   ring: {result.bits}-bit ids")
     out.print(f"[bold]predecessor[/] {short(result.predecessor)}")
-    succ = Table(title="successor list")
-    succ.add_column("#", justify="right")
-    succ.add_column("id")
-    succ.add_column("address")
-    for i, n in enumerate(result.successors, 1):
-        succ.add_row(str(i), str(n.id), n.address)
-    out.print(succ)
+    out.print(nodes_table(result.successors, "successor list"))
     fingers = Table(title="finger table")
     fingers.add_column("i", justify="right")
     fingers.add_column("start")
@@ -399,7 +393,12 @@ def ring(node: NodeOption, as_json: JsonOption = False) -> None:
 
 def ring_table(nodes: Sequence[NodeRef], start: str) -> Table:
     """The ring as walked from `start`, one row per node."""
-    table = Table(title=f"ring of {len(nodes)} node(s), from {start}")
+    return nodes_table(nodes, f"ring of {len(nodes)} node(s), from {start}")
+
+
+def nodes_table(nodes: Sequence[NodeRef], title: str) -> Table:
+    """Nodes in order (a ring, a successor list), one numbered row each."""
+    table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("address")

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from rich.markup import escape
 from rich.table import Table
 
-from chordshare.faces.cli import err_console, out, ring_table, short
+from chordshare.faces.cli import err_console, nodes_table, out, ring_table, short
 from chordshare.faces.files_cli import (
     HOLDERS_COLUMN,
     KIND_COLUMN,
@@ -250,13 +250,7 @@ class ChordConsole(cmd.Cmd):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             info = await client.info()
-            table = Table(title=f"successor list of {short(info.node)}")
-            table.add_column("#", justify="right")
-            table.add_column("id")
-            table.add_column("address")
-            for i, n in enumerate(info.successors, 1):
-                table.add_row(str(i), str(n.id), n.address)
-            out.print(table)
+            out.print(nodes_table(info.successors, f"successor list of {short(info.node)}"))
 
         self._command(go)
 
