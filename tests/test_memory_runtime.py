@@ -6,16 +6,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from memring import SPACE, start_memory_node
 from waiting import wait_until
 
 from chordshare.chord.invariants import IdealRouting, convergence_problems
-from chordshare.chord.messages import NodeRef
-from chordshare.ids import IdSpace
-from chordshare.node.runtime import ChordNode, Timing
-from chordshare.transport.memory import MemoryNetwork, MemoryTransport
-
-FAST = Timing(stabilize=0.05, check_predecessor=0.1, fix_fingers=0.2, join_deadline=1.0)
-SPACE = IdSpace(16)
+from chordshare.node.runtime import ChordNode
+from chordshare.transport.memory import MemoryNetwork
 
 
 def converged(nodes: list[ChordNode], check_fingers: bool = True) -> bool:
@@ -29,19 +25,7 @@ async def ring() -> AsyncIterator[tuple[MemoryNetwork, list[ChordNode]]]:
     nodes: list[ChordNode] = []
     for i in range(12):
         address = f"mem-{i}:1"
-        node = ChordNode(
-            NodeRef(SPACE.hash(address), address),
-            SPACE,
-            MemoryTransport(network),
-            successors=4,
-            timing=FAST,
-        )
-        network.attach(address, node)
-        if nodes:
-            await node.join(nodes[0].me.address)
-        else:
-            await node.create()
-        nodes.append(node)
+        nodes.append(await start_memory_node(network, address, nodes[0] if nodes else None))
 
     await wait_until(lambda: converged(nodes), 20, "the in-memory ring to converge")
     yield network, nodes

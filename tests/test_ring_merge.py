@@ -8,16 +8,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from memring import SPACE, start_memory_node
 from waiting import wait_until
 
 from chordshare.chord.invariants import convergence_problems
-from chordshare.chord.messages import NodeRef
-from chordshare.ids import IdSpace
-from chordshare.node.runtime import ChordNode, Timing
-from chordshare.transport.memory import MemoryNetwork, MemoryTransport
+from chordshare.node.runtime import ChordNode
+from chordshare.transport.memory import MemoryNetwork
 
-FAST = Timing(stabilize=0.05, check_predecessor=0.1, fix_fingers=0.2, join_deadline=1.0)
-SPACE = IdSpace(16)
 NODES = 12
 
 
@@ -36,19 +33,7 @@ async def ring() -> AsyncIterator[tuple[MemoryNetwork, list[ChordNode]]]:
     nodes: list[ChordNode] = []
     for i in range(NODES):
         address = f"mem-{i}:1"
-        node = ChordNode(
-            NodeRef(SPACE.hash(address), address),
-            SPACE,
-            MemoryTransport(network, address=address),
-            successors=4,
-            timing=FAST,
-        )
-        network.attach(address, node)
-        if nodes:
-            await node.join(nodes[0].me.address)
-        else:
-            await node.create()
-        nodes.append(node)
+        nodes.append(await start_memory_node(network, address, nodes[0] if nodes else None))
     await wait_until(lambda: converged(nodes, True), 20, "the in-memory ring to converge")
     yield network, nodes
     for node in nodes:
@@ -96,20 +81,8 @@ async def test_rings_that_never_shared_a_partition_merge_through_a_remembered_pe
     rings: list[list[ChordNode]] = [[], []]
     for i in range(8):
         address = f"apart-{i}:1"
-        node = ChordNode(
-            NodeRef(SPACE.hash(address), address),
-            SPACE,
-            MemoryTransport(network, address=address),
-            successors=4,
-            timing=FAST,
-        )
-        network.attach(address, node)
         side = rings[i % 2]
-        if side:
-            await node.join(side[0].me.address)
-        else:
-            await node.create()
-        side.append(node)
+        side.append(await start_memory_node(network, address, side[0] if side else None))
     everyone = rings[0] + rings[1]
     try:
         await wait_until(lambda: converged(rings[0]) and converged(rings[1]), 20, "two rings")
