@@ -5,6 +5,7 @@ asks for it, then shows the ring and moves files with it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -80,14 +81,11 @@ async def launch(play: Any) -> Any:
     )
 
 
-async def test_dashboard_shows_the_ring_and_moves_files(
-    network: tuple[list[SharingPeer], str], tmp_path: Path
-) -> None:
-    from playwright.async_api import async_playwright, expect
+@contextlib.asynccontextmanager
+async def dashboard(url: str) -> AsyncIterator[tuple[Any, list[str]]]:
+    """The page at url in a fresh headless Chromium, and the JavaScript errors it raises."""
+    from playwright.async_api import async_playwright
 
-    peers, url = network
-    data = hashlib.shake_256(b"dashboard").digest(300_000)
-    (tmp_path / "q3-report.pdf").write_bytes(data)
     async with async_playwright() as play:
         browser = await launch(play)
         try:
@@ -96,101 +94,107 @@ async def test_dashboard_shows_the_ring_and_moves_files(
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
             await page.goto(url)
-            nodes = page.locator("svg#ring g.node")
-            await expect(nodes).to_have_count(4, timeout=15_000)
-            await expect(page.locator("#node-fingers tr").first).to_be_visible()
-            await expect(page.locator("#status")).to_contain_text("ring of 4")
-
-            await page.set_input_files("#file-input", str(tmp_path / "q3-report.pdf"))
-            await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
-            await expect(page.locator('#files tr[data-name="q3-report.pdf"]')).to_be_visible(
-                timeout=15_000
-            )
-
-            await page.fill("#search", "report")
-            result = page.locator('.result[data-name="q3-report.pdf"]')
-            for _ in range(50):  # the index is published just after the put
-                await page.click("#search-form button")
-                if await result.count():
-                    break
-                await page.wait_for_timeout(200)
-            await expect(result).to_be_visible()
-
-            async with page.expect_download() as downloading:
-                await result.locator("a.download").click()
-            download = await downloading.value
-            saved = tmp_path / "downloaded.pdf"
-            await download.save_as(saved)
-            assert saved.read_bytes() == data
-            await expect(page.locator("#transfer")).to_contain_text("q3-report.pdf")
-
-            # Select another node: its fingers are drawn as chords.
-            other = peers[2].server.node.me.address
-            await page.locator(f'g.node[data-address="{other}"] circle').click()
-            await expect(page.locator("#node-address")).to_have_text(other)
-
-            if SCREENSHOT:
-                await page.screenshot(path=SCREENSHOT, full_page=True)
-
-            await peers[3].stop(graceful=False)  # a crash: no leave notice
-            await expect(nodes).to_have_count(3, timeout=30_000)
-            gone = peers[3].server.node.me.address
-            await expect(page.locator(f'g.node[data-address="{gone}"]')).to_have_count(0)
-            assert errors == [], errors
+            yield page, errors
         finally:
             await browser.close()
+
+
+async def test_dashboard_shows_the_ring_and_moves_files(
+    network: tuple[list[SharingPeer], str], tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    peers, url = network
+    data = hashlib.shake_256(b"dashboard").digest(300_000)
+    (tmp_path / "q3-report.pdf").write_bytes(data)
+    async with dashboard(url) as (page, errors):
+        nodes = page.locator("svg#ring g.node")
+        await expect(nodes).to_have_count(4, timeout=15_000)
+        await expect(page.locator("#node-fingers tr").first).to_be_visible()
+        await expect(page.locator("#status")).to_contain_text("ring of 4")
+
+        await page.set_input_files("#file-input", str(tmp_path / "q3-report.pdf"))
+        await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
+        await expect(page.locator('#files tr[data-name="q3-report.pdf"]')).to_be_visible(
+            timeout=15_000
+        )
+
+        await page.fill("#search", "report")
+        result = page.locator('.result[data-name="q3-report.pdf"]')
+        for _ in range(50):  # the index is published just after the put
+            await page.click("#search-form button")
+            if await result.count():
+                break
+            await page.wait_for_timeout(200)
+        await expect(result).to_be_visible()
+
+        async with page.expect_download() as downloading:
+            await result.locator("a.download").click()
+        download = await downloading.value
+        saved = tmp_path / "downloaded.pdf"
+        await download.save_as(saved)
+        assert saved.read_bytes() == data
+        await expect(page.locator("#transfer")).to_contain_text("q3-report.pdf")
+
+        # Select another node: its fingers are drawn as chords.
+        other = peers[2].server.node.me.address
+        await page.locator(f'g.node[data-address="{other}"] circle').click()
+        await expect(page.locator("#node-address")).to_have_text(other)
+
+        if SCREENSHOT:
+            await page.screenshot(path=SCREENSHOT, full_page=True)
+
+        await peers[3].stop(graceful=False)  # a crash: no leave notice
+        await expect(nodes).to_have_count(3, timeout=30_000)
+        gone = peers[3].server.node.me.address
+        await expect(page.locator(f'g.node[data-address="{gone}"]')).to_have_count(0)
+        assert errors == [], errors
 
 
 async def test_dashboard_asks_for_the_token_and_works_with_it(
     guarded: tuple[list[SharingPeer], str], tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     _, url = guarded
     data = hashlib.shake_256(b"guarded").digest(50_000)
     (tmp_path / "secret-plan.txt").write_bytes(data)
-    async with async_playwright() as play:
-        browser = await launch(play)
-        try:
-            context = await browser.new_context(accept_downloads=True)
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            await page.goto(url)  # the page itself needs no token; its first call is a 401
-            form = page.locator("#auth")
-            await expect(form).to_be_visible(timeout=15_000)
-            await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
-            await expect(page.locator("#status")).to_contain_text("needs its API token")
-            nodes = page.locator("svg#ring g.node")
-            await expect(nodes).to_have_count(0)
-            await expect(page.locator("#forget-token")).to_be_hidden()
+    async with dashboard(url) as (
+        page,
+        errors,
+    ):  # the page itself needs no token; its first call is a 401
+        form = page.locator("#auth")
+        await expect(form).to_be_visible(timeout=15_000)
+        await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
+        await expect(page.locator("#status")).to_contain_text("needs its API token")
+        nodes = page.locator("svg#ring g.node")
+        await expect(nodes).to_have_count(0)
+        await expect(page.locator("#forget-token")).to_be_hidden()
 
-            await page.fill("#token-input", "not-the-token")
-            await page.click("#auth button[type=submit]")
-            await expect(page.locator("#auth-reason")).to_contain_text("refused this token")
-            await expect(form).to_be_visible()
+        await page.fill("#token-input", "not-the-token")
+        await page.click("#auth button[type=submit]")
+        await expect(page.locator("#auth-reason")).to_contain_text("refused this token")
+        await expect(form).to_be_visible()
 
-            await page.fill("#token-input", TOKEN)
-            await page.press("#token-input", "Enter")
-            await expect(nodes).to_have_count(2, timeout=15_000)
-            await expect(form).to_be_hidden()
-            await expect(page.locator("#status")).to_contain_text("ring of 2")
-            assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") == TOKEN
+        await page.fill("#token-input", TOKEN)
+        await page.press("#token-input", "Enter")
+        await expect(nodes).to_have_count(2, timeout=15_000)
+        await expect(form).to_be_hidden()
+        await expect(page.locator("#status")).to_contain_text("ring of 2")
+        assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") == TOKEN
 
-            await page.set_input_files("#file-input", str(tmp_path / "secret-plan.txt"))
-            await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
-            row = page.locator('#files tr[data-name="secret-plan.txt"]')
-            await expect(row).to_be_visible(timeout=15_000)
-            async with page.expect_download() as downloading:
-                await row.locator("a.download").click()
-            saved = tmp_path / "downloaded.txt"
-            await (await downloading.value).save_as(saved)
-            assert saved.read_bytes() == data
+        await page.set_input_files("#file-input", str(tmp_path / "secret-plan.txt"))
+        await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
+        row = page.locator('#files tr[data-name="secret-plan.txt"]')
+        await expect(row).to_be_visible(timeout=15_000)
+        async with page.expect_download() as downloading:
+            await row.locator("a.download").click()
+        saved = tmp_path / "downloaded.txt"
+        await (await downloading.value).save_as(saved)
+        assert saved.read_bytes() == data
 
-            await page.click("#forget-token")
-            await expect(form).to_be_visible()
-            await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
-            assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") is None
-            assert errors == [], errors
-        finally:
-            await browser.close()
+        await page.click("#forget-token")
+        await expect(form).to_be_visible()
+        await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
+        assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") is None
+        assert errors == [], errors
