@@ -173,8 +173,12 @@ class Replicator:
         for version in versions:
             key = file_key(self.space, version.name)
             if self.owns(key):
+                # A quick round after a put skips the successors the put's own copy has
+                # reached already; the full rounds offer to every one of them.
+                reached = self.service.confirmed.get(version.name, ()) if only else ()
                 for address in self._successor_addresses():
-                    plan[address].append(version)
+                    if address not in reached:
+                        plan[address].append(version)
                 continue
             try:
                 owner, holders = await placement.holders_of(key)
