@@ -118,6 +118,7 @@ class NodeServer:
         )
         await self._membership_changed(False)
         await server.start()
+        log.info("peer calls at %s: %s", advertise, s.security.describe)
         self.server, self.node = server, node
         try:
             if join is not None:
