@@ -118,7 +118,6 @@ class NodeServer:
         )
         await self._membership_changed(False)
         await server.start()
-        log.info("peer calls at %s: %s", advertise, s.security.describe)
         self.server, self.node = server, node
         try:
             if join is not None:
@@ -128,6 +127,8 @@ class NodeServer:
         except Exception:
             await self.stop(graceful=False)
             raise
+        # Only once on a ring: a node that fails to start says so in one line, nothing more.
+        log.info("peer calls at %s: %s", advertise, s.security.describe)
         return node
 
     async def _membership_changed(self, joined: bool) -> None:
