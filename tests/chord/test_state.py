@@ -40,6 +40,8 @@ def arbitrary_states(draw: st.DrawFn) -> RoutingState:
         state.successors = draw(st.lists(peers, min_size=1, max_size=r))
         state.fingers = draw(st.lists(st.none() | peers, min_size=space.bits, max_size=space.bits))
         state.predecessor = draw(st.none() | peers)
+        for owner in draw(st.lists(peers, max_size=3)):
+            state.keep_window(owner, draw(st.lists(peers, max_size=r)))
     return state
 
 
@@ -55,11 +57,14 @@ def ideal_states(draw: st.DrawFn) -> RoutingState:
     state.successors = ideal.successors(me, r)
     state.predecessor = ideal.predecessor(me)
     state.fingers = ideal.fingers(me)
+    for finger in state.distinct_fingers():
+        state.keep_window(finger, ideal.successors(finger, r))
     return state
 
 
 def known_nodes(state: RoutingState) -> set[NodeRef]:
-    return {n for n in (*state.fingers, *state.successors) if n is not None}
+    windows = [n for window in state.windows.values() for n in window]
+    return {n for n in (*state.fingers, *state.successors, *windows) if n is not None}
 
 
 def brute_closest(state: RoutingState, key: int, avoid: set[str]) -> list[NodeRef]:
@@ -147,6 +152,40 @@ def test_closest_preceding_of_my_own_id_reads_the_whole_ring() -> None:
     state.fingers = [ref(1), ref(2), ref(4), ref(8), ref(16)]
     assert state.closest_preceding(0) == [ref(16), ref(8), ref(4), ref(2)]
     assert state.step(0).nodes == (ref(16), ref(8), ref(4), ref(2))
+
+
+def test_closest_preceding_offers_the_nodes_just_before_the_key_in_a_fingers_window() -> None:
+    """A finger's window (the nodes after it, as the lookup that found it listed them) gives
+    a hop that ends the lookup, where the fingers alone would only halve the gap."""
+    state = RoutingState(ref(0), IdSpace(6), r=4)
+    state.successors = [ref(1)]
+    state.fingers = [ref(1), ref(2), ref(4), ref(8), ref(16), ref(32)]
+    state.keep_window(ref(32), [ref(35), ref(38), ref(41), ref(44)])
+    assert state.windows["n32"] == (ref(32), ref(35), ref(38), ref(41))  # r nodes at most
+    assert state.closest_preceding(40, limit=3) == [ref(38), ref(35), ref(32)]
+    assert state.closest_preceding(40, avoid={"n38"}, limit=2) == [ref(35), ref(32)]
+
+
+def test_a_window_stops_where_it_would_pass_us_and_forgets_dead_nodes() -> None:
+    state = RoutingState(ref(40), IdSpace(6), r=8)
+    state.keep_window(ref(60), [ref(2), ref(40), ref(50)])  # 40 is us: the ring wrapped
+    assert state.windows["n60"] == (ref(60), ref(2))
+    state.keep_window(ref(10), [ref(12), ref(14)])
+    state.forget(ref(12))
+    assert state.windows["n10"] == (ref(10), ref(14))
+    state.forget(ref(60))
+    assert "n60" not in state.windows
+    state.keep_window(ref(10), [])  # a newer answer with nothing after the finger
+    assert "n10" not in state.windows
+
+
+def test_fix_fingers_keeps_a_window_per_finger_and_drops_those_of_old_fingers() -> None:
+    state = RoutingState(ref(0), IdSpace(5), r=3)
+    state.fill_fingers_from(0, ref(5), [ref(9), ref(20)])
+    assert state.windows == {"n5": (ref(5), ref(9), ref(20))}
+    state.fingers = [ref(9)] * 5
+    state.prune_windows()
+    assert state.windows == {}
 
 
 # step()
@@ -427,5 +466,6 @@ def test_a_new_state_is_alone() -> None:
 def test_known_peers_are_every_other_pointer_once(state: RoutingState) -> None:
     peers = state.known_peers()
     assert len({p.address for p in peers}) == len(peers)
-    want = known_nodes(state) | ({state.predecessor} if state.predecessor else set())
-    assert set(peers) == want - {state.me}
+    # Pointers only: a window's nodes are routing hints, not peers the node watches.
+    pointers = {n for n in (*state.fingers, *state.successors, state.predecessor) if n}
+    assert set(peers) == pointers - {state.me}

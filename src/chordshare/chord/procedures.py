@@ -49,6 +49,8 @@ class LookupResult:
     owner: NodeRef
     hops: int  # remote nodes that answered
     timeouts: int  # calls that failed on the way
+    # The nodes after the owner, clockwise, as the node that answered listed them.
+    after: tuple[NodeRef, ...] = ()
 
 
 def find_successor(
@@ -100,7 +102,8 @@ def find_successor(
 
     while hops + timeouts < MAX_LOOKUP_CALLS:
         if reply is not None and reply.done:
-            for candidate in reply.nodes:
+            for at, candidate in enumerate(reply.nodes):
+                after = reply.nodes[at + 1 :]
                 if candidate.address == state.me.address:
                     if joining:
                         continue
@@ -108,12 +111,12 @@ def find_successor(
                 if candidate.address in avoid:
                     continue
                 if candidate.address in alive:
-                    return LookupResult(candidate, hops, timeouts)
+                    return LookupResult(candidate, hops, timeouts, after)
                 if candidate.address in tried:  # tried and failed: once is enough
                     continue
                 answer = yield Ping(candidate)
                 if isinstance(answer, Pong) and answer.node == candidate:
-                    return LookupResult(candidate, hops + 1, timeouts)
+                    return LookupResult(candidate, hops + 1, timeouts, after)
                 timeouts += 1
                 tried.add(candidate.address)
                 last_failure = _failure(candidate, answer)
@@ -345,7 +348,7 @@ def fix_fingers(
         state.fingers = [state.me] * state.space.bits
         return 0
     lookups = 0
-    i = state.fill_fingers_from(0, state.successor)
+    i = state.fill_fingers_from(0, state.successor, state.successors[1:])
     while i < state.space.bits:
         start = state.space.finger_start(state.me.id, i)
         try:
@@ -353,7 +356,8 @@ def fix_fingers(
         except LookupFailed:
             return lookups
         lookups += 1
-        i = state.fill_fingers_from(i, result.owner)
+        i = state.fill_fingers_from(i, result.owner, result.after)
+    state.prune_windows()
     return lookups
 
 

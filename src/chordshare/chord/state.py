@@ -8,6 +8,7 @@ in `procedures` make the calls; this module only decides).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
@@ -42,6 +43,10 @@ class RoutingState:
     successors: list[NodeRef] = field(default_factory=list)
     # fingers[i] is believed to be successor(me + 2**i); None until learned.
     fingers: list[NodeRef | None] = field(default_factory=list)
+    # A finger's window: the finger and the nodes after it, clockwise, as the lookup that
+    # found it reported them (that node's successor list). Only routing candidates, never
+    # an owner: a lookup still ends at a node whose own list covers the key.
+    windows: dict[str, tuple[NodeRef, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -121,6 +126,15 @@ class RoutingState:
             address = node.address
             if address not in found and address not in avoid and 0 < (node.id - me) % size < gap:
                 found[address] = node
+        # The nodes just before the key in each finger's window: a hop to one of them ends
+        # the lookup there, from its own successor list, instead of halving the gap again.
+        for window in self.windows.values():
+            # A window runs in increasing distance from us, so the nodes before the key
+            # are a prefix; only its last `limit` can be among the best.
+            end = bisect_left(window, gap, key=lambda n: (n.id - me) % size)
+            for node in window[max(0, end - limit) : end]:
+                if node.address not in avoid:
+                    found.setdefault(node.address, node)
         ranked = sorted(found.values(), key=lambda n: (key - n.id) % size)
         return ranked[:limit]
 
@@ -166,6 +180,10 @@ class RoutingState:
         self.fingers = [
             None if f is not None and f.address == peer.address else f for f in self.fingers
         ]
+        self.windows.pop(peer.address, None)
+        for owner, window in list(self.windows.items()):
+            if any(n.address == peer.address for n in window):
+                self.windows[owner] = tuple(n for n in window if n.address != peer.address)
 
     def on_leave_notice(
         self,
@@ -193,9 +211,11 @@ class RoutingState:
     def finger_starts(self) -> list[int]:
         return [self.space.finger_start(self.me.id, i) for i in range(self.space.bits)]
 
-    def fill_fingers_from(self, index: int, owner: NodeRef) -> int:
+    def fill_fingers_from(self, index: int, owner: NodeRef, after: Iterable[NodeRef] = ()) -> int:
         """Set finger `index` to owner, and every following finger whose start also falls in
-        (me, owner]: they share that owner. Returns the next index still to look up."""
+        (me, owner]: they share that owner. `after`: the nodes that follow owner, clockwise,
+        kept as its window. Returns the next index still to look up."""
+        self.keep_window(owner, after)
         i = index
         while i < self.space.bits and between_right(
             self.me.id, self.space.finger_start(self.me.id, i), owner.id
@@ -206,6 +226,32 @@ class RoutingState:
             self.fingers[i] = owner
             i += 1
         return i
+
+    def keep_window(self, owner: NodeRef, after: Iterable[NodeRef]) -> None:
+        """Remember owner's window: owner and the nodes after it, up to r, cut where the list
+        would pass us again."""
+        me, size = self.me.id, self.space.size
+        if owner.id == me:
+            self.windows.pop(owner.address, None)
+            return
+        window = [owner]
+        last = (owner.id - me) % size
+        for node in after:
+            distance = (node.id - me) % size
+            if not last < distance or len(window) >= self.r:  # wrapped past us, or enough
+                break
+            window.append(node)
+            last = distance
+        if len(window) > 1:
+            self.windows[owner.address] = tuple(window)
+        else:  # an older window may name nodes gone since
+            self.windows.pop(owner.address, None)
+
+    def prune_windows(self) -> None:
+        """Drop the windows of nodes that are no longer fingers."""
+        current = {f.address for f in self.fingers if f is not None}
+        for address in [a for a in self.windows if a not in current]:
+            del self.windows[address]
 
     def distinct_fingers(self) -> list[NodeRef]:
         seen: dict[str, NodeRef] = {}
