@@ -4,8 +4,10 @@ Starts N `chordshare node` processes (default 32, hashed 160-bit ids), waits unt
 successor list, predecessor and finger table is the ideal one, and measures:
 
 - the round trip of one gRPC call (Ping from this process), the yardstick;
-- lookups of random keys through the `Lookup` RPC of random nodes: p50/p99 latency, hops,
-  and the overhead ratio p50 / (mean hops x RTT);
+- lookups of random keys through the `Lookup` RPC of random nodes: p50/p99 latency and hops;
+  each is followed by its reference, hops + 1 bare Pings in a row to random nodes (the round
+  trips it is made of: our call to the node and its hops), and the overhead ratios are the
+  lookups' p50 and p99 over the references' (also reported: p50 / (mean hops x median RTT));
 - the same right after faults, with maintenance running: kill -9 of 25 % of the nodes, then
   more until 50 % are dead; and on a fresh ring, 25 % frozen with SIGSTOP (hosts that hang),
   then thawed with SIGCONT (reported, no target: they must be relinked first);
@@ -231,13 +233,32 @@ class Sample:
     timeouts: int = 0
     skipped_owner: bool = False  # wrong, and the answer is the true owner's successor
     in_node: float = 0.0  # the lookup itself, timed by the node (no client call)
+    # Right after the lookup: hops + 1 bare Pings in a row from this process to random live
+    # nodes, the round trips the lookup is made of (our call to the node and its hops),
+    # each at the price a bare call pays at that moment.
+    chain: float | None = None
+
+
+async def ping_chain(ring: Ring, rng: random.Random, calls: int) -> float:
+    assert ring.transport is not None
+    live = ring.live()
+    started = time.monotonic()
+    for _ in range(calls):
+        await ring.transport.stub(rng.choice(live).address).Ping(pb.PingRequest(), timeout=2.0)
+    return time.monotonic() - started
 
 
 async def run_lookups(
-    ring: Ring, rng: random.Random, *, count: int, window: float | None = None
+    ring: Ring,
+    rng: random.Random,
+    *,
+    count: int,
+    window: float | None = None,
+    chains: bool = False,
 ) -> list[Sample]:
     """Sequential lookups of random keys at random live nodes: `count` of them, or as many
-    as fit in `window` seconds (never more than MAX_LOOKUPS_PER_PHASE)."""
+    as fit in `window` seconds (never more than MAX_LOOKUPS_PER_PHASE). `chains`: follow
+    each answered lookup by its reference chain of bare round trips."""
     live = ring.live()
     ideal = IdealRouting.of(live, ring.space)
     size = ring.space.size
@@ -270,6 +291,7 @@ async def run_lookups(
                 timeouts,
                 skipped,
                 answer.seconds,
+                await ping_chain(ring, rng, hops + 1) if chains else None,
             )
         )
     return samples
@@ -389,10 +411,30 @@ def healthy_phase(samples: list[Sample], rtt: dict[str, Any]) -> dict[str, Any]:
         result["in_node_overhead_ratio_p50"] = round(in_p50 / (hops * node_rtt), 3)
         result["in_node_overhead_ratio_p99"] = round(in_p99 / (hops * node_rtt), 3)
     result["latency_fit"] = regression(samples)
-    # The target is judged on the lookup itself (timed by the node that runs it), against
-    # the node-to-node round trips it is made of; the client-side ratios above include the
-    # client's own call to the node, which is not part of the lookup.
-    result["target_met"] = result.get("in_node_overhead_ratio_p50", 99.0) <= TARGET_RATIO
+    # The target's ratio at p50 and p99 alike: each lookup against a chain of as many bare
+    # round trips as it made (its hops and our call to the node), timed by this process
+    # right after it, so both see the same load. The ratios above divide by one median RTT,
+    # which says nothing about a p99 on a 2-core machine carrying 32 processes.
+    chained = [s for s in samples if s.answered and s.chain is not None]
+    if chained:
+        lookups = [s.latency for s in chained]
+        chains = [s.chain for s in chained if s.chain is not None]
+        reference = {
+            "p50_ms": ms(percentile(chains, 0.50)),
+            "p99_ms": ms(percentile(chains, 0.99)),
+            "max_ms": ms(max(chains)),
+        }
+        result["bare_round_trip_chains"] = reference
+        for q in ("p50", "p99"):
+            mine, bare = result[f"{q}_ms"], reference[f"{q}_ms"]
+            result[f"overhead_ratio_{q}_vs_chains"] = round(mine / bare, 3)
+        result["lookups_over_their_chain_x1_5"] = sum(
+            1 for lookup, chain in zip(lookups, chains, strict=True) if lookup > 1.5 * chain
+        )
+    result["target_met"] = (
+        result.get("overhead_ratio_p50_vs_chains", 99.0) <= TARGET_RATIO
+        and result.get("overhead_ratio_p99_vs_chains", 99.0) <= TARGET_RATIO
+    )
     return result
 
 
@@ -443,7 +485,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # measure.
         await run_lookups(ring, rng, count=args.lookups // 4)
         report["healthy"] = healthy_phase(
-            await run_lookups(ring, rng, count=args.lookups), report["rtt"]
+            await run_lookups(ring, rng, count=args.lookups, chains=True), report["rtt"]
         )
         log(f"healthy {report['healthy']}")
 
