@@ -130,11 +130,15 @@ class RoutingState:
         # the lookup there, from its own successor list, instead of halving the gap again.
         for window in self.windows.values():
             # A window runs in increasing distance from us, so the nodes before the key
-            # are a prefix; only its last `limit` can be among the best.
+            # are a prefix; only the last `limit` of them not avoided can be among the best.
             end = bisect_left(window, gap, key=lambda n: (n.id - me) % size)
-            for node in window[max(0, end - limit) : end]:
+            taken = 0
+            for node in reversed(window[:end]):
                 if node.address not in avoid:
                     found.setdefault(node.address, node)
+                    taken += 1
+                    if taken == limit:
+                        break
         ranked = sorted(found.values(), key=lambda n: (key - n.id) % size)
         return ranked[:limit]
 
