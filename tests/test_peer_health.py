@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from waiting import wait_until
 
-from chordshare.chord.messages import Call, NodeRef, Ping, Pong, Reply
+from chordshare.chord.messages import Call, FindStep, NodeRef, Ping, Pong, Reply
 from chordshare.node.runtime import RETRANSMITS, Retransmitting
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 from chordshare.transport.base import Hello, PeerError
@@ -178,6 +180,27 @@ async def test_retransmissions_give_up_and_spare_refusals_and_suspects() -> None
     with pytest.raises(PeerError):  # a refusal is an answer: no retransmission
         await calls.call(Ping(NodeRef(2, "dead:1")))
     assert len(transport.calls) == 1 and gave_up == ["gone:1"] * 2
+
+
+async def test_a_lookup_step_goes_on_after_one_deadline_while_the_verdict_follows() -> None:
+    """A lookup has other hops to try: it hears of a slow step after one deadline, not
+    after the retransmissions, which go on without it and clear the peer."""
+    health = fast_health()
+    transport = SlowTransport(health, {"slow:1": 0.03, "gone:1": None})
+    calls = Retransmitting(transport)
+    started = time.monotonic()
+    with pytest.raises(PeerError, match="did not answer a lookup step"):
+        await calls.call(FindStep(NodeRef(1, "slow:1"), 5))
+    assert time.monotonic() - started < 0.03  # one deadline (0.01 s), not 0.01 + 0.02 + 0.04
+    assert "slow:1" in health  # suspected at once, so other lookups route around it...
+    await wait_until(lambda: "slow:1" not in health, 2.0, "the retransmission to be heard")
+    assert len(transport.calls) == 3  # ...until the retransmission heard it
+    assert await calls.call(FindStep(NodeRef(1, "slow:1"), 5)) == Pong(NodeRef(1, "slow:1"))
+
+    with pytest.raises(PeerError):  # a hung peer: the lookup leaves its verdict behind...
+        await calls.call(FindStep(NodeRef(2, "gone:1"), 5))
+    await calls.close()  # ...and closing the node stops it
+    assert not calls._verdicts
 
 
 @pytest.mark.parametrize(

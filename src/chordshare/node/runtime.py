@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from chordshare.chord import procedures
 from chordshare.chord.merge import PassiveList, Verdict
-from chordshare.chord.messages import Call, NodeRef, Reply
+from chordshare.chord.messages import Call, FindStep, NodeRef, Reply
 from chordshare.chord.procedures import JoinFailed, LookupFailed, LookupResult
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
@@ -37,6 +37,9 @@ REJOIN_TRIES = 4  # remembered peers asked per attempt
 REJOIN_DEADLINE = 1.0
 MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.merge says
 RETRANSMITS = 2  # a call that timed out is sent again this often, its deadline doubled each
+# A lookup step goes on without a peer that has not answered within its deadline times this
+# (a little over one deadline: the call itself gives up at the deadline, and is sent again).
+STEP_PATIENCE = 1.05
 
 
 class Retransmitting:
@@ -50,7 +53,14 @@ class Retransmitting:
     retransmission is the sample that teaches the new deadline. A refusal is not retried,
     nor a call to a peer already suspected (lookups route around those, and the probes of
     `ChordNode.probe_suspects` find them alive again), so a dead peer costs a dead-host
-    detection of deadline·(1 + 2 + 4) once, then nothing."""
+    detection of deadline·(1 + 2 + 4) once, then nothing.
+
+    A lookup step does not wait for that verdict: it has other hops to try, so it hears of
+    a failure after one deadline and goes on, while the retransmissions run on in the
+    background and settle the peer's standing (a hung peer would otherwise cost every
+    lookup that met it first 0.7 s, and one that met two of them more than the 1 s a lookup
+    may take). The answer that names the owner (a Ping) still waits: passing over a slow
+    owner would name the wrong one."""
 
     def __init__(
         self, transport: Transport, gave_up: Callable[[str], None] = lambda address: None
@@ -58,14 +68,35 @@ class Retransmitting:
         self.transport = transport
         self.health = transport.health
         self.gave_up = gave_up  # told of a peer that timed out every time
+        self._verdicts: set[asyncio.Task[Reply]] = set()  # steps a lookup stopped waiting for
 
     async def hello(self, address: str, deadline: float) -> Hello:
         return await self.transport.hello(address, deadline)
 
     async def close(self) -> None:
+        for task in list(self._verdicts):
+            task.cancel()
+        await asyncio.gather(*self._verdicts, return_exceptions=True)
         await self.transport.close()
 
     async def call(self, call: Call) -> Reply:
+        if not isinstance(call, FindStep):
+            return await self._call(call)
+        deadline = self.health.timeout_for(call.peer.address)
+        task = asyncio.ensure_future(self._call(call))
+        done, _ = await asyncio.wait({task}, timeout=deadline * STEP_PATIENCE)
+        if task in done:
+            return task.result()
+        self._verdicts.add(task)
+        task.add_done_callback(self._settled)
+        raise PeerError(call.peer.address, f"did not answer a lookup step in {deadline:.3f} s")
+
+    def _settled(self, task: asyncio.Task[Reply]) -> None:
+        self._verdicts.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failure is the verdict, already recorded: not an error here
+
+    async def _call(self, call: Call) -> Reply:
         health = self.transport.health
         address = call.peer.address
         retries = 0 if address in health else RETRANSMITS
