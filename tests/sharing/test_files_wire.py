@@ -117,9 +117,12 @@ class FakeFiles:
         finally:
             self.fetches_closed += 1
 
-    async def find_file(self, name: str) -> FoundFile | None:
+    async def find_file(self, name: str, inline_up_to: int = 0) -> FoundFile | None:
         manifest = self.files.get(name)
-        return None if manifest is None else FoundFile(manifest, self.holders)
+        if manifest is None:
+            return None
+        data = b"".join(self.chunks[d] for d in manifest.chunks)
+        return FoundFile(manifest, self.holders, data if len(data) <= inline_up_to else None)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         wanted, newer = [], []
@@ -209,6 +212,8 @@ async def test_put_then_find_fetch_and_list(served: Served) -> None:
 
     found = await s.peers.find_file(s.address, "fox.txt")
     assert found == FoundFile(outcome.manifest, s.service.holders)
+    whole = await s.peers.find_file(s.address, "fox.txt", inline_up_to=len(DATA))
+    assert whole == FoundFile(outcome.manifest, s.service.holders, DATA)
     assert await s.peers.find_file(s.address, "absent") is None
 
     got = [c async for c in s.peers.fetch_chunks(s.address, sha(DATA), [6, 0, 3])]
@@ -503,6 +508,22 @@ def test_other_values_round_trip(manifest: Manifest, flag: bool, other: bool, ad
     assert codec.file_listing_from_pb(codec.file_listing_to_pb(listing)) == listing
     found = FoundFile(manifest, (address,) if address else ())
     assert codec.found_file_from_pb(codec.found_file_to_pb(found)) == found
+    if address and manifest.size:
+        whole = FoundFile(manifest, (address,), bytes(manifest.size))
+        assert codec.found_file_from_pb(codec.found_file_to_pb(whole)) == whole
+
+
+def test_inline_bytes_must_match_the_manifest_and_name_their_holder() -> None:
+    manifest = manifest_of("x", DATA)
+    wire = codec.found_file_to_pb(FoundFile(manifest, ("10.0.0.1:4000",), DATA))
+    assert codec.found_file_from_pb(wire).data == DATA
+    wire.data = DATA + b"!"
+    with pytest.raises(ValueError, match=f"{len(DATA) + 1} inline bytes for a file of"):
+        codec.found_file_from_pb(wire)
+    wire.data = DATA
+    del wire.holders[:]
+    with pytest.raises(ValueError, match="without the holder"):
+        codec.found_file_from_pb(wire)
 
 
 def test_decoding_refuses_inconsistent_manifests() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.names import BadName
 from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
-from chordshare.sharing.peers import FileError, Refusal
+from chordshare.sharing.peers import INLINE_LIMIT, FileError, Refusal
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -286,3 +286,56 @@ async def test_an_owner_without_its_copy_yet_still_refuses_a_second_put(
         "the replacement to win everywhere",
     )
     assert original != (tmp_path / "other").read_bytes()
+
+
+class CountingPeers(GrpcFilePeers):
+    """Counts FetchChunks calls; `lie` corrupts the inline bytes of FindFile answers."""
+
+    def __init__(self, lie: bool = False) -> None:
+        super().__init__()
+        self.fetches = 0
+        self.lie = lie
+
+    def fetch_chunks(self, address: str, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
+        self.fetches += 1
+        return super().fetch_chunks(address, sha256, indexes)
+
+    async def find_file(self, address: str, name: str, inline_up_to: int = 0):  # type: ignore[override]
+        found = await super().find_file(address, name, inline_up_to)
+        if self.lie and found is not None and found.data is not None:
+            found = replace(found, data=bytes(len(found.data)))
+        return found
+
+
+async def test_a_small_get_takes_its_bytes_from_the_find_answer(
+    net: Network, tmp_path: Path
+) -> None:
+    """A file of at most INLINE_LIMIT bytes comes back with FindFile: no FetchChunks call.
+    Inline bytes are verified like fetched chunks: a holder that sends wrong ones is passed
+    over and the chunks come from the other holders."""
+    a, _, _, d = await net.ring(4)
+    small = write(tmp_path / "note.txt", 4096, seed=1)
+    large = write(tmp_path / "big.bin", INLINE_LIMIT + 1, seed=2)
+    client = net.client(a)
+    for path in (tmp_path / "note.txt", tmp_path / "big.bin"):
+        await client.put(path, chunk_size=CHUNK)
+    await wait_until(lambda: len(net.holders("note.txt")) == 3, 10, "3 copies")
+
+    counting = CountingPeers()
+    net.clients.append(counting)
+    reader = FileClient(NodeRing(d.server.node), counting)
+    report = await reader.get("note.txt", tmp_path / "note.out")
+    assert (tmp_path / "note.out").read_bytes() == small
+    assert counting.fetches == 0 and sum(report.sources.values()) == len(small)
+    await reader.get("big.bin", tmp_path / "big.out")
+    assert (tmp_path / "big.out").read_bytes() == large and counting.fetches > 0
+
+    liar = CountingPeers(lie=True)
+    net.clients.append(liar)
+    fooled = FileClient(NodeRing(d.server.node), liar)
+    found = await fooled.find("note.txt")
+    assert found.inline is not None and found.inline[1] == bytes(len(small))
+    report = await fooled.get("note.txt", tmp_path / "note.again", found=found)
+    assert (tmp_path / "note.again").read_bytes() == small
+    assert liar.fetches >= 1 and report.sources[found.inline[0]] == 0
+    assert report.refetched_chunks == 1

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
 from chordshare.sharing.chunking import build_manifest, chunk_size_for
-from chordshare.sharing.download import DownloadReport, download
+from chordshare.sharing.download import ChunkFetcher, DownloadReport, download
 from chordshare.sharing.names import check_name, keywords
 from chordshare.sharing.peers import (
+    INLINE_LIMIT,
     FileError,
     FileListing,
     FilePeers,
@@ -53,6 +54,28 @@ class NetworkFile:
 
     manifest: Manifest
     holders: tuple[str, ...]
+    # A small file's bytes as one holder sent them with its answer (not verified yet).
+    inline: tuple[str, bytes] | None = None
+
+
+def serving_inline(
+    fetch: ChunkFetcher, holder: str, data: bytes, manifest: Manifest
+) -> ChunkFetcher:
+    """A fetcher that takes holder's chunks from the bytes it already sent and asks every
+    other holder as `fetch` does. The download verifies them like any fetched chunk."""
+
+    async def fetch_or_slice(
+        address: str, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        if address != holder:
+            async for item in fetch(address, sha256, indexes):
+                yield item
+            return
+        for index in indexes:
+            start = index * manifest.chunk_size
+            yield index, data[start : start + manifest.chunk_length(index)]
+
+    return fetch_or_slice
 
 
 def parse_content_address(target: str) -> bytes | None:
@@ -168,6 +191,7 @@ class FileClient:
         candidates = [owner]
         best: FoundFile | None = None
         holders: list[str] = []
+        inline: tuple[str, bytes] | None = None
         for attempt in range(self.replicas):
             if attempt == 1:
                 with contextlib.suppress(PeerError):
@@ -175,18 +199,22 @@ class FileClient:
             if attempt >= len(candidates):
                 break
             try:
-                found = await self.peers.find_file(candidates[attempt].address, name)
+                found = await self.peers.find_file(
+                    candidates[attempt].address, name, inline_up_to=INLINE_LIMIT
+                )
             except PeerError:
                 continue
             if found is None:
                 continue
             if best is None or found.manifest.created > best.manifest.created:
-                best, holders = found, []
+                best, holders, inline = found, [], None
             if found.manifest.sha256 == best.manifest.sha256:
                 holders += [h for h in found.holders if h not in holders]
+                if inline is None and found.data is not None and found.holders:
+                    inline = (found.holders[0], found.data)
             if len(holders) >= self.replicas:
                 break
-        return None if best is None else NetworkFile(best.manifest, tuple(holders))
+        return None if best is None else NetworkFile(best.manifest, tuple(holders), inline)
 
     async def get(
         self,
@@ -198,9 +226,10 @@ class FileClient:
         found = found or await self.find(target)
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
-        return await download(
-            found.manifest, found.holders, self.peers.fetch_chunks, out, progress=progress
-        )
+        fetch: ChunkFetcher = self.peers.fetch_chunks
+        if found.inline is not None:
+            fetch = serving_inline(fetch, *found.inline, found.manifest)
+        return await download(found.manifest, found.holders, fetch, out, progress=progress)
 
     async def search(self, text: str) -> list[IndexEntry]:
         """Names that contain every word of text."""

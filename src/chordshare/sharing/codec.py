@@ -180,7 +180,10 @@ def found_file_to_pb(found: FoundFile | None) -> pb.FindFileReply:
     if found is None:
         return pb.FindFileReply(found=False)
     return pb.FindFileReply(
-        found=True, manifest=manifest_to_pb(found.manifest), holders=list(found.holders)
+        found=True,
+        manifest=manifest_to_pb(found.manifest),
+        holders=list(found.holders),
+        data=found.data or b"",
     )
 
 
@@ -191,7 +194,13 @@ def found_file_from_pb(msg: pb.FindFileReply) -> FoundFile | None:
     for holder in msg.holders:
         if not holder:
             raise ValueError("an empty holder address")
-    return FoundFile(manifest_from_pb(msg.manifest), tuple(msg.holders))
+    manifest = manifest_from_pb(msg.manifest)
+    data = msg.data or None
+    if data is not None and len(data) != manifest.size:
+        raise ValueError(f"{len(data)} inline bytes for a file of {manifest.size}")
+    if data is not None and not msg.holders:
+        raise ValueError("inline bytes without the holder that sent them")
+    return FoundFile(manifest, tuple(msg.holders), data)
 
 
 # Replication.

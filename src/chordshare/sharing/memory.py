@@ -83,8 +83,8 @@ class MemoryFilePeers:
             async for chunk in stream:
                 yield chunk
 
-    async def find_file(self, address: str, name: str) -> FoundFile | None:
-        return await (await self._target(address)).find_file(name)
+    async def find_file(self, address: str, name: str, inline_up_to: int = 0) -> FoundFile | None:
+        return await (await self._target(address)).find_file(name, inline_up_to)
 
     async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer:
         return await (await self._target(address)).offer(versions)

@@ -52,10 +52,17 @@ class PutOutcome:
     unchanged: bool
 
 
+# The largest file a FindFile answer carries whole, when the asker wants it (a small get
+# then needs no FetchChunks call).
+INLINE_LIMIT = 64 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class FoundFile:
     manifest: Manifest
     holders: tuple[str, ...]
+    # The file's bytes, sent along by the node that answered (holders[0]); unverified.
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +122,9 @@ class FilePeers(Protocol):
         self, address: str, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]: ...
 
-    async def find_file(self, address: str, name: str) -> FoundFile | None: ...
+    async def find_file(
+        self, address: str, name: str, inline_up_to: int = 0
+    ) -> FoundFile | None: ...
 
     async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer: ...
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from chordshare.sharing.names import BadName, check_name
 from chordshare.sharing.peers import (
+    INLINE_LIMIT,
     FileError,
     FileListing,
     FileVersion,
@@ -443,7 +444,9 @@ class FileService:
         # Not re-hashed here: the receiver verifies every chunk against the manifest.
         return self.store.read_chunk(manifest.chunks[index], verify=False)
 
-    async def find_file(self, name: str) -> FoundFile | None:
+    async def find_file(self, name: str, inline_up_to: int = 0) -> FoundFile | None:
+        """The newest version of name known here and who serves it; with the bytes too
+        when the file is stored here and at most `inline_up_to` (and INLINE_LIMIT) long."""
         stored = self.store.manifest(name)
         sharers = [loc for loc in self.locators.get(name) if isinstance(loc, Locator)]
         if stored is not None:
@@ -459,7 +462,17 @@ class FileService:
             for loc in sharers
             if loc.manifest.sha256 == manifest.sha256 and loc.address not in holders
         ]
-        return FoundFile(manifest, tuple(holders))
+        data = None
+        if stored is not None and 0 < stored.size <= min(inline_up_to, INLINE_LIMIT):
+            data = await asyncio.to_thread(self._read_whole, stored)
+        return FoundFile(manifest, tuple(holders), data)
+
+    def _read_whole(self, manifest: Manifest) -> bytes | None:
+        try:
+            return b"".join(self.store.read_chunk(digest) for digest in manifest.chunks)
+        except (ChunkError, OSError) as err:  # the download fetches and verifies instead
+            log.warning("could not read %s whole: %s", manifest.name, err)
+            return None
 
     async def list_files(self) -> FileListing:
         files = [StoredFile(m, shared=False) for m in self.store.manifests()]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/files.proto\x12\rchordshare.v1\"k\n\x08Manifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x05 \x03(\x0c\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\"X\n\tPutHeader\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0f\n\x07replica\x18\x03 \x01(\x08\"\'\n\x08PutChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"j\n\nPutRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.chordshare.v1.PutHeaderH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.PutChunkH\x00\x42\x06\n\x04part\"H\n\x08PutReply\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x11\n\tunchanged\x18\x02 \x01(\x08\"&\n\x14MissingChunksRequest\x12\x0e\n\x06\x63hunks\x18\x01 \x03(\x0c\"%\n\x12MissingChunksReply\x12\x0f\n\x07missing\x18\x01 \x03(\r\"/\n\x0c\x46\x65tchRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\x12\x0f\n\x07indexes\x18\x02 \x03(\r\"(\n\tChunkData\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x1f\n\x0f\x46indFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Z\n\rFindFileReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12)\n\x08manifest\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07holders\x18\x03 \x03(\t\"M\n\x0b\x46ileVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\"9\n\x0cOfferRequest\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\"G\n\nOfferReply\x12\x0e\n\x06wanted\x18\x01 \x03(\t\x12)\n\x05newer\x18\x02 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\"?\n\rDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0f\n\x07replica\x18\x03 \x01(\x08\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"8\n\nIndexEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"D\n\x0bIndexRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x19.chordshare.v1.IndexEntry\"_\n\x13PublishIndexRequest\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.IndexRecord\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\x12\x0e\n\x06remove\x18\x03 \x01(\x08\"\x13\n\x11PublishIndexReply\" \n\x11QueryIndexRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"=\n\x0fQueryIndexReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.IndexEntry\"E\n\x07Locator\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"O\n\x16PublishLocatorsRequest\x12(\n\x08locators\x18\x01 \x03(\x0b\x32\x16.chordshare.v1.Locator\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\"\x16\n\x14PublishLocatorsReply\"\x12\n\x10ListFilesRequest\"G\n\nStoredFile\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0e\n\x06shared\x18\x02 \x01(\x08\"a\n\x0eListFilesReply\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.StoredFile\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x32\x8a\x06\n\x05\x46iles\x12?\n\x07PutFile\x12\x19.chordshare.v1.PutRequest\x1a\x17.chordshare.v1.PutReply(\x01\x12W\n\rMissingChunks\x12#.chordshare.v1.MissingChunksRequest\x1a!.chordshare.v1.MissingChunksReply\x12\x46\n\x0b\x46\x65tchChunks\x12\x1b.chordshare.v1.FetchRequest\x1a\x18.chordshare.v1.ChunkData0\x01\x12H\n\x08\x46indFile\x12\x1e.chordshare.v1.FindFileRequest\x1a\x1c.chordshare.v1.FindFileReply\x12?\n\x05Offer\x12\x1b.chordshare.v1.OfferRequest\x1a\x19.chordshare.v1.OfferReply\x12\x42\n\x06\x44\x65lete\x12\x1c.chordshare.v1.DeleteRequest\x1a\x1a.chordshare.v1.DeleteReply\x12T\n\x0cPublishIndex\x12\".chordshare.v1.PublishIndexRequest\x1a .chordshare.v1.PublishIndexReply\x12N\n\nQueryIndex\x12 .chordshare.v1.QueryIndexRequest\x1a\x1e.chordshare.v1.QueryIndexReply\x12]\n\x0fPublishLocators\x12%.chordshare.v1.PublishLocatorsRequest\x1a#.chordshare.v1.PublishLocatorsReply\x12K\n\tListFiles\x12\x1f.chordshare.v1.ListFilesRequest\x1a\x1d.chordshare.v1.ListFilesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/files.proto\x12\rchordshare.v1\"k\n\x08Manifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x05 \x03(\x0c\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\"X\n\tPutHeader\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0f\n\x07replica\x18\x03 \x01(\x08\"\'\n\x08PutChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"j\n\nPutRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.chordshare.v1.PutHeaderH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.PutChunkH\x00\x42\x06\n\x04part\"H\n\x08PutReply\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x11\n\tunchanged\x18\x02 \x01(\x08\"&\n\x14MissingChunksRequest\x12\x0e\n\x06\x63hunks\x18\x01 \x03(\x0c\"%\n\x12MissingChunksReply\x12\x0f\n\x07missing\x18\x01 \x03(\r\"/\n\x0c\x46\x65tchRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\x12\x0f\n\x07indexes\x18\x02 \x03(\r\"(\n\tChunkData\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"5\n\x0f\x46indFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cinline_up_to\x18\x02 \x01(\r\"h\n\rFindFileReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12)\n\x08manifest\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07holders\x18\x03 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"M\n\x0b\x46ileVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\"9\n\x0cOfferRequest\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\"G\n\nOfferReply\x12\x0e\n\x06wanted\x18\x01 \x03(\t\x12)\n\x05newer\x18\x02 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\"?\n\rDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0f\n\x07replica\x18\x03 \x01(\x08\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"8\n\nIndexEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"D\n\x0bIndexRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x19.chordshare.v1.IndexEntry\"_\n\x13PublishIndexRequest\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.IndexRecord\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\x12\x0e\n\x06remove\x18\x03 \x01(\x08\"\x13\n\x11PublishIndexReply\" \n\x11QueryIndexRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"=\n\x0fQueryIndexReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.IndexEntry\"E\n\x07Locator\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"O\n\x16PublishLocatorsRequest\x12(\n\x08locators\x18\x01 \x03(\x0b\x32\x16.chordshare.v1.Locator\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\"\x16\n\x14PublishLocatorsReply\"\x12\n\x10ListFilesRequest\"G\n\nStoredFile\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0e\n\x06shared\x18\x02 \x01(\x08\"a\n\x0eListFilesReply\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.StoredFile\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x32\x8a\x06\n\x05\x46iles\x12?\n\x07PutFile\x12\x19.chordshare.v1.PutRequest\x1a\x17.chordshare.v1.PutReply(\x01\x12W\n\rMissingChunks\x12#.chordshare.v1.MissingChunksRequest\x1a!.chordshare.v1.MissingChunksReply\x12\x46\n\x0b\x46\x65tchChunks\x12\x1b.chordshare.v1.FetchRequest\x1a\x18.chordshare.v1.ChunkData0\x01\x12H\n\x08\x46indFile\x12\x1e.chordshare.v1.FindFileRequest\x1a\x1c.chordshare.v1.FindFileReply\x12?\n\x05Offer\x12\x1b.chordshare.v1.OfferRequest\x1a\x19.chordshare.v1.OfferReply\x12\x42\n\x06\x44\x65lete\x12\x1c.chordshare.v1.DeleteRequest\x1a\x1a.chordshare.v1.DeleteReply\x12T\n\x0cPublishIndex\x12\".chordshare.v1.PublishIndexRequest\x1a .chordshare.v1.PublishIndexReply\x12N\n\nQueryIndex\x12 .chordshare.v1.QueryIndexRequest\x1a\x1e.chordshare.v1.QueryIndexReply\x12]\n\x0fPublishLocators\x12%.chordshare.v1.PublishLocatorsRequest\x1a#.chordshare.v1.PublishLocatorsReply\x12K\n\tListFiles\x12\x1f.chordshare.v1.ListFilesRequest\x1a\x1d.chordshare.v1.ListFilesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,43 +50,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNKDATA']._serialized_start=594
   _globals['_CHUNKDATA']._serialized_end=634
   _globals['_FINDFILEREQUEST']._serialized_start=636
-  _globals['_FINDFILEREQUEST']._serialized_end=667
-  _globals['_FINDFILEREPLY']._serialized_start=669
-  _globals['_FINDFILEREPLY']._serialized_end=759
-  _globals['_FILEVERSION']._serialized_start=761
-  _globals['_FILEVERSION']._serialized_end=838
-  _globals['_OFFERREQUEST']._serialized_start=840
-  _globals['_OFFERREQUEST']._serialized_end=897
-  _globals['_OFFERREPLY']._serialized_start=899
-  _globals['_OFFERREPLY']._serialized_end=970
-  _globals['_DELETEREQUEST']._serialized_start=972
-  _globals['_DELETEREQUEST']._serialized_end=1035
-  _globals['_DELETEREPLY']._serialized_start=1037
-  _globals['_DELETEREPLY']._serialized_end=1067
-  _globals['_INDEXENTRY']._serialized_start=1069
-  _globals['_INDEXENTRY']._serialized_end=1125
-  _globals['_INDEXRECORD']._serialized_start=1127
-  _globals['_INDEXRECORD']._serialized_end=1195
-  _globals['_PUBLISHINDEXREQUEST']._serialized_start=1197
-  _globals['_PUBLISHINDEXREQUEST']._serialized_end=1292
-  _globals['_PUBLISHINDEXREPLY']._serialized_start=1294
-  _globals['_PUBLISHINDEXREPLY']._serialized_end=1313
-  _globals['_QUERYINDEXREQUEST']._serialized_start=1315
-  _globals['_QUERYINDEXREQUEST']._serialized_end=1347
-  _globals['_QUERYINDEXREPLY']._serialized_start=1349
-  _globals['_QUERYINDEXREPLY']._serialized_end=1410
-  _globals['_LOCATOR']._serialized_start=1412
-  _globals['_LOCATOR']._serialized_end=1481
-  _globals['_PUBLISHLOCATORSREQUEST']._serialized_start=1483
-  _globals['_PUBLISHLOCATORSREQUEST']._serialized_end=1562
-  _globals['_PUBLISHLOCATORSREPLY']._serialized_start=1564
-  _globals['_PUBLISHLOCATORSREPLY']._serialized_end=1586
-  _globals['_LISTFILESREQUEST']._serialized_start=1588
-  _globals['_LISTFILESREQUEST']._serialized_end=1606
-  _globals['_STOREDFILE']._serialized_start=1608
-  _globals['_STOREDFILE']._serialized_end=1679
-  _globals['_LISTFILESREPLY']._serialized_start=1681
-  _globals['_LISTFILESREPLY']._serialized_end=1778
-  _globals['_FILES']._serialized_start=1781
-  _globals['_FILES']._serialized_end=2559
+  _globals['_FINDFILEREQUEST']._serialized_end=689
+  _globals['_FINDFILEREPLY']._serialized_start=691
+  _globals['_FINDFILEREPLY']._serialized_end=795
+  _globals['_FILEVERSION']._serialized_start=797
+  _globals['_FILEVERSION']._serialized_end=874
+  _globals['_OFFERREQUEST']._serialized_start=876
+  _globals['_OFFERREQUEST']._serialized_end=933
+  _globals['_OFFERREPLY']._serialized_start=935
+  _globals['_OFFERREPLY']._serialized_end=1006
+  _globals['_DELETEREQUEST']._serialized_start=1008
+  _globals['_DELETEREQUEST']._serialized_end=1071
+  _globals['_DELETEREPLY']._serialized_start=1073
+  _globals['_DELETEREPLY']._serialized_end=1103
+  _globals['_INDEXENTRY']._serialized_start=1105
+  _globals['_INDEXENTRY']._serialized_end=1161
+  _globals['_INDEXRECORD']._serialized_start=1163
+  _globals['_INDEXRECORD']._serialized_end=1231
+  _globals['_PUBLISHINDEXREQUEST']._serialized_start=1233
+  _globals['_PUBLISHINDEXREQUEST']._serialized_end=1328
+  _globals['_PUBLISHINDEXREPLY']._serialized_start=1330
+  _globals['_PUBLISHINDEXREPLY']._serialized_end=1349
+  _globals['_QUERYINDEXREQUEST']._serialized_start=1351
+  _globals['_QUERYINDEXREQUEST']._serialized_end=1383
+  _globals['_QUERYINDEXREPLY']._serialized_start=1385
+  _globals['_QUERYINDEXREPLY']._serialized_end=1446
+  _globals['_LOCATOR']._serialized_start=1448
+  _globals['_LOCATOR']._serialized_end=1517
+  _globals['_PUBLISHLOCATORSREQUEST']._serialized_start=1519
+  _globals['_PUBLISHLOCATORSREQUEST']._serialized_end=1598
+  _globals['_PUBLISHLOCATORSREPLY']._serialized_start=1600
+  _globals['_PUBLISHLOCATORSREPLY']._serialized_end=1622
+  _globals['_LISTFILESREQUEST']._serialized_start=1624
+  _globals['_LISTFILESREQUEST']._serialized_end=1642
+  _globals['_STOREDFILE']._serialized_start=1644
+  _globals['_STOREDFILE']._serialized_end=1715
+  _globals['_LISTFILESREPLY']._serialized_start=1717
+  _globals['_LISTFILESREPLY']._serialized_end=1814
+  _globals['_FILES']._serialized_start=1817
+  _globals['_FILES']._serialized_end=2595
 # @@protoc_insertion_point(module_scope)

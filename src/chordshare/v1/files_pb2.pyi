@@ -85,20 +85,24 @@ class ChunkData(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FindFileRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "inline_up_to")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    INLINE_UP_TO_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    inline_up_to: int
+    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ...) -> None: ...
 
 class FindFileReply(_message.Message):
-    __slots__ = ("found", "manifest", "holders")
+    __slots__ = ("found", "manifest", "holders", "data")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     found: bool
     manifest: Manifest
     holders: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ..., holders: _Optional[_Iterable[str]] = ...) -> None: ...
+    data: bytes
+    def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ..., holders: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FileVersion(_message.Message):
     __slots__ = ("name", "version", "sha256", "deleted")
