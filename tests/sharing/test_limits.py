@@ -210,7 +210,9 @@ async def test_a_peer_cannot_hold_more_chunk_streams_than_its_share(start_node) 
 
 async def test_a_stalled_put_is_cut_off_and_leaves_nothing(start_node) -> None:
     node = await start_node(StreamLimits(put_idle=0.5))
-    manifest, pieces = file_of("stalled", 3 * CHUNK)
+    # Over SMALL_PUT, so its chunks are stored as they come (a small put is received whole
+    # first: see below).
+    manifest, pieces = file_of("stalled", 5 * CHUNK)
     call = node.stub.PutFile()
     await call.write(header(manifest))
     await call.write(chunk(0, pieces[0]))
@@ -231,7 +233,17 @@ async def test_a_stalled_put_is_cut_off_and_leaves_nothing(start_node) -> None:
     for i, piece in enumerate(pieces):
         await call.write(chunk(i, piece))
     await call.done_writing()
-    assert (await asyncio.wait_for(call, SOON)).manifest.size == 3 * CHUNK
+    assert (await asyncio.wait_for(call, SOON)).manifest.size == 5 * CHUNK
+    # A small put that stalls halfway is cut off the same way, and stores nothing.
+    small, small_pieces = file_of("small", 2 * CHUNK)
+    call = node.stub.PutFile()
+    await call.write(header(small))
+    await call.write(chunk(0, small_pieces[0]))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(call, SOON)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert node.store.manifest("small") is None and not node.store.has_chunk(small.chunks[0])
+    assert node.store.used_bytes() == 5 * CHUNK and not node.service._putting
 
 
 async def test_a_put_over_the_quota_is_refused_before_its_bytes_arrive(start_node) -> None:
@@ -246,14 +258,16 @@ async def test_a_put_over_the_quota_is_refused_before_its_bytes_arrive(start_nod
 
 
 async def test_puts_under_way_together_cannot_pass_the_quota(start_node) -> None:
-    node = await start_node(StreamLimits(put_idle=60), max_bytes=5 * CHUNK)
-    first, first_pieces = file_of("first", 3 * CHUNK)
+    # Files over SMALL_PUT: their room is reserved at the header (a small put is received
+    # whole first, then reserved and stored in one step of the event loop).
+    node = await start_node(StreamLimits(put_idle=60), max_bytes=10 * CHUNK)
+    first, first_pieces = file_of("first", 6 * CHUNK)
     put_first = node.stub.PutFile()
     await put_first.write(header(first))
-    await wait_until(lambda: node.store._reserved == 3 * CHUNK, SOON, "the first reservation")
+    await wait_until(lambda: node.store._reserved == 6 * CHUNK, SOON, "the first reservation")
     # Nothing of the first put is stored yet, but its space is taken.
     put_second = node.stub.PutFile()
-    await put_second.write(header(file_of("second", 3 * CHUNK)[0]))
+    await put_second.write(header(file_of("second", 6 * CHUNK)[0]))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await asyncio.wait_for(put_second, SOON)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -262,14 +276,14 @@ async def test_puts_under_way_together_cannot_pass_the_quota(start_node) -> None
         await put_first.write(chunk(i, piece))
     await put_first.done_writing()
     await asyncio.wait_for(put_first, SOON)
-    assert node.store.used_bytes() == 3 * CHUNK and node.store._reserved == 0
+    assert node.store.used_bytes() == 6 * CHUNK and node.store._reserved == 0
     # A file sharing the stored chunks needs no new room.
     same = Manifest("copy", first.size, first.sha256, CHUNK, first.chunks, 0.0)
     put_copy = node.stub.PutFile()
     await put_copy.write(header(same))
     await put_copy.done_writing()
     assert (await asyncio.wait_for(put_copy, SOON)).manifest.name == "copy"
-    assert node.store.used_bytes() == 3 * CHUNK
+    assert node.store.used_bytes() == 6 * CHUNK
 
 
 def test_published_records_are_bounded(tmp_path: Path) -> None:

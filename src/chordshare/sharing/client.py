@@ -135,12 +135,20 @@ class FileClient:
             raise FileNotFoundError(f"{path}: no such file")
         if chunk_size is None:
             chunk_size = chunk_size_for((await asyncio.to_thread(path.stat)).st_size)
-        manifest = await asyncio.to_thread(build_manifest, path, name, chunk_size)
         key = file_key(self.ring.space, name)
+        # The file is hashed while the owner is looked up (a small put waits for both).
+        hashing = asyncio.ensure_future(asyncio.to_thread(build_manifest, path, name, chunk_size))
+        try:
+            owner: NodeRef | None = await self.ring.owner(key)
+        except PeerError:
+            owner = None  # looked up again in the loop
+        finally:
+            manifest = await hashing
         last_error: PeerError | None = None
         for wait in PUT_RETRY_WAITS:
             await asyncio.sleep(wait)
-            owner = await self.ring.owner(key)
+            if owner is None:
+                owner = await self.ring.owner(key)
             try:
                 # Ask which chunks the owner lacks (content it has under another name is
                 # not sent again); for one chunk the answer would cost more than it saves.
@@ -153,6 +161,7 @@ class FileClient:
                 return await self.peers.put_file(owner.address, header, chunks)
             except PeerError as err:
                 last_error = err
+                owner = None
         assert last_error is not None
         raise last_error
 

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chordshare.chord.messages import NodeRef
@@ -284,16 +284,22 @@ class Replicator:
             return_exceptions=True,
         )
 
-    async def push(self, address: str, manifest: Manifest) -> PutOutcome:
-        """Copy a stored file to a peer, sending only the chunks it lacks (not asked for a
-        one-chunk file: the question would cost as much as the answer saves)."""
+    async def push(
+        self, address: str, manifest: Manifest, at_hand: Mapping[int, bytes] | None = None
+    ) -> PutOutcome:
+        """Copy a file to a peer, sending only the chunks it lacks (not asked for a one-chunk
+        file: the question would cost as much as the answer saves). Chunks come from
+        `at_hand` when given (a small put, copied while it commits here), else from the store."""
         if len(manifest.chunks) > 1:
             missing = set(await self.peers.missing_chunks(address, manifest.chunks))
         else:
             missing = set(range(len(manifest.chunks)))
-        return await self.peers.put_file(
-            address, PutHeader(manifest, replica=True), self._stored_chunks(manifest, missing)
+        chunks = (
+            _given_chunks(at_hand, missing)
+            if at_hand is not None
+            else self._stored_chunks(manifest, missing)
         )
+        return await self.peers.put_file(address, PutHeader(manifest, replica=True), chunks)
 
     async def _stored_chunks(
         self, manifest: Manifest, indexes: set[int]
@@ -302,11 +308,18 @@ class Replicator:
             digest = manifest.chunks[index]
             yield index, await asyncio.to_thread(self.service.store.read_chunk, digest, False)
 
-    async def replicate(self, name: str) -> int | None:
+    async def replicate(
+        self,
+        name: str,
+        manifest: Manifest | None = None,
+        at_hand: Mapping[int, bytes] | None = None,
+    ) -> int | None:
         """Copy a just-put name to this node's k-1 successors at once, and return as soon
         as one of them holds it: 1, or 0 if none could. The other copies go on in the
-        background. None when there is no other node to copy to."""
-        manifest = self.service.store.manifest(name)
+        background. None when there is no other node to copy to. `manifest` and `at_hand`
+        (its chunks by index): the version to copy, when it is not read from the store."""
+        if manifest is None:
+            manifest = self.service.store.manifest(name)
         targets = self._successor_addresses()
         if manifest is None or not targets:
             return None
@@ -315,7 +328,7 @@ class Replicator:
             # Pushed without an offer first: a successor that has this version already
             # answers "unchanged", and the put's answer waits one round trip less.
             try:
-                outcome = await self.push(address, manifest)
+                outcome = await self.push(address, manifest, at_hand)
             except (PeerError, FileError) as err:
                 log.info("copy of %s to %s failed: %s", name, address, err)
                 return False
@@ -451,3 +464,10 @@ class Replicator:
                 await self.peers.publish_locators(address, [locator], ttl)
             except (PeerError, FileError):
                 continue
+
+
+async def _given_chunks(
+    chunks: Mapping[int, bytes], indexes: set[int]
+) -> AsyncIterator[tuple[int, bytes]]:
+    for index in sorted(indexes):
+        yield index, chunks[index]
