@@ -285,12 +285,7 @@ class FileService:
             raise
         if version is None:
             self._putting.discard(name)
-            current = self.store.manifest(name)
-            if current is None and elsewhere is not None:
-                current = replace(manifest, created=elsewhere.version)
-            elif current is not None and not header.replica:
-                await self._replicated(name)  # an earlier put may have stopped short of it
-            return PutOutcome(current or manifest, unchanged=True)
+            return await self._unchanged(header, elsewhere)
         try:
             # The quota is checked before a byte arrives, for the whole put at once.
             reservation = await asyncio.to_thread(self._reserve, manifest)
@@ -374,12 +369,7 @@ class FileService:
                 if asking is not None and not asking.done():
                     asking.cancel()
         if version is None:
-            current = self.store.manifest(name)
-            if current is None and elsewhere is not None:
-                current = replace(manifest, created=elsewhere.version)
-            elif current is not None and not header.replica:
-                await self._replicated(name)  # an earlier put may have stopped short of it
-            return PutOutcome(current or manifest, unchanged=True)
+            return await self._unchanged(header, elsewhere)
         final = replace(manifest, created=version)
         reservation = self._reserve(manifest)
         stored: list[bytes] = []
@@ -416,6 +406,16 @@ class FileService:
         if copying is not None and await copying == 0:
             raise FileError(Refusal.UNAVAILABLE, self._unconfirmed(name))
         return PutOutcome(final, unchanged=False)
+
+    async def _unchanged(self, header: PutHeader, elsewhere: FileVersion | None) -> PutOutcome:
+        """The answer to a put with nothing to store: the version kept (here or elsewhere)."""
+        manifest = header.manifest
+        current = self.store.manifest(manifest.name)
+        if current is None and elsewhere is not None:
+            current = replace(manifest, created=elsewhere.version)
+        elif current is not None and not header.replica:
+            await self._replicated(manifest.name)  # an earlier put may have stopped short of it
+        return PutOutcome(current or manifest, unchanged=True)
 
     def _small_chunks(
         self, manifest: Manifest, received: dict[int, bytes]
