@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from chordshare.sharing import codec
 from chordshare.sharing.memory import MemoryFilePeers
 from chordshare.sharing.peers import (
+    SMALL_PUT,
     FileError,
     FileListing,
     FileVersion,
@@ -426,6 +427,22 @@ async def test_malformed_requests_are_invalid_arguments(served: Served) -> None:
                 pb.PublishLocatorsRequest(locators=[pb.Locator(manifest=bad, address="a:1")])
             ),
             "bad fetch": stub.FetchChunks(pb.FetchRequest(sha256=b"1", indexes=[0])).read(),
+            "small put, no header": stub.PutSmallFile(pb.PutSmallRequest()),
+            "small put, chunk beyond": stub.PutSmallFile(
+                pb.PutSmallRequest(header=header.header, chunks=[pb.PutChunk(index=7)])
+            ),
+            "small put, too many chunks": stub.PutSmallFile(
+                pb.PutSmallRequest(header=header.header, chunks=[chunk.chunk] * 8)
+            ),
+            "small put, too large": stub.PutSmallFile(
+                pb.PutSmallRequest(
+                    header=pb.PutHeader(
+                        manifest=codec.manifest_to_pb(
+                            manifest_of("big", bytes(SMALL_PUT + 1), SMALL_PUT + 1)
+                        )
+                    )
+                )
+            ),
         }
         for what, attempt in attempts.items():
             with pytest.raises(grpc.aio.AioRpcError) as caught:

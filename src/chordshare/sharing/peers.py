@@ -52,6 +52,10 @@ class PutOutcome:
     unchanged: bool
 
 
+# A put of at most this many bytes goes in one message (PutSmallFile), and the owner
+# receives it whole before deciding anything (hashing 64 KiB takes about 40 µs).
+SMALL_PUT = 64 * 1024
+
 # The largest file a FindFile answer carries whole, when the asker wants it (a small get
 # then needs no FetchChunks call).
 INLINE_LIMIT = 64 * 1024

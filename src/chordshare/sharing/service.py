@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from chordshare.sharing.names import BadName, check_name
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
+    SMALL_PUT,
     FileError,
     FileListing,
     FileVersion,
@@ -48,9 +49,6 @@ MAX_CHUNK_SIZE = 8 * 1024 * 1024
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
 FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
-# A put of at most this many bytes is received whole before anything is decided, checked
-# in the event loop (hashing 64 KiB takes about 40 µs) and committed in one thread hop.
-SMALL_PUT = 64 * 1024
 
 
 @dataclass

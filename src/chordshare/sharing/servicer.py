@@ -20,6 +20,7 @@ import grpc
 
 from chordshare.sharing import codec
 from chordshare.sharing.peers import (
+    SMALL_PUT,
     FileError,
     FileListing,
     FileVersion,
@@ -174,6 +175,32 @@ class FilesServicer(pb_grpc.FilesServicer):
         # An answer before the stream's end (the same bytes were here already) must wait
         # for it too, or the client may see INTERNAL instead of it.
         await _drain(requests)
+        return codec.put_outcome_to_pb(outcome)
+
+    async def PutSmallFile(
+        self, request: pb.PutSmallRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PutReply:
+        header = await _decode(context, lambda: codec.put_header_from_pb(request.header))
+        manifest = header.manifest
+        if manifest.size > SMALL_PUT or len(request.chunks) > len(manifest.chunks):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"PutSmallFile carries files of at most {SMALL_PUT} bytes, each chunk once; "
+                "stream larger ones with PutFile",
+            )
+        chunks = await _decode(
+            context, lambda: [codec.put_chunk_from_pb(c, manifest) for c in request.chunks]
+        )
+
+        async def given() -> AsyncIterator[tuple[int, bytes]]:
+            for chunk in chunks:
+                yield chunk
+
+        try:
+            with self.puts.slot(peer_host(context.peer())):
+                outcome = await _answer(context, self.service.put_file(header, given()))
+        except TooManyStreams as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         return codec.put_outcome_to_pb(outcome)
 
     async def MissingChunks(

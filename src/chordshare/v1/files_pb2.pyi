@@ -48,6 +48,14 @@ class PutRequest(_message.Message):
     chunk: PutChunk
     def __init__(self, header: _Optional[_Union[PutHeader, _Mapping]] = ..., chunk: _Optional[_Union[PutChunk, _Mapping]] = ...) -> None: ...
 
+class PutSmallRequest(_message.Message):
+    __slots__ = ("header", "chunks")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    header: PutHeader
+    chunks: _containers.RepeatedCompositeFieldContainer[PutChunk]
+    def __init__(self, header: _Optional[_Union[PutHeader, _Mapping]] = ..., chunks: _Optional[_Iterable[_Union[PutChunk, _Mapping]]] = ...) -> None: ...
+
 class PutReply(_message.Message):
     __slots__ = ("manifest", "unchanged")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]

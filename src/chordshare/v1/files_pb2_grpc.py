@@ -39,6 +39,11 @@ class FilesStub:
                 request_serializer=chordshare_dot_v1_dot_files__pb2.PutRequest.SerializeToString,
                 response_deserializer=chordshare_dot_v1_dot_files__pb2.PutReply.FromString,
                 _registered_method=True)
+        self.PutSmallFile = channel.unary_unary(
+                '/chordshare.v1.Files/PutSmallFile',
+                request_serializer=chordshare_dot_v1_dot_files__pb2.PutSmallRequest.SerializeToString,
+                response_deserializer=chordshare_dot_v1_dot_files__pb2.PutReply.FromString,
+                _registered_method=True)
         self.MissingChunks = channel.unary_unary(
                 '/chordshare.v1.Files/MissingChunks',
                 request_serializer=chordshare_dot_v1_dot_files__pb2.MissingChunksRequest.SerializeToString,
@@ -90,6 +95,12 @@ class FilesServicer:
     """Missing associated documentation comment in .proto file."""
 
     def PutFile(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutSmallFile(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +166,11 @@ def add_FilesServicer_to_server(servicer, server):
             'PutFile': grpc.stream_unary_rpc_method_handler(
                     servicer.PutFile,
                     request_deserializer=chordshare_dot_v1_dot_files__pb2.PutRequest.FromString,
+                    response_serializer=chordshare_dot_v1_dot_files__pb2.PutReply.SerializeToString,
+            ),
+            'PutSmallFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSmallFile,
+                    request_deserializer=chordshare_dot_v1_dot_files__pb2.PutSmallRequest.FromString,
                     response_serializer=chordshare_dot_v1_dot_files__pb2.PutReply.SerializeToString,
             ),
             'MissingChunks': grpc.unary_unary_rpc_method_handler(
@@ -229,6 +245,33 @@ class Files:
             target,
             '/chordshare.v1.Files/PutFile',
             chordshare_dot_v1_dot_files__pb2.PutRequest.SerializeToString,
+            chordshare_dot_v1_dot_files__pb2.PutReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSmallFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chordshare.v1.Files/PutSmallFile',
+            chordshare_dot_v1_dot_files__pb2.PutSmallRequest.SerializeToString,
             chordshare_dot_v1_dot_files__pb2.PutReply.FromString,
             options,
             channel_credentials,
