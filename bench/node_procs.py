@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import re
 import signal
 import subprocess
@@ -13,6 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
+
+# This process forks node processes while its gRPC channels are open: without this, gRPC's
+# post-fork handler can abort a child before its exec (grpc/grpc#43055).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 CLI = (sys.executable, "-m", "chordshare.faces.cli")
 READY = re.compile(r"node (\d+) serving at (\S+?),")

@@ -7,6 +7,14 @@ no package, so importing `conftest` by name could pick up another folder's conft
 from __future__ import annotations
 
 import os
+
+# The tests start node processes while this one has gRPC channels open. With gRPC's fork
+# support on, the child's post-fork handler restarts a poller whose epoll descriptor
+# subprocess then closes before exec, and the child aborts (grpc/grpc#43055, seen here as
+# "epoll_wait error: Bad file descriptor", exit -6). The children exec at once and need
+# none of the parent's gRPC state. Set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
