@@ -272,10 +272,7 @@ class FileService:
                 self._putting.discard(name)
         try:
             elsewhere = None
-            first_here = (
-                self.store.manifest(name) is None and self.store.catalog.tombstone(name) is None
-            )
-            if not header.replica and self.ask_holders is not None and first_here:
+            if self.ask_holders is not None and self._asks_holders(header):
                 elsewhere = await self.ask_holders(name)
             version = self._version_for_put(header, elsewhere)
         except BaseException:
@@ -345,11 +342,8 @@ class FileService:
         the put is judged (and maybe refused) at its header, as a large one is."""
         manifest = header.manifest
         name = manifest.name
-        first_here = (
-            self.store.manifest(name) is None and self.store.catalog.tombstone(name) is None
-        )
         asking = None
-        if not header.replica and self.ask_holders is not None and first_here:
+        if self.ask_holders is not None and self._asks_holders(header):
             asking = asyncio.create_task(self.ask_holders(name))
         elsewhere = None
         version = None if asking is not None else self._version_for_put(header)
@@ -375,14 +369,8 @@ class FileService:
         try:
             whole = _WholeHash()
             for index in sorted(received):
-                digest = manifest.chunks[index]
-                try:
-                    self.store.put_chunk(received[index], digest, reservation)
-                except ChunkError as err:
-                    raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
-                except QuotaExceeded as err:
-                    raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
-                stored.append(digest)
+                self._put_chunk(manifest, index, received[index], reservation)
+                stored.append(manifest.chunks[index])
                 whole.feed(index, received[index])
             at_hand = self._small_chunks(manifest, received)
             if not header.replica and self.replicate is not None and at_hand is not None:
@@ -460,12 +448,28 @@ class FileService:
     async def _store_chunk(
         self, manifest: Manifest, index: int, data: bytes, reservation: Reservation
     ) -> None:
+        await asyncio.to_thread(self._put_chunk, manifest, index, data, reservation)
+
+    def _put_chunk(
+        self, manifest: Manifest, index: int, data: bytes, reservation: Reservation
+    ) -> None:
+        """Store chunk `index` of a put, its failures as the refusals the client hears."""
         try:
-            await asyncio.to_thread(self.store.put_chunk, data, manifest.chunks[index], reservation)
+            self.store.put_chunk(data, manifest.chunks[index], reservation)
         except ChunkError as err:
             raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
         except QuotaExceeded as err:
             raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+
+    def _asks_holders(self, header: PutHeader) -> bool:
+        """Whether a put must first ask the other holders for their version: a client's
+        put of a name this node has never held nor removed (it may be new to the key)."""
+        name = header.manifest.name
+        return (
+            not header.replica
+            and self.store.manifest(name) is None
+            and self.store.catalog.tombstone(name) is None
+        )
 
     @staticmethod
     def _check_chunk(manifest: Manifest, index: int, data: bytes) -> None:
