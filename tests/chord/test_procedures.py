@@ -437,3 +437,18 @@ def test_joins_and_maintenance_converge(make_network, case, data) -> None:
             break
     assert convergence_problems(net.nodes, net.live()) == []
     assert net.failures == 0
+
+
+def test_a_step_says_whether_the_lookup_could_go_elsewhere() -> None:
+    """A runtime may stop waiting for a slow step only when the lookup has another way on:
+    a lookup from a node's own state can always read its successor list; a join's first
+    step, through the bootstrap alone, has no other."""
+    space = IdSpace(5)
+    me = RoutingState(ref(0), space, r=1)
+    me.successors = [ref(8)]
+    me.fingers = [ref(8), ref(8), ref(8), ref(8), ref(16)]
+    step = next(P.find_successor(me, 20))
+    assert step == FindStep(ref(16), 20) and step.fallback
+    joiner = RoutingState(ref(3), space, r=1)
+    step = next(P.find_successor(joiner, 20, start=ref(16), joining=True))
+    assert step == FindStep(ref(16), 20) and not step.fallback

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,9 @@ class FindStep:
 
     peer: NodeRef
     key: int
+    # The lookup has somewhere else to go if peer fails: a runtime need not wait long for
+    # it. Not part of the message (left out of equality too).
+    fallback: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,7 +153,8 @@ def find_successor(
         nxt = best
         del pool[nxt.address]
         tried.add(nxt.address)
-        answer = yield FindStep(nxt, key)
+        fallback = bool(pool) or (nearest is not None and nearest.address not in listed)
+        answer = yield FindStep(nxt, key, fallback)
         if isinstance(answer, StepReply):
             hops += 1
             alive.add(nxt.address)

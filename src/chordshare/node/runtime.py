@@ -55,8 +55,9 @@ class Retransmitting:
     `ChordNode.probe_suspects` find them alive again), so a dead peer costs a dead-host
     detection of deadline·(1 + 2 + 4) once, then nothing.
 
-    A lookup step does not wait for that verdict: it has other hops to try, so it hears of
-    a failure after one deadline and goes on, while the retransmissions run on in the
+    A lookup step that has other hops to try (`FindStep.fallback`; a join's first step
+    has none) does not wait for that verdict: it hears of a failure after one deadline and
+    goes on, while the retransmissions run on in the
     background and settle the peer's standing (a hung peer would otherwise cost every
     lookup that met it first 0.7 s, and one that met two of them more than the 1 s a lookup
     may take). The answer that names the owner (a Ping) still waits: passing over a slow
@@ -80,7 +81,7 @@ class Retransmitting:
         await self.transport.close()
 
     async def call(self, call: Call) -> Reply:
-        if not isinstance(call, FindStep):
+        if not isinstance(call, FindStep) or not call.fallback:
             return await self._call(call)
         deadline = self.health.timeout_for(call.peer.address)
         task = asyncio.ensure_future(self._call(call))
