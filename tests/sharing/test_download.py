@@ -281,3 +281,58 @@ async def test_a_holder_without_the_chunks_is_not_an_error_when_another_has_them
     alone = Swarm({"empty:1": Empty(blob)})
     with pytest.raises(DownloadError, match="empty:1 did not have them"):
         await download(manifest, ["empty:1"], alone.fetch, tmp_path / "again")
+
+
+class NeverEnds(Peer):
+    """Sends every chunk asked for, then keeps the stream open without a word."""
+
+    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+        async for item in super().serve(indexes):
+            yield item
+        await asyncio.Event().wait()
+
+
+async def test_a_stream_that_never_ends_after_its_chunks_is_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    """The downloader reads each stream to its end (so no call is left half-read), but a
+    holder that sent everything asked and then hangs is only waited on for a moment: it is
+    not dropped, and the download does not take its chunk timeout."""
+    blob, manifest = make_file(tmp_path, 6 * CHUNK)
+    swarm = Swarm({"quiet:1": NeverEnds(blob)})
+    started = time.monotonic()
+
+    report = await download(
+        manifest,
+        ["quiet:1"],
+        swarm.fetch,
+        tmp_path / "out",
+        per_peer_inflight=8,
+        chunk_timeout=30.0,
+    )
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sources["quiet:1"] == len(blob) and report.refetched_chunks == 0
+    assert time.monotonic() - started < 15.0  # a chunk timeout would be 30 s
+
+
+async def test_a_chunk_sent_after_the_batch_is_complete_drops_the_holder(
+    tmp_path: Path,
+) -> None:
+    """Reading on to the stream's end still checks what comes: a chunk nobody asked for
+    after the last one asked drops the holder, and its chunks come from another."""
+
+    class Chatty(Peer):
+        async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+            async for item in super().serve(indexes):
+                yield item
+            yield indexes[0], self.chunk(indexes[0])  # the same chunk again
+
+    blob, manifest = make_file(tmp_path, 12 * CHUNK)
+    swarm = Swarm({"chatty:1": Chatty(blob), "good:1": Peer(blob, delay=0.002)})
+
+    report = await download(manifest, ["chatty:1", "good:1"], swarm.fetch, tmp_path / "out")
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert swarm.calls["chatty:1"] <= 2  # dropped after its first batch in each lane
+    assert report.sources["good:1"] > 0

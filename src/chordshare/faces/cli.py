@@ -26,6 +26,7 @@ from rich.table import Table
 
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.faces.allocator import limit_malloc_arenas
 from chordshare.faces.logs import setup_logging
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError
@@ -585,6 +586,7 @@ __all__ = ["app", "files_cli", "main"]
 
 
 def main() -> None:
+    limit_malloc_arenas()  # before any thread starts: gRPC's, the event loop's workers
     app()
 
 

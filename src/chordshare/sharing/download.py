@@ -41,6 +41,7 @@ T = TypeVar("T")
 FLUSH_EVERY = 8 * 1024 * 1024  # bytes written between background flushes of the file
 FIRST_BATCH = 2  # chunks asked of a holder before its rate is known
 PIPELINE_SECONDS = 0.05  # how much of a holder's time one batch should fill
+END_GRACE = 1.0  # seconds to wait for a stream's end once all its chunks are in
 
 
 class DownloadError(Exception):
@@ -353,13 +354,20 @@ class _Swarm:
         except Exception as exc:
             raise _Dropped(_describe(exc)) from exc
         try:
-            while batch:
+            while True:
+                # Once the batch is in, wait briefly for the stream's end rather than cut
+                # it off: a gRPC call dropped mid-stream stays in a reference cycle (call,
+                # its reader, the last message) that only the cycle collector frees, and
+                # over a large download those megabytes add up.
+                wait = self.chunk_timeout if batch else min(self.chunk_timeout, END_GRACE)
                 try:
-                    async with asyncio.timeout(self.chunk_timeout) as clock:
+                    async with asyncio.timeout(wait) as clock:
                         item = await anext(stream)
                 except StopAsyncIteration:
                     break
                 except Exception as exc:
+                    if not batch:
+                        break  # everything arrived; how the stream ended does not matter
                     if isinstance(exc, TimeoutError) and clock.expired():
                         raise _Dropped(f"sent nothing for {self.chunk_timeout:g}s") from exc
                     raise _Dropped(_describe(exc)) from exc

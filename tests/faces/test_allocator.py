@@ -1,0 +1,50 @@
+"""The C allocator setting every chordshare process makes at start-up."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from chordshare.faces import allocator, cli
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not GLIBC, reason="the arena cap is a glibc setting")
+def test_glibc_takes_the_arena_cap() -> None:
+    # In a child: the setting is for a whole process, and this one is the test runner.
+    code = "from chordshare.faces.allocator import limit_malloc_arenas as f; print(f())"
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+
+
+def test_an_arena_cap_from_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setattr(ctypes, "CDLL", lambda *_: pytest.fail("libc was called"))
+    assert allocator.limit_malloc_arenas() is False
+
+
+def test_without_mallopt_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+
+    def no_libc(*_: object) -> object:
+        raise OSError("no such library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert allocator.limit_malloc_arenas() is False
+    monkeypatch.setattr(ctypes, "CDLL", lambda *_: object())  # a libc without mallopt
+    assert allocator.limit_malloc_arenas() is False
+
+
+def test_the_cli_caps_arenas_before_it_runs_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    monkeypatch.setattr(cli, "limit_malloc_arenas", lambda: order.append("cap") or True)
+    monkeypatch.setattr(cli, "app", lambda: order.append("app"))
+    cli.main()
+    assert order == ["cap", "app"]
