@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from chordshare.allocator import limit_malloc_arenas
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
-from chordshare.faces.allocator import limit_malloc_arenas
 from chordshare.faces.logs import setup_logging
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError

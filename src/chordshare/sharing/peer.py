@@ -207,6 +207,8 @@ class SharingPeer:
         await self.server.stop(graceful=graceful)
         if self.replicator is not None:
             await self.replicator.close()
+        if self.service is not None:
+            await self.service.close()
         if self.peers is not None:
             await self.peers.close()
         self.store.close()

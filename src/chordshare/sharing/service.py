@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from chordshare.allocator import HeapTrimmer
 from chordshare.sharing.names import BadName, check_name
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
@@ -177,6 +178,7 @@ class FileService:
         self._putting: set[str] = set()
         self.bytes_served = 0  # chunk bytes sent to peers and clients that fetched them
         self.bytes_received = 0  # chunk bytes received by puts and replica pushes
+        self.trimmer = HeapTrimmer()  # gives back the heap the chunks passed through
         # Asks the other holders of a name which version they hold (set by the peer): a
         # node that just became a name's owner may not have its copy yet.
         self.ask_holders: Callable[[str], Awaitable[FileVersion | None]] | None = None
@@ -193,6 +195,17 @@ class FileService:
         ) = None
         self.leaving = False  # set before a graceful leave hands the files over
         self._listeners: list[Callable[[str], Awaitable[None] | None]] = []
+
+    def _received(self, nbytes: int) -> None:
+        self.bytes_received += nbytes
+        self.trimmer.moved(nbytes)
+
+    def _served(self, nbytes: int) -> None:
+        self.bytes_served += nbytes
+        self.trimmer.moved(nbytes)
+
+    async def close(self) -> None:
+        await self.trimmer.close()
 
     def on_change(self, listener: Callable[[str], Awaitable[None] | None]) -> None:
         """Call listener(name) after a file is stored, replaced or removed here."""
@@ -294,7 +307,7 @@ class FileService:
             hashing: asyncio.Task[None] | None = None
             async for index, data in chunks:
                 self._check_chunk(manifest, index, data)
-                self.bytes_received += len(data)
+                self._received(len(data))
                 stored.append(manifest.chunks[index])
                 # Pipelined: chunks are stored in threads (hashing releases the GIL, so two
                 # cores work at once) while the next ones arrive, and the whole-file hash
@@ -352,7 +365,7 @@ class FileService:
             try:
                 async for index, data in chunks:
                     self._check_chunk(manifest, index, data)
-                    self.bytes_received += len(data)
+                    self._received(len(data))
                     received[index] = data
                 if asking is not None:
                     elsewhere = await asking
@@ -538,7 +551,7 @@ class FileService:
                 except (ChunkError, OSError) as err:
                     raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
                 reading = None
-                self.bytes_served += len(data)
+                self._served(len(data))
                 if position + 1 < len(indexes):
                     following = indexes[position + 1]
                     reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from chordshare.faces import allocator, cli
+from chordshare import allocator
+from chordshare.faces import cli
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -17,7 +18,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 @pytest.mark.skipif(not GLIBC, reason="the arena cap is a glibc setting")
 def test_glibc_takes_the_arena_cap() -> None:
     # In a child: the setting is for a whole process, and this one is the test runner.
-    code = "from chordshare.faces.allocator import limit_malloc_arenas as f; print(f())"
+    code = "from chordshare.allocator import limit_malloc_arenas as f; print(f())"
     env = {"PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -48,3 +49,45 @@ def test_the_cli_caps_arenas_before_it_runs_a_command(monkeypatch: pytest.Monkey
     monkeypatch.setattr(cli, "app", lambda: order.append("app"))
     cli.main()
     assert order == ["cap", "app"]
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is a glibc call")
+def test_a_trim_runs_on_glibc() -> None:
+    freed = bytearray(8 << 20)  # something to give back
+    del freed
+    allocator.trim_free_memory()  # True or False (nothing to give back); it must not raise
+
+
+async def test_the_heap_is_trimmed_after_every_so_many_bytes_one_trim_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    release = threading.Event()
+    trims: list[int] = []
+
+    def slow_trim() -> bool:
+        trims.append(1)
+        release.wait(5)
+        return True
+
+    monkeypatch.setattr(allocator, "trim_free_memory", slow_trim)
+    trimmer = allocator.HeapTrimmer(every=100)
+    trimmer.moved(60)
+    assert trimmer.trims == 0
+    trimmer.moved(60)  # 120 >= 100: a trim starts
+    assert trimmer.trims == 1
+    trimmer.moved(500)  # one is still running: not a second at once
+    assert trimmer.trims == 1
+    release.set()
+    await trimmer.close()
+    assert trims == [1]
+    trimmer.moved(1)  # the 500 moved meanwhile count: the next trim starts at once
+    assert trimmer.trims == 2
+    await trimmer.close()
+    trimmer.moved(99)
+    assert trimmer.trims == 2  # counting restarted at that trim
+    trimmer.moved(1)
+    assert trimmer.trims == 3
+    await trimmer.close()
+    assert trims == [1, 1, 1]
