@@ -48,7 +48,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -202,6 +211,13 @@ async def serve_grpc() -> None:
 @contextlib.contextmanager
 def spawn_server(kind: str, use_uvloop: bool = True) -> Iterator[int]:
     """Start this script as a ``tcp`` or ``grpc`` server process; yield its port; kill it."""
+    with spawn_server_process(kind, use_uvloop) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def spawn_server_process(kind: str, use_uvloop: bool = True) -> Iterator[tuple[int, int]]:
+    """As `spawn_server`, yielding (port, pid): the pid to count the server's CPU time."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--serve", kind]
     if not use_uvloop:
         argv.append("--no-uvloop")
@@ -219,7 +235,7 @@ def spawn_server(kind: str, use_uvloop: bool = True) -> Iterator[int]:
             line = proc.stdout.readline()
             if not line or time.monotonic() > deadline:
                 raise RuntimeError(f"{kind} server did not start (exit code {proc.poll()})")
-        yield int(line.split()[1])
+        yield int(line.split()[1]), proc.pid
     finally:
         proc.terminate()
         try:
@@ -232,6 +248,38 @@ def spawn_server(kind: str, use_uvloop: bool = True) -> Iterator[int]:
 
 
 # --------------------------------------------------------------------------- measurements
+
+
+def cpu_seconds(pids: Iterable[int] = ()) -> float:
+    """CPU time (user + system, every thread) used so far by this process and `pids`."""
+    own = os.times()
+    total = own.user + own.system
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # Fields after the command name (which may hold spaces): utime is the 14th.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process is gone: it used no more
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds this process and `pids` used inside a `with` block."""
+
+    pids: Sequence[int] = ()
+    seconds: float = 0.0
+    _start: float = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._start = cpu_seconds(self.pids)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = cpu_seconds(self.pids) - self._start
 
 
 def raw_tcp_once(port: int, size: int) -> float:

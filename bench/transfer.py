@@ -54,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ START_DEADLINE = 30.0
 MIB = 1 << 20
 TARGET_RATIO = 0.75
 TARGET_RSS_MB = 100.0
+GET_HASH_PASSES = 2  # each chunk as it lands, then the whole file
+PUT_HASH_PASSES = 4  # client: chunks and whole (the manifest); owner: checks both
 REPLICAS = 1
 
 
@@ -171,18 +174,27 @@ class Clients:
 
 
 async def one_transfer(
-    putter: Clients, getter: Clients, source: Path, out: Path, name: str, chunk: int
+    putter: Clients,
+    getter: Clients,
+    source: Path,
+    out: Path,
+    name: str,
+    chunk: int,
+    pids: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Put source as name (chunk bytes per chunk), get it back into out; times and checks."""
+    """Put source as name (chunk bytes per chunk), get it back into out; times and checks,
+    and the CPU seconds this process and `pids` (the nodes) spent on each."""
     size = await asyncio.to_thread(os.path.getsize, source)
     started = time.perf_counter()
-    outcome = await putter.files.put(source, name, chunk_size=chunk)
+    with ref.CpuMeter(pids) as put_cpu:
+        outcome = await putter.files.put(source, name, chunk_size=chunk)
     put_s = time.perf_counter() - started
     manifest = outcome.manifest
     if outcome.unchanged:
         raise RuntimeError(f"{name}: the put changed nothing (a leftover copy?)")
     started = time.perf_counter()
-    report = await getter.files.get(name, out)
+    with ref.CpuMeter(pids) as get_cpu:
+        report = await getter.files.get(name, out)
     get_s = time.perf_counter() - started
     got_size = await asyncio.to_thread(os.path.getsize, out)
     if report.sha256 != manifest.sha256 or got_size != size:
@@ -192,6 +204,8 @@ async def one_transfer(
         "get_mb_s": ref.mb_s(size, get_s),
         "put_s": put_s,
         "get_s": get_s,
+        "put_cpu_s": put_cpu.seconds,
+        "get_cpu_s": get_cpu.seconds,
         "sources": dict(report.sources),
         "chunks": len(manifest.chunks),
     }
@@ -230,7 +244,10 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         putter = await Clients.open(a.address)
         getter = await Clients.open(b.address)
         try:
-            with ref.spawn_server("tcp") as tcp_port, ref.spawn_server("grpc") as grpc_port:
+            with (
+                ref.spawn_server("tcp") as tcp_port,
+                ref.spawn_server_process("grpc") as (grpc_port, grpc_pid),
+            ):
                 async with ref.grpc_channel(f"127.0.0.1:{grpc_port}") as channel:
                     await asyncio.wait_for(channel.channel_ready(), ref.START_DEADLINE)
                     # Warm-up: connections, windows, allocators, imports.
@@ -246,17 +263,29 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     small.unlink()
 
                     runs: dict[str, list[float]] = {}
+                    cpu: dict[str, list[float]] = {}  # CPU seconds per MB moved
                     details: dict[str, list[dict[str, Any]]] = {}
 
-                    def add(key: str, value: float) -> None:
+                    def add(key: str, value: float, cpu_s: float | None = None) -> None:
                         runs.setdefault(key, []).append(value)
+                        if cpu_s is not None:
+                            cpu.setdefault(key, []).append(cpu_s / (size / 1e6))
 
+                    node_pids = [n.popen.pid for n in nodes.nodes]
                     for round_ in range(args.repeat):
                         add("raw_tcp", ref.raw_tcp_once(tcp_port, size))
-                        add("grpc_stream_1MiB", await ref.grpc_download_once(channel, size, MIB))
-                        add("grpc_upload_1MiB", await ref.grpc_upload_once(channel, size, MIB))
-                        add("disk_fsync", ref.disk_fsync_once(workdir, size))
-                        add("sha256", ref.sha256_once(size))
+                        with ref.CpuMeter([grpc_pid]) as used:
+                            down = await ref.grpc_download_once(channel, size, MIB)
+                        add("grpc_stream_1MiB", down, used.seconds)
+                        with ref.CpuMeter([grpc_pid]) as used:
+                            up = await ref.grpc_upload_once(channel, size, MIB)
+                        add("grpc_upload_1MiB", up, used.seconds)
+                        with ref.CpuMeter() as used:
+                            disk = ref.disk_fsync_once(workdir, size)
+                        add("disk_fsync", disk, used.seconds)
+                        with ref.CpuMeter() as used:
+                            sha = ref.sha256_once(size)
+                        add("sha256", sha, used.seconds)
                         log(
                             f"round {round_ + 1} references: "
                             + ", ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items() if " " not in k)
@@ -267,9 +296,11 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             out = workdir / f"got-{label}.bin"
                             if not await all_missing(putter, source, name, chunk):
                                 raise RuntimeError(f"{name}: the owner already has chunks")
-                            result = await one_transfer(putter, getter, source, out, name, chunk)
-                            add(f"put {label}", result["put_mb_s"])
-                            add(f"get {label}", result["get_mb_s"])
+                            result = await one_transfer(
+                                putter, getter, source, out, name, chunk, node_pids
+                            )
+                            add(f"put {label}", result["put_mb_s"], result["put_cpu_s"])
+                            add(f"get {label}", result["get_mb_s"], result["get_cpu_s"])
                             details.setdefault(label, []).append(result)
                             log(
                                 f"round {round_ + 1} chunk {label}: put "
@@ -286,7 +317,9 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             source.unlink()
 
     med = {k: statistics.median(v) for k, v in runs.items()}
+    cpu_per_mb = {k: statistics.median(v) for k, v in cpu.items()}
     floor = min(med["grpc_stream_1MiB"], med["disk_fsync"])
+    ceiling = cpu_ceiling(cpu_per_mb, floor)
     floor_up = min(med["grpc_upload_1MiB"], med["disk_fsync"])
     transfers: dict[str, Any] = {}
     for chunk in chunk_sizes:
@@ -297,6 +330,8 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "get_mb_s": ref.summary(runs[f"get {label}"]),
             "chunks": details[label][0]["chunks"],
             "get_sources": details[label][0]["sources"],
+            "put_cpu_s_per_mb": round(cpu_per_mb[f"put {label}"], 5),
+            "get_cpu_s_per_mb": round(cpu_per_mb[f"get {label}"], 5),
             "put_ratio": round(put / floor, 3),
             "get_ratio": round(get / floor, 3),
             "put_ratio_vs_grpc_upload": round(put / floor_up, 3),
@@ -321,8 +356,40 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "min_grpc_upload_disk": round(floor_up, 1),
         },
         "transfers": transfers,
+        "cpu_ceiling": ceiling,
         "target_ratio": TARGET_RATIO,
         "target_met": all(t["target_met"] for t in transfers.values()),
+    }
+
+
+def cpu_ceiling(cpu_per_mb: dict[str, float], floor: float) -> dict[str, Any]:
+    """The fastest a put and a get could be on this machine, from CPU cost alone.
+
+    Whatever the code, a get moves the bytes over a gRPC stream, hashes them twice (each
+    chunk as it arrives, then the whole file) and writes them to disk; a put moves them
+    the other way and hashes them four times (the client builds the manifest: chunks and
+    whole; the owner checks both). Each of those costs at least what its reference cost
+    in CPU seconds per MB, measured in this run (the stream's counting both of its ends),
+    and the machine has `cores` CPUs to spend them: MB/s <= cores / (sum of those costs).
+    If that ceiling is under TARGET_RATIO of the reference floor, no implementation can
+    meet the target here."""
+    cores = len(os.sched_getaffinity(0))
+    sha = cpu_per_mb["sha256"]
+    disk = cpu_per_mb["disk_fsync"]
+    get_cost = cpu_per_mb["grpc_stream_1MiB"] + GET_HASH_PASSES * sha + disk
+    put_cost = cpu_per_mb["grpc_upload_1MiB"] + PUT_HASH_PASSES * sha + disk
+    get_max, put_max = cores / get_cost, cores / put_cost
+    return {
+        "cores": cores,
+        "reference_cpu_s_per_mb": {
+            k: round(v, 5) for k, v in cpu_per_mb.items() if not k.startswith(("put", "get"))
+        },
+        "hash_passes": {"get": GET_HASH_PASSES, "put": PUT_HASH_PASSES},
+        "get_max_mb_s": round(get_max, 1),
+        "put_max_mb_s": round(put_max, 1),
+        "get_max_ratio": round(get_max / floor, 3),
+        "put_max_ratio": round(put_max / floor, 3),
+        "target_reachable": min(get_max, put_max) / floor >= TARGET_RATIO,
     }
 
 
