@@ -6,6 +6,7 @@ import ctypes
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,6 +14,15 @@ from chordshare import allocator
 from chordshare.faces import cli
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+@pytest.fixture(autouse=True)
+def fresh_libc() -> Iterator[None]:
+    """The C library is loaded once per process: load it afresh around each test, so a
+    test's stand-in for it is the one used, and does not outlive the test."""
+    allocator._libc.cache_clear()
+    yield
+    allocator._libc.cache_clear()
 
 
 @pytest.mark.skipif(not GLIBC, reason="the arena cap is a glibc setting")
@@ -39,6 +49,7 @@ def test_without_mallopt_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert allocator.limit_malloc_arenas() is False
+    allocator._libc.cache_clear()
     monkeypatch.setattr(ctypes, "CDLL", lambda *_: object())  # a libc without mallopt
     assert allocator.limit_malloc_arenas() is False
 
