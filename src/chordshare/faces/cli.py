@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chordshare.allocator import limit_malloc_arenas
+from chordshare.allocator import tune_malloc
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.faces.logs import setup_logging
@@ -586,7 +586,7 @@ __all__ = ["app", "files_cli", "main"]
 
 
 def main() -> None:
-    limit_malloc_arenas()  # before any thread starts: gRPC's, the event loop's workers
+    tune_malloc()  # before any thread starts: gRPC's, the event loop's workers
     app()
 
 
