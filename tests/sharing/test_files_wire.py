@@ -39,7 +39,7 @@ from chordshare.sharing.peers import (
     StoredFile,
 )
 from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.sharing.servicer import FilesServicer
+from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 from chordshare.transport.memory import MemoryNetwork
@@ -176,7 +176,7 @@ class Served:
 async def served() -> AsyncIterator[Served]:
     service = FakeFiles()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 * MiB)])
-    pb_grpc.add_FilesServicer_to_server(FilesServicer(service), server)
+    add_files_servicer(FilesServicer(service), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     peers = GrpcFilePeers(timeout=5.0)

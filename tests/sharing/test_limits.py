@@ -19,7 +19,7 @@ from waiting import wait_until
 
 from chordshare.sharing.peers import IndexEntry, IndexRecord
 from chordshare.sharing.service import FileService
-from chordshare.sharing.servicer import FilesServicer
+from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
 from chordshare.transport.limits import (
@@ -112,7 +112,7 @@ async def start_node(tmp_path: Path) -> AsyncIterator:
         store = NodeStore(tmp_path / f"node{len(started)}", max_bytes)
         service = HeldFetches("127.0.0.1:1", store)
         server = grpc.aio.server(options=SERVER_OPTIONS, **SERVER_KWARGS)
-        pb_grpc.add_FilesServicer_to_server(FilesServicer(service, limits), server)
+        add_files_servicer(FilesServicer(service, limits), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

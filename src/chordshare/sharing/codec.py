@@ -124,13 +124,18 @@ def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
     return PutHeader(manifest_from_pb(msg.manifest), replace=msg.replace, replica=msg.replica)
 
 
-def put_chunk_from_pb(msg: pb.PutChunk, manifest: Manifest) -> tuple[int, bytes]:
-    """A chunk of a put stream whose index is one of the header's manifest. Its bytes are
+def check_chunk_index(index: int, manifest: Manifest) -> None:
+    """Raise ValueError unless index is one of the manifest's chunks. A chunk's bytes are
     left to the receiver, which checks them against the chunk's hash (a DATA_LOSS matter)."""
-    if msg.index >= len(manifest.chunks):
+    if index >= len(manifest.chunks):
         raise ValueError(
-            f"chunk {msg.index} is beyond the {len(manifest.chunks)} chunks of {manifest.name!r}"
+            f"chunk {index} is beyond the {len(manifest.chunks)} chunks of {manifest.name!r}"
         )
+
+
+def put_chunk_from_pb(msg: pb.PutChunk, manifest: Manifest) -> tuple[int, bytes]:
+    """A chunk of a put whose index is one of the header's manifest (see check_chunk_index)."""
+    check_chunk_index(msg.index, manifest)
     return msg.index, bytes(msg.data)
 
 

@@ -384,7 +384,7 @@ class _Swarm:
             raise _Dropped("sent something that is not an (index, data) pair") from None
         if not isinstance(index, int) or index not in batch:
             raise _Dropped(f"sent chunk {index!r}, which was not asked for (or sent it twice)")
-        if not isinstance(data, bytes | bytearray):
+        if not isinstance(data, bytes | bytearray | memoryview):
             raise _Dropped(f"sent chunk {index} as {type(data).__name__}, not bytes")
         if len(data) != self.manifest.chunk_length(index):
             raise _Dropped(

@@ -28,10 +28,10 @@ from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.sharing.service import FileService
-from chordshare.sharing.servicer import FilesServicer
+from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.storage.store import NodeStore
-from chordshare.v1 import files_pb2, files_pb2_grpc
+from chordshare.v1 import files_pb2
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class SharingPeer:
         service.replicate = self.replicator.replicate
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
-        files_pb2_grpc.add_FilesServicer_to_server(FilesServicer(service), server)
+        add_files_servicer(FilesServicer(service), server)
         self.service = service
 
     async def _version_elsewhere(self, name: str) -> FileVersion | None:

@@ -16,7 +16,8 @@ from typing import TypeVar
 
 import grpc
 
-from chordshare.sharing import codec
+from chordshare.sharing import chunk_wire, codec
+from chordshare.sharing.chunk_wire import Chunk
 from chordshare.sharing.peers import (
     SMALL_PUT,
     FileError,
@@ -64,6 +65,24 @@ SMALL_PUT_DEADLINES = 3
 UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
+class ChunkCalls:
+    """A channel's two chunk-streaming methods, their chunk messages coded by `chunk_wire`
+    instead of the generated stub's protobuf classes (the same bytes on the wire)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        service = f"/{pb.DESCRIPTOR.services_by_name['Files'].full_name}"
+        self.put_file = channel.stream_unary(
+            f"{service}/PutFile",
+            request_serializer=chunk_wire.encode_put_request,
+            response_deserializer=pb.PutReply.FromString,
+        )
+        self.fetch_chunks = channel.unary_stream(
+            f"{service}/FetchChunks",
+            request_serializer=pb.FetchRequest.SerializeToString,
+            response_deserializer=chunk_wire.decode_chunk,
+        )
+
+
 class GrpcFilePeers:
     """Calls other nodes' Files service for one node (or one client)."""
 
@@ -78,15 +97,27 @@ class GrpcFilePeers:
         self.timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.FilesStub] = {}
+        self._chunk_calls: dict[str, ChunkCalls] = {}
         self.bytes = ByteCounts()  # file data fetched from and pushed to each peer
 
     def stub(self, address: str) -> pb_grpc.FilesStub:
         stub = self._stubs.get(address)
         if stub is None:
+            stub = self._stubs[address] = pb_grpc.FilesStub(self._channel(address))
+        return stub
+
+    def chunk_calls(self, address: str) -> ChunkCalls:
+        calls = self._chunk_calls.get(address)
+        if calls is None:
+            calls = self._chunk_calls[address] = ChunkCalls(self._channel(address))
+        return calls
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
             channel = self.security.channel(address, FILE_CHANNEL_OPTIONS)
             self._channels[address] = channel
-            stub = self._stubs[address] = pb_grpc.FilesStub(channel)
-        return stub
+        return channel
 
     def _failure(self, address: str, err: grpc.aio.AioRpcError) -> Exception:
         """The exception a failed call raises. A refusal means the peer is alive."""
@@ -131,18 +162,18 @@ class GrpcFilePeers:
         raised: list[BaseException] = []
         uploaded: list[float] = []
 
-        async def requests() -> AsyncIterator[pb.PutRequest]:
+        async def requests() -> AsyncIterator[pb.PutRequest | Chunk]:
             yield pb.PutRequest(header=codec.put_header_to_pb(header))
             try:
                 async for index, data in chunks:
                     self.bytes.sent[address] += len(data)
-                    yield pb.PutRequest(chunk=pb.PutChunk(index=index, data=data))
+                    yield Chunk(index, data)
             except Exception as err:
                 raised.append(err)
                 raise
             uploaded.append(time.monotonic())
 
-        call = self.stub(address).PutFile(requests())
+        call = self.chunk_calls(address).put_file(requests())
         try:
             reply = await call
         except grpc.aio.AioRpcError as err:
@@ -187,12 +218,13 @@ class GrpcFilePeers:
     async def fetch_chunks(
         self, address: str, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """Yield the asked chunks as they arrive. Close the generator (or cancel its task) to
+        """Yield the asked chunks as they arrive, each chunk's data a read-only view into
+        the message it came in (`chunk_wire`). Close the generator (or cancel its task) to
         cancel the call; use `contextlib.aclosing` when breaking out of it early."""
         asked = set(indexes)
         started = time.monotonic()
         first = True
-        call = self.stub(address).FetchChunks(codec.fetch_request_to_pb(sha256, indexes))
+        call = self.chunk_calls(address).fetch_chunks(codec.fetch_request_to_pb(sha256, indexes))
         try:
             try:
                 async for msg in call:
@@ -206,7 +238,7 @@ class GrpcFilePeers:
                             address, f"answered with chunk {msg.index}, which was not asked for"
                         )
                     self.bytes.received[address] += len(msg.data)
-                    yield msg.index, msg.data
+                    yield msg.index, msg.data  # type: ignore[misc]  # a view reads as bytes
             except grpc.aio.AioRpcError as err:
                 raise self._failure(address, err) from None
             if first:
@@ -260,6 +292,7 @@ class GrpcFilePeers:
         channels = list(self._channels.values())
         self._channels.clear()
         self._stubs.clear()
+        self._chunk_calls.clear()
         for channel in channels:
             with contextlib.suppress(Exception):
                 await channel.close()

@@ -18,7 +18,8 @@ from typing import NoReturn, Protocol, TypeVar
 
 import grpc
 
-from chordshare.sharing import codec
+from chordshare.sharing import chunk_wire, codec
+from chordshare.sharing.chunk_wire import Chunk
 from chordshare.sharing.peers import (
     SMALL_PUT,
     FileError,
@@ -33,6 +34,7 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
+from chordshare.transport.handlers import handler_of_shape
 from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, drain, peer_host
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
@@ -40,6 +42,15 @@ from chordshare.v1 import files_pb2_grpc as pb_grpc
 T = TypeVar("T")
 
 STATUS_OF: dict[Refusal, grpc.StatusCode] = {r: grpc.StatusCode[r.name] for r in Refusal}
+
+# The methods whose chunk messages skip protobuf's copies (`chunk_wire`): their request
+# deserializer and response serializer. Every other method uses its protobuf messages'.
+CHUNK_CODECS: dict[str, tuple[Callable[[bytes], object], Callable[..., bytes]]] = {
+    "PutFile": (chunk_wire.decode_put_request, pb.PutReply.SerializeToString),
+    "FetchChunks": (pb.FetchRequest.FromString, chunk_wire.encode_chunk),
+}
+
+PutPart = pb.PutRequest | Chunk  # what a put stream's messages decode to
 
 
 class FileAnswerer(Protocol):
@@ -98,7 +109,7 @@ class PutStalled(Exception):
     """A put stream sent nothing for longer than the node waits."""
 
 
-async def _next_part(requests: AsyncIterator[pb.PutRequest], idle: float) -> pb.PutRequest | None:
+async def _next_part(requests: AsyncIterator[PutPart], idle: float) -> PutPart | None:
     """The put stream's next message (None at its end), or PutStalled after `idle` seconds."""
     try:
         async with asyncio.timeout(idle):
@@ -107,26 +118,30 @@ async def _next_part(requests: AsyncIterator[pb.PutRequest], idle: float) -> pb.
         raise PutStalled(f"the put sent nothing for {idle:g} s and was dropped") from None
 
 
-async def _drain(requests: AsyncIterator[pb.PutRequest]) -> None:
+def _part_size(part: PutPart) -> int:
+    return len(part.data) if isinstance(part, Chunk) else part.ByteSize()
+
+
+async def _drain(requests: AsyncIterator[PutPart]) -> None:
     """Read what the client still sends before answering (see `limits.drain`)."""
-    await drain(requests, lambda request: request.ByteSize())
+    await drain(requests, _part_size)
 
 
 async def _put_chunks(
-    requests: AsyncIterator[pb.PutRequest], header: PutHeader, idle: float
+    requests: AsyncIterator[PutPart], header: PutHeader, idle: float
 ) -> AsyncIterator[tuple[int, bytes]]:
     """The chunks after a put's header. A malformed one is a FileError, not a ValueError, so
     it reaches the caller as INVALID_ARGUMENT through whatever the service does with it."""
-    while (request := await _next_part(requests, idle)) is not None:
-        if request.WhichOneof("part") != "chunk":
+    while (part := await _next_part(requests, idle)) is not None:
+        if not isinstance(part, Chunk):
             raise FileError(
                 Refusal.INVALID_ARGUMENT, "a put stream has one header, as its first message"
             )
         try:
-            chunk = codec.put_chunk_from_pb(request.chunk, header.manifest)
+            codec.check_chunk_index(part.index, header.manifest)
         except ValueError as err:
             raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
-        yield chunk
+        yield part.index, part.data  # type: ignore[misc]  # a view of bytes reads as bytes
 
 
 class FilesServicer(pb_grpc.FilesServicer):
@@ -137,7 +152,7 @@ class FilesServicer(pb_grpc.FilesServicer):
         self.fetches = PeerSlots(self.limits.fetches_per_peer, "chunk streams")
 
     async def PutFile(
-        self, request_iterator: AsyncIterable[pb.PutRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterable[PutPart], context: grpc.aio.ServicerContext
     ) -> pb.PutReply:
         requests = aiter(request_iterator)
         try:
@@ -151,16 +166,15 @@ class FilesServicer(pb_grpc.FilesServicer):
         raise AssertionError("abort returns by raising")
 
     async def _put(
-        self, requests: AsyncIterator[pb.PutRequest], context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[PutPart], context: grpc.aio.ServicerContext
     ) -> pb.PutReply:
         idle = self.limits.put_idle
         first = await _next_part(requests, idle)
-        if first is None or first.WhichOneof("part") != "header":
+        if not isinstance(first, pb.PutRequest) or first.WhichOneof("part") != "header":
             await _drain(requests)
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "a put stream must start with its header"
             )
-        assert first is not None
         try:
             header = codec.put_header_from_pb(first.header)
         except ValueError as err:
@@ -212,7 +226,7 @@ class FilesServicer(pb_grpc.FilesServicer):
 
     async def FetchChunks(
         self, request: pb.FetchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ChunkData]:
+    ) -> AsyncIterator[Chunk]:
         sha256, indexes = await _decode(context, lambda: codec.fetch_request_from_pb(request))
         try:
             with self.fetches.slot(peer_host(context.peer())):
@@ -221,7 +235,7 @@ class FilesServicer(pb_grpc.FilesServicer):
                 stream = self.service.fetch_chunks(sha256, indexes)
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for index, data in stream:
-                        yield pb.ChunkData(index=index, data=data)
+                        yield Chunk(index, data)
         except TooManyStreams as err:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except FileError as err:
@@ -272,3 +286,29 @@ class FilesServicer(pb_grpc.FilesServicer):
     ) -> pb.ListFilesReply:
         listing = await _answer(context, self.service.list_files())
         return codec.file_listing_to_pb(listing)
+
+
+def add_files_servicer(servicer: FilesServicer, server: grpc.aio.Server) -> None:
+    """Register servicer as the Files service: what the generated
+    `add_FilesServicer_to_server` does, with the chunk messages coded by `chunk_wire`."""
+    service = pb.DESCRIPTOR.services_by_name["Files"]
+    handlers = {}
+    for method in service.methods:
+        decode, encode = CHUNK_CODECS.get(
+            method.name,
+            (
+                getattr(pb, method.input_type.name).FromString,
+                getattr(pb, method.output_type.name).SerializeToString,
+            ),
+        )
+        handlers[method.name] = handler_of_shape(
+            method.client_streaming,
+            method.server_streaming,
+            getattr(servicer, method.name),
+            decode,
+            encode,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)

@@ -109,7 +109,7 @@ class NodeStore:
             if len(data) <= self.small_chunk:
                 digest = self._check(data, expected)
                 if fresh and digest not in self._staged:
-                    self._staged[digest] = data
+                    self._staged[digest] = bytes(data)  # ours: data may be a borrowed view
                     self._add_pending(digest, len(data))
                 return digest
             if fresh and expected is not None:

@@ -19,6 +19,18 @@ _FACTORIES = {
 }
 
 
+def handler_of_shape(
+    request_streaming: bool,
+    response_streaming: bool,
+    behaviour: Callable[..., Any],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+    response_serializer: Callable[[Any], bytes] | None = None,
+) -> grpc.RpcMethodHandler:
+    """A handler running `behaviour` for a method of this call shape."""
+    factory = _FACTORIES[(request_streaming, response_streaming)]
+    return factory(behaviour, request_deserializer, response_serializer)
+
+
 def handler_like(
     kind: grpc.RpcMethodHandler,
     behaviour: Callable[..., Any],
@@ -26,5 +38,6 @@ def handler_like(
 ) -> grpc.RpcMethodHandler:
     """A handler running `behaviour`, of the same call shape as `kind`. Requests reach it as
     they came off the wire (bytes): no request deserializer."""
-    factory = _FACTORIES[(kind.request_streaming, kind.response_streaming)]
-    return factory(behaviour, None, response_serializer)
+    return handler_of_shape(
+        kind.request_streaming, kind.response_streaming, behaviour, None, response_serializer
+    )
