@@ -10,8 +10,9 @@ queue runs dry, idle holders also fetch chunks that have been outstanding elsewh
 while (endgame) and the first verified copy wins, so one slow peer cannot hold up the tail.
 
 Bytes land at their offset in `out + ".part"`, which a later call resumes from (chunks whose
-bytes already match are kept). The finished file is checked whole, fsynced and renamed to
-`out`. The whole-file hash follows the chunks as they land, so it is ready when the last
+bytes already match are kept), written and read back around the page cache where the file
+system allows (`storage.direct`). The finished file is checked whole, fsynced and renamed
+to `out`. The whole-file hash follows the chunks as they land, so it is ready when the last
 one is. All disk I/O and hashing run in threads so the event loop never blocks, and memory
 stays flat: at most about holders * per_peer_inflight chunks are held at once.
 """
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 
 from chordshare.storage.atomic import fsync_directory
 from chordshare.storage.catalog import Manifest
+from chordshare.storage.direct import DirectFile
 
 ChunkFetcher = Callable[[str, bytes, Sequence[int]], AsyncIterator[tuple[int, bytes]]]
 """fetch(address, file_sha256, indexes) -> async iterator of (index, data) pairs, in any
@@ -96,50 +98,50 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _open_part(part: Path, manifest: Manifest) -> tuple[int, list[int]]:
+def _open_part(part: Path, manifest: Manifest) -> tuple[DirectFile, list[int]]:
     """Open (or create) the .part file and find the chunks it already holds: one thread
     hop for both, which matters when a download is one small chunk."""
     part.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        return fd, _resume_scan(fd, manifest)
+        file = DirectFile(part, fd)
     except BaseException:
         os.close(fd)
         raise
+    try:
+        return file, _resume_scan(file, manifest)
+    except BaseException:
+        _close_file(file)
+        raise
 
 
-def _make_final(fd: int, part: Path, out: Path) -> None:
+def _close_file(file: DirectFile) -> None:
+    try:
+        file.close()
+    finally:
+        os.close(file.fd)
+
+
+def _make_final(file: DirectFile, part: Path, out: Path) -> None:
     """Flush and close the finished file, give it its name, make the rename durable (one
     thread hop for all of it)."""
     try:
-        os.fsync(fd)
+        os.fsync(file.fd)
     finally:
-        os.close(fd)
+        _close_file(file)
     os.replace(part, out)
     fsync_directory(out.parent)
 
 
-def _read_at(fd: int, length: int, offset: int) -> bytes:
-    pieces = []
-    while length > 0:
-        piece = os.pread(fd, length, offset)
-        if not piece:
-            break
-        pieces.append(piece)
-        length -= len(piece)
-        offset += len(piece)
-    return b"".join(pieces)
-
-
-def _resume_scan(fd: int, manifest: Manifest) -> list[int]:
+def _resume_scan(file: DirectFile, manifest: Manifest) -> list[int]:
     """Fix the .part file's size and return the chunks whose bytes already match.
 
     Reads one chunk at a time (flat memory). A larger file is truncated; a smaller one is
     extended (sparse) so every chunk has its place.
     """
-    existing = os.fstat(fd).st_size
+    existing = os.fstat(file.fd).st_size
     if existing > manifest.size:
-        os.ftruncate(fd, manifest.size)
+        os.ftruncate(file.fd, manifest.size)
         existing = manifest.size
     have = []
     for index, digest in enumerate(manifest.chunks):
@@ -147,34 +149,26 @@ def _resume_scan(fd: int, manifest: Manifest) -> list[int]:
         length = manifest.chunk_length(index)
         if offset + length > existing:
             break  # chunks past the end were never written
-        if _sha256(_read_at(fd, length, offset)) == digest:
+        found = hashlib.sha256()
+        if file.feed(found, length, offset) == length and found.digest() == digest:
             have.append(index)
     if existing < manifest.size:
-        os.ftruncate(fd, manifest.size)
+        os.ftruncate(file.fd, manifest.size)
     return have
 
 
-def _verify_and_write(fd: int, data: bytes, digest: bytes, offset: int) -> bool:
+def _verify_and_write(file: DirectFile, data: bytes, digest: bytes, offset: int) -> bool:
     """Write data at offset if it hashes to digest (one thread hop for both)."""
     if _sha256(data) != digest:
         return False
-    _write_at(fd, data, offset)
+    file.write(data, offset)
     return True
 
 
-def _write_at(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:  # pwrite may write less than asked
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
-def _hash_chunks(whole: Any, fd: int, manifest: Manifest, start: int, end: int) -> None:
+def _hash_chunks(whole: Any, file: DirectFile, manifest: Manifest, start: int, end: int) -> None:
     """Feed chunks start..end-1, read back from the .part file, to the whole-file hash."""
     for index in range(start, end):
-        length = manifest.chunk_length(index)
-        whole.update(_read_at(fd, length, index * manifest.chunk_size))
+        file.feed(whole, manifest.chunk_length(index), index * manifest.chunk_size)
 
 
 async def _hash_in_order(swarm: _Swarm) -> bytes:
@@ -198,7 +192,7 @@ async def _hash_in_order(swarm: _Swarm) -> bytes:
             swarm.wrote.clear()
             await swarm.wrote.wait()
             continue
-        await swarm.threads.run(_hash_chunks, whole, swarm.fd, manifest, start, end)
+        await swarm.threads.run(_hash_chunks, whole, swarm.file, manifest, start, end)
         start = end
     return whole.digest()
 
@@ -227,7 +221,7 @@ class _Swarm:
 
     manifest: Manifest
     fetch: ChunkFetcher
-    fd: int
+    file: DirectFile
     threads: _Threads
     per_peer_inflight: int
     chunk_timeout: float
@@ -405,7 +399,7 @@ class _Swarm:
         self.claimed.add(index)
         offset = index * self.manifest.chunk_size
         digest = self.manifest.chunks[index]
-        if not await self.threads.run(_verify_and_write, self.fd, data, digest, offset):
+        if not await self.threads.run(_verify_and_write, self.file, data, digest, offset):
             self.claimed.discard(index)
             batch[index] = refetch
             raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
@@ -423,7 +417,7 @@ class _Swarm:
             # Start writing back what has landed while the rest arrives, so the fsync at
             # the end finds little left to do.
             self.unflushed, self.flushing = 0, True
-            flush = self.threads.start(os.fdatasync, self.fd)
+            flush = self.threads.start(os.fdatasync, self.file.fd)
             flush.add_done_callback(lambda _: setattr(self, "flushing", False))
         if self.progress is not None:
             self.progress(len(data))
@@ -480,12 +474,13 @@ async def download(
 
     opening = threads.start(_open_part, part, manifest)
     try:
-        fd, have = await asyncio.shield(opening)
+        file, have = await asyncio.shield(opening)
     except asyncio.CancelledError:
         await threads.drain()
         if not opening.cancelled() and opening.exception() is None:
-            os.close(opening.result()[0])
+            _close_file(opening.result()[0])
         raise
+    open_file: DirectFile | None = file  # None once closed
 
     workers: list[asyncio.Task[None]] = []
     try:
@@ -494,7 +489,7 @@ async def download(
         swarm = _Swarm(
             manifest=manifest,
             fetch=fetch,
-            fd=fd,
+            file=file,
             threads=threads,
             per_peer_inflight=per_peer_inflight,
             chunk_timeout=chunk_timeout,
@@ -536,19 +531,19 @@ async def download(
         # chunk hashes and file hash disagree, and against the disk.
         digest = await hashing
         if digest != manifest.sha256:
-            await _cleanup(workers, threads, fd)
-            fd = -1
+            await _cleanup(workers, threads, file)
+            open_file = None
             await threads.run(part.unlink, True)
             raise DownloadError(
                 f"{manifest.name!r}: the assembled file's SHA-256 is {digest.hex()}, "
                 f"the manifest says {manifest.sha256.hex()}; the partial file was deleted"
             )
         await _stop(workers, threads)
-        closing, fd = fd, -1
-        await threads.run(_make_final, closing, part, out)
+        open_file = None
+        await threads.run(_make_final, file, part, out)
     finally:
-        if fd >= 0:
-            await _cleanup(workers, threads, fd)
+        if open_file is not None:
+            await _cleanup(workers, threads, open_file)
 
     return DownloadReport(
         path=out,
@@ -568,7 +563,9 @@ async def _stop(workers: Sequence[asyncio.Task[None]], threads: _Threads) -> Non
     await threads.drain()
 
 
-async def _cleanup(workers: Sequence[asyncio.Task[None]], threads: _Threads, fd: int) -> None:
+async def _cleanup(
+    workers: Sequence[asyncio.Task[None]], threads: _Threads, file: DirectFile
+) -> None:
     """Stop the workers, then close the file (no thread may still be writing to it)."""
     await _stop(workers, threads)
-    await threads.run(os.close, fd)
+    await threads.run(_close_file, file)
