@@ -34,8 +34,11 @@ Prints one JSON object on stdout; progress on stderr. Every process started here
 at the end (also on errors and Ctrl-C, and by PR_SET_PDEATHSIG if this process is killed),
 and the temp dir is deleted.
 
+With ``--disk-cap-mb-s N`` every write of the run (the references' included) to the temp
+dir's disk is capped at N MB/s (``bench/disk_cap.py``): the disk-bound case, on demand.
+
     .venv/bin/python bench/transfer.py [--size-mib 256] [--chunk-kib 256,1024,4096]
-        [--repeat 2] [--big-gib 1] [--skip-rss] [--dir DIR]
+        [--repeat 2] [--big-gib 1] [--skip-rss] [--dir DIR] [--disk-cap-mb-s N]
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import node_procs
 import references as ref
+from disk_cap import write_cap
 
+from chordshare.allocator import tune_malloc
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.ring import RemoteRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -319,7 +324,10 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     med = {k: statistics.median(v) for k, v in runs.items()}
     cpu_per_mb = {k: statistics.median(v) for k, v in cpu.items()}
     floor = min(med["grpc_stream_1MiB"], med["disk_fsync"])
-    ceiling = cpu_ceiling(cpu_per_mb, floor)
+    # The ceiling takes each reference's cheapest round: on this VM a round that lands on
+    # memory the host has not yet backed costs several times the CPU (README, Benchmarks),
+    # and an upper bound must not count that against the transfers.
+    ceiling = cpu_ceiling({k: min(v) for k, v in cpu.items()}, floor)
     floor_up = min(med["grpc_upload_1MiB"], med["disk_fsync"])
     transfers: dict[str, Any] = {}
     for chunk in chunk_sizes:
@@ -369,7 +377,8 @@ def cpu_ceiling(cpu_per_mb: dict[str, float], floor: float) -> dict[str, Any]:
     chunk as it arrives, then the whole file) and writes them to disk; a put moves them
     the other way and hashes them four times (the client builds the manifest: chunks and
     whole; the owner checks both). Each of those costs at least what its reference cost
-    in CPU seconds per MB, measured in this run (the stream's counting both of its ends),
+    in CPU seconds per MB in its cheapest round of this run (the stream's counting both of
+    its ends),
     and the machine has `cores` CPUs to spend them: MB/s <= cores / (sum of those costs).
     If that ceiling is under TARGET_RATIO of the reference floor, no implementation can
     meet the target here."""
@@ -381,7 +390,7 @@ def cpu_ceiling(cpu_per_mb: dict[str, float], floor: float) -> dict[str, Any]:
     get_max, put_max = cores / get_cost, cores / put_cost
     return {
         "cores": cores,
-        "reference_cpu_s_per_mb": {
+        "reference_cpu_s_per_mb_cheapest_round": {
             k: round(v, 5) for k, v in cpu_per_mb.items() if not k.startswith(("put", "get"))
         },
         "hash_passes": {"get": GET_HASH_PASSES, "put": PUT_HASH_PASSES},
@@ -646,10 +655,19 @@ def main() -> None:
     parser.add_argument("--big-gib", type=float, default=1.0, help="file size for the RSS test")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--dir", default=None, help="parent of the temp dir (default: /tmp)")
+    parser.add_argument(
+        "--disk-cap-mb-s",
+        type=float,
+        default=None,
+        help="cap the disk writes of this run (references included) at this rate, to "
+        "measure the disk-bound case on demand (root; see bench/disk_cap.py)",
+    )
     args = parser.parse_args()
     if args.size_mib < 1 or args.repeat < 1 or not args.chunk_kib:
         parser.error("--size-mib, --repeat and --chunk-kib must be positive")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # This process is the client of the throughput rounds: set malloc up as the CLI does.
+    malloc = tune_malloc()
     began = time.perf_counter()
     report: dict[str, Any] = {
         "unit": "MB/s (10^6 bytes/s)",
@@ -660,11 +678,19 @@ def main() -> None:
         "python": platform.python_version(),
         "grpc": grpc.__version__,
         "loop": ref.loop_name(True),
+        "client_malloc_settings": malloc,
     }
-    with tempfile.TemporaryDirectory(prefix="chordshare-transfer-", dir=args.dir) as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="chordshare-transfer-", dir=args.dir) as tmp,
+        contextlib.ExitStack() as capped,
+    ):
         workdir = Path(tmp)
         report["dir"] = str(workdir)
         report["filesystem"] = ref.filesystem_of(workdir)
+        if args.disk_cap_mb_s:
+            # Before any process starts: the nodes and reference servers inherit the cap.
+            report["disk_cap"] = capped.enter_context(write_cap(workdir, args.disk_cap_mb_s))
+            log(report["disk_cap"])
         report["throughput"] = ref.run_loop(throughput(args, workdir))
         if not args.skip_rss:
             report["memory"] = memory(args, workdir)
