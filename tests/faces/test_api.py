@@ -4,13 +4,17 @@ shape, Range and ETag, the seed's paths, and a 100 MiB upload and download with 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import tracemalloc
 from pathlib import Path
 
 import httpx
+import pytest
 from apinet import ApiNetwork as Network
 from waiting import wait_until
+
+from chordshare.storage.direct import DirectFile
 
 MIB = 1024 * 1024
 
@@ -210,3 +214,26 @@ async def test_metrics_count_the_nodes_work(net: Network, tmp_path: Path) -> Non
         while await failures() < 1:
             assert asyncio.get_running_loop().time() < deadline, "no stabilize failure counted"
             await asyncio.sleep(0.1)
+
+
+async def test_a_full_disk_on_the_api_node_is_a_507(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await net.ring(2)
+    data = hashlib.shake_256(b"full").digest(2 * MIB)
+    async with await net.api(net.peers[0]) as a, await net.api(net.peers[1]) as b:
+        created = await a.post("/api/v1/files", files={"file": ("big.bin", data)})
+        assert created.status_code == 201, created.text
+
+        def full(self: DirectFile, data: bytes, offset: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(DirectFile, "write", full)
+        refused = await b.get("/api/v1/files/big.bin")
+        assert refused.status_code == 507, refused.text
+        error = error_of(refused)
+        assert error["code"] == "insufficient_storage"
+        assert "No space left on device" in error["message"]
+        monkeypatch.undo()
+        got = await b.get("/api/v1/files/big.bin")  # room again: the download resumes
+        assert got.status_code == 200 and got.content == data

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +17,7 @@ import pytest
 from chordshare.sharing.chunking import build_manifest
 from chordshare.sharing.download import DownloadError, download
 from chordshare.storage.catalog import Manifest
+from chordshare.storage.direct import DirectFile
 
 CHUNK = 1024
 
@@ -336,3 +339,34 @@ async def test_a_chunk_sent_after_the_batch_is_complete_drops_the_holder(
     assert (tmp_path / "out").read_bytes() == blob
     assert swarm.calls["chatty:1"] <= 2  # dropped after its first batch in each lane
     assert report.sources["good:1"] > 0
+
+
+async def test_a_full_local_disk_names_the_file_and_a_retry_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob, manifest = make_file(tmp_path, 16 * CHUNK)
+    out = tmp_path / "out.bin"
+    real_write = DirectFile.write
+    room = [5]  # chunks the disk takes before it is full
+    lock = threading.Lock()  # writes run in several threads
+
+    def filling(self: DirectFile, data: bytes, offset: int) -> None:
+        with lock:
+            if room[0] == 0:
+                raise OSError(errno.ENOSPC, "No space left on device")  # names no file
+            room[0] -= 1
+        real_write(self, data, offset)
+
+    monkeypatch.setattr(DirectFile, "write", filling)
+    swarm = Swarm({"x:1": Peer(blob)})
+    with pytest.raises(OSError) as full:
+        await download(manifest, ["x:1"], swarm.fetch, out)
+    assert full.value.errno == errno.ENOSPC
+    assert full.value.filename == str(tmp_path / "out.bin.part")
+    assert "get again to resume" in str(full.value) and "\n" not in str(full.value)
+    assert not out.exists()
+
+    room[0] = 100  # room made
+    report = await download(manifest, ["x:1"], Swarm({"x:1": Peer(blob)}).fetch, out)
+    assert out.read_bytes() == blob
+    assert report.resumed_chunks == 5

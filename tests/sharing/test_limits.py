@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import math
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,12 @@ import pytest
 from peernet import PeerNetwork
 from waiting import wait_until
 
-from chordshare.sharing.peers import IndexEntry, IndexRecord
+from chordshare.sharing.chunking import build_manifest
+from chordshare.sharing.peers import FileError, IndexEntry, IndexRecord, PutHeader, Refusal
 from chordshare.sharing.service import FileService
 from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.storage.catalog import Manifest
+from chordshare.storage.chunks import ChunkStore
 from chordshare.storage.store import NodeStore
 from chordshare.transport.limits import (
     MAX_CHUNKS,
@@ -374,3 +378,37 @@ async def test_overlong_lists_and_endless_numbers_are_refused(lone_peer) -> None
     await put.write(pb.PutRequest(header=pb.PutHeader(manifest=bad)))
     assert await status_of(put) == grpc.StatusCode.INVALID_ARGUMENT
     assert (await chord.Ping(chord_pb2.PingRequest(), timeout=SOON)).joined
+
+
+async def test_a_full_disk_refuses_the_put_and_keeps_nothing_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = NodeStore(tmp_path / "node")
+    service = FileService("127.0.0.1:1", store)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(4 * 128 * 1024))  # over SMALL_PUT: the streaming path
+    manifest = build_manifest(source, "big.bin", 128 * 1024)
+    real_put = ChunkStore.put
+    room = [2]  # chunk files the disk takes before it is full
+
+    def filling(self: ChunkStore, data: bytes, *args: object, **kwargs: object) -> bytes:
+        if room[0] == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        room[0] -= 1
+        return real_put(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChunkStore, "put", filling)
+
+    async def chunks() -> AsyncIterator[tuple[int, bytes]]:
+        data = source.read_bytes()
+        for index in range(len(manifest.chunks)):
+            yield index, data[index * 128 * 1024 : (index + 1) * 128 * 1024]
+
+    with pytest.raises(FileError) as refused:
+        await service.put_file(PutHeader(manifest), chunks())
+    assert refused.value.refusal is Refusal.RESOURCE_EXHAUSTED
+    assert "no room left on its disk" in refused.value.message
+    assert store.manifest("big.bin") is None
+    assert not any(store.has_chunk(d) for d in manifest.chunks)  # the two stored are dropped
+    assert store.used_bytes() == 0
+    await service.close()

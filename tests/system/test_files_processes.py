@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -244,6 +246,42 @@ def test_bad_input_is_one_line_and_loses_nothing(procs: Processes, tmp_path: Pat
     listing = cli_json("ls", "--node", node.address)
     assert [f["name"] for f in listing["files"]] == ["ok.txt"]
     assert listing["used_bytes"] == 1000
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB file system of its own (tmpfs), mounted for this test and unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_get_onto_a_full_disk_is_one_line_and_resumable(
+    procs: Processes, tmp_path: Path, small_disk: Path
+) -> None:
+    node = procs.start()
+    digest = make_file(tmp_path / "big.bin", 2 * MIB, seed=8)
+    cli_json("put", str(tmp_path / "big.bin"), "--node", node.address)
+    result = run_cli("get", "big.bin", "-o", str(small_disk / "big.bin"), "--node", node.address)
+    assert result.code == 2, (result.stdout, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{small_disk / 'big.bin.part'}: No space left on device" in result.stderr
+    assert "get again to resume" in result.stderr
+    assert not (small_disk / "big.bin").exists()
+    # Elsewhere, with room, the same get works.
+    got = cli_json("get", "big.bin", "-o", str(tmp_path / "got.bin"), "--node", node.address)
+    assert got["sha256"] == digest.hex()
+    assert hashlib.sha256((tmp_path / "got.bin").read_bytes()).digest() == digest
 
 
 def test_the_rest_api_of_a_node_process(procs: Processes, tmp_path: Path) -> None:

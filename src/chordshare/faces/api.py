@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -159,6 +160,15 @@ def create_app(peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPE
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, err: ValueError) -> JSONResponse:
         return error_response(400, "invalid_request", str(err))
+
+    @app.exception_handler(OSError)
+    async def _local_failure(request: Request, err: OSError) -> JSONResponse:
+        # This node's own files (its download cache, an upload's spool), not the peers':
+        # their failures arrive as PeerError. The path is this node's business, not said.
+        message = f"this node could not do it: {err.strerror or err}"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error_response(507, "insufficient_storage", message)
+        return error_response(500, "local_error", message)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, err: HTTPException) -> JSONResponse:

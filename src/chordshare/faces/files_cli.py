@@ -140,6 +140,8 @@ async def with_files(address: str, use: Callable[[FileClient, NodeClient], Await
                 fail(str(err))
             except FileNotFoundError as err:
                 fail(str(err))
+            except OSError as err:  # the local disk: full, read-only, not allowed
+                fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
         finally:
             await peers.close()
 

@@ -462,7 +462,8 @@ async def download(
 
     Raises DownloadError when chunks remain that no holder would give (the .part file is
     kept, so a later call resumes) or when the assembled file's SHA-256 is wrong (the .part
-    file is deleted). `progress(n)` gets each batch of newly verified bytes as it lands.
+    file is deleted); OSError, naming the file, when the local disk fails (full, say: the
+    .part file is kept). `progress(n)` gets each batch of newly verified bytes as it lands.
     """
     manifest.check()
     if per_peer_inflight < 1:
@@ -541,6 +542,12 @@ async def download(
         await _stop(workers, threads)
         open_file = None
         await threads.run(_make_final, file, part, out)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        # A failed pwrite or fsync names no file: say which, and that nothing is lost.
+        kept = f"{err.strerror}; the chunks written so far are kept, get again to resume"
+        raise OSError(err.errno, kept, str(part)) from err
     finally:
         if open_file is not None:
             await _cleanup(workers, threads, open_file)

@@ -13,6 +13,7 @@ tombstone at a newer version, so an old copy offered later does not bring it bac
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import time
@@ -473,6 +474,13 @@ class FileService:
             raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
         except QuotaExceeded as err:
             raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise FileError(
+                Refusal.RESOURCE_EXHAUSTED,
+                f"{self.address} has no room left on its disk for chunk {index}: {err.strerror}",
+            ) from None
 
     def _asks_holders(self, header: PutHeader) -> bool:
         """Whether a put must first ask the other holders for their version: a client's
