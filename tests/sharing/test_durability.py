@@ -19,6 +19,7 @@ from waiting import wait_until
 
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
+from chordshare.sharing.peers import FileError, Refusal
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -128,3 +129,31 @@ async def test_a_graceful_leave_gives_every_file_to_the_next_k_nodes(
     # also where the first successor already had one.
     for name in held_by_leaver:
         assert len(holders(net, name)) >= 3, name
+
+
+async def test_a_chunk_damaged_on_the_owners_disk_is_dropped_and_restored_by_the_next_put(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    [peer] = await ring_without_repair(net, 1)
+    client = FileClient(NodeRing(peer.server.node), files, replicas=1)
+    source = a_file(tmp_path, "first.bin", size=4 * 128 * 1024)
+    stored = (await client.put(source, chunk_size=128 * 1024)).manifest
+    damaged = stored.chunks[2]
+    path = peer.store.chunks.path_for(damaged)
+    path.write_bytes(b"bit rot" + path.read_bytes()[7:])
+
+    # The same bytes under another name: the owner has every chunk, so the client sends
+    # none, and the owner finds the damage when it checks the whole file.
+    with pytest.raises(FileError) as refused:
+        await client.put(source, name="second.bin", chunk_size=128 * 1024)
+    assert refused.value.refusal is Refusal.DATA_LOSS
+    assert "chunk 2 of 'second.bin' was damaged" in refused.value.message
+    assert not peer.store.has_chunk(damaged)
+    assert peer.store.manifest("second.bin") is None
+
+    # Put again: the chunk is missing now, so it is sent, and both files are whole.
+    await client.put(source, name="second.bin", chunk_size=128 * 1024)
+    for name in ("first.bin", "second.bin"):
+        out = tmp_path / f"got-{name}"
+        await client.get(name, out)
+        assert out.read_bytes() == source.read_bytes()

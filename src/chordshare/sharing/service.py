@@ -517,7 +517,20 @@ class FileService:
                 f"{len(manifest.chunks)} chunks missing (first: {missing[0]})",
             )
         for index in range(whole.next_index, len(manifest.chunks)):
-            whole.hasher.update(self.store.read_chunk(manifest.chunks[index]))
+            digest = manifest.chunks[index]
+            try:
+                data = self.store.read_chunk(digest)
+            except ChunkError:
+                # A copy this node already had (the client did not send it) is damaged on
+                # disk. Kept, it would fail every put of these bytes; dropped, the next put
+                # is told it is missing and sends it, which repairs the files that use it.
+                self.store.drop_chunk(digest)
+                raise FileError(
+                    Refusal.DATA_LOSS,
+                    f"chunk {index} of {manifest.name!r} was damaged on {self.address}'s disk "
+                    "and has been dropped; put the file again to restore it",
+                ) from None
+            whole.hasher.update(data)
         if whole.hasher.digest() != manifest.sha256:
             raise FileError(
                 Refusal.DATA_LOSS,

@@ -202,6 +202,11 @@ class NodeStore:
     def by_sha256(self, sha256: bytes) -> list[Manifest]:
         return self.catalog.by_sha256(sha256)
 
+    def drop_chunk(self, digest: bytes) -> None:
+        """Delete a chunk found damaged, even one committed files use: they are broken
+        here until a put or a replica brings the chunk again (has_chunk says it is missing)."""
+        self.chunks.remove(digest)
+
     def read_chunk(self, digest: bytes, verify: bool = True) -> bytes:
         with self._lock:
             staged = self._staged.get(digest)
