@@ -33,11 +33,9 @@ def takes_o_direct(directory: Path) -> bool:
 @pytest.fixture
 def opened(tmp_path: Path) -> Iterator[tuple[Path, DirectFile]]:
     path = tmp_path / "file.part"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    file = DirectFile(path, fd)
+    file = DirectFile(path)
     yield path, file
     file.close()
-    os.close(fd)
 
 
 @pytest.fixture
@@ -106,18 +104,15 @@ def test_a_file_system_refusing_o_direct_gets_the_page_cache(
 
     monkeypatch.setattr(direct, "O_DIRECT", direct.O_DIRECT or 0x4000)
     monkeypatch.setattr(os, "open", refusing)
-    path = tmp_path / "file.part"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    file = DirectFile(path, fd)
+    file = DirectFile(tmp_path / "file.part")
     try:
         assert not file.direct
         data = os.urandom(PIECE)
         file.write(data, 0)
-        assert pwrites == [fd]
+        assert pwrites == [file.fd]
         assert fed(file, PIECE, 0) == (PIECE, sha(data))
     finally:
         file.close()
-        os.close(fd)
 
 
 def test_a_refused_direct_write_lands_through_the_page_cache(

@@ -102,24 +102,12 @@ def _open_part(part: Path, manifest: Manifest) -> tuple[DirectFile, list[int]]:
     """Open (or create) the .part file and find the chunks it already holds: one thread
     hop for both, which matters when a download is one small chunk."""
     part.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        file = DirectFile(part, fd)
-    except BaseException:
-        os.close(fd)
-        raise
+    file = DirectFile(part)
     try:
         return file, _resume_scan(file, manifest)
     except BaseException:
-        _close_file(file)
-        raise
-
-
-def _close_file(file: DirectFile) -> None:
-    try:
         file.close()
-    finally:
-        os.close(file.fd)
+        raise
 
 
 def _make_final(file: DirectFile, part: Path, out: Path) -> None:
@@ -128,7 +116,7 @@ def _make_final(file: DirectFile, part: Path, out: Path) -> None:
     try:
         os.fsync(file.fd)
     finally:
-        _close_file(file)
+        file.close()
     os.replace(part, out)
     fsync_directory(out.parent)
 
@@ -479,7 +467,7 @@ async def download(
     except asyncio.CancelledError:
         await threads.drain()
         if not opening.cancelled() and opening.exception() is None:
-            _close_file(opening.result()[0])
+            opening.result()[0].close()
         raise
     open_file: DirectFile | None = file  # None once closed
 
@@ -575,4 +563,4 @@ async def _cleanup(
 ) -> None:
     """Stop the workers, then close the file (no thread may still be writing to it)."""
     await _stop(workers, threads)
-    await threads.run(_close_file, file)
+    await threads.run(file.close)

@@ -47,17 +47,19 @@ def aligned(length: int, offset: int) -> bool:
 
 
 class DirectFile:
-    """A file open twice: through the page cache (`fd`, which the caller owns: fsync, close)
-    and, when the file system allows, around it (closed by `close`)."""
+    """A file opened (created if need be) twice: through the page cache (`fd`, for fsync,
+    truncation and unaligned pieces) and, when the file system allows, around it. `close`
+    closes both."""
 
-    def __init__(self, path: str | os.PathLike[str], fd: int) -> None:
-        self.fd = fd
+    def __init__(self, path: str | os.PathLike[str], mode: int = 0o644) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
         self.direct_fd: int | None = None
         if O_DIRECT:
             try:
                 self.direct_fd = os.open(path, os.O_RDWR | O_DIRECT)
             except OSError as err:
                 if err.errno != errno.EINVAL:
+                    os.close(self.fd)
                     raise
 
     @property
@@ -111,7 +113,10 @@ class DirectFile:
         return done
 
     def close(self) -> None:
-        self._give_up_direct()
+        try:
+            self._give_up_direct()
+        finally:
+            os.close(self.fd)
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
