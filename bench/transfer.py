@@ -378,8 +378,8 @@ def cpu_ceiling(cpu_per_mb: dict[str, float], floor: float) -> dict[str, Any]:
     the other way and hashes them four times (the client builds the manifest: chunks and
     whole; the owner checks both). Each of those costs at least what its reference cost
     in CPU seconds per MB in its cheapest round of this run (the stream's counting both of
-    its ends),
-    and the machine has `cores` CPUs to spend them: MB/s <= cores / (sum of those costs).
+    its ends), and the machine has `cores` CPUs to spend them: MB/s <= cores / (sum of
+    those costs).
     If that ceiling is under TARGET_RATIO of the reference floor, no implementation can
     meet the target here."""
     cores = len(os.sched_getaffinity(0))

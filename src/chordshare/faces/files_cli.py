@@ -138,9 +138,7 @@ async def with_files(address: str, use: Callable[[FileClient, NodeClient], Await
                 fail(str(err))
             except DownloadError as err:
                 fail(str(err))
-            except FileNotFoundError as err:
-                fail(str(err))
-            except OSError as err:  # the local disk: full, read-only, not allowed
+            except OSError as err:  # local: no such file to put, a disk full, not allowed
                 fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
         finally:
             await peers.close()
