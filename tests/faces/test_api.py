@@ -14,6 +14,8 @@ import pytest
 from apinet import ApiNetwork as Network
 from waiting import wait_until
 
+from chordshare.chord.messages import NodeRef
+from chordshare.faces import api
 from chordshare.storage.direct import DirectFile
 
 MIB = 1024 * 1024
@@ -55,6 +57,33 @@ async def test_ring_endpoints(net: Network) -> None:
         assert (await http.get("/get_predecessor")).json()["predecessor"] == node["predecessor"]
         successor = (await http.get("/get_successor")).json()
         assert successor["successor"] == node["successors"][0]
+
+
+async def test_requests_share_the_owners_they_met(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request makes a FileClient of its own, but they share one route cache: the get
+    of a name goes straight to the owner its put found, with no lookup."""
+    lookups: list[int] = []
+
+    class CountingRing(api.NodeRing):
+        async def owner(self, key: int) -> NodeRef:
+            lookups.append(key)
+            return await super().owner(key)
+
+    monkeypatch.setattr(api, "NodeRing", CountingRing)
+    await net.ring(3)
+    async with await net.api(net.peers[0]) as http:
+        for i in range(4):
+            body = f"shared {i}".encode()
+            put = await http.post("/api/v1/files", files={"file": (f"shared-{i}.txt", body)})
+            assert put.status_code == 201, put.text
+        looked_up = len(lookups)
+        assert 1 <= looked_up <= 4
+        for i in range(4):
+            got = await http.get(f"/api/v1/files/shared-{i}.txt")
+            assert got.content == f"shared {i}".encode()
+        assert len(lookups) == looked_up
 
 
 async def test_files_endpoints(net: Network, tmp_path: Path) -> None:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from chordshare.chord.messages import NodeRef
+from chordshare.faces.console import ChordConsole
+
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(60)]
 
 CLI = (sys.executable, "-m", "chordshare.faces.cli")
@@ -206,3 +209,15 @@ def test_console_goes_on_when_the_node_is_down(tmp_path: Path) -> None:
         assert term.process.wait(ANSWER_DEADLINE) == 0
     finally:
         term.close()
+
+
+def test_console_commands_share_the_owners_they_met(node: str) -> None:
+    """Each command makes a FileClient of its own; they share one route cache."""
+    console = ChordConsole(node)
+    try:
+        _, first = console._run(console._connected())
+        first.routes.learn([NodeRef(7, "127.0.0.1:7")])
+        _, second = console._run(console._connected())
+        assert second is not first and NodeRef(7, "127.0.0.1:7") in second.routes.nodes()
+    finally:
+        console.close()

@@ -29,13 +29,6 @@ NO_REPAIR = {"repair_period": 3600.0}
 
 
 @pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
-    network = PeerNetwork(tmp_path / "nodes")
-    yield network
-    await network.close()
-
-
-@pytest.fixture
 async def files() -> AsyncIterator[GrpcFilePeers]:
     peers = GrpcFilePeers(timeout=5.0)
     yield peers

@@ -118,7 +118,9 @@ class FakeFiles:
         finally:
             self.fetches_closed += 1
 
-    async def find_file(self, name: str, inline_up_to: int = 0) -> FoundFile | None:
+    async def find_file(
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None:
         manifest = self.files.get(name)
         if manifest is None:
             return None

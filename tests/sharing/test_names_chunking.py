@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chordshare.sharing.chunking import build_manifest, iter_chunks
+from chordshare.sharing.chunking import build_manifest, iter_chunks, read_for_put
 from chordshare.sharing.names import BadName, check_name, keywords
 
 
@@ -56,6 +57,35 @@ def test_manifest_describes_the_bytes(
     assert b"".join(pieces) == data
     assert manifest.chunks == tuple(hashlib.sha256(p).digest() for p in pieces)
     assert all(manifest.chunk_length(i) == len(p) for i, p in enumerate(pieces))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.binary(max_size=5000),
+    chunk_size=st.integers(min_value=1, max_value=1500),
+    keep_up_to=st.sampled_from([0, 2500, 5000]),
+)
+def test_a_file_read_for_a_put_has_the_manifest_of_its_bytes(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk_size: int, keep_up_to: int
+) -> None:
+    """Kept in memory (a small put) or not, the same manifest as build_manifest's."""
+    path = tmp_path_factory.mktemp("f") / "file"
+    path.write_bytes(data)
+    local = read_for_put(path, "file", chunk_size, keep_up_to)
+    expected = build_manifest(path, "file", chunk_size)
+    assert replace(local.manifest, created=0.0) == replace(expected, created=0.0)
+    assert local.data == (data if len(data) <= keep_up_to else None)
+    assert local.path == path
+
+
+def test_read_for_put_chooses_the_chunk_size_and_refuses_what_is_no_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "small").write_bytes(b"x" * 10)
+    assert read_for_put(tmp_path / "small", "small", None, 64).manifest.chunk_size == 256 * 1024
+    for not_a_file in (tmp_path / "missing", tmp_path, tmp_path / "small" / "below"):
+        with pytest.raises(FileNotFoundError, match="no such file"):
+            read_for_put(not_a_file, "x", None, 64)
 
 
 def test_empty_file_has_no_chunks(tmp_path: Path) -> None:

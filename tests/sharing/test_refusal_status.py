@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -26,13 +25,6 @@ from chordshare.v1 import files_pb2_grpc as pb_grpc
 ROUNDS = 50
 AT_ONCE = 8
 CHUNKS = 64
-
-
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
-    network = PeerNetwork(tmp_path / "nodes")
-    yield network
-    await network.close()
 
 
 def taken_name_header(data: bytes) -> pb.PutRequest:

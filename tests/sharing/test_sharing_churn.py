@@ -34,6 +34,7 @@ from chordshare.sharing.memory import MemoryFilePeers
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.service import FileService
 from chordshare.storage.store import NodeStore
 from chordshare.transport.memory import MemoryNetwork, MemoryTransport
@@ -86,6 +87,9 @@ class ChurnNet:
         self.counter = 0
         self.downloads = 0
         self.log: list[str] = []  # what happened, for failure messages
+        # One route cache for every client: it goes stale as nodes come and go, and the
+        # guessed owners must refuse what is not theirs.
+        self.routes = RouteCache()
 
     # Membership.
 
@@ -108,6 +112,7 @@ class ChurnNet:
         )
         store = NodeStore(self.root / address.replace(":", "_"))
         service = FileService(address, store)
+        service.owns_name = lambda name: node.state.owns(file_key(SPACE, name))
         replicator = Replicator(
             service, node.state, NodeRing(node), MemoryFilePeers(self.network, self.services), K
         )
@@ -258,7 +263,8 @@ class ChurnNet:
 
     def client(self, via: Peer | None = None) -> FileClient:
         via = via or self.live[self.rng.choice(sorted(self.live))]
-        return FileClient(NodeRing(via.node), MemoryFilePeers(self.network, self.services), K)
+        peers = MemoryFilePeers(self.network, self.services)
+        return FileClient(NodeRing(via.node), peers, K, self.routes)
 
     async def put(self, name: str, data: bytes, replace: bool = False) -> None:
         source = self.root / "sources" / name

@@ -302,8 +302,8 @@ class CountingPeers(GrpcFilePeers):
         self.fetches += 1
         return super().fetch_chunks(address, sha256, indexes)
 
-    async def find_file(self, address: str, name: str, inline_up_to: int = 0):  # type: ignore[override]
-        found = await super().find_file(address, name, inline_up_to)
+    async def find_file(self, address: str, name: str, inline_up_to: int = 0, owner_only=False):  # type: ignore[override]
+        found = await super().find_file(address, name, inline_up_to, owner_only)
         if self.lie and found is not None and found.data is not None:
             found = replace(found, data=bytes(len(found.data)))
         return found

@@ -44,6 +44,7 @@ from chordshare.sharing.names import BadName, check_name
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.peers import FileError, Refusal
 from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.routes import RouteCache
 from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, node_json
@@ -116,9 +117,11 @@ def create_app(peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPE
             raise ApiError(503, "unavailable", "this node is not on a ring")
         return chord
 
+    routes = RouteCache()  # the owners met by earlier requests
+
     def files() -> FileClient:
         assert peer.peers is not None
-        return FileClient(NodeRing(node()), peer.peers, peer.settings.replicas)
+        return FileClient(NodeRing(node()), peer.peers, peer.settings.replicas, routes)
 
     def client() -> NodeClient:
         chord = node()

@@ -44,6 +44,7 @@ from chordshare.sharing.names import BadName
 from chordshare.sharing.peers import FileError
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.ring import RemoteRing
+from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
@@ -128,6 +129,7 @@ class ChordConsole(cmd.Cmd):
         self.client: NodeClient | None = None
         self.peers: GrpcFilePeers | None = None
         self._names: tuple[float, list[str]] = (0.0, [])
+        self.routes = RouteCache()  # the owners met by earlier commands
 
     # --- running commands ---------------------------------------------------------------
 
@@ -142,7 +144,8 @@ class ChordConsole(cmd.Cmd):
                 health=self.client.transport.health, security=self.client.transport.security
             )
         assert self.peers is not None
-        return self.client, FileClient(RemoteRing(self.client), self.peers, DEFAULT_REPLICAS)
+        files = FileClient(RemoteRing(self.client), self.peers, DEFAULT_REPLICAS, self.routes)
+        return self.client, files
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one command's coroutine on the console's loop; Ctrl-C cancels it cleanly."""

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
-from chordshare.sharing.chunking import build_manifest, chunk_size_for
+from chordshare.sharing.chunking import LocalFile, read_for_put
 from chordshare.sharing.download import ChunkFetcher, DownloadReport, download
 from chordshare.sharing.names import check_name, keywords
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
+    SMALL_PUT,
     FileError,
     FileListing,
     FilePeers,
@@ -39,6 +40,7 @@ from chordshare.sharing.placement import (
     word_index_key,
 )
 from chordshare.sharing.ring import Ring
+from chordshare.sharing.routes import RouteCache
 from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 
@@ -58,6 +60,17 @@ class NetworkFile:
     inline: tuple[str, bytes] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    found: FoundFile | None  # a FindFile answer: None is "no such name here"
+
+
+def _piece(data: bytes, manifest: Manifest, index: int) -> bytes:
+    """Chunk `index` of a whole file held in memory."""
+    start = index * manifest.chunk_size
+    return data[start : start + manifest.chunk_length(index)]
+
+
 def serving_inline(
     fetch: ChunkFetcher, holder: str, data: bytes, manifest: Manifest
 ) -> ChunkFetcher:
@@ -72,8 +85,7 @@ def serving_inline(
                 yield item
             return
         for index in indexes:
-            start = index * manifest.chunk_size
-            yield index, data[start : start + manifest.chunk_length(index)]
+            yield index, _piece(data, manifest, index)
 
     return fetch_or_slice
 
@@ -90,6 +102,11 @@ def parse_content_address(target: str) -> bytes | None:
     if len(digest) != 32:
         raise ValueError(f"{target!r}: a content address is sha256: and 64 hex digits")
     return digest
+
+
+async def _chunks_of(data: bytes, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
+    for index in range(len(manifest.chunks)):
+        yield index, _piece(data, manifest, index)
 
 
 async def _read_chunks(path: Path, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
@@ -117,10 +134,19 @@ async def _read_chunks(path: Path, manifest: Manifest) -> AsyncIterator[tuple[in
 
 
 class FileClient:
-    def __init__(self, ring: Ring, peers: FilePeers, replicas: int = DEFAULT_REPLICAS) -> None:
+    def __init__(
+        self,
+        ring: Ring,
+        peers: FilePeers,
+        replicas: int = DEFAULT_REPLICAS,
+        routes: RouteCache | None = None,
+    ) -> None:
         self.ring = ring
         self.peers = peers
         self.replicas = replicas
+        # The nodes met so far, to guess owners from; pass one to share it between the
+        # clients a long-lived face makes (one per request or command).
+        self.routes = routes if routes is not None else RouteCache()
 
     async def put(
         self,
@@ -131,39 +157,71 @@ class FileClient:
         progress: Callable[[int], None] | None = None,
     ) -> PutOutcome:
         name = check_name(name if name is not None else path.name)
-        if not await asyncio.to_thread(path.is_file):
-            raise FileNotFoundError(f"{path}: no such file")
-        if chunk_size is None:
-            chunk_size = chunk_size_for((await asyncio.to_thread(path.stat)).st_size)
         key = file_key(self.ring.space, name)
-        # The file is hashed while the owner is looked up (a small put waits for both).
-        hashing = asyncio.ensure_future(asyncio.to_thread(build_manifest, path, name, chunk_size))
+        guess = self.routes.guess(key)
+        # The file is read and hashed while the owner is looked up (a small put waits for
+        # both), in one thread call.
+        reading = asyncio.ensure_future(
+            asyncio.to_thread(read_for_put, path, name, chunk_size, SMALL_PUT)
+        )
+        owner: NodeRef | None = None
         try:
-            owner: NodeRef | None = await self.ring.owner(key)
+            if guess is None:
+                owner = await self._lookup(key)
         except PeerError:
-            owner = None  # looked up again in the loop
+            pass  # looked up again in the loop
         finally:
-            manifest = await hashing
+            local = await reading
+        if guess is not None:
+            try:
+                return await self._put_to(guess, local, replace, progress, guessed=True)
+            except FileError as err:
+                if err.refusal is not Refusal.OUT_OF_RANGE:
+                    raise
+            except PeerError:
+                self.routes.forget(guess)
         last_error: PeerError | None = None
         for wait in PUT_RETRY_WAITS:
             await asyncio.sleep(wait)
             if owner is None:
-                owner = await self.ring.owner(key)
+                owner = await self._lookup(key)
             try:
-                # Ask which chunks the owner lacks (content it has under another name is
-                # not sent again); for one chunk the answer would cost more than it saves.
-                if len(manifest.chunks) > 1:
-                    missing = set(await self.peers.missing_chunks(owner.address, manifest.chunks))
-                else:
-                    missing = set(range(len(manifest.chunks)))
-                chunks = self._counted(_read_chunks(path, manifest), missing, progress)
-                header = PutHeader(manifest, replace=replace)
-                return await self.peers.put_file(owner.address, header, chunks)
+                return await self._put_to(owner, local, replace, progress)
             except PeerError as err:
                 last_error = err
+                self.routes.forget(owner)
                 owner = None
         assert last_error is not None
         raise last_error
+
+    async def _put_to(
+        self,
+        owner: NodeRef,
+        local: LocalFile,
+        replace: bool,
+        progress: Callable[[int], None] | None,
+        guessed: bool = False,
+    ) -> PutOutcome:
+        manifest = local.manifest
+        # Ask which chunks the owner lacks (content it has under another name is not sent
+        # again); for one chunk the answer would cost more than it saves.
+        if len(manifest.chunks) > 1:
+            missing = set(await self.peers.missing_chunks(owner.address, manifest.chunks))
+        else:
+            missing = set(range(len(manifest.chunks)))
+        if local.data is not None:
+            read = _chunks_of(local.data, manifest)
+        else:
+            read = _read_chunks(local.path, manifest)
+        chunks = self._counted(read, missing, progress)
+        header = PutHeader(manifest, replace=replace, owner_only=guessed)
+        return await self.peers.put_file(owner.address, header, chunks)
+
+    async def _lookup(self, key: int) -> NodeRef:
+        """The owner of key as the ring says (O(log N) hops), remembered for guesses."""
+        owner = await self.ring.owner(key)
+        self.routes.learn([owner])
+        return owner
 
     @staticmethod
     async def _counted(
@@ -196,7 +254,10 @@ class FileClient:
     async def _find_name(self, name: str) -> NetworkFile | None:
         """Ask the owner, then its successors (a new owner may not have its copy yet);
         every holder that answers adds to the holders of the newest version."""
-        owner = await self.ring.owner(file_key(self.ring.space, name))
+        key = file_key(self.ring.space, name)
+        owner, first = await self._ask_guessed_owner(key, name)
+        if owner is None:
+            owner = await self._lookup(key)
         candidates = [owner]
         best: FoundFile | None = None
         holders: list[str] = []
@@ -204,15 +265,22 @@ class FileClient:
         for attempt in range(self.replicas):
             if attempt == 1:
                 with contextlib.suppress(PeerError):
-                    candidates += (await self.ring.successors(owner))[: self.replicas - 1]
+                    successors = await self.ring.successors(owner)
+                    self.routes.learn(successors)
+                    candidates += successors[: self.replicas - 1]
             if attempt >= len(candidates):
                 break
-            try:
-                found = await self.peers.find_file(
-                    candidates[attempt].address, name, inline_up_to=INLINE_LIMIT
-                )
-            except PeerError:
-                continue
+            if attempt == 0 and first is not None:
+                found: FoundFile | None = first.found
+            else:
+                try:
+                    found = await self.peers.find_file(
+                        candidates[attempt].address, name, inline_up_to=INLINE_LIMIT
+                    )
+                except PeerError:
+                    if attempt == 0:
+                        self.routes.forget(owner)
+                    continue
             if found is None:
                 continue
             if best is None or found.manifest.created > best.manifest.created:
@@ -224,6 +292,27 @@ class FileClient:
             if len(holders) >= self.replicas:
                 break
         return None if best is None else NetworkFile(best.manifest, tuple(holders), inline)
+
+    async def _ask_guessed_owner(
+        self, key: int, name: str
+    ) -> tuple[NodeRef | None, _Answer | None]:
+        """Ask the node guessed to own key about name: (it, its answer) if it does own
+        the key, (None, None) if there is no guess or it was wrong."""
+        guess = self.routes.guess(key)
+        if guess is None:
+            return None, None
+        try:
+            found = await self.peers.find_file(
+                guess.address, name, inline_up_to=INLINE_LIMIT, owner_only=True
+            )
+        except FileError as err:
+            if err.refusal is not Refusal.OUT_OF_RANGE:
+                raise
+            return None, None
+        except PeerError:
+            self.routes.forget(guess)
+            return None, None
+        return guess, _Answer(found)
 
     async def get(
         self,
@@ -252,7 +341,7 @@ class FileClient:
     async def _query(self, record_key: str) -> list[IndexEntry]:
         """Index records under a key, from its owner and the owner's successor (a new
         owner may not have been published to yet)."""
-        owner = await self.ring.owner(index_key(self.ring.space, record_key))
+        owner = await self._lookup(index_key(self.ring.space, record_key))
         targets = [owner]
         with contextlib.suppress(PeerError):
             targets += (await self.ring.successors(owner))[:1]
@@ -267,7 +356,7 @@ class FileClient:
 
     async def remove(self, name: str) -> None:
         check_name(name)
-        owner = await self.ring.owner(file_key(self.ring.space, name))
+        owner = await self._lookup(file_key(self.ring.space, name))
         if not await self.peers.delete(owner.address, name):
             raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")
 

@@ -115,13 +115,21 @@ def manifest_from_pb(msg: pb.Manifest) -> Manifest:
 
 def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
     return pb.PutHeader(
-        manifest=manifest_to_pb(header.manifest), replace=header.replace, replica=header.replica
+        manifest=manifest_to_pb(header.manifest),
+        replace=header.replace,
+        replica=header.replica,
+        owner_only=header.owner_only,
     )
 
 
 def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
     _required(msg, "manifest", "a put header")
-    return PutHeader(manifest_from_pb(msg.manifest), replace=msg.replace, replica=msg.replica)
+    return PutHeader(
+        manifest_from_pb(msg.manifest),
+        replace=msg.replace,
+        replica=msg.replica,
+        owner_only=msg.owner_only,
+    )
 
 
 def check_chunk_index(index: int, manifest: Manifest) -> None:

@@ -83,8 +83,10 @@ class MemoryFilePeers:
             async for chunk in stream:
                 yield chunk
 
-    async def find_file(self, address: str, name: str, inline_up_to: int = 0) -> FoundFile | None:
-        return await (await self._target(address)).find_file(name, inline_up_to)
+    async def find_file(
+        self, address: str, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None:
+        return await (await self._target(address)).find_file(name, inline_up_to, owner_only)
 
     async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer:
         return await (await self._target(address)).offer(versions)

@@ -23,7 +23,7 @@ import grpc
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
 from chordshare.sharing.peers import FileVersion
-from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.sharing.placement import DEFAULT_REPLICAS, file_key
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -96,6 +96,7 @@ class SharingPeer:
             self.settings.replicas,
             self.settings.republish,
         )
+        service.owns_name = lambda name: node.state.owns(file_key(node.space, name))
         service.ask_holders = self._version_elsewhere
         service.tell_holders = self.replicator.announce
         service.replicate = self.replicator.replicate

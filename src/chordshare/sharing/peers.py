@@ -25,6 +25,9 @@ class Refusal(enum.Enum):
     DATA_LOSS = "DATA_LOSS"  # bytes that do not match their hash
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # over the node's quota
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    # The request was sent to this node as the owner of a name's key, and it is not: the
+    # sender guessed from an old view of the ring, and looks the owner up instead.
+    OUT_OF_RANGE = "OUT_OF_RANGE"
     # Not now, not here: the node is leaving, or no other node confirmed a copy yet. Callers
     # treat it as an unreachable peer and try again (the owner may have changed).
     UNAVAILABLE = "UNAVAILABLE"
@@ -44,6 +47,7 @@ class PutHeader:
     manifest: Manifest
     replace: bool = False
     replica: bool = False
+    owner_only: bool = False  # refuse (OUT_OF_RANGE) unless the receiver owns the name
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,7 @@ class FilePeers(Protocol):
     ) -> AsyncIterator[tuple[int, bytes]]: ...
 
     async def find_file(
-        self, address: str, name: str, inline_up_to: int = 0
+        self, address: str, name: str, inline_up_to: int = 0, owner_only: bool = False
     ) -> FoundFile | None: ...
 
     async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer: ...

@@ -246,8 +246,10 @@ class GrpcFilePeers:
         finally:
             call.cancel()
 
-    async def find_file(self, address: str, name: str, inline_up_to: int = 0) -> FoundFile | None:
-        request = pb.FindFileRequest(name=name, inline_up_to=inline_up_to)
+    async def find_file(
+        self, address: str, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None:
+        request = pb.FindFileRequest(name=name, inline_up_to=inline_up_to, owner_only=owner_only)
         reply = await self._unary(address, lambda s, t: s.FindFile(request, timeout=t))
         return self._decode(address, lambda: codec.found_file_from_pb(reply))
 

@@ -194,6 +194,9 @@ class FileService:
             Callable[[str, Manifest | None, Mapping[int, bytes] | None], Awaitable[int | None]]
             | None
         ) = None
+        # Whether a name's key is in (predecessor, this node] on the ring now (set by the
+        # peer); without a ring (a bare service in tests) every name is this node's.
+        self.owns_name: Callable[[str], bool] | None = None
         self.leaving = False  # set before a graceful leave hands the files over
         self._listeners: list[Callable[[str], Awaitable[None] | None]] = []
 
@@ -217,6 +220,16 @@ class FileService:
             result = listener(name)
             if result is not None:
                 await result
+
+    def _refuse_unless_owner(self, name: str) -> None:
+        """For a request sent to this node as the guessed owner of name (owner_only): the
+        sender's view of the ring may be old, and only the owner may judge a put or say a
+        name is missing, so a node that does not own the key refuses and does nothing."""
+        if self.owns_name is not None and not self.owns_name(name):
+            raise FileError(
+                Refusal.OUT_OF_RANGE,
+                f"{self.address} does not own the key of {name!r}; look its owner up",
+            )
 
     # Storing.
 
@@ -270,6 +283,8 @@ class FileService:
         manifest = header.manifest
         _refuse_bad_manifest(manifest)
         name = manifest.name
+        if header.owner_only:
+            self._refuse_unless_owner(name)
         if self.leaving and not header.replica:
             raise FileError(
                 Refusal.UNAVAILABLE, f"{self.address} is leaving the ring; put {name!r} again"
@@ -585,9 +600,13 @@ class FileService:
         # Not re-hashed here: the receiver verifies every chunk against the manifest.
         return self.store.read_chunk(manifest.chunks[index], verify=False)
 
-    async def find_file(self, name: str, inline_up_to: int = 0) -> FoundFile | None:
+    async def find_file(
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None:
         """The newest version of name known here and who serves it; with the bytes too
         when the file is stored here and at most `inline_up_to` (and INLINE_LIMIT) long."""
+        if owner_only:
+            self._refuse_unless_owner(name)
         stored = self.store.manifest(name)
         sharers = [loc for loc in self.locators.get(name) if isinstance(loc, Locator)]
         if stored is not None:

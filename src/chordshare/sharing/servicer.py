@@ -66,7 +66,9 @@ class FileAnswerer(Protocol):
         self, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]: ...
 
-    async def find_file(self, name: str, inline_up_to: int = 0) -> FoundFile | None: ...
+    async def find_file(
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None: ...
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer: ...
 
@@ -244,7 +246,10 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def FindFile(
         self, request: pb.FindFileRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindFileReply:
-        found = await _answer(context, self.service.find_file(request.name, request.inline_up_to))
+        found = await _answer(
+            context,
+            self.service.find_file(request.name, request.inline_up_to, request.owner_only),
+        )
         return codec.found_file_to_pb(found)
 
     async def Offer(

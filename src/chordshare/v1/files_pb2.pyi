@@ -23,14 +23,16 @@ class Manifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunks: _Optional[_Iterable[bytes]] = ..., created: _Optional[float] = ...) -> None: ...
 
 class PutHeader(_message.Message):
-    __slots__ = ("manifest", "replace", "replica")
+    __slots__ = ("manifest", "replace", "replica", "owner_only")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ONLY_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
     replace: bool
     replica: bool
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ...) -> None: ...
+    owner_only: bool
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ...) -> None: ...
 
 class PutChunk(_message.Message):
     __slots__ = ("index", "data")
@@ -93,12 +95,14 @@ class ChunkData(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FindFileRequest(_message.Message):
-    __slots__ = ("name", "inline_up_to")
+    __slots__ = ("name", "inline_up_to", "owner_only")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INLINE_UP_TO_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ONLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     inline_up_to: int
-    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ...) -> None: ...
+    owner_only: bool
+    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ..., owner_only: _Optional[bool] = ...) -> None: ...
 
 class FindFileReply(_message.Message):
     __slots__ = ("found", "manifest", "holders", "data")
