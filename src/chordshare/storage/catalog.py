@@ -56,6 +56,11 @@ class Manifest:
     chunks: tuple[bytes, ...]
     created: float
 
+    @property
+    def chunk_count(self) -> int:
+        """How many chunks the file's size makes (a promised manifest lists none yet)."""
+        return -(-self.size // self.chunk_size)
+
     def chunk_length(self, index: int) -> int:
         """Bytes in chunk `index` (the last one may be short)."""
         start = index * self.chunk_size
@@ -65,7 +70,7 @@ class Manifest:
         """Raise ValueError when the manifest contradicts itself."""
         if self.size < 0 or self.chunk_size <= 0:
             raise ValueError("size must be >= 0 and chunk size > 0")
-        expected = -(-self.size // self.chunk_size)
+        expected = self.chunk_count
         if len(self.chunks) != expected:
             raise ValueError(
                 f"a {self.size}-byte file in {self.chunk_size}-byte chunks has {expected} "
@@ -124,6 +129,15 @@ class Catalog:
                     "INSERT OR IGNORE INTO small_chunks (digest, data) VALUES (?, ?)",
                     (digest, data),
                 )
+            # The new version's references first: a chunk it shares with the version it
+            # replaces never drops to none, so neither its row nor its bytes (a small
+            # chunk's live in that row's neighbour table) are deleted on the way.
+            for digest in manifest.chunks:
+                cur.execute(
+                    "INSERT INTO chunk_refs (digest, refs, size) VALUES (?, 1, ?) "
+                    "ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
+                    (digest, chunk_sizes[digest]),
+                )
             freed = self._unlink(cur, manifest.name)
             cur.execute(
                 "DELETE FROM tombstones WHERE name = ? AND version < ?",
@@ -140,14 +154,7 @@ class Catalog:
                     manifest.created,
                 ),
             )
-            for digest in manifest.chunks:
-                cur.execute(
-                    "INSERT INTO chunk_refs (digest, refs, size) VALUES (?, 1, ?) "
-                    "ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
-                    (digest, chunk_sizes[digest]),
-                )
-        kept = set(manifest.chunks)  # chunks the old version shared with the new one
-        return [d for d in freed if d not in kept]
+        return freed
 
     def _unlink(self, cur: sqlite3.Cursor, name: str) -> list[bytes]:
         row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
