@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from waiting import wait_until
 
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileError, Refusal
+from chordshare.sharing.peers import FileError, PutHeader, Refusal
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -53,6 +54,15 @@ def owner_of(peers: list[SharingPeer], name: str) -> SharingPeer:
     ids = sorted(p.server.node.me.id for p in peers)
     owner_id = next((i for i in ids if i >= key), ids[0])
     return next(p for p in peers if p.server.node.me.id == owner_id)
+
+
+async def no_chunks() -> AsyncIterator[tuple[int, bytes]]:
+    return
+    yield  # an async generator that yields nothing
+
+
+async def only_chunk(data: bytes, index: int) -> AsyncIterator[tuple[int, bytes]]:
+    yield index, data[index * 128 * 1024 : (index + 1) * 128 * 1024]
 
 
 def a_file(tmp_path: Path, name: str, size: int = 20_000) -> Path:
@@ -135,18 +145,40 @@ async def test_a_chunk_damaged_on_the_owners_disk_is_dropped_and_restored_by_the
     path = peer.store.chunks.path_for(damaged)
     path.write_bytes(b"bit rot" + path.read_bytes()[7:])
 
-    # The same bytes under another name: the owner has every chunk, so the client sends
-    # none, and the owner finds the damage when it checks the whole file.
+    # The same bytes under another name, manifest first (as a put of a name the owner
+    # holds, or any client that hashed the file already, sends it): the owner has every
+    # chunk, so none is sent, and the owner finds the damage when it checks the whole file.
     with pytest.raises(FileError) as refused:
-        await client.put(source, name="second.bin", chunk_size=128 * 1024)
+        header = PutHeader(replace(stored, name="second.bin"))
+        await files.put_file(peer.server.node.me.address, header, no_chunks())
     assert refused.value.refusal is Refusal.DATA_LOSS
     assert "chunk 2 of 'second.bin' was damaged" in refused.value.message
     assert not peer.store.has_chunk(damaged)
     assert peer.store.manifest("second.bin") is None
 
     # Put again: the chunk is missing now, so it is sent, and both files are whole.
-    await client.put(source, name="second.bin", chunk_size=128 * 1024)
+    await files.put_file(peer.server.node.me.address, header, only_chunk(source.read_bytes(), 2))
     for name in ("first.bin", "second.bin"):
         out = tmp_path / f"got-{name}"
         await client.get(name, out)
         assert out.read_bytes() == source.read_bytes()
+
+
+async def test_a_put_that_sends_its_manifest_last_heals_a_damaged_copy(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    """Such a put sends every chunk, hashed as it arrives, and rewrites the copies the
+    owner had: a damaged one is whole again, for every file that uses it."""
+    [peer] = await ring_without_repair(net, 1)
+    client = FileClient(NodeRing(peer.server.node), files, replicas=1)
+    source = a_file(tmp_path, "first.bin", size=4 * 128 * 1024)
+    stored = (await client.put(source, chunk_size=128 * 1024)).manifest
+    path = peer.store.chunks.path_for(stored.chunks[1])
+    path.write_bytes(b"bit rot" + path.read_bytes()[7:])
+
+    await client.put(source, name="second.bin", chunk_size=128 * 1024)  # a new name: streamed
+    for name in ("first.bin", "second.bin"):
+        out = tmp_path / f"got-{name}"
+        await client.get(name, out)
+        assert out.read_bytes() == source.read_bytes()
+    assert peer.store.read_chunk(stored.chunks[1]) == source.read_bytes()[128 * 1024 : 256 * 1024]

@@ -13,7 +13,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import grpc
@@ -81,7 +81,10 @@ class FakeFiles:
     gate: asyncio.Event | None = None  # when set up, each chunk after the first waits for it
 
     async def put_file(
-        self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome:
         manifest = header.manifest
         held = self.files.get(manifest.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chordshare.sharing.chunking import build_manifest, iter_chunks, read_for_put
+from chordshare.sharing.chunking import (
+    ManifestHasher,
+    build_manifest,
+    iter_chunks,
+    read_for_put,
+)
 from chordshare.sharing.names import BadName, check_name, keywords
+from chordshare.storage.catalog import Manifest
 
 
 @pytest.mark.parametrize(
@@ -68,14 +75,37 @@ def test_manifest_describes_the_bytes(
 def test_a_file_read_for_a_put_has_the_manifest_of_its_bytes(
     tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk_size: int, keep_up_to: int
 ) -> None:
-    """Kept in memory (a small put) or not, the same manifest as build_manifest's."""
+    """A small file is hashed and kept at once; a larger one is hashed as it is read, chunk
+    by chunk: either way, build_manifest's manifest."""
     path = tmp_path_factory.mktemp("f") / "file"
     path.write_bytes(data)
     local = read_for_put(path, "file", chunk_size, keep_up_to)
-    expected = build_manifest(path, "file", chunk_size)
-    assert replace(local.manifest, created=0.0) == replace(expected, created=0.0)
-    assert local.data == (data if len(data) <= keep_up_to else None)
-    assert local.path == path
+    expected = replace(build_manifest(path, "file", chunk_size), created=0.0)
+    assert (local.path, local.size, local.chunk_size) == (path, len(data), chunk_size)
+    if len(data) <= keep_up_to:
+        assert local.data == data
+        assert local.manifest is not None and replace(local.manifest, created=0.0) == expected
+        return
+    assert local.manifest is None and local.data is None
+    promise = local.promise(created=0.0)
+    assert promise.chunk_count == len(expected.chunks)
+    hasher = ManifestHasher(promise)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pieces = [hasher.read_chunk(fd, i) for i in reversed(range(promise.chunk_count))]
+    finally:
+        os.close(fd)
+    with pytest.raises(ValueError, match="not ready"):
+        hasher.manifest()
+    for index, piece in enumerate(reversed(pieces)):
+        hasher.feed_whole(index, piece)
+    assert hasher.manifest() == expected
+
+
+def test_the_whole_file_hash_takes_chunks_in_order() -> None:
+    hasher = ManifestHasher(Manifest("f", 10, b"", 4, (), 0.0))
+    with pytest.raises(ValueError, match=r"chunk 1 fed .* before chunk 0"):
+        hasher.feed_whole(1, b"abcd")
 
 
 def test_read_for_put_chooses_the_chunk_size_and_refuses_what_is_no_file(

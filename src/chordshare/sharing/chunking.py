@@ -7,11 +7,12 @@ hashing a large file would otherwise block the event loop.
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chordshare.storage.catalog import Manifest
@@ -59,18 +60,33 @@ def manifest_of(data: bytes, name: str, chunk_size: int, created: float | None =
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LocalFile:
     path: Path
-    manifest: Manifest
+    name: str
+    size: int
+    chunk_size: int
+    # None until the file has been hashed: a large put hashes it as it sends it.
+    manifest: Manifest | None
     data: bytes | None  # the whole file, when it was small enough to keep
+
+    def promise(self, created: float | None = None) -> Manifest:
+        """The manifest without its hashes, for a put that sends them last."""
+        return Manifest(
+            self.name,
+            self.size,
+            b"",
+            self.chunk_size,
+            (),
+            time.time() if created is None else created,
+        )
 
 
 def read_for_put(path: Path, name: str, chunk_size: int | None, keep_up_to: int) -> LocalFile:
-    """A local file's manifest (chunk size chosen by its size unless given), with its bytes
-    when it has at most `keep_up_to` of them: a small put then sends the very bytes it
-    hashed, from memory. One call for a thread: each hop to a thread costs a small put
-    about a tenth of a millisecond on a busy machine."""
+    """A local file about to be put (chunk size chosen by its size unless given). One of at
+    most `keep_up_to` bytes is read and hashed now and kept: a small put sends the very
+    bytes it hashed, from memory. A larger one is left to be hashed as it is sent. One call
+    for a thread: each hop to a thread costs a small put a tenth of a millisecond."""
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError):
@@ -81,8 +97,42 @@ def read_for_put(path: Path, name: str, chunk_size: int | None, keep_up_to: int)
         chunk_size = chunk_size_for(info.st_size)
     if info.st_size <= keep_up_to:
         data = path.read_bytes()
-        return LocalFile(path, manifest_of(data, name, chunk_size), data)
-    return LocalFile(path, build_manifest(path, name, chunk_size), None)
+        manifest = manifest_of(data, name, chunk_size)
+        return LocalFile(path, name, len(data), chunk_size, manifest, data)
+    return LocalFile(path, name, info.st_size, chunk_size, None, None)
+
+
+class ManifestHasher:
+    """The hashes of a file read chunk by chunk, for a manifest sent after the chunks.
+    `read_chunk` (in any thread) hashes each chunk as it reads it; `feed_whole` must see
+    the chunks in order."""
+
+    def __init__(self, promise: Manifest) -> None:
+        self.promise = promise
+        self._chunks: dict[int, bytes] = {}
+        self._whole = hashlib.sha256()
+        self._fed = 0
+
+    def read_chunk(self, fd: int, index: int) -> bytes:
+        data = os.pread(fd, self.promise.chunk_length(index), index * self.promise.chunk_size)
+        self._chunks[index] = hashlib.sha256(data).digest()
+        return data
+
+    def feed_whole(self, index: int, data: bytes) -> None:
+        if index != self._fed:
+            raise ValueError(f"chunk {index} fed to the whole-file hash before chunk {self._fed}")
+        self._whole.update(data)
+        self._fed += 1
+
+    def manifest(self) -> Manifest:
+        count = self.promise.chunk_count
+        if self._fed != count or len(self._chunks) != count:
+            raise ValueError(f"{self._fed} of {count} chunks hashed: the manifest is not ready")
+        return replace(
+            self.promise,
+            sha256=self._whole.digest(),
+            chunks=tuple(self._chunks[i] for i in range(count)),
+        )
 
 
 def build_manifest(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
-from chordshare.sharing.chunking import LocalFile, read_for_put
+from chordshare.sharing.chunking import LocalFile, ManifestHasher, build_manifest, read_for_put
 from chordshare.sharing.download import ChunkFetcher, DownloadReport, download
 from chordshare.sharing.names import check_name, keywords
 from chordshare.sharing.peers import (
@@ -109,28 +109,65 @@ async def _chunks_of(data: bytes, manifest: Manifest) -> AsyncIterator[tuple[int
         yield index, _piece(data, manifest, index)
 
 
-async def _read_chunks(path: Path, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
+async def _read_chunks(
+    path: Path, manifest: Manifest, hasher: ManifestHasher | None = None
+) -> AsyncIterator[tuple[int, bytes]]:
     """The file's chunks, read in a thread one ahead of the one being sent (flat memory:
-    two chunks at most)."""
+    two chunks at most). With `hasher` (manifest: the promise) each chunk is hashed in the
+    thread that reads it and the whole file in another, in order, for a manifest sent after
+    the chunks; a file that is not the size it was is an OSError."""
     fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
 
     def read(index: int) -> asyncio.Task[bytes]:
+        if hasher is not None:
+            return asyncio.create_task(asyncio.to_thread(hasher.read_chunk, fd, index))
         offset = index * manifest.chunk_size
         length = manifest.chunk_length(index)
         return asyncio.create_task(asyncio.to_thread(os.pread, fd, length, offset))
 
-    reading = read(0) if manifest.chunks else None
+    count = manifest.chunk_count
+    reading = read(0) if count else None
+    feeding: asyncio.Task[None] | None = None
     try:
-        for index in range(len(manifest.chunks)):
+        for index in range(count):
             assert reading is not None
             data = await reading
-            reading = read(index + 1) if index + 1 < len(manifest.chunks) else None
+            reading = read(index + 1) if index + 1 < count else None
+            if hasher is not None:
+                if len(data) != manifest.chunk_length(index):
+                    raise OSError(f"{path}: the file changed while it was being put")
+                if feeding is not None:
+                    await feeding
+                feeding = asyncio.create_task(asyncio.to_thread(hasher.feed_whole, index, data))
             yield index, data
+        if feeding is not None:
+            await feeding
     finally:
-        if reading is not None:
-            # A read under way cannot be stopped: let it end before closing its descriptor.
-            await asyncio.gather(reading, return_exceptions=True)
+        # A read under way cannot be stopped: let it end before closing its descriptor.
+        await asyncio.gather(
+            *(t for t in (reading, feeding) if t is not None), return_exceptions=True
+        )
         os.close(fd)
+
+
+class _Progress:
+    """A put's progress across its attempts: a retry reports only the bytes it gets past
+    the furthest attempt so far, so the total never exceeds the file."""
+
+    def __init__(self, report: Callable[[int], None] | None) -> None:
+        self.report = report
+        self.shown = 0
+        self.attempt = 0
+
+    def again(self) -> Callable[[int], None]:
+        self.attempt = 0
+        return self.advance
+
+    def advance(self, nbytes: int) -> None:
+        self.attempt += nbytes
+        if self.report is not None and self.attempt > self.shown:
+            self.report(self.attempt - self.shown)
+            self.shown = self.attempt
 
 
 class FileClient:
@@ -159,8 +196,8 @@ class FileClient:
         name = check_name(name if name is not None else path.name)
         key = file_key(self.ring.space, name)
         guess = self.routes.guess(key)
-        # The file is read and hashed while the owner is looked up (a small put waits for
-        # both), in one thread call.
+        # The file is looked at (a small one read and hashed) while the owner is looked up,
+        # in one thread call.
         reading = asyncio.ensure_future(
             asyncio.to_thread(read_for_put, path, name, chunk_size, SMALL_PUT)
         )
@@ -172,9 +209,10 @@ class FileClient:
             pass  # looked up again in the loop
         finally:
             local = await reading
+        counter = _Progress(progress)
         if guess is not None:
             try:
-                return await self._put_to(guess, local, replace, progress, guessed=True)
+                return await self._put_to(guess, local, replace, counter, guessed=True)
             except FileError as err:
                 if err.refusal is not Refusal.OUT_OF_RANGE:
                     raise
@@ -186,7 +224,7 @@ class FileClient:
             if owner is None:
                 owner = await self._lookup(key)
             try:
-                return await self._put_to(owner, local, replace, progress)
+                return await self._put_to(owner, local, replace, counter)
             except PeerError as err:
                 last_error = err
                 self.routes.forget(owner)
@@ -199,9 +237,26 @@ class FileClient:
         owner: NodeRef,
         local: LocalFile,
         replace: bool,
-        progress: Callable[[int], None] | None,
+        progress: _Progress,
         guessed: bool = False,
     ) -> PutOutcome:
+        if local.manifest is None:
+            # Not hashed yet. A name new to the owner is sent as it is hashed (the file is
+            # read once); one it holds is hashed first, which finds the same bytes
+            # unchanged and sends only the chunks the owner lacks. The owner refuses a
+            # streamed put of a name it turns out to hold (another put won the race) at
+            # its header, and the file is then hashed first too.
+            asked = await self.peers.find_file(owner.address, local.name, owner_only=guessed)
+            if asked is None:
+                try:
+                    streaming = progress.again()
+                    return await self._put_streamed(owner, local, replace, streaming, guessed)
+                except FileError as err:
+                    if err.refusal is not Refusal.ALREADY_EXISTS:
+                        raise
+            local.manifest = await asyncio.to_thread(
+                build_manifest, local.path, local.name, local.chunk_size
+            )
         manifest = local.manifest
         # Ask which chunks the owner lacks (content it has under another name is not sent
         # again); for one chunk the answer would cost more than it saves.
@@ -213,9 +268,24 @@ class FileClient:
             read = _chunks_of(local.data, manifest)
         else:
             read = _read_chunks(local.path, manifest)
-        chunks = self._counted(read, missing, progress)
+        chunks = self._counted(read, missing, progress.again())
         header = PutHeader(manifest, replace=replace, owner_only=guessed)
         return await self.peers.put_file(owner.address, header, chunks)
+
+    async def _put_streamed(
+        self,
+        owner: NodeRef,
+        local: LocalFile,
+        replace: bool,
+        progress: Callable[[int], None],
+        guessed: bool,
+    ) -> PutOutcome:
+        """Every chunk in order, hashed as it is read, then the manifest (manifest_last)."""
+        hasher = ManifestHasher(local.promise())
+        header = PutHeader(hasher.promise, replace=replace, owner_only=guessed, manifest_last=True)
+        every = set(range(hasher.promise.chunk_count))
+        chunks = self._counted(_read_chunks(local.path, hasher.promise, hasher), every, progress)
+        return await self.peers.put_file(owner.address, header, chunks, hasher.manifest)
 
     async def _lookup(self, key: int) -> NodeRef:
         """The owner of key as the ring says (O(log N) hops), remembered for guesses."""
@@ -227,13 +297,12 @@ class FileClient:
     async def _counted(
         chunks: AsyncIterator[tuple[int, bytes]],
         wanted: set[int],
-        progress: Callable[[int], None] | None,
+        progress: Callable[[int], None],
     ) -> AsyncIterator[tuple[int, bytes]]:
         async for index, data in chunks:
             if index in wanted:
                 yield index, data
-            if progress is not None:
-                progress(len(data))
+            progress(len(data))
 
     async def find(self, target: str) -> NetworkFile:
         """Where a name (or `sha256:<hex>`) can be had; FileError NOT_FOUND if nowhere."""

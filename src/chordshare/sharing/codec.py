@@ -85,14 +85,31 @@ def manifest_to_pb(manifest: Manifest) -> pb.Manifest:
     )
 
 
-def manifest_from_pb(msg: pb.Manifest) -> Manifest:
+def _check_shape(msg: pb.Manifest) -> None:
     if msg.size < 0:  # uint64 cannot be negative on the wire; kept for hand-built messages
         raise ValueError(f"a manifest's size cannot be negative, got {msg.size}")
     if msg.chunk_size <= 0:
         raise ValueError(f"a manifest's chunk size must be positive, got {msg.chunk_size}")
-    check_digest(msg.sha256, "a manifest's sha256")
     _short(msg.name, "a file name")
     _finite(msg.created, f"the version of {msg.name!r}")
+
+
+def promised_manifest_from_pb(msg: pb.Manifest) -> Manifest:
+    """The header's manifest of a put whose hashes follow its chunks: no hashes yet."""
+    _check_shape(msg)
+    if msg.sha256 or msg.chunks:
+        raise ValueError("a put with manifest_last sends its hashes after its chunks")
+    manifest = Manifest(msg.name, msg.size, b"", msg.chunk_size, (), msg.created)
+    if manifest.chunk_count > MAX_CHUNKS:
+        raise ValueError(
+            f"a file has at most {MAX_CHUNKS} chunks, {msg.name!r} has {manifest.chunk_count}"
+        )
+    return manifest
+
+
+def manifest_from_pb(msg: pb.Manifest) -> Manifest:
+    _check_shape(msg)
+    check_digest(msg.sha256, "a manifest's sha256")
     _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes in a manifest")
     chunks = tuple(check_digest(c, f"chunk hash {i}") for i, c in enumerate(msg.chunks))
     manifest = Manifest(
@@ -119,25 +136,28 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
         replace=header.replace,
         replica=header.replica,
         owner_only=header.owner_only,
+        manifest_last=header.manifest_last,
     )
 
 
 def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
     _required(msg, "manifest", "a put header")
+    read = promised_manifest_from_pb if msg.manifest_last else manifest_from_pb
     return PutHeader(
-        manifest_from_pb(msg.manifest),
+        read(msg.manifest),
         replace=msg.replace,
         replica=msg.replica,
         owner_only=msg.owner_only,
+        manifest_last=msg.manifest_last,
     )
 
 
 def check_chunk_index(index: int, manifest: Manifest) -> None:
     """Raise ValueError unless index is one of the manifest's chunks. A chunk's bytes are
     left to the receiver, which checks them against the chunk's hash (a DATA_LOSS matter)."""
-    if index >= len(manifest.chunks):
+    if index >= manifest.chunk_count:
         raise ValueError(
-            f"chunk {index} is beyond the {len(manifest.chunks)} chunks of {manifest.name!r}"
+            f"chunk {index} is beyond the {manifest.chunk_count} chunks of {manifest.name!r}"
         )
 
 

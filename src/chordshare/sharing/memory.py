@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
 from chordshare.sharing.peers import (
     FileError,
@@ -26,6 +26,7 @@ from chordshare.sharing.peers import (
     Refusal,
 )
 from chordshare.sharing.servicer import FileAnswerer
+from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 from chordshare.transport.health import PeerHealth
 from chordshare.transport.memory import MemoryNetwork
@@ -62,10 +63,14 @@ class MemoryFilePeers:
         return service
 
     async def put_file(
-        self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+        self,
+        address: str,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome:
         try:
-            return await (await self._target(address)).put_file(header, chunks)
+            return await (await self._target(address)).put_file(header, chunks, trailer)
         except FileError as err:
             if err.refusal is Refusal.UNAVAILABLE:  # as over gRPC: retry elsewhere
                 raise PeerError(address, err.message) from None

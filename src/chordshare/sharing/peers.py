@@ -8,7 +8,7 @@ wire); a peer that cannot be reached raises `transport.base.PeerError`.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +48,9 @@ class PutHeader:
     replace: bool = False
     replica: bool = False
     owner_only: bool = False  # refuse (OUT_OF_RANGE) unless the receiver owns the name
+    # The manifest's hashes come after the chunks (the `trailer`): the manifest here is a
+    # promise of the name, size, chunk size and version, without hashes.
+    manifest_last: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,11 @@ class FileListing:
 
 class FilePeers(Protocol):
     async def put_file(
-        self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+        self,
+        address: str,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome: ...
 
     async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]: ...

@@ -32,6 +32,7 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
+from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
 from chordshare.transport.health import PeerHealth
@@ -153,9 +154,13 @@ class GrpcFilePeers:
         return answer
 
     async def put_file(
-        self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+        self,
+        address: str,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome:
-        if header.manifest.size <= SMALL_PUT:
+        if header.manifest.size <= SMALL_PUT and not header.manifest_last:
             return await self._put_small(address, header, chunks)
         # gRPC consumes the request generator in a task of its own, and cancels the call if
         # it raises: the caller's error is kept here to be raised instead of the cancellation.
@@ -168,6 +173,8 @@ class GrpcFilePeers:
                 async for index, data in chunks:
                     self.bytes.sent[address] += len(data)
                     yield Chunk(index, data)
+                if trailer is not None:  # the hashes, now that every chunk has been read
+                    yield pb.PutRequest(manifest=codec.manifest_to_pb(trailer()))
             except Exception as err:
                 raised.append(err)
                 raise

@@ -157,6 +157,60 @@ def _refuse_bad_manifest(manifest: Manifest) -> None:
         raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
 
 
+def _refuse_bad_promise(header: PutHeader, trailer: Callable[[], Manifest] | None) -> None:
+    """The header of a put whose hashes come last: its name, size and chunk size."""
+    promise = header.manifest
+    if header.replica or trailer is None:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            "only a client's put streamed with PutFile may send its manifest last",
+        )
+    try:
+        check_name(promise.name)
+    except BadName as err:
+        raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
+    if promise.chunk_size > MAX_CHUNK_SIZE:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"chunks are at most {MAX_CHUNK_SIZE} bytes, the manifest says {promise.chunk_size}",
+        )
+    if promise.chunk_count > MAX_CHUNKS:
+        raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
+
+
+def _check_trailer(
+    promise: Manifest, claimed: Manifest, digests: Sequence[bytes], whole: _WholeHash
+) -> None:
+    """The manifest that closes a streamed put against its header and what arrived."""
+    if (claimed.name, claimed.size, claimed.chunk_size) != (
+        promise.name,
+        promise.size,
+        promise.chunk_size,
+    ):
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"the closing manifest of {promise.name!r} is not the one its header promised "
+            f"({claimed.name!r}, {claimed.size} bytes in {claimed.chunk_size}-byte chunks)",
+        )
+    if len(digests) != promise.chunk_count:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"the put of {promise.name!r} ended after {len(digests)} of "
+            f"{promise.chunk_count} chunks",
+        )
+    wrong = [i for i, (a, b) in enumerate(zip(claimed.chunks, digests, strict=True)) if a != b]
+    if wrong:
+        raise FileError(
+            Refusal.DATA_LOSS,
+            f"{len(wrong)} chunks of {promise.name!r} do not match the hashes of its manifest "
+            f"(first: chunk {wrong[0]})",
+        )
+    if whole.hasher.digest() != claimed.sha256:
+        raise FileError(
+            Refusal.DATA_LOSS, f"the chunks of {promise.name!r} do not add up to its SHA-256"
+        )
+
+
 class FileService:
     """The files of one node: its store, its shared directory and the soft records others
     publish to it. `address` is the node's advertised address (it names itself as a holder)."""
@@ -278,10 +332,18 @@ class FileService:
         return max(self.clock(), floor + VERSION_STEP, manifest.created)
 
     async def put_file(
-        self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome:
+        """Store a put; with header.manifest_last, `trailer` gives the manifest with its
+        hashes once every chunk has been read."""
         manifest = header.manifest
-        _refuse_bad_manifest(manifest)
+        if header.manifest_last:
+            _refuse_bad_promise(header, trailer)
+        else:
+            _refuse_bad_manifest(manifest)
         name = manifest.name
         if header.owner_only:
             self._refuse_unless_owner(name)
@@ -294,6 +356,12 @@ class FileService:
                 Refusal.ABORTED, f"another put of {name!r} is in progress here; try again"
             )
         self._putting.add(name)
+        if header.manifest_last:
+            assert trailer is not None
+            try:
+                return await self._put_streamed(header, chunks, trailer)
+            finally:
+                self._putting.discard(name)
         if manifest.size <= SMALL_PUT:
             try:
                 return await self._put_small(header, chunks)
@@ -328,7 +396,8 @@ class FileService:
                 # Pipelined: chunks are stored in threads (hashing releases the GIL, so two
                 # cores work at once) while the next ones arrive, and the whole-file hash
                 # follows in order in a chain of its own. At most PUT_PIPELINE chunks wait.
-                work.add(asyncio.create_task(self._store_chunk(manifest, index, data, reservation)))
+                expected = manifest.chunks[index]
+                work.add(asyncio.create_task(self._store_chunk(index, data, expected, reservation)))
                 hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
                 work.add(hashing)
                 if len(stored) % FLUSH_BEHIND == 0:
@@ -354,12 +423,100 @@ class FileService:
         finally:
             self.store.release(reservation)
             self._putting.discard(name)
+        return await self._stored(final, header.replica)
+
+    async def _stored(self, final: Manifest, replica: bool) -> PutOutcome:
+        """After a large put's commit: announce it, and for a client's put wait for one
+        successor's copy."""
+        name = final.name
         self.confirmed[name] = {self.address}
         log.info("stored %s (%d bytes) version %.6f", name, final.size, final.created)
         await self._changed(name)
-        if not header.replica:
+        if not replica:
             await self._replicated(name)
         return PutOutcome(final, unchanged=False)
+
+    async def _put_streamed(
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest],
+    ) -> PutOutcome:
+        """put_file for a put whose hashes follow its chunks (manifest_last): the client
+        reads its file once, hashing as it sends. Taken only for a name that neither this
+        node nor (while it may be new to its keys) the other holders hold: otherwise it is
+        refused at once with ALREADY_EXISTS, and the client puts again with the manifest
+        first, which finds out whether the bytes are the same and sends only the chunks
+        this node lacks. The chunks come in order; each is hashed here as it is stored,
+        and the closing manifest must list exactly those hashes and the whole file's."""
+        promise = header.manifest
+        name = promise.name
+        elsewhere = None
+        if self.ask_holders is not None and self._asks_holders(header):
+            elsewhere = await self.ask_holders(name)
+        if self.store.manifest(name) is not None or (
+            elsewhere is not None and not elsewhere.deleted
+        ):
+            raise FileError(
+                Refusal.ALREADY_EXISTS,
+                f"{name!r} already exists; put it with its manifest first",
+            )
+        try:
+            reservation = await asyncio.to_thread(self.store.reserve, promise.size)
+        except QuotaExceeded as err:
+            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+        stores: list[asyncio.Task[bytes]] = []  # by index
+        work: set[asyncio.Task[object]] = set()
+        try:
+            whole = _WholeHash()
+            hashing: asyncio.Task[None] | None = None
+            async for index, data in chunks:
+                if index != len(stores):
+                    raise FileError(
+                        Refusal.INVALID_ARGUMENT,
+                        f"chunk {index} of {name!r} came where chunk {len(stores)} was due: "
+                        "a put with its manifest last sends every chunk in order",
+                    )
+                self._check_chunk(promise, index, data)
+                self._received(len(data))
+                store = asyncio.create_task(self._store_chunk(index, data, None, reservation))
+                stores.append(store)
+                work.add(store)
+                hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
+                work.add(hashing)
+                if len(stores) % FLUSH_BEHIND == 0:
+                    behind = stores[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]
+                    work.add(asyncio.create_task(self._flush_stored(behind)))
+                while len(work) >= PUT_PIPELINE:
+                    done, work = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+            for task in asyncio.as_completed(list(work)):
+                await task
+            work.clear()
+            claimed = trailer()
+            _check_trailer(promise, claimed, [store.result() for store in stores], whole)
+            version = self._version_for_put(replace(header, manifest=claimed), elsewhere)
+            if version is None:
+                await asyncio.to_thread(self.store.discard, list(claimed.chunks))
+                return await self._unchanged(header, elsewhere)
+            final = replace(claimed, created=version)
+            await asyncio.to_thread(self._finish, final, whole)
+        except BaseException:
+            await asyncio.gather(*work, return_exceptions=True)
+            kept = [
+                s.result() for s in stores if s.done() and not s.cancelled() and not s.exception()
+            ]
+            await asyncio.to_thread(self.store.discard, kept)
+            raise
+        finally:
+            self.store.release(reservation)
+        return await self._stored(final, replica=False)
+
+    async def _flush_stored(self, stores: Sequence[asyncio.Task[bytes]]) -> None:
+        """Flush chunks a streamed put has stored (their hashes are their tasks' results)."""
+        digests = [await store for store in stores]
+        await asyncio.to_thread(self.store.chunks.sync, digests)
 
     async def _put_small(
         self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
@@ -398,7 +555,7 @@ class FileService:
         try:
             whole = _WholeHash()
             for index in sorted(received):
-                self._put_chunk(manifest, index, received[index], reservation)
+                self._put_chunk(index, received[index], manifest.chunks[index], reservation)
                 stored.append(manifest.chunks[index])
                 whole.feed(index, received[index])
             at_hand = self._small_chunks(manifest, received)
@@ -475,16 +632,17 @@ class FileService:
             raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
 
     async def _store_chunk(
-        self, manifest: Manifest, index: int, data: bytes, reservation: Reservation
-    ) -> None:
-        await asyncio.to_thread(self._put_chunk, manifest, index, data, reservation)
+        self, index: int, data: bytes, expected: bytes | None, reservation: Reservation
+    ) -> bytes:
+        return await asyncio.to_thread(self._put_chunk, index, data, expected, reservation)
 
     def _put_chunk(
-        self, manifest: Manifest, index: int, data: bytes, reservation: Reservation
-    ) -> None:
-        """Store chunk `index` of a put, its failures as the refusals the client hears."""
+        self, index: int, data: bytes, expected: bytes | None, reservation: Reservation
+    ) -> bytes:
+        """Store chunk `index` of a put (checked against `expected` when the manifest came
+        first), its failures as the refusals the client hears. Returns its hash."""
         try:
-            self.store.put_chunk(data, manifest.chunks[index], reservation)
+            return self.store.put_chunk(data, expected, reservation)
         except ChunkError as err:
             raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
         except QuotaExceeded as err:
@@ -509,10 +667,10 @@ class FileService:
 
     @staticmethod
     def _check_chunk(manifest: Manifest, index: int, data: bytes) -> None:
-        if not 0 <= index < len(manifest.chunks):
+        if not 0 <= index < manifest.chunk_count:
             raise FileError(
                 Refusal.INVALID_ARGUMENT,
-                f"chunk {index} is out of range: {manifest.name!r} has {len(manifest.chunks)}",
+                f"chunk {index} is out of range: {manifest.name!r} has {manifest.chunk_count}",
             )
         expected_length = manifest.chunk_length(index)
         if len(data) != expected_length:

@@ -34,6 +34,7 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
+from chordshare.storage.catalog import Manifest
 from chordshare.transport.handlers import handler_of_shape
 from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, drain, peer_host
 from chordshare.v1 import files_pb2 as pb
@@ -57,7 +58,10 @@ class FileAnswerer(Protocol):
     """What answers file requests on one node: `FilePeers` seen from the callee's side."""
 
     async def put_file(
-        self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome: ...
 
     async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]: ...
@@ -129,12 +133,38 @@ async def _drain(requests: AsyncIterator[PutPart]) -> None:
     await drain(requests, _part_size)
 
 
+class _Trailer:
+    """The manifest that closes a put stream whose header said manifest_last."""
+
+    def __init__(self) -> None:
+        self.manifest: Manifest | None = None
+
+    def __call__(self) -> Manifest:
+        if self.manifest is None:
+            raise FileError(Refusal.INVALID_ARGUMENT, "the put stream ended without its manifest")
+        return self.manifest
+
+
 async def _put_chunks(
-    requests: AsyncIterator[PutPart], header: PutHeader, idle: float
+    requests: AsyncIterator[PutPart], header: PutHeader, idle: float, trailer: _Trailer
 ) -> AsyncIterator[tuple[int, bytes]]:
-    """The chunks after a put's header. A malformed one is a FileError, not a ValueError, so
-    it reaches the caller as INVALID_ARGUMENT through whatever the service does with it."""
+    """The chunks after a put's header (and its closing manifest into `trailer`). A
+    malformed part is a FileError, not a ValueError, so it reaches the caller as
+    INVALID_ARGUMENT through whatever the service does with it."""
     while (part := await _next_part(requests, idle)) is not None:
+        if trailer.manifest is not None:
+            raise FileError(Refusal.INVALID_ARGUMENT, "nothing follows a put's manifest")
+        if isinstance(part, pb.PutRequest) and part.WhichOneof("part") == "manifest":
+            if not header.manifest_last:
+                raise FileError(
+                    Refusal.INVALID_ARGUMENT,
+                    "a put stream ends with a manifest only when its header says manifest_last",
+                )
+            try:
+                trailer.manifest = codec.manifest_from_pb(part.manifest)
+            except ValueError as err:
+                raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
+            continue
         if not isinstance(part, Chunk):
             raise FileError(
                 Refusal.INVALID_ARGUMENT, "a put stream has one header, as its first message"
@@ -182,9 +212,11 @@ class FilesServicer(pb_grpc.FilesServicer):
         except ValueError as err:
             await _drain(requests)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        async with contextlib.aclosing(_put_chunks(requests, header, idle)) as chunks:
+        trailer = _Trailer()
+        async with contextlib.aclosing(_put_chunks(requests, header, idle, trailer)) as chunks:
             try:
-                outcome = await self.service.put_file(header, chunks)
+                closing = trailer if header.manifest_last else None
+                outcome = await self.service.put_file(header, chunks, closing)
             except FileError as err:
                 await _drain(requests)
                 await _refuse(context, err)
@@ -198,6 +230,12 @@ class FilesServicer(pb_grpc.FilesServicer):
     ) -> pb.PutReply:
         header = await _decode(context, lambda: codec.put_header_from_pb(request.header))
         manifest = header.manifest
+        if header.manifest_last:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "PutSmallFile carries its manifest with its hashes; stream with PutFile to "
+                "send them last",
+            )
         if manifest.size > SMALL_PUT or len(request.chunks) > len(manifest.chunks):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

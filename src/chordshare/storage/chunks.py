@@ -51,8 +51,16 @@ class ChunkStore:
     def has(self, digest: bytes) -> bool:
         return self.path_for(digest).exists()
 
-    def put(self, data: bytes, expected: bytes | None = None, sync: bool = True) -> bytes:
+    def put(
+        self,
+        data: bytes,
+        expected: bytes | None = None,
+        sync: bool = True,
+        rewrite: bool = False,
+    ) -> bytes:
         """Store a chunk; refuse it when it does not hash to `expected`. Returns its name.
+        A chunk already stored is kept as it is, unless `rewrite`: then these bytes, just
+        hashed, replace it (atomically), which also heals a copy damaged on disk.
 
         With sync=False the chunk is renamed into place without fsync, and `sync` must be
         called for it before anything that depends on it is committed: a file's chunks are
@@ -64,7 +72,7 @@ class ChunkStore:
                 f"chunk does not match its hash: expected {expected.hex()}, got {digest.hex()}"
             )
         path = self.path_for(digest)
-        if not path.exists():
+        if rewrite or not path.exists():
             if sync:
                 write_atomically(path, (data,), tmp_dir=self.tmp)
             else:

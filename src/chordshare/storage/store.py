@@ -115,8 +115,10 @@ class NodeStore:
             if fresh and expected is not None:
                 self._add_pending(expected, len(data))  # before the write, outside the lock
         try:
-            # Not flushed one by one: commit flushes a file's chunks together.
-            digest = self.chunks.put(data, expected, sync=False)
+            # Not flushed one by one: commit flushes a file's chunks together. Bytes that
+            # came without their hash (a put that sends its manifest last) replace a copy
+            # already here, which may have rotted: nothing else would read it back.
+            digest = self.chunks.put(data, expected, sync=False, rewrite=expected is None)
         except BaseException:
             if fresh and expected is not None:
                 with self._lock:

@@ -23,16 +23,18 @@ class Manifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunks: _Optional[_Iterable[bytes]] = ..., created: _Optional[float] = ...) -> None: ...
 
 class PutHeader(_message.Message):
-    __slots__ = ("manifest", "replace", "replica", "owner_only")
+    __slots__ = ("manifest", "replace", "replica", "owner_only", "manifest_last")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     OWNER_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_LAST_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
     replace: bool
     replica: bool
     owner_only: bool
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ...) -> None: ...
+    manifest_last: bool
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ..., manifest_last: _Optional[bool] = ...) -> None: ...
 
 class PutChunk(_message.Message):
     __slots__ = ("index", "data")
@@ -43,12 +45,14 @@ class PutChunk(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PutRequest(_message.Message):
-    __slots__ = ("header", "chunk")
+    __slots__ = ("header", "chunk", "manifest")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     header: PutHeader
     chunk: PutChunk
-    def __init__(self, header: _Optional[_Union[PutHeader, _Mapping]] = ..., chunk: _Optional[_Union[PutChunk, _Mapping]] = ...) -> None: ...
+    manifest: Manifest
+    def __init__(self, header: _Optional[_Union[PutHeader, _Mapping]] = ..., chunk: _Optional[_Union[PutChunk, _Mapping]] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
 
 class PutSmallRequest(_message.Message):
     __slots__ = ("header", "chunks")
