@@ -17,8 +17,17 @@ import errno
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from chordshare.allocator import HeapTrimmer
 from chordshare.sharing.names import BadName, check_name
@@ -46,6 +55,7 @@ from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
 from chordshare.transport.limits import MAX_CHUNKS, MAX_SOFT_RECORDS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
@@ -133,13 +143,47 @@ class _WholeHash:
             self.next_index += 1
 
 
-async def _feed_after(
-    previous: asyncio.Task[None] | None, whole: _WholeHash, index: int, data: bytes
-) -> None:
-    """Hash a chunk into the whole-file digest after the chunk before it (order matters)."""
-    if previous is not None:
-        await previous
-    await asyncio.to_thread(whole.feed, index, data)
+class _Pipeline:
+    """The work of a put under way: chunks stored in threads (hashing releases the GIL, so
+    two cores work at once) while the next ones arrive, the whole-file hash following in
+    order in a chain of its own, and flushes. At most PUT_PIPELINE tasks wait."""
+
+    def __init__(self) -> None:
+        self.work: set[asyncio.Task[Any]] = set()
+        self._hashing: asyncio.Task[None] | None = None
+
+    def add(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(step)
+        self.work.add(task)
+        return task
+
+    def hash_whole(self, whole: _WholeHash, index: int, data: bytes) -> None:
+        """Feed chunk `index` to the whole-file hash after the chunk before it."""
+        self._hashing = self.add(self._feed_after(self._hashing, whole, index, data))
+
+    @staticmethod
+    async def _feed_after(
+        previous: asyncio.Task[None] | None, whole: _WholeHash, index: int, data: bytes
+    ) -> None:
+        if previous is not None:
+            await previous
+        await asyncio.to_thread(whole.feed, index, data)
+
+    async def room(self) -> None:
+        """Wait until fewer than PUT_PIPELINE tasks are under way; raise what one raised."""
+        while len(self.work) >= PUT_PIPELINE:
+            done, self.work = await asyncio.wait(self.work, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+
+    async def finish(self) -> None:
+        for task in asyncio.as_completed(list(self.work)):
+            await task
+        self.work.clear()
+
+    async def settle(self) -> None:
+        """Let every task end, failed or not (a thread cannot be stopped)."""
+        await asyncio.gather(*self.work, return_exceptions=True)
 
 
 def _refuse_bad_manifest(manifest: Manifest) -> None:
@@ -385,39 +429,29 @@ class FileService:
             self._putting.discard(name)
             raise
         stored: list[bytes] = []
-        work: set[asyncio.Task[None]] = set()
+        work = _Pipeline()
         try:
             whole = _WholeHash()
-            hashing: asyncio.Task[None] | None = None
             async for index, data in chunks:
                 self._check_chunk(manifest, index, data)
                 self._received(len(data))
                 stored.append(manifest.chunks[index])
-                # Pipelined: chunks are stored in threads (hashing releases the GIL, so two
-                # cores work at once) while the next ones arrive, and the whole-file hash
-                # follows in order in a chain of its own. At most PUT_PIPELINE chunks wait.
                 expected = manifest.chunks[index]
-                work.add(asyncio.create_task(self._store_chunk(index, data, expected, reservation)))
-                hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
-                work.add(hashing)
+                work.add(self._store_chunk(index, data, expected, reservation))
+                work.hash_whole(whole, index, data)
                 if len(stored) % FLUSH_BEHIND == 0:
                     # Flush the chunks stored so far while the rest arrive, so that the
                     # commit does not wait for the whole file to reach the disk.
                     behind = stored[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]
-                    work.add(asyncio.create_task(asyncio.to_thread(self.store.chunks.sync, behind)))
-                while len(work) >= PUT_PIPELINE:
-                    done, work = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-            for task in asyncio.as_completed(list(work)):
-                await task
-            work.clear()
+                    work.add(asyncio.to_thread(self.store.chunks.sync, behind))
+                await work.room()
+            await work.finish()
             final = replace(manifest, created=version)
             await asyncio.to_thread(self._finish, final, whole)
         except BaseException:
             # Let chunk writes already under way end (a thread cannot be stopped) so that
             # none lands after the clean-up, then drop what no committed file uses.
-            await asyncio.gather(*work, return_exceptions=True)
+            await work.settle()
             await asyncio.to_thread(self.store.discard, stored)
             raise
         finally:
@@ -466,10 +500,9 @@ class FileService:
         except QuotaExceeded as err:
             raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
         stores: list[asyncio.Task[bytes]] = []  # by index
-        work: set[asyncio.Task[object]] = set()
+        work = _Pipeline()
         try:
             whole = _WholeHash()
-            hashing: asyncio.Task[None] | None = None
             async for index, data in chunks:
                 if index != len(stores):
                     raise FileError(
@@ -479,21 +512,12 @@ class FileService:
                     )
                 self._check_chunk(promise, index, data)
                 self._received(len(data))
-                store = asyncio.create_task(self._store_chunk(index, data, None, reservation))
-                stores.append(store)
-                work.add(store)
-                hashing = asyncio.create_task(_feed_after(hashing, whole, index, data))
-                work.add(hashing)
+                stores.append(work.add(self._store_chunk(index, data, None, reservation)))
+                work.hash_whole(whole, index, data)
                 if len(stores) % FLUSH_BEHIND == 0:
-                    behind = stores[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]
-                    work.add(asyncio.create_task(self._flush_stored(behind)))
-                while len(work) >= PUT_PIPELINE:
-                    done, work = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-            for task in asyncio.as_completed(list(work)):
-                await task
-            work.clear()
+                    work.add(self._flush_stored(stores[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]))
+                await work.room()
+            await work.finish()
             claimed = trailer()
             _check_trailer(promise, claimed, [store.result() for store in stores], whole)
             version = self._version_for_put(replace(header, manifest=claimed), elsewhere)
@@ -503,7 +527,7 @@ class FileService:
             final = replace(claimed, created=version)
             await asyncio.to_thread(self._finish, final, whole)
         except BaseException:
-            await asyncio.gather(*work, return_exceptions=True)
+            await work.settle()
             kept = [
                 s.result() for s in stores if s.done() and not s.cancelled() and not s.exception()
             ]
