@@ -24,6 +24,8 @@ from chordshare.sharing.peers import FileError, PutHeader, Refusal
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.storage.catalog import Manifest
+from chordshare.storage.store import NodeStore
 
 # Repair far away: whatever copies exist below were made by the put or the leave itself.
 NO_REPAIR = {"repair_period": 3600.0}
@@ -182,3 +184,43 @@ async def test_a_put_that_sends_its_manifest_last_heals_a_damaged_copy(
         await client.get(name, out)
         assert out.read_bytes() == source.read_bytes()
     assert peer.store.read_chunk(stored.chunks[1]) == source.read_bytes()[128 * 1024 : 256 * 1024]
+
+
+@pytest.mark.parametrize("first", ["client cancels", "node stops"])
+async def test_a_node_stopped_during_a_put_lets_the_put_clean_up_first(
+    net: PeerNetwork,
+    files: GrpcFilePeers,
+    caplog: pytest.LogCaptureFixture,
+    first: str,
+) -> None:
+    """A put cut off (by its client, or by the node stopping) drops what it stored, in
+    threads; the node's store must stay open until it has, and nothing of the put is left
+    for the next start."""
+    [peer] = await ring_without_repair(net, 1)
+    chunk = 128 * 1024
+    data = secrets.token_bytes(8 * chunk)
+    promise = Manifest("cut.bin", len(data), b"", chunk, (), 1.0)
+    sent = asyncio.Event()
+
+    async def three_then_wait() -> AsyncIterator[tuple[int, bytes]]:
+        for index in range(3):
+            yield index, data[index * chunk : (index + 1) * chunk]
+        sent.set()
+        await asyncio.Event().wait()  # the rest never comes
+
+    header = PutHeader(promise, manifest_last=True)
+    put = asyncio.create_task(
+        files.put_file(peer.server.node.me.address, header, three_then_wait(), lambda: promise)
+    )
+    await asyncio.wait_for(sent.wait(), 10)
+    await wait_until(lambda: peer.store.used_bytes() > 0, 10, "chunks stored")
+    if first == "client cancels":
+        put.cancel()
+    await peer.stop(graceful=False)
+    await asyncio.gather(put, return_exceptions=True)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    again = NodeStore(peer.settings.data_dir)
+    try:
+        assert again.manifests() == [] and again.chunks.digests() == []
+    finally:
+        again.close()

@@ -61,6 +61,7 @@ MAX_CHUNK_SIZE = 8 * 1024 * 1024
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
 FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
+CLOSE_WAIT = 10.0  # seconds a closing service waits for puts still cleaning up
 
 
 @dataclass
@@ -275,6 +276,7 @@ class FileService:
         # Holders known to have a file's current version (from replication), by name.
         self.confirmed: dict[str, set[str]] = {}
         self._putting: set[str] = set()
+        self._puts: set[asyncio.Task[Any]] = set()  # the tasks running put_file
         self.bytes_served = 0  # chunk bytes sent to peers and clients that fetched them
         self.bytes_received = 0  # chunk bytes received by puts and replica pushes
         self.trimmer = HeapTrimmer()  # gives back the heap the chunks passed through
@@ -307,6 +309,10 @@ class FileService:
         self.trimmer.moved(nbytes)
 
     async def close(self) -> None:
+        # A put its client cut off may still be dropping, in threads, what it stored: the
+        # store (closed after this) must outlive it.
+        if self._puts:
+            await asyncio.wait(set(self._puts), timeout=CLOSE_WAIT)
         await self.trimmer.close()
 
     def on_change(self, listener: Callable[[str], Awaitable[None] | None]) -> None:
@@ -383,6 +389,20 @@ class FileService:
     ) -> PutOutcome:
         """Store a put; with header.manifest_last, `trailer` gives the manifest with its
         hashes once every chunk has been read."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._puts.add(task)
+        try:
+            return await self._put_file(header, chunks, trailer)
+        finally:
+            self._puts.discard(task)
+
+    async def _put_file(
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None,
+    ) -> PutOutcome:
         manifest = header.manifest
         if header.manifest_last:
             _refuse_bad_promise(header, trailer)
