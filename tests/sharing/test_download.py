@@ -370,3 +370,61 @@ async def test_a_full_local_disk_names_the_file_and_a_retry_resumes(
     report = await download(manifest, ["x:1"], Swarm({"x:1": Peer(blob)}).fetch, out)
     assert out.read_bytes() == blob
     assert report.resumed_chunks == 5
+
+
+class Scrambled(Peer):
+    """Serves a batch in reverse order, so chunks land far ahead of the whole-file hash."""
+
+    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
+        for index in reversed(indexes):
+            await asyncio.sleep(0)
+            yield index, self.chunk(index)
+
+
+@pytest.mark.parametrize("hold_bytes", [64 * CHUNK, 0], ids=["held", "read-back"])
+async def test_the_whole_file_hash_takes_chunks_from_memory_or_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_bytes: int
+) -> None:
+    """Chunks that land ahead of the whole-file hash are kept for it (up to HOLD_BYTES);
+    without room, it reads them back from the .part file. Either way the file is whole."""
+    monkeypatch.setattr("chordshare.sharing.download.HOLD_BYTES", hold_bytes)
+    read_back: list[int] = []
+    feed = DirectFile.feed
+
+    def counted(self: DirectFile, sink: object, length: int, offset: int) -> int:
+        read_back.append(offset // CHUNK)
+        return feed(self, sink, length, offset)
+
+    monkeypatch.setattr(DirectFile, "feed", counted)
+    blob, manifest = make_file(tmp_path, 40 * CHUNK + 7)
+    swarm = Swarm({a: Scrambled(blob) for a in ("a:1", "b:1")})
+    out = tmp_path / "song.flac"
+    await download(manifest, list(swarm.peers), swarm.fetch, out, per_peer_inflight=8)
+    assert out.read_bytes() == blob
+    if hold_bytes:
+        assert read_back == []
+    else:
+        assert sorted(read_back) == list(range(len(manifest.chunks)))
+
+
+@pytest.mark.parametrize("hold_bytes", [64 * CHUNK, 0], ids=["held", "read-back"])
+async def test_chunks_that_do_not_add_up_to_the_file_hash_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_bytes: int
+) -> None:
+    """Every chunk matches its hash but the manifest's whole-file SHA-256 is another's: the
+    download fails and deletes its partial file."""
+    monkeypatch.setattr("chordshare.sharing.download.HOLD_BYTES", hold_bytes)
+    blob, manifest = make_file(tmp_path, 20 * CHUNK)
+    lying = Manifest(
+        manifest.name,
+        manifest.size,
+        hashlib.sha256(b"another file").digest(),
+        manifest.chunk_size,
+        manifest.chunks,
+        manifest.created,
+    )
+    swarm = Swarm({"a:1": Scrambled(blob)})
+    out = tmp_path / "song.flac"
+    with pytest.raises(DownloadError, match="assembled file's SHA-256"):
+        await download(lying, list(swarm.peers), swarm.fetch, out)
+    assert not out.exists() and not out.with_name("song.flac.part").exists()

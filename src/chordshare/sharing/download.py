@@ -44,6 +44,10 @@ FLUSH_EVERY = 8 * 1024 * 1024  # bytes written between background flushes of the
 FIRST_BATCH = 2  # chunks asked of a holder before its rate is known
 PIPELINE_SECONDS = 0.05  # how much of a holder's time one batch should fill
 END_GRACE = 1.0  # seconds to wait for a stream's end once all its chunks are in
+# Verified chunks that land ahead of the whole-file hash are kept in memory, up to this many
+# bytes, until it reaches them. Read back from the file, they cost the disk a second pass
+# over it: 256 MiB gets made 437-466 MB/s that way, 478-500 with them kept.
+HOLD_BYTES = 16 * 1024 * 1024
 
 
 class DownloadError(Exception):
@@ -153,6 +157,11 @@ def _verify_and_write(file: DirectFile, data: bytes, digest: bytes, offset: int)
     return True
 
 
+def _hash_all(whole: Any, pieces: Sequence[bytes]) -> None:
+    for data in pieces:
+        whole.update(data)
+
+
 def _hash_chunks(whole: Any, file: DirectFile, manifest: Manifest, start: int, end: int) -> None:
     """Feed chunks start..end-1, read back from the .part file, to the whole-file hash."""
     for index in range(start, end):
@@ -160,9 +169,10 @@ def _hash_chunks(whole: Any, file: DirectFile, manifest: Manifest, start: int, e
 
 
 async def _hash_in_order(swarm: _Swarm) -> bytes:
-    """The whole file's SHA-256, computed while the download goes on: each run of chunks
-    on disk from the front is read back (from the page cache) and hashed in a thread, so
-    the end of a download does not wait for a second pass over the file."""
+    """The whole file's SHA-256, computed while the download goes on, in a thread, so the
+    end of a download does not wait for a second pass over the file: each run of chunks
+    from the front is taken from memory when the swarm kept them (`HOLD_BYTES`), else read
+    back from the file (chunks resumed from it, or that landed too far ahead)."""
     manifest = swarm.manifest
     if len(manifest.chunks) == 1 and manifest.sha256 == manifest.chunks[0]:
         # One chunk: the file's hash is the chunk's, checked as it landed.
@@ -173,15 +183,20 @@ async def _hash_in_order(swarm: _Swarm) -> bytes:
     whole = hashlib.sha256()
     start, count = 0, len(manifest.chunks)
     while start < count:
+        held = swarm.take_held(start)
+        if held:
+            await swarm.threads.run(_hash_all, whole, held)
+            start = swarm.hashed_to = start + len(held)
+            continue
         end = start
-        while end < count and end in swarm.on_disk:
+        while end < count and end in swarm.on_disk and end not in swarm.held:
             end += 1
         if end == start:
             swarm.wrote.clear()
             await swarm.wrote.wait()
             continue
         await swarm.threads.run(_hash_chunks, whole, swarm.file, manifest, start, end)
-        start = end
+        start = swarm.hashed_to = end
     return whole.digest()
 
 
@@ -234,6 +249,25 @@ class _Swarm:
     rates: dict[str, tuple[float, int]] = field(default_factory=dict)  # first ask, bytes
     unflushed: int = 0  # bytes written since the last background flush started
     flushing: bool = False
+    hashed_to: int = 0  # the whole-file hash has every chunk before this index
+    held: dict[int, bytes] = field(default_factory=dict)  # landed ahead of it, in memory
+    held_bytes: int = 0
+
+    def hold(self, index: int, data: bytes) -> None:
+        """Keep a verified chunk for the whole-file hash, if it will want it and there is
+        room; otherwise the hash reads it back from the file."""
+        if index >= self.hashed_to and self.held_bytes + len(data) <= HOLD_BYTES:
+            self.held[index] = data
+            self.held_bytes += len(data)
+
+    def take_held(self, start: int) -> list[bytes]:
+        """The run of held chunks from start on, no longer held."""
+        run = []
+        while start + len(run) in self.held:
+            data = self.held.pop(start + len(run))
+            self.held_bytes -= len(data)
+            run.append(data)
+        return run
 
     def take(self, holder: str, lacks: set[int], size: int) -> dict[int, bool]:
         """The next batch for holder: index -> whether asking is a re-fetch."""
@@ -392,6 +426,7 @@ class _Swarm:
             batch[index] = refetch
             raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
         self.outstanding.pop(index, None)
+        self.hold(index, data)
         self.on_disk.add(index)
         self.landed.set()
         self.wrote.set()
