@@ -54,6 +54,12 @@ async def peers() -> AsyncIterator[RecordingPeers]:
     await recording.close()
 
 
+async def alone(net: PeerNetwork, peers: RecordingPeers) -> tuple[SharingPeer, FileClient]:
+    """A ring of one peer, and a client of it that keeps one copy of each file."""
+    [peer] = await net.ring(1)
+    return peer, FileClient(NodeRing(peer.server.node), peers, replicas=1)
+
+
 def write(path: Path, size: int = SIZE, seed: str = "") -> bytes:
     data = hashlib.shake_256(f"{path.name}{seed}".encode()).digest(size)
     path.write_bytes(data)
@@ -78,8 +84,7 @@ async def in_order(
 async def test_a_new_large_file_is_sent_once_with_its_manifest_last(
     net: PeerNetwork, peers: RecordingPeers, tmp_path: Path
 ) -> None:
-    [peer] = await net.ring(1)
-    client = FileClient(NodeRing(peer.server.node), peers, replicas=1)
+    peer, client = await alone(net, peers)
     data = write(tmp_path / "big.bin")
     shown: list[int] = []
     outcome = await client.put(tmp_path / "big.bin", chunk_size=CHUNK, progress=shown.append)
@@ -95,8 +100,7 @@ async def test_a_new_large_file_is_sent_once_with_its_manifest_last(
 async def test_a_name_the_owner_holds_is_put_again_with_its_manifest_first(
     net: PeerNetwork, peers: RecordingPeers, tmp_path: Path
 ) -> None:
-    [peer] = await net.ring(1)
-    client = FileClient(NodeRing(peer.server.node), peers, replicas=1)
+    peer, client = await alone(net, peers)
     source = tmp_path / "big.bin"
     data = write(source)
     await client.put(source, chunk_size=CHUNK)
@@ -232,8 +236,7 @@ async def test_what_may_not_follow_or_precede_the_closing_manifest(
 async def test_a_file_that_shrinks_during_its_put_is_a_clear_error(
     net: PeerNetwork, peers: RecordingPeers, tmp_path: Path
 ) -> None:
-    [peer] = await net.ring(1)
-    client = FileClient(NodeRing(peer.server.node), peers, replicas=1)
+    peer, client = await alone(net, peers)
     source = tmp_path / "big.bin"
     write(source)
 

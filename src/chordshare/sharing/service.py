@@ -187,10 +187,13 @@ class _Pipeline:
         await asyncio.gather(*self.work, return_exceptions=True)
 
 
-def _refuse_bad_manifest(manifest: Manifest) -> None:
+def _refuse_bad_manifest(manifest: Manifest, promised: bool = False) -> None:
+    """A put's manifest, or (promised) the one a put that sends its hashes last starts
+    with: its name, size and chunk size only."""
     try:
         check_name(manifest.name)
-        manifest.check()
+        if not promised:
+            manifest.check()
     except (BadName, ValueError) as err:
         raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
     if manifest.chunk_size > MAX_CHUNK_SIZE:
@@ -198,29 +201,18 @@ def _refuse_bad_manifest(manifest: Manifest) -> None:
             Refusal.INVALID_ARGUMENT,
             f"chunks are at most {MAX_CHUNK_SIZE} bytes, the manifest says {manifest.chunk_size}",
         )
-    if len(manifest.chunks) > MAX_CHUNKS:
+    if manifest.chunk_count > MAX_CHUNKS:
         raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
 
 
 def _refuse_bad_promise(header: PutHeader, trailer: Callable[[], Manifest] | None) -> None:
-    """The header of a put whose hashes come last: its name, size and chunk size."""
-    promise = header.manifest
+    """The header of a put whose hashes come last."""
     if header.replica or trailer is None:
         raise FileError(
             Refusal.INVALID_ARGUMENT,
             "only a client's put streamed with PutFile may send its manifest last",
         )
-    try:
-        check_name(promise.name)
-    except BadName as err:
-        raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
-    if promise.chunk_size > MAX_CHUNK_SIZE:
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            f"chunks are at most {MAX_CHUNK_SIZE} bytes, the manifest says {promise.chunk_size}",
-        )
-    if promise.chunk_count > MAX_CHUNKS:
-        raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
+    _refuse_bad_manifest(header.manifest, promised=True)
 
 
 def _check_trailer(
