@@ -28,6 +28,7 @@ proto: $(STAMP)
 	$(BIN)/python tools/gen_proto.py
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/hops.py
 	$(BIN)/python bench/failure.py
 	$(BIN)/python bench/latency.py

@@ -65,6 +65,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import libtorrent_ref
 import node_procs
 import references as ref
 from disk_cap import write_cap
@@ -252,6 +253,7 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             with (
                 ref.spawn_server("tcp") as tcp_port,
                 ref.spawn_server_process("grpc") as (grpc_port, grpc_pid),
+                contextlib.ExitStack() as stack,
             ):
                 async with ref.grpc_channel(f"127.0.0.1:{grpc_port}") as channel:
                     await asyncio.wait_for(channel.channel_ready(), ref.START_DEADLINE)
@@ -266,6 +268,7 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         await one_transfer(putter, getter, small, warm_out, f"warm-{chunk}", chunk)
                         await drop(putter, f"warm-{chunk}", warm_out)
                     small.unlink()
+                    lt_rss: list[float] = []  # the libtorrent leechers' peaks
 
                     runs: dict[str, list[float]] = {}
                     cpu: dict[str, list[float]] = {}  # CPU seconds per MB moved
@@ -313,6 +316,26 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                 f" MB/s, sources {result['sources']}"
                             )
                             await drop(putter, name, out)
+                    # libtorrent's rounds come after chordshare's: its leechers write
+                    # through the page cache, and once their output is deleted the host
+                    # takes those pages back, which made the next chordshare put about
+                    # 30 % slower when the two were interleaved (README, Benchmarks).
+                    if args.libtorrent:
+                        # The same source file, seeded by libtorrent (libtorrent_ref.py).
+                        torrents = libtorrent_ref.Reference(source, chunk_sizes, workdir)
+                        stack.callback(torrents.close)
+                    for round_ in range(args.repeat if args.libtorrent else 0):
+                        for chunk in chunk_sizes:
+                            label = ref.size_label(chunk)
+                            for version in libtorrent_ref.VERSIONS:
+                                lt = torrents.run(chunk, version)
+                                add(f"libtorrent_{version} {label}", lt["mb_s"])
+                                add(f"libtorrent_{version}_add {label}", lt["mb_s_from_add"])
+                                lt_rss.append(lt["peak_rss_mb"])
+                                log(
+                                    f"round {round_ + 1} chunk {label}: libtorrent {version} "
+                                    f"{lt['mb_s']:.1f} MB/s ({lt['mb_s_from_add']:.1f} from add)"
+                                )
         finally:
             await putter.close()
             await getter.close()
@@ -345,6 +368,30 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "put_ratio_vs_grpc_upload": round(put / floor_up, 3),
             "target_met": put / floor >= TARGET_RATIO and get / floor >= TARGET_RATIO,
         }
+        if args.libtorrent:
+            lt_runs = {v: runs[f"libtorrent_{v} {label}"] for v in libtorrent_ref.VERSIONS}
+            transfers[label]["libtorrent_get_mb_s"] = {
+                v: ref.summary(r) for v, r in lt_runs.items()
+            }
+            transfers[label]["libtorrent_get_from_add_mb_s"] = {
+                v: ref.summary(runs[f"libtorrent_{v}_add {label}"]) for v in libtorrent_ref.VERSIONS
+            }
+            transfers[label]["get_vs_libtorrent"] = {
+                v: round(get / statistics.median(r), 3) for v, r in lt_runs.items()
+            }
+    if args.libtorrent:
+        libtorrent = {
+            "version": libtorrent_ref.available(),
+            "setup": (
+                "a seeder process and a fresh leecher process per run, on loopback, piece "
+                "size = chunk size; timed from the leecher's connection to the seeder (its "
+                "wait for libtorrent's session tick left out; from_add counts it) to "
+                "every piece verified and the file fsynced (bench/libtorrent_ref.py)"
+            ),
+            "leecher_peak_rss_mb": max(lt_rss),
+        }
+    else:
+        libtorrent = {"skipped": "not installed (pip install -e '.[bench]') or --no-libtorrent"}
     return {
         "setup": (
             f"2 node processes on loopback, --replicas {REPLICAS}: a put is one transfer "
@@ -364,6 +411,7 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "min_grpc_upload_disk": round(floor_up, 1),
         },
         "transfers": transfers,
+        "libtorrent": libtorrent,
         "cpu_ceiling": ceiling,
         "target_ratio": TARGET_RATIO,
         "target_met": all(t["target_met"] for t in transfers.values()),
@@ -662,7 +710,14 @@ def main() -> None:
         help="cap the disk writes of this run (references included) at this rate, to "
         "measure the disk-bound case on demand (root; see bench/disk_cap.py)",
     )
+    parser.add_argument(
+        "--no-libtorrent",
+        dest="libtorrent",
+        action="store_false",
+        help="skip the libtorrent reference (skipped anyway when it is not installed)",
+    )
     args = parser.parse_args()
+    args.libtorrent = args.libtorrent and libtorrent_ref.available() is not None
     if args.size_mib < 1 or args.repeat < 1 or not args.chunk_kib:
         parser.error("--size-mib, --repeat and --chunk-kib must be positive")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
