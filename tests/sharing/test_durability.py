@@ -173,17 +173,22 @@ async def test_a_put_that_sends_its_manifest_last_heals_a_damaged_copy(
     owner had: a damaged one is whole again, for every file that uses it."""
     [peer] = await ring_without_repair(net, 1)
     client = FileClient(NodeRing(peer.server.node), files, replicas=1)
-    source = a_file(tmp_path, "first.bin", size=4 * 128 * 1024)
-    stored = (await client.put(source, chunk_size=128 * 1024)).manifest
+    chunk = 128 * 1024
+    source = a_file(tmp_path, "first.bin", size=4 * chunk)
+    stored = (await client.put(source, chunk_size=chunk)).manifest
     path = peer.store.chunks.path_for(stored.chunks[1])
     path.write_bytes(b"bit rot" + path.read_bytes()[7:])
 
-    await client.put(source, name="second.bin", chunk_size=128 * 1024)  # a new name: streamed
-    for name in ("first.bin", "second.bin"):
-        out = tmp_path / f"got-{name}"
-        await client.get(name, out)
-        assert out.read_bytes() == source.read_bytes()
-    assert peer.store.read_chunk(stored.chunks[1]) == source.read_bytes()[128 * 1024 : 256 * 1024]
+    # Another file sharing every chunk but the first: a new name whose first chunk the
+    # owner lacks, so it is streamed, the damaged chunk among the rest.
+    second = tmp_path / "second.bin"
+    second.write_bytes(secrets.token_bytes(chunk) + source.read_bytes()[chunk:])
+    await client.put(second, chunk_size=chunk)
+    for original in (source, second):
+        out = tmp_path / f"got-{original.name}"
+        await client.get(original.name, out)
+        assert out.read_bytes() == original.read_bytes()
+    assert peer.store.read_chunk(stored.chunks[1]) == source.read_bytes()[chunk : 2 * chunk]
 
 
 @pytest.mark.parametrize("first", ["client cancels", "node stops"])

@@ -36,11 +36,17 @@ class RecordingPeers(GrpcFilePeers):
     def __init__(self) -> None:
         super().__init__(timeout=5.0)
         self.headers: list[PutHeader] = []
-        self.blind = False  # answer every FindFile with "not here" (a put that lost a race)
+        # Answer every FindFile with "not here" and every MissingChunks with "all of them":
+        # the owner as a put that lost a race to another saw it.
+        self.blind = False
 
     async def find_file(self, address, name, inline_up_to=0, owner_only=False):  # type: ignore[no-untyped-def]
         found = await super().find_file(address, name, inline_up_to, owner_only)
         return None if self.blind else found
+
+    async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]:
+        missing = await super().missing_chunks(address, digests)
+        return list(range(len(digests))) if self.blind else missing
 
     async def put_file(self, address, header, chunks, trailer=None) -> PutOutcome:  # type: ignore[no-untyped-def]
         self.headers.append(header)
@@ -137,6 +143,34 @@ async def test_a_name_the_owner_holds_is_put_again_with_its_manifest_first(
     assert peers.bytes.sent[peer.server.node.me.address] - sent == CHUNK
     await client.get("big.bin", tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == bytes(changed)
+
+
+async def test_content_the_owner_holds_under_another_name_is_not_sent_again(
+    net: PeerNetwork, peers: RecordingPeers, tmp_path: Path
+) -> None:
+    peer, client = await alone(net, peers)
+    address = peer.server.node.me.address
+    data = write(tmp_path / "big.bin")
+    await client.put(tmp_path / "big.bin", chunk_size=CHUNK)
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(data)
+
+    # A new name, but the owner has its first chunk: hashed first, and no chunk is sent.
+    peers.headers.clear()
+    sent = peers.bytes.sent[address]
+    outcome = await client.put(copy, chunk_size=CHUNK)
+    assert [h.manifest_last for h in peers.headers] == [False]
+    assert peers.bytes.sent[address] == sent
+    assert outcome.manifest.sha256 == hashlib.sha256(data).digest()
+    await client.get("copy.bin", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+
+    # Other content under a new name still streams, manifest last.
+    peers.headers.clear()
+    other = write(tmp_path / "other.bin", seed="other")
+    await client.put(tmp_path / "other.bin", chunk_size=CHUNK)
+    assert [h.manifest_last for h in peers.headers] == [True]
+    assert peers.bytes.sent[address] - sent == len(other)
 
 
 def streamed_header(manifest: Manifest, **changes: object) -> PutHeader:

@@ -69,6 +69,9 @@ class LocalFile:
     # None until the file has been hashed: a large put hashes it as it sends it.
     manifest: Manifest | None
     data: bytes | None  # the whole file, when it was small enough to keep
+    # The SHA-256 of a large file's first chunk: a new name whose first chunk the owner
+    # already has is likely content it holds under another name (see FileClient._put_to).
+    first_chunk: bytes | None = None
 
     def promise(self, created: float | None = None) -> Manifest:
         """The manifest without its hashes, for a put that sends them last."""
@@ -85,8 +88,9 @@ class LocalFile:
 def read_for_put(path: Path, name: str, chunk_size: int | None, keep_up_to: int) -> LocalFile:
     """A local file about to be put (chunk size chosen by its size unless given). One of at
     most `keep_up_to` bytes is read and hashed now and kept: a small put sends the very
-    bytes it hashed, from memory. A larger one is left to be hashed as it is sent. One call
-    for a thread: each hop to a thread costs a small put a tenth of a millisecond."""
+    bytes it hashed, from memory. A larger one is left to be hashed as it is sent; only its
+    first chunk is hashed now. One call for a thread: each hop to a thread costs a small
+    put a tenth of a millisecond."""
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError):
@@ -99,7 +103,9 @@ def read_for_put(path: Path, name: str, chunk_size: int | None, keep_up_to: int)
         data = path.read_bytes()
         manifest = manifest_of(data, name, chunk_size)
         return LocalFile(path, name, len(data), chunk_size, manifest, data)
-    return LocalFile(path, name, info.st_size, chunk_size, None, None)
+    with path.open("rb") as file:
+        first = hashlib.sha256(file.read(chunk_size)).digest()
+    return LocalFile(path, name, info.st_size, chunk_size, None, None, first)
 
 
 class ManifestHasher:

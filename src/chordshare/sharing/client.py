@@ -242,12 +242,17 @@ class FileClient:
     ) -> PutOutcome:
         if local.manifest is None:
             # Not hashed yet. A name new to the owner is sent as it is hashed (the file is
-            # read once); one it holds is hashed first, which finds the same bytes
-            # unchanged and sends only the chunks the owner lacks. The owner refuses a
-            # streamed put of a name it turns out to hold (another put won the race) at
-            # its header, and the file is then hashed first too.
-            asked = await self.peers.find_file(owner.address, local.name, owner_only=guessed)
-            if asked is None:
+            # read once). One it holds is hashed first, which finds the same bytes
+            # unchanged and sends only the chunks the owner lacks; so is a new name whose
+            # first chunk the owner has (the same content under another name, most
+            # likely: it is then not sent again). The owner refuses a streamed put of a
+            # name it turns out to hold (another put won the race) at its header, and the
+            # file is then hashed first too.
+            asked, lacks_first = await asyncio.gather(
+                self.peers.find_file(owner.address, local.name, owner_only=guessed),
+                self._lacks_first_chunk(owner, local),
+            )
+            if asked is None and lacks_first:
                 try:
                     streaming = progress.again()
                     return await self._put_streamed(owner, local, replace, streaming, guessed)
@@ -271,6 +276,11 @@ class FileClient:
         chunks = self._counted(read, missing, progress.again())
         header = PutHeader(manifest, replace=replace, owner_only=guessed)
         return await self.peers.put_file(owner.address, header, chunks)
+
+    async def _lacks_first_chunk(self, owner: NodeRef, local: LocalFile) -> bool:
+        if local.first_chunk is None:
+            return True
+        return bool(await self.peers.missing_chunks(owner.address, [local.first_chunk]))
 
     async def _put_streamed(
         self,
