@@ -37,7 +37,13 @@ class PeerNetwork:
                 bind="127.0.0.1:0", join=join, timing=FAST, security=security or PeerSecurity()
             ),
             SharingSettings(
-                **{"repair_period": 0.5, "republish": 1.0, **sharing, "data_dir": data}
+                **{
+                    "repair_period": 0.5,
+                    "republish": 1.0,
+                    "scrub_rate": 0,  # tests that scrub ask for it
+                    **sharing,
+                    "data_dir": data,
+                }
             ),
         )
         await peer.start()

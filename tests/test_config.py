@@ -22,11 +22,14 @@ def test_flags_win_over_environment_which_wins_over_the_file(
     file = write(
         tmp_path,
         "bind: 0.0.0.0:7000\nadvertise: node-1.example:7000\njoin: node-0.example:7000\n"
-        "replicas: 2\nmax_store: 10GiB\nlog_format: json\napi: 0.0.0.0:8000\n",
+        "replicas: 2\nmax_store: 10GiB\nlog_format: json\napi: 0.0.0.0:8000\n"
+        "scrub_rate: 8M\n",
     )
     from_file = load_config(file, {})
     assert from_file.advertise == "node-1.example:7000" and from_file.replicas == 2
     assert from_file.max_store == 10 * 1024**3 and from_file.log_format == "json"
+    assert from_file.scrub_rate == 8_000_000
+    assert load_config(file, {"scrub_rate": "0"}).scrub_rate == 0  # scrubbing off
     monkeypatch.setenv("CHORDSHARE_REPLICAS", "4")
     monkeypatch.setenv("CHORDSHARE_ADVERTISE", "node-9.example:7000")
     from_env = load_config(file, {})
@@ -45,6 +48,7 @@ def test_flags_win_over_environment_which_wins_over_the_file(
         ({"bind": "127.0.0.1:0", "bits": 2}, "bits must be between 3 and 160"),
         ({"bind": "127.0.0.1:0", "replicas": 0}, "replicas must be at least 1"),
         ({"bind": "127.0.0.1:0", "max_store": "lots"}, "max_store: 'lots' is not a size"),
+        ({"bind": "127.0.0.1:0", "scrub_rate": "fast"}, "scrub_rate: 'fast' is not a size"),
         ({"bind": "127.0.0.1:0", "log_level": "loud"}, "log_level: Input should be"),
         ({"bind": "127.0.0.1:0", "id": 40, "bits": 5}, "id 40 is outside 0..31"),
         ({"bind": "0.0.0.0:7000"}, "give --advertise"),

@@ -25,6 +25,7 @@ from pydantic_settings import (
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 
 
@@ -63,6 +64,12 @@ class NodeConfig(BaseSettings):
     data_dir: Path | None = Field(None, description="Where the node keeps its files.")
     max_store: int | None = Field(None, ge=0, description="Most bytes stored (e.g. 10GiB).")
     share: Path | None = Field(None, description="A directory shared in place.")
+    scrub_rate: int = Field(
+        DEFAULT_SCRUB_RATE,
+        ge=0,
+        description="Bytes per second at which stored chunks are read again and checked "
+        "(e.g. 4M); 0: never.",
+    )
     api: str = Field("127.0.0.1:0", description="HOST:PORT of the REST API, or 'off'.")
     cluster_token: str | None = Field(None, description="The network's shared secret.")
     cluster_token_file: Path | None = Field(None, description="A file holding the token.")
@@ -119,7 +126,7 @@ class NodeConfig(BaseSettings):
             parse_address(value, any_port=True)
         return value
 
-    @field_validator("max_store", mode="before")
+    @field_validator("max_store", "scrub_rate", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_size(value)

@@ -56,6 +56,7 @@ CONFIG_KEYS = {
     "id",
     "max_store",
     "share",
+    "scrub_rate",
     "log_level",
     "log_format",
 }

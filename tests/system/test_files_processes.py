@@ -215,7 +215,7 @@ def test_share_a_directory_in_place(procs: Processes, tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_loses_nothing(procs: Processes, tmp_path: Path) -> None:
-    node = procs.start(extra=["--max-store", "1MiB"])
+    node = procs.start(extra=["--max-store", "1MiB", "--scrub-rate", "1M"])
     make_file(tmp_path / "ok.txt", 1000, seed=6)
     make_file(tmp_path / "too-big.bin", 2 * MIB, seed=7)
     cli_json("put", str(tmp_path / "ok.txt"), "--node", node.address)
@@ -239,6 +239,7 @@ def test_bad_input_is_one_line_and_loses_nothing(procs: Processes, tmp_path: Pat
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     for args, message in {
         ("--max-store", "lots"): "is not a size",
+        ("--scrub-rate", "fast"): "scrub_rate: 'fast' is not a size",
         ("--share", str(tmp_path / "nowhere")): "not a directory",
     }.items():
         result = run_cli("node", "--bind", "127.0.0.1:0", *args)

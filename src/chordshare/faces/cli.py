@@ -178,6 +178,13 @@ def node(
     share: Annotated[
         Path | None, typer.Option(help="Share this directory's files in place, without copying.")
     ] = None,
+    scrub_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Bytes per second at which stored chunks are read again, checked and healed "
+            "from other holders, e.g. 4M (the default); 0: never."
+        ),
+    ] = None,
     replicas: Annotated[
         int | None,
         typer.Option(
@@ -236,6 +243,7 @@ def node(
         "data_dir": data_dir,
         "max_store": max_store,
         "share": share,
+        "scrub_rate": scrub_rate,
         "replicas": replicas,
         "api": api,
         "cluster_token": cluster_token,
@@ -261,6 +269,7 @@ def node(
         max_store=conf.max_store,
         share=conf.share,
         replicas=conf.replicas,
+        scrub_rate=conf.scrub_rate,
     )
     try:
         security = PeerSecurity.load(

@@ -100,6 +100,21 @@ class PeerCollector(Collector):
             served.add_metric(["out"], peer.service.bytes_served)
             served.add_metric(["in"], peer.service.bytes_received)
             yield served
+        if peer.scrubber is not None:
+            counts = peer.scrubber.counts
+            yield CounterMetricFamily(
+                "chordshare_scrub_checked_bytes",
+                "Bytes of stored chunks read again and checked against their hashes",
+                value=counts.checked_bytes,
+            )
+            chunks = CounterMetricFamily(
+                "chordshare_scrub_bad_chunks",
+                "Stored chunks found damaged or missing, by what became of them",
+                labels=["outcome"],
+            )
+            chunks.add_metric(["healed"], counts.healed)
+            chunks.add_metric(["unhealed"], counts.unhealed)
+            yield chunks
         yield GaugeMetricFamily(
             "chordshare_stored_files",
             "Files in this node's store",

@@ -4,7 +4,9 @@ files. What `chordshare node` runs.
 The node server gets a second gRPC service (Files) on the same port. A sharing loop runs
 beside the ring's maintenance: it copies a file to the owner's successors as soon as it is
 stored, repairs every name held whenever the node's neighbours change (and every
-`repair_period` anyway), and publishes index records and locators every `republish`.
+`repair_period` anyway), and publishes index records and locators every `republish`. A
+scrubber (`scrub.py`) reads the stored chunks again, slowly, and heals a damaged one from
+another holder.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ import grpc
 
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
-from chordshare.sharing.peers import FileVersion
+from chordshare.sharing.peers import FileVersion, Locator
 from chordshare.sharing.placement import DEFAULT_REPLICAS, file_key
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
 from chordshare.sharing.service import FileService
 from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.sharing.shared_dir import SharedDirectory
+from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
 from chordshare.v1 import files_pb2
 
@@ -52,6 +56,8 @@ class SharingSettings:
     replicas: int = DEFAULT_REPLICAS
     repair_period: float = 10.0
     republish: float = 30.0
+    scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
+    scrub_first_after: float = FIRST_PASS_AFTER
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -84,6 +90,7 @@ class SharingPeer:
         self._started = time.monotonic()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.scrubber: Scrubber | None = None
 
     def _add_files_service(self, server: grpc.aio.Server, node: ChordNode) -> None:
         service = FileService(node.me.address, self.store, self.shared)
@@ -104,6 +111,26 @@ class SharingPeer:
         node.on_leaving(self._handoff)
         add_files_servicer(FilesServicer(service), server)
         self.service = service
+        if self.settings.scrub_rate > 0:
+            self.scrubber = Scrubber(
+                self.store,
+                self._other_holders,
+                self.peers.fetch_chunks,
+                self.settings.scrub_rate,
+                self.settings.scrub_first_after,
+            )
+
+    async def _other_holders(self, manifest: Manifest) -> list[str]:
+        """Who else may serve manifest's chunks: the name's holders, then the peers
+        sharing the same bytes in place."""
+        assert self.replicator is not None and self.service is not None
+        holders = await self.replicator.holders(manifest.name)
+        holders += [
+            locator.address
+            for locator in self.service.locators.get(manifest.name)
+            if isinstance(locator, Locator) and locator.manifest.sha256 == manifest.sha256
+        ]
+        return [h for h in dict.fromkeys(holders) if h != self.service.address]
 
     async def _version_elsewhere(self, name: str) -> FileVersion | None:
         """Before a first put of a name here, ask the successors for theirs, but only while
@@ -132,6 +159,8 @@ class SharingPeer:
             self._release()
             raise
         self._task = asyncio.create_task(self._loop(node), name="sharing")
+        if self.scrubber is not None:
+            self.scrubber.start()
         return node
 
     async def _loop(self, node: ChordNode) -> None:
@@ -199,6 +228,8 @@ class SharingPeer:
             log.info("handed %d files to the successors before leaving", pushed)
 
     async def stop(self, graceful: bool = True) -> None:
+        if self.scrubber is not None:
+            await self.scrubber.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

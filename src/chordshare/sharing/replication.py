@@ -144,6 +144,11 @@ class Replicator:
         me = self.state.me
         return pred is None or pred.id == me.id or between_right(pred.id, key, me.id)
 
+    async def holders(self, name: str) -> list[str]:
+        """The addresses of name's k holders (its key's owner first), as the ring says."""
+        _, holders = await self._placement(fresh=False).holders_of(file_key(self.space, name))
+        return holders
+
     def _successor_addresses(self, count: int | None = None) -> list[str]:
         """The first `count` (default k-1) other nodes of the successor list."""
         me = self.state.me.address
