@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import libtorrent_ref
 import node_procs
 import references as ref
+import threaded_get
 from disk_cap import write_cap
 
 from chordshare.allocator import tune_malloc
@@ -214,6 +215,7 @@ async def one_transfer(
         "get_cpu_s": get_cpu.seconds,
         "sources": dict(report.sources),
         "chunks": len(manifest.chunks),
+        "manifest": manifest,
     }
 
 
@@ -310,10 +312,21 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             add(f"put {label}", result["put_mb_s"], result["put_cpu_s"])
                             add(f"get {label}", result["get_mb_s"], result["get_cpu_s"])
                             details.setdefault(label, []).append(result)
+                            # The same file from the same node, with the get's data path in
+                            # plain threads (threaded_get.py).
+                            os.unlink(out)
+                            [holder] = [a for a, n in result["sources"].items() if n]
+                            started = time.perf_counter()
+                            with ref.CpuMeter(node_pids) as used:
+                                await asyncio.to_thread(
+                                    threaded_get.threaded_get, holder, result["manifest"], out
+                                )
+                            threaded = ref.mb_s(size, time.perf_counter() - started)
+                            add(f"threaded_get {label}", threaded, used.seconds)
                             log(
                                 f"round {round_ + 1} chunk {label}: put "
                                 f"{result['put_mb_s']:.1f} MB/s, get {result['get_mb_s']:.1f}"
-                                f" MB/s, sources {result['sources']}"
+                                f" MB/s (threaded {threaded:.1f}), sources {result['sources']}"
                             )
                             await drop(putter, name, out)
                     # libtorrent's rounds come after chordshare's: its leechers write
@@ -366,6 +379,8 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "put_ratio": round(put / floor, 3),
             "get_ratio": round(get / floor, 3),
             "put_ratio_vs_grpc_upload": round(put / floor_up, 3),
+            "threaded_get_mb_s": ref.summary(runs[f"threaded_get {label}"]),
+            "threaded_get_cpu_s_per_mb": round(cpu_per_mb[f"threaded_get {label}"], 5),
             "target_met": put / floor >= TARGET_RATIO and get / floor >= TARGET_RATIO,
         }
         if args.libtorrent:
