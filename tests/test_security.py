@@ -143,7 +143,9 @@ def tls(pki: Path, name: str, ca: Path | None = None, token: str | None = None) 
     )
 
 
-async def test_mutual_tls_ring_serves_holders_of_the_ca_only(net: PeerNetwork, pki: Path) -> None:
+async def test_mutual_tls_ring_serves_holders_of_the_ca_only(
+    net: PeerNetwork, pki: Path, tmp_path: Path
+) -> None:
     first = await net.start(security=tls(pki, "a", token=TOKEN))
     address = first.server.node.me.address
     for name in ("b", "c"):
@@ -165,6 +167,16 @@ async def test_mutual_tls_ring_serves_holders_of_the_ca_only(net: PeerNetwork, p
     # A node with a good certificate but no token still gets UNAUTHENTICATED.
     with pytest.raises(PeerError, match="cluster token"):
         await NodeClient.connect(address, security=tls(pki, "client"))
+    # Files too, a get's chunks read in threads (gRPC's blocking API) included.
+    source = tmp_path / "secret.bin"
+    source.write_bytes(secrets.token_bytes(300_000))
+    files = GrpcFilePeers(security=tls(pki, "client", token=TOKEN))
+    try:
+        await FileClient(NodeRing(first.server.node), files).put(source)
+        await FileClient(NodeRing(first.server.node), files).get("secret.bin", tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == source.read_bytes()
+    finally:
+        await files.close()
 
 
 def test_settings_that_cannot_work_are_refused_with_a_reason(tmp_path: Path) -> None:

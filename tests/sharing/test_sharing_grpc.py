@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from chordshare.sharing.peers import INLINE_LIMIT, FileError, Refusal
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.transport.base import PeerError
 
 CHUNK = 64 * 1024
 
@@ -302,6 +303,10 @@ class CountingPeers(GrpcFilePeers):
         self.fetches += 1
         return super().fetch_chunks(address, sha256, indexes)
 
+    def fetch_chunks_in_thread(self, address: str, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
+        self.fetches += 1
+        return super().fetch_chunks_in_thread(address, sha256, indexes)
+
     async def find_file(self, address: str, name: str, inline_up_to: int = 0, owner_only=False):  # type: ignore[override]
         found = await super().find_file(address, name, inline_up_to, owner_only)
         if self.lie and found is not None and found.data is not None:
@@ -373,3 +378,32 @@ async def test_a_get_leaves_no_fetch_call_for_the_cycle_collector(
     assert (tmp_path / "big.out").read_bytes() == data
     assert counting.fetches >= 4  # several batches, so several calls could have been left
     assert left == 0, f"{left} of {counting.fetches} FetchChunks calls were left in cycles"
+
+
+async def test_a_stream_read_in_a_thread_answers_as_the_async_one(
+    net: Network, tmp_path: Path
+) -> None:
+    """`fetch_chunks_in_thread` (what a get reads its chunks with): the chunks asked for,
+    their bytes counted for the peer; a refusal is a FileError, a dead peer a PeerError."""
+    [peer] = await net.ring(1)
+    files = GrpcFilePeers(timeout=5.0)
+    net.clients.append(files)
+    address = peer.server.node.me.address
+    data = write(tmp_path / "two.bin", 2 * CHUNK, seed=9)
+    manifest = (await net.client(peer).put(tmp_path / "two.bin", chunk_size=CHUNK)).manifest
+
+    def read(stream: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        return [(index, bytes(chunk)) for index, chunk in stream]
+
+    both = files.fetch_chunks_in_thread(address, manifest.sha256, [1, 0])
+    got = await asyncio.to_thread(read, both)
+    assert got == [(1, data[CHUNK:]), (0, data[:CHUNK])]
+    await wait_until(lambda: files.bytes.received[address] == len(data), 5, "bytes counted")
+
+    missing = files.fetch_chunks_in_thread(address, b"\0" * 32, [0])
+    with pytest.raises(FileError) as refused:
+        await asyncio.to_thread(read, missing)
+    assert refused.value.refusal is Refusal.NOT_FOUND
+    dead = files.fetch_chunks_in_thread("127.0.0.1:1", manifest.sha256, [0])
+    with pytest.raises(PeerError):
+        await asyncio.to_thread(read, dead)

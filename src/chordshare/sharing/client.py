@@ -18,7 +18,7 @@ from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
 from chordshare.sharing.chunking import LocalFile, ManifestHasher, build_manifest, read_for_put
-from chordshare.sharing.download import ChunkFetcher, DownloadReport, download
+from chordshare.sharing.download import ChunkFetcher, DownloadReport, ThreadFetcher, download
 from chordshare.sharing.names import check_name, keywords
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
@@ -404,9 +404,20 @@ class FileClient:
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
         fetch: ChunkFetcher = self.peers.fetch_chunks
+        # Peers that can stream to a thread (gRPC) do: a get then verifies and writes each
+        # chunk in the thread that received it (download.py).
+        in_thread: ThreadFetcher | None = getattr(self.peers, "fetch_chunks_in_thread", None)
         if found.inline is not None:
             fetch = serving_inline(fetch, *found.inline, found.manifest)
-        return await download(found.manifest, found.holders, fetch, out, progress=progress)
+            in_thread = None
+        return await download(
+            found.manifest,
+            found.holders,
+            fetch,
+            out,
+            progress=progress,
+            fetch_in_thread=in_thread,
+        )
 
     async def search(self, text: str) -> list[IndexEntry]:
         """Names that contain every word of text."""

@@ -15,6 +15,12 @@ system allows (`storage.direct`). The finished file is checked whole, fsynced an
 to `out`. The whole-file hash follows the chunks as they land, so it is ready when the last
 one is. All disk I/O and hashing run in threads so the event loop never blocks, and memory
 stays flat: at most about holders * per_peer_inflight chunks are held at once.
+
+Given `fetch_in_thread` (gRPC's blocking API, `rpc.GrpcFilePeers`), each stream is read in
+a thread of its own, which also verifies and writes its chunks as they arrive; the event
+loop only keeps the books. A hop from the event loop to a thread and back costs 80 µs of
+CPU on a small VM, and a 256 MiB get made 537 - 599 MB/s this way against 478 - 523 with
+the stream read on the event loop and a hop per chunk.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import hashlib
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from chordshare.storage.atomic import fsync_directory
 from chordshare.storage.catalog import Manifest
@@ -37,6 +44,19 @@ from chordshare.storage.direct import DirectFile
 ChunkFetcher = Callable[[str, bytes, Sequence[int]], AsyncIterator[tuple[int, bytes]]]
 """fetch(address, file_sha256, indexes) -> async iterator of (index, data) pairs, in any
 order, possibly fewer than asked; raises any Exception when the peer fails."""
+
+
+class ThreadStream(Protocol):
+    """A chunk stream to read in a thread: (index, data) pairs as a ChunkFetcher's, raising
+    any Exception when the peer fails; `cancel`, from any thread, ends it."""
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]: ...
+
+    def cancel(self) -> None: ...
+
+
+ThreadFetcher = Callable[[str, bytes, Sequence[int]], ThreadStream]
+"""fetch_in_thread(address, file_sha256, indexes), called on the event loop."""
 
 T = TypeVar("T")
 
@@ -69,6 +89,13 @@ class _Dropped(Exception):
     """A holder broke the rules or failed; the message is the reason (for DownloadError)."""
 
 
+@dataclass
+class _LocalFailure:
+    """A write to the local file failed in a receiving thread (fatal to the download)."""
+
+    error: OSError
+
+
 class _Threads:
     """Runs blocking calls in threads and remembers the ones still running.
 
@@ -80,8 +107,13 @@ class _Threads:
     def __init__(self) -> None:
         self._running: set[asyncio.Future[Any]] = set()
 
-    def start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    def start(
+        self, fn: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None
+    ) -> asyncio.Future[T]:
+        if executor is None:
+            future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        else:
+            future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         return future
@@ -246,6 +278,8 @@ class _Swarm:
     on_disk: set[int] = field(default_factory=set)  # verified and written (or resumed)
     wrote: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the whole-file hash
     endgame_after: float = 0.5  # seconds a chunk is out before idle holders help with it
+    fetch_in_thread: ThreadFetcher | None = None  # when set, streams are read in threads
+    receivers: ThreadPoolExecutor | None = None  # ...these: one per lane, none waits
     rates: dict[str, tuple[float, int]] = field(default_factory=dict)  # first ask, bytes
     unflushed: int = 0  # bytes written since the last background flush started
     flushing: bool = False
@@ -364,6 +398,8 @@ class _Swarm:
     async def _pull(self, holder: str, batch: dict[int, bool]) -> int:
         """Fetch batch from holder, keeping verified chunks; returns how many arrived.
         Delivered indexes are removed from batch; what is left was not delivered."""
+        if self.fetch_in_thread is not None:
+            return await self._pull_in_thread(holder, batch)
         got = 0
         try:
             stream = aiter(self.fetch(holder, self.manifest.sha256, list(batch)))
@@ -393,12 +429,14 @@ class _Swarm:
             await _close(stream, self.chunk_timeout)
         return got
 
-    async def _accept(self, holder: str, batch: dict[int, bool], item: Any) -> None:
+    def _checked(self, item: Any, wanted: Container[int]) -> tuple[int, bytes]:
+        """item as an (index, data) pair of a chunk asked for (in `wanted`) with the right
+        length; _Dropped if it is not one."""
         try:
             index, data = item
         except (TypeError, ValueError):
             raise _Dropped("sent something that is not an (index, data) pair") from None
-        if not isinstance(index, int) or index not in batch:
+        if not isinstance(index, int) or index not in wanted:
             raise _Dropped(f"sent chunk {index!r}, which was not asked for (or sent it twice)")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise _Dropped(f"sent chunk {index} as {type(data).__name__}, not bytes")
@@ -407,14 +445,16 @@ class _Swarm:
                 f"sent chunk {index} with {len(data)} bytes, "
                 f"not {self.manifest.chunk_length(index)}"
             )
+        return index, data
+
+    async def _accept(self, holder: str, batch: dict[int, bool], item: Any) -> None:
+        index, data = self._checked(item, batch)
         refetch = batch.pop(index)
         if index in self.claimed:
             # Another holder's copy won (endgame): ours is a spare, checked but not kept.
             if await self.threads.run(_sha256, data) != self.manifest.chunks[index]:
                 raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
-            at = self.outstanding.get(index)
-            if at is not None:
-                at.discard(holder)
+            self._spare(holder, index)
             return
         # Claim before the await so no other copy of this chunk is written too; a copy that
         # fails its check is not written, and the chunk goes back to the others.
@@ -425,6 +465,16 @@ class _Swarm:
             self.claimed.discard(index)
             batch[index] = refetch
             raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
+        self._landed(holder, index, data, refetch)
+
+    def _spare(self, holder: str, index: int) -> None:
+        at = self.outstanding.get(index)
+        if at is not None:
+            at.discard(holder)
+
+    def _landed(self, holder: str, index: int, data: bytes, refetch: bool) -> None:
+        """Chunk index is verified and written: count it, hold it for the whole-file hash
+        and wake whoever waits for it."""
         self.outstanding.pop(index, None)
         self.hold(index, data)
         self.on_disk.add(index)
@@ -446,6 +496,80 @@ class _Swarm:
             self.progress(len(data))
         if self.written == self.needed:
             self.complete.set()
+
+    async def _pull_in_thread(self, holder: str, batch: dict[int, bool]) -> int:
+        """`_pull` with the stream read in a thread of its own, which also checks and
+        writes each chunk as it arrives: no hop to the event loop and back to a thread per
+        chunk. The event loop keeps the books (`_landed`) and the clock. A copy written
+        after another holder's copy of the same chunk (endgame) writes the same verified
+        bytes again, which changes nothing."""
+        assert self.fetch_in_thread is not None and self.receivers is not None
+        loop = asyncio.get_running_loop()
+        arrivals: asyncio.Queue[tuple[int, bytes] | BaseException | None] = asyncio.Queue()
+        try:
+            stream = self.fetch_in_thread(holder, self.manifest.sha256, list(batch))
+        except Exception as exc:
+            raise _Dropped(_describe(exc)) from exc
+        wanted = set(batch)  # the thread's own copy: `batch` belongs to the event loop
+        chunk_size, digests = self.manifest.chunk_size, self.manifest.chunks
+
+        def post(item: tuple[int, bytes] | BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(arrivals.put_nowait, item)
+
+        def receive() -> None:
+            try:
+                for item in stream:
+                    index, data = self._checked(item, wanted)
+                    wanted.discard(index)
+                    offset = index * chunk_size
+                    try:
+                        good = _verify_and_write(self.file, data, digests[index], offset)
+                    except OSError as err:
+                        post(_LocalFailure(err))
+                        return
+                    if not good:
+                        raise _Dropped(f"sent chunk {index}, which failed its SHA-256 check")
+                    post((index, data))
+            except BaseException as exc:
+                post(exc)
+            else:
+                post(None)
+
+        self.threads.start(receive, executor=self.receivers)
+        got = 0
+        try:
+            while True:
+                # Once the batch is in, the stream's end is waited for briefly (what comes
+                # after it is checked too), then the stream is cut off.
+                wait = self.chunk_timeout if batch else min(self.chunk_timeout, END_GRACE)
+                try:
+                    async with asyncio.timeout(wait):
+                        item = await arrivals.get()
+                except TimeoutError:
+                    if not batch:
+                        return got
+                    raise _Dropped(f"sent nothing for {self.chunk_timeout:g}s") from None
+                if item is None:
+                    return got
+                if isinstance(item, _LocalFailure):
+                    raise item.error  # the local disk failed: fatal, as in `_accept`
+                if isinstance(item, _Dropped):
+                    raise item
+                if isinstance(item, BaseException):
+                    if not batch:
+                        return got  # everything arrived; how the stream ended does not matter
+                    raise _Dropped(_describe(item)) from item
+                index, data = item
+                refetch = batch.pop(index)
+                if index in self.claimed:
+                    self._spare(holder, index)  # another holder's copy won (endgame)
+                else:
+                    self.claimed.add(index)
+                    self._landed(holder, index, data, refetch)
+                got += 1
+        finally:
+            stream.cancel()
 
     def failure(self, missing: int) -> DownloadError:
         left = sorted(set(range(len(self.manifest.chunks))) - self.claimed)
@@ -480,6 +604,7 @@ async def download(
     per_peer_inflight: int = 16,
     chunk_timeout: float = 10.0,
     progress: Callable[[int], None] | None = None,
+    fetch_in_thread: ThreadFetcher | None = None,
 ) -> DownloadReport:
     """Fetch the file `manifest` describes from `holders` into `out` (see module docstring).
 
@@ -487,6 +612,8 @@ async def download(
     kept, so a later call resumes) or when the assembled file's SHA-256 is wrong (the .part
     file is deleted); OSError, naming the file, when the local disk fails (full, say: the
     .part file is kept). `progress(n)` gets each batch of newly verified bytes as it lands.
+    With `fetch_in_thread`, chunks are fetched with it instead of `fetch`, each stream read
+    in a thread of its own that also verifies and writes its chunks.
     """
     manifest.check()
     if per_peer_inflight < 1:
@@ -507,6 +634,12 @@ async def download(
     open_file: DirectFile | None = file  # None once closed
 
     workers: list[asyncio.Task[None]] = []
+    # One receiving thread per lane, so none waits for a free thread with its clock running.
+    receivers = (
+        ThreadPoolExecutor(max_workers=2 * max(1, len(holders)), thread_name_prefix="receive")
+        if fetch_in_thread is not None
+        else None
+    )
     try:
         have_set = set(have)
         todo = [i for i in range(len(manifest.chunks)) if i not in have_set]
@@ -523,6 +656,8 @@ async def download(
             claimed=have_set,
             on_disk=set(have_set),
             sources=dict.fromkeys(holders, 0),
+            fetch_in_thread=fetch_in_thread,
+            receivers=receivers,
         )
         hashing = asyncio.create_task(_hash_in_order(swarm))
         workers.append(hashing)
@@ -574,6 +709,8 @@ async def download(
     finally:
         if open_file is not None:
             await _cleanup(workers, threads, open_file)
+        if receivers is not None:
+            receivers.shutdown(wait=False)  # its threads are done: drained above
 
     return DownloadReport(
         path=out,

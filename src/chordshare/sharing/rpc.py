@@ -11,8 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 
@@ -70,15 +78,17 @@ class ChunkCalls:
     """A channel's two chunk-streaming methods, their chunk messages coded by `chunk_wire`
     instead of the generated stub's protobuf classes (the same bytes on the wire)."""
 
+    SERVICE = f"/{pb.DESCRIPTOR.services_by_name['Files'].full_name}"
+    FETCH = f"{SERVICE}/FetchChunks"
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        service = f"/{pb.DESCRIPTOR.services_by_name['Files'].full_name}"
         self.put_file = channel.stream_unary(
-            f"{service}/PutFile",
+            f"{self.SERVICE}/PutFile",
             request_serializer=chunk_wire.encode_put_request,
             response_deserializer=pb.PutReply.FromString,
         )
         self.fetch_chunks = channel.unary_stream(
-            f"{service}/FetchChunks",
+            self.FETCH,
             request_serializer=pb.FetchRequest.SerializeToString,
             response_deserializer=chunk_wire.decode_chunk,
         )
@@ -99,6 +109,8 @@ class GrpcFilePeers:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.FilesStub] = {}
         self._chunk_calls: dict[str, ChunkCalls] = {}
+        self._blocking: dict[str, Callable[..., Any]] = {}  # address -> FetchChunks, blocking
+        self._blocking_channels: list[grpc.Channel] = []
         self.bytes = ByteCounts()  # file data fetched from and pushed to each peer
 
     def stub(self, address: str) -> pb_grpc.FilesStub:
@@ -122,14 +134,11 @@ class GrpcFilePeers:
 
     def _failure(self, address: str, err: grpc.aio.AioRpcError) -> Exception:
         """The exception a failed call raises. A refusal means the peer is alive."""
-        refusal = REFUSALS.get(err.code())
-        if refusal is not None:
-            return FileError(refusal, err.details() or refusal.name.lower())
         if err.code() in UNREACHABLE:
             # Only a peer that did not answer is suspected (and skipped by lookups); one
             # that answered with an error of its own is alive.
             self.health.record_failure(address)
-        return PeerError(address, describe_rpc_error(err))
+        return _error_of(address, err)
 
     def _decode(self, address: str, decode: Callable[[], T]) -> T:
         try:
@@ -253,6 +262,25 @@ class GrpcFilePeers:
         finally:
             call.cancel()
 
+    def fetch_chunks_in_thread(
+        self, address: str, sha256: bytes, indexes: Sequence[int]
+    ) -> ThreadFetch:
+        """The chunk stream of `fetch_chunks`, to be read in a thread (gRPC's blocking API):
+        a download then verifies and writes each chunk in the thread that received it,
+        without the event loop in between. Call it on the event loop."""
+        fetch = self._blocking.get(address)
+        if fetch is None:
+            channel = self.security.blocking_channel(address, FILE_CHANNEL_OPTIONS)
+            self._blocking_channels.append(channel)
+            fetch = self._blocking[address] = channel.unary_stream(
+                ChunkCalls.FETCH,
+                request_serializer=pb.FetchRequest.SerializeToString,
+                response_deserializer=chunk_wire.decode_chunk,
+            )
+        request = codec.fetch_request_to_pb(sha256, indexes)
+        call = fetch(request, metadata=self.security.call_metadata())
+        return ThreadFetch(self, address, call, set(indexes), asyncio.get_running_loop())
+
     async def find_file(
         self, address: str, name: str, inline_up_to: int = 0, owner_only: bool = False
     ) -> FoundFile | None:
@@ -305,6 +333,68 @@ class GrpcFilePeers:
         for channel in channels:
             with contextlib.suppress(Exception):
                 await channel.close()
+        blocking, self._blocking_channels = self._blocking_channels, []
+        self._blocking.clear()
+        for closing in blocking:
+            closing.close()
+
+
+def _error_of(address: str, err: grpc.RpcError) -> Exception:
+    """What a failed call raises: FileError for a refusal, else PeerError."""
+    refusal = REFUSALS.get(err.code())  # type: ignore[attr-defined]
+    if refusal is not None:
+        return FileError(refusal, err.details() or refusal.name.lower())  # type: ignore[attr-defined]
+    return PeerError(address, describe_rpc_error(err))  # type: ignore[arg-type]
+
+
+@dataclass(eq=False)
+class ThreadFetch:
+    """A FetchChunks call of gRPC's blocking API. Iterate it in a thread for (index, data)
+    pairs (data a view into its message); it raises what `fetch_chunks` raises. `cancel`,
+    from any thread, ends it. The peer's health and byte counts are updated on the event
+    loop, which owns them."""
+
+    peers: GrpcFilePeers
+    address: str
+    call: Any  # grpc's blocking call: an iterator of messages, with cancel()
+    asked: set[int]
+    loop: asyncio.AbstractEventLoop
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.call.cancel()
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        address, health = self.address, self.peers.health
+        started = time.monotonic()
+        received = 0
+        try:
+            for msg in self.call:
+                if not received:
+                    # Time to the first chunk: a round trip plus one read.
+                    self._on_loop(health.record_success, address, time.monotonic() - started)
+                if msg.index not in self.asked:
+                    self._on_loop(health.record_failure, address)
+                    raise PeerError(
+                        address, f"answered with chunk {msg.index}, which was not asked for"
+                    )
+                received += len(msg.data)
+                yield msg.index, msg.data  # type: ignore[misc]  # a view reads as bytes
+        except grpc.RpcError as err:
+            if self.cancelled:
+                return
+            if err.code() in UNREACHABLE:  # type: ignore[attr-defined]
+                self._on_loop(health.record_failure, address)
+            raise _error_of(address, err) from None
+        finally:
+            self.call.cancel()
+            if received:
+                self._on_loop(self.peers.bytes.received.update, {address: received})
 
 
 def _cancelling() -> bool:

@@ -148,6 +148,26 @@ class PeerSecurity:
             interceptors=interceptors,
         )
 
+    def blocking_channel(self, address: str, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
+        """A channel of gRPC's blocking API to a peer, in TLS when configured; its calls
+        carry the token only when given `call_metadata()`."""
+        if self.tls is None:
+            return grpc.insecure_channel(address, options=options)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.tls.ca,
+            private_key=self.tls.key,
+            certificate_chain=self.tls.cert,
+        )
+        return grpc.secure_channel(
+            address,
+            credentials,
+            options=[*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)],
+        )
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata a blocking call must carry (the token, when there is one)."""
+        return ((TOKEN_METADATA, TOKEN_SCHEME + self.token),) if self.token else ()
+
 
 def _denial(kind: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """A handler of the same shape as `kind` that refuses the call."""
