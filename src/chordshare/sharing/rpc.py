@@ -109,8 +109,8 @@ class GrpcFilePeers:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.FilesStub] = {}
         self._chunk_calls: dict[str, ChunkCalls] = {}
-        self._blocking: dict[str, Callable[..., Any]] = {}  # address -> FetchChunks, blocking
-        self._blocking_channels: list[grpc.Channel] = []
+        # address -> a channel of gRPC's blocking API, and its FetchChunks
+        self._blocking: dict[str, tuple[grpc.Channel, Callable[..., Any]]] = {}
         self.bytes = ByteCounts()  # file data fetched from and pushed to each peer
 
     def stub(self, address: str) -> pb_grpc.FilesStub:
@@ -268,15 +268,17 @@ class GrpcFilePeers:
         """The chunk stream of `fetch_chunks`, to be read in a thread (gRPC's blocking API):
         a download then verifies and writes each chunk in the thread that received it,
         without the event loop in between. Call it on the event loop."""
-        fetch = self._blocking.get(address)
-        if fetch is None:
+        blocking = self._blocking.get(address)
+        if blocking is None:
             channel = self.security.blocking_channel(address, FILE_CHANNEL_OPTIONS)
-            self._blocking_channels.append(channel)
-            fetch = self._blocking[address] = channel.unary_stream(
+            fetch = channel.unary_stream(
                 ChunkCalls.FETCH,
                 request_serializer=pb.FetchRequest.SerializeToString,
                 response_deserializer=chunk_wire.decode_chunk,
             )
+            self._blocking[address] = (channel, fetch)
+        else:
+            _, fetch = blocking
         request = codec.fetch_request_to_pb(sha256, indexes)
         call = fetch(request, metadata=self.security.call_metadata())
         return ThreadFetch(self, address, call, set(indexes), asyncio.get_running_loop())
@@ -333,10 +335,9 @@ class GrpcFilePeers:
         for channel in channels:
             with contextlib.suppress(Exception):
                 await channel.close()
-        blocking, self._blocking_channels = self._blocking_channels, []
-        self._blocking.clear()
-        for closing in blocking:
-            closing.close()
+        blocking, self._blocking = list(self._blocking.values()), {}
+        for channel, _ in blocking:
+            channel.close()
 
 
 def _error_of(address: str, err: grpc.RpcError) -> Exception:

@@ -136,16 +136,9 @@ class PeerSecurity:
         interceptors = token_interceptors(self.token) if self.token else None
         if self.tls is None:
             return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=self.tls.ca,
-            private_key=self.tls.key,
-            certificate_chain=self.tls.cert,
-        )
+        credentials, tls_options = self._tls_channel_settings(options)
         return grpc.aio.secure_channel(
-            address,
-            credentials,
-            options=[*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)],
-            interceptors=interceptors,
+            address, credentials, options=tls_options, interceptors=interceptors
         )
 
     def blocking_channel(self, address: str, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
@@ -153,16 +146,21 @@ class PeerSecurity:
         carry the token only when given `call_metadata()`."""
         if self.tls is None:
             return grpc.insecure_channel(address, options=options)
+        credentials, tls_options = self._tls_channel_settings(options)
+        return grpc.secure_channel(address, credentials, options=tls_options)
+
+    def _tls_channel_settings(
+        self, options: Sequence[tuple[str, Any]]
+    ) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
+        """This node's TLS credentials, and options that check the peer's certificate
+        against the name every node certificate carries."""
+        assert self.tls is not None
         credentials = grpc.ssl_channel_credentials(
             root_certificates=self.tls.ca,
             private_key=self.tls.key,
             certificate_chain=self.tls.cert,
         )
-        return grpc.secure_channel(
-            address,
-            credentials,
-            options=[*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)],
-        )
+        return credentials, [*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)]
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata a blocking call must carry (the token, when there is one)."""
