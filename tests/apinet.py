@@ -5,6 +5,7 @@ peer's API (open, or with the given token settings) and returns an HTTP client f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 from peernet import PeerNetwork
@@ -30,3 +31,32 @@ class ApiNetwork(PeerNetwork):
         for api in self.apis:
             await api.stop()
         await super().close()
+
+
+def operations(schema: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method.upper(), path): operation
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+async def call(
+    http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]
+) -> httpx.Response:
+    """One request to an operation, with a name for a path parameter and a small body where
+    one is expected (a refused request must not need a valid one)."""
+    url = path.replace("{name}", "kept.txt")
+    if path in {"/api/v1/files", "/upload_file"} and method == "POST":
+        files = {"file": ("intruder.txt", b"not welcome")}
+        return await http.post(url, files=files, headers=headers)
+    if path in {"/download_file", "/search_file"}:
+        return await http.post(url, json={"file_name": "kept.txt"}, headers=headers)
+    params = {"key": "kept.txt"} if path == "/api/v1/lookup" else {}
+    if path == "/api/v1/search":
+        params = {"q": "kept"}
+    return await http.request(method, url, params=params, headers=headers)
+
+
+def stored(peer: SharingPeer, name: str) -> bool:
+    return peer.store.manifest(name) is not None

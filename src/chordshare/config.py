@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -79,6 +80,17 @@ class NodeConfig(BaseSettings):
     api_token: str | None = Field(None, description="Token the REST API asks writers for.")
     api_token_file: Path | None = Field(None, description="A file holding the API token.")
     api_protect_reads: bool = Field(False, description="Reading endpoints need the token too.")
+    api_open: bool = Field(
+        False, description="No API token at all: anyone who reaches the API may change the node."
+    )
+    api_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More names the API answers to (a DNS name, a proxy in front of it).",
+    )
+    api_cors_origin: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host:port) of other pages that may call the API.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -126,6 +138,16 @@ class NodeConfig(BaseSettings):
             parse_address(value, any_port=True)
         return value
 
+    @field_validator("api_allowed_hosts", "api_cors_origin", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        # One comma-separated string (a flag or a variable) or a YAML list.
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            return [v.strip() for item in value for v in str(item).split(",") if v.strip()]
+        return value
+
     @field_validator("max_store", "scrub_rate", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
@@ -156,6 +178,11 @@ class NodeConfig(BaseSettings):
                 f"advertise {advertised} is a loopback address, but join {self.join} is on "
                 "another host, which could not reach this node back; advertise an address "
                 "of this host that the others reach"
+            )
+        if self.api_open and (self.api_token or self.api_token_file or self.api_protect_reads):
+            raise ValueError(
+                "api_open turns the API token off: give it or a token (api_token_file, "
+                "api_protect_reads), not both"
             )
         if self.id is not None and not 0 <= self.id < 2**self.bits:
             raise ValueError(f"id {self.id} is outside 0..{2**self.bits - 1} ({self.bits} bits)")

@@ -170,7 +170,10 @@ async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
         leaving = await a.post("/api/v1/node/leave")
         assert leaving.status_code == 202
         await wait_until(lambda: net.left == ["left"], 5, "the leave callback")
-        assert (await a.get("/shutdown")).status_code == 202  # the seed's alias
+        assert (await a.post("/shutdown")).status_code == 202  # the seed's alias
+        get_shutdown = await a.get("/shutdown")  # a GET never changes a node
+        assert get_shutdown.status_code == 405 and get_shutdown.headers["allow"] == "POST"
+        assert net.left == ["left", "left"]
         await wait_until(lambda: net.left == ["left", "left"], 5, "the second leave")
 
 

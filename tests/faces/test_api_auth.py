@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from apinet import ApiNetwork as Network
+from apinet import call, operations, stored
 from peernet import FAST
 from waiting import wait_until
 
@@ -34,7 +35,7 @@ WRITES = {
     ("DELETE", "/api/v1/files/{name}"),
     ("POST", "/api/v1/node/leave"),
     ("POST", "/upload_file"),
-    ("GET", "/shutdown"),
+    ("POST", "/shutdown"),
 }
 ALWAYS_OPEN = {("GET", "/healthz")}
 
@@ -48,35 +49,6 @@ def refused(response: httpx.Response) -> bool:
     assert body["error"]["code"] == "unauthenticated" and body["error"]["message"]
     assert response.headers["www-authenticate"].startswith("Bearer"), response.headers
     return True
-
-
-def operations(schema: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        (method.upper(), path): operation
-        for path, item in schema["paths"].items()
-        for method, operation in item.items()
-    }
-
-
-async def call(
-    http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]
-) -> httpx.Response:
-    """One request to an operation, with a name for a path parameter and a small body where
-    one is expected (a refused request must not need a valid one)."""
-    url = path.replace("{name}", "kept.txt")
-    if path in {"/api/v1/files", "/upload_file"} and method == "POST":
-        files = {"file": ("intruder.txt", b"not welcome")}
-        return await http.post(url, files=files, headers=headers)
-    if path in {"/download_file", "/search_file"}:
-        return await http.post(url, json={"file_name": "kept.txt"}, headers=headers)
-    params = {"key": "kept.txt"} if path == "/api/v1/lookup" else {}
-    if path == "/api/v1/search":
-        params = {"q": "kept"}
-    return await http.request(method, url, params=params, headers=headers)
-
-
-def stored(peer: SharingPeer, name: str) -> bool:
-    return peer.store.manifest(name) is not None
 
 
 async def test_writes_need_the_token_and_change_nothing_without_it(net: Network) -> None:
@@ -114,7 +86,7 @@ async def test_writes_need_the_token_and_change_nothing_without_it(net: Network)
         assert not stored(peer, "kept.txt")
         assert (await http.post("/api/v1/node/leave", headers=GOOD)).status_code == 202
         await wait_until(lambda: net.left == ["left"], 5, "the leave callback")
-        assert (await http.get("/shutdown", headers=GOOD)).status_code == 202
+        assert (await http.post("/shutdown", headers=GOOD)).status_code == 202
         await wait_until(lambda: net.left == ["left", "left"], 5, "the second leave")
 
 
@@ -186,7 +158,7 @@ async def test_an_upload_without_the_token_is_refused_before_its_body_is_read(
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(
-            b"POST /api/v1/files HTTP/1.1\r\nHost: node\r\n"
+            b"POST /api/v1/files HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 1073741824\r\n\r\n--b\r\n"
         )

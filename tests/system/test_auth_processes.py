@@ -101,7 +101,8 @@ def test_a_private_network_with_a_cluster_token_and_an_api_token(
         refused = api.delete("/api/v1/files/notes.txt")
         assert refused.status_code == 401
         assert api.get("/api/v1/files/notes.txt").content == source.read_bytes()
-        assert api.get("/shutdown").status_code == 401
+        assert api.post("/shutdown").status_code == 401
+        assert api.get("/shutdown").status_code == 405
         bearer = {"Authorization": f"Bearer {api_token}"}
         assert api.delete("/api/v1/files/notes.txt", headers=bearer).status_code == 204
     assert first.running()
@@ -112,7 +113,7 @@ def test_settings_a_node_cannot_use_are_one_line_errors(procs: Processes, tmp_pa
         (["--cluster-token", "short"], "at least 16"),
         (["--cluster-token-file", str(tmp_path / "absent")], "cluster token file"),
         (["--tls-cert", str(tmp_path / "c.pem")], "missing --tls-key"),
-        (["--api-protect-reads"], "needs an API token"),
+        (["--api-open", "--api-protect-reads"], "not both"),
     ]
     for flags, words in cases:
         result = chordshare("node", "--bind", "127.0.0.1:0", "--api", "off", *flags)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import logging
 import os
 import shutil
 import socket
@@ -27,55 +25,32 @@ from typing import Annotated, Any, TypeVar
 
 import uvicorn
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException
 
-from chordshare.chord.procedures import LookupFailed
-from chordshare.faces.api_auth import OPEN, ApiAuth, Guard, GuardFirst, Unauthenticated
+from chordshare.faces.api_auth import OPEN, ApiAuth, Guard, GuardFirst
+from chordshare.faces.api_doors import DoorCheck, Doors
+from chordshare.faces.api_errors import ApiError, install_error_handlers
 from chordshare.faces.files_cli import entries_json, listing_json, manifest_json, network_json
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
-from chordshare.sharing.download import DownloadError
-from chordshare.sharing.names import BadName, check_name
+from chordshare.sharing.names import check_name
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileError, Refusal
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.routes import RouteCache
-from chordshare.transport.address import normalize_address
+from chordshare.transport.address import normalize_address, parse_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, node_json
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
-STATUS_OF_REFUSAL = {
-    Refusal.NOT_FOUND: 404,
-    Refusal.ALREADY_EXISTS: 409,
-    Refusal.ABORTED: 409,
-    Refusal.FAILED_PRECONDITION: 409,
-    Refusal.INVALID_ARGUMENT: 400,
-    Refusal.RESOURCE_EXHAUSTED: 507,
-    Refusal.DATA_LOSS: 502,
-}
 COPY_PIECE = 1024 * 1024
 DASHBOARD = Path(__file__).with_name("dashboard")  # static files, no build step
-
-
-class ApiError(Exception):
-    """An error answered as `{"error": {"code", "message"}}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+# Headers a page of a listed origin may read from a download.
+EXPOSED_HEADERS = ["ETag", "X-Content-SHA256", "X-Chordshare-Sources", "Content-Disposition"]
 
 
 class SearchQuery(BaseModel):
@@ -93,13 +68,26 @@ def _copy_upload(source: Any, target: Path) -> int:
     return size
 
 
-def create_app(peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPEN) -> FastAPI:
-    """The API of one running peer; `leave` asks the process to leave the ring and exit."""
+def create_app(
+    peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPEN, doors: Doors | None = None
+) -> FastAPI:
+    """The API of one running peer; `leave` asks the process to leave the ring and exit.
+    `doors`: the names and page origins it answers (by default, its loopback names)."""
     app = FastAPI(
         title="chordshare node",
         version="1",
         summary="Peer-to-peer file sharing on a self-healing Chord ring.",
     )
+    doors = doors or Doors.for_node([])
+    if doors.origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(doors.origins),
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Range"],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    app.add_middleware(DoorCheck, doors=doors)  # outermost: before CORS, routing and bodies
     app.router.route_class = GuardFirst  # checks the token before reading a body
     guard = [] if auth.token is None else [Depends(Guard(auth))]
     writing = guard
@@ -127,64 +115,7 @@ def create_app(peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPE
         chord = node()
         return NodeClient(chord.me.address, chord.transport, 5.0)
 
-    # Errors.
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
-        return error_response(err.status, err.code, err.message)
-
-    @app.exception_handler(Unauthenticated)
-    async def _unauthenticated(request: Request, err: Unauthenticated) -> JSONResponse:
-        response = error_response(401, "unauthenticated", err.message)
-        response.headers["WWW-Authenticate"] = err.challenge
-        return response
-
-    @app.exception_handler(FileError)
-    async def _file_error(request: Request, err: FileError) -> JSONResponse:
-        status = STATUS_OF_REFUSAL.get(err.refusal, 500)
-        return error_response(status, err.refusal.name.lower(), err.message)
-
-    @app.exception_handler(BadName)
-    async def _bad_name(request: Request, err: BadName) -> JSONResponse:
-        return error_response(400, "bad_name", str(err))
-
-    @app.exception_handler(PeerError)
-    async def _peer_error(request: Request, err: PeerError) -> JSONResponse:
-        return error_response(502, "peer_unreachable", f"{err.address}: {err.reason}")
-
-    @app.exception_handler(LookupFailed)
-    async def _lookup_failed(request: Request, err: LookupFailed) -> JSONResponse:
-        return error_response(503, "ring_unavailable", f"no live node answers for it: {err}")
-
-    @app.exception_handler(DownloadError)
-    async def _download_error(request: Request, err: DownloadError) -> JSONResponse:
-        return error_response(502, "download_failed", str(err))
-
-    @app.exception_handler(ValueError)
-    async def _bad_value(request: Request, err: ValueError) -> JSONResponse:
-        return error_response(400, "invalid_request", str(err))
-
-    @app.exception_handler(OSError)
-    async def _local_failure(request: Request, err: OSError) -> JSONResponse:
-        # This node's own files (its download cache, an upload's spool), not the peers':
-        # their failures arrive as PeerError. The path is this node's business, not said.
-        message = f"this node could not do it: {err.strerror or err}"
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return error_response(507, "insufficient_storage", message)
-        return error_response(500, "local_error", message)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
-        return error_response(err.status_code, code, str(err.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in err.errors()
-        )
-        return error_response(400, "invalid_request", problems or "invalid request")
+    install_error_handlers(app)
 
     # The ring.
 
@@ -423,10 +354,10 @@ def create_app(peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPE
     async def seed_search(query: SearchQuery) -> dict[str, Any]:
         return await search(query.file_name)
 
-    @app.get(
+    @app.post(
         "/shutdown",
         status_code=202,
-        summary="Seed alias of POST /api/v1/node/leave",
+        summary="Seed alias of POST /api/v1/node/leave (POST only: a GET never changes a node)",
         dependencies=writing,
     )
     async def shutdown() -> dict[str, Any]:
@@ -468,8 +399,18 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+def bind_api(address: str) -> socket.socket:
+    """Listen on the API's address; OSError if another process already does (no
+    SO_REUSEPORT, so two nodes never split one port's connections between them)."""
+    host, port = parse_address(address, any_port=True)
+    host = host or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
 class ApiServer:
-    """Serves a peer's REST API on `address` (port 0: any free port) until stopped."""
+    """Serves a peer's REST API on `address` (port 0: any free port) until stopped; on a
+    socket already bound to it (`bind_api`) when given one."""
 
     def __init__(
         self,
@@ -477,14 +418,20 @@ class ApiServer:
         address: str,
         leave: Callable[[], None],
         auth: ApiAuth = OPEN,
+        doors: Doors | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        host, _, port = address.rpartition(":")
-        self.host = host.strip("[]") or "127.0.0.1"
-        self.port = int(port)
+        self.address = address
+        self.sock = sock
+        if doors is None:
+            host = parse_address(address, any_port=True)[0]
+            node = peer.server.settings
+            listening = [host, parse_address(node.bind, any_port=True)[0]]
+            if node.advertise:
+                listening.append(parse_address(node.advertise)[0])
+            doors = Doors.for_node(listening)
         config = uvicorn.Config(
-            create_app(peer, leave, auth),
-            host=self.host,
-            port=self.port,
+            create_app(peer, leave, auth, doors),
             log_level="warning",
             lifespan="off",
         )
@@ -494,15 +441,14 @@ class ApiServer:
     async def start(self) -> str:
         """Start serving; returns the base URL. OSError if the address cannot be bound
         (bound here, not by uvicorn, which would exit the whole process instead)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.create_server((self.host, self.port), family=family)
+        sock = self.sock or bind_api(self.address)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api")
         while not self.server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start
-                raise OSError(f"cannot serve the API on {self.host}:{self.port}")
+                raise OSError(f"cannot serve the API on {self.address}")
             await asyncio.sleep(0.01)
-        sockname = self.server.servers[0].sockets[0].getsockname()
+        sockname = sock.getsockname()
         host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
         return f"http://{host}:{sockname[1]}"
 

@@ -1,7 +1,9 @@
 """Who may call the REST API: one bearer token for the writing endpoints, and optionally for
 the reading ones too.
 
-`ApiAuth` is the setting (no token: the API is open, as in the loopback-only demo). `Guard`
+`ApiAuth` is the setting. A node makes a random token at its first start and keeps it in its
+data directory (`api_token_file_in`), so an API is never open unless its user says so
+(`--api-open`). `Guard`
 is the FastAPI dependency that protected operations carry: it declares the bearer scheme in
 the OpenAPI document and refuses a request without the right token. `GuardFirst` is the route
 class that runs the same check before FastAPI reads a request's body, so an upload without
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Request, Response, Security
@@ -72,7 +77,32 @@ class ApiAuth:
             )
 
 
-OPEN = ApiAuth()  # no token: every endpoint open (the default, for a loopback-only API)
+OPEN = ApiAuth()  # no token: every endpoint open (`--api-open`; tests of the API itself)
+
+TOKEN_FILE = "api-token"
+
+
+def api_token_file_in(data_dir: Path) -> Path:
+    return data_dir / TOKEN_FILE
+
+
+def load_or_make_token(data_dir: Path) -> str:
+    """The node's own API token: read from its data directory, or made there (readable by
+    the node's user only) at its first start."""
+    path = api_token_file_in(data_dir)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text().strip()
+        if not token:
+            raise ValueError(f"{path} is empty: remove it and a new token is made") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return token
 
 
 class Guard:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import re
-import signal
+import logging
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
@@ -31,17 +28,13 @@ from chordshare.faces.logs import setup_logging
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError
 from chordshare.node.server import NodeSettings, StartError
-from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
+from chordshare.sharing.peer import DataDirInUse, SharingSettings
 from chordshare.sharing.placement import DEFAULT_REPLICAS
-from chordshare.transport.address import is_loopback, parse_address
+from chordshare.transport.address import parse_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, NodeInfo, node_json
 from chordshare.transport.grpc import describe_rpc_error
 from chordshare.transport.security import PeerSecurity, SecurityError
-
-if TYPE_CHECKING:
-    from chordshare.config import NodeConfig
-    from chordshare.faces.api_auth import ApiAuth
 
 T = TypeVar("T")
 
@@ -223,6 +216,28 @@ def node(
             help="Ask for the API token on reading endpoints too (default: open).",
         ),
     ] = None,
+    api_open: Annotated[
+        bool | None,
+        typer.Option(
+            "--api-open",
+            help="No API token: anyone who reaches the API may upload, delete and stop the "
+            "node (default: a token made at first start, kept in the data directory).",
+        ),
+    ] = None,
+    api_allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another name the API answers to, e.g. a DNS name or a proxy in front of it "
+            "(repeatable; others get 403)."
+        ),
+    ] = None,
+    api_cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Origin (scheme://host:port) of another page that may call the API "
+            "(repeatable; others get 403 on changes and no CORS headers)."
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info (default), warning or error.")
     ] = None,
@@ -232,6 +247,7 @@ def node(
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
     from chordshare.config import ConfigError, load_config
+    from chordshare.faces.serve import api_settings, default_data_dir, open_doors, serve
 
     flags = {
         "bind": bind,
@@ -254,6 +270,9 @@ def node(
         "api_token": api_token,
         "api_token_file": api_token_file,
         "api_protect_reads": api_protect_reads,
+        "api_open": api_open,
+        "api_allowed_hosts": api_allowed_hosts or None,
+        "api_cors_origin": api_cors_origin or None,
         "log_level": log_level,
         "log_format": log_format,
     }
@@ -275,8 +294,8 @@ def node(
         security = PeerSecurity.load(
             conf.cluster_token, conf.cluster_token_file, conf.tls_cert, conf.tls_key, conf.tls_ca
         )
-        api_auth = api_auth_from(conf)
-    except SecurityError as err:
+        api = None if conf.api == "off" else api_settings(conf)
+    except (SecurityError, ValueError) as err:
         fail(str(err))
     settings = NodeSettings(
         security=security,
@@ -287,79 +306,19 @@ def node(
         bits=conf.bits,
         successors=conf.successors,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        run(_serve(settings, sharing, None if conf.api == "off" else conf.api, api_auth))
+    for warning in open_doors(conf):
+        logging.getLogger("chordshare").warning("%s", warning)
 
-
-def api_auth_from(conf: NodeConfig) -> ApiAuth:
-    """The REST API's token settings; SecurityError if they cannot be used."""
-    from chordshare.faces.api_auth import ApiAuth
-    from chordshare.transport.security import load_token
-
-    token = load_token(conf.api_token, conf.api_token_file, "API token")
-    if conf.api_protect_reads and token is None:
-        raise SecurityError("--api-protect-reads needs an API token (--api-token-file)")
-    if token is None and conf.api != "off" and not is_loopback(conf.api):
-        err_console.print(
-            f"warning: the REST API at {conf.api} has no token: anyone who reaches it can "
-            "upload, delete and stop this node (give --api-token-file)",
-            highlight=False,
-            markup=False,
-        )
-    try:
-        return ApiAuth(token=token, protect_reads=conf.api_protect_reads)
-    except ValueError as err:
-        raise SecurityError(f"API token: {err}") from None
-
-
-def default_data_dir(address: str) -> Path:
-    """~/.local/share/chordshare/HOST_PORT (XDG_DATA_HOME if set); a fresh directory when
-    the port is 0, since the real port is not known yet."""
-    root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    base = root / "chordshare"
-    if address.endswith(":0"):
-        base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="node-", dir=base))
-    return base / re.sub(r"[^A-Za-z0-9.-]+", "_", address).strip("_")
-
-
-async def _serve(
-    settings: NodeSettings, sharing: SharingSettings, api: str | None, api_auth: ApiAuth
-) -> None:
-    from chordshare.faces.api import ApiServer
+    def say(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False)
 
     try:
-        peer = SharingPeer(settings, sharing)
-        chord = await peer.start()
+        with contextlib.suppress(KeyboardInterrupt):
+            run(serve(settings, sharing, api, say))
     except (StartError, JoinError, DataDirInUse) as err:
         fail(str(err))
     except OSError as err:
         fail(f"--data-dir {sharing.data_dir}: {err}")
-    server = peer
-    stop = asyncio.Event()
-    web = None
-    if api is not None:
-        web = ApiServer(peer, api, stop.set, auth=api_auth)
-        try:
-            url = await web.start()
-        except OSError as err:
-            await peer.stop(graceful=True)
-            fail(f"--api {api}: cannot listen there: {err.strerror or err}")
-        err_console.print(f"api at {url} (OpenAPI at {url}/docs)", highlight=False, markup=False)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    err_console.print(
-        f"node {chord.me.id} serving at {chord.me.address}, data in {sharing.data_dir}"
-        + (f", joined through {settings.join}" if settings.join else ", new ring"),
-        highlight=False,
-        markup=False,
-    )
-    await stop.wait()
-    err_console.print(f"node {chord.me.id} leaving", highlight=False, markup=False)
-    if web is not None:
-        await web.stop()
-    await server.stop(graceful=True)
 
 
 @app.command()
@@ -485,13 +444,26 @@ def sim(
     out.print(table)
 
 
+ApiOption = Annotated[
+    str | None,
+    typer.Option(
+        help="URL of the node's REST API (it prints 'api at URL'; default: found for a node "
+        "running on this machine)."
+    ),
+]
+ApiTokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="CHORDSHARE_API_TOKEN_FILE",
+        help="A file holding the node's API token (default: the node's own, when this user "
+        "can read its data directory).",
+    ),
+]
+
+
 @app.command()
 def console(
-    node: NodeOption,
-    api: Annotated[
-        str | None,
-        typer.Option(help="URL of the node's REST API (it prints 'api at URL'), for `leave`."),
-    ] = None,
+    node: NodeOption, api: ApiOption = None, api_token_file: ApiTokenFileOption = None
 ) -> None:
     """An interactive console on one node: ring and files, with history and tab completion."""
     from chordshare.faces.console import run_console
@@ -501,7 +473,22 @@ def console(
         parse_address(node)
     except ValueError as err:
         fail(f"--node: {err}")
-    run_console(node, api, client_security())
+    run_console(node, api, client_security(), api_token_file)
+
+
+@app.command()
+def leave(
+    node: NodeOption, api: ApiOption = None, api_token_file: ApiTokenFileOption = None
+) -> None:
+    """Ask a node to leave the ring gracefully and exit (through its REST API)."""
+    from chordshare.faces.local_nodes import LeaveError, ask_to_leave
+
+    try:
+        parse_address(node)
+        ask_to_leave(node, api, api_token_file)
+    except (ValueError, LeaveError) as err:
+        fail(str(err))
+    out.print(f"{node} is leaving the ring", highlight=False, markup=False)
 
 
 @app.command()

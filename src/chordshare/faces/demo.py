@@ -5,6 +5,7 @@ is removed when the demo stops."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import tempfile
 import time
@@ -15,6 +16,9 @@ from rich.table import Table
 
 from chordshare.chord.invariants import convergence_problems
 from chordshare.faces.api import ApiServer
+from chordshare.faces.api_auth import ApiAuth, load_or_make_token
+from chordshare.faces.local_nodes import LocalNode, forget, record
+from chordshare.faces.serve import dashboard_url
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer, SharingSettings
@@ -116,6 +120,7 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
         stop = asyncio.Event()
         webs: list[ApiServer] = []
         urls: list[str] = []
+        records: list[Path] = []
         try:
             settled = await wait_converged(peers, deadline=30)
             console.print(ring_table(peers))
@@ -125,15 +130,24 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
             first = peers[0].server.node
             assert first is not None
             for peer in peers:
-                web = ApiServer(peer, "127.0.0.1:0", stop.set)
-                urls.append(await web.start())
+                # Each node has its own token, as a node started alone would.
+                auth = ApiAuth(load_or_make_token(peer.settings.data_dir))
+                web = ApiServer(peer, "127.0.0.1:0", stop.set, auth)
+                url = await web.start()
                 webs.append(web)
+                urls.append(dashboard_url(url, auth))
+                assert peer.server.node is not None
+                address = peer.server.node.me.address
+                records.append(record(LocalNode(address, url, peer.settings.data_dir, os.getpid())))
             at = f"--node {first.me.address}"
             console.print(f"Sample files in the network: {', '.join(names)}", highlight=False)
+            console.print("[bold]Dashboard[/] (the link carries its API token):", highlight=False)
+            console.print(urls[0], highlight=False, soft_wrap=True)
             console.print(
-                f"[bold]Dashboard:[/] {urls[0]}   (every node has one: {', '.join(urls[1:])}; "
-                f"REST API documented at {urls[0]}/docs)",
-                highlight=False,
+                f"Every node has one: {' '.join(urls[1:])}", highlight=False, soft_wrap=True
+            )
+            console.print(
+                f"REST API documented at {urls[0].partition('/#')[0]}/docs", highlight=False
             )
             console.print(
                 f"Try: chordshare ring {at}  |  chordshare ls --all {at}  |  "
@@ -147,6 +161,8 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         finally:
+            for path in records:
+                forget(path)
             for web in webs:
                 await web.stop()
             await stop_demo(peers)

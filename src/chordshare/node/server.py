@@ -1,12 +1,14 @@
 """Serving a node over gRPC: the Chord service, grpc.health.v1 and server reflection.
 
-`NodeServer.start` binds first, so a node given port 0 learns its real port before its
-address (and so its id) is fixed. Health reports SERVING only while the node is on a ring.
+`NodeServer.bind` listens first, so a node given port 0 learns its real port before its
+address (and so its id) is fixed, and a node whose port is taken stops before it touches
+anything else. Health reports SERVING only while the node is on a ring.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +38,18 @@ class StartError(Exception):
     """The node could not start as configured; the message says why."""
 
 
+def why_not_bindable(bind: str) -> str:
+    """Why gRPC could not listen on `bind` (it says only that it could not): the error of a
+    plain bind there, such as 'Address already in use'."""
+    host, port = parse_address(bind, any_port=True)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as err:
+        return err.strerror or str(err)
+    return "gRPC could not listen there"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     bind: str
@@ -62,20 +76,27 @@ class NodeServer:
         self.server: grpc.aio.Server | None = None
         self.node: ChordNode | None = None
         self.health = health.aio.HealthServicer()
+        self._space: IdSpace | None = None  # set by bind
+        self._port = 0
 
-    async def start(self) -> ChordNode:
-        """Bind, serve, then create or join the ring. Raises StartError or JoinError."""
+    def bind(self) -> int:
+        """Listen on the bind address (StartError if it cannot: in use, not local); the
+        port. `start` binds first when this was not called."""
+        if self.server is not None:
+            return self._port
         s = self.settings
         try:
-            space = IdSpace(s.bits)
-            bind_host, _ = parse_address(s.bind, any_port=True)
-            advertise_given = normalize_address(s.advertise) if s.advertise else None
-            join = normalize_address(s.join) if s.join else None
+            self._space = IdSpace(s.bits)
+            parse_address(s.bind, any_port=True)
+            if s.advertise:
+                normalize_address(s.advertise)
+            if s.join:
+                normalize_address(s.join)
             if s.node_id is not None:
-                space.check(s.node_id)
+                self._space.check(s.node_id)
         except ValueError as err:
             raise StartError(str(err)) from None
-        if advertise_given is None and is_wildcard(s.bind):
+        if s.advertise is None and is_wildcard(s.bind):
             raise StartError(
                 f"--bind {s.bind} listens on every interface; give --advertise HOST:PORT, "
                 "the address other nodes can reach this one at"
@@ -90,9 +111,19 @@ class NodeServer:
         except RuntimeError as err:
             raise StartError(f"cannot listen on {s.bind}: {err}") from None
         if port == 0:
-            raise StartError(f"cannot listen on {s.bind} (address in use or not local)")
-        if advertise_given is not None:
-            advertise = advertise_given
+            raise StartError(f"cannot listen on {s.bind}: {why_not_bindable(s.bind)}")
+        self.server, self._port = server, port
+        return port
+
+    async def start(self) -> ChordNode:
+        """Bind, serve, then create or join the ring. Raises StartError or JoinError."""
+        port = self.bind()
+        server, space, s = self.server, self._space, self.settings
+        assert server is not None and space is not None
+        bind_host, _ = parse_address(s.bind, any_port=True)
+        join = normalize_address(s.join) if s.join else None
+        if s.advertise:
+            advertise = normalize_address(s.advertise)
         else:
             advertise = normalize_address(
                 f"[{bind_host}]:{port}" if ":" in bind_host else f"{bind_host}:{port}"
@@ -118,7 +149,7 @@ class NodeServer:
         )
         await self._membership_changed(False)
         await server.start()
-        self.server, self.node = server, node
+        self.node = node
         try:
             if join is not None:
                 await node.join(join)

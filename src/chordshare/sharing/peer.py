@@ -77,8 +77,8 @@ class SharingPeer:
     def __init__(self, node_settings: NodeSettings, settings: SharingSettings) -> None:
         self.settings = settings
         self.shared = SharedDirectory(settings.share) if settings.share else None
-        self._lock_fd = lock_data_dir(settings.data_dir)
-        self.store = NodeStore(settings.data_dir, settings.max_store)
+        self._lock_fd = -1
+        self.store: NodeStore  # opened by start, once the node's port is its own
         self.server = NodeServer(node_settings, services=[self._add_files_service])
         self.server.extra_service_names.append(FILES_SERVICE_NAME)
         self.service: FileService | None = None
@@ -153,9 +153,15 @@ class SharingPeer:
         self._wake.set()
 
     async def start(self) -> ChordNode:
+        """Listen, open the data directory, then join (StartError, DataDirInUse,
+        JoinError). A node whose port is taken touches no data directory."""
+        self.server.bind()
         try:
+            self._lock_fd = lock_data_dir(self.settings.data_dir)
+            self.store = NodeStore(self.settings.data_dir, self.settings.max_store)
             node = await self.server.start()
         except BaseException:
+            await self.server.stop(graceful=False)
             self._release()
             raise
         self._task = asyncio.create_task(self._loop(node), name="sharing")
@@ -243,10 +249,13 @@ class SharingPeer:
             await self.service.close()
         if self.peers is not None:
             await self.peers.close()
-        self.store.close()
         self._release()
 
     def _release(self) -> None:
+        """Close the store and let go of the data directory, if start opened them."""
+        store = vars(self).pop("store", None)
+        if store is not None:
+            store.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

@@ -47,6 +47,9 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 20_000),
     # A connection without calls for ten minutes is closed; a peer's channel reconnects.
     ("grpc.max_connection_idle_ms", 600_000),
+    # gRPC's default SO_REUSEPORT lets a second node listen on a port a node already uses,
+    # and the kernel then splits the connections between two rings.
+    ("grpc.so_reuseport", 0),
 ]
 
 # The keyword arguments of grpc.aio.server besides its options.

@@ -1,7 +1,9 @@
 // The chordshare dashboard: the ring drawn live, a node's routing state, the files, upload,
 // search and download. Plain JavaScript against the node's REST API; no build step.
-// A node started with an API token answers 401 without it: the page then asks for the token,
-// keeps it in sessionStorage (this tab only, gone when it closes) and sends it on every call.
+// A node prints the page's address with its API token in the fragment (#token=...), which
+// browsers never send to a server: the page keeps the token in sessionStorage (this tab only,
+// gone when it closes), takes it out of the address bar and sends it on every call. Opened
+// without it, the page asks for the token when the node answers 401.
 "use strict";
 
 const R = 200;               // radius of the ring in SVG units
@@ -14,6 +16,12 @@ const state = { self: null, bits: 160, nodes: [], selected: null, scope: "networ
 const $ = (id) => document.getElementById(id);
 
 const storedToken = () => sessionStorage.getItem(TOKEN_KEY);
+function takeTokenFromAddress() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  history.replaceState(null, "", location.pathname + location.search);
+}
 function authHeaders(token) {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
@@ -256,6 +264,32 @@ async function download(name) {
   }
 }
 
+function removeButton(name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "remove";
+  button.textContent = "remove";
+  button.dataset.name = name;
+  button.addEventListener("click", () => remove(name));
+  return button;
+}
+
+async function remove(name) {
+  if (!confirm(`Remove ${name} from the whole network?`)) return;
+  const panel = $("transfer");
+  try {
+    await api(`/api/v1/files/${encodeURIComponent(name)}`, { method: "DELETE" });
+    panel.textContent = `removed ${name}`;
+  } catch (err) {
+    panel.replaceChildren();
+    const p = document.createElement("span");
+    p.className = "error";
+    p.textContent = `${name}: ${err.message}`;
+    panel.appendChild(p);
+  }
+  refreshFiles();
+}
+
 async function refreshFiles() {
   try {
     const query = state.scope === "network" ? "?scope=network"
@@ -273,6 +307,7 @@ async function refreshFiles() {
       }
       const td = document.createElement("td");
       td.appendChild(downloadLink(f.name));
+      if (!f.shared) td.appendChild(removeButton(f.name));
       tr.appendChild(td);
       return tr;
     });
@@ -387,6 +422,7 @@ async function refreshAll() {
 }
 
 async function start() {
+  takeTokenFromAddress();
   wire();
   showTokenState();
   await refreshAll();
