@@ -5,37 +5,21 @@ asks for it, then shows the ring and moves files with it."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from browser import BROWSER_TESTS, SCREENSHOT, dashboard
 from peernet import PeerNetwork
 
 from chordshare.faces.api import ApiServer
 from chordshare.faces.api_auth import OPEN, ApiAuth
 from chordshare.sharing.peer import SharingPeer
 
-CHROMIUM = os.environ.get("CHORDSHARE_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOT = os.environ.get("CHORDSHARE_SCREENSHOT")  # where to keep a picture of the page
-
-BROWSER = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-HAVE_CHROMIUM = BROWSER is not None
-# CI installs Chromium and sets this: there the test must run, never be skipped.
-REQUIRED = os.environ.get("CHORDSHARE_REQUIRE_BROWSER") == "1"
 TOKEN = "dashboard-token-42"
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not HAVE_CHROMIUM and not REQUIRED,
-        reason="Chromium is not installed (.ci/run installs Debian's chromium)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 
 async def serve(
@@ -65,38 +49,6 @@ async def network(tmp_path: Path) -> AsyncIterator[tuple[list[SharingPeer], str]
 async def guarded(tmp_path: Path) -> AsyncIterator[tuple[list[SharingPeer], str]]:
     async for served in serve(tmp_path, 2, ApiAuth(TOKEN, protect_reads=True)):
         yield served
-
-
-async def launch(play: Any) -> Any:
-    return await play.chromium.launch(
-        executable_path=BROWSER,
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-        ],
-    )
-
-
-@contextlib.asynccontextmanager
-async def dashboard(url: str) -> AsyncIterator[tuple[Any, list[str]]]:
-    """The page at url in a fresh headless Chromium, and the JavaScript errors it raises."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as play:
-        browser = await launch(play)
-        try:
-            context = await browser.new_context(accept_downloads=True)
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            await page.goto(url)
-            yield page, errors
-        finally:
-            await browser.close()
 
 
 async def test_dashboard_shows_the_ring_and_moves_files(
