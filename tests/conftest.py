@@ -31,15 +31,19 @@ from chordshare.ids import IdSpace
 @pytest.fixture(autouse=True, scope="session")
 def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Generator[None, None, None]:
     """Nodes started without --data-dir (CLI error cases, console runs) keep their data under
-    XDG_DATA_HOME: point it, for this process and every process it starts, at a temporary
-    directory instead of the user's ~/.local/share."""
-    before = os.environ.get("XDG_DATA_HOME")
-    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    XDG_DATA_HOME, and every node with an API says it runs in XDG_RUNTIME_DIR: point both,
+    for this process and every process it starts, at temporary directories instead of the
+    user's own."""
+    names = ("XDG_DATA_HOME", "XDG_RUNTIME_DIR")
+    before = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
     yield
-    if before is None:
-        del os.environ["XDG_DATA_HOME"]
-    else:
-        os.environ["XDG_DATA_HOME"] = before
+    for name, value in before.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 def address_of(ident: int) -> str:

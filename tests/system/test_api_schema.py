@@ -1,18 +1,21 @@
 """Schemathesis against a node's OpenAPI document: generated requests to every endpoint
 (but leaving the ring) never get a 5xx, and every error has the documented shape; also
-against an API with a token, with and without it."""
+against an API with a token, with and without it. Generated requests to every endpoint, the
+two that leave included, cannot stop a node that runs with its default token."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import schemathesis
-from helpers import Processes, api_url, cli_json, eventually, walk_ring
+from helpers import NodeProcess, Processes, api_url, cli_json, eventually, walk_ring
 from hypothesis import HealthCheck, given, settings
 from peernet import PeerNetwork
 
@@ -30,8 +33,15 @@ def _ring_of_two(*addresses: str) -> None:
         assert len(walk_ring(address)) == 2, f"ring from {address} not settled"
 
 
+@dataclass(frozen=True)
+class ServedSchema:
+    schema: Any
+    node: NodeProcess
+    url: str
+
+
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSchema]:
     workdir = tmp_path_factory.mktemp("schema")
     procs = Processes(workdir)
     try:
@@ -43,7 +53,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         sample.write_text("a file for the generated requests to find\n")
         cli_json("put", str(sample), "--node", first.address)
         url = eventually(lambda: api_url(first.log()), 10, interval=0.1)
-        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+        yield ServedSchema(schemathesis.openapi.from_url(f"{url}/openapi.json"), first, url)
     finally:
         procs.cleanup()
 
@@ -76,13 +86,15 @@ def guarded_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
         loop.close()
 
 
-def _fuzz(schema: Any, headers: dict[str, str] | None = None) -> int:
-    """Generated requests to every operation of `schema` but leaving the ring: never a 5xx,
-    and every error in the documented shape. Returns how many operations were checked."""
+def _fuzz(schema: Any, headers: dict[str, str] | None = None, leaving: bool = False) -> int:
+    """Generated requests to every operation of `schema` but leaving the ring (unless
+    `leaving`): never a 5xx, and every error in the documented shape. Returns how many
+    operations were checked."""
     # Each operation's requests come from its own hypothesis strategy (the pytest plugin of
     # schemathesis does not run under this pytest).
     checked = 0
-    for found in schema.exclude(path_regex="leave|shutdown").get_all_operations():
+    operations = schema if leaving else schema.exclude(path_regex="leave|shutdown")
+    for found in operations.get_all_operations():
         operation = found.ok()
 
         @given(case=operation.as_strategy())
@@ -105,8 +117,16 @@ def _fuzz(schema: Any, headers: dict[str, str] | None = None) -> int:
     return checked
 
 
-def test_generated_requests_never_get_a_server_error(api_schema: object) -> None:
-    assert _fuzz(api_schema) >= 15  # every documented operation but the two that leave
+def test_generated_requests_never_get_a_server_error(api_schema: ServedSchema) -> None:
+    assert _fuzz(api_schema.schema) >= 15  # every documented operation but the two that leave
+
+
+def test_generated_requests_cannot_stop_a_node_with_its_default_token(
+    api_schema: ServedSchema,
+) -> None:
+    assert _fuzz(api_schema.schema, leaving=True) >= 17  # the two that leave included
+    assert api_schema.node.running()
+    assert httpx.get(f"{api_schema.url}/healthz", timeout=10).status_code == 200
 
 
 def test_generated_requests_to_an_api_with_a_token_never_get_a_server_error(

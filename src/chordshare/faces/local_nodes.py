@@ -95,10 +95,13 @@ def find(address_or_url: str) -> LocalNode | None:
 
 
 def api_token_for(node: LocalNode | None, token_file: Path | None) -> str | None:
-    """The token a client sends: from `--api-token-file` when given, else the node's own
-    (None when neither can be read: the API then answers 401 with a hint)."""
+    """The token a client sends: `--api-token-file`'s, CHORDSHARE_API_TOKEN, or the node's
+    own (None when none can be read: the API then answers 401, and the client says why)."""
     if token_file is not None:
         return load_token(None, token_file, "API token")
+    given = os.environ.get("CHORDSHARE_API_TOKEN")
+    if given:
+        return given
     return node.token() if node is not None else None
 
 

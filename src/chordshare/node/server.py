@@ -38,16 +38,15 @@ class StartError(Exception):
     """The node could not start as configured; the message says why."""
 
 
-def why_not_bindable(bind: str) -> str:
-    """Why gRPC could not listen on `bind` (it says only that it could not): the error of a
-    plain bind there, such as 'Address already in use'."""
+def why_not_bindable(bind: str) -> str | None:
+    """Why nothing can listen on `bind` (such as 'Address already in use'), or None."""
     host, port = parse_address(bind, any_port=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        socket.create_server((host, port), family=family).close()
+        socket.create_server((host or "0.0.0.0", port), family=family).close()
     except OSError as err:
         return err.strerror or str(err)
-    return "gRPC could not listen there"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +100,11 @@ class NodeServer:
                 f"--bind {s.bind} listens on every interface; give --advertise HOST:PORT, "
                 "the address other nodes can reach this one at"
             )
+        if parse_address(s.bind, any_port=True)[1] != 0:
+            # gRPC would say so too, but in a log line of its own and without the reason.
+            taken = why_not_bindable(s.bind)
+            if taken is not None:
+                raise StartError(f"cannot listen on {s.bind}: {taken}")
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
             interceptors=[*s.security.server_interceptors(), MalformedRequests()],
@@ -108,10 +112,11 @@ class NodeServer:
         )
         try:
             port = s.security.add_port(server, s.bind)
-        except RuntimeError as err:
-            raise StartError(f"cannot listen on {s.bind}: {err}") from None
-        if port == 0:
-            raise StartError(f"cannot listen on {s.bind}: {why_not_bindable(s.bind)}")
+        except RuntimeError:
+            port = 0
+        if port == 0:  # taken since, or not an address of this host
+            why = why_not_bindable(s.bind) or "gRPC could not listen there"
+            raise StartError(f"cannot listen on {s.bind}: {why}")
         self.server, self._port = server, port
         return port
 

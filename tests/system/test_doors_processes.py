@@ -1,0 +1,127 @@
+"""A node's doors as separate processes see them: a second node on a port a node already
+uses stops at once with one line and writes nothing; a node makes its API token at first
+start, keeps it across restarts and prints the dashboard's URL with it; `chordshare leave`
+on the same machine finds that token; and a node whose doors are open says so."""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import HOST, Processes, api_url, eventually, free_port, run_cli, walk_ring
+
+pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
+
+DASHBOARD = re.compile(r"dashboard: (http://\S+)/#token=(\S+)")
+OPEN_PEER_PORT = "without a cluster token"
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    processes = Processes(tmp_path)
+    yield processes
+    processes.cleanup()
+
+
+def dashboard_of(log: str) -> tuple[str, str]:
+    found = DASHBOARD.search(log)
+    assert found, "no dashboard line yet"
+    return found[1], found[2]
+
+
+def test_a_second_node_on_a_taken_port_exits_with_one_line(
+    procs: Processes, tmp_path: Path
+) -> None:
+    peer_port, api_port = free_port(), free_port()
+    first = procs.start(bind=f"{HOST}:{peer_port}", extra=["--api", f"{HOST}:{api_port}"])
+    taken = {
+        "peer port": ["--bind", f"{HOST}:{peer_port}", "--api", "off"],
+        "API port": ["--bind", f"{HOST}:{free_port()}", "--api", f"{HOST}:{api_port}"],
+    }
+    for what, args in taken.items():
+        other = tmp_path / f"other-{what.replace(' ', '-')}"
+        second = run_cli("node", *args, "--data-dir", str(other), timeout=30)
+        assert second.code == 2, (what, second.stderr)
+        [line] = second.stderr_lines
+        taken_port = peer_port if what == "peer port" else api_port
+        assert line.startswith("error:") and f"{HOST}:{taken_port}" in line, line
+        assert "in use" in line, line
+        assert second.seconds < 5, (what, second.seconds)
+        assert not other.exists(), what
+    # The first node kept its ports and its ring.
+    assert first.running()
+    assert [n.address for n in walk_ring(first.address)] == [first.address]
+    url = eventually(lambda: api_url(first.log()), 10)
+    assert httpx.get(f"{url}/api/v1/node", timeout=10).json()["address"] == first.address
+
+
+def test_a_node_makes_its_token_and_a_local_leave_finds_it(
+    procs: Processes, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    peer_port = free_port()
+    args = ["--api", f"{HOST}:0", "--data-dir", str(data)]
+    node = procs.start(bind=f"{HOST}:{peer_port}", extra=args)
+    url, token = eventually(lambda: dashboard_of(node.log()), 10)
+    token_file = data / "api-token"
+    assert token_file.read_text().strip() == token and len(token) >= 32
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    with httpx.Client(base_url=url, timeout=10) as api:
+        assert api.post("/api/v1/node/leave").status_code == 401
+        assert api.get("/api/v1/node").status_code == 200  # reads stay open
+        bearer = {"Authorization": f"Bearer {token}"}
+        upload = api.post("/api/v1/files", files={"file": ("a.txt", b"a")}, headers=bearer)
+        assert upload.status_code == 201, upload.text
+    # Another user's token file (here: a wrong one) is refused with a hint, and changes nothing.
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-token-of-this-node\n")
+    refused = run_cli("leave", "--node", node.address, "--api-token-file", str(wrong))
+    assert refused.code == 2 and len(refused.stderr_lines) == 1, refused.stderr
+    assert "401" in refused.stderr and "--api-token-file" in refused.stderr
+    assert node.running()
+
+    left = run_cli("leave", "--node", node.address)
+    assert left.code == 0, left.stderr
+    assert node.popen.wait(20) == 0
+
+    # The same data directory keeps the same token.
+    again = procs.start(bind=f"{HOST}:{peer_port}", extra=args)
+    assert eventually(lambda: dashboard_of(again.log()), 10)[1] == token
+    assert OPEN_PEER_PORT not in again.log()
+    assert run_cli("leave", "--node", again.address).code == 0
+    assert again.popen.wait(20) == 0
+    # Nothing runs there any more: leave says what to do instead.
+    gone = run_cli("leave", "--node", again.address)
+    assert gone.code == 2 and "--api" in gone.stderr and len(gone.stderr_lines) == 1
+
+
+def test_an_open_api_and_an_open_peer_port_say_so(procs: Processes, tmp_path: Path) -> None:
+    port = free_port()
+    node = procs.start(
+        bind=f"0.0.0.0:{port}",
+        extra=["--advertise", f"{HOST}:{port}", "--api", f"{HOST}:0", "--api-open"],
+    )
+    url = eventually(lambda: api_url(node.log()), 10)
+    log = node.log()
+    assert f"dashboard: {url}/\n" in log  # no token to carry
+    assert log.count(OPEN_PEER_PORT) == 1 and "--cluster-token-file" in log
+    assert log.count("has no token (--api-open)") == 1
+    assert not (tmp_path / "data-0" / "api-token").exists()
+    upload = httpx.post(f"{url}/api/v1/files", files={"file": ("o.txt", b"o")}, timeout=10)
+    assert upload.status_code == 201, upload.text
+    # Open on purpose, and still answering only to its own names.
+    foreign = httpx.get(f"{url}/api/v1/node", headers={"Host": "attacker.example"}, timeout=10)
+    assert foreign.status_code == 403
+
+    token_file = tmp_path / "cluster.token"
+    token_file.write_text("a-cluster-token-long-enough\n")
+    port = free_port()
+    private = procs.start(
+        bind=f"0.0.0.0:{port}",
+        extra=["--advertise", f"{HOST}:{port}", "--cluster-token-file", str(token_file)],
+    )
+    assert OPEN_PEER_PORT not in private.log()
