@@ -17,7 +17,7 @@ from chordshare.sharing.chunking import (
     iter_chunks,
     read_for_put,
 )
-from chordshare.sharing.names import BadName, check_name, keywords
+from chordshare.sharing.names import BadName, check_new_name, check_stored_name, keywords
 from chordshare.storage.catalog import Manifest
 
 
@@ -29,19 +29,23 @@ from chordshare.storage.catalog import Manifest
         ("é" * 128, "at most 255 bytes"),  # 256 bytes in UTF-8
         ("dir/file", "'/'"),
         ("dir\\file", "'\\\\'"),
-        ("a..b", "'..'"),
+        (".", "cannot be '.'"),
+        ("..", "cannot be '..'"),
         ("nul\0byte", "NUL"),
         (" padded", "white space"),
     ],
 )
 def test_bad_names_are_refused_with_the_reason(name: str, why: str) -> None:
-    with pytest.raises(BadName, match=why):
-        check_name(name)
+    for rule in (check_new_name, check_stored_name):
+        with pytest.raises(BadName, match=why):
+            rule(name)
 
 
-@pytest.mark.parametrize("name", ["q3-report.pdf", "a" * 255, "notes v2.txt", "é.md", "x"])
+@pytest.mark.parametrize(
+    "name", ["q3-report.pdf", "a" * 255, "notes v2.txt", "é.md", "x", "v1..2.txt", "...", ".x"]
+)
 def test_good_names_pass(name: str) -> None:
-    assert check_name(name) == name
+    assert check_new_name(name) == check_stored_name(name) == name
 
 
 def test_keywords_split_names_into_words() -> None:
@@ -140,7 +144,8 @@ def test_chunk_size_follows_the_file_size() -> None:
 def test_a_name_that_is_not_valid_text_is_refused() -> None:
     import pytest
 
-    from chordshare.sharing.names import BadName, check_name
+    from chordshare.sharing.names import BadName, check_new_name, check_stored_name
 
-    with pytest.raises(BadName, match="valid Unicode"):
-        check_name("a\udc80b")
+    for rule in (check_new_name, check_stored_name):
+        with pytest.raises(BadName, match="valid Unicode"):
+            rule("a\udc80b")

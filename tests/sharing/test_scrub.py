@@ -111,7 +111,7 @@ async def test_a_chunk_no_holder_can_give_is_dropped_and_reported(
     # Dropped, as a put that meets a damaged chunk drops it: a put of the bytes sends it.
     assert not alone.store.has_chunk(damaged)
     assert alone.store.manifest("kept.bin") == manifest  # the file itself is kept
-    assert "chunk 2 of kept.bin is damaged or missing here and no other holder" in caplog.text
+    assert "chunk 2 of 'kept.bin' is damaged or missing here and no other holder" in caplog.text
 
     # The next pass finds it missing and tries again; nothing else breaks.
     again = await alone.scrubber.scrub_pass()

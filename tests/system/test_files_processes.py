@@ -229,7 +229,7 @@ def test_bad_input_is_one_line_and_loses_nothing(procs: Processes, tmp_path: Pat
     cli_json("put", str(tmp_path / "ok.txt"), "--node", node.address)
     cases = {
         ("put", str(tmp_path / "ok.txt"), "--name", "a/b"): "cannot contain '/'",
-        ("put", str(tmp_path / "ok.txt"), "--name", ".."): "cannot contain '..'",
+        ("put", str(tmp_path / "ok.txt"), "--name", ".."): "cannot be '..'",
         ("put", str(tmp_path / "ok.txt"), "--name", "x" * 256): "at most 255 bytes",
         ("put", str(tmp_path / "nope"), "--node", node.address): "no such file",
         ("put", str(tmp_path / "too-big.bin")): "quota",
@@ -310,6 +310,9 @@ def test_the_rest_api_of_a_node_process(procs: Processes, tmp_path: Path) -> Non
     bad = run_cli("node", "--bind", "127.0.0.1:0", "--api", "nowhere")
     assert bad.code == 2 and "api: malformed address" in bad.stderr, bad.stderr
     leave = urllib.request.Request(f"{url}/api/v1/node/leave", method="POST")
+    token = re.search(r"#token=(\S+)", node.log())  # the node made its own
+    assert token is not None
+    leave.add_header("Authorization", f"Bearer {token[1]}")
     with urllib.request.urlopen(leave, timeout=10) as answer:
         assert answer.status == 202
     assert node.popen.wait(15) == 0  # left the ring and exited

@@ -37,7 +37,7 @@ from chordshare.faces.api_errors import ApiError, install_error_handlers
 from chordshare.faces.files_cli import entries_json, listing_json, manifest_json, network_json
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient, NetworkFile
-from chordshare.sharing.names import check_name
+from chordshare.sharing.names import check_new_name
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.routes import RouteCache
@@ -202,7 +202,7 @@ def create_app(
         return await on_other_node(address, listing_of)
 
     async def store_upload(upload: UploadFile, name: str | None, replace: bool) -> JSONResponse:
-        chosen = check_name(name or upload.filename or "")
+        chosen = check_new_name(name or upload.filename or "")
         fd, tmp = tempfile.mkstemp(dir=uploads)
         os.close(fd)
         path = Path(tmp)

@@ -14,13 +14,10 @@ import asyncio
 import cmd
 import contextlib
 import glob
-import json
 import os
 import shlex
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,9 +35,10 @@ from chordshare.faces.files_cli import (
     network_json,
     transfer_bar,
 )
+from chordshare.faces.local_nodes import LeaveError, ask_to_leave
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.download import DownloadError
-from chordshare.sharing.names import BadName
+from chordshare.sharing.names import BadName, printable
 from chordshare.sharing.peers import FileError
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.ring import RemoteRing
@@ -95,12 +93,6 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def api_url(api: str) -> str:
-    """`127.0.0.1:8080` or `http://127.0.0.1:8080/` -> `http://127.0.0.1:8080`."""
-    url = api if "://" in api else f"http://{api}"
-    return url.rstrip("/")
-
-
 def local_paths(text: str) -> list[str]:
     """Completions of a local path (directories end with /, to go on typing)."""
     found = []
@@ -108,6 +100,12 @@ def local_paths(text: str) -> list[str]:
         shown = text + match[len(os.path.expanduser(text)) :] if text.startswith("~") else match
         found.append(shown + "/" if os.path.isdir(match) else shown)
     return found
+
+
+def completable(names: Iterable[str]) -> list[str]:
+    """The names tab completion may offer: readline shows them raw, so a name a terminal
+    would not show as itself is left out."""
+    return [name for name in names if printable(name) == name]
 
 
 class ChordConsole(cmd.Cmd):
@@ -118,10 +116,15 @@ class ChordConsole(cmd.Cmd):
     doc_header = "Commands (help CMD for one):"
 
     def __init__(
-        self, node: str, api: str | None = None, security: PeerSecurity | None = None
+        self,
+        node: str,
+        api: str | None = None,
+        security: PeerSecurity | None = None,
+        api_token_file: Path | None = None,
     ) -> None:
         super().__init__()
         self.node = node
+        self.api_token_file = api_token_file
         self.api = api
         self.security = security or PeerSecurity()
         self.loop = new_loop()
@@ -178,8 +181,9 @@ class ChordConsole(cmd.Cmd):
 
     @staticmethod
     def error(message: str) -> None:
-        # escape: messages quote addresses such as [fe80::1]:7000, which are not markup
-        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        # escape: messages quote addresses such as [fe80::1]:7000, which are not markup;
+        # printable: a peer's message may quote a file name raw
+        err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False)
 
     @staticmethod
     def args(line: str, least: int, most: int, usage: str) -> list[str]:
@@ -330,7 +334,7 @@ class ChordConsole(cmd.Cmd):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             network = await files.list_network(await client.ring())
-            self._names = (time.monotonic(), [f.manifest.name for f in network])
+            self._names = (time.monotonic(), completable(f.manifest.name for f in network))
             title = f"{len(network)} file(s) in the network"
             out.print(files_table(title, network_json(network)["files"], HOLDERS_COLUMN))
 
@@ -358,7 +362,8 @@ class ChordConsole(cmd.Cmd):
             m = outcome.manifest
             verb = "already stored" if outcome.unchanged else "stored"
             out.print(
-                f"{verb} {escape(m.name)} ({human(m.size)}, sha256 {m.sha256.hex()[:16]}…)",
+                f"{verb} {escape(printable(m.name))} ({human(m.size)}, "
+                f"sha256 {m.sha256.hex()[:16]}…)",
                 highlight=False,
             )
 
@@ -386,8 +391,9 @@ class ChordConsole(cmd.Cmd):
                 if count
             )
             out.print(
-                f"got {escape(found.manifest.name)} ({human(report.size)}) into "
-                f"{escape(str(report.path))}; served by {escape(served or 'local copy')}",
+                f"got {escape(printable(found.manifest.name))} ({human(report.size)}) into "
+                f"{escape(printable(str(report.path)))}; served by "
+                f"{escape(printable(served or 'local copy'))}",
                 highlight=False,
             )
 
@@ -413,7 +419,7 @@ class ChordConsole(cmd.Cmd):
         async def go(client: NodeClient, files: FileClient) -> None:
             await files.remove(name)
             self._names = (0.0, [])
-            out.print(f"removed {escape(name)}", highlight=False)
+            out.print(f"removed {escape(printable(name))}", highlight=False)
 
         self._command(go)
 
@@ -421,34 +427,13 @@ class ChordConsole(cmd.Cmd):
 
     def do_leave(self, line: str) -> None:
         """leave: ask the node to leave the ring gracefully and exit, through its REST API
-        (POST /api/v1/node/leave at the --api URL: gRPC has no leave call for clients)."""
+        (gRPC has no leave call for clients): the --api URL, or the API of the node running
+        on this machine, with --api-token-file or the node's own token."""
         self.args(line, 0, 0, "leave")
-        if self.api is None:
-            self.error(
-                "leave needs the node's REST API: start the console with --api URL (the node "
-                "prints 'api at URL'), or send the node SIGTERM"
-            )
-            return
-        url = api_url(self.api) + "/api/v1/node/leave"
-
-        def post() -> Any:
-            request = urllib.request.Request(url, data=b"", method="POST")
-            api_token = os.environ.get("CHORDSHARE_API_TOKEN")
-            if api_token:  # the node's own variable: an API with a token asks it of `leave`
-                request.add_header("Authorization", f"Bearer {api_token}")
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return json.loads(answer.read() or b"{}")
-
+        leaving = asyncio.to_thread(ask_to_leave, self.node, self.api, self.api_token_file)
         try:
-            self._run(asyncio.to_thread(post))
-        except urllib.error.HTTPError as err:
-            self.error(f"{url}: HTTP {err.code} {err.reason}")
-            return
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = getattr(err, "reason", err)
-            self.error(f"{url}: {reason}")
-            return
-        except ConsoleError as err:
+            self._run(leaving)
+        except (LeaveError, ConsoleError) as err:
             self.error(str(err))
             return
         out.print(f"node {escape(self.node)} is leaving the ring", highlight=False)
@@ -488,7 +473,7 @@ class ChordConsole(cmd.Cmd):
         async def go() -> list[str]:
             client, files = await self._connected()
             network = await files.list_network(await client.ring())
-            return [f.manifest.name for f in network]
+            return completable(f.manifest.name for f in network)
 
         try:
             names = self._run(asyncio.wait_for(go(), COMPLETION_DEADLINE))
@@ -553,12 +538,17 @@ def _load_history(path: Path) -> Any:
     return readline
 
 
-def run_console(node: str, api: str | None = None, security: PeerSecurity | None = None) -> None:
+def run_console(
+    node: str,
+    api: str | None = None,
+    security: PeerSecurity | None = None,
+    api_token_file: Path | None = None,
+) -> None:
     """Run the console until quit, exit or Ctrl-D; save the history if the file is writable."""
     node = normalize_address(node)
     path = history_path()
     readline = _load_history(path)
-    console = ChordConsole(node, api, security)
+    console = ChordConsole(node, api, security, api_token_file)
     out.print(
         f"chordshare console on {escape(node)}: help lists the commands, quit leaves",
         highlight=False,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,6 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from chordshare.faces.cli import (
     JsonOption,
@@ -35,7 +37,7 @@ from chordshare.faces.cli import (
 )
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
-from chordshare.sharing.names import BadName
+from chordshare.sharing.names import BadName, printable
 from chordshare.sharing.peers import FileError, FileListing, IndexEntry, Refusal
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.ring import RemoteRing
@@ -85,6 +87,12 @@ def entries_json(entries: Iterable[IndexEntry]) -> list[dict[str, Any]]:
     return [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
 
 
+def network_text(text: str) -> Text:
+    """Text from the network as a terminal may show it: control characters escaped, and
+    never read as Rich markup (a file may be called `[bold]x`)."""
+    return Text(printable(text))
+
+
 def files_table(
     title: str,
     files: Iterable[dict[str, Any]],
@@ -92,7 +100,7 @@ def files_table(
 ) -> Table:
     """Files (as the JSON of ls, ls --all or search) as a table: name, size, a short hash,
     and `extra`, a column header with how to fill it, when given."""
-    table = Table(title=title)
+    table = Table(title=Text(printable(title), style="table.title"))
     table.add_column("name")
     table.add_column("size", justify="right")
     table.add_column("sha256")
@@ -100,7 +108,8 @@ def files_table(
         table.add_column(extra[0])
     for f in files:
         row = [f["name"], human(f["size"]), f["sha256"][:16] + "…"]
-        table.add_row(*row, *([extra[1](f)] if extra is not None else []))
+        row += [extra[1](f)] if extra is not None else []
+        table.add_row(*(network_text(cell) for cell in row))
     return table
 
 
@@ -113,7 +122,7 @@ def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextMan
     if not shown or not err_console.is_terminal:
         return nullcontext(), lambda n: None
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]{task.description}"),  # markup: the description is escaped
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -121,7 +130,7 @@ def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextMan
         console=err_console,
         transient=True,
     )
-    task = progress.add_task(what, total=total)
+    task = progress.add_task(escape(printable(what)), total=total)
     return progress, lambda n: progress.advance(task, n)
 
 
@@ -132,12 +141,10 @@ async def with_files(address: str, use: Callable[[FileClient, NodeClient], Await
             files = FileClient(RemoteRing(client), peers, DEFAULT_REPLICAS)
             try:
                 return await use(files, client)
-            except FileError as err:
-                fail(err.message)
-            except BadName as err:
-                fail(str(err))
-            except DownloadError as err:
-                fail(str(err))
+            except FileError as err:  # a peer's message: it may quote a name raw
+                fail(printable(err.message))
+            except (BadName, DownloadError) as err:
+                fail(printable(str(err)))
             except OSError as err:  # local: no such file to put, a disk full, not allowed
                 fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
         finally:
@@ -175,8 +182,10 @@ def put(
         return
     verb = "already stored" if result["unchanged"] else "stored"
     out.print(
-        f"{verb} {result['name']} ({human(result['size'])}, sha256 {result['sha256'][:16]}…)",
+        f"{verb} {printable(result['name'])} ({human(result['size'])}, "
+        f"sha256 {result['sha256'][:16]}…)",
         highlight=False,
+        markup=False,
     )
 
 
@@ -216,8 +225,10 @@ def get(
         f"{s['address']} ({human(s['bytes'])})" for s in result["sources"] if s["bytes"]
     )
     out.print(
-        f"got {result['name']} ({human(result['size'])}) into {result['path']}; served by {served}",
+        f"got {printable(result['name'])} ({human(result['size'])}) into "
+        f"{printable(result['path'])}; served by {printable(served)}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -280,7 +291,7 @@ def rm(
         await files.remove(name)
 
     run(with_files(node, go))
-    out.print(f"removed {name}", highlight=False)
+    out.print(f"removed {printable(name)}", highlight=False, markup=False)
 
 
 __all__ = ["Refusal"]

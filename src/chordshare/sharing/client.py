@@ -19,7 +19,7 @@ from pathlib import Path
 from chordshare.chord.messages import NodeRef
 from chordshare.sharing.chunking import LocalFile, ManifestHasher, build_manifest, read_for_put
 from chordshare.sharing.download import ChunkFetcher, DownloadReport, ThreadFetcher, download
-from chordshare.sharing.names import check_name, keywords
+from chordshare.sharing.names import check_new_name, check_stored_name, keywords
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
     SMALL_PUT,
@@ -193,7 +193,7 @@ class FileClient:
         chunk_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> PutOutcome:
-        name = check_name(name if name is not None else path.name)
+        name = check_new_name(name if name is not None else path.name)
         key = file_key(self.ring.space, name)
         guess = self.routes.guess(key)
         # The file is looked at (a small one read and hashed) while the owner is looked up,
@@ -324,7 +324,7 @@ class FileClient:
                 if with_bytes is not None and with_bytes.manifest.sha256 == digest:
                     return with_bytes
             raise FileError(Refusal.NOT_FOUND, f"no file in the network has {target}")
-        check_name(target)
+        check_stored_name(target)  # names stored before the new-name rule too
         found = await self._find_name(target)
         if found is None:
             raise FileError(Refusal.NOT_FOUND, f"no file named {target!r} in the network")
@@ -445,7 +445,7 @@ class FileClient:
         return list(entries.values())
 
     async def remove(self, name: str) -> None:
-        check_name(name)
+        check_stored_name(name)
         owner = await self._lookup(file_key(self.ring.space, name))
         if not await self.peers.delete(owner.address, name):
             raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from chordshare.sharing.names import check_name
+from chordshare.sharing.names import check_stored_name
 from chordshare.sharing.peers import (
     FileListing,
     FileVersion,
@@ -137,6 +137,7 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
         replica=header.replica,
         owner_only=header.owner_only,
         manifest_last=header.manifest_last,
+        legacy_name=header.legacy_name,
     )
 
 
@@ -149,6 +150,7 @@ def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
         replica=msg.replica,
         owner_only=msg.owner_only,
         manifest_last=msg.manifest_last,
+        legacy_name=msg.legacy_name,
     )
 
 
@@ -209,6 +211,12 @@ def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int]]:
 # Finding.
 
 
+def find_request_from_pb(msg: pb.FindFileRequest) -> tuple[str, int, bool]:
+    """A lookup: any name a node may hold, those stored before the new-name rule too."""
+    check_stored_name(msg.name)
+    return msg.name, msg.inline_up_to, msg.owner_only
+
+
 def found_file_to_pb(found: FoundFile | None) -> pb.FindFileReply:
     if found is None:
         return pb.FindFileReply(found=False)
@@ -224,6 +232,7 @@ def found_file_from_pb(msg: pb.FindFileReply) -> FoundFile | None:
     if not msg.found:
         return None
     _required(msg, "manifest", "a found file")
+    check_stored_name(msg.manifest.name)  # a get saves the file under it
     for holder in msg.holders:
         if not holder:
             raise ValueError("an empty holder address")
@@ -241,7 +250,11 @@ def found_file_from_pb(msg: pb.FindFileReply) -> FoundFile | None:
 
 def file_version_to_pb(version: FileVersion) -> pb.FileVersion:
     return pb.FileVersion(
-        name=version.name, version=version.version, sha256=version.sha256, deleted=version.deleted
+        name=version.name,
+        version=version.version,
+        sha256=version.sha256,
+        deleted=version.deleted,
+        legacy_name=version.legacy_name,
     )
 
 
@@ -251,7 +264,9 @@ def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
     # A tombstone has no content, so its hash may be empty.
     if not (msg.deleted and not msg.sha256):
         check_digest(msg.sha256, f"the sha256 of version {msg.version} of {msg.name!r}")
-    return FileVersion(msg.name, msg.version, bytes(msg.sha256), deleted=msg.deleted)
+    return FileVersion(
+        msg.name, msg.version, bytes(msg.sha256), deleted=msg.deleted, legacy_name=msg.legacy_name
+    )
 
 
 def offer_to_pb(versions: Sequence[FileVersion]) -> pb.OfferRequest:
@@ -328,7 +343,7 @@ def publish_locators_from_pb(msg: pb.PublishLocatorsRequest) -> tuple[list[Locat
 
 
 def delete_from_pb(msg: pb.DeleteRequest) -> tuple[str, float, bool]:
-    check_name(msg.name)
+    check_stored_name(msg.name)  # names stored before the new-name rule can be removed too
     return msg.name, _finite(msg.version, f"the version of {msg.name!r}"), msg.replica
 
 

@@ -1,35 +1,132 @@
-"""What a file name may be, and the keys it is found under."""
+"""What a file name may be, and the keys it is found under.
+
+Two rules. A new name (a client's put, a face's upload) must be text a terminal shows as it
+is: no control characters, no bidirectional controls, no line or paragraph separators,
+which could make a listing or a log line lie about what it shows. A stored name (a lookup,
+a removal, a tombstone) only has to be something a node can hold: names stored before
+control characters were checked stay readable and removable. A peer's copy must pass the
+new-name rule unless the peer marks its name `legacy_name`, as every holder does for the
+names it holds that the new rule refuses (it can only hold them because they were stored
+before the rule).
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Unicode's Bidi_Control characters: they reorder the text that follows them on screen.
+_BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_SEPARATORS = {0x2028: "line separator", 0x2029: "paragraph separator"}
 
 
 class BadName(ValueError):
-    """A file name that cannot be stored; the message says why."""
+    """A file name that cannot be stored; the message says why, with the name escaped."""
+
+    def __init__(self, problem: str, name: str | None = None) -> None:
+        super().__init__(problem if name is None else f"{problem}: {name!r}")
+        self.problem = problem
 
 
-def check_name(name: str) -> str:
-    """Return name if it can be stored, else raise BadName naming the problem."""
+def _unsafe(char: str) -> str | None:
+    """What a character the new-name rule refuses is, or None if it is allowed."""
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return "control character"
+    if code in _BIDI_CONTROLS:
+        return "bidirectional control"
+    return _SEPARATORS.get(code)
+
+
+def _check(name: str, new: bool) -> str:
     if not name:
         raise BadName("a file name cannot be empty")
     try:
         encoded = name.encode()
     except UnicodeEncodeError:  # lone surrogates: not text any peer could store
-        raise BadName(f"a file name must be valid Unicode text: {name!r}") from None
+        raise BadName("a file name must be valid Unicode text", name) from None
     if len(encoded) > MAX_NAME_BYTES:
         raise BadName(f"a file name is at most {MAX_NAME_BYTES} bytes, got {len(encoded)}")
     for bad, what in (("/", "'/'"), ("\\", "'\\'"), ("\0", "NUL")):
         if bad in name:
-            raise BadName(f"a file name cannot contain {what}: {name!r}")
-    if ".." in name:
-        raise BadName(f"a file name cannot contain '..': {name!r}")
+            raise BadName(f"a file name cannot contain {what}", name)
+    if new:
+        for char in name:
+            what = _unsafe(char)
+            if what is not None:
+                raise BadName(f"a file name cannot contain {what} U+{ord(char):04X}", name)
+    if name in (".", ".."):  # the directory itself and its parent, wherever it is saved
+        raise BadName(f"a file name cannot be {name!r}")
     if name.strip() != name:
-        raise BadName(f"a file name cannot start or end with white space: {name!r}")
+        raise BadName("a file name cannot start or end with white space", name)
     return name
+
+
+def check_new_name(name: str) -> str:
+    """Return name if a new file may be stored under it, else raise BadName."""
+    return _check(name, new=True)
+
+
+def check_stored_name(name: str) -> str:
+    """Return name if a stored file may have it (to look it up or remove it), else raise
+    BadName. Control characters pass: older nodes stored such names."""
+    return _check(name, new=False)
+
+
+def is_legacy_name(name: str) -> bool:
+    """Whether the new-name rule refuses name: a holder sends it marked legacy_name."""
+    try:
+        check_new_name(name)
+    except BadName:
+        return True
+    return False
+
+
+def check_sent_name(name: str, replica: bool, legacy: bool) -> str:
+    """The name a put carries: a client's (replica False) must pass the new-name rule and
+    cannot be marked legacy; a peer's copy must pass it too unless marked legacy, and is
+    refused with a warning otherwise (a peer is not expected to send such a name)."""
+    if legacy and not replica:
+        raise BadName(
+            "only a copy from another holder may mark its name as stored before names were "
+            "checked for control characters"
+        )
+    if legacy:
+        return check_stored_name(name)
+    try:
+        return check_new_name(name)
+    except BadName as err:
+        if replica:
+            log.warning("refused a peer's copy of %r: %s", name, err.problem)
+        raise
+
+
+def accepts_from_peer(name: str, legacy: bool) -> bool:
+    """Whether a name a peer offers may be taken (check_sent_name of a replica)."""
+    try:
+        check_sent_name(name, replica=True, legacy=legacy)
+    except BadName:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """text with every character a terminal would not show as itself escaped (\\xNN,
+    \\uNNNN, \\UNNNNNNNN), for printing names that came from the network."""
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def keywords(name: str) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chordshare.sharing.names import is_legacy_name
 from chordshare.storage.catalog import Manifest
 
 
@@ -51,6 +52,9 @@ class PutHeader:
     # The manifest's hashes come after the chunks (the `trailer`): the manifest here is a
     # promise of the name, size, chunk size and version, without hashes.
     manifest_last: bool = False
+    # A replica's name was stored before names were checked for control characters
+    # (`sharing.names`): the receiver takes it although the new-name rule refuses it.
+    legacy_name: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,13 @@ class FileVersion:
     version: float
     sha256: bytes
     deleted: bool = False
+    legacy_name: bool = False  # as in PutHeader
+
+    @classmethod
+    def held(cls, name: str, version: float, sha256: bytes, deleted: bool = False) -> FileVersion:
+        """A version of a name held here, as offered to a peer: marked legacy_name when
+        the new-name rule refuses the name (only a name stored before it can be held)."""
+        return cls(name, version, sha256, deleted, legacy_name=is_legacy_name(name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace, between_right
-from chordshare.sharing.names import keywords
+from chordshare.sharing.names import is_legacy_name, keywords
 from chordshare.sharing.peers import (
     FileError,
     FilePeers,
@@ -188,7 +188,7 @@ class Replicator:
             try:
                 owner, holders = await placement.holders_of(key)
             except Exception as err:  # a lookup that fails now is retried next round
-                log.debug("repair: no owner for %s: %s", version.name, err)
+                log.debug("repair: no owner for %r: %s", version.name, err)
                 continue
             if owner.address == self.state.me.address:
                 continue
@@ -244,8 +244,9 @@ class Replicator:
         """Offer versions to a peer and push what it wants. Returns the names it now holds
         in our version (or a newer one)."""
         answer = await self.peers.offer(address, versions)
+        offered = {v.name for v in versions}
         for theirs in answer.newer:
-            if theirs.deleted:  # removed while we were away: remove our copy too
+            if theirs.deleted and theirs.name in offered:  # removed while we were away
                 await self.service.delete(theirs.name, theirs.version, replica=True)
         wanted = set(answer.wanted)
         held = {v.name for v in versions if v.name not in wanted}
@@ -256,7 +257,7 @@ class Replicator:
             try:
                 await self.push(address, manifest)
             except FileError as err:
-                log.info("repair: %s refused %s: %s", address, name, err.message)
+                log.info("repair: %s refused %r: %s", address, name, err.message)
                 continue
             held.add(name)
             report.pushed += 1
@@ -304,7 +305,9 @@ class Replicator:
             if at_hand is not None
             else self._stored_chunks(manifest, missing)
         )
-        return await self.peers.put_file(address, PutHeader(manifest, replica=True), chunks)
+        legacy = is_legacy_name(manifest.name)  # held, so stored before the new-name rule
+        header = PutHeader(manifest, replica=True, legacy_name=legacy)
+        return await self.peers.put_file(address, header, chunks)
 
     async def _stored_chunks(
         self, manifest: Manifest, indexes: set[int]
@@ -335,7 +338,7 @@ class Replicator:
             try:
                 outcome = await self.push(address, manifest, at_hand)
             except (PeerError, FileError) as err:
-                log.info("copy of %s to %s failed: %s", name, address, err)
+                log.info("copy of %r to %s failed: %s", name, address, err)
                 return False
             theirs = outcome.manifest
             if (theirs.sha256, theirs.created) != (manifest.sha256, manifest.created):
@@ -434,7 +437,7 @@ class Replicator:
             try:
                 _, holders = await placement.holders_of(index_key(self.space, record.key))
             except Exception as err:  # no owner now: the next round publishes it
-                log.debug("index: no owner for %s: %s", record.key, err)
+                log.debug("index: no owner for %r: %s", record.key, err)
                 continue
             for address in holders:
                 grouped[address].append(record)

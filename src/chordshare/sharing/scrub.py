@@ -171,14 +171,14 @@ class Scrubber:
         try:
             holders = list(await self.holders(manifest))
         except Exception as err:
-            log.warning("scrub: could not find the holders of %s: %s", manifest.name, err)
+            log.warning("scrub: could not find the holders of %r: %s", manifest.name, err)
             return False
         for holder in holders:
             try:
                 data = await self._fetch_one(holder, manifest, index)
             except Exception as err:
                 log.info(
-                    "scrub: %s could not give chunk %d of %s: %s", holder, index, manifest.name, err
+                    "scrub: %s could not give chunk %d of %r: %s", holder, index, manifest.name, err
                 )
                 continue
             if data is None:
@@ -187,13 +187,13 @@ class Scrubber:
                 await self._in_thread(self.store.chunks.put, data, digest, rewrite=True)
             except ChunkError as err:
                 log.warning(
-                    "scrub: %s sent a bad chunk %d of %s: %s", holder, index, manifest.name, err
+                    "scrub: %s sent a bad chunk %d of %r: %s", holder, index, manifest.name, err
                 )
                 continue
-            log.info("scrub: chunk %d of %s healed from %s", index, manifest.name, holder)
+            log.info("scrub: chunk %d of %r healed from %s", index, manifest.name, holder)
             return True
         log.error(
-            "scrub: chunk %d of %s is damaged or missing here and no other holder (%s) "
+            "scrub: chunk %d of %r is damaged or missing here and no other holder (%s) "
             "could give it",
             index,
             manifest.name,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from chordshare.allocator import HeapTrimmer
-from chordshare.sharing.names import BadName, check_name
+from chordshare.sharing.names import BadName, accepts_from_peer, check_sent_name
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
     SMALL_PUT,
@@ -187,11 +187,12 @@ class _Pipeline:
         await asyncio.gather(*self.work, return_exceptions=True)
 
 
-def _refuse_bad_manifest(manifest: Manifest, promised: bool = False) -> None:
+def _refuse_bad_manifest(header: PutHeader, promised: bool = False) -> None:
     """A put's manifest, or (promised) the one a put that sends its hashes last starts
     with: its name, size and chunk size only."""
+    manifest = header.manifest
     try:
-        check_name(manifest.name)
+        check_sent_name(manifest.name, header.replica, header.legacy_name)
         if not promised:
             manifest.check()
     except (BadName, ValueError) as err:
@@ -212,7 +213,6 @@ def _refuse_bad_promise(header: PutHeader, trailer: Callable[[], Manifest] | Non
             Refusal.INVALID_ARGUMENT,
             "only a client's put streamed with PutFile may send its manifest last",
         )
-    _refuse_bad_manifest(header.manifest, promised=True)
 
 
 def _check_trailer(
@@ -398,8 +398,7 @@ class FileService:
         manifest = header.manifest
         if header.manifest_last:
             _refuse_bad_promise(header, trailer)
-        else:
-            _refuse_bad_manifest(manifest)
+        _refuse_bad_manifest(header, promised=header.manifest_last)
         name = manifest.name
         if header.owner_only:
             self._refuse_unless_owner(name)
@@ -476,7 +475,7 @@ class FileService:
         successor's copy."""
         name = final.name
         self.confirmed[name] = {self.address}
-        log.info("stored %s (%d bytes) version %.6f", name, final.size, final.created)
+        log.info("stored %r (%d bytes) version %.6f", name, final.size, final.created)
         await self._changed(name)
         if not replica:
             await self._replicated(name)
@@ -609,7 +608,7 @@ class FileService:
         finally:
             self.store.release(reservation)
         self.confirmed.setdefault(name, {self.address})
-        log.info("stored %s (%d bytes) version %.6f", name, final.size, final.created)
+        log.info("stored %r (%d bytes) version %.6f", name, final.size, final.created)
         await self._changed(name)
         if copying is not None and await copying == 0:
             raise FileError(Refusal.UNAVAILABLE, self._unconfirmed(name))
@@ -825,7 +824,7 @@ class FileService:
         try:
             return b"".join(self.store.read_chunk(digest) for digest in manifest.chunks)
         except (ChunkError, OSError) as err:  # the download fetches and verifies instead
-            log.warning("could not read %s whole: %s", manifest.name, err)
+            log.warning("could not read %r whole: %s", manifest.name, err)
             return None
 
     async def list_files(self) -> FileListing:
@@ -838,9 +837,9 @@ class FileService:
 
     def versions(self) -> list[FileVersion]:
         """Every name held here, as offered to other holders (tombstones included)."""
-        live = [FileVersion(m.name, m.created, m.sha256) for m in self.store.manifests()]
+        live = [FileVersion.held(m.name, m.created, m.sha256) for m in self.store.manifests()]
         gone = [
-            FileVersion(name, version, b"", deleted=True)
+            FileVersion.held(name, version, b"", deleted=True)
             for name, version in self.store.catalog.tombstones()
         ]
         return live + gone
@@ -848,14 +847,14 @@ class FileService:
     def version_of(self, name: str) -> FileVersion | None:
         manifest = self.store.manifest(name)
         if manifest is not None:
-            return FileVersion(name, manifest.created, manifest.sha256)
+            return FileVersion.held(name, manifest.created, manifest.sha256)
         tombstone = self.store.catalog.tombstone(name)
-        return None if tombstone is None else FileVersion(name, tombstone, b"", deleted=True)
+        return None if tombstone is None else FileVersion.held(name, tombstone, b"", deleted=True)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         wanted: list[str] = []
         held_newer: list[FileVersion] = []
-        for offered in versions:
+        for offered in (v for v in versions if accepts_from_peer(v.name, v.legacy_name)):
             mine = self.version_of(offered.name)
             if mine is not None and not newer(
                 offered.version, offered.sha256, mine.version, mine.sha256
@@ -881,11 +880,11 @@ class FileService:
         await asyncio.to_thread(self.store.remove, name, version)
         self.confirmed.pop(name, None)
         if existing is not None:
-            log.info("removed %s at version %.6f", name, version)
+            log.info("removed %r at version %.6f", name, version)
         if not replica and self.tell_holders is not None:
             # The other holders learn of a removal before it is confirmed, so that a get
             # right after it cannot be served an old copy by one of them.
-            await self.tell_holders(FileVersion(name, version, b"", deleted=True))
+            await self.tell_holders(FileVersion.held(name, version, b"", deleted=True))
         await self._changed(name)
         return existing is not None
 

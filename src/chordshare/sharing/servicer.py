@@ -284,10 +284,10 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def FindFile(
         self, request: pb.FindFileRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindFileReply:
-        found = await _answer(
-            context,
-            self.service.find_file(request.name, request.inline_up_to, request.owner_only),
+        name, inline_up_to, owner_only = await _decode(
+            context, lambda: codec.find_request_from_pb(request)
         )
+        found = await _answer(context, self.service.find_file(name, inline_up_to, owner_only))
         return codec.found_file_to_pb(found)
 
     async def Offer(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.sharing.chunking import build_manifest, chunk_size_for
-from chordshare.sharing.names import BadName, check_name
+from chordshare.sharing.names import BadName, check_new_name
 from chordshare.storage.catalog import Manifest
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class SharedDirectory:
         found: dict[str, SharedFile] = {}
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             try:
-                check_name(entry.name)
+                check_new_name(entry.name)
                 if not entry.is_file(follow_symlinks=True) or entry.name.endswith(".part"):
                     continue
                 stat = entry.stat()
@@ -62,7 +62,7 @@ class SharedDirectory:
                 chunk = self.chunk_size or chunk_size_for(stat.st_size)
                 manifest = build_manifest(path, entry.name, chunk, stat.st_mtime)
             except OSError as err:
-                log.warning("cannot share %s: %s", path, err)
+                log.warning("cannot share %r: %s", str(path), err)
                 continue
             found[entry.name] = SharedFile(path, manifest, stat.st_size, stat.st_mtime_ns)
         with self._lock:

@@ -1,0 +1,170 @@
+"""The two name rules: a new name is text a terminal shows as it is; a stored name only has
+to be something a node can hold. Names only the stored rule accepts travel between holders
+marked legacy_name, and `printable` shows any name without its control characters."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from chordshare.sharing import codec
+from chordshare.sharing.names import (
+    MAX_NAME_BYTES,
+    BadName,
+    accepts_from_peer,
+    check_new_name,
+    check_sent_name,
+    check_stored_name,
+    is_legacy_name,
+    printable,
+)
+from chordshare.sharing.peers import FileVersion, PutHeader
+from chordshare.storage.catalog import Manifest
+
+# What the new-name rule refuses, written out from Unicode: C0 controls, DEL, C1 controls,
+# the Bidi_Control characters, and the line and paragraph separators.
+BIDI_CONTROLS = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+REFUSED = [*range(0x20), 0x7F, *range(0x80, 0xA0), *BIDI_CONTROLS, 0x2028, 0x2029]
+
+# One of each kind, with what the refusal calls it.
+CLASSES = [
+    ("\x1b", "control character U+001B"),
+    ("\n", "control character U+000A"),
+    ("\t", "control character U+0009"),
+    ("\x7f", "control character U+007F"),
+    ("\x85", "control character U+0085"),
+    ("\u202e", "bidirectional control U+202E"),
+    ("\u2066", "bidirectional control U+2066"),
+    ("\u061c", "bidirectional control U+061C"),
+    ("\u2028", "line separator U+2028"),
+    ("\u2029", "paragraph separator U+2029"),
+]
+
+refused_chars = st.sampled_from(REFUSED).map(chr)
+# Printable characters (letters, marks, numbers, punctuation, symbols, the space) but the
+# two path separators.
+printable_chars = st.one_of(
+    st.characters(categories=["L", "M", "N", "P", "S"], exclude_characters="/\\"), st.just(" ")
+)
+
+
+@pytest.mark.parametrize(("char", "what"), CLASSES, ids=[hex(ord(c)) for c, _ in CLASSES])
+def test_a_new_name_with_a_refused_character_is_refused_showing_it_escaped(
+    char: str, what: str
+) -> None:
+    name = f"esc{char}name.txt"
+    with pytest.raises(BadName) as refused:
+        check_new_name(name)
+    message = str(refused.value)
+    assert message == f"a file name cannot contain {what}: {name!r}"
+    assert char not in message
+    # A node that holds the name already can still look it up and remove it.
+    assert check_stored_name(name) == name
+    assert is_legacy_name(name)
+
+
+def test_dots_inside_a_name_pass_but_dot_and_dot_dot_are_refused() -> None:
+    for name in ("v1..2.txt", "..hidden", "x..", "..."):
+        assert check_new_name(name) == check_stored_name(name) == name
+    for name in (".", ".."):
+        for rule in (check_new_name, check_stored_name):
+            with pytest.raises(BadName, match=f"cannot be {name!r}"):
+                rule(name)
+
+
+@given(before=st.text(max_size=20), char=refused_chars, after=st.text(max_size=20))
+def test_any_text_with_a_refused_character_is_refused(before: str, char: str, after: str) -> None:
+    with pytest.raises(BadName):
+        check_new_name(before + char + after)
+
+
+@given(st.text(printable_chars, min_size=1, max_size=80))
+@example("v1..2.txt")
+@example("[bold]x")
+def test_any_printable_name_without_separators_is_accepted(name: str) -> None:
+    if name.strip() != name or name in (".", "..") or len(name.encode()) > MAX_NAME_BYTES:
+        return
+    assert check_new_name(name) == name
+    assert not is_legacy_name(name)
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=40))
+@example("esc\x1bname")
+@example("a/b")
+def test_the_stored_rule_accepts_whatever_the_new_rule_accepts(name: str) -> None:
+    try:
+        check_new_name(name)
+    except BadName:
+        assert is_legacy_name(name)
+        return
+    assert check_stored_name(name) == name
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=40))
+@example("\x1b[31mred\u202eevil\n\x85\u2028\U000e0001\udc80")
+def test_printable_output_is_all_printable(text: str) -> None:
+    shown = printable(text)
+    assert shown.isprintable()
+    assert not any(chr(code) in shown for code in REFUSED)
+    shown.encode()  # lone surrogates escaped too
+
+
+@given(st.text(printable_chars | st.sampled_from("/\\"), max_size=40))
+def test_printable_leaves_printable_text_alone(text: str) -> None:
+    assert printable(text) == text
+
+
+def test_printable_escapes_as_python_does() -> None:
+    assert printable("a\x1bb") == "a\\x1bb"
+    assert printable("\u202eevil") == "\\u202eevil"
+    assert printable("\U000e0001tag") == "\\U000e0001tag"
+    assert printable("back\\slash") == "back\\slash"
+
+
+def test_a_client_cannot_mark_its_name_as_stored_before_the_rule() -> None:
+    with pytest.raises(BadName, match="only a copy from another holder"):
+        check_sent_name("fine.txt", replica=False, legacy=True)
+    with pytest.raises(BadName, match="U\\+001B"):
+        check_sent_name("esc\x1b", replica=False, legacy=False)
+
+
+def test_a_peer_copy_of_a_refused_name_is_refused_with_a_warning_unless_marked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = "forged\nWARNING line"
+    with caplog.at_level(logging.WARNING, logger="chordshare.sharing.names"):
+        with pytest.raises(BadName):
+            check_sent_name(name, replica=True, legacy=False)
+        assert not accepts_from_peer(name, legacy=False)
+    assert len(caplog.records) == 2
+    for record in caplog.records:
+        assert record.levelno == logging.WARNING
+        assert "\n" not in record.getMessage()
+        assert repr(name) in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="chordshare.sharing.names"):
+        assert check_sent_name(name, replica=True, legacy=True) == name
+        assert accepts_from_peer(name, legacy=True)
+        # Marked or not, a name no node could hold is refused.
+        assert not accepts_from_peer("a/b", legacy=True)
+    assert caplog.records == []
+
+
+def test_a_held_version_is_marked_when_only_the_stored_rule_accepts_its_name() -> None:
+    assert FileVersion.held("esc\x1b", 1.0, bytes(32)).legacy_name
+    assert FileVersion.held("\u202egone", 1.0, b"", deleted=True).legacy_name
+    assert not FileVersion.held("plain.txt", 1.0, bytes(32)).legacy_name
+
+
+@given(legacy=st.booleans(), deleted=st.booleans(), replica=st.booleans())
+def test_the_mark_travels_in_put_headers_and_offered_versions(
+    legacy: bool, deleted: bool, replica: bool
+) -> None:
+    manifest = Manifest("esc\x1b", 0, bytes(32), 1, (), 5.0)
+    header = PutHeader(manifest, replica=replica, legacy_name=legacy)
+    assert codec.put_header_from_pb(codec.put_header_to_pb(header)) == header
+    version = FileVersion("esc\x1b", 5.0, b"" if deleted else bytes(32), deleted, legacy)
+    assert codec.offer_from_pb(codec.offer_to_pb([version])) == [version]
