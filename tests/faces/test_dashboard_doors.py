@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from browser import BROWSER_TESTS, browser_page
-from peernet import PeerNetwork
+from peernet import PeerNetwork, store_directly
 from waiting import wait_until
 
 from chordshare.faces.api import ApiServer
@@ -157,6 +157,8 @@ async def test_the_printed_dashboard_url_uploads_downloads_and_removes(
 
     html_name = "<img src=x onerror=window.pwned=1>.txt"
     await node.put(html_name, b"just text")
+    # Stored before names were checked: its bidi override would show it as "invoicecod.exe".
+    store_directly(node.peer, "invoice\u202eexe.doc", b"old")
     data = hashlib.shake_256(b"printed url").digest(40_000)
     (tmp_path / "holiday.jpg").write_bytes(data)
     url = dashboard_url(node.url, ApiAuth(node.token))
@@ -176,6 +178,8 @@ async def test_the_printed_dashboard_url_uploads_downloads_and_removes(
         assert await row.locator("td").first.text_content() == html_name
         assert await page.locator("#files img").count() == 0
         assert await page.evaluate("window.pwned") is None
+        old = page.locator("#files tr").filter(has_text="invoice")
+        await expect(old.locator("td").first).to_have_text("invoice\\u202eexe.doc")
 
         await page.set_input_files("#file-input", str(tmp_path / "holiday.jpg"))
         await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)

@@ -15,6 +15,16 @@ const state = { self: null, bits: 160, nodes: [], selected: null, scope: "networ
 
 const $ = (id) => document.getElementById(id);
 
+// A name from the network as text a person can trust: a control, bidirectional or other
+// invisible character (which could reorder or hide the rest) shown as \uXXXX, as the CLI does.
+const INVISIBLE = /(?! )[\p{C}\p{Z}]/gu;
+const shown = (name) => name.replace(INVISIBLE, (c) => {
+  const code = c.codePointAt(0);
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}`
+    : code <= 0xffff ? `\\u${code.toString(16).padStart(4, "0")}`
+    : `\\U${code.toString(16).padStart(8, "0")}`;
+});
+
 const storedToken = () => sessionStorage.getItem(TOKEN_KEY);
 function takeTokenFromAddress() {
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -222,7 +232,7 @@ function downloadLink(name) {
 
 async function download(name) {
   const panel = $("transfer");
-  panel.textContent = `getting ${name}…`;
+  panel.textContent = `getting ${shown(name)}…`;
   try {
     const response = await api(`/api/v1/files/${encodeURIComponent(name)}`);
     const blob = await response.blob();
@@ -231,7 +241,7 @@ async function download(name) {
     const total = sources.reduce((sum, [, b]) => sum + b, 0) || 1;
     panel.replaceChildren();
     const title = document.createElement("div");
-    title.textContent = `got ${name} (${human(blob.size)}, sha256 ${response.headers.get("X-Content-SHA256").slice(0, 16)}…)` +
+    title.textContent = `got ${shown(name)} (${human(blob.size)}, sha256 ${response.headers.get("X-Content-SHA256").slice(0, 16)}…)` +
       (sources.length ? ", chunks served by:" : " from this node's cache");
     panel.appendChild(title);
     if (sources.length) {
@@ -259,7 +269,7 @@ async function download(name) {
     panel.innerHTML = "";
     const p = document.createElement("span");
     p.className = "error";
-    p.textContent = `${name}: ${err.message}`;
+    p.textContent = `${shown(name)}: ${err.message}`;
     panel.appendChild(p);
   }
 }
@@ -275,16 +285,16 @@ function removeButton(name) {
 }
 
 async function remove(name) {
-  if (!confirm(`Remove ${name} from the whole network?`)) return;
+  if (!confirm(`Remove ${shown(name)} from the whole network?`)) return;
   const panel = $("transfer");
   try {
     await api(`/api/v1/files/${encodeURIComponent(name)}`, { method: "DELETE" });
-    panel.textContent = `removed ${name}`;
+    panel.textContent = `removed ${shown(name)}`;
   } catch (err) {
     panel.replaceChildren();
     const p = document.createElement("span");
     p.className = "error";
-    p.textContent = `${name}: ${err.message}`;
+    p.textContent = `${shown(name)}: ${err.message}`;
     panel.appendChild(p);
   }
   refreshFiles();
@@ -300,7 +310,7 @@ async function refreshFiles() {
       const tr = document.createElement("tr");
       tr.dataset.name = f.name;
       const holders = f.holders ? `${f.holders.length}` : f.shared ? "shared here" : "stored here";
-      for (const text of [f.name, human(f.size), holders]) {
+      for (const text of [shown(f.name), human(f.size), holders]) {
         const td = document.createElement("td");
         td.textContent = text;
         tr.appendChild(td);
@@ -367,7 +377,7 @@ async function search(text) {
       const div = document.createElement("div");
       div.className = "result";
       div.dataset.name = f.name;
-      div.textContent = `${f.name} (${human(f.size)}) `;
+      div.textContent = `${shown(f.name)} (${human(f.size)}) `;
       div.appendChild(downloadLink(f.name));
       out.appendChild(div);
     }
