@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs  # -rs: every skipped test says why
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's, driven by Playwright) for the dashboard's tests: Playwright's
-own browser downloads are not used. CI installs Chromium and sets CHORDSHARE_REQUIRE_BROWSER,
-so there these tests run, never skipped."""
+own browser downloads are not used. CI installs Chromium and sets CHORDSHARE_REQUIRE_ALL, so
+there these tests run, never skipped."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from required import REQUIRED
 
 CHROMIUM = os.environ.get("CHORDSHARE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = os.environ.get("CHORDSHARE_SCREENSHOT")  # where to keep a picture of the page
 
 BROWSER = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 HAVE_CHROMIUM = BROWSER is not None
-REQUIRED = os.environ.get("CHORDSHARE_REQUIRE_BROWSER") == "1"
 BROWSER_TESTS = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from required import unavailable
 
 from chordshare.storage import direct
 from chordshare.storage.direct import ALIGN, DirectFile
@@ -65,7 +66,7 @@ def test_aligned_pieces_go_around_the_page_cache(
     tmp_path: Path, opened: tuple[Path, DirectFile], pwrites: list[int]
 ) -> None:
     if not takes_o_direct(tmp_path):
-        pytest.skip("this file system refuses O_DIRECT")
+        unavailable("this file system refuses O_DIRECT")
     path, file = opened
     assert file.direct
     pieces = [os.urandom(PIECE) for _ in range(4)]
@@ -119,7 +120,7 @@ def test_a_refused_direct_write_lands_through_the_page_cache(
     tmp_path: Path, opened: tuple[Path, DirectFile], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not takes_o_direct(tmp_path):
-        pytest.skip("this file system refuses O_DIRECT")
+        unavailable("this file system refuses O_DIRECT")
     path, file = opened
     direct_fd = file.direct_fd
     real = os.pwrite
@@ -143,7 +144,7 @@ def test_a_direct_read_sees_what_the_page_cache_holds(
     # A resumed download reads back chunks an earlier try wrote through the page cache,
     # maybe not yet on disk: the kernel writes them back before reading around the cache.
     if not takes_o_direct(tmp_path):
-        pytest.skip("this file system refuses O_DIRECT")
+        unavailable("this file system refuses O_DIRECT")
     _, file = opened
     data = os.urandom(PIECE)
     os.pwrite(file.fd, data, PIECE)  # cached, not flushed

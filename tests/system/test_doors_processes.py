@@ -125,3 +125,23 @@ def test_an_open_api_and_an_open_peer_port_say_so(procs: Processes, tmp_path: Pa
         extra=["--advertise", f"{HOST}:{port}", "--cluster-token-file", str(token_file)],
     )
     assert OPEN_PEER_PORT not in private.log()
+
+
+def test_a_node_that_cannot_join_leaves_no_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home"))
+    nobody = f"{HOST}:{free_port()}"
+    given = tmp_path / "given"
+    for where in (["--data-dir", str(given)], []):  # a chosen directory, and the default
+        failed = run_cli("node", "--bind", f"{HOST}:0", "--join", nobody, "--api", "off", *where)
+        assert failed.code == 2 and len(failed.stderr_lines) == 1, failed.stderr
+        assert "cannot reach" in failed.stderr
+    assert not given.exists()
+    assert not list((tmp_path / "home").rglob("*"))
+    # A directory that was there before stays, with what it held.
+    given.mkdir()
+    (given / "notes.txt").write_text("mine")
+    failed = run_cli("node", "--bind", f"{HOST}:0", "--join", nobody, "--data-dir", str(given))
+    assert failed.code == 2
+    assert (given / "notes.txt").read_text() == "mine"

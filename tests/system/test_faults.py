@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from helpers import parallel
 from netns import PYTHON, Host, NetnsUnavailable, Network, unavailable_reason, wait_for
+from required import unavailable
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(300)]
 
@@ -173,13 +174,13 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3].split(",")))
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     reason = unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        unavailable(reason)
     network = Network(tmp_path_factory.mktemp("faults"))
     try:
         try:
             network.create(NODES + 1)  # the last host is the client's: no node there
         except NetnsUnavailable as err:
-            pytest.skip(str(err))
+            unavailable(str(err))
         # The first node, then the other five at once (each joins through the first).
         network.start_all(network.hosts[:NODES], ready=120.0, replicas=3, api="off")
         yield network

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import CLI, Processes, api_url, cli_json, eventually, run_cli, walk_ring
+from required import unavailable
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
 
@@ -261,14 +262,14 @@ def test_bad_input_is_one_line_and_loses_nothing(procs: Processes, tmp_path: Pat
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB file system of its own (tmpfs), mounted for this test and unmounted after."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
+        unavailable("mounting a small file system needs root")
     mount = tmp_path / "small-disk"
     mount.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        unavailable(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mount
     finally:

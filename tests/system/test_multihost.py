@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import parallel
 from netns import Host, Network, unavailable_reason, wait_for
+from required import unavailable
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(180)]
 
@@ -31,7 +32,7 @@ FILE_SIZE = 300 * 1024  # more than one chunk, small enough to be quick
 def net(tmp_path: Path) -> Iterator[Network]:
     reason = unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        unavailable(reason)
     network = Network(tmp_path)
     try:
         network.create(4)

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import os
 import re
+import secrets
 import signal
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,13 +81,12 @@ def open_doors(conf: NodeConfig) -> list[str]:
 
 
 def default_data_dir(address: str) -> Path:
-    """~/.local/share/chordshare/HOST_PORT (XDG_DATA_HOME if set); a fresh directory when
-    the port is 0, since the real port is not known yet."""
+    """~/.local/share/chordshare/HOST_PORT (XDG_DATA_HOME if set); a new name when the
+    port is 0, since the real port is not known yet. Created by the node once it listens."""
     root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     base = root / "chordshare"
     if address.endswith(":0"):
-        base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="node-", dir=base))
+        return base / f"node-{secrets.token_hex(6)}"
     return base / re.sub(r"[^A-Za-z0-9.-]+", "_", address).strip("_")
 
 

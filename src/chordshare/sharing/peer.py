@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,16 @@ def lock_data_dir(data_dir: Path) -> int:
         os.close(fd)
         raise DataDirInUse(f"--data-dir {data_dir} is in use by another running node") from None
     return fd
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of path and its parents that does not exist yet, if any."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 class SharingPeer:
@@ -154,15 +165,20 @@ class SharingPeer:
 
     async def start(self) -> ChordNode:
         """Listen, open the data directory, then join (StartError, DataDirInUse,
-        JoinError). A node whose port is taken touches no data directory."""
+        JoinError). A node whose port is taken touches no data directory, and one that
+        cannot join removes the one it created."""
         self.server.bind()
+        data_dir = self.settings.data_dir
+        created = _first_missing(data_dir)  # what a failed start must remove again
         try:
-            self._lock_fd = lock_data_dir(self.settings.data_dir)
-            self.store = NodeStore(self.settings.data_dir, self.settings.max_store)
+            self._lock_fd = lock_data_dir(data_dir)
+            self.store = NodeStore(data_dir, self.settings.max_store)
             node = await self.server.start()
         except BaseException:
             await self.server.stop(graceful=False)
             self._release()
+            if created is not None:  # a node that never started leaves nothing behind
+                shutil.rmtree(created, ignore_errors=True)
             raise
         self._task = asyncio.create_task(self._loop(node), name="sharing")
         if self.scrubber is not None:
