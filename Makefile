@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench soak clean
+.PHONY: demo test install lint proto bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q -rs  # -rs: every skipped test says why
+
+# Puts `chordshare` on PATH for this user: pipx (an environment of its own) when it is
+# installed, else pip's user site.
+install:
+	@if command -v pipx >/dev/null; then pipx install --force .; \
+	else $(PYTHON) -m pip install --user . && \
+	echo "chordshare is in $$($(PYTHON) -m site --user-base)/bin: put that on PATH"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

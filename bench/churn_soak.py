@@ -96,7 +96,7 @@ SAMPLES_KEPT = 20
 LOST_DETAILED = 5
 STORED = re.compile(r"^(\S+ \S+) INFO .*: stored (\S+) \(")
 PAPER = {
-    "source": "Chord (Stoica et al.), lookups during stabilization, as cited in issue 7",
+    "source": "Chord (Stoica et al.), lookups during stabilization",
     "failed_lookups_per_10000": 15,
     "membership_changes_per_repair_period": 12,
 }

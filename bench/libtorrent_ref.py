@@ -1,6 +1,6 @@
 """BitTorrent on the same machine, in the same run: libtorrent moving one file on loopback.
 
-The issue compares chordshare's get with libtorrent 2.1 ("tuned") moving a 256 MiB file
+chordshare's get is compared with libtorrent 2.1 ("tuned") moving a 256 MiB file
 from one seeder on loopback, verified and flushed. A number measured on another day says
 little on a VM whose disk and CPU move by tens of percent from one minute to the next, so
 this measures libtorrent here, beside chordshare, the way `references.py` measures raw TCP.
