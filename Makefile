@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint proto bench soak clean
+.PHONY: demo test test-system install lint proto bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -q -rs  # -rs: every skipped test says why
+	$(BIN)/pytest -q -rs -m "not system"  # -rs: every skipped test says why
+
+# The tests that take minutes: the wheel installed into a fresh venv, the container image
+# built and run as a ring of three.
+test-system: $(STAMP)
+	$(BIN)/pytest -q -rs -m system
 
 # Puts `chordshare` on PATH for this user: pipx (an environment of its own) when it is
 # installed, else pip's user site.

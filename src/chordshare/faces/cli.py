@@ -60,6 +60,14 @@ def client_security() -> PeerSecurity:
     return _client_security
 
 
+def show_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        out.print(f"chordshare {version('chordshare')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def security_options(
     cluster_token: Annotated[
@@ -85,6 +93,12 @@ def security_options(
         Path | None,
         typer.Option(envvar="CHORDSHARE_TLS_CA", help="The network's CA certificate (PEM)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=show_version, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Peer-to-peer file sharing on a self-healing Chord ring."""
     global _client_security
