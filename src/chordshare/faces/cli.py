@@ -25,12 +25,12 @@ from chordshare.allocator import tune_malloc
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.faces.logs import setup_logging
+from chordshare.faces.node_address import answers_http, node_address, not_a_peer_port
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError
 from chordshare.node.server import NodeSettings, StartError
 from chordshare.sharing.peer import DataDirInUse, SharingSettings
 from chordshare.sharing.placement import DEFAULT_REPLICAS
-from chordshare.transport.address import parse_address
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, NodeInfo, node_json
 from chordshare.transport.grpc import describe_rpc_error
@@ -44,7 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+out = Console(soft_wrap=True)  # a line of output is never cut: it may hold a path
 err_console = Console(stderr=True, soft_wrap=True)  # one line per message, never wrapped
 
 NodeOption = Annotated[str, typer.Option("--node", "-n", help="Address HOST:PORT of a node.")]
@@ -122,10 +122,13 @@ def print_json(value: Any) -> None:
 
 async def with_client(address: str, use: Callable[[NodeClient], Awaitable[T]]) -> T:
     try:
+        address = node_address(address)
         client = await NodeClient.connect(address, security=client_security())
     except ValueError as err:
         fail(str(err))
     except PeerError as err:
+        if await asyncio.to_thread(answers_http, address):
+            fail(not_a_peer_port(address))
         fail(f"cannot reach {err.address}: {err.reason}")
     try:
         return await use(client)
@@ -484,9 +487,9 @@ def console(
 
     setup_logging("warning")
     try:
-        parse_address(node)
+        node = node_address(node)
     except ValueError as err:
-        fail(f"--node: {err}")
+        fail(str(err))
     run_console(node, api, client_security(), api_token_file)
 
 
@@ -498,8 +501,7 @@ def leave(
     from chordshare.faces.local_nodes import LeaveError, ask_to_leave
 
     try:
-        parse_address(node)
-        ask_to_leave(node, api, api_token_file)
+        ask_to_leave(node_address(node), api, api_token_file)
     except (ValueError, LeaveError) as err:
         fail(str(err))
     out.print(f"{node} is leaving the ring", highlight=False, markup=False)
@@ -545,9 +547,9 @@ def health(
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     try:
-        parse_address(node)
+        node = node_address(node)
     except ValueError as err:
-        fail(f"--node: {err}")
+        fail(str(err))
 
     async def check() -> int:
         channel = client_security().channel(node, [])

@@ -28,8 +28,10 @@ from chordshare.faces.cli import err_console, nodes_table, out, ring_table, shor
 from chordshare.faces.files_cli import (
     HOLDERS_COLUMN,
     KIND_COLUMN,
+    destination,
     entries_json,
     files_table,
+    got_line,
     human,
     listing_json,
     network_json,
@@ -174,7 +176,14 @@ class ChordConsole(cmd.Cmd):
             self.error(f"{err.address}: {err.reason}")
         except FileError as err:
             self.error(err.message)
-        except (ConsoleError, BadName, DownloadError, FileNotFoundError, ValueError) as err:
+        except (
+            ConsoleError,
+            BadName,
+            DownloadError,
+            FileNotFoundError,
+            FileExistsError,
+            ValueError,
+        ) as err:
             self.error(str(err))
         except OSError as err:
             self.error(f"{err.filename or 'error'}: {err.strerror or err}")
@@ -352,6 +361,8 @@ class ChordConsole(cmd.Cmd):
         name = words[1] if len(words) == 2 else None
 
         async def go(client: NodeClient, files: FileClient) -> None:
+            if path.is_dir():
+                raise ConsoleError(f"{path}: is a directory; put stores one file")
             if not path.is_file():
                 raise ConsoleError(f"{path}: no such file")
             size = path.stat().st_size
@@ -370,32 +381,26 @@ class ChordConsole(cmd.Cmd):
         self._command(go)
 
     def do_get(self, line: str) -> None:
-        """get NAME|sha256:HEX [PATH]: download a file (by name, or by content) into PATH
-        (default: ./NAME; a directory: NAME in it), pulling chunks from every holder."""
-        words = self.args(line, 1, 2, "get NAME|sha256:HEX [PATH]")
+        """get NAME|sha256:HEX [PATH] [--force]: download a file (by name, or by content)
+        into PATH (default: ./NAME; a directory: NAME in it), pulling chunks from every
+        holder; a file already there is kept unless --force."""
+        words = self.args(line, 1, 3, "get NAME|sha256:HEX [PATH] [--force]")
+        force = "--force" in words
+        words = [w for w in words if w != "--force"]
+        if not 1 <= len(words) <= 2:
+            raise ConsoleError("usage: get NAME|sha256:HEX [PATH] [--force]")
         target = words[0]
         output = Path(words[1]).expanduser() if len(words) == 2 else None
 
         async def go(client: NodeClient, files: FileClient) -> None:
             found = await files.find(target)
-            path = output or Path(found.manifest.name)
-            if path.is_dir():
-                path = path / found.manifest.name
+            path = destination(found.manifest, output, force)
             size = found.manifest.size
             bar, advance = transfer_bar(f"get {found.manifest.name}", size, size >= PROGRESS_FROM)
             with bar:
                 report = await files.get(target, path, progress=advance, found=found)
-            served = ", ".join(
-                f"{address} ({human(count)})"
-                for address, count in sorted(report.sources.items())
-                if count
-            )
-            out.print(
-                f"got {escape(printable(found.manifest.name))} ({human(report.size)}) into "
-                f"{escape(printable(str(report.path)))}; served by "
-                f"{escape(printable(served or 'local copy'))}",
-                highlight=False,
-            )
+            summary = got_line(found.manifest.name, report.size, str(report.path), report.sources)
+            out.print(summary, highlight=False, markup=False)
 
         self._command(go)
 
@@ -489,13 +494,19 @@ class ChordConsole(cmd.Cmd):
 
     def complete_get(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         if self._argument_index(line, begidx) == 0:
-            return [n for n in self.network_names() if n.startswith(text)]
+            return self.names_starting(text)
         return local_paths(text)
 
     def complete_rm(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         if self._argument_index(line, begidx) == 0:
-            return [n for n in self.network_names() if n.startswith(text)]
+            return self.names_starting(text)
         return []
+
+    def names_starting(self, text: str) -> list[str]:
+        """Network names that start with what was typed (a quote opened included), quoted
+        as the command line reads them: `my notes.txt` is inserted as 'my notes.txt'."""
+        typed = text.lstrip("'\"")
+        return [shlex.quote(n) for n in self.network_names() if n.startswith(typed)]
 
     def complete_put(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         words = [w for w in line[:begidx].split()[1:] if w != "--replace"]

@@ -89,22 +89,29 @@ async def stop_demo(peers: list[SharingPeer]) -> None:
         await peer.stop(graceful=True)
 
 
+def short_id(ident: int) -> str:
+    """A ring id cut to what tells nodes apart on a screen (a 160-bit id has 49 digits)."""
+    text = str(ident)
+    return text if len(text) <= 10 else text[:9] + "…"
+
+
 def ring_table(peers: list[SharingPeer]) -> Table:
+    """The ring, one row a node, narrow enough for an 80-column terminal."""
     nodes = sorted((p.server.node for p in peers if p.server.node), key=lambda n: n.me.id)
     table = Table(title=f"chordshare demo: {len(nodes)} nodes on one ring")
-    table.add_column("id", justify="right")
-    table.add_column("address")
-    table.add_column("predecessor", justify="right")
-    table.add_column("successor", justify="right")
-    table.add_column("distinct fingers")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("address", no_wrap=True)
+    table.add_column("predecessor", justify="right", no_wrap=True)
+    table.add_column("successor", justify="right", no_wrap=True)
+    table.add_column("fingers", justify="right")
     for n in nodes:
         st = n.state
         table.add_row(
-            str(n.me.id),
+            short_id(n.me.id),
             n.me.address,
-            "-" if st.predecessor is None else str(st.predecessor.id),
-            str(st.successor.id),
-            ", ".join(str(f.id) for f in st.distinct_fingers()),
+            "-" if st.predecessor is None else short_id(st.predecessor.id),
+            short_id(st.successor.id),
+            str(len(st.distinct_fingers())),
         )
     return table
 
@@ -142,19 +149,21 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
             at = f"--node {first.me.address}"
             console.print(f"Sample files in the network: {', '.join(names)}", highlight=False)
             console.print("[bold]Dashboard[/] (the link carries its API token):", highlight=False)
-            console.print(urls[0], highlight=False, soft_wrap=True)
-            console.print(
-                f"Every node has one: {' '.join(urls[1:])}", highlight=False, soft_wrap=True
-            )
-            console.print(
-                f"REST API documented at {urls[0].partition('/#')[0]}/docs", highlight=False
-            )
-            console.print(
-                f"Try: chordshare ring {at}  |  chordshare ls --all {at}  |  "
-                f"chordshare search report {at}  |  chordshare get welcome.txt {at}  |  "
+            console.print(f"  {urls[0]}", highlight=False)
+            docs = urls[0].partition("/#")[0] + "/docs"
+            console.print(f"REST API documented at {docs}", highlight=False)
+            console.print("Try, in another terminal:", highlight=False)
+            for command in (
+                f"chordshare ring {at}",
+                f"chordshare ls --all {at}",
+                f"chordshare search report {at}",
+                f"chordshare get welcome.txt {at}",
                 f"chordshare put FILE {at}",
-                highlight=False,
-            )
+            ):
+                console.print(f"  {command}", highlight=False)
+            console.print("The other nodes' dashboards:", highlight=False)
+            for url in urls[1:]:
+                console.print(f"  {url}", highlight=False)
             console.print("Ctrl-C stops every node (each leaves the ring gracefully).")
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,9 +17,10 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -117,6 +118,15 @@ KIND_COLUMN = ("kind", lambda f: "shared" if f["shared"] else "stored")
 HOLDERS_COLUMN = ("holders", lambda f: ", ".join(f["holders"]))
 
 
+class SpeedColumn(ProgressColumn):
+    """The transfer's speed in the binary units every other figure uses (Rich's own column
+    counts in decimal MB)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{human(int(speed))}/s", style="progress.data.speed")
+
+
 def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextManager, Callable]:
     """A Rich progress bar on stderr (only on a terminal) and the callback that feeds it."""
     if not shown or not err_console.is_terminal:
@@ -124,8 +134,8 @@ def transfer_bar(what: str, total: int, shown: bool) -> tuple[AbstractContextMan
     progress = Progress(
         TextColumn("[bold]{task.description}"),  # markup: the description is escaped
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        DownloadColumn(binary_units=True),
+        SpeedColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
@@ -166,6 +176,8 @@ def put(
     as_json: JsonOption = False,
 ) -> None:
     """Store a file in the network (on its owner and the owner's successors)."""
+    if file.is_dir():
+        fail(f"{file}: is a directory; put stores one file")
     if not file.is_file():
         fail(f"{file}: no such file")
     size = file.stat().st_size
@@ -189,6 +201,37 @@ def put(
     )
 
 
+def destination(manifest: Manifest, output: Path | None, force: bool) -> Path:
+    """Where a get writes: `output`, NAME inside it when it is a directory, or ./NAME.
+    FileExistsError when a file is there already and `force` is not given."""
+    path = output or Path(manifest.name)
+    if path.is_dir():
+        path = path / manifest.name
+    if not force and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"{path} exists: give --force to overwrite it, or -o another path")
+    return path
+
+
+def got_line(name: str, size: int, path: str, sources: dict[str, int]) -> str:
+    """What a get says when it is done (the CLI and the console)."""
+    served = ", ".join(f"{a} ({human(b)})" for a, b in sorted(sources.items()) if b)
+    if size == 0:
+        return f"got {printable(name)} (an empty file) into {printable(path)}"
+    where = f"served by {served}" if served else "all of it from the .part file of an earlier try"
+    return f"got {printable(name)} ({human(size)}) into {printable(path)}; {printable(where)}"
+
+
+def interrupted_line(path: Path) -> str:
+    """What an interrupted get says: where its chunks are kept, and how to go on."""
+    part = path.with_name(path.name + ".part")
+    if not part.exists():
+        return "interrupted; nothing was kept"
+    return (
+        f"interrupted; the chunks fetched so far are kept in {printable(str(part))}: run the "
+        "same get again to go on from there"
+    )
+
+
 @app.command()
 def get(
     target: Annotated[str, typer.Argument(help="A file name, or sha256:<hex> for content.")],
@@ -196,15 +239,16 @@ def get(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Where to write (default: ./NAME).")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a file that is there already.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Download a file, pulling its chunks from every holder at once; resumes if stopped."""
+    writing: list[Path] = []  # where, once known: an interrupted get says what it kept
 
     async def go(files: FileClient, client: NodeClient) -> dict[str, Any]:
         found: NetworkFile = await files.find(target)
-        path = output or Path(found.manifest.name)
-        if path.is_dir():
-            path = path / found.manifest.name
+        path = destination(found.manifest, output, force)
+        writing.append(path)
         bar, advance = transfer_bar(f"get {found.manifest.name}", found.manifest.size, not as_json)
         with bar:
             report = await files.get(target, path, progress=advance, found=found)
@@ -217,16 +261,18 @@ def get(
             "resumed_chunks": report.resumed_chunks,
         }
 
-    result = run(with_files(node, go))
+    try:
+        result = run(with_files(node, go))
+    except KeyboardInterrupt:
+        message = interrupted_line(writing[0]) if writing else "interrupted"
+        err_console.print(message, highlight=False, markup=False)
+        raise typer.Exit(130) from None
     if as_json:
         print_json(result)
         return
-    served = ", ".join(
-        f"{s['address']} ({human(s['bytes'])})" for s in result["sources"] if s["bytes"]
-    )
+    sources = {s["address"]: s["bytes"] for s in result["sources"]}
     out.print(
-        f"got {printable(result['name'])} ({human(result['size'])}) into "
-        f"{printable(result['path'])}; served by {printable(served)}",
+        got_line(result["name"], result["size"], result["path"], sources),
         highlight=False,
         markup=False,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import NoReturn, Protocol, TypeVar
 
@@ -41,6 +42,7 @@ from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 STATUS_OF: dict[Refusal, grpc.StatusCode] = {r: grpc.StatusCode[r.name] for r in Refusal}
 
@@ -109,6 +111,21 @@ async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
         return await work
     except FileError as err:
         await _refuse(context, err)
+
+
+async def _sent(context: grpc.aio.ServicerContext, message: object) -> bool:
+    """Write one message of a server stream; False once the caller has gone. A get that is
+    interrupted, or that has what it needs from other holders, cancels its streams: that
+    is normal, not an error to log (a yielded message would fail inside gRPC, which logs
+    it with a traceback)."""
+    if context.cancelled():
+        return False
+    try:
+        await context.write(message)
+    except Exception as err:  # the send failed in gRPC's core: the call is over either way
+        log.debug("a stream's caller went away (%s: %s)", type(err).__name__, err)
+        return False
+    return True
 
 
 class PutStalled(Exception):
@@ -266,7 +283,7 @@ class FilesServicer(pb_grpc.FilesServicer):
 
     async def FetchChunks(
         self, request: pb.FetchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Chunk]:
+    ) -> None:
         sha256, indexes = await _decode(context, lambda: codec.fetch_request_from_pb(request))
         try:
             with self.fetches.slot(peer_host(context.peer())):
@@ -275,7 +292,8 @@ class FilesServicer(pb_grpc.FilesServicer):
                 stream = self.service.fetch_chunks(sha256, indexes)
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for index, data in stream:
-                        yield Chunk(index, data)
+                        if not await _sent(context, Chunk(index, data)):
+                            return
         except TooManyStreams as err:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except FileError as err:
