@@ -34,17 +34,22 @@ from chordshare.sharing.peers import (
 )
 from chordshare.sharing.placement import (
     DEFAULT_REPLICAS,
-    content_index_key,
     file_key,
     index_key,
-    word_index_key,
 )
 from chordshare.sharing.ring import Ring
 from chordshare.sharing.routes import RouteCache
+from chordshare.sharing.search import (
+    ambiguous,
+    content_candidates,
+    content_query_key,
+    parse_content_address,
+    ranked,
+    word_query_keys,
+)
 from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
 
-CONTENT_PREFIX = "sha256:"
 # The owner may die, leave or change while we put: look it up again after these waits (a
 # leaving owner refuses puts until its successors have taken its keys over).
 PUT_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -88,20 +93,6 @@ def serving_inline(
             yield index, _piece(data, manifest, index)
 
     return fetch_or_slice
-
-
-def parse_content_address(target: str) -> bytes | None:
-    """`sha256:<64 hex>` -> the digest; None for a plain name; ValueError if malformed."""
-    if not target.startswith(CONTENT_PREFIX):
-        return None
-    text = target[len(CONTENT_PREFIX) :]
-    try:
-        digest = bytes.fromhex(text)
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise ValueError(f"{target!r}: a content address is sha256: and 64 hex digits")
-    return digest
 
 
 async def _chunks_of(data: bytes, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
@@ -316,13 +307,16 @@ class FileClient:
 
     async def find(self, target: str) -> NetworkFile:
         """Where a name (or `sha256:<hex>`) can be had; FileError NOT_FOUND if nowhere."""
-        digest = parse_content_address(target)
-        if digest is not None:
-            entries = await self._query(content_index_key(digest))
-            for entry in entries:
-                with_bytes = await self._find_name(entry.name)
-                if with_bytes is not None and with_bytes.manifest.sha256 == digest:
-                    return with_bytes
+        digits = parse_content_address(target)
+        if digits is not None:
+            candidates = content_candidates(await self._query(content_query_key(digits)), digits)
+            if len(candidates) > 1:
+                raise FileError(Refusal.FAILED_PRECONDITION, ambiguous(target, candidates))
+            for digest, names in candidates.items():
+                for name in names:
+                    with_bytes = await self._find_name(name)
+                    if with_bytes is not None and with_bytes.manifest.sha256 == digest:
+                        return with_bytes
             raise FileError(Refusal.NOT_FOUND, f"no file in the network has {target}")
         check_stored_name(target)  # names stored before the new-name rule too
         found = await self._find_name(target)
@@ -420,13 +414,14 @@ class FileClient:
         )
 
     async def search(self, text: str) -> list[IndexEntry]:
-        """Names that contain every word of text."""
+        """Names with every word of text, or a word that begins with it (`big` finds
+        big300.bin); names with the words themselves first."""
         words = keywords(text)
         if not words:
             raise ValueError(f"{text!r}: nothing to search for (no letters or digits)")
-        results = await asyncio.gather(*(self._query(word_index_key(w)) for w in words))
-        common = set.intersection(*({e.name for e in found} for found in results))
-        return sorted((e for e in results[0] if e.name in common), key=lambda e: e.name)
+        keys = sorted({key for w in words for key in word_query_keys(w)})
+        results = await asyncio.gather(*(self._query(key) for key in keys))
+        return ranked([entry for found in results for entry in found], words)
 
     async def _query(self, record_key: str) -> list[IndexEntry]:
         """Index records under a key, from its owner and the owner's successor (a new

@@ -132,3 +132,15 @@ def _escaped(char: str) -> str:
 def keywords(name: str) -> list[str]:
     """The words a name is indexed under: `q3-report.pdf` -> ['pdf', 'q3', 'report']."""
     return sorted({w.lower() for w in _WORD.findall(name)})
+
+
+# A search word matches the words it begins. Shorter prefixes than this would gather a large
+# share of all names on a few index keys; longer ones add records and find nothing more.
+MIN_PREFIX = 3
+MAX_PREFIX = 16
+
+
+def word_prefixes(word: str) -> list[str]:
+    """The prefixes a word is also indexed under (not the word itself): `big300` ->
+    ['big', 'big3', 'big30']."""
+    return [word[:n] for n in range(MIN_PREFIX, min(len(word), MAX_PREFIX + 1)) if n < len(word)]

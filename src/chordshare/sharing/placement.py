@@ -17,8 +17,22 @@ def word_index_key(word: str) -> str:
     return f"word:{word}"
 
 
+def prefix_index_key(prefix: str) -> str:
+    """Names with a word that begins with prefix (and is longer)."""
+    return f"prefix:{prefix}"
+
+
 def content_index_key(sha256: bytes) -> str:
     return f"sha256:{sha256.hex()}"
+
+
+# Hex digits of a content hash its short-prefix records are kept under: a unique prefix of
+# at least this many digits finds a file (as tables show hashes cut short).
+CONTENT_PREFIX_DIGITS = 8
+
+
+def content_prefix_key(hex_prefix: str) -> str:
+    return f"sha256-prefix:{hex_prefix[:CONTENT_PREFIX_DIGITS]}"
 
 
 def index_key(space: IdSpace, record_key: str) -> int:

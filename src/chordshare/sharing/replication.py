@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace, between_right
-from chordshare.sharing.names import is_legacy_name, keywords
+from chordshare.sharing.names import is_legacy_name, keywords, word_prefixes
 from chordshare.sharing.peers import (
     FileError,
     FilePeers,
@@ -40,8 +40,10 @@ from chordshare.sharing.peers import (
 )
 from chordshare.sharing.placement import (
     content_index_key,
+    content_prefix_key,
     file_key,
     index_key,
+    prefix_index_key,
     word_index_key,
 )
 from chordshare.sharing.ring import Ring
@@ -64,9 +66,13 @@ class RepairReport:
 
 
 def index_records(manifest: Manifest) -> list[IndexRecord]:
+    """A file's records: its words, their prefixes, its hash and the hash's short prefix."""
     entry = IndexEntry(manifest.name, manifest.size, manifest.sha256)
-    keys = [word_index_key(w) for w in keywords(manifest.name)]
+    words = keywords(manifest.name)
+    keys = [word_index_key(w) for w in words]
+    keys += sorted({prefix_index_key(p) for w in words for p in word_prefixes(w)})
     keys.append(content_index_key(manifest.sha256))
+    keys.append(content_prefix_key(manifest.sha256.hex()))
     return [IndexRecord(k, entry) for k in keys]
 
 
