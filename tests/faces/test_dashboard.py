@@ -117,7 +117,7 @@ async def test_dashboard_asks_for_the_token_and_works_with_it(
     ):  # the page itself needs no token; its first call is a 401
         form = page.locator("#auth")
         await expect(form).to_be_visible(timeout=15_000)
-        await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
+        await expect(page.locator("#auth-reason")).to_contain_text("needs its API token: paste it")
         await expect(page.locator("#status")).to_contain_text("needs its API token")
         nodes = page.locator("svg#ring g.node")
         await expect(nodes).to_have_count(0)
@@ -125,7 +125,7 @@ async def test_dashboard_asks_for_the_token_and_works_with_it(
 
         await page.fill("#token-input", "not-the-token")
         await page.click("#auth button[type=submit]")
-        await expect(page.locator("#auth-reason")).to_contain_text("refused this token")
+        await expect(page.locator("#auth-reason")).to_contain_text("not this node's")
         await expect(form).to_be_visible()
 
         await page.fill("#token-input", TOKEN)
@@ -147,6 +147,6 @@ async def test_dashboard_asks_for_the_token_and_works_with_it(
 
         await page.click("#forget-token")
         await expect(form).to_be_visible()
-        await expect(page.locator("#auth-reason")).to_contain_text("asks for its API token")
+        await expect(page.locator("#auth-reason")).to_contain_text("needs its API token: paste it")
         assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") is None
         assert errors == [], errors

@@ -197,3 +197,86 @@ async def test_the_printed_dashboard_url_uploads_downloads_and_removes(
         assert errors == [], errors
     await wait_until(lambda: not node.stored("holiday.jpg"), 10, "the removal")
     assert node.stored(html_name) and node.left == []
+
+
+async def test_an_upload_refused_for_want_of_the_token_goes_through_once_it_is_given(
+    node: Node, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    data = hashlib.shake_256(b"later").digest(30_000)
+    (tmp_path / "plan.txt").write_bytes(data)
+    async with browser_page() as (page, errors):
+        await page.goto(node.url)  # opened without the link's token
+        await expect(page.locator("svg#ring g.node")).to_have_count(1, timeout=15_000)
+        await page.set_input_files("#file-input", str(tmp_path / "plan.txt"))
+        form = page.locator("#auth")
+        await expect(form).to_be_visible(timeout=15_000)
+        await expect(page.locator("#auth-reason")).to_contain_text("dashboard link")
+        assert not node.stored("plan.txt")
+        await page.fill("#token-input", node.token)
+        await page.press("#token-input", "Enter")
+        await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
+        await expect(page.locator('#files tr[data-name="plan.txt"]')).to_be_visible()
+        assert errors == [], errors
+    assert node.stored("plan.txt")
+
+
+async def test_long_names_a_favicon_and_results_in_view(node: Node) -> None:
+    from playwright.async_api import expect
+
+    long_name = "quarterly-report-" + "very-long-words-" * 14 + "final.pdf"
+    await node.put(long_name, b"long")
+    for i in range(40):  # enough rows to push the result panel far below the fold
+        await node.put(f"file-{i:02}.txt", b"%d" % i)
+    async with browser_page() as (page, errors):
+        await page.set_viewport_size({"width": 1280, "height": 800})
+        await page.goto(dashboard_url(node.url, ApiAuth(node.token)))
+        row = page.locator(f'#files tr[data-name="{long_name}"]')
+        await expect(row).to_be_visible(timeout=15_000)
+        await expect(page.locator("#files tr")).to_have_count(41, timeout=15_000)
+        wide = await page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 1280, wide  # the long name wraps; nothing scrolls sideways
+
+        icon = await page.get_attribute('link[rel="icon"]', "href")
+        assert icon is not None
+        answer = await page.request.get(node.url + icon)
+        assert answer.ok and answer.headers["content-type"].startswith("image/svg")
+
+        first = page.locator('#files tr[data-name="file-00.txt"]')
+        await first.scroll_into_view_if_needed()
+        async with page.expect_download():
+            await first.locator("a.download").click()
+        await expect(page.locator("#transfer")).to_contain_text("got file-00.txt")
+        await expect(page.locator("#transfer")).to_be_in_viewport()
+        assert errors == [], errors
+
+
+async def test_clicks_on_ring_nodes_are_never_lost_to_a_redraw(tmp_path: Path) -> None:
+    from playwright.async_api import expect
+
+    network = PeerNetwork(tmp_path)
+    api: ApiServer | None = None
+    try:
+        peers = await network.ring(3)
+        api = ApiServer(peers[0], "127.0.0.1:0", lambda: None)
+        url = await api.start()
+        addresses = [p.server.node.me.address for p in peers]
+        async with browser_page() as (page, errors):
+            await page.goto(url)
+            await expect(page.locator("svg#ring g.node")).to_have_count(3, timeout=15_000)
+            # A press held across a refresh of the ring (every 1.5 s): the drawing under the
+            # pointer is replaced before the release, and the selection must still happen.
+            for address in [*addresses[1:], addresses[0], addresses[1]]:
+                box = await page.locator(f'g.node[data-address="{address}"] circle').bounding_box()
+                assert box is not None
+                await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                async with page.expect_response("**/api/v1/ring", timeout=10_000):
+                    await page.mouse.down()
+                await page.mouse.up()
+                await expect(page.locator("#node-address")).to_have_text(address, timeout=3_000)
+            assert errors == [], errors
+    finally:
+        if api is not None:
+            await api.stop()
+        await network.close()

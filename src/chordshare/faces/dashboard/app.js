@@ -43,12 +43,22 @@ function askForToken(sent) {
   if (sent !== storedToken()) return;
   const form = $("auth");
   $("auth-reason").textContent = storedToken()
-    ? "The node refused this token; enter the right one."
-    : "This node asks for its API token.";
+    ? "That token is not this node's. Paste the one from the dashboard link the node printed."
+    : "This node needs its API token: paste it from the dashboard link the node printed " +
+      "(after #token=), or from the api-token file in its data directory.";
   if (form.hidden) {
     form.hidden = false;
     $("token-input").focus();
   }
+}
+
+// What the node refused for want of the token, done again once the token is given.
+const refused = [];
+function retryWithToken(action) {
+  refused.push(action);
+}
+function retryRefused() {
+  for (const action of refused.splice(0)) action();
 }
 
 function showTokenState() {
@@ -117,8 +127,13 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
+let drawn = "";  // what the ring shows now: redrawing the same would only eat clicks
+
 function drawRing(fingers) {
   const svg = $("ring");
+  const showing = JSON.stringify([state.nodes, state.self, state.selected, fingers]);
+  if (showing === drawn) return;
+  drawn = showing;
   svg.replaceChildren();
   el("circle", { class: "ring-circle", r: R }, svg);
   const nodes = state.nodes;
@@ -152,12 +167,13 @@ function drawRing(fingers) {
     label.textContent = shortId(node.id);
     const addr = el("text", { x: lx, y: ly + 12, "text-anchor": anchor, class: "addr" }, g);
     addr.textContent = node.address;
-    g.addEventListener("click", () => {
-      state.selected = node.address;
-      refreshNode();
-      if (state.scope === "node") refreshFiles();
-    });
   }
+}
+
+function selectNode(address) {
+  state.selected = address;
+  refreshNode();
+  if (state.scope === "node") refreshFiles();
 }
 
 async function loadSelf() {
@@ -230,9 +246,15 @@ function downloadLink(name) {
   return a;
 }
 
+// Bring a result into view: it lands under the files, which may be scrolled far off.
+function showHere(panel) {
+  panel.scrollIntoView({ block: "nearest" });
+}
+
 async function download(name) {
   const panel = $("transfer");
   panel.textContent = `getting ${shown(name)}…`;
+  showHere(panel);
   try {
     const response = await api(`/api/v1/files/${encodeURIComponent(name)}`);
     const blob = await response.blob();
@@ -265,7 +287,13 @@ async function download(name) {
     document.body.appendChild(save);
     save.click();
     save.remove();
+    showHere(panel);
   } catch (err) {
+    if (err.status === 401) {
+      retryWithToken(() => download(name));
+      panel.textContent = `${shown(name)}: waiting for the token`;
+      return;
+    }
     panel.innerHTML = "";
     const p = document.createElement("span");
     p.className = "error";
@@ -284,13 +312,19 @@ function removeButton(name) {
   return button;
 }
 
-async function remove(name) {
-  if (!confirm(`Remove ${shown(name)} from the whole network?`)) return;
+async function remove(name, confirmed = false) {
+  if (!confirmed && !confirm(`Remove ${shown(name)} from the whole network?`)) return;
   const panel = $("transfer");
   try {
     await api(`/api/v1/files/${encodeURIComponent(name)}`, { method: "DELETE" });
     panel.textContent = `removed ${shown(name)}`;
+    showHere(panel);
   } catch (err) {
+    if (err.status === 401) {
+      retryWithToken(() => remove(name, true));
+      panel.textContent = `${shown(name)}: waiting for the token`;
+      return;
+    }
     panel.replaceChildren();
     const p = document.createElement("span");
     p.className = "error";
@@ -353,8 +387,11 @@ function upload(file) {
       row.classList.add("done");
       label.textContent = `${file.name}: ${answer.unchanged ? "already stored" : "stored"} (${human(answer.size)})`;
       refreshFiles();
+    } else if (xhr.status === 401) {
+      row.remove();  // it goes again, with a row of its own, once the token is given
+      retryWithToken(() => upload(file));
+      askForToken(token);
     } else {
-      if (xhr.status === 401) askForToken(token);
       row.classList.add("failed");
       label.textContent = `${file.name}: ${answer.error ? answer.error.message : xhr.statusText}`;
     }
@@ -388,6 +425,12 @@ async function search(text) {
 }
 
 function wire() {
+  // One listener for every node, on the SVG that outlives redraws; pointerdown, so a
+  // redraw between press and release cannot swallow the click.
+  $("ring").addEventListener("pointerdown", (event) => {
+    const node = event.target.closest("g.node");
+    if (node) selectNode(node.dataset.address);
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -410,6 +453,7 @@ function wire() {
     $("auth").hidden = true;
     showTokenState();
     refreshAll();
+    retryRefused();
   });
   $("forget-token").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
