@@ -3,15 +3,15 @@
 glibc gives each thread that contends for the heap an arena of its own (up to 8 per core)
 and keeps what is freed in an arena for that arena's reuse. A transfer passes megabyte
 chunks through gRPC's threads, the event loop and the worker threads that hash and write
-them, so each arena ends up holding spare megabytes of its own: a 1 GiB get peaked 15-25 MB
-higher with the default than with one arena, and was no faster (README, Memory). Freed
-chunks also stay in the heap between transfers unless it is trimmed.
+them, so each arena ends up holding spare megabytes of its own: a get's peak memory is
+higher with the default than with one arena, and it is no faster (bench/RESULTS.md,
+Memory). Freed chunks also stay in the heap between transfers unless it is trimmed.
 
 glibc also serves every allocation over 128 KiB with a fresh mmap and returns the heap's
 top to the system once 128 KiB of it are free, adjusting both only after the first large
-free. Each megabyte chunk was then faulted in page by page and zeroed by the kernel, then
-unmapped: page faults were 9 % of a serving node's CPU. Chunks (at most 1 MiB, and a gRPC
-message a few bytes more) now come from the heap and their memory is reused.
+free. Each megabyte chunk would then be faulted in page by page and zeroed by the kernel,
+then unmapped, a large share of a serving node's CPU. Chunks (at most 1 MiB, and a gRPC
+message a few bytes more) come from the heap instead and their memory is reused.
 
 Elsewhere (musl, macOS) there is nothing to set, and both calls do nothing.
 """

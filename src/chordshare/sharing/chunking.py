@@ -23,8 +23,8 @@ CHUNKS_WANTED = 256  # enough chunks for several holders to share a file evenly
 
 
 def chunk_size_for(size: int) -> int:
-    """The chunk size for a file of `size` bytes: 1 MiB (the fastest gRPC message size
-    measured), but smaller for files under 256 MiB, down to 256 KiB, so a file still has
+    """The chunk size for a file of `size` bytes: 1 MiB (the fastest gRPC message size in
+    bench/RESULTS.md), but smaller for files under 256 MiB, down to 256 KiB, so a file still has
     about 256 chunks to spread over its holders (64 chunks split over 3 holders can be no
     better than 22/21/21). BitTorrent picks piece sizes by file size the same way."""
     wanted = max(MIN_CHUNK_SIZE, -(-size // CHUNKS_WANTED))

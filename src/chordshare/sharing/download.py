@@ -18,9 +18,8 @@ stays flat: at most about holders * per_peer_inflight chunks are held at once.
 
 Given `fetch_in_thread` (gRPC's blocking API, `rpc.GrpcFilePeers`), each stream is read in
 a thread of its own, which also verifies and writes its chunks as they arrive; the event
-loop only keeps the books. A hop from the event loop to a thread and back costs 80 µs of
-CPU on a small VM, and a 256 MiB get made 537 - 599 MB/s this way against 478 - 523 with
-the stream read on the event loop and a hop per chunk.
+loop only keeps the books: a hop from the event loop to a thread and back per chunk cost
+more than the rest of the per-chunk work (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -65,8 +64,8 @@ FIRST_BATCH = 2  # chunks asked of a holder before its rate is known
 PIPELINE_SECONDS = 0.05  # how much of a holder's time one batch should fill
 END_GRACE = 1.0  # seconds to wait for a stream's end once all its chunks are in
 # Verified chunks that land ahead of the whole-file hash are kept in memory, up to this many
-# bytes, until it reaches them. Read back from the file, they cost the disk a second pass
-# over it: 256 MiB gets made 437-466 MB/s that way, 478-500 with them kept.
+# bytes, until it reaches them. Read back from the file, they would cost the disk a second
+# pass over it.
 HOLD_BYTES = 16 * 1024 * 1024
 
 

@@ -64,7 +64,7 @@ class PutOutcome:
 
 
 # A put of at most this many bytes goes in one message (PutSmallFile), and the owner
-# receives it whole before deciding anything (hashing 64 KiB takes about 40 µs).
+# receives it whole before deciding anything (hashing that much is quick).
 SMALL_PUT = 64 * 1024
 
 # The largest file a FindFile answer carries whole, when the asker wants it (a small get
