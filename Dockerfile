@@ -9,29 +9,45 @@
 # The REST API listens on 127.0.0.1:8000 unless CHORDSHARE_API says otherwise.
 # See docs/deployment.md.
 
-# The tag names a Python minor and a Debian release; pin a digest (python:3.11-slim-trixie@sha256:...)
-# where builds must be reproducible.
-FROM python:3.11-slim-trixie AS builder
+# Any Debian-based image with Python 3.11 or later and its venv module will do
+# (--build-arg BASE=...): where Docker Hub cannot be reached, one made from Debian's
+# packages (tests/container/ builds one). The tag names a Python minor and a Debian release;
+# pin a digest (python:3.11-slim-trixie@sha256:...) where builds must be reproducible.
+ARG BASE=python:3.11-slim-trixie
+
+FROM ${BASE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
+# A virtual environment, also for the build tools: Debian's own python3 refuses pip
+# installs into the system (PEP 668), and the official Python images accept both.
+RUN python3 -m venv /opt/build
 WORKDIR /src
 # Only what the wheel needs (.dockerignore keeps the rest out of the context). Every
 # dependency has a binary wheel for CPython 3.11 on x86-64 and arm64: no compiler needed.
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The wheels come from PyPI, unless the build context has a wheels/ folder (pip wheel
+# --wheel-dir wheels . on a machine that reaches an index): then from that folder alone,
+# for builders that reach no index, or not the one their host's pip is configured for.
+RUN --mount=type=bind,target=/context \
+    if [ -d /context/wheels ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/context/wheels; fi \
+ && /opt/build/bin/pip wheel --wheel-dir /wheels .
 
 
-FROM python:3.11-slim-trixie
+FROM ${BASE}
 
 LABEL org.opencontainers.image.title="chordshare" \
       org.opencontainers.image.description="Peer-to-peer file sharing on a self-healing Chord ring over gRPC" \
       org.opencontainers.image.licenses="MIT"
 
+# The virtual environment's python comes first: `chordshare` and the health check's
+# `python` are its own, whatever the base calls its interpreter.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/chordshare \
+    PATH="/opt/chordshare/bin:$PATH"
 
 # An unprivileged user that owns the data volume; uid/gid 10001 (Kubernetes: fsGroup 10001).
 RUN groupadd --system --gid 10001 chordshare \
@@ -41,9 +57,11 @@ RUN groupadd --system --gid 10001 chordshare \
  && install -d -m 0755 /etc/chordshare
 
 # The project and its dependencies, from the builder's wheels only (no index): the wheels
-# are mounted for this step, never copied into a layer.
+# are mounted for this step, never copied into a layer. The environment is made here, by
+# this stage's own interpreter, so its links point at a python this image has.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index /wheels/*.whl
+    python3 -m venv /opt/chordshare \
+ && /opt/chordshare/bin/pip install --no-cache-dir --no-index /wheels/*.whl
 
 COPY deploy/node.example.yaml /etc/chordshare/node.yaml
 

@@ -17,10 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -q -rs -m "not system"  # -rs: every skipped test says why
+	$(BIN)/pytest -q -rs  # -rs: every skipped test says why
 
-# The tests that take minutes: the wheel installed into a fresh venv, the container image
-# built and run as a ring of three.
+# The tests that take minutes: the wheel installed into a fresh venv, the image built with
+# podman (on a base made from Debian's packages) and run as a ring of three containers.
 test-system: $(STAMP)
 	$(BIN)/pytest -q -rs -m system
 

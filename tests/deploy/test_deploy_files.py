@@ -346,10 +346,21 @@ def dockerfile_problems(text: str) -> list[str]:
     instructions = parser.structure
     problems = []
     stages = [i for i in instructions if i["instruction"] == "FROM"]
+    # An ARG before the first FROM may name the base (--build-arg BASE=...): its default is
+    # the image a plain build uses, so that is the one that must be pinned.
+    base_args: dict[str, str] = {}
+    for ins in instructions[: instructions.index(stages[0])] if stages else []:
+        if ins["instruction"] == "ARG":
+            name, _, default = ins["value"].partition("=")
+            base_args[name.strip()] = default.strip().strip("\"'")
     names = set()
     for stage in stages:
         words = stage["value"].split()
-        image = words[0]
+        image = re.sub(
+            r"\$\{(\w+)\}|\$(\w+)",
+            lambda m: base_args.get(m[1] or m[2]) or m[0],
+            words[0],
+        )
         if len(words) == 3 and words[1].upper() == "AS":
             names.add(words[2])
         if image in names:
@@ -396,7 +407,9 @@ def test_dockerfile_follows_our_rules() -> None:
     assert re.search(r"^VOLUME \[\"/data\"\]$", text, re.M)
     assert re.search(r"^EXPOSE 7000 8000$", text, re.M)
     assert re.search(r"pip wheel .* \.$", text, re.M), "the builder makes a wheel of the repo"
-    assert re.search(r"^FROM python:3\.11[\w.-]*-slim", text, re.M)
+    assert re.search(r"^ARG BASE=python:3\.11[\w.-]*-slim", text, re.M)
+    # Both stages on the one base, so that --build-arg BASE=... moves the whole build.
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE}", "${BASE}"]
 
 
 @pytest.mark.parametrize(
@@ -408,8 +421,10 @@ def test_dockerfile_follows_our_rules() -> None:
             lambda t: t.replace("COPY src ./src", "ADD https://example.org/src.tar.gz ./src"),
             "ADD fetches",
         ),
-        (lambda t: t.replace("FROM python:3.11-slim-trixie\n", "FROM python\n"), "not pinned"),
-        (lambda t: t.replace("FROM python:3.11-slim-trixie\n", "FROM python:latest\n"), "latest"),
+        (lambda t: t.replace("BASE=python:3.11-slim-trixie\n", "BASE=python\n"), "not pinned"),
+        (lambda t: t.replace("BASE=python:3.11-slim-trixie\n", "BASE=python:latest\n"), "latest"),
+        (lambda t: t.replace("BASE=python:3.11-slim-trixie\n", "BASE\n"), "not pinned"),
+        (lambda t: t.replace("FROM ${BASE}\n", "FROM python\n"), "not pinned"),
         (lambda t: re.sub(r"^HEALTHCHECK(.*\\\n)*.*\n", "", t, flags=re.M), "no HEALTHCHECK"),
     ],
 )
@@ -444,7 +459,7 @@ def test_hadolint_passes_the_dockerfile(tmp_path: Path) -> None:
 
 
 def test_hadolint_rejects_a_broken_copy(tmp_path: Path) -> None:
-    broken = DOCKERFILE.read_text().replace("FROM python:3.11-slim-trixie\n", "FROM python\n")
+    broken = DOCKERFILE.read_text().replace("FROM ${BASE}\n", "FROM python\n")
     broken = broken.replace("RUN groupadd", "RUN apt-get install curl && groupadd", 1)
     path = tmp_path / "Dockerfile"
     path.write_text(broken)
@@ -487,6 +502,9 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
             assert source in allowed, f"{source} is copied but .dockerignore leaves it out"
     # what the wheel build reads
     assert {"pyproject.toml", "README.md", "src"} <= set(allowed)
+    # the builder's wheel folder, read through a bind mount of the context when it is there
+    assert "/context/wheels" in DOCKERFILE.read_text()
+    assert "wheels" in allowed
 
 
 # The health check against a real node ---------------------------------------------------
