@@ -22,6 +22,8 @@ def test_the_summary_has_exactly_the_documented_keys() -> None:
     assert result["nodes"] == 50 and result["lookups"] == 200
     assert result["failed_lookups"] == 0 and result["wrong_owner"] == 0
     assert result["mean_timeouts"] == 0
+    assert result["converged"] is True and result["problems_left"] == 0
+    assert result["killed"] == 0 and result["repair_rounds"] == 0
     assert result["p50_hops"] <= result["p99_hops"]
 
 
@@ -53,6 +55,8 @@ def test_half_the_nodes_fail_and_every_lookup_still_succeeds() -> None:
     assert m.frozen_wrong_owner == 0  # r live-or-dead successors still name the owner
     assert m.wrong_owner == 0
     assert m.rounds_to_reconverge >= 1
+    assert m.no_live_successor == 0  # r = 16: every survivor keeps a live successor
+    assert m.converged and m.problems_left == 0
     summary = m.summary()
     assert 0 < summary["mean_timeouts"] < 5.10  # the paper's 5.10 at N=1000
 

@@ -2,7 +2,9 @@
 
 `NodeServer.bind` listens first, so a node given port 0 learns its real port before its
 address (and so its id) is fixed, and a node whose port is taken stops before it touches
-anything else. Health reports SERVING only while the node is on a ring.
+anything else. Health reports every served service SERVING only while the node is on a ring.
+Reflection answers in both grpc.reflection.v1 (what current clients ask first) and v1alpha
+(what older ones know).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
@@ -32,6 +35,12 @@ from chordshare.v1 import chord_pb2, chord_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = chord_pb2.DESCRIPTOR.services_by_name["Chord"].full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+REFLECTION_V1_PACKAGE = "grpc.reflection.v1"
+REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
+REFLECTION_V1_SERVICE_NAME = f"{REFLECTION_V1_PACKAGE}.ServerReflection"
+
+ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
 
 
 class StartError(Exception):
@@ -64,6 +73,80 @@ class NodeSettings:
 ServiceHook = Callable[[grpc.aio.Server, ChordNode], None]
 
 
+class NodeHealth(health.aio.HealthServicer):
+    """grpc.health.v1 with List too: the library's aio servicer leaves List to the generated
+    base, which raises, so every call would end UNKNOWN with a traceback in the log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, ServingStatus] = {}
+
+    async def set(self, service: str, status: ServingStatus) -> None:
+        await super().set(service, status)
+        self._statuses[service] = status
+
+    def statuses(self) -> dict[str, ServingStatus]:
+        """Every service's status as health reports it."""
+        return dict(self._statuses)
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthListResponse:
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self.statuses().items()
+            }
+        )
+
+
+def reflection_v1_file() -> None:
+    """Put grpc.reflection.v1's descriptor in the default pool, so reflection can describe
+    itself in v1. grpcio-reflection ships only v1alpha; v1 is the same messages with the
+    same field numbers under another package, so v1alpha's descriptor renamed is v1's."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(REFLECTION_V1_FILE)
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    alpha = f".{proto.package}."
+    proto.name, proto.package = REFLECTION_V1_FILE, REFLECTION_V1_PACKAGE
+    proto.ClearField("options")  # v1alpha's are deprecated=true and its Java/Go names
+    for message in proto.message_type:
+        for message_field in message.field:
+            if message_field.HasField("type_name"):
+                message_field.type_name = message_field.type_name.replace(
+                    alpha, f".{REFLECTION_V1_PACKAGE}."
+                )
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(alpha, f".{REFLECTION_V1_PACKAGE}.")
+            method.output_type = method.output_type.replace(alpha, f".{REFLECTION_V1_PACKAGE}.")
+    pool.Add(proto)
+
+
+def enable_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+    """One reflection servicer answering under both v1 and v1alpha: the wire messages are
+    the same, so v1alpha's classes read and write v1 calls too."""
+    reflection_v1_file()
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handlers = {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1_SERVICE_NAME, handlers),)
+    )
+    server.add_registered_method_handlers(REFLECTION_V1_SERVICE_NAME, handlers)
+
+
 class NodeServer:
     """A ChordNode served on a gRPC port. `services` add more gRPC services to the same
     server once the node exists (file sharing adds its own)."""
@@ -71,10 +154,11 @@ class NodeServer:
     def __init__(self, settings: NodeSettings, services: Sequence[ServiceHook] = ()) -> None:
         self.settings = settings
         self.services = list(services)
-        self.extra_service_names: list[str] = []  # for reflection
+        self.extra_service_names: list[str] = []  # what `services` add, for reflection and health
         self.server: grpc.aio.Server | None = None
         self.node: ChordNode | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = NodeHealth()
+        self._served: tuple[str, ...] = ("", SERVICE_NAME)  # health names; all once started
         self._space: IdSpace | None = None  # set by bind
         self._port = 0
 
@@ -143,15 +227,15 @@ class NodeServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for add_service in self.services:
             add_service(server, node)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                *self.extra_service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        services = (
+            SERVICE_NAME,
+            *self.extra_service_names,
+            HEALTH_SERVICE_NAME,
+            REFLECTION_V1_SERVICE_NAME,
+            reflection.SERVICE_NAME,
         )
+        enable_reflection(server, services)
+        self._served = ("", *services)
         await self._membership_changed(False)
         await server.start()
         self.node = node
@@ -173,7 +257,7 @@ class NodeServer:
             if joined
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for service in ("", SERVICE_NAME):
+        for service in self._served:
             await self.health.set(service, status)
 
     async def stop(self, graceful: bool = True, grace: float = 1.0) -> None:
@@ -187,6 +271,8 @@ class NodeServer:
                     log.exception("node %s: graceful leave failed", node.me.id)
             await node.stop_maintenance()
         if server is not None:
+            # Callers still served during the grace period learn the node is going.
+            await self._membership_changed(False)
             await server.stop(grace)
         if node is not None:
             await node.transport.close()

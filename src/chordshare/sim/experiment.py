@@ -2,8 +2,11 @@
 
 Build a ring by joins, let it converge, optionally fail a fraction of the nodes at once,
 then run lookups with repair frozen and count hops, timeouts and failures; finally let the
-ring re-converge and check that lookups name the true owner. `run_experiment` returns the
-summary as a plain dict; `measure` returns everything, for the benchmarks.
+ring repair itself and check that lookups name the true owner. A ring need not heal: when
+every successor of some node failed, the survivors can end up on separate rings that
+stabilize never joins again. Repair therefore runs a bounded number of rounds, and the result
+says whether the ring converged and how many problems were left. `run_experiment` returns
+the summary as a plain dict; `measure` returns everything, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -11,17 +14,27 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from chordshare.chord import procedures
 from chordshare.chord.invariants import IdealRouting
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.procedures import LookupFailed
+from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sim.simulator import Simulator
 
-# Rounds allowed to converge after the build or after a failure; a ring that needs more is
-# a bug worth an exception, not a number in a table.
+# Rounds of repair at most, after the build or after a failure. A round costs every live
+# node its maintenance, so on a large ring the rounds are what a run's time is made of.
 MAX_ROUNDS = 100
+# Repair also stops after this many rounds in a row without a gain, a gain being a problem
+# count at least 1% under the count at the last gain (any drop, under 100 problems). A ring
+# split in pieces keeps changing, stragglers trickling onto the pieces, without getting
+# nearer to one ring; a healing ring gains far more than that within a few rounds. A rare
+# ring that stalls longer and would still heal is reported as not converged after the
+# rounds it had, which `repair_rounds` states.
+PATIENCE = 10
+MIN_GAIN = 0.01
 
 SUMMARY_KEYS = (
     "nodes",
@@ -33,6 +46,11 @@ SUMMARY_KEYS = (
     "failed_lookups",
     "wrong_owner",
     "rounds_to_converge",
+    "killed",
+    "no_live_successor",
+    "repair_rounds",
+    "converged",
+    "problems_left",
 )
 
 
@@ -56,18 +74,21 @@ class Measurement:
     bits: int
     rounds_to_converge: int = 0  # maintenance rounds after the build
     killed: int = 0
+    no_live_successor: int = 0  # survivors whose every successor failed
     hops: list[int] = field(default_factory=list)  # of the lookups that succeeded
     timeouts: list[int] = field(default_factory=list)
     failed_lookups: int = 0
     frozen_wrong_owner: int = 0  # answers not the true owner, with repair frozen
     rounds_to_reconverge: int = 0  # maintenance rounds after the failure
-    wrong_owner: int = 0  # answers not the true owner (or no answer) after re-convergence
+    converged: bool = True  # every pointer ideal at the end (after repair, if any failed)
+    problems_left: int = 0  # convergence problems at the end; 0 when converged
+    wrong_owner: int = 0  # answers not the true owner (or no answer) after repair
     calls: dict[str, int] = field(default_factory=dict)  # calls of the lookup phase, by type
 
     def mean(self, values: list[int]) -> float:
         return sum(values) / len(values) if values else 0.0
 
-    def summary(self) -> dict[str, int | float]:
+    def summary(self) -> dict[str, int | float | bool]:
         hops = sorted(self.hops)
         return {
             "nodes": self.nodes,
@@ -79,17 +100,52 @@ class Measurement:
             "failed_lookups": self.failed_lookups,
             "wrong_owner": self.wrong_owner,
             "rounds_to_converge": self.rounds_to_converge,
+            "killed": self.killed,
+            "no_live_successor": self.no_live_successor,
+            "repair_rounds": self.rounds_to_reconverge,
+            "converged": self.converged,
+            "problems_left": self.problems_left,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    rounds: int
+    problems: list[str]  # convergence problems left; empty when converged
+
+
+class Repairable(Protocol):
+    """What repair drives: a `Simulator`, or a stand-in that scripts its problem counts."""
+
+    def round(self) -> None: ...
+
+    def convergence_problems(self) -> list[str]: ...
+
+
+def repair(sim: Repairable, max_rounds: int = MAX_ROUNDS, patience: int = PATIENCE) -> Repair:
+    """Maintenance rounds until the ring converges, until `patience` rounds in a row gained
+    nothing (see `PATIENCE`), or until `max_rounds`."""
+    problems = sim.convergence_problems()
+    rounds, at_gain, stalled = 0, len(problems), 0
+    while problems and rounds < max_rounds and stalled < patience:
+        sim.round()
+        rounds += 1
+        problems = sim.convergence_problems()
+        if len(problems) < at_gain * (1 - MIN_GAIN):
+            at_gain, stalled = len(problems), 0
+        else:
+            stalled += 1
+    return Repair(rounds, problems)
 
 
 def run_experiment(
     nodes: int,
     lookups: int,
-    successors: int = 8,
+    successors: int = DEFAULT_SUCCESSORS,
     fail: float = 0.0,
     seed: int = 0,
     bits: int = DEFAULT_BITS,
-) -> dict[str, int | float]:
+) -> dict[str, int | float | bool]:
     """Build a ring of `nodes` nodes with successor lists of `successors`, kill a `fail`
     fraction of them at once, run `lookups` lookups with repair frozen, and summarise.
 
@@ -99,11 +155,15 @@ def run_experiment(
     - failed_lookups: lookups that raised `LookupFailed`.
     - rounds_to_converge: maintenance rounds after the build (each node runs stabilize,
       check_predecessor and fix_fingers once per round) until every pointer is ideal.
-    - wrong_owner is counted after re-convergence: the ring repairs itself (rounds until
-      converged again), then the same lookups (same origins, same keys) run again, and every
-      answer that is not the true owner, or no answer at all, counts. Without a failure the
-      ring is already converged and lookups change no routing state, so the first answers
-      are what a re-run would give: they are checked directly.
+    - killed: nodes failed; no_live_successor: survivors left with no live node in their
+      successor list, which stabilize alone may never reconnect.
+    - repair_rounds: rounds run after the failure (see `repair` for when they stop);
+      converged: whether every pointer was ideal at the end; problems_left: how many
+      convergence problems (`invariants.convergence_problems`) remained.
+    - wrong_owner is counted after repair: the same lookups (same origins, same keys) run
+      again, and every answer that is not the true owner, or no answer at all, counts.
+      Without a failure the ring is already converged and lookups change no routing state,
+      so the first answers are what a re-run would give: they are checked directly.
     """
     return measure(nodes, lookups, successors, fail, seed, bits).summary()
 
@@ -111,7 +171,7 @@ def run_experiment(
 def measure(
     nodes: int,
     lookups: int,
-    successors: int = 8,
+    successors: int = DEFAULT_SUCCESSORS,
     fail: float = 0.0,
     seed: int = 0,
     bits: int = DEFAULT_BITS,
@@ -122,14 +182,28 @@ def measure(
     `remember_failures=False` clears every node's suspicion set before each lookup of the
     frozen phase: each lookup then meets the dead nodes afresh, as if nodes kept no memory
     of peers that failed them (the node runtime does keep it)."""
+    sim = Simulator(bits=bits, successors=successors, seed=seed)
+    return measure_on(sim, nodes, lookups, fail, remember_failures)
+
+
+def measure_on(
+    sim: Simulator, nodes: int, lookups: int, fail: float = 0.0, remember_failures: bool = True
+) -> Measurement:
+    """`measure` on a new simulator the caller keeps, to look at the ring afterwards."""
+    if sim.members:
+        raise ValueError("an experiment builds its own ring: give it a new simulator")
     if nodes < 1:
         raise ValueError(f"an experiment needs at least one node, got {nodes}")
+    if nodes > sim.ids_left():
+        raise ValueError(f"a {sim.bits}-bit ring has room for {sim.ids_left()} nodes, not {nodes}")
     if not 0.0 <= fail < 1.0:
         raise ValueError(f"fail must be in [0, 1), got {fail}")
-    result = Measurement(nodes, lookups, successors, fail, seed, bits)
-    sim = Simulator(bits=bits, successors=successors, seed=seed)
+    result = Measurement(nodes, lookups, sim.successors, fail, sim.seed, sim.bits)
+    bits = sim.bits
     build(sim, nodes)
-    result.rounds_to_converge = sim.converge(MAX_ROUNDS)
+    built = repair(sim)
+    result.rounds_to_converge = built.rounds
+    result.converged, result.problems_left = not built.problems, len(built.problems)
 
     rng = sim.rng
     if fail > 0:
@@ -138,9 +212,10 @@ def measure(
         for address in victims:
             sim.crash(address)
         result.killed = len(victims)
+        result.no_live_successor = without_live_successor(sim)
     ideal = sim.ideal()
     members = sim.member_list()
-    # Draw every lookup up front, so that the re-run after re-convergence repeats them.
+    # Draw every lookup up front, so that the re-run after repair repeats them.
     plan = [(members[rng.randrange(len(members))], rng.getrandbits(bits)) for _ in range(lookups)]
 
     sim.network.counters.reset()
@@ -163,7 +238,9 @@ def measure(
     result.frozen_wrong_owner = _wrong(answers, plan, ideal)
 
     if fail > 0:
-        result.rounds_to_reconverge = sim.converge(MAX_ROUNDS)
+        repaired = repair(sim)
+        result.rounds_to_reconverge = repaired.rounds
+        result.converged, result.problems_left = not repaired.problems, len(repaired.problems)
         answers = []
         for origin, key in plan:
             try:
@@ -172,6 +249,16 @@ def measure(
                 answers.append(None)
     result.wrong_owner = _wrong(answers, plan, ideal)
     return result
+
+
+def without_live_successor(sim: Simulator) -> int:
+    """Members whose successor list holds no live node."""
+    live = sim.live
+    return sum(
+        1
+        for address in sim.members
+        if not any(n.address in live for n in sim.state(address).successors)
+    )
 
 
 def build(sim: Simulator, nodes: int) -> None:
