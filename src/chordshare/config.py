@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
@@ -72,6 +73,12 @@ class NodeConfig(BaseSettings):
         "(e.g. 4M); 0: never.",
     )
     api: str = Field("127.0.0.1:0", description="HOST:PORT of the REST API, or 'off'.")
+    api_cache: int = Field(
+        DEFAULT_CACHE_BYTES,
+        ge=0,
+        description="Most bytes of whole files the REST API keeps for downloads (e.g. 1GiB), "
+        "least recently used evicted first; 0: none.",
+    )
     cluster_token: str | None = Field(None, description="The network's shared secret.")
     cluster_token_file: Path | None = Field(None, description="A file holding the token.")
     tls_cert: Path | None = Field(None, description="This node's certificate (PEM).")
@@ -148,7 +155,7 @@ class NodeConfig(BaseSettings):
             return [v.strip() for item in value for v in str(item).split(",") if v.strip()]
         return value
 
-    @field_validator("max_store", "scrub_rate", mode="before")
+    @field_validator("max_store", "scrub_rate", "api_cache", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_size(value)

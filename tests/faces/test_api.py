@@ -6,19 +6,90 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import re
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import jsonschema_rs
 import pytest
 from apinet import ApiNetwork as Network
+from hypothesis import given
+from hypothesis import strategies as st
 from waiting import wait_until
 
 from chordshare.chord.messages import NodeRef
 from chordshare.faces import api
+from chordshare.faces.api_inputs import ADDRESS, NEW_NAME, STORED_NAME, TARGET
+from chordshare.sharing.names import MAX_NAME_BYTES, check_new_name, check_stored_name
+from chordshare.sharing.search import parse_content_address
 from chordshare.storage.direct import DirectFile
+from chordshare.transport.address import normalize_address
 
 MIB = 1024 * 1024
+
+
+def allowed(check: Callable[[str], object]) -> Callable[[str], bool]:
+    def rule(text: str) -> bool:
+        try:
+            check(text)
+        except ValueError:
+            return False
+        return True
+
+    return rule
+
+
+def download_target(text: str) -> None:
+    """What a download may name (`FileClient.find`): a content address, or a stored name."""
+    if parse_content_address(text) is None:
+        check_stored_name(text)
+
+
+RULES = [
+    (NEW_NAME, allowed(check_new_name)),  # an upload's
+    (STORED_NAME, allowed(check_stored_name)),  # a removal's
+    (TARGET, allowed(download_target)),
+]
+# Every character of the BMP: the name rules single out none outside it.
+BMP = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+
+
+def engines(pattern: str) -> list[Callable[[str], bool]]:
+    """The pattern as schemathesis generates from it (Python) and as JSON Schema validators
+    read it (ECMA-262, here jsonschema_rs)."""
+    return [
+        lambda text: re.fullmatch(pattern, text) is not None,
+        jsonschema_rs.validator_for({"pattern": pattern}).is_valid,
+    ]
+
+
+@pytest.mark.parametrize(("pattern", "rule"), RULES)
+def test_the_documented_name_patterns_say_what_the_name_rules_say(
+    pattern: str, rule: Callable[[str], bool]
+) -> None:
+    matchers = engines(pattern)
+    for char in BMP:
+        for text in (char, f"a{char}b", f"{char}a", f"a{char}", f"{char}{char}"):
+            assert all(match(text) == rule(text) for match in matchers), (pattern, text)
+    for digits in ("ab" * 32, "a" * 63, "a" * 65, "a" * 8, "a" * 7, "x" * 8, ""):
+        assert all(match(f"sha256:{digits}") == rule(f"sha256:{digits}") for match in matchers)
+    for text in ("sha256", "...", " . "):
+        assert all(match(text) == rule(text) for match in matchers), (pattern, text)
+
+
+@given(st.text(max_size=40))
+def test_the_documented_name_patterns_agree_on_any_text(text: str) -> None:
+    if len(text.encode()) > MAX_NAME_BYTES:
+        return  # the byte limit is not a pattern's (maxLength says 255 characters)
+    for pattern, rule in RULES:
+        assert all(match(text) == rule(text) for match in engines(pattern)), (pattern, text)
+
+
+@given(st.from_regex(ADDRESS, fullmatch=True))
+def test_every_address_the_document_allows_is_one(address: str) -> None:
+    normalize_address(address)
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -142,8 +213,10 @@ async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
         while await found() != ["q3-report.pdf"]:
             assert asyncio.get_running_loop().time() < deadline, "search never found it"
             await asyncio.sleep(0.1)
-        assert (await d.get("/api/v1/search", params={"q": "..."})).status_code == 400
+        no_word = await d.get("/api/v1/search", params={"q": "..."})
+        assert no_word.status_code == 200 and no_word.json() == {"files": []}
         assert (await d.get("/api/v1/search")).status_code == 400
+        assert (await d.get("/api/v1/search", params={"q": ""})).status_code == 400
 
         seeded = await a.post("/upload_file", files={"file": ("notes.txt", b"seed notes")})
         assert seeded.status_code == 201

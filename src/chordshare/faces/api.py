@@ -1,10 +1,12 @@
 """The REST API of a node (FastAPI, served by uvicorn in the node's own event loop).
 
-`/api/v1/...` is the API proper, documented by its OpenAPI at `/docs`; the seed project's
-paths (`/finger_table`, `/upload_file`, ...) are kept as aliases that answer with data. Every
-error is JSON `{"error": {"code", "message"}}` with a 4xx or 5xx status. Uploads are streamed
-to disk, never held in memory; downloads are pulled from every holder into the node's
-download cache, then served with `Range`, an `ETag` and the file's SHA-256 in a header.
+`/api/v1/...` is the API proper, documented by its OpenAPI at `/docs`: every operation
+declares its answers, errors included; the seed project's paths (`/finger_table`,
+`/upload_file`, ...) are kept as aliases that answer with data (`api_seed`). Every error is
+JSON `{"error": {"code", "message"}}` with a 4xx or 5xx status (`api_errors`). Uploads are
+streamed to disk, never held in memory; downloads (`api_download`) are served with Range,
+conditional requests and the file's SHA-256 in a header. A resource that answers GET
+answers HEAD too (`api_routing`).
 
 With a token (`ApiAuth`), the writing endpoints need `Authorization: Bearer <token>`, and
 the reading ones too if asked; the dashboard's page, the OpenAPI document and `/healthz`
@@ -15,29 +17,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import uvicorn
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
-from chordshare.faces.api_auth import OPEN, ApiAuth, Guard, GuardFirst
+from chordshare.faces.api_auth import OPEN, ApiAuth, Guard
+from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES, DownloadCache
 from chordshare.faces.api_doors import DoorCheck, Doors
-from chordshare.faces.api_errors import ApiError, install_error_handlers
-from chordshare.faces.files_cli import entries_json, listing_json, manifest_json, network_json
+from chordshare.faces.api_download import Downloads, documented_download
+from chordshare.faces.api_errors import (
+    ApiError,
+    document_errors,
+    error_responses,
+    install_error_handlers,
+)
+from chordshare.faces.api_inputs import (
+    ADDRESS,
+    STORED_NAME,
+    TARGET,
+    Conditions,
+    UploadBytes,
+    UploadName,
+    UploadReplace,
+    lookup_parameter,
+    name_rules,
+)
+from chordshare.faces.api_models import (
+    UNCHANGED,
+    Health,
+    Leaving,
+    Lookup,
+    Matches,
+    NetworkFiles,
+    NodeFiles,
+    NodeInfo,
+    Ring,
+    Stored,
+)
+from chordshare.faces.api_routing import ApiRoute, allowed_methods
+from chordshare.faces.api_seed import ApiOperations, add_seed_routes
+from chordshare.faces.api_upload import Uploads
+from chordshare.faces.files_cli import entries_json, listing_json, network_json
 from chordshare.faces.metrics import registry_for
-from chordshare.sharing.client import FileClient, NetworkFile
-from chordshare.sharing.names import check_new_name
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.names import keywords
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.routes import RouteCache
@@ -47,32 +80,40 @@ from chordshare.transport.client import NodeClient, node_json
 
 T = TypeVar("T")
 
-COPY_PIECE = 1024 * 1024
 DASHBOARD = Path(__file__).with_name("dashboard")  # static files, no build step
 # Headers a page of a listed origin may read from a download.
-EXPOSED_HEADERS = ["ETag", "X-Content-SHA256", "X-Chordshare-Sources", "Content-Disposition"]
-
-
-class SearchQuery(BaseModel):
-    file_name: str
-
-
-def _copy_upload(source: Any, target: Path) -> int:
-    """Copy an upload (spooled to disk by the multipart parser) to a named file, a MiB at a
-    time: the put reads a path, and memory stays flat whatever the size."""
-    size = 0
-    with target.open("wb") as out:
-        while piece := source.read(COPY_PIECE):
-            out.write(piece)
-            size += len(piece)
-    return size
+EXPOSED_HEADERS = [
+    "ETag",
+    "X-Content-SHA256",
+    "X-Chordshare-Sources",
+    "Content-Disposition",
+    "Content-Range",
+    "Accept-Ranges",
+]
+ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-None-Match", "If-Modified-Since", "Range"]
+OTHER_NODE = "HOST:PORT of another node."
+STORED = Annotated[
+    str, PathParam(description="The file's name.", json_schema_extra=name_rules(STORED_NAME))
+]
+TARGET_NAME = Annotated[
+    str,
+    PathParam(
+        description="A name, or `sha256:` and 8 to 64 hex digits of the content's SHA-256.",
+        json_schema_extra=name_rules(TARGET),
+    ),
+]
 
 
 def create_app(
-    peer: SharingPeer, leave: Callable[[], None], auth: ApiAuth = OPEN, doors: Doors | None = None
+    peer: SharingPeer,
+    leave: Callable[[], None],
+    auth: ApiAuth = OPEN,
+    doors: Doors | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> FastAPI:
     """The API of one running peer; `leave` asks the process to leave the ring and exit.
-    `doors`: the names and page origins it answers (by default, its loopback names)."""
+    `doors`: the names and page origins it answers (by default, its loopback names).
+    `cache_bytes`: the most its download cache keeps (0: none)."""
     app = FastAPI(
         title="chordshare node",
         version="1",
@@ -84,20 +125,31 @@ def create_app(
             CORSMiddleware,
             allow_origins=sorted(doors.origins),
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Range"],
+            allow_headers=ALLOWED_HEADERS,
             expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(DoorCheck, doors=doors)  # outermost: before CORS, routing and bodies
-    app.router.route_class = GuardFirst  # checks the token before reading a body
-    guard = [] if auth.token is None else [Depends(Guard(auth))]
-    writing = guard
-    reading = guard if auth.protect_reads else []
+    app.router.route_class = ApiRoute  # checks the token before reading a body; HEAD
+    guard = None if auth.token is None else Depends(Guard(auth))
+    reads, writes = auth.protect_reads, True
+
+    def doc(
+        guarded: bool, *errors: int, ok: dict[int | str, dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """An operation's dependencies and answers: its errors, 403 from the doors always,
+        401 when the token guards it; `ok`: successful answers beside the default one."""
+        protected = guarded and guard is not None
+        statuses = {403, *errors} | ({401} if protected else set())
+        answers = {**(ok or {}), **error_responses(*sorted(statuses))}
+        return {"dependencies": [guard] if protected else [], "responses": answers}
+
     data_dir = peer.settings.data_dir
     uploads = data_dir / "uploads"
     downloads = data_dir / "downloads"
     for folder in (uploads, downloads):
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of an earlier run
         folder.mkdir(parents=True, exist_ok=True)
+    cache = DownloadCache(downloads, cache_bytes)
 
     def node() -> Any:
         chord = peer.server.node
@@ -115,17 +167,19 @@ def create_app(
         chord = node()
         return NodeClient(chord.me.address, chord.transport, 5.0)
 
-    install_error_handlers(app)
+    install_error_handlers(app, lambda request: allowed_methods(app.routes, request))
+    document_errors(app)
 
     # The ring.
 
     @app.get(
         "/api/v1/node",
         summary="A node (this one, or the one at `address`): id, predecessor, successors, fingers",
-        dependencies=reading,
+        response_model=NodeInfo,
+        **doc(reads, 400, 404, 502, 503),
     )
     async def get_node(
-        address: Annotated[str | None, Query(description="HOST:PORT of another node.")] = None,
+        address: Annotated[str | None, Query(description=OTHER_NODE, pattern=ADDRESS)] = None,
     ) -> dict[str, Any]:
         if address is None:
             return (await client().info()).to_json()
@@ -147,19 +201,25 @@ def create_app(
     @app.get(
         "/api/v1/ring",
         summary="Every node, walked along successors from this one",
-        dependencies=reading,
+        response_model=Ring,
+        **doc(reads, 502, 503),
     )
     async def get_ring() -> dict[str, Any]:
         return {"nodes": [node_json(n) for n in await client().ring()]}
 
+    node_settings = peer.server.settings
+    bits = peer.server.node.space.bits if peer.server.node else node_settings.bits
+
     @app.get(
         "/api/v1/lookup",
         summary="The owner of a key: a name (hashed) or an id",
-        dependencies=reading,
+        response_model=Lookup,
+        openapi_extra={"parameters": [lookup_parameter(2**bits - 1)]},
+        **doc(reads, 400, 502, 503),
     )
     async def lookup(
-        key: Annotated[str | None, Query(description="A name; its key is its hash.")] = None,
-        id: Annotated[int | None, Query(description="A ring id, looked up as is.")] = None,
+        key: Annotated[str | None, Query(include_in_schema=False)] = None,
+        id: Annotated[int | None, Query(include_in_schema=False)] = None,
     ) -> dict[str, Any]:
         chord = node()
         if (key is None) == (id is None):
@@ -178,198 +238,124 @@ def create_app(
 
     # Files.
 
+    async def own_files() -> dict[str, Any]:
+        own = node().me.address
+        return listing_json(own, await files().list_node(own))
+
     @app.get(
         "/api/v1/files",
         summary="This node's files, or every file in the network",
-        dependencies=reading,
+        response_model=NodeFiles | NetworkFiles,
+        **doc(reads, 400, 404, 502, 503),
     )
     async def list_files(
-        scope: Annotated[str, Query(pattern="^(node|network)$")] = "node",
+        scope: Literal["node", "network"] = "node",
         address: Annotated[
-            str | None, Query(description="HOST:PORT of another node (scope=node).")
+            str | None, Query(description=OTHER_NODE + " With scope=node.", pattern=ADDRESS)
         ] = None,
     ) -> dict[str, Any]:
         sharing = files()
         if scope == "network":
             return network_json(await sharing.list_network(await client().ring()))
         if address is None:
-            own = node().me.address
-            return listing_json(own, await sharing.list_node(own))
+            return await own_files()
 
         async def listing_of(target: str) -> dict[str, Any]:
             return listing_json(target, await sharing.list_node(target))
 
         return await on_other_node(address, listing_of)
 
-    async def store_upload(upload: UploadFile, name: str | None, replace: bool) -> JSONResponse:
-        chosen = check_new_name(name or upload.filename or "")
-        fd, tmp = tempfile.mkstemp(dir=uploads)
-        os.close(fd)
-        path = Path(tmp)
-        try:
-            await asyncio.to_thread(_copy_upload, upload.file, path)
-            outcome = await files().put(path, chosen, replace=replace)
-        finally:
-            await asyncio.to_thread(path.unlink, True)
-        body = {**manifest_json(outcome.manifest), "unchanged": outcome.unchanged}
-        return JSONResponse(body, status_code=200 if outcome.unchanged else 201)
+    uploaded = Uploads(uploads, files)
 
     @app.post(
         "/api/v1/files",
         status_code=201,
         summary="Upload a file (multipart field `file`; optional `name` and `replace`)",
-        dependencies=writing,
+        response_model=Stored,
+        response_description="Stored: the file as the network now has it.",
+        **doc(writes, 400, 409, 500, 502, 503, 507, ok=UNCHANGED),
     )
     async def upload_file(
-        file: Annotated[UploadFile, File(description="The file's bytes.")],
-        name: Annotated[str | None, Form(description="Name in the network.")] = None,
-        replace: Annotated[bool, Form(description="Replace other bytes of that name.")] = False,
+        file: UploadBytes, name: UploadName = "", replace: UploadReplace = "false"
     ) -> JSONResponse:
-        return await store_upload(file, name, replace)
+        return await uploaded.store(file, name, replace == "true")
 
-    served_by: dict[str, str] = {}  # sha256 hex -> who served its chunks, for the header
-
-    async def fetch_to_cache(target: str) -> tuple[NetworkFile, Path]:
-        sharing = files()
-        found = await sharing.find(target)
-        digest = found.manifest.sha256.hex()
-        path = downloads / digest
-        if not await asyncio.to_thread(path.exists):
-            report = await sharing.get(target, path, found=found)
-            served_by[digest] = ",".join(
-                f"{address}={count}" for address, count in sorted(report.sources.items())
-            )
-        return found, path
-
-    def file_response(found: NetworkFile, path: Path) -> FileResponse:
-        digest = found.manifest.sha256.hex()
-        headers = {"ETag": f'"{digest}"', "X-Content-SHA256": digest}
-        if digest in served_by:
-            # Which holders served the chunks, and how many bytes each (dashboard).
-            headers["X-Chordshare-Sources"] = served_by[digest]
-        return FileResponse(path, filename=found.manifest.name, headers=headers)
+    served = Downloads(files, cache)
 
     @app.get(
         "/api/v1/files/{name}",
-        summary="Download a file (name, or sha256:<hex>), with Range support",
-        response_class=FileResponse,
-        dependencies=reading,
+        summary="Download a file (name, or sha256:<hex>), with Range and conditional requests",
+        response_class=Response,
+        **doc(reads, 400, 404, 409, 416, 500, 502, 503, 507, ok=documented_download(ranges=True)),
     )
-    async def download_file(name: str, request: Request) -> Response:
-        found, path = await fetch_to_cache(name)
-        etag = f'"{found.manifest.sha256.hex()}"'
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        return file_response(found, path)
+    async def download_file(
+        name: TARGET_NAME, asked: Annotated[Conditions, Header()], request: Request
+    ) -> Response:
+        return await served.answer(name, asked, request.method)
 
     @app.delete(
         "/api/v1/files/{name}",
         status_code=204,
         summary="Remove a file everywhere",
-        dependencies=writing,
+        response_class=Response,
+        **doc(writes, 400, 404, 409, 502, 503),
     )
-    async def delete_file(name: str) -> Response:
+    async def delete_file(name: STORED) -> Response:
         await files().remove(name)
         return Response(status_code=204)
 
     @app.get(
         "/api/v1/search",
-        summary="Files whose names contain every word of q",
-        dependencies=reading,
+        summary="Files with every word of q in their names, or words that begin with it "
+        "(text without a word finds none)",
+        response_model=Matches,
+        **doc(reads, 400, 502, 503),
     )
-    async def search(q: Annotated[str, Query(min_length=1)]) -> dict[str, Any]:
-        try:
-            entries = await files().search(q)
-        except ValueError as err:
-            raise ApiError(400, "invalid_request", str(err)) from None
-        return {"files": entries_json(entries)}
+    async def search(
+        q: Annotated[str, Query(description="Words, all of them in each name.", min_length=1)],
+    ) -> dict[str, Any]:
+        if not keywords(q):
+            return {"files": []}
+        return {"files": entries_json(await files().search(q))}
 
     @app.post(
         "/api/v1/node/leave",
         status_code=202,
         summary="Leave the ring gracefully, exit",
-        dependencies=writing,
+        response_model=Leaving,
+        **doc(writes, 503),
     )
     async def leave_ring() -> dict[str, Any]:
         node()
         asyncio.get_running_loop().call_soon(leave)
         return {"leaving": True}
 
-    # The seed project's paths, answering with data.
-
-    @app.get("/finger_table", summary="Seed alias: this node's finger table", dependencies=reading)
-    async def finger_table() -> dict[str, Any]:
-        info = (await client().info()).to_json()
-        return {"node": node_json(node().me), "fingers": info["fingers"]}
-
-    @app.get(
-        "/get_predecessor", summary="Seed alias: this node's predecessor", dependencies=reading
+    add_seed_routes(
+        app,
+        ApiOperations(
+            doc=doc,
+            reads=reads,
+            writes=writes,
+            node=node,
+            client=client,
+            own_files=own_files,
+            upload=uploaded.store,
+            search=search,
+            downloads=served,
+            leave=leave_ring,
+        ),
     )
-    async def get_predecessor() -> dict[str, Any]:
-        return {"predecessor": node_json(node().state.predecessor)}
 
-    @app.get("/get_successor", summary="Seed alias: this node's successor", dependencies=reading)
-    async def get_successor() -> dict[str, Any]:
-        state = node().state
-        return {
-            "successor": node_json(state.successor),
-            "successors": [node_json(n) for n in state.successors],
-        }
-
-    @app.get(
-        "/show_files",
-        summary="Seed alias: the files this node stores and shares",
-        dependencies=reading,
-    )
-    async def show_files() -> dict[str, Any]:
-        return await list_files("node", None)
-
-    @app.post(
-        "/upload_file",
-        status_code=201,
-        summary="Seed alias of POST /api/v1/files",
-        dependencies=writing,
-    )
-    async def seed_upload(
-        file: Annotated[UploadFile, File()],
-        name: Annotated[str | None, Form()] = None,
-        replace: Annotated[bool, Form()] = False,
-    ) -> JSONResponse:
-        return await store_upload(file, name, replace)
-
-    @app.post(
-        "/download_file",
-        summary='Seed alias: body {"file_name": NAME}, answers the bytes',
-        dependencies=reading,
-    )
-    async def seed_download(query: SearchQuery) -> Response:
-        found, path = await fetch_to_cache(query.file_name)
-        return file_response(found, path)
-
-    @app.post(
-        "/search_file",
-        summary='Seed alias: body {"file_name": WORDS}, answers matches',
-        dependencies=reading,
-    )
-    async def seed_search(query: SearchQuery) -> dict[str, Any]:
-        return await search(query.file_name)
-
-    @app.post(
-        "/shutdown",
-        status_code=202,
-        summary="Seed alias of POST /api/v1/node/leave (POST only: a GET never changes a node)",
-        dependencies=writing,
-    )
-    async def shutdown() -> dict[str, Any]:
-        return await leave_ring()
-
-    registry = registry_for(peer)
+    registry = registry_for(peer, cache)
 
     @app.get(
         "/metrics",
         summary="Prometheus metrics of this node",
         response_class=Response,
-        dependencies=reading,
+        **doc(
+            reads,
+            ok={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        ),
     )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -378,6 +364,8 @@ def create_app(
         "/healthz",
         summary='Readiness for orchestrators, never protected: 200 {"status": "serving"} on a '
         "ring, 503 otherwise",
+        response_model=Health,
+        responses=error_responses(503),
     )
     async def healthz() -> dict[str, str]:
         node()
@@ -410,7 +398,8 @@ def bind_api(address: str) -> socket.socket:
 
 class ApiServer:
     """Serves a peer's REST API on `address` (port 0: any free port) until stopped; on a
-    socket already bound to it (`bind_api`) when given one."""
+    socket already bound to it (`bind_api`) when given one; with a download cache of
+    `cache_bytes`."""
 
     def __init__(
         self,
@@ -420,6 +409,7 @@ class ApiServer:
         auth: ApiAuth = OPEN,
         doors: Doors | None = None,
         sock: socket.socket | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.address = address
         self.sock = sock
@@ -431,7 +421,7 @@ class ApiServer:
                 listening.append(parse_address(node.advertise)[0])
             doors = Doors.for_node(listening)
         config = uvicorn.Config(
-            create_app(peer, leave, auth, doors),
+            create_app(peer, leave, auth, doors, cache_bytes),
             log_level="warning",
             lifespan="off",
         )

@@ -205,6 +205,13 @@ def node(
         str | None,
         typer.Option(help="HOST:PORT of the REST API (default 127.0.0.1:0, any free port); 'off'."),
     ] = None,
+    api_cache: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes of whole files the REST API keeps for downloads, least recently "
+            "used evicted first, e.g. 1GiB (the default); 0: none."
+        ),
+    ] = None,
     cluster_token: Annotated[
         str | None,
         typer.Option(help="Shared secret every peer call must carry (or a file, below)."),
@@ -279,6 +286,7 @@ def node(
         "scrub_rate": scrub_rate,
         "replicas": replicas,
         "api": api,
+        "api_cache": api_cache,
         "cluster_token": cluster_token,
         "cluster_token_file": cluster_token_file,
         "tls_cert": tls_cert,

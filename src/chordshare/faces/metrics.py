@@ -8,6 +8,7 @@ prometheus-client, and several peers in one process each have their own registry
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -145,7 +146,39 @@ def _rpc_metrics(stats: CallStats) -> Iterator[Metric]:
     yield failed
 
 
-def registry_for(peer: SharingPeer) -> CollectorRegistry:
+class CacheCounts(Protocol):
+    """What the REST API's download cache counts (`api_cache.DownloadCache`)."""
+
+    used_bytes: int
+    limit: int
+    evictions: int
+
+
+class CacheCollector(Collector):
+    def __init__(self, cache: CacheCounts) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "chordshare_api_cache_bytes",
+            "Bytes of whole files in the API's download cache",
+            value=self.cache.used_bytes,
+        )
+        yield GaugeMetricFamily(
+            "chordshare_api_cache_limit_bytes",
+            "The most bytes the API's download cache keeps (--api-cache)",
+            value=self.cache.limit,
+        )
+        yield CounterMetricFamily(
+            "chordshare_api_cache_evictions",
+            "Files evicted from the API's download cache to make room, least recently used first",
+            value=self.cache.evictions,
+        )
+
+
+def registry_for(peer: SharingPeer, cache: CacheCounts | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PeerCollector(peer))
+    if cache is not None:
+        registry.register(CacheCollector(cache))
     return registry

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chordshare.faces.api_auth import OPEN, ApiAuth, api_token_file_in, load_or_make_token
+from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.faces.api_doors import Doors
 from chordshare.faces.local_nodes import LocalNode, forget, record
 from chordshare.node.server import NodeSettings, StartError
@@ -39,6 +40,7 @@ class ApiSettings:
     token: str | None = field(default=None, repr=False)  # given by the user
     open: bool = False  # no token at all
     protect_reads: bool = False
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # the download cache's limit
 
     def auth(self, data_dir: Path) -> ApiAuth:
         """The token the API asks for: the user's, none (`open`), or the node's own."""
@@ -58,7 +60,9 @@ def api_settings(conf: NodeConfig) -> ApiSettings:
     doors = Doors.for_node(listening, conf.api_allowed_hosts, conf.api_cors_origin)
     if token is not None:
         ApiAuth(token)  # ValueError now rather than once the node is on a ring
-    return ApiSettings(conf.api, doors, token, conf.api_open, conf.api_protect_reads)
+    return ApiSettings(
+        conf.api, doors, token, conf.api_open, conf.api_protect_reads, conf.api_cache
+    )
 
 
 def open_doors(conf: NodeConfig) -> list[str]:
@@ -131,7 +135,7 @@ async def serve(
             except (OSError, ValueError, SecurityError) as err:
                 token_file = api_token_file_in(sharing.data_dir)
                 raise StartError(f"API token {token_file}: {err}") from None
-            web = ApiServer(peer, api.address, stop.set, auth, api.doors, sock)
+            web = ApiServer(peer, api.address, stop.set, auth, api.doors, sock, api.cache_bytes)
             url = await web.start()
             say(f"api at {url} (OpenAPI at {url}/docs)")
             say(f"dashboard: {dashboard_url(url, auth)}")

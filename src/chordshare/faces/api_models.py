@@ -1,0 +1,113 @@
+"""The shapes the REST API answers with, as pydantic models: FastAPI checks every answer
+against them and puts them in the OpenAPI document. Each mirrors a `*_json` helper
+(`files_cli`, `transport.client`) field for field: an extra field is refused, so a
+helper that grows one fails the API's tests instead of drifting from the document."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeRef(Shape):
+    id: int = Field(ge=0, description="The node's ring id.")
+    address: str = Field(description="HOST:PORT its peers reach it at.")
+
+
+class Finger(Shape):
+    start: int = Field(ge=0, description="The first id of the finger's interval.")
+    node: NodeRef | None
+
+
+class NodeInfo(Shape):
+    id: int = Field(ge=0)
+    address: str
+    bits: int = Field(ge=1, description="Width m of the ring's ids.")
+    predecessor: NodeRef | None
+    successors: list[NodeRef]
+    fingers: list[Finger]
+
+
+class Ring(Shape):
+    nodes: list[NodeRef] = Field(description="Every node, from this one along successors.")
+
+
+class Lookup(Shape):
+    key: int = Field(ge=0, description="The id looked up.")
+    owner: NodeRef
+    hops: int = Field(ge=0)
+    timeouts: int = Field(ge=0, description="Nodes that did not answer on the way.")
+
+
+class FileInfo(Shape):
+    name: str
+    size: int = Field(ge=0, description="Bytes.")
+    sha256: str = Field(pattern=SHA256_HEX, description="The whole file's SHA-256.")
+    chunks: int = Field(ge=0)
+    created: float = Field(description="The version: when it was put (Unix seconds).")
+
+
+class Stored(FileInfo):
+    unchanged: bool = Field(description="The network held these very bytes already.")
+
+
+# An upload answers 201 with what it stored, or 200 when nothing changed.
+UNCHANGED = {200: {"model": Stored, "description": "That name held these bytes already."}}
+
+
+class NodeFile(FileInfo):
+    shared: bool = Field(description="Shared in place from a directory, not stored.")
+
+
+class NodeFiles(Shape):
+    node: str = Field(description="HOST:PORT of the node listed.")
+    used_bytes: int = Field(ge=0)
+    max_bytes: int | None = Field(ge=0, description="Its quota; null: none.")
+    files: list[NodeFile]
+
+
+class HeldFile(FileInfo):
+    holders: list[str] = Field(description="HOST:PORT of each node holding a copy.")
+
+
+class NetworkFiles(Shape):
+    files: list[HeldFile]
+
+
+class Match(Shape):
+    name: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=SHA256_HEX)
+
+
+class Matches(Shape):
+    files: list[Match]
+
+
+class Leaving(Shape):
+    leaving: Literal[True]
+
+
+class FingerTable(Shape):
+    node: NodeRef
+    fingers: list[Finger]
+
+
+class Predecessor(Shape):
+    predecessor: NodeRef | None
+
+
+class Successors(Shape):
+    successor: NodeRef
+    successors: list[NodeRef]
+
+
+class Health(Shape):
+    status: Literal["serving"]
