@@ -108,3 +108,17 @@ def test_security_settings_come_from_the_file_and_the_environment(
     assert conf.tls_ca == Path("/etc/chordshare/ca.pem")
     assert conf.api_token_file == Path("/run/secrets/api.token")
     assert conf.api_protect_reads is True
+
+
+def test_the_api_listens_on_loopback_beside_the_peer_port_unless_told() -> None:
+    from chordshare.config import default_api
+
+    assert load_config(None, {"bind": "127.0.0.1:7000"}).api == "127.0.0.1:8000"
+    wildcard = load_config(None, {"bind": "0.0.0.0:7001", "advertise": "10.0.0.2:7001"})
+    assert wildcard.api == "127.0.0.1:8001"  # never beyond loopback unless asked
+    assert default_api("127.0.0.1:0") == "127.0.0.1:0"  # a free port, as the node's own
+    assert default_api("127.0.0.1:64536") == "127.0.0.1:0"  # no port + 1000 to take
+    assert default_api("127.0.0.1:64535") == "127.0.0.1:65535"
+    assert load_config(None, {"bind": "127.0.0.1:7000", "api": "off"}).api == "off"
+    given = load_config(None, {"bind": "127.0.0.1:7000", "api": "[::1]:9000"})
+    assert given.api == "[::1]:9000"

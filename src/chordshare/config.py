@@ -51,6 +51,17 @@ def parse_size(text: str | int) -> int:
     return int(number * (1024**power if "i" in unit else 1000**power))
 
 
+API_PORT_OFFSET = 1000  # the API beside its node's peer port, so nodes can share a host
+
+
+def default_api(bind: str) -> str:
+    """Where a node's API listens unless told: on loopback, at its peer port + 1000 (7000 ->
+    8000, as in compose.yaml), or any free port when the peer port is 0 or too high."""
+    port = parse_address(bind, any_port=True)[1]
+    api_port = port + API_PORT_OFFSET if 0 < port <= 65535 - API_PORT_OFFSET else 0
+    return f"127.0.0.1:{api_port}"
+
+
 class NodeConfig(BaseSettings):
     """Everything `chordshare node` can be told."""
 
@@ -72,7 +83,11 @@ class NodeConfig(BaseSettings):
         description="Bytes per second at which stored chunks are read again and checked "
         "(e.g. 4M); 0: never.",
     )
-    api: str = Field("127.0.0.1:0", description="HOST:PORT of the REST API, or 'off'.")
+    api: str = Field(
+        "",
+        description="HOST:PORT of the REST API, or 'off' (default: loopback, at the peer "
+        "port + 1000: 7000 -> 127.0.0.1:8000).",
+    )
     api_cache: int = Field(
         DEFAULT_CACHE_BYTES,
         ge=0,
@@ -141,7 +156,7 @@ class NodeConfig(BaseSettings):
     @field_validator("api")
     @classmethod
     def _api(cls, value: str) -> str:
-        if value != "off":
+        if value not in ("off", ""):
             parse_address(value, any_port=True)
         return value
 
@@ -164,6 +179,12 @@ class NodeConfig(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_api(self) -> NodeConfig:
+        if self.api == "":
+            self.api = default_api(self.bind)
+        return self
 
     @model_validator(mode="after")
     def _reachable(self) -> NodeConfig:

@@ -6,6 +6,7 @@ on the same machine finds that token; and a node whose doors are open says so.""
 from __future__ import annotations
 
 import re
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,21 @@ def test_a_node_that_cannot_join_leaves_no_data_directory(
     failed = run_cli("node", "--bind", f"{HOST}:0", "--join", nobody, "--data-dir", str(given))
     assert failed.code == 2
     assert (given / "notes.txt").read_text() == "mine"
+
+
+def test_the_api_port_is_the_peer_port_plus_1000_by_default(procs: Processes) -> None:
+    for _ in range(20):  # a peer port whose neighbour 1000 up is free too
+        port = free_port()
+        if port + 1000 <= 65535 and _free(port + 1000):
+            break
+    node = procs.start(bind=f"{HOST}:{port}", extra=["--api", ""])
+    assert eventually(lambda: api_url(node.log()), 10) == f"http://{HOST}:{port + 1000}"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True

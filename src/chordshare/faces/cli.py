@@ -203,7 +203,10 @@ def node(
     ] = None,
     api: Annotated[
         str | None,
-        typer.Option(help="HOST:PORT of the REST API (default 127.0.0.1:0, any free port); 'off'."),
+        typer.Option(
+            help="HOST:PORT of the REST API, or 'off' (default: loopback at the peer port + "
+            "1000, e.g. 127.0.0.1:8000 for a node on port 7000)."
+        ),
     ] = None,
     api_cache: Annotated[
         str | None,
