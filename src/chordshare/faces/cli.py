@@ -7,9 +7,7 @@ unreachable peer), never as a traceback. Every read command takes --json for scr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -28,9 +26,7 @@ from chordshare.faces.logs import setup_logging
 from chordshare.faces.node_address import answers_http, node_address, not_a_peer_port
 from chordshare.ids import DEFAULT_BITS
 from chordshare.node.runtime import JoinError
-from chordshare.node.server import NodeSettings, StartError
-from chordshare.sharing.peer import DataDirInUse, SharingSettings
-from chordshare.sharing.placement import DEFAULT_REPLICAS
+from chordshare.node.server import StartError
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient, NodeInfo, node_json
 from chordshare.transport.grpc import describe_rpc_error
@@ -151,202 +147,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def short(node: NodeRef | None) -> str:
     return "-" if node is None else f"{node.id} ({node.address})"
-
-
-@app.command()
-def node(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="A YAML settings file (flags and CHORDSHARE_* variables win over it)."),
-    ] = None,
-    bind: Annotated[
-        str | None, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")
-    ] = None,
-    advertise: Annotated[
-        str | None,
-        typer.Option(help="HOST:PORT other nodes reach this one at (default: --bind)."),
-    ] = None,
-    join: Annotated[str | None, typer.Option(help="HOST:PORT of any node on the ring.")] = None,
-    node_id: Annotated[
-        int | None, typer.Option("--id", help="Fix the ring id (default: SHA-1 of the address).")
-    ] = None,
-    bits: Annotated[
-        int | None, typer.Option(help=f"Width m of ring ids, 3..160 (default {DEFAULT_BITS}).")
-    ] = None,
-    successors: Annotated[
-        int | None,
-        typer.Option(help=f"Length r of the successor list (default {DEFAULT_SUCCESSORS})."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where the node keeps its files (default: under ~/.local/share)."),
-    ] = None,
-    max_store: Annotated[
-        str | None,
-        typer.Option(help="Most bytes this node stores, e.g. 10GiB (default: no limit)."),
-    ] = None,
-    share: Annotated[
-        Path | None, typer.Option(help="Share this directory's files in place, without copying.")
-    ] = None,
-    scrub_rate: Annotated[
-        str | None,
-        typer.Option(
-            help="Bytes per second at which stored chunks are read again, checked and healed "
-            "from other holders, e.g. 4M (the default); 0: never."
-        ),
-    ] = None,
-    replicas: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Copies k of every file: owner and k-1 successors ({DEFAULT_REPLICAS})."
-        ),
-    ] = None,
-    api: Annotated[
-        str | None,
-        typer.Option(
-            help="HOST:PORT of the REST API, or 'off' (default: loopback at the peer port + "
-            "1000, e.g. 127.0.0.1:8000 for a node on port 7000)."
-        ),
-    ] = None,
-    api_cache: Annotated[
-        str | None,
-        typer.Option(
-            help="Most bytes of whole files the REST API keeps for downloads, least recently "
-            "used evicted first, e.g. 1GiB (the default); 0: none."
-        ),
-    ] = None,
-    cluster_token: Annotated[
-        str | None,
-        typer.Option(help="Shared secret every peer call must carry (or a file, below)."),
-    ] = None,
-    cluster_token_file: Annotated[
-        Path | None, typer.Option(help="A file whose first line is the cluster token.")
-    ] = None,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="This node's certificate, for mutual TLS (PEM).")
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="This node's private key (PEM).")] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option(help="The network's CA certificate (PEM): peers must hold one.")
-    ] = None,
-    api_token: Annotated[
-        str | None,
-        typer.Option(help="Token the REST API asks of uploads, deletes and leave (or a file)."),
-    ] = None,
-    api_token_file: Annotated[
-        Path | None, typer.Option(help="A file whose first line is the API token.")
-    ] = None,
-    api_protect_reads: Annotated[
-        bool | None,
-        typer.Option(
-            "--api-protect-reads/--api-open-reads",
-            help="Ask for the API token on reading endpoints too (default: open).",
-        ),
-    ] = None,
-    api_open: Annotated[
-        bool | None,
-        typer.Option(
-            "--api-open",
-            help="No API token: anyone who reaches the API may upload, delete and stop the "
-            "node (default: a token made at first start, kept in the data directory).",
-        ),
-    ] = None,
-    api_allowed_hosts: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Another name the API answers to, e.g. a DNS name or a proxy in front of it "
-            "(repeatable; others get 403)."
-        ),
-    ] = None,
-    api_cors_origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Origin (scheme://host:port) of another page that may call the API "
-            "(repeatable; others get 403 on changes and no CORS headers)."
-        ),
-    ] = None,
-    log_level: Annotated[
-        str | None, typer.Option(help="debug, info (default), warning or error.")
-    ] = None,
-    log_format: Annotated[
-        str | None, typer.Option(help="text (default), or json: one JSON object per line.")
-    ] = None,
-) -> None:
-    """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
-    from chordshare.config import ConfigError, load_config
-    from chordshare.faces.serve import api_settings, default_data_dir, open_doors, serve
-
-    flags = {
-        "bind": bind,
-        "advertise": advertise,
-        "join": join,
-        "id": node_id,
-        "bits": bits,
-        "successors": successors,
-        "data_dir": data_dir,
-        "max_store": max_store,
-        "share": share,
-        "scrub_rate": scrub_rate,
-        "replicas": replicas,
-        "api": api,
-        "api_cache": api_cache,
-        "cluster_token": cluster_token,
-        "cluster_token_file": cluster_token_file,
-        "tls_cert": tls_cert,
-        "tls_key": tls_key,
-        "tls_ca": tls_ca,
-        "api_token": api_token,
-        "api_token_file": api_token_file,
-        "api_protect_reads": api_protect_reads,
-        "api_open": api_open,
-        "api_allowed_hosts": api_allowed_hosts or None,
-        "api_cors_origin": api_cors_origin or None,
-        "log_level": log_level,
-        "log_format": log_format,
-    }
-    try:
-        conf = load_config(config, flags)
-    except ConfigError as err:
-        fail(str(err))
-    setup_logging(conf.log_level, conf.log_format)
-    if conf.share is not None and not conf.share.is_dir():
-        fail(f"share {conf.share}: not a directory")
-    sharing = SharingSettings(
-        data_dir=conf.data_dir or default_data_dir(conf.advertise or conf.bind),
-        max_store=conf.max_store,
-        share=conf.share,
-        replicas=conf.replicas,
-        scrub_rate=conf.scrub_rate,
-    )
-    try:
-        security = PeerSecurity.load(
-            conf.cluster_token, conf.cluster_token_file, conf.tls_cert, conf.tls_key, conf.tls_ca
-        )
-        api = None if conf.api == "off" else api_settings(conf)
-    except (SecurityError, ValueError) as err:
-        fail(str(err))
-    settings = NodeSettings(
-        security=security,
-        bind=conf.bind,
-        advertise=conf.advertise,
-        join=conf.join,
-        node_id=conf.id,
-        bits=conf.bits,
-        successors=conf.successors,
-    )
-    for warning in open_doors(conf):
-        logging.getLogger("chordshare").warning("%s", warning)
-
-    def say(line: str) -> None:
-        err_console.print(line, highlight=False, markup=False)
-
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            run(serve(settings, sharing, api, say))
-    except (StartError, JoinError, DataDirInUse) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(f"--data-dir {sharing.data_dir}: {err}")
 
 
 @app.command()
@@ -610,10 +410,10 @@ def demo(
         fail(str(err))
 
 
-# The file commands register themselves on `app`.
-from chordshare.faces import files_cli  # noqa: E402
+# The node and file commands register themselves on `app`.
+from chordshare.faces import files_cli, node_cli  # noqa: E402
 
-__all__ = ["app", "files_cli", "main"]
+__all__ = ["app", "files_cli", "main", "node_cli"]
 
 
 def main() -> None:
