@@ -220,12 +220,24 @@ async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
 
         seeded = await a.post("/upload_file", files={"file": ("notes.txt", b"seed notes")})
         assert seeded.status_code == 201
-        shown = (await a.get("/show_files")).json()
-        assert "files" in shown
+        stored = seeded.json()
+        assert (stored["name"], stored["size"]) == ("notes.txt", 10)
+        assert stored["sha256"] == hashlib.sha256(b"seed notes").hexdigest()
+        # The seed's paths answer what the API proper answers.
+        assert (await a.get("/show_files")).json() == (await a.get("/api/v1/files")).json()
         seed_get = await d.post("/download_file", json={"file_name": "notes.txt"})
         assert seed_get.content == b"seed notes"
-        seed_search = await d.post("/search_file", json={"file_name": "notes"})
-        assert seed_search.status_code == 200
+        assert seed_get.headers["x-content-sha256"] == stored["sha256"]
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:  # the index records follow the upload
+            seed_search = await d.post("/search_file", json={"file_name": "notes"})
+            names = [f["name"] for f in seed_search.json()["files"]]
+            if "notes.txt" in names:
+                break
+            assert asyncio.get_running_loop().time() < deadline, names
+            await asyncio.sleep(0.1)
+        proper = await d.get("/api/v1/search", params={"q": "notes"})
+        assert seed_search.json() == proper.json()
         assert (await d.post("/download_file", json={})).status_code == 400
 
         assert (await d.delete("/api/v1/files/q3-report.pdf")).status_code == 204
