@@ -36,7 +36,8 @@ from chordshare.faces.api import ApiServer
 from chordshare.faces.api_auth import ApiAuth
 from chordshare.sharing.peer import SharingPeer
 
-pytestmark = [pytest.mark.processes]
+# Minutes of generated requests: make test-system runs them.
+pytestmark = [pytest.mark.system, pytest.mark.processes]
 
 T = TypeVar("T")
 TOKEN = "schema-token-7"
