@@ -5,6 +5,7 @@ the way the console's command line reads them."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 from rich.progress import Progress
@@ -54,3 +55,20 @@ def test_completion_quotes_names_as_the_command_line_reads_them(
     # What completion inserts is read back as the name itself.
     for text in completed:
         assert shlex.split(text)[0] in names
+
+
+def test_the_demo_prints_commands_a_fresh_shell_can_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chordshare.faces.demo import command_name
+
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    mine = venv_bin / "chordshare"
+    mine.write_text("#!/bin/sh\n")
+    mine.chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert command_name(str(mine)) == str(mine)  # not on PATH: the path it was run by
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert command_name(str(mine)) == "chordshare"  # PATH finds this very command
+    assert command_name("/usr/lib/python3/chordshare/faces/cli.py") == "chordshare"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,6 +91,19 @@ async def stop_demo(peers: list[SharingPeer]) -> None:
         await peer.stop(graceful=True)
 
 
+def command_name(argv0: str | None = None) -> str:
+    """How to run this CLI from a fresh shell: `chordshare` when PATH finds this very
+    command (or it runs some other way, as `python -m`), else the path it was run by
+    (`.venv/bin/chordshare` from `make demo` in a clone)."""
+    me = Path(argv0 if argv0 is not None else sys.argv[0])
+    if me.name != "chordshare":
+        return "chordshare"
+    found = shutil.which("chordshare")
+    if found is not None and Path(found).resolve() == me.resolve():
+        return "chordshare"
+    return str(me)
+
+
 def short_id(ident: int) -> str:
     """A ring id cut to what tells nodes apart on a screen (a 160-bit id has 49 digits)."""
     text = str(ident)
@@ -147,6 +162,7 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
                 address = peer.server.node.me.address
                 records.append(record(LocalNode(address, url, peer.settings.data_dir, os.getpid())))
             at = f"--node {first.me.address}"
+            cli = command_name()
             console.print(f"Sample files in the network: {', '.join(names)}", highlight=False)
             console.print("[bold]Dashboard[/] (the link carries its API token):", highlight=False)
             console.print(f"  {urls[0]}", highlight=False)
@@ -154,11 +170,11 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
             console.print(f"REST API documented at {docs}", highlight=False)
             console.print("Try, in another terminal:", highlight=False)
             for command in (
-                f"chordshare ring {at}",
-                f"chordshare ls --all {at}",
-                f"chordshare search report {at}",
-                f"chordshare get welcome.txt {at}",
-                f"chordshare put FILE {at}",
+                f"{cli} ring {at}",
+                f"{cli} ls --all {at}",
+                f"{cli} search report {at}",
+                f"{cli} get welcome.txt {at}",
+                f"{cli} put FILE {at}",
             ):
                 console.print(f"  {command}", highlight=False)
             console.print("The other nodes' dashboards:", highlight=False)
