@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q -rs  # -rs: every skipped test says why
 
 # The tests that take minutes: the wheel installed into a fresh venv, the image built with
-# podman (on a base made from Debian's packages) and run as a ring of three containers, and
-# schemathesis over the REST API.
+# podman (on a base made from Debian's packages) and run as a ring of three containers, hosts
+# in network namespaces, and schemathesis over the REST API.
 test-system: $(STAMP)
 	$(BIN)/pytest -q -rs -m system
 

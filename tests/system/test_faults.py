@@ -34,7 +34,8 @@ from helpers import parallel
 from netns import PYTHON, Host, NetnsUnavailable, Network, unavailable_reason, wait_for
 from required import unavailable
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(300)]
+# Hosts in network namespaces: make test-system runs them.
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(300)]
 
 NODES = 6
 SLOW_DELAY_MS = 200

@@ -22,7 +22,8 @@ from helpers import parallel
 from netns import Host, Network, unavailable_reason, wait_for
 from required import unavailable
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(180)]
+# Hosts in network namespaces: make test-system runs them.
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(180)]
 
 FILES = 6  # each file is on 3 of the 4 hosts, so host 2 surely holds some of them
 FILE_SIZE = 300 * 1024  # more than one chunk, small enough to be quick
