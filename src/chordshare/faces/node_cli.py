@@ -190,7 +190,7 @@ def node(
         security = PeerSecurity.load(
             conf.cluster_token, conf.cluster_token_file, conf.tls_cert, conf.tls_key, conf.tls_ca
         )
-        api = None if conf.api == "off" else api_settings(conf)
+        web = None if conf.api == "off" else api_settings(conf)
     except (SecurityError, ValueError) as err:
         fail(str(err))
     settings = NodeSettings(
@@ -210,7 +210,7 @@ def node(
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run(serve(settings, sharing, api, say))
+            run(serve(settings, sharing, web, say))
     except (StartError, JoinError, DataDirInUse) as err:
         fail(str(err))
     except OSError as err:
