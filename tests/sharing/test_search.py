@@ -18,13 +18,13 @@ from peernet import PeerNetwork
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.names import MIN_PREFIX, keywords
 from chordshare.sharing.peers import FileError, IndexEntry, Refusal
-from chordshare.sharing.replication import index_records
 from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.sharing.search import (
     ambiguous,
     content_candidates,
     content_query_key,
+    index_records,
     parse_content_address,
     ranked,
     word_query_keys,

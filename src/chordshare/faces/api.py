@@ -33,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chordshare.faces.api_auth import OPEN, ApiAuth, Guard
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES, DownloadCache
-from chordshare.faces.api_doors import DoorCheck, Doors
+from chordshare.faces.api_doors import DoorCheck, Doors, listening_hosts
 from chordshare.faces.api_download import Downloads, documented_download
 from chordshare.faces.api_errors import (
     ApiError,
@@ -414,12 +414,8 @@ class ApiServer:
         self.address = address
         self.sock = sock
         if doors is None:
-            host = parse_address(address, any_port=True)[0]
             node = peer.server.settings
-            listening = [host, parse_address(node.bind, any_port=True)[0]]
-            if node.advertise:
-                listening.append(parse_address(node.advertise)[0])
-            doors = Doors.for_node(listening)
+            doors = Doors.for_node(listening_hosts(address, node.bind, node.advertise))
         config = uvicorn.Config(
             create_app(peer, leave, auth, doors, cache_bytes),
             log_level="warning",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from chordshare.transport.address import WILDCARD_HOSTS
+from chordshare.transport.address import WILDCARD_HOSTS, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,12 @@ def is_own_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     except OSError:
         return False
     return True
+
+
+def listening_hosts(*addresses: str | None) -> list[str]:
+    """The hosts of a node's addresses (its API's, its peer bind and advertise ones), those
+    given; each may be a wildcard, with port 0."""
+    return [parse_address(a, any_port=True)[0] for a in addresses if a]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ from chordshare.faces.files_cli import (
     human,
     listing_json,
     network_json,
+    put_source,
+    stored_line,
     transfer_bar,
 )
 from chordshare.faces.local_nodes import LeaveError, ask_to_leave
@@ -361,22 +363,13 @@ class ChordConsole(cmd.Cmd):
         name = words[1] if len(words) == 2 else None
 
         async def go(client: NodeClient, files: FileClient) -> None:
-            if path.is_dir():
-                raise ConsoleError(f"{path}: is a directory; put stores one file")
-            if not path.is_file():
-                raise ConsoleError(f"{path}: no such file")
-            size = path.stat().st_size
+            size = put_source(path)
             bar, advance = transfer_bar(f"put {name or path.name}", size, size >= PROGRESS_FROM)
             with bar:
                 outcome = await files.put(path, name, replace=replace, progress=advance)
             self._names = (0.0, [])
-            m = outcome.manifest
-            verb = "already stored" if outcome.unchanged else "stored"
-            out.print(
-                f"{verb} {escape(printable(m.name))} ({human(m.size)}, "
-                f"sha256 {m.sha256.hex()[:16]}…)",
-                highlight=False,
-            )
+            summary = stored_line(outcome.manifest, outcome.unchanged)
+            out.print(summary, highlight=False, markup=False)
 
         self._command(go)
 

@@ -39,7 +39,7 @@ from chordshare.faces.cli import (
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
 from chordshare.sharing.names import BadName, printable
-from chordshare.sharing.peers import FileError, FileListing, IndexEntry, Refusal
+from chordshare.sharing.peers import FileError, FileListing, IndexEntry, PutOutcome, Refusal
 from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.ring import RemoteRing
 from chordshare.sharing.rpc import GrpcFilePeers
@@ -176,28 +176,38 @@ def put(
     as_json: JsonOption = False,
 ) -> None:
     """Store a file in the network (on its owner and the owner's successors)."""
-    if file.is_dir():
-        fail(f"{file}: is a directory; put stores one file")
-    if not file.is_file():
-        fail(f"{file}: no such file")
-    size = file.stat().st_size
+    try:
+        size = put_source(file)
+    except ValueError as err:
+        fail(str(err))
     bar, advance = transfer_bar(f"put {name or file.name}", size, not as_json)
 
-    async def go(files: FileClient, client: NodeClient) -> dict[str, Any]:
+    async def go(files: FileClient, client: NodeClient) -> PutOutcome:
         with bar:
-            outcome = await files.put(file, name, replace=replace, progress=advance)
-        return {**manifest_json(outcome.manifest), "unchanged": outcome.unchanged}
+            return await files.put(file, name, replace=replace, progress=advance)
 
-    result = run(with_files(node, go))
+    outcome = run(with_files(node, go))
     if as_json:
-        print_json(result)
+        print_json({**manifest_json(outcome.manifest), "unchanged": outcome.unchanged})
         return
-    verb = "already stored" if result["unchanged"] else "stored"
-    out.print(
-        f"{verb} {printable(result['name'])} ({human(result['size'])}, "
-        f"sha256 {result['sha256'][:16]}…)",
-        highlight=False,
-        markup=False,
+    out.print(stored_line(outcome.manifest, outcome.unchanged), highlight=False, markup=False)
+
+
+def put_source(path: Path) -> int:
+    """The size of the one file a put stores; ValueError saying what else `path` is."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; put stores one file")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return path.stat().st_size
+
+
+def stored_line(manifest: Manifest, unchanged: bool) -> str:
+    """What a put says when it is done (the CLI and the console)."""
+    verb = "already stored" if unchanged else "stored"
+    return (
+        f"{verb} {printable(manifest.name)} ({human(manifest.size)}, "
+        f"sha256 {manifest.sha256.hex()[:16]}…)"
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from chordshare.transport.address import normalize_address
+from chordshare.transport.address import normalize_address, parse_address
 
 HINT = "the node prints it as 'serving at HOST:PORT'"
 
@@ -26,9 +26,8 @@ def node_address(text: str) -> str:
 
 def answers_http(address: str, deadline: float = 1.0) -> bool:
     """Whether an HTTP/1.1 server (a node's REST API, say) listens at `address`."""
-    host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=deadline) as conn:
+        with socket.create_connection(parse_address(address), timeout=deadline) as conn:
             conn.sendall(b"HEAD /healthz HTTP/1.0\r\n\r\n")
             return conn.recv(8).startswith(b"HTTP/1.")
     except (OSError, ValueError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from chordshare.faces.api_auth import OPEN, ApiAuth, api_token_file_in, load_or_make_token
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
-from chordshare.faces.api_doors import Doors
+from chordshare.faces.api_doors import Doors, listening_hosts
 from chordshare.faces.local_nodes import LocalNode, forget, record
 from chordshare.node.server import NodeSettings, StartError
 from chordshare.sharing.peer import SharingPeer, SharingSettings
@@ -54,9 +54,7 @@ def api_settings(conf: NodeConfig) -> ApiSettings:
     """The REST API's doors and token settings; SecurityError or ValueError if they cannot
     be used."""
     token = load_token(conf.api_token, conf.api_token_file, "API token")
-    listening = [parse_address(conf.api, any_port=True)[0], parse_address(conf.bind, True)[0]]
-    if conf.advertise:
-        listening.append(parse_address(conf.advertise)[0])
+    listening = listening_hosts(conf.api, conf.bind, conf.advertise)
     doors = Doors.for_node(listening, conf.api_allowed_hosts, conf.api_cors_origin)
     if token is not None:
         ApiAuth(token)  # ValueError now rather than once the node is on a ring

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace, between_right
-from chordshare.sharing.names import is_legacy_name, keywords, word_prefixes
+from chordshare.sharing.names import is_legacy_name
 from chordshare.sharing.peers import (
     FileError,
     FilePeers,
@@ -39,14 +39,11 @@ from chordshare.sharing.peers import (
     PutOutcome,
 )
 from chordshare.sharing.placement import (
-    content_index_key,
-    content_prefix_key,
     file_key,
     index_key,
-    prefix_index_key,
-    word_index_key,
 )
 from chordshare.sharing.ring import Ring
+from chordshare.sharing.search import index_records
 from chordshare.sharing.service import FileService
 from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
@@ -63,17 +60,6 @@ class RepairReport:
     pushed: int = 0
     dropped: int = 0
     failed_peers: set[str] = field(default_factory=set)
-
-
-def index_records(manifest: Manifest) -> list[IndexRecord]:
-    """A file's records: its words, their prefixes, its hash and the hash's short prefix."""
-    entry = IndexEntry(manifest.name, manifest.size, manifest.sha256)
-    words = keywords(manifest.name)
-    keys = [word_index_key(w) for w in words]
-    keys += sorted({prefix_index_key(p) for w in words for p in word_prefixes(w)})
-    keys.append(content_index_key(manifest.sha256))
-    keys.append(content_prefix_key(manifest.sha256.hex()))
-    return [IndexRecord(k, entry) for k in keys]
 
 
 class Placement:

@@ -1,14 +1,15 @@
 """Finding files by what a person remembers of them: words of a name or how they begin, and
-a content hash or its first digits. Plain decisions over index entries; the records come
-from the keys' owners, one O(log N) lookup a key, never from a scan of the network."""
+a content hash or its first digits. Plain decisions: the index records a file publishes, and
+what a query asks and keeps of them; the records come from the keys' owners, one O(log N)
+lookup a key, never from a scan of the network."""
 
 from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Sequence
 
-from chordshare.sharing.names import MAX_PREFIX, MIN_PREFIX, keywords, printable
-from chordshare.sharing.peers import IndexEntry
+from chordshare.sharing.names import MAX_PREFIX, MIN_PREFIX, keywords, printable, word_prefixes
+from chordshare.sharing.peers import IndexEntry, IndexRecord
 from chordshare.sharing.placement import (
     CONTENT_PREFIX_DIGITS,
     content_index_key,
@@ -16,9 +17,21 @@ from chordshare.sharing.placement import (
     prefix_index_key,
     word_index_key,
 )
+from chordshare.storage.catalog import Manifest
 
 CONTENT_PREFIX = "sha256:"
 FULL_DIGITS = 64
+
+
+def index_records(manifest: Manifest) -> list[IndexRecord]:
+    """A file's records: its words, their prefixes, its hash and the hash's short prefix."""
+    entry = IndexEntry(manifest.name, manifest.size, manifest.sha256)
+    words = keywords(manifest.name)
+    keys = [word_index_key(w) for w in words]
+    keys += sorted({prefix_index_key(p) for w in words for p in word_prefixes(w)})
+    keys.append(content_index_key(manifest.sha256))
+    keys.append(content_prefix_key(manifest.sha256.hex()))
+    return [IndexRecord(k, entry) for k in keys]
 
 
 def parse_content_address(target: str) -> str | None:
