@@ -200,14 +200,17 @@ async function refreshRing() {
 }
 
 async function refreshNode() {
+  const asked = state.selected;
   let info = null;
   try {
-    const query = state.selected && state.selected !== state.self
-      ? `?address=${encodeURIComponent(state.selected)}` : "";
+    const query = asked && asked !== state.self ? `?address=${encodeURIComponent(asked)}` : "";
     info = await getJson(`/api/v1/node${query}`);
   } catch (err) {
+    if (asked !== state.selected) return;
     $("node-title").textContent = `(${err.message})`;
   }
+  // Another node was picked while this answer travelled: the newer one draws it.
+  if (asked !== state.selected) return;
   const fingers = [];
   if (info) {
     $("node-title").textContent = info.address === state.self ? "(serving this page)" : "";
