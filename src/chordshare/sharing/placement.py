@@ -39,9 +39,3 @@ def index_key(space: IdSpace, record_key: str) -> int:
     """Index records are found under the hash of their key ("word:report", "sha256:…").
     The prefixes keep a word from sharing a key with a file of the same name."""
     return space.hash(record_key)
-
-
-def newer(version: float, sha256: bytes, than_version: float, than_sha256: bytes) -> bool:
-    """Whether (version, sha256) supersedes the other: the later version wins, and equal
-    versions are ordered by content so every node picks the same winner."""
-    return (version, sha256) > (than_version, than_sha256)

@@ -24,9 +24,19 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import RoutingState
-from chordshare.ids import IdSpace, between_right
+from chordshare.ids import IdSpace
+from chordshare.sharing.core.repair import (
+    KeyHolders,
+    RangeMap,
+    confirmed_holders,
+    drops,
+    key_holders,
+    plan_handoff,
+    plan_repair,
+    successor_addresses,
+)
+from chordshare.sharing.core.versions import judge_answer
 from chordshare.sharing.names import is_legacy_name
 from chordshare.sharing.peers import (
     FileError,
@@ -63,36 +73,31 @@ class RepairReport:
 
 
 class Placement:
-    """Who holds which keys, learned during one round of work: a lookup names a key's owner,
-    and the owner's neighbours give the whole range of keys it owns, (predecessor, owner],
-    and its successors. Later keys in a known range cost no call at all."""
+    """Who holds which keys, learned during one round of work: a lookup names a key's
+    owner, its neighbours give the range it owns and its successors (`RangeMap`)."""
 
     def __init__(self, replicator: Replicator) -> None:
         self.replicator = replicator
-        self.ranges: list[tuple[int | None, NodeRef, list[str]]] = []
+        self.ranges = RangeMap()
 
-    def _known(self, key: int) -> tuple[NodeRef, list[str]] | None:
-        for start, owner, holders in self.ranges:
-            if start is not None and between_right(start, key, owner.id):
-                return owner, holders
-        return None
-
-    async def holders_of(self, key: int) -> tuple[NodeRef, list[str]]:
-        """The key's owner and the addresses of its k holders (owner first)."""
-        known = self._known(key)
+    async def holders_of(self, key: int) -> KeyHolders:
+        """The key's owner and its k holders (owner first): this node's own answer when
+        it owns the key, else a lookup's."""
+        r = self.replicator
+        state = r.state
+        if state.owns(key):
+            successors = [node.address for node in state.successors]
+            return key_holders(state.me.address, successors, r.replicas)
+        known = self.ranges.known(key)
         if known is not None:
             return known
-        r = self.replicator
         owner = await r.ring.owner(key)
         around = await r.ring.neighbors(owner)
-        holders = [owner.address]
-        for node in around.successors:
-            if node.address not in holders:
-                holders.append(node.address)
-        holders = holders[: r.replicas]
-        start = around.predecessor.id if around.predecessor is not None else None
-        self.ranges.append((start, owner, holders))
-        return owner, holders
+        successors = [node.address for node in around.successors]
+        holders = key_holders(owner.address, successors, r.replicas)
+        pred = around.predecessor
+        self.ranges.learn(pred.id if pred is not None else None, owner.id, holders)
+        return holders
 
 
 class Replicator:
@@ -131,24 +136,19 @@ class Replicator:
         return self.state.space
 
     def owns(self, key: int) -> bool:
-        """Whether this node is the key's owner, as far as it knows."""
-        pred = self.state.predecessor
-        me = self.state.me
-        return pred is None or pred.id == me.id or between_right(pred.id, key, me.id)
+        """Whether this node owns the key, by the Chord core's one answer."""
+        return self.state.owns(key)
 
     async def holders(self, name: str) -> list[str]:
         """The addresses of name's k holders (its key's owner first), as the ring says."""
-        _, holders = await self._placement(fresh=False).holders_of(file_key(self.space, name))
-        return holders
+        where = await self._placement(fresh=False).holders_of(file_key(self.space, name))
+        return list(where.holders)
 
     def _successor_addresses(self, count: int | None = None) -> list[str]:
         """The first `count` (default k-1) other nodes of the successor list."""
-        me = self.state.me.address
-        seen: list[str] = []
-        for node in self.state.successors:
-            if node.address != me and node.address not in seen:
-                seen.append(node.address)
-        return seen[: self.replicas - 1 if count is None else count]
+        successors = [node.address for node in self.state.successors]
+        count = self.replicas - 1 if count is None else count
+        return successor_addresses(self.state.me.address, successors, count)
 
     # Repair.
 
@@ -159,38 +159,26 @@ class Replicator:
         a change of neighbours, the view of who holds what may be out of date, and a copy
         dropped then would only have to be pushed back."""
         report = RepairReport()
-        plan: dict[str, list[FileVersion]] = defaultdict(list)
-        not_mine: dict[str, str] = {}  # name -> the owner that must confirm before we drop
+        me = self.state.me.address
         if only is None:
             versions = self.service.versions()
         else:
             found = (self.service.version_of(name) for name in sorted(only))
             versions = [v for v in found if v is not None]
         placement = self._placement(fresh=only is None)
+        where: dict[str, KeyHolders | None] = {}
         for version in versions:
-            key = file_key(self.space, version.name)
-            if self.owns(key):
-                # A quick round after a put skips the successors the put's own copy has
-                # reached already; the full rounds offer to every one of them.
-                reached = self.service.confirmed.get(version.name, ()) if only else ()
-                for address in self._successor_addresses():
-                    if address not in reached:
-                        plan[address].append(version)
-                continue
             try:
-                owner, holders = await placement.holders_of(key)
+                where[version.name] = await placement.holders_of(file_key(self.space, version.name))
             except Exception as err:  # a lookup that fails now is retried next round
                 log.debug("repair: no owner for %r: %s", version.name, err)
-                continue
-            if owner.address == self.state.me.address:
-                continue
-            plan[owner.address].append(version)
-            if self.state.me.address not in holders:
-                not_mine[version.name] = owner.address
+        # A quick round after a put skips the holders the put's own copy has reached
+        # already; the full rounds offer to every one of them.
+        plan = plan_repair(me, versions, where, reached=self.service.confirmed if only else None)
         confirmed: set[tuple[str, str]] = set()  # (address, name) that hold our version
-        for address, versions in plan.items():
-            for start in range(0, len(versions), OFFER_BATCH):
-                batch = versions[start : start + OFFER_BATCH]
+        for address, offered in plan.offers.items():
+            for start in range(0, len(offered), OFFER_BATCH):
+                batch = offered[start : start + OFFER_BATCH]
                 report.offered += len(batch)
                 try:
                     held = await self._reconcile(address, batch, report)
@@ -198,8 +186,13 @@ class Replicator:
                     report.failed_peers.add(address)
                     break
                 confirmed |= {(address, name) for name in held}
-        for name, owner in not_mine.items():
-            if may_drop and (owner, name) in confirmed:
+        if only is None:
+            # Who holds what, as this round found out: a holder that died or left is no
+            # longer named (FindFile, listings, a get's sources).
+            live = [v.name for v in versions if not v.deleted]
+            self.service.confirmed = confirmed_holders(me, live, confirmed)
+        if may_drop:
+            for name in drops(plan, confirmed):
                 await asyncio.to_thread(self.service.store.remove, name)
                 self.service.confirmed.pop(name, None)
                 report.dropped += 1
@@ -214,7 +207,7 @@ class Replicator:
         batches: dict[tuple[str, int], list[IndexRecord]] = defaultdict(list)
         for record_key, rows in self.service.index.rows().items():
             try:
-                _, holders = await placement.holders_of(index_key(self.space, record_key))
+                holders = (await placement.holders_of(index_key(self.space, record_key))).holders
             except Exception:
                 continue
             for entry, left in rows:
@@ -235,14 +228,11 @@ class Replicator:
     ) -> set[str]:
         """Offer versions to a peer and push what it wants. Returns the names it now holds
         in our version (or a newer one)."""
-        answer = await self.peers.offer(address, versions)
-        offered = {v.name for v in versions}
-        for theirs in answer.newer:
-            if theirs.deleted and theirs.name in offered:  # removed while we were away
-                await self.service.delete(theirs.name, theirs.version, replica=True)
-        wanted = set(answer.wanted)
-        held = {v.name for v in versions if v.name not in wanted}
-        for name in answer.wanted:
+        answer = judge_answer(versions, await self.peers.offer(address, versions))
+        for removal in answer.removals:  # removed while this node was away
+            await self.service.delete(removal.name, removal.version, replica=True)
+        held = set(answer.held)
+        for name in answer.push:
             manifest = self.service.store.manifest(name)
             if manifest is None:
                 continue  # removed meanwhile
@@ -355,29 +345,37 @@ class Replicator:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def handoff(self) -> int:
-        """Before a graceful leave: offer every name held here to the k nodes that follow,
-        at once. After the leave they are the holders of this node's keys (the first of
-        them their owner) and of the keys it held copies of, so no name drops below k
-        copies, even when the first successor already had it."""
+        """Before a graceful leave: offer every name held here where it must go
+        (`plan_handoff`), all peers at once. The k nodes that follow hold this node's keys
+        once it is gone, so no name drops below k copies, even when the first successor
+        already had it."""
         versions = self.service.versions()
         targets = self._successor_addresses(self.replicas)
         if not targets:
             log.info("the last node on the ring leaves; its files stay in its data directory")
             return 0
+        placement = self._placement(fresh=True)
+        where: dict[str, KeyHolders | None] = {}
+        for version in versions:
+            try:
+                where[version.name] = await placement.holders_of(file_key(self.space, version.name))
+            except Exception:  # unknown: the name goes to the successors
+                where[version.name] = None
+        offers = plan_handoff(self.state.me.address, versions, where, targets)
         report = RepairReport()
 
-        async def offer_all(address: str) -> bool:
+        async def offer_all(address: str, offered: list[FileVersion]) -> bool:
             try:
-                for start in range(0, len(versions), OFFER_BATCH):
-                    await self._reconcile(address, versions[start : start + OFFER_BATCH], report)
+                for start in range(0, len(offered), OFFER_BATCH):
+                    await self._reconcile(address, offered[start : start + OFFER_BATCH], report)
             except PeerError as err:
                 log.warning("handoff to %s failed: %s", address, err)
                 return False
             return True
 
-        took = await asyncio.gather(*(offer_all(address) for address in targets))
+        took = await asyncio.gather(*(offer_all(a, vs) for a, vs in offers.items()))
         if versions and not any(took):
-            log.error("handoff failed: no successor took this node's %d names", len(versions))
+            log.error("handoff failed: no peer took this node's %d names", len(versions))
         return report.pushed
 
     # Index and locators.
@@ -427,7 +425,7 @@ class Replicator:
         grouped: dict[str, list[IndexRecord]] = defaultdict(list)
         for record in records:
             try:
-                _, holders = await placement.holders_of(index_key(self.space, record.key))
+                holders = (await placement.holders_of(index_key(self.space, record.key))).holders
             except Exception as err:  # no owner now: the next round publishes it
                 log.debug("index: no owner for %r: %s", record.key, err)
                 continue
@@ -452,7 +450,7 @@ class Replicator:
     ) -> None:
         try:
             key = file_key(self.space, locator.manifest.name)
-            _, holders = await placement.holders_of(key)
+            holders = (await placement.holders_of(key)).holders
         except Exception:
             return
         for address in holders:

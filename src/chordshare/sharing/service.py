@@ -4,10 +4,7 @@ The serving half of file sharing, transport-free: the gRPC servicer and the in-m
 call these methods. Refusals are `FileError`s. Disk work and hashing run in threads so a
 large transfer never blocks the event loop.
 
-Versions: a file's `created` is its version, set by the owner on a client's put. A second
-put of a name with other bytes is refused unless `replace` is asked; then it gets a version
-newer than the old one and every holder converges on it. Removing a name leaves a
-tombstone at a newer version, so an old copy offered later does not bring it back.
+Which version wins is decided in `sharing.core.versions`.
 """
 
 from __future__ import annotations
@@ -26,11 +23,20 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from chordshare.allocator import HeapTrimmer
-from chordshare.sharing.names import BadName, accepts_from_peer, check_sent_name
+from chordshare.sharing.core.soft_table import SoftTable
+from chordshare.sharing.core.versions import (
+    Held,
+    OfferVerdict,
+    judge_offer,
+    judge_put,
+    removal_applies,
+    removal_version,
+)
+from chordshare.sharing.names import BadName, check_sent_name
 from chordshare.sharing.peers import (
     INLINE_LIMIT,
     SMALL_PUT,
@@ -47,87 +53,19 @@ from chordshare.sharing.peers import (
     Refusal,
     StoredFile,
 )
-from chordshare.sharing.placement import newer
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.storage.catalog import Manifest
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
-from chordshare.transport.limits import MAX_CHUNKS, MAX_SOFT_RECORDS
+from chordshare.transport.limits import MAX_CHUNKS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
-VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
 FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
 CLOSE_WAIT = 10.0  # seconds a closing service waits for puts still cleaning up
-
-
-@dataclass
-class _SoftRecord:
-    """An index entry or locator that lives until `expires` unless published again."""
-
-    value: object
-    expires: float
-
-
-@dataclass
-class SoftTable:
-    """Records that others publish periodically (index entries, locators): kept in memory,
-    dropped when not refreshed, so a publisher that died stops being advertised. At most
-    `limit` records are kept: publishers cannot make a node hold unbounded memory."""
-
-    clock: Callable[[], float] = time.monotonic
-    limit: int = MAX_SOFT_RECORDS
-    _rows: dict[str, dict[str, _SoftRecord]] = field(default_factory=dict)
-    _count: int = 0
-
-    def room_for(self, items: Sequence[tuple[str, str]]) -> bool:
-        """Whether (key, item) records fit, counting those already here as refreshes. The
-        expired ones are dropped first when the table looks full."""
-        if self._count + len(items) <= self.limit:
-            return True
-        self.prune()
-        fresh = {(k, i) for k, i in items if i not in self._rows.get(k, {})}
-        return self._count + len(fresh) <= self.limit
-
-    def put(self, key: str, item: str, value: object, ttl: float) -> None:
-        row = self._rows.setdefault(key, {})
-        self._count += item not in row
-        row[item] = _SoftRecord(value, self.clock() + ttl)
-
-    def remove(self, key: str, item: str) -> None:
-        row = self._rows.get(key)
-        if row is not None:
-            self._count -= row.pop(item, None) is not None
-            if not row:
-                del self._rows[key]
-
-    def get(self, key: str) -> list[object]:
-        now = self.clock()
-        row = self._rows.get(key, {})
-        for item in [i for i, r in row.items() if r.expires <= now]:
-            self.remove(key, item)
-        return [r.value for r in row.values()]
-
-    def prune(self) -> None:
-        """Drop every expired record (a key nobody asks about is otherwise kept)."""
-        now = self.clock()
-        for key, row in list(self._rows.items()):
-            for item in [i for i, r in row.items() if r.expires <= now]:
-                self.remove(key, item)
-
-    def rows(self) -> dict[str, list[tuple[object, float]]]:
-        """Every live record by key, with the seconds it has left."""
-        now = self.clock()
-        return {
-            key: [(r.value, r.expires - now) for r in row.values() if r.expires > now]
-            for key, row in self._rows.items()
-        }
-
-    def __len__(self) -> int:
-        return self._count
 
 
 class _WholeHash:
@@ -329,49 +267,29 @@ class FileService:
 
     # Storing.
 
+    def _held(self, name: str) -> Held:
+        """What this node holds of name, for the version decisions."""
+        manifest = self.store.manifest(name)
+        live = None
+        if manifest is not None:
+            live = FileVersion.held(name, manifest.created, manifest.sha256)
+        size = manifest.size if manifest is not None else None
+        return Held(name, live, size, self.store.catalog.tombstone(name))
+
     def _version_for_put(
         self, header: PutHeader, elsewhere: FileVersion | None = None
     ) -> float | None:
         """The version a put will store, or None when there is nothing to store.
         `elsewhere` is the newest version the other holders of the name know of."""
         manifest = header.manifest
-        existing = self.store.manifest(manifest.name)
-        tombstone = self.store.catalog.tombstone(manifest.name)
-        if elsewhere is not None and not header.replica:
-            if elsewhere.deleted:
-                tombstone = max(tombstone or 0.0, elsewhere.version)
-            elif existing is None or newer(
-                elsewhere.version, elsewhere.sha256, existing.created, existing.sha256
-            ):
-                # This node just became the owner and has no copy yet: judge the put
-                # against the copy the old holders have.
-                existing = replace(
-                    manifest, sha256=elsewhere.sha256, created=elsewhere.version, size=-1
-                )
-        if header.replica:
-            if existing is not None and not newer(
-                manifest.created, manifest.sha256, existing.created, existing.sha256
-            ):
-                return None
-            if tombstone is not None and tombstone >= manifest.created:
-                return None
-            return manifest.created
-        if existing is not None and existing.sha256 == manifest.sha256:
-            return None
-        if existing is not None and not header.replace:
-            size = f"{existing.size} bytes, " if existing.size >= 0 else ""
-            raise FileError(
-                Refusal.ALREADY_EXISTS,
-                f"{manifest.name!r} already exists ({size}sha256 "
-                f"{existing.sha256.hex()[:16]}…); put it with --replace to overwrite it",
-            )
-        floor = max(
-            existing.created if existing is not None else 0.0,
-            tombstone if tombstone is not None else 0.0,
+        return judge_put(
+            FileVersion(manifest.name, manifest.created, manifest.sha256),
+            self._held(manifest.name),
+            replica=header.replica,
+            replace=header.replace,
+            now=self.clock(),
+            elsewhere=elsewhere,
         )
-        # The client puts its manifest's `created` above any version it found elsewhere
-        # on the ring (a new owner may not hold the old copy yet): never go below it.
-        return max(self.clock(), floor + VERSION_STEP, manifest.created)
 
     async def put_file(
         self,
@@ -845,48 +763,39 @@ class FileService:
         return live + gone
 
     def version_of(self, name: str) -> FileVersion | None:
-        manifest = self.store.manifest(name)
-        if manifest is not None:
-            return FileVersion.held(name, manifest.created, manifest.sha256)
-        tombstone = self.store.catalog.tombstone(name)
-        return None if tombstone is None else FileVersion.held(name, tombstone, b"", deleted=True)
+        return self._held(name).newest()
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         wanted: list[str] = []
         held_newer: list[FileVersion] = []
-        for offered in (v for v in versions if accepts_from_peer(v.name, v.legacy_name)):
+        for offered in versions:
             mine = self.version_of(offered.name)
-            if mine is not None and not newer(
-                offered.version, offered.sha256, mine.version, mine.sha256
-            ):
-                if (mine.version, mine.sha256) != (offered.version, offered.sha256):
-                    held_newer.append(mine)
-                continue
-            if offered.deleted:
+            verdict = judge_offer(mine, offered)
+            if verdict is OfferVerdict.HOLD_NEWER and mine is not None:
+                held_newer.append(mine)
+            elif verdict is OfferVerdict.REMOVE:
                 await self.delete(offered.name, offered.version, replica=True)
-            else:
+            elif verdict is OfferVerdict.WANT:
                 wanted.append(offered.name)
         return OfferAnswer(tuple(wanted), tuple(held_newer))
 
     async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
-        existing = self.store.manifest(name)
+        held = self._held(name)
         if replica:
-            if existing is not None and existing.created >= version:
+            if not removal_applies(held, version):
                 return False  # a newer put outlived this removal
         else:
-            tombstone = self.store.catalog.tombstone(name) or 0.0
-            floor = max(existing.created if existing is not None else 0.0, tombstone)
-            version = max(self.clock(), floor + VERSION_STEP)
+            version = removal_version(held, self.clock())
         await asyncio.to_thread(self.store.remove, name, version)
         self.confirmed.pop(name, None)
-        if existing is not None:
+        if held.live is not None:
             log.info("removed %r at version %.6f", name, version)
         if not replica and self.tell_holders is not None:
             # The other holders learn of a removal before it is confirmed, so that a get
             # right after it cannot be served an old copy by one of them.
             await self.tell_holders(FileVersion.held(name, version, b"", deleted=True))
         await self._changed(name)
-        return existing is not None
+        return held.live is not None
 
     # Index and locators: soft state that publishers refresh.
 
