@@ -24,7 +24,14 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 V1 = "grpc.reflection.v1.ServerReflection"
 V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
-SERVED = {"chordshare.v1.Chord", "chordshare.v1.Files", "grpc.health.v1.Health", V1, V1ALPHA}
+SERVED = {
+    "chordshare.v1.Chord",
+    "chordshare.v1.Admin",
+    "chordshare.v1.Files",
+    "grpc.health.v1.Health",
+    V1,
+    V1ALPHA,
+}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from waiting import wait_until
 
 from chordshare.chord.messages import Call, FindStep, NodeRef, Ping, Pong, Reply
-from chordshare.node.runtime import RETRANSMITS, Retransmitting
+from chordshare.node.retransmit import RETRANSMITS, Retransmitting
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 from chordshare.transport.base import Hello, PeerError
 from chordshare.transport.health import PeerHealth

@@ -25,11 +25,12 @@ from chordshare.transport.base import PeerError
 from chordshare.transport.certs import make_certificates
 from chordshare.transport.client import NodeClient
 from chordshare.transport.security import PeerSecurity, SecurityError
-from chordshare.v1 import chord_pb2, files_pb2
+from chordshare.v1 import admin_pb2, chord_pb2, files_pb2
 
 TOKEN = secrets.token_urlsafe(24)
 SERVICES = [
     chord_pb2.DESCRIPTOR.services_by_name["Chord"],
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"],
     files_pb2.DESCRIPTOR.services_by_name["Files"],
 ]
 

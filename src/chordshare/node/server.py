@@ -1,4 +1,5 @@
-"""Serving a node over gRPC: the Chord service, grpc.health.v1 and server reflection.
+"""Serving a node over gRPC: the Chord and Admin services, grpc.health.v1 and server
+reflection.
 
 `NodeServer.bind` listens first, so a node given port 0 learns its real port before its
 address (and so its id) is fixed, and a node whose port is taken stops before it touches
@@ -9,6 +10,8 @@ Reflection answers in both grpc.reflection.v1 (what current clients ask first) a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable, Sequence
@@ -21,7 +24,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.chord.version import THIS_BUILD, ProtocolRange
 from chordshare.ids import DEFAULT_BITS, IdSpace
+from chordshare.node.admin import ADMIN_SERVICE_NAME, AdminServicer, stop_own_process
 from chordshare.node.logctx import NODE_ID
 from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
@@ -30,7 +35,7 @@ from chordshare.transport.grpc import GrpcTransport
 from chordshare.transport.limits import SERVER_KWARGS, SERVER_OPTIONS
 from chordshare.transport.malformed import MalformedRequests
 from chordshare.transport.security import PeerSecurity
-from chordshare.v1 import chord_pb2, chord_pb2_grpc
+from chordshare.v1 import admin_pb2_grpc, chord_pb2, chord_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +44,6 @@ HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_V1_PACKAGE = "grpc.reflection.v1"
 REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
 REFLECTION_V1_SERVICE_NAME = f"{REFLECTION_V1_PACKAGE}.ServerReflection"
-
-ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
 
 
 class StartError(Exception):
@@ -68,6 +71,7 @@ class NodeSettings:
     successors: int = DEFAULT_SUCCESSORS
     timing: Timing = field(default_factory=Timing)
     security: PeerSecurity = field(default_factory=PeerSecurity)
+    protocol: ProtocolRange = THIS_BUILD  # the versions the node speaks (chord/version.py)
 
 
 ServiceHook = Callable[[grpc.aio.Server, ChordNode], None]
@@ -79,13 +83,13 @@ class NodeHealth(health.aio.HealthServicer):
 
     def __init__(self) -> None:
         super().__init__()
-        self._statuses: dict[str, ServingStatus] = {}
+        self._statuses: dict[str, int] = {}  # ServingStatus values by service
 
-    async def set(self, service: str, status: ServingStatus) -> None:
+    async def set(self, service: str, status: int) -> None:
         await super().set(service, status)
         self._statuses[service] = status
 
-    def statuses(self) -> dict[str, ServingStatus]:
+    def statuses(self) -> dict[str, int]:
         """Every service's status as health reports it."""
         return dict(self._statuses)
 
@@ -161,6 +165,9 @@ class NodeServer:
         self._served: tuple[str, ...] = ("", SERVICE_NAME)  # health names; all once started
         self._space: IdSpace | None = None  # set by bind
         self._port = 0
+        self._leaving: asyncio.Task[None] | None = None  # a leave an Admin call asked for
+        # What ends the node's life once it has left on an Admin call.
+        self.after_leave: Callable[[], None] = stop_own_process
 
     def bind(self) -> int:
         """Listen on the bind address (StartError if it cannot: in use, not local); the
@@ -219,16 +226,20 @@ class NodeServer:
             )
         me = NodeRef(s.node_id if s.node_id is not None else space.hash(advertise), advertise)
         NODE_ID.set(str(me.id))  # the node's tasks, created from here on, log its id
-        node = ChordNode(
-            me, space, GrpcTransport(space, security=s.security), s.successors, s.timing
+        transport = GrpcTransport(
+            space, security=s.security, protocol=s.protocol, address=advertise
         )
+        node = ChordNode(me, space, transport, s.successors, s.timing)
         node.on_membership(self._membership_changed)
-        chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node), server)
+        chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node, s.protocol), server)
+        admin = AdminServicer(self.request_leave, token_configured=s.security.token is not None)
+        admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for add_service in self.services:
             add_service(server, node)
         services = (
             SERVICE_NAME,
+            ADMIN_SERVICE_NAME,
             *self.extra_service_names,
             HEALTH_SERVICE_NAME,
             REFLECTION_V1_SERVICE_NAME,
@@ -260,9 +271,30 @@ class NodeServer:
         for service in self._served:
             await self.health.set(service, status)
 
+    def request_leave(self) -> None:
+        """Leave the ring gracefully in the background (an Admin call asked), then call
+        `after_leave`. The leave is the node's own, files handed over first; the node
+        leaves once, and a second request changes nothing."""
+        if self.node is not None and self._leaving is None:
+            self._leaving = asyncio.create_task(self._leave(self.node), name="leave")
+
+    async def _leave(self, node: ChordNode) -> None:
+        try:
+            await node.leave()
+        except Exception:
+            log.exception("node %s: graceful leave failed", node.me.id)
+        self.after_leave()
+
     async def stop(self, graceful: bool = True, grace: float = 1.0) -> None:
         """Leave the ring (when graceful) and stop serving."""
-        node, server = self.node, self.server
+        node, server, leaving = self.node, self.server, self._leaving
+        if leaving is not None:
+            # A leave under way finishes first when graceful: stopping halfway through
+            # its handoff would leave files with fewer copies.
+            if not graceful:
+                leaving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leaving
         if node is not None:
             if graceful:
                 try:

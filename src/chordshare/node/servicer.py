@@ -1,11 +1,14 @@
 """The gRPC face of a node: decodes requests, asks the node, encodes answers.
 
 Malformed requests are refused with INVALID_ARGUMENT and a message naming the problem;
-they never reach the protocol core.
+they never reach the protocol core. A peer call from a node whose protocol versions do not
+meet this node's is refused with FAILED_PRECONDITION before it touches the state: a node
+never takes as successor or predecessor one it cannot talk to.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,13 +25,22 @@ from chordshare.chord.messages import (
     StepReply,
 )
 from chordshare.chord.procedures import LookupFailed
+from chordshare.chord.version import THIS_BUILD, ProtocolRange, refusal
+from chordshare.node.admin import caller_host
 from chordshare.node.runtime import ChordNode
 from chordshare.transport.codec import Codec
+from chordshare.transport.grpc import PROTOCOL_TRAILER
 from chordshare.transport.limits import MAX_SUCCESSORS
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# Callers refused for their protocol that were logged at WARNING; a refused node calls again
+# every stabilize period, and once is enough to tell the operator.
+REFUSALS_LOGGED = 1024
 
 
 async def _decode(context: grpc.aio.ServicerContext, decode: Callable[[], T]) -> T:
@@ -41,19 +53,44 @@ async def _decode(context: grpc.aio.ServicerContext, decode: Callable[[], T]) ->
 
 
 class ChordServicer(pb_grpc.ChordServicer):
-    def __init__(self, node: ChordNode) -> None:
+    def __init__(self, node: ChordNode, protocol: ProtocolRange = THIS_BUILD) -> None:
         self.node = node
         self.codec = Codec(node.space)
+        self.protocol = protocol
+        self._told: set[str] = set()  # refused callers already logged at WARNING
+
+    async def _admit(self, caller: pb.Caller, context: grpc.aio.ServicerContext) -> None:
+        """Refuse the call of a peer this node cannot talk to (FAILED_PRECONDITION, with
+        this node's range in the trailer); a caller that names no versions speaks
+        UNVERSIONED."""
+        theirs = await _decode(
+            context, lambda: ProtocolRange.from_wire(caller.oldest, caller.newest)
+        )
+        who = caller.address or caller_host(context.peer())
+        line = refusal(who, theirs, self.protocol)
+        if line is None:
+            return
+        if who in self._told:
+            log.debug("%s", line)
+        else:
+            log.warning("%s", line)
+            if len(self._told) >= REFUSALS_LOGGED:
+                self._told.clear()
+            self._told.add(who)
+        trailer = ((PROTOCOL_TRAILER, str(self.protocol)),)
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, line, trailer)
 
     async def Ping(
         self, request: pb.PingRequest, context: grpc.aio.ServicerContext
     ) -> pb.PingReply:
+        await self._admit(request.caller, context)
         node = self.node
         return pb.PingReply(node=self.codec.node(node.me), bits=node.space.bits, joined=node.joined)
 
     async def FindStep(
         self, request: pb.FindStepRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindStepReply:
+        await self._admit(request.caller, context)
         key = await _decode(context, lambda: self.codec.key_from(request.key))
         reply = await self.node.handle(FindStep(self.node.me, key))
         assert isinstance(reply, StepReply)
@@ -62,6 +99,7 @@ class ChordServicer(pb_grpc.ChordServicer):
     async def GetNeighbors(
         self, request: pb.GetNeighborsRequest, context: grpc.aio.ServicerContext
     ) -> pb.Neighbors:
+        await self._admit(request.caller, context)
         reply = await self.node.handle(GetNeighbors(self.node.me))
         assert isinstance(reply, Neighbors)
         return self.codec.neighbors(reply)
@@ -69,6 +107,7 @@ class ChordServicer(pb_grpc.ChordServicer):
     async def Notify(
         self, request: pb.NotifyRequest, context: grpc.aio.ServicerContext
     ) -> pb.NotifyReply:
+        await self._admit(request.caller, context)
         candidate = await _decode(context, lambda: self.codec.node_ref(request.candidate))
         await self.node.handle(Notify(self.node.me, candidate))
         return pb.NotifyReply()
@@ -76,6 +115,7 @@ class ChordServicer(pb_grpc.ChordServicer):
     async def Leave(
         self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> pb.LeaveReply:
+        await self._admit(request.caller, context)
         codec = self.codec
 
         def decode() -> tuple[NodeRef, NodeRef | None, tuple[NodeRef, ...]]:

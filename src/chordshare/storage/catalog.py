@@ -3,20 +3,28 @@
 A file is listed only once its manifest is committed, and a manifest is committed only
 after all its chunks are on disk (the store checks): so a crash during a put never leaves a
 partial file listed. Chunk reference counts say when a chunk's last file is gone.
+
+The catalog's schema has a version (SQLite's `user_version`), brought up to date when the
+catalog is opened: each of MIGRATIONS takes it one version up, in a transaction of its own.
+A catalog that has the tables and no version is at version 1, their version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.storage.chunks import DIGEST_BYTES
 
-SCHEMA = """
+# Version 1. IF NOT EXISTS: a catalog without a version has these tables already, rows and
+# all, and is at this version once they are sure to be there.
+SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS files (
     name TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -45,6 +53,61 @@ CREATE TABLE IF NOT EXISTS chunk_refs (
 """
 
 
+Migration = Callable[[sqlite3.Cursor], None]
+
+
+def _statements(script: str) -> Migration:
+    """A migration that runs the statements of `script` one by one (executescript would
+    commit the migration's transaction before running them)."""
+
+    def run(cur: sqlite3.Cursor) -> None:
+        pending = ""
+        for line in script.splitlines(keepends=True):
+            pending += line
+            if sqlite3.complete_statement(pending):
+                cur.execute(pending)
+                pending = ""
+
+    return run
+
+
+# MIGRATIONS[i] takes a catalog from version i to version i + 1.
+MIGRATIONS: tuple[Migration, ...] = (_statements(SCHEMA_1),)
+
+
+class CatalogTooNew(OSError):
+    """The catalog has a schema newer than this build knows: a newer chordshare made it.
+    An OSError, as the data directory is then unusable to this build as much as if it
+    could not be read."""
+
+
+def migrate(
+    db: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
+) -> int:
+    """Bring the catalog at `path` (open as `db`, in autocommit mode) to the newest version
+    `migrations` make, one transaction per version, and return that version. A catalog
+    newer than that is refused (CatalogTooNew) and left as it is."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > len(migrations):
+        raise CatalogTooNew(
+            f"catalog at {path} is schema {version}; this chordshare knows up to {len(migrations)}"
+        )
+    for target in range(version + 1, len(migrations) + 1):
+        cur = db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[target - 1](cur)
+            cur.execute(f"PRAGMA user_version = {target:d}")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+    return len(migrations)
+
+
+MANIFEST_ID_TAG = b"chordshare manifest 1\n"  # changes if the encoding ever does
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """What a file is: its name, size, whole-file SHA-256 and the SHA-256 of each chunk."""
@@ -57,6 +120,16 @@ class Manifest:
     created: float
 
     @property
+    def id(self) -> bytes:
+        """The SHA-256 of the manifest's canonical encoding: what it says of the bytes
+        (size, chunk size, the whole file's and every chunk's hash), not the name they are
+        stored under nor its version. Two manifests with one id name the same bytes."""
+        encoded = b"".join(
+            (MANIFEST_ID_TAG, struct.pack(">QI", self.size, self.chunk_size), self.sha256)
+        )
+        return hashlib.sha256(encoded + b"".join(self.chunks)).digest()
+
+    @property
     def chunk_count(self) -> int:
         """How many chunks the file's size makes (a promised manifest lists none yet)."""
         return -(-self.size // self.chunk_size)
@@ -66,8 +139,10 @@ class Manifest:
         start = index * self.chunk_size
         return max(0, min(self.chunk_size, self.size - start))
 
-    def check(self) -> None:
-        """Raise ValueError when the manifest contradicts itself."""
+    def check(self, whole_hash_optional: bool = False) -> None:
+        """Raise ValueError when the manifest contradicts itself. With
+        `whole_hash_optional`, its sha256 may be empty (a client's put, before the owner
+        computed it)."""
         if self.size < 0 or self.chunk_size <= 0:
             raise ValueError("size must be >= 0 and chunk size > 0")
         expected = self.chunk_count
@@ -76,7 +151,8 @@ class Manifest:
                 f"a {self.size}-byte file in {self.chunk_size}-byte chunks has {expected} "
                 f"chunks, the manifest lists {len(self.chunks)}"
             )
-        if len(self.sha256) != DIGEST_BYTES or any(len(c) != DIGEST_BYTES for c in self.chunks):
+        whole_ok = len(self.sha256) == DIGEST_BYTES or (whole_hash_optional and not self.sha256)
+        if not whole_ok or any(len(c) != DIGEST_BYTES for c in self.chunks):
             raise ValueError("hashes must be SHA-256 digests (32 bytes)")
 
 
@@ -91,15 +167,20 @@ COLUMNS = "name, size, sha256, chunk_size, chunks, created"
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the threads the runtime uses for disk work; the lock
         # keeps each transaction whole.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        try:
+            # Before the journal mode is set: a catalog too new is left exactly as it was.
+            self.version = migrate(self._db, path, migrations)
+        except BaseException:
+            self._db.close()
+            raise
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:

@@ -18,6 +18,11 @@ class PeerError(Exception):
         self.reason = reason
 
 
+class IncompatiblePeer(PeerError):
+    """The peer refused the call: the protocol versions it speaks and ours do not meet.
+    `reason` is one line that says so from this node's side."""
+
+
 @dataclass(frozen=True, slots=True)
 class Hello:
     """What a node says about itself when pinged by address alone."""

@@ -19,8 +19,9 @@ from chordshare.chord.messages import (
     Pong,
     Reply,
 )
+from chordshare.chord.version import THIS_BUILD, ProtocolRange, refusal
 from chordshare.ids import IdSpace
-from chordshare.transport.base import Hello, PeerError
+from chordshare.transport.base import Hello, IncompatiblePeer, PeerError
 from chordshare.transport.codec import Codec
 from chordshare.transport.health import PeerHealth
 from chordshare.transport.security import PeerSecurity
@@ -41,6 +42,9 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
 ]
+# The trailer of a refusal for the protocol: the refusing node's range, so the caller can
+# say in its own words what each side speaks.
+PROTOCOL_TRAILER = "chordshare-protocol"
 
 
 def describe_rpc_error(err: grpc.aio.AioRpcError) -> str:
@@ -67,16 +71,36 @@ def describe_rpc_error(err: grpc.aio.AioRpcError) -> str:
     return f"{code.name.lower()}: {details}" if details else code.name.lower()
 
 
+def protocol_refusal(err: grpc.aio.AioRpcError, address: str, mine: ProtocolRange) -> str | None:
+    """What a refusal for the protocol means from this side, in one line; None when `err`
+    is no such refusal."""
+    if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+        return None
+    for key, value in err.trailing_metadata() or ():
+        if key == PROTOCOL_TRAILER:
+            try:
+                theirs = ProtocolRange.parse(value if isinstance(value, str) else value.decode())
+            except (ValueError, UnicodeDecodeError):
+                break
+            return refusal(address, theirs, mine)
+    return None
+
+
 class GrpcTransport:
-    """Calls peers over gRPC for one node (or one client)."""
+    """Calls peers over gRPC for one node (or one client). Every peer call names the caller
+    (a node's advertised `address`; none for a client) and the protocol versions it speaks."""
 
     def __init__(
         self,
         space: IdSpace,
         health: PeerHealth | None = None,
         security: PeerSecurity | None = None,
+        protocol: ProtocolRange = THIS_BUILD,
+        address: str = "",
     ) -> None:
         self.space = space
+        self.protocol = protocol
+        self.caller = pb.Caller(address=address, oldest=protocol.oldest, newest=protocol.newest)
         self.security = security or PeerSecurity()
         self.codec = Codec(space)
         self.health = health or PeerHealth()
@@ -107,6 +131,9 @@ class GrpcTransport:
         except grpc.aio.AioRpcError as err:
             self.health.record_failure(address)
             self.stats.failed(method)
+            refused = protocol_refusal(err, address, self.protocol)
+            if refused is not None:
+                raise IncompatiblePeer(address, refused) from None
             raise PeerError(address, describe_rpc_error(err)) from None
         took = time.monotonic() - started
         self.health.record_success(address, took)
@@ -122,47 +149,47 @@ class GrpcTransport:
 
     async def call(self, call: Call) -> Reply:
         address = call.peer.address
-        codec = self.codec
+        codec, caller = self.codec, self.caller
         match call:
             case FindStep(key=key):
+                step = pb.FindStepRequest(key=codec.key(key), caller=caller)
                 msg = await self._invoke(
-                    address,
-                    lambda s, t: s.FindStep(pb.FindStepRequest(key=codec.key(key)), timeout=t),
-                    method="FindStep",
+                    address, lambda s, t: s.FindStep(step, timeout=t), method="FindStep"
                 )
                 return self._decode(address, lambda: codec.step_from(msg))
             case GetNeighbors():
                 msg = await self._invoke(
                     address,
-                    lambda s, t: s.GetNeighbors(pb.GetNeighborsRequest(), timeout=t),
+                    lambda s, t: s.GetNeighbors(pb.GetNeighborsRequest(caller=caller), timeout=t),
                     method="GetNeighbors",
                 )
                 return self._decode(address, lambda: codec.neighbors_from(msg))
             case Ping():
-                msg = await self._invoke(address, lambda s, t: s.Ping(pb.PingRequest(), timeout=t))
+                msg = await self._invoke(
+                    address, lambda s, t: s.Ping(pb.PingRequest(caller=caller), timeout=t)
+                )
                 return Pong(self._decode(address, lambda: codec.node_ref(msg.node)))
             case Notify(candidate=candidate):
-                request = pb.NotifyRequest(candidate=codec.node(candidate))
+                request = pb.NotifyRequest(candidate=codec.node(candidate), caller=caller)
                 await self._invoke(
                     address, lambda s, t: s.Notify(request, timeout=t), method="Notify"
                 )
                 return Ack()
             case LeaveNotice(leaving=leaving, predecessor=pred, successors=succs):
-                request = pb.LeaveRequest(
-                    leaving=codec.node(leaving), successors=[codec.node(n) for n in succs]
+                notice = pb.LeaveRequest(
+                    leaving=codec.node(leaving),
+                    successors=[codec.node(n) for n in succs],
+                    caller=caller,
                 )
                 if pred is not None:
-                    request.predecessor.CopyFrom(codec.node(pred))
-                await self._invoke(
-                    address, lambda s, t: s.Leave(request, timeout=t), method="Leave"
-                )
+                    notice.predecessor.CopyFrom(codec.node(pred))
+                await self._invoke(address, lambda s, t: s.Leave(notice, timeout=t), method="Leave")
                 return Ack()
         raise TypeError(f"not a call: {call!r}")
 
     async def hello(self, address: str, deadline: float) -> Hello:
-        msg = await self._invoke(
-            address, lambda s, t: s.Ping(pb.PingRequest(), timeout=t), deadline
-        )
+        request = pb.PingRequest(caller=self.caller)
+        msg = await self._invoke(address, lambda s, t: s.Ping(request, timeout=t), deadline)
         # Decoded in the peer's own width: a ring of another width is refused by the caller.
         codec = Codec(IdSpace(msg.bits)) if 3 <= msg.bits <= 160 else self.codec
         node = self._decode(address, lambda: codec.node_ref(msg.node))

@@ -14,9 +14,21 @@ class Node(_message.Message):
     address: str
     def __init__(self, id: _Optional[bytes] = ..., address: _Optional[str] = ...) -> None: ...
 
+class Caller(_message.Message):
+    __slots__ = ("address", "oldest", "newest")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    oldest: int
+    newest: int
+    def __init__(self, address: _Optional[str] = ..., oldest: _Optional[int] = ..., newest: _Optional[int] = ...) -> None: ...
+
 class PingRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("caller",)
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    caller: Caller
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
 
 class PingReply(_message.Message):
     __slots__ = ("node", "bits", "joined")
@@ -29,10 +41,12 @@ class PingReply(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., bits: _Optional[int] = ..., joined: _Optional[bool] = ...) -> None: ...
 
 class FindStepRequest(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "caller")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     key: bytes
-    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+    caller: Caller
+    def __init__(self, key: _Optional[bytes] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
 
 class FindStepReply(_message.Message):
     __slots__ = ("done", "nodes")
@@ -43,8 +57,10 @@ class FindStepReply(_message.Message):
     def __init__(self, done: _Optional[bool] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class GetNeighborsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("caller",)
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    caller: Caller
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
 
 class Neighbors(_message.Message):
     __slots__ = ("node", "predecessor", "successors")
@@ -57,24 +73,28 @@ class Neighbors(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class NotifyRequest(_message.Message):
-    __slots__ = ("candidate",)
+    __slots__ = ("candidate", "caller")
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     candidate: Node
-    def __init__(self, candidate: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+    caller: Caller
+    def __init__(self, candidate: _Optional[_Union[Node, _Mapping]] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
 
 class NotifyReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class LeaveRequest(_message.Message):
-    __slots__ = ("leaving", "predecessor", "successors")
+    __slots__ = ("leaving", "predecessor", "successors", "caller")
     LEAVING_FIELD_NUMBER: _ClassVar[int]
     PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
     SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     leaving: Node
     predecessor: Node
     successors: _containers.RepeatedCompositeFieldContainer[Node]
-    def __init__(self, leaving: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+    caller: Caller
+    def __init__(self, leaving: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
 
 class LeaveReply(_message.Message):
     __slots__ = ()
