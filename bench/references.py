@@ -20,7 +20,7 @@ transfer can be reported as a ratio of them:
 MB/s means 10^6 bytes per second. Every measurement runs ``--repeat`` times; the rounds are
 interleaved (round 1 of everything, then round 2, ...) so that a burst of noise from other
 work does not fall on one measurement only. The JSON has, for each, the list of runs, the
-median and the best. Like the node (``chordshare.faces.cli.run``), both processes run on
+median and the best. Like the node (``chordshare.faces.loops.run``), both processes run on
 uvloop where it is installed (``--no-uvloop`` for the stock asyncio loop). Child processes are
 killed at the end, also on errors and Ctrl-C, and die with this process (PR_SET_PDEATHSIG).
 

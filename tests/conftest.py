@@ -31,10 +31,9 @@ from chordshare.ids import IdSpace
 @pytest.fixture(autouse=True, scope="session")
 def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Generator[None, None, None]:
     """Nodes started without --data-dir (CLI error cases, console runs) keep their data under
-    XDG_DATA_HOME, and every node with an API says it runs in XDG_RUNTIME_DIR: point both,
-    for this process and every process it starts, at temporary directories instead of the
-    user's own."""
-    names = ("XDG_DATA_HOME", "XDG_RUNTIME_DIR")
+    XDG_DATA_HOME: point it, for this process and every process it starts, at a temporary
+    directory instead of the user's own."""
+    names = ("XDG_DATA_HOME",)
     before = {name: os.environ.get(name) for name in names}
     for name in names:
         os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))

@@ -1,4 +1,4 @@
-"""The `chordshare` command's entry point: the CLI takes a moment to import (gRPC, FastAPI,
+"""The `chordshare` command's entry point: the CLI takes a moment to import (gRPC, Typer,
 Rich), and a Ctrl-C in that moment ends the command quietly instead of with a traceback."""
 
 from __future__ import annotations

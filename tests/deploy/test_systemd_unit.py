@@ -43,7 +43,6 @@ def test_the_unit_runs_the_installed_node_on_its_settings_file(
     conf = load_config(SETTINGS, {})
     # The data directory is the state directory systemd makes and keeps for the unit.
     assert conf.data_dir == Path("/var/lib") / section["StateDirectory"]
-    assert env["XDG_RUNTIME_DIR"] == f"/run/{section['RuntimeDirectory']}"
     assert conf.bind == "0.0.0.0:7000" and conf.advertise is not None
     assert conf.api == "127.0.0.1:8000"
 

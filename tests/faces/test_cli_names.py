@@ -101,7 +101,7 @@ async def test_names_from_the_network_are_printed_escaped(
     assert f"stored {MARKUP} (" in out  # not bold, and the brackets kept
 
     def indexed() -> bool:
-        entries = [e for p in ring.live() for e in p.service.index.get("word:report")]
+        entries = [e for p in ring.live() for e in p.service.soft.index.get("word:report")]
         return {e.name for e in entries} == {ESCAPED, BIDI, MARKUP}  # type: ignore[attr-defined]
 
     await wait_until(indexed, 20, "the three names to be indexed")

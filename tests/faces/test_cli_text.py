@@ -11,7 +11,8 @@ import pytest
 from rich.progress import Progress
 
 from chordshare.faces.console import ChordConsole
-from chordshare.faces.files_cli import SpeedColumn, got_line, human
+from chordshare.faces.render import got_line, human
+from chordshare.faces.transfers import SpeedColumn
 
 
 def test_the_progress_speed_counts_in_the_units_of_the_summary() -> None:

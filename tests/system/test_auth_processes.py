@@ -107,6 +107,12 @@ def test_a_private_network_with_a_cluster_token_and_an_api_token(
         assert api.delete("/api/v1/files/notes.txt", headers=bearer).status_code == 204
     assert first.running()
 
+    # `leave` is a peer call too: refused without the token, even from this host.
+    one_error_line(chordshare("leave", "-n", second.address), "cluster token")
+    assert second.running()
+    assert chordshare("leave", "-n", second.address, env=env).code == 0
+    assert second.popen.wait(20) == 0
+
 
 def test_settings_a_node_cannot_use_are_one_line_errors(procs: Processes, tmp_path: Path) -> None:
     cases = [

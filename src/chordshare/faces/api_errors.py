@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from chordshare.chord.procedures import LookupFailed
 from chordshare.faces.api_auth import Unauthenticated
+from chordshare.faces.messages import peer_failure
 from chordshare.sharing.download import DownloadError
 from chordshare.sharing.names import BadName
 from chordshare.sharing.peers import FileError, Refusal
@@ -143,7 +144,7 @@ def install_error_handlers(
 
     @app.exception_handler(PeerError)
     async def _peer_error(request: Request, err: PeerError) -> JSONResponse:
-        return error_response(502, "peer_unreachable", f"{err.address}: {err.reason}")
+        return error_response(502, "peer_unreachable", peer_failure(err))
 
     @app.exception_handler(LookupFailed)
     async def _lookup_failed(request: Request, err: LookupFailed) -> JSONResponse:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import File, Form, UploadFile
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from chordshare.sharing.names import MAX_NAME_BYTES
@@ -56,6 +57,20 @@ def name_rules(pattern: str) -> dict[str, Any]:
     """The JSON Schema of a file name; `sharing.names` enforces it, with its own codes."""
     return {"pattern": pattern, "maxLength": MAX_NAME_BYTES}
 
+
+OTHER_NODE = "HOST:PORT of another node."
+
+# A file's name in a path, as a remove takes it; a download's target (a name or a hash).
+StoredPath = Annotated[
+    str, PathParam(description="The file's name.", json_schema_extra=name_rules(STORED_NAME))
+]
+TargetPath = Annotated[
+    str,
+    PathParam(
+        description="A name, or `sha256:` and 8 to 64 hex digits of the content's SHA-256.",
+        json_schema_extra=name_rules(TARGET),
+    ),
+]
 
 # An upload's name: empty takes the uploaded file's own.
 UPLOAD_NAME = f"^$|{NEW_NAME}"

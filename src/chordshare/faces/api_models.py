@@ -1,11 +1,11 @@
 """The shapes the REST API answers with, as pydantic models: FastAPI checks every answer
 against them and puts them in the OpenAPI document. Each mirrors a `*_json` helper
-(`files_cli`, `transport.client`) field for field: an extra field is refused, so a
+(`shapes`, `transport.client`) field for field: an extra field is refused, so a
 helper that grows one fails the API's tests instead of drifting from the document."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,7 +59,9 @@ class Stored(FileInfo):
 
 
 # An upload answers 201 with what it stored, or 200 when nothing changed.
-UNCHANGED = {200: {"model": Stored, "description": "That name held these bytes already."}}
+UNCHANGED: dict[int | str, dict[str, Any]] = {
+    200: {"model": Stored, "description": "That name held these bytes already."}
+}
 
 
 class NodeFile(FileInfo):

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import UploadFile
 from fastapi.responses import JSONResponse
 
-from chordshare.faces.files_cli import manifest_json
+from chordshare.faces.shapes import manifest_json
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.names import check_new_name
 

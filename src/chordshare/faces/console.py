@@ -19,39 +19,39 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.markup import escape
-from rich.table import Table
 
-from chordshare.faces.cli import err_console, nodes_table, out, ring_table, short
-from chordshare.faces.files_cli import (
+from chordshare.faces.clients import Clients
+from chordshare.faces.leave import LeaveError, ask_to_leave
+from chordshare.faces.loops import new_loop
+from chordshare.faces.messages import describe, unreachable
+from chordshare.faces.render import (
     HOLDERS_COLUMN,
     KIND_COLUMN,
-    destination,
-    entries_json,
     files_table,
+    finger_runs_table,
     got_line,
     human,
-    listing_json,
-    network_json,
-    put_source,
+    nodes_table,
+    out,
+    print_error,
+    ring_table,
+    short,
     stored_line,
-    transfer_bar,
 )
-from chordshare.faces.local_nodes import LeaveError, ask_to_leave
-from chordshare.sharing.client import FileClient
-from chordshare.sharing.download import DownloadError
-from chordshare.sharing.names import BadName, printable
-from chordshare.sharing.peers import FileError
-from chordshare.sharing.placement import DEFAULT_REPLICAS
-from chordshare.sharing.ring import RemoteRing
+from chordshare.faces.shapes import entries_json, listing_json, network_json
+from chordshare.faces.transfers import destination, put_source, transfer_bar
+from chordshare.sharing.names import printable
 from chordshare.sharing.routes import RouteCache
-from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
-from chordshare.transport.client import NodeClient
 from chordshare.transport.security import PeerSecurity
+
+if TYPE_CHECKING:
+    from chordshare.sharing.client import FileClient
+    from chordshare.transport.client import NodeClient
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ COMMANDS_HELP = """Commands (help CMD for one):
   get NAME|sha256:HEX [PATH] download a file
   search WORDS               find files by the words of their names
   rm NAME                    remove a file from the network
-  leave        ask the node to leave the ring (needs --api)
+  leave        ask the node to leave the ring and exit
   quit, exit   leave the console (Ctrl-D too)"""
 
 
@@ -86,15 +86,6 @@ class ConsoleError(Exception):
 def history_path() -> Path:
     """Where history is kept: $CHORDSHARE_HISTORY (tests point it at a temporary file)."""
     return Path(os.environ.get(HISTORY_ENV) or Path.home() / ".chordshare_history").expanduser()
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it exists, as `cli.run` uses: grpc.aio calls cost half as much there."""
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def local_paths(text: str) -> list[str]:
@@ -133,8 +124,7 @@ class ChordConsole(cmd.Cmd):
         self.security = security or PeerSecurity()
         self.loop = new_loop()
         asyncio.set_event_loop(self.loop)
-        self.client: NodeClient | None = None
-        self.peers: GrpcFilePeers | None = None
+        self.clients: Clients | None = None
         self._names: tuple[float, list[str]] = (0.0, [])
         self.routes = RouteCache()  # the owners met by earlier commands
 
@@ -142,17 +132,12 @@ class ChordConsole(cmd.Cmd):
 
     async def _connected(self) -> tuple[NodeClient, FileClient]:
         """The client, connecting first if needed (a node that was down may be up now)."""
-        if self.client is None:
+        if self.clients is None:
             try:
-                self.client = await NodeClient.connect(self.node, security=self.security)
+                self.clients = await Clients.open(self.node, self.security)
             except PeerError as err:
-                raise ConsoleError(f"cannot reach {err.address}: {err.reason}") from None
-            self.peers = GrpcFilePeers(
-                health=self.client.transport.health, security=self.client.transport.security
-            )
-        assert self.peers is not None
-        files = FileClient(RemoteRing(self.client), self.peers, DEFAULT_REPLICAS, self.routes)
-        return self.client, files
+                raise ConsoleError(unreachable(err)) from None
+        return self.clients.node, self.clients.files(self.routes)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one command's coroutine on the console's loop; Ctrl-C cancels it cleanly."""
@@ -174,27 +159,17 @@ class ChordConsole(cmd.Cmd):
 
         try:
             self._run(go())
-        except PeerError as err:
-            self.error(f"{err.address}: {err.reason}")
-        except FileError as err:
-            self.error(err.message)
-        except (
-            ConsoleError,
-            BadName,
-            DownloadError,
-            FileNotFoundError,
-            FileExistsError,
-            ValueError,
-        ) as err:
+        except ConsoleError as err:
             self.error(str(err))
-        except OSError as err:
-            self.error(f"{err.filename or 'error'}: {err.strerror or err}")
+        except Exception as err:
+            message = describe(err)
+            if message is None:
+                raise
+            self.error(message)
 
     @staticmethod
     def error(message: str) -> None:
-        # escape: messages quote addresses such as [fe80::1]:7000, which are not markup;
-        # printable: a peer's message may quote a file name raw
-        err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False)
+        print_error(message)
 
     @staticmethod
     def args(line: str, least: int, most: int, usage: str) -> list[str]:
@@ -228,26 +203,7 @@ class ChordConsole(cmd.Cmd):
         self.args(line, 0, 0, "fingers")
 
         async def go(client: NodeClient, files: FileClient) -> None:
-            info = await client.info()
-            table = Table(title=f"finger table of {short(info.node)}, {info.bits}-bit ids")
-            table.add_column("i", justify="right")
-            table.add_column("start", overflow="fold")  # 160-bit ids: wrap, never elide
-            table.add_column("node id", overflow="fold")
-            table.add_column("address")
-            runs: list[tuple[int, int, int, Any]] = []  # first i, last i, start, node
-            for i, finger in enumerate(info.fingers):
-                if runs and runs[-1][3] == finger.node:
-                    runs[-1] = (runs[-1][0], i, runs[-1][2], finger.node)
-                else:
-                    runs.append((i, i, finger.start, finger.node))
-            for first, last, start, node in runs:
-                table.add_row(
-                    str(first) if first == last else f"{first}-{last}",
-                    str(start),
-                    "-" if node is None else str(node.id),
-                    "" if node is None else node.address,
-                )
-            out.print(table)
+            out.print(finger_runs_table(await client.info()))
 
         self._command(go)
 
@@ -424,11 +380,10 @@ class ChordConsole(cmd.Cmd):
     # --- the node -----------------------------------------------------------------------
 
     def do_leave(self, line: str) -> None:
-        """leave: ask the node to leave the ring gracefully and exit, through its REST API
-        (gRPC has no leave call for clients): the --api URL, or the API of the node running
-        on this machine, with --api-token-file or the node's own token."""
+        """leave: ask the node to leave the ring gracefully and exit. It takes this from
+        its own host, or with the network's cluster token."""
         self.args(line, 0, 0, "leave")
-        leaving = asyncio.to_thread(ask_to_leave, self.node, self.api, self.api_token_file)
+        leaving = asyncio.to_thread(ask_to_leave, self.node, self.security)
         try:
             self._run(leaving)
         except (LeaveError, ConsoleError) as err:
@@ -517,10 +472,8 @@ class ChordConsole(cmd.Cmd):
 
     def close(self) -> None:
         async def go() -> None:
-            if self.peers is not None:
-                await self.peers.close()
-            if self.client is not None:
-                await self.client.close()
+            if self.clients is not None:
+                await self.clients.close()
 
         with contextlib.suppress(Exception):
             self.loop.run_until_complete(go())

@@ -5,7 +5,6 @@ is removed when the demo stops."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import sys
@@ -19,7 +18,6 @@ from rich.table import Table
 from chordshare.chord.invariants import convergence_problems
 from chordshare.faces.api import ApiServer
 from chordshare.faces.api_auth import ApiAuth, load_or_make_token
-from chordshare.faces.local_nodes import LocalNode, forget, record
 from chordshare.faces.serve import dashboard_url
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
@@ -142,7 +140,6 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
         stop = asyncio.Event()
         webs: list[ApiServer] = []
         urls: list[str] = []
-        records: list[Path] = []
         try:
             settled = await wait_converged(peers, deadline=30)
             console.print(ring_table(peers))
@@ -158,9 +155,6 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
                 url = await web.start()
                 webs.append(web)
                 urls.append(dashboard_url(url, auth))
-                assert peer.server.node is not None
-                address = peer.server.node.me.address
-                records.append(record(LocalNode(address, url, peer.settings.data_dir, os.getpid())))
             at = f"--node {first.me.address}"
             cli = command_name()
             console.print(f"Sample files in the network: {', '.join(names)}", highlight=False)
@@ -186,8 +180,6 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         finally:
-            for path in records:
-                forget(path)
             for web in webs:
                 await web.stop()
             await stop_demo(peers)

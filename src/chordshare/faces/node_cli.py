@@ -1,7 +1,8 @@
 """`chordshare node`: run one node in the foreground, from flags, CHORDSHARE_* variables and
-a YAML settings file (`config.py`), until Ctrl-C or SIGTERM (`serve.py`)."""
+a YAML settings file (`config.py`), until Ctrl-C or SIGTERM (`serve.py`). What a node runs
+is loaded when the command runs: the client commands never load it."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see cli_app.
 
 import contextlib
 import logging
@@ -11,17 +12,13 @@ from typing import Annotated
 import typer
 
 from chordshare.chord.state import DEFAULT_SUCCESSORS
-from chordshare.faces.cli import app, err_console, fail, run
-from chordshare.faces.logs import setup_logging
+from chordshare.faces.cli_app import fail
+from chordshare.faces.loops import run
+from chordshare.faces.render import err_console
 from chordshare.ids import DEFAULT_BITS
-from chordshare.node.runtime import JoinError
-from chordshare.node.server import NodeSettings, StartError
-from chordshare.sharing.peer import DataDirInUse, SharingSettings
 from chordshare.sharing.placement import DEFAULT_REPLICAS
-from chordshare.transport.security import PeerSecurity, SecurityError
 
 
-@app.command()
 def node(
     config: Annotated[
         Path | None,
@@ -142,7 +139,12 @@ def node(
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
     from chordshare.config import ConfigError, load_config
+    from chordshare.faces.logs import setup_logging
     from chordshare.faces.serve import api_settings, default_data_dir, open_doors, serve
+    from chordshare.node.runtime import JoinError
+    from chordshare.node.server import NodeSettings, StartError
+    from chordshare.sharing.peer import DataDirInUse, SharingSettings
+    from chordshare.transport.security import PeerSecurity, SecurityError
 
     flags = {
         "bind": bind,

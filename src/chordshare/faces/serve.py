@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from chordshare.faces.api_auth import OPEN, ApiAuth, api_token_file_in, load_or_make_token
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.faces.api_doors import Doors, listening_hosts
-from chordshare.faces.local_nodes import LocalNode, forget, record
 from chordshare.node.server import NodeSettings, StartError
 from chordshare.sharing.peer import SharingPeer, SharingSettings
 from chordshare.transport.address import is_loopback, is_wildcard, parse_address
@@ -125,7 +124,7 @@ async def serve(
             sock.close()
         raise
     stop = asyncio.Event()
-    web, recorded = None, None
+    web = None
     try:
         if api is not None:
             try:
@@ -137,7 +136,6 @@ async def serve(
             url = await web.start()
             say(f"api at {url} (OpenAPI at {url}/docs)")
             say(f"dashboard: {dashboard_url(url, auth)}")
-            recorded = record(LocalNode(chord.me.address, url, sharing.data_dir, os.getpid()))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -148,8 +146,6 @@ async def serve(
         await stop.wait()
         say(f"node {chord.me.id} leaving")
     finally:
-        if recorded is not None:
-            forget(recorded)
         if web is not None:
             await web.stop()
         await peer.stop(graceful=True)

@@ -1,0 +1,57 @@
+"""How a client face (the CLI, the console) reaches a ring from outside it: a NodeClient for
+the node it was given, with the network's cluster token and mutual TLS, and on the same
+transport the file peers and a FileClient that asks that node to look keys up.
+
+The file side is built when first asked for, and its modules loaded then: `chordshare ring`
+never loads them, and `chordshare ls` loads the peers but not the FileClient.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chordshare.transport.client import NodeClient
+from chordshare.transport.security import PeerSecurity
+
+if TYPE_CHECKING:
+    from chordshare.sharing.client import FileClient
+    from chordshare.sharing.routes import RouteCache
+    from chordshare.sharing.rpc import GrpcFilePeers
+
+
+class Clients:
+    """The clients of one face's connection to one node; `close` ends them all."""
+
+    def __init__(self, node: NodeClient) -> None:
+        self.node = node
+        self._peers: GrpcFilePeers | None = None
+
+    @classmethod
+    async def open(cls, address: str, security: PeerSecurity | None = None) -> Clients:
+        """Reach the node at `address`: ValueError for a malformed address, PeerError if it
+        does not answer."""
+        return cls(await NodeClient.connect(address, security=security or PeerSecurity()))
+
+    @property
+    def peers(self) -> GrpcFilePeers:
+        """The file peers, on the node client's health records and security."""
+        if self._peers is None:
+            from chordshare.sharing.rpc import GrpcFilePeers
+
+            transport = self.node.transport
+            self._peers = GrpcFilePeers(health=transport.health, security=transport.security)
+        return self._peers
+
+    def files(self, routes: RouteCache | None = None) -> FileClient:
+        """A FileClient whose lookups the node does; `routes`: the owners met before, kept
+        by a face that makes many FileClients."""
+        from chordshare.sharing.client import FileClient
+        from chordshare.sharing.placement import DEFAULT_REPLICAS
+        from chordshare.sharing.ring import RemoteRing
+
+        return FileClient(RemoteRing(self.node), self.peers, DEFAULT_REPLICAS, routes)
+
+    async def close(self) -> None:
+        if self._peers is not None:
+            await self._peers.close()
+        await self.node.close()

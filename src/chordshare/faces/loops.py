@@ -1,0 +1,28 @@
+"""The event loop a face runs its calls on: uvloop where it exists, since grpc.aio calls cost
+half as much there, and asyncio's own elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a loop of its own (one CLI command)."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A loop that lives as long as its owner (the console), for many calls."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -1,0 +1,47 @@
+"""The JSON shapes of files that every face answers with: `--json` of the CLI, the tables of
+the CLI and the console (built from these), and the REST API. One shape each, so a script
+that reads `chordshare ls --json` reads `GET /api/v1/files` too.
+
+Only annotations name the sharing layer's types here: the API and a CLI command that does
+not need them load none of their modules for these shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chordshare.sharing.client import NetworkFile
+    from chordshare.sharing.peers import FileListing, IndexEntry
+    from chordshare.storage.catalog import Manifest
+
+
+def manifest_json(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "name": manifest.name,
+        "size": manifest.size,
+        "sha256": manifest.sha256.hex(),
+        "chunks": len(manifest.chunks),
+        "created": manifest.created,
+    }
+
+
+def listing_json(address: str, listing: FileListing) -> dict[str, Any]:
+    """What one node stores and shares (ls, the API's files of a node)."""
+    return {
+        "node": address,
+        "used_bytes": listing.used_bytes,
+        "max_bytes": listing.max_bytes,
+        "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
+    }
+
+
+def network_json(found: Sequence[NetworkFile]) -> dict[str, Any]:
+    """Every file in the network with its holders (ls --all, the API's network scope)."""
+    return {"files": [{**manifest_json(f.manifest), "holders": list(f.holders)} for f in found]}
+
+
+def entries_json(entries: Iterable[IndexEntry]) -> list[dict[str, Any]]:
+    """Search results (search, the API's search)."""
+    return [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
