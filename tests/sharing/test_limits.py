@@ -167,7 +167,7 @@ async def test_a_peer_cannot_hold_more_puts_than_its_share(start_node) -> None:
         call = node.stub.PutFile()
         await call.write(header(file_of(f"stall{i}", 3 * CHUNK)[0]))
         stalled.append(call)
-    await wait_until(lambda: len(node.service._putting) == 2, SOON, "two puts to start")
+    await wait_until(lambda: len(node.service.puts._putting) == 2, SOON, "two puts to start")
     third = node.stub.PutFile()
     await third.write(header(file_of("third", CHUNK)[0]))
     try:
@@ -180,7 +180,7 @@ async def test_a_peer_cannot_hold_more_puts_than_its_share(start_node) -> None:
     await node.healthy()  # unary calls are not streams: still answered
 
     stalled[0].cancel()
-    await wait_until(lambda: node.service._putting == {"stall1"}, SOON, "a slot to free up")
+    await wait_until(lambda: node.service.puts._putting == {"stall1"}, SOON, "a slot to free up")
     manifest, pieces = file_of("after", 2 * CHUNK)
     call = node.stub.PutFile()
     await call.write(header(manifest))
@@ -227,7 +227,7 @@ async def test_a_stalled_put_is_cut_off_and_leaves_nothing(start_node) -> None:
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "sent nothing for 0.5 s" in (err.value.details() or "")
     assert node.store.used_bytes() == 0 and not node.store.has_chunk(manifest.chunks[0])
-    assert node.store.manifests() == [] and not node.service._putting
+    assert node.store.manifests() == [] and not node.service.puts._putting
     # A put that never sends its header is cut off too.
     silent = node.stub.PutFile()
     assert await status_of(silent) == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -247,7 +247,7 @@ async def test_a_stalled_put_is_cut_off_and_leaves_nothing(start_node) -> None:
         await asyncio.wait_for(call, SOON)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert node.store.manifest("small") is None and not node.store.has_chunk(small.chunks[0])
-    assert node.store.used_bytes() == 5 * CHUNK and not node.service._putting
+    assert node.store.used_bytes() == 5 * CHUNK and not node.service.puts._putting
 
 
 async def test_a_put_over_the_quota_is_refused_before_its_bytes_arrive(start_node) -> None:
@@ -292,7 +292,7 @@ async def test_puts_under_way_together_cannot_pass_the_quota(start_node) -> None
 
 def test_published_records_are_bounded(tmp_path: Path) -> None:
     service = FileService("127.0.0.1:1", NodeStore(tmp_path))
-    service.index.limit = 3
+    service.soft.index.limit = 3
     entry = IndexEntry("a", 1, bytes(32))
 
     async def run() -> None:
@@ -303,13 +303,13 @@ def test_published_records_are_bounded(tmp_path: Path) -> None:
             await service.publish_index([IndexRecord("word:new", entry)], 60)
         await service.publish_index([IndexRecord("word:0", entry)], 0, remove=True)
         await service.publish_index([IndexRecord("word:new", entry)], 60)
-        assert len(service.index) == 3
+        assert len(service.soft.index) == 3
 
     asyncio.run(run())
     # Once every record has expired (never asked about again), they make room.
-    service.index.clock = lambda: 1e12
-    assert service.index.room_for([(f"word:{i}", "other") for i in range(3)])
-    assert len(service.index) == 0
+    service.soft.index.clock = lambda: 1e12
+    assert service.soft.index.room_for([(f"word:{i}", "other") for i in range(3)])
+    assert len(service.soft.index) == 0
 
 
 @pytest.fixture

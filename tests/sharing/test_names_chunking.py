@@ -11,14 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chordshare.sharing import chunking
 from chordshare.sharing.chunking import (
     ManifestHasher,
     build_manifest,
+    chunk_manifest,
     iter_chunks,
     read_for_put,
 )
 from chordshare.sharing.names import BadName, check_new_name, check_stored_name, keywords
-from chordshare.storage.catalog import Manifest
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,8 @@ def test_a_file_read_for_a_put_has_the_manifest_of_its_bytes(
     tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk_size: int, keep_up_to: int
 ) -> None:
     """A small file is hashed and kept at once; a larger one is hashed as it is read, chunk
-    by chunk: either way, build_manifest's manifest."""
+    by chunk: either way, build_manifest's chunk hashes (the whole file's hash of a larger
+    one is left to the owner)."""
     path = tmp_path_factory.mktemp("f") / "file"
     path.write_bytes(data)
     local = read_for_put(path, "file", chunk_size, keep_up_to)
@@ -99,17 +101,56 @@ def test_a_file_read_for_a_put_has_the_manifest_of_its_bytes(
         pieces = [hasher.read_chunk(fd, i) for i in reversed(range(promise.chunk_count))]
     finally:
         os.close(fd)
-    with pytest.raises(ValueError, match="not ready"):
-        hasher.manifest()
-    for index, piece in enumerate(reversed(pieces)):
-        hasher.feed_whole(index, piece)
-    assert hasher.manifest() == expected
+    assert b"".join(reversed(pieces)) == data
+    assert hasher.manifest() == replace(expected, sha256=b"")
+    assert replace(chunk_manifest(path, "file", chunk_size), created=0.0) == replace(
+        expected, sha256=expected.chunks[0] if len(expected.chunks) == 1 else b""
+    )
 
 
-def test_the_whole_file_hash_takes_chunks_in_order() -> None:
-    hasher = ManifestHasher(Manifest("f", 10, b"", 4, (), 0.0))
-    with pytest.raises(ValueError, match=r"chunk 1 fed .* before chunk 0"):
-        hasher.feed_whole(1, b"abcd")
+REAL_SHA256 = hashlib.sha256
+
+
+class CountingSha256:
+    """hashlib.sha256 that counts the bytes it is fed."""
+
+    fed = 0
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._hash = REAL_SHA256()
+        self.update(data)
+
+    def update(self, data: bytes) -> None:
+        CountingSha256.fed += len(data)
+        self._hash.update(data)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+
+def test_a_put_hashes_each_byte_of_the_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big"
+    data = bytes(range(256)) * 4096  # 1 MiB: four chunks of 256 KiB
+    path.write_bytes(data)
+    monkeypatch.setattr(chunking.hashlib, "sha256", CountingSha256)
+    chunk_manifest(path, "big", 256 * 1024)
+    assert CountingSha256.fed == len(data)
+    CountingSha256.fed = 0
+    # A put streamed with its manifest last: the first chunk is hashed when the file is
+    # looked at (to ask the owner whether it has it), the others as they are sent.
+    local = read_for_put(path, "big", 256 * 1024, 0)
+    assert local.first_chunk is not None
+    hasher = ManifestHasher(local.promise(), {0: local.first_chunk})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for index in range(hasher.promise.chunk_count):
+            hasher.read_chunk(fd, index)
+    finally:
+        os.close(fd)
+    assert CountingSha256.fed == len(data)
+    assert hasher.manifest().chunks == chunk_manifest(path, "big", 256 * 1024).chunks
 
 
 def test_read_for_put_chooses_the_chunk_size_and_refuses_what_is_no_file(

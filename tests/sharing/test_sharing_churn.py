@@ -33,9 +33,10 @@ from chordshare.sharing.client import FileClient
 from chordshare.sharing.memory import MemoryFilePeers
 from chordshare.sharing.placement import file_key
 from chordshare.sharing.replication import Replicator
-from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.ring import NodeRing, Placements
 from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.service import FileService
+from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
 from chordshare.transport.memory import MemoryNetwork, MemoryTransport
 
@@ -111,10 +112,14 @@ class ChurnNet:
             timing=NO_TIMERS,
         )
         store = NodeStore(self.root / address.replace(":", "_"))
-        service = FileService(address, store)
-        service.owns_name = lambda name: node.state.owns(file_key(SPACE, name))
-        replicator = Replicator(
-            service, node.state, NodeRing(node), MemoryFilePeers(self.network, self.services), K
+        book = VersionBook(address, store)
+        placements = Placements(node.state, NodeRing(node), K)
+        peers = MemoryFilePeers(self.network, self.services)
+        replicator = Replicator(book, store, node.state, placements, peers, K)
+        # No holders handed in: a put here is not copied until repair runs, which is
+        # what the schedule's steps count on.
+        service = FileService(
+            address, store, book=book, owns=lambda name: node.state.owns(file_key(SPACE, name))
         )
 
         async def handoff() -> None:

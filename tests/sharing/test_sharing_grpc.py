@@ -77,7 +77,7 @@ async def test_put_on_one_get_from_another_from_several_holders(
     assert sum(1 for b in report.sources.values() if b > 0) >= 2
 
     await wait_until(
-        lambda: any(p.service.index.get("word:report") for p in net.live()),
+        lambda: any(p.service.soft.index.get("word:report") for p in net.live()),
         10,
         "the index to be published",
     )

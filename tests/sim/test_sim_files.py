@@ -4,9 +4,12 @@ invariants checked at every step and the convergence ones once repair has settle
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
+from typer.testing import CliRunner
 
+from chordshare.faces.cli import app
 from chordshare.sharing.placement import file_key
 from chordshare.sim.experiment import build, repair
 from chordshare.sim.file_run import FilePlan, _Run, run_files
@@ -117,3 +120,19 @@ def test_a_run_is_the_same_for_the_same_seed() -> None:
     first.pop("seconds")
     second.pop("seconds")
     assert first == second
+
+
+def test_the_command_reports_a_file_run_in_json() -> None:
+    result = CliRunner().invoke(
+        app, ["sim", "--nodes", "20", "--files", "30", "--changes", "5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["files"] == 30 and report["acknowledged"] >= 30
+    assert report["safety_violations"] == 0 and report["convergence_problems"] == 0
+
+
+def test_the_command_refuses_fewer_nodes_than_copies() -> None:
+    result = CliRunner().invoke(app, ["sim", "--nodes", "3", "--files", "5", "--replicas", "3"])
+    assert result.exit_code != 0
+    assert "more nodes than replicas" in result.output

@@ -10,7 +10,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,16 +46,39 @@ def _whole_sha256(path: Path, piece: int) -> bytes:
 
 
 def manifest_of(data: bytes, name: str, chunk_size: int, created: float | None = None) -> Manifest:
-    """The manifest of bytes in memory."""
+    """The manifest of bytes in memory (of one chunk, its hash is the file's: hashed once)."""
+    chunks = tuple(
+        hashlib.sha256(data[start : start + chunk_size]).digest()
+        for start in range(0, len(data), chunk_size)
+    )
+    whole = chunks[0] if len(chunks) == 1 else hashlib.sha256(data).digest()
     return Manifest(
         name=name,
         size=len(data),
-        sha256=hashlib.sha256(data).digest(),
+        sha256=whole,
         chunk_size=chunk_size,
-        chunks=tuple(
-            hashlib.sha256(data[start : start + chunk_size]).digest()
-            for start in range(0, len(data), chunk_size)
-        ),
+        chunks=chunks,
+        created=time.time() if created is None else created,
+    )
+
+
+def chunk_manifest(
+    path: Path, name: str, chunk_size: int = DEFAULT_CHUNK_SIZE, created: float | None = None
+) -> Manifest:
+    """The manifest a client puts: the hash of every chunk, each byte hashed once. The whole
+    file's SHA-256 is left for the owner, which computes it as the chunks arrive (of a
+    one-chunk file it is the chunk's)."""
+    digests = []
+    size = 0
+    for piece in iter_chunks(path, chunk_size):
+        digests.append(hashlib.sha256(piece).digest())
+        size += len(piece)
+    return Manifest(
+        name=name,
+        size=size,
+        sha256=digests[0] if len(digests) == 1 else b"",
+        chunk_size=chunk_size,
+        chunks=tuple(digests),
         created=time.time() if created is None else created,
     )
 
@@ -109,36 +132,27 @@ def read_for_put(path: Path, name: str, chunk_size: int | None, keep_up_to: int)
 
 
 class ManifestHasher:
-    """The hashes of a file read chunk by chunk, for a manifest sent after the chunks.
-    `read_chunk` (in any thread) hashes each chunk as it reads it; `feed_whole` must see
-    the chunks in order."""
+    """The chunk hashes of a file read chunk by chunk, for a manifest sent after the chunks.
+    `read_chunk` (in any thread) hashes each chunk as it reads it; the whole file's SHA-256
+    is the owner's to compute. `known`: hashes computed already (the first chunk's, hashed
+    to ask the owner whether it has it), not computed again."""
 
-    def __init__(self, promise: Manifest) -> None:
+    def __init__(self, promise: Manifest, known: Mapping[int, bytes] | None = None) -> None:
         self.promise = promise
-        self._chunks: dict[int, bytes] = {}
-        self._whole = hashlib.sha256()
-        self._fed = 0
+        self._chunks: dict[int, bytes] = dict(known or {})
 
     def read_chunk(self, fd: int, index: int) -> bytes:
         data = os.pread(fd, self.promise.chunk_length(index), index * self.promise.chunk_size)
-        self._chunks[index] = hashlib.sha256(data).digest()
+        if index not in self._chunks:
+            self._chunks[index] = hashlib.sha256(data).digest()
         return data
-
-    def feed_whole(self, index: int, data: bytes) -> None:
-        if index != self._fed:
-            raise ValueError(f"chunk {index} fed to the whole-file hash before chunk {self._fed}")
-        self._whole.update(data)
-        self._fed += 1
 
     def manifest(self) -> Manifest:
         count = self.promise.chunk_count
-        if self._fed != count or len(self._chunks) != count:
-            raise ValueError(f"{self._fed} of {count} chunks hashed: the manifest is not ready")
-        return replace(
-            self.promise,
-            sha256=self._whole.digest(),
-            chunks=tuple(self._chunks[i] for i in range(count)),
-        )
+        if len(self._chunks) != count:
+            raise ValueError(f"{len(self._chunks)} of {count} chunks hashed: not ready")
+        chunks = tuple(self._chunks[i] for i in range(count))
+        return replace(self.promise, sha256=b"", chunks=chunks)
 
 
 def build_manifest(

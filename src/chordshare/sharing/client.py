@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
-from chordshare.sharing.chunking import LocalFile, ManifestHasher, build_manifest, read_for_put
+from chordshare.sharing.chunking import LocalFile, ManifestHasher, chunk_manifest, read_for_put
 from chordshare.sharing.download import ChunkFetcher, DownloadReport, ThreadFetcher, download
 from chordshare.sharing.names import check_new_name, check_stored_name, keywords
 from chordshare.sharing.peers import (
@@ -105,8 +105,8 @@ async def _read_chunks(
 ) -> AsyncIterator[tuple[int, bytes]]:
     """The file's chunks, read in a thread one ahead of the one being sent (flat memory:
     two chunks at most). With `hasher` (manifest: the promise) each chunk is hashed in the
-    thread that reads it and the whole file in another, in order, for a manifest sent after
-    the chunks; a file that is not the size it was is an OSError."""
+    thread that reads it, for a manifest sent after the chunks; a file that is not the size
+    it was is an OSError."""
     fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
 
     def read(index: int) -> asyncio.Task[bytes]:
@@ -118,26 +118,18 @@ async def _read_chunks(
 
     count = manifest.chunk_count
     reading = read(0) if count else None
-    feeding: asyncio.Task[None] | None = None
     try:
         for index in range(count):
             assert reading is not None
             data = await reading
             reading = read(index + 1) if index + 1 < count else None
-            if hasher is not None:
-                if len(data) != manifest.chunk_length(index):
-                    raise OSError(f"{path}: the file changed while it was being put")
-                if feeding is not None:
-                    await feeding
-                feeding = asyncio.create_task(asyncio.to_thread(hasher.feed_whole, index, data))
+            if hasher is not None and len(data) != manifest.chunk_length(index):
+                raise OSError(f"{path}: the file changed while it was being put")
             yield index, data
-        if feeding is not None:
-            await feeding
     finally:
         # A read under way cannot be stopped: let it end before closing its descriptor.
-        await asyncio.gather(
-            *(t for t in (reading, feeding) if t is not None), return_exceptions=True
-        )
+        if reading is not None:
+            await asyncio.gather(reading, return_exceptions=True)
         os.close(fd)
 
 
@@ -251,7 +243,7 @@ class FileClient:
                     if err.refusal is not Refusal.ALREADY_EXISTS:
                         raise
             local.manifest = await asyncio.to_thread(
-                build_manifest, local.path, local.name, local.chunk_size
+                chunk_manifest, local.path, local.name, local.chunk_size
             )
         manifest = local.manifest
         # Ask which chunks the owner lacks (content it has under another name is not sent
@@ -282,7 +274,8 @@ class FileClient:
         guessed: bool,
     ) -> PutOutcome:
         """Every chunk in order, hashed as it is read, then the manifest (manifest_last)."""
-        hasher = ManifestHasher(local.promise())
+        known = {0: local.first_chunk} if local.first_chunk is not None else None
+        hasher = ManifestHasher(local.promise(), known)
         header = PutHeader(hasher.promise, replace=replace, owner_only=guessed, manifest_last=True)
         every = set(range(hasher.promise.chunk_count))
         chunks = self._counted(_read_chunks(local.path, hasher.promise, hasher), every, progress)

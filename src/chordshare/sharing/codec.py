@@ -107,9 +107,12 @@ def promised_manifest_from_pb(msg: pb.Manifest) -> Manifest:
     return manifest
 
 
-def manifest_from_pb(msg: pb.Manifest) -> Manifest:
+def manifest_from_pb(msg: pb.Manifest, whole_hash_optional: bool = False) -> Manifest:
+    """A manifest; one a client puts may leave its whole-file sha256 empty
+    (`whole_hash_optional`): the owner computes it as the chunks arrive."""
     _check_shape(msg)
-    check_digest(msg.sha256, "a manifest's sha256")
+    if msg.sha256 or not whole_hash_optional:
+        check_digest(msg.sha256, "a manifest's sha256")
     _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes in a manifest")
     chunks = tuple(check_digest(c, f"chunk hash {i}") for i, c in enumerate(msg.chunks))
     manifest = Manifest(
@@ -121,7 +124,7 @@ def manifest_from_pb(msg: pb.Manifest) -> Manifest:
         created=msg.created,
     )
     try:
-        manifest.check()
+        manifest.check(whole_hash_optional)
     except ValueError as err:
         raise ValueError(f"inconsistent manifest for {msg.name!r}: {err}") from None
     return manifest
@@ -143,9 +146,12 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
 
 def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
     _required(msg, "manifest", "a put header")
-    read = promised_manifest_from_pb if msg.manifest_last else manifest_from_pb
+    if msg.manifest_last:
+        manifest = promised_manifest_from_pb(msg.manifest)
+    else:
+        manifest = manifest_from_pb(msg.manifest, whole_hash_optional=not msg.replica)
     return PutHeader(
-        read(msg.manifest),
+        manifest,
         replace=msg.replace,
         replica=msg.replica,
         owner_only=msg.owner_only,

@@ -25,15 +25,17 @@ import grpc
 
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
-from chordshare.sharing.peers import FileVersion, Locator
 from chordshare.sharing.placement import DEFAULT_REPLICAS, file_key
+from chordshare.sharing.publishing import Publisher
 from chordshare.sharing.replication import Replicator
-from chordshare.sharing.ring import NodeRing
+from chordshare.sharing.ring import NodeRing, Placements
 from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
 from chordshare.sharing.service import FileService
 from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.sharing.shared_dir import SharedDirectory
+from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
 from chordshare.v1 import files_pb2
@@ -94,6 +96,7 @@ class SharingPeer:
         self.server.extra_service_names.append(FILES_SERVICE_NAME)
         self.service: FileService | None = None
         self.replicator: Replicator | None = None
+        self.publisher: Publisher | None = None
         self.peers: GrpcFilePeers | None = None
         self._changed: set[str] = set()
         self._predecessor: object = None  # the last predecessor seen, and since when
@@ -104,20 +107,43 @@ class SharingPeer:
         self.scrubber: Scrubber | None = None
 
     def _add_files_service(self, server: grpc.aio.Server, node: ChordNode) -> None:
-        service = FileService(node.me.address, self.store, self.shared)
+        """Put the node's file parts together, each handed what it needs, then serve them."""
+        address = node.me.address
+        book = VersionBook(address, self.store)
+        soft = SoftState()
         self.peers = GrpcFilePeers(health=node.transport.health, security=node.transport.security)
+        placements = Placements(node.state, NodeRing(node), self.settings.replicas)
+        settled = 2 * self.settings.repair_period
         self.replicator = Replicator(
-            service,
+            book,
+            self.store,
             node.state,
-            NodeRing(node),
+            placements,
             self.peers,
             self.settings.replicas,
+            # Once its predecessor has stayed the same for two repair periods, the nodes
+            # that held this node's keys before have handed them over.
+            may_be_new=lambda: self._predecessor_age(node) <= settled,
+        )
+        self.publisher = Publisher(
+            self.store,
+            soft,
+            node.state,
+            placements,
+            self.peers,
+            self.shared,
             self.settings.republish,
         )
-        service.owns_name = lambda name: node.state.owns(file_key(node.space, name))
-        service.ask_holders = self._version_elsewhere
-        service.tell_holders = self.replicator.announce
-        service.replicate = self.replicator.replicate
+        service = FileService(
+            address,
+            self.store,
+            self.shared,
+            book=book,
+            soft=soft,
+            owns=lambda name: node.state.owns(file_key(node.space, name)),
+            holders=self.replicator,
+            announcer=self.replicator,
+        )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
         add_files_servicer(FilesServicer(service), server)
@@ -138,19 +164,10 @@ class SharingPeer:
         holders = await self.replicator.holders(manifest.name)
         holders += [
             locator.address
-            for locator in self.service.locators.get(manifest.name)
-            if isinstance(locator, Locator) and locator.manifest.sha256 == manifest.sha256
+            for locator in self.service.soft.sharers(manifest.name)
+            if locator.manifest.sha256 == manifest.sha256
         ]
         return [h for h in dict.fromkeys(holders) if h != self.service.address]
-
-    async def _version_elsewhere(self, name: str) -> FileVersion | None:
-        """Before a first put of a name here, ask the successors for theirs, but only while
-        this node may be new to its keys: once its predecessor has stayed the same for two
-        repair periods, the nodes that held its keys before have handed them over."""
-        assert self.replicator is not None and self.server.node is not None
-        if self._predecessor_age(self.server.node) > 2 * self.settings.repair_period:
-            return None
-        return await self.replicator.version_elsewhere(name)
 
     def _predecessor_age(self, node: ChordNode) -> float:
         """Seconds since this node's predecessor last changed (as far as it has looked)."""
@@ -186,8 +203,8 @@ class SharingPeer:
         return node
 
     async def _loop(self, node: ChordNode) -> None:
-        assert self.replicator is not None
-        replicator = self.replicator
+        assert self.replicator is not None and self.publisher is not None
+        replicator, publisher = self.replicator, self.publisher
         settings = self.settings
         seen_view: object = None
         last_repair = last_publish = float("-inf")
@@ -214,13 +231,13 @@ class SharingPeer:
                             ", ".join(sorted(report.failed_peers)),
                         )
                         self._changed |= changed
-                    await replicator.publish(only=changed)
+                    await publisher.publish(only=changed)
                 view = (node.state.predecessor, node.state.successors[: settings.replicas])
                 now = time.monotonic()
                 self._predecessor_age(node)
                 if view != seen_view or now - last_repair >= settings.repair_period:
                     if view != seen_view:
-                        await replicator.pass_on_soft_state()
+                        await publisher.pass_on_soft_state()
                     seen_view, last_repair = view, now
                     settled = 2 * settings.repair_period
                     report = await replicator.repair(
@@ -231,7 +248,7 @@ class SharingPeer:
                         log.info("repair: pushed %d, dropped %d", report.pushed, report.dropped)
                 if now - last_publish >= settings.republish:
                     last_publish = now
-                    await replicator.publish()
+                    await publisher.publish()
             except Exception:  # a failed round must never stop the loop
                 log.exception("sharing round failed")
 

@@ -1,4 +1,5 @@
-"""The ring as file sharing sees it: who owns a key, and who follows a node.
+"""The ring as file sharing sees it: who owns a key, who follows a node, and who holds
+which keys as one round of work learns it (`Placement`).
 
 `NodeRing` asks the node runtime this process runs; `RemoteRing` asks a node over gRPC on
 behalf of a client (the CLI), which is not itself on the ring.
@@ -6,11 +7,14 @@ behalf of a client (the CLI), which is not itself on the ring.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from chordshare.chord.messages import GetNeighbors, Neighbors, NodeRef
+from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import ChordNode
+from chordshare.sharing.core.repair import KeyHolders, RangeMap, key_holders
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient
 
@@ -67,3 +71,58 @@ class RemoteRing:
 
     async def neighbors(self, node: NodeRef) -> Neighbors:
         return await _neighbors_over(self.client.transport, node)
+
+
+PLACEMENT_TTL = 2.0  # seconds the rounds after puts trust what a lookup taught them
+
+
+class Placement:
+    """Who holds which keys, learned during one round of work: a lookup names a key's
+    owner, its neighbours give the range it owns and its successors (`RangeMap`)."""
+
+    def __init__(self, state: RoutingState, ring: Ring, replicas: int) -> None:
+        self.state = state
+        self.ring = ring
+        self.replicas = replicas
+        self.ranges = RangeMap()
+
+    async def holders_of(self, key: int) -> KeyHolders:
+        """The key's owner and its k holders (owner first): this node's own answer when
+        it owns the key, else a lookup's."""
+        state = self.state
+        if state.owns(key):
+            successors = [node.address for node in state.successors]
+            return key_holders(state.me.address, successors, self.replicas)
+        known = self.ranges.known(key)
+        if known is not None:
+            return known
+        owner = await self.ring.owner(key)
+        around = await self.ring.neighbors(owner)
+        successors = [node.address for node in around.successors]
+        holders = key_holders(owner.address, successors, self.replicas)
+        pred = around.predecessor
+        self.ranges.learn(pred.id if pred is not None else None, owner.id, holders)
+        return holders
+
+
+class Placements:
+    """A full round learns placement afresh; the small rounds that follow puts reuse what
+    was learned for PLACEMENT_TTL seconds (while this node's own neighbours stay the
+    same), instead of looking the same word keys up for every file."""
+
+    def __init__(self, state: RoutingState, ring: Ring, replicas: int) -> None:
+        self.state = state
+        self.ring = ring
+        self.replicas = replicas
+        self._cached: tuple[float, object, Placement] | None = None
+
+    def get(self, fresh: bool) -> Placement:
+        now = time.monotonic()
+        view = (self.state.predecessor, tuple(self.state.successors))
+        cached = self._cached
+        if fresh or cached is None or now - cached[0] > PLACEMENT_TTL or cached[1] != view:
+            self._cached = (now, view, self.new())
+        return self._cached[2]
+
+    def new(self) -> Placement:
+        return Placement(self.state, self.ring, self.replicas)

@@ -178,7 +178,7 @@ async def _put_chunks(
                     "a put stream ends with a manifest only when its header says manifest_last",
                 )
             try:
-                trailer.manifest = codec.manifest_from_pb(part.manifest)
+                trailer.manifest = codec.manifest_from_pb(part.manifest, whole_hash_optional=True)
             except ValueError as err:
                 raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
             continue

@@ -1,0 +1,129 @@
+"""What a node serves of its files: chunks, whole small files, where a name is, its list."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from chordshare.sharing.core.messages import (
+    INLINE_LIMIT,
+    FileError,
+    FileListing,
+    FoundFile,
+    Refusal,
+    StoredFile,
+)
+from chordshare.sharing.core.ownership import refuse_unless_owner
+from chordshare.sharing.shared_dir import SharedDirectory
+from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.traffic import Traffic
+from chordshare.sharing.version_book import VersionBook
+from chordshare.storage.catalog import Manifest
+from chordshare.storage.chunks import ChunkError
+from chordshare.storage.store import NodeStore
+
+log = logging.getLogger(__name__)
+
+
+class ChunkServer:
+    def __init__(
+        self,
+        store: NodeStore,
+        book: VersionBook,
+        soft: SoftState,
+        traffic: Traffic,
+        shared: SharedDirectory | None = None,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.soft = soft
+        self.traffic = traffic
+        self.shared = shared
+        self.owns = owns
+
+    async def fetch_chunks(
+        self, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        stored = self.store.by_sha256(sha256)
+        if stored:
+            manifest = stored[0]
+            read = self._read_stored
+        elif self.shared is not None and (local := self.shared.by_sha256(sha256)) is not None:
+            manifest = local.manifest
+            read = self.shared.read_chunk
+        else:
+            raise FileError(Refusal.NOT_FOUND, f"no file with sha256 {sha256.hex()} here")
+        for index in indexes:
+            if not 0 <= index < len(manifest.chunks):
+                raise FileError(Refusal.INVALID_ARGUMENT, f"no chunk {index} in that file")
+        # One chunk read ahead: the next is read from disk while this one is sent.
+        reading: asyncio.Task[bytes] | None = None
+        try:
+            for position, index in enumerate(indexes):
+                if reading is None:
+                    reading = asyncio.create_task(asyncio.to_thread(read, manifest, index))
+                try:
+                    data = await reading
+                except (ChunkError, OSError) as err:
+                    raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
+                reading = None
+                self.traffic.sent(len(data))
+                if position + 1 < len(indexes):
+                    following = indexes[position + 1]
+                    reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))
+                yield index, data
+        finally:
+            if reading is not None:
+                reading.cancel()
+
+    def _read_stored(self, manifest: Manifest, index: int) -> bytes:
+        # Not re-hashed here: the receiver verifies every chunk against the manifest.
+        return self.store.read_chunk(manifest.chunks[index], verify=False)
+
+    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
+        has = self.store.has_chunk
+        return await asyncio.to_thread(
+            lambda: [i for i, d in enumerate(digests) if len(d) != 32 or not has(d)]
+        )
+
+    async def find_file(
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None:
+        """The newest version of name known here and who serves it; with the bytes too
+        when the file is stored here and at most `inline_up_to` (and INLINE_LIMIT) long."""
+        if owner_only and self.owns is not None:
+            refuse_unless_owner(self.book.address, self.owns(name), name)
+        stored = self.store.manifest(name)
+        sharers = self.soft.sharers(name)
+        if stored is not None:
+            manifest = stored
+            holders = self.book.holders(name)
+        elif sharers:
+            manifest = max(sharers, key=lambda loc: loc.manifest.created).manifest
+            holders = []
+        else:
+            return None
+        holders += [
+            loc.address
+            for loc in sharers
+            if loc.manifest.sha256 == manifest.sha256 and loc.address not in holders
+        ]
+        data = None
+        if stored is not None and 0 < stored.size <= min(inline_up_to, INLINE_LIMIT):
+            data = await asyncio.to_thread(self._read_whole, stored)
+        return FoundFile(manifest, tuple(holders), data)
+
+    def _read_whole(self, manifest: Manifest) -> bytes | None:
+        try:
+            return b"".join(self.store.read_chunk(digest) for digest in manifest.chunks)
+        except (ChunkError, OSError) as err:  # the download fetches and verifies instead
+            log.warning("could not read %r whole: %s", manifest.name, err)
+            return None
+
+    async def list_files(self) -> FileListing:
+        files = [StoredFile(m, shared=False) for m in self.store.manifests()]
+        if self.shared is not None:
+            files += [StoredFile(s.manifest, shared=True) for s in self.shared.files()]
+        return FileListing(tuple(files), self.store.used_bytes(), self.store.max_bytes)

@@ -1,0 +1,14 @@
+"""Who may answer for a name: only its key's owner judges a put or says a name is missing."""
+
+from __future__ import annotations
+
+from chordshare.sharing.core.messages import FileError, Refusal
+
+
+def refuse_unless_owner(address: str, owns: bool, name: str) -> None:
+    """For a request sent to `address` as the guessed owner of name: the sender's view of
+    the ring may be old, so a node that does not own the key refuses and does nothing."""
+    if not owns:
+        raise FileError(
+            Refusal.OUT_OF_RANGE, f"{address} does not own the key of {name!r}; look its owner up"
+        )

@@ -1,0 +1,155 @@
+"""The index (words and content hashes -> names) and the locators of shared files: soft
+state that each owner of a file (and each sharer) publishes again every `republish` seconds
+to the owner of the record's key and its successors, and that expires if it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from chordshare.chord.state import RoutingState
+from chordshare.sharing.core.messages import FileError, IndexEntry, IndexRecord, Locator
+from chordshare.sharing.peers import FilePeers
+from chordshare.sharing.placement import file_key, index_key
+from chordshare.sharing.ring import Placement, Placements
+from chordshare.sharing.search import index_records
+from chordshare.sharing.shared_dir import SharedDirectory
+from chordshare.sharing.soft_state import SoftState
+from chordshare.storage.store import NodeStore
+from chordshare.transport.base import PeerError
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(
+        self,
+        store: NodeStore,
+        soft: SoftState,
+        state: RoutingState,
+        placements: Placements,
+        peers: FilePeers,
+        shared: SharedDirectory | None = None,
+        republish: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.soft = soft
+        self.state = state
+        self.placements = placements
+        self.peers = peers
+        self.shared = shared
+        self.republish = republish
+        self.address = state.me.address
+        self._published: dict[str, list[IndexRecord]] = {}
+
+    async def pass_on_soft_state(self) -> None:
+        """Index records and locators held here go on to their key's current holders, with
+        the time they have left (so a dead publisher's records still expire): a node that
+        joins next to a key gets them at once rather than at the publisher's next round,
+        and they survive the crash of a holder. Run when the node's neighbours change."""
+        placement = self.placements.new()
+        batches: dict[tuple[str, int], list[IndexRecord]] = defaultdict(list)
+        for record_key, rows in self.soft.index.rows().items():
+            try:
+                key = index_key(self.state.space, record_key)
+                holders = (await placement.holders_of(key)).holders
+            except Exception:
+                continue
+            for entry, left in rows:
+                if isinstance(entry, IndexEntry) and left >= 1:
+                    for address in holders:
+                        # Whole seconds, rounded down: one call per holder and lifetime.
+                        batches[(address, int(left))].append(IndexRecord(record_key, entry))
+        for (address, left), records in batches.items():
+            if address != self.address:
+                await self._publish_to(address, records, float(left), remove=False)
+        for rows in self.soft.locators.rows().values():
+            for locator, left in rows:
+                if isinstance(locator, Locator) and left > 0:
+                    await self._send_locator(locator, left, placement, skip_self=True)
+
+    async def publish(self, only: set[str] | None = None) -> int:
+        """Publish the index records of the files this node owns or shares, the locators
+        of what it shares, and withdraw records of names it no longer has. With `only`,
+        just those names (just stored or removed here)."""
+        ttl = self.republish * 3
+        current: dict[str, list[IndexRecord]] = {}
+        if only is None:
+            manifests = self.store.manifests()
+        else:
+            found = (self.store.manifest(name) for name in sorted(only))
+            manifests = [m for m in found if m is not None]
+        for manifest in manifests:
+            if self.state.owns(file_key(self.state.space, manifest.name)):
+                current[manifest.name] = index_records(manifest)
+        locators: list[Locator] = []
+        shared = self.shared
+        if shared is not None and only is None:
+            for local in await asyncio.to_thread(shared.scan):
+                current.setdefault(local.manifest.name, index_records(local.manifest))
+                locators.append(Locator(local.manifest, self.address))
+        withdrawn: list[IndexRecord] = []
+        for name, records in list(self._published.items()):
+            if name not in current and (only is None or name in only):
+                withdrawn += records
+                del self._published[name]
+        placement = self.placements.get(fresh=only is None)
+        publish = await self._by_holder(placement, [r for rs in current.values() for r in rs])
+        withdraw = await self._by_holder(placement, withdrawn)
+        sent = 0
+        for address, records in publish.items():
+            sent += await self._publish_to(address, records, ttl, remove=False)
+        for address, records in withdraw.items():
+            await self._publish_to(address, records, ttl, remove=True)
+        for locator in locators:
+            await self._send_locator(locator, ttl, placement)
+        self._published.update(current)
+        return sent
+
+    async def _by_holder(
+        self, placement: Placement, records: list[IndexRecord]
+    ) -> dict[str, list[IndexRecord]]:
+        """Records grouped by the holders of their keys: one call per holder."""
+        grouped: dict[str, list[IndexRecord]] = defaultdict(list)
+        for record in records:
+            try:
+                key = index_key(self.state.space, record.key)
+                holders = (await placement.holders_of(key)).holders
+            except Exception as err:  # no owner now: the next round publishes it
+                log.debug("index: no owner for %r: %s", record.key, err)
+                continue
+            for address in holders:
+                grouped[address].append(record)
+        return grouped
+
+    async def _publish_to(
+        self, address: str, records: list[IndexRecord], ttl: float, remove: bool
+    ) -> int:
+        if address == self.address:
+            await self.soft.publish_index(records, ttl, remove)
+            return len(records)
+        try:
+            await self.peers.publish_index(address, records, ttl, remove)
+        except (PeerError, FileError):
+            return 0
+        return len(records)
+
+    async def _send_locator(
+        self, locator: Locator, ttl: float, placement: Placement, skip_self: bool = False
+    ) -> None:
+        try:
+            key = file_key(self.state.space, locator.manifest.name)
+            holders = (await placement.holders_of(key)).holders
+        except Exception:
+            return
+        for address in holders:
+            if address == self.address:
+                if not skip_self:
+                    await self.soft.publish_locators([locator], ttl)
+                continue
+            try:
+                await self.peers.publish_locators(address, [locator], ttl)
+            except (PeerError, FileError):
+                continue

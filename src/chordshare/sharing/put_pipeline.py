@@ -1,0 +1,576 @@
+"""How a node takes a put: one pipeline for every kind of put.
+
+A put comes with its manifest first (the node checks each chunk against it as it arrives),
+with its manifest last (the client reads its file once, hashing as it sends: the node
+hashes each chunk as it stores it, and the closing manifest must list exactly those
+hashes), or whole in one message (a small file). The node also computes the whole file's
+SHA-256 as the chunks arrive, and fills it in when the client left it out: a client hashes
+each byte once, and the `sha256:` record a file is found by never names bytes the node did
+not hash to it. Which version the put stores is `sharing.core.versions.judge_put`.
+
+Chunks are stored in threads (hashing releases the GIL, so two cores work at once) while
+the next ones arrive; a small put is kept in memory and copied to a successor, from memory,
+while this node commits it. A client's put is acknowledged only once another node holds a
+copy, so that the crash of this node cannot lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
+
+from chordshare.sharing.core.messages import (
+    SMALL_PUT,
+    FileError,
+    FileVersion,
+    PutHeader,
+    PutOutcome,
+    Refusal,
+)
+from chordshare.sharing.core.ownership import refuse_unless_owner
+from chordshare.sharing.core.versions import judge_put
+from chordshare.sharing.names import BadName, check_sent_name
+from chordshare.sharing.traffic import Traffic
+from chordshare.sharing.version_book import VersionBook
+from chordshare.storage.catalog import Manifest
+from chordshare.storage.chunks import ChunkError
+from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
+from chordshare.transport.limits import MAX_CHUNKS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_CHUNK_SIZE = 8 * 1024 * 1024
+PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
+FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
+CLOSE_WAIT = 10.0  # seconds a closing node waits for puts still cleaning up
+
+
+class Holders(Protocol):
+    """The other holders of the names this node owns, as a put needs them."""
+
+    async def version_elsewhere(self, name: str) -> FileVersion | None:
+        """The newest version of name the other holders know of, or None; asked before a
+        first put of a name here (this node may just have become its owner)."""
+        ...
+
+    async def replicate(
+        self, name: str, manifest: Manifest | None, at_hand: Mapping[int, bytes] | None
+    ) -> int | None:
+        """Copy a just-put name to the successors; 1 once one holds it, 0 if none could,
+        None when there is no other node. `at_hand`: its chunks, when in memory."""
+        ...
+
+
+class _WholeHash:
+    """The whole file's SHA-256, fed with chunks as they arrive in order; chunks that
+    arrive out of order (or were already stored) are read back at the end."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.next_index = 0
+
+    def feed(self, index: int, data: bytes) -> None:
+        if index == self.next_index:
+            self.hasher.update(data)
+            self.next_index += 1
+
+
+class _Work:
+    """The tasks of a put under way: chunk stores, the whole-file hash following in order
+    in a chain of its own, and flushes. At most PUT_PIPELINE wait at once."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._hashing: asyncio.Task[None] | None = None
+
+    def add(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(step)
+        self.tasks.add(task)
+        return task
+
+    def hash_whole(self, whole: _WholeHash, index: int, data: bytes) -> None:
+        """Feed chunk `index` to the whole-file hash after the chunk before it."""
+        self._hashing = self.add(self._feed_after(self._hashing, whole, index, data))
+
+    @staticmethod
+    async def _feed_after(
+        previous: asyncio.Task[None] | None, whole: _WholeHash, index: int, data: bytes
+    ) -> None:
+        if previous is not None:
+            await previous
+        await asyncio.to_thread(whole.feed, index, data)
+
+    async def room(self) -> None:
+        """Wait until fewer than PUT_PIPELINE tasks are under way; raise what one raised."""
+        while len(self.tasks) >= PUT_PIPELINE:
+            done, self.tasks = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+
+    async def finish(self) -> None:
+        for task in asyncio.as_completed(list(self.tasks)):
+            await task
+        self.tasks.clear()
+
+    async def settle(self) -> None:
+        """Let every task end, failed or not (a thread cannot be stopped)."""
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _refuse_bad_header(header: PutHeader, trailer: Callable[[], Manifest] | None) -> None:
+    manifest = header.manifest
+    if header.manifest_last and (header.replica or trailer is None):
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            "only a client's put streamed with PutFile may send its manifest last",
+        )
+    try:
+        check_sent_name(manifest.name, header.replica, header.legacy_name)
+        if not header.manifest_last:  # a promise carries no hashes yet
+            manifest.check(whole_hash_optional=not header.replica)
+    except (BadName, ValueError) as err:
+        raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
+    if manifest.chunk_size > MAX_CHUNK_SIZE:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"chunks are at most {MAX_CHUNK_SIZE} bytes, the manifest says {manifest.chunk_size}",
+        )
+    if manifest.chunk_count > MAX_CHUNKS:
+        raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
+
+
+def _check_trailer(promise: Manifest, claimed: Manifest, digests: Sequence[bytes]) -> None:
+    """The manifest that closes a streamed put, against its header and what arrived."""
+    if (claimed.name, claimed.size, claimed.chunk_size) != (
+        promise.name,
+        promise.size,
+        promise.chunk_size,
+    ):
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"the closing manifest of {promise.name!r} is not the one its header promised "
+            f"({claimed.name!r}, {claimed.size} bytes in {claimed.chunk_size}-byte chunks)",
+        )
+    if len(digests) != promise.chunk_count:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"the put of {promise.name!r} ended after {len(digests)} of "
+            f"{promise.chunk_count} chunks",
+        )
+    wrong = [i for i, (a, b) in enumerate(zip(claimed.chunks, digests, strict=True)) if a != b]
+    if wrong:
+        raise FileError(
+            Refusal.DATA_LOSS,
+            f"{len(wrong)} chunks of {promise.name!r} do not match the hashes of its manifest "
+            f"(first: chunk {wrong[0]})",
+        )
+
+
+def _check_chunk(manifest: Manifest, index: int, data: bytes) -> None:
+    if not 0 <= index < manifest.chunk_count:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"chunk {index} is out of range: {manifest.name!r} has {manifest.chunk_count}",
+        )
+    expected_length = manifest.chunk_length(index)
+    if len(data) != expected_length:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"chunk {index} of {manifest.name!r} has {len(data)} bytes, "
+            f"the manifest says {expected_length}",
+        )
+
+
+class _Put:
+    """One put under way: what arrived, what is stored, and the whole-file hash."""
+
+    def __init__(self, header: PutHeader, small: bool) -> None:
+        self.header = header
+        self.small = small  # kept in memory until judged and committed
+        self.whole = _WholeHash()
+        self.work = _Work()
+        self.received: dict[int, bytes] = {}  # a small put's chunks
+        self.stores: list[asyncio.Task[bytes]] = []  # a large put's, their hashes once stored
+        self.stored: list[bytes] = []  # a small put's chunks stored so far
+        self.reservation: Reservation | None = None
+
+    def digests(self) -> list[bytes]:
+        """The hashes of the chunks stored so far (those whose store did not fail)."""
+        done = [s for s in self.stores if s.done() and not s.cancelled()]
+        return [s.result() for s in done if s.exception() is None]
+
+
+class PutPipeline:
+    def __init__(
+        self,
+        store: NodeStore,
+        book: VersionBook,
+        traffic: Traffic,
+        owns: Callable[[str], bool] | None = None,
+        holders: Holders | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.traffic = traffic
+        self.owns = owns  # None: no ring (a bare node in tests), every name is this node's
+        self.holders = holders  # None: no other node to copy to
+        self.clock = clock
+        self.leaving = False  # set before a graceful leave hands the files over
+        self._putting: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # the puts under way
+
+    @property
+    def address(self) -> str:
+        return self.book.address
+
+    async def close(self) -> None:
+        # A put its client cut off may still be dropping, in threads, what it stored: the
+        # store (closed after this) must outlive it.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=CLOSE_WAIT)
+
+    async def put(
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
+    ) -> PutOutcome:
+        """Store a put; with header.manifest_last, `trailer` gives the manifest with its
+        hashes once every chunk has been read."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            _refuse_bad_header(header, trailer)
+            name = header.manifest.name
+            if header.owner_only and self.owns is not None:
+                refuse_unless_owner(self.address, self.owns(name), name)
+            if self.leaving and not header.replica:
+                raise FileError(
+                    Refusal.UNAVAILABLE, f"{self.address} is leaving the ring; put {name!r} again"
+                )
+            if name in self._putting:
+                raise FileError(
+                    Refusal.ABORTED, f"another put of {name!r} is in progress here; try again"
+                )
+            self._putting.add(name)
+            try:
+                return await self._put(self._with_known_hash(header), chunks, trailer)
+            finally:
+                self._putting.discard(name)
+        finally:
+            self._tasks.discard(task)
+
+    async def _put(
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None,
+    ) -> PutOutcome:
+        streamed = header.manifest_last
+        put = _Put(header, small=not streamed and header.manifest.size <= SMALL_PUT)
+        asking = None
+        if self.holders is not None and self._asks_holders(header):
+            asking = asyncio.create_task(self.holders.version_elsewhere(header.manifest.name))
+        try:
+            # A small put's question to the other holders goes out while its bytes arrive;
+            # any other put is judged (and maybe refused) at its header, before a byte.
+            judge_late = put.small and asking is not None
+            elsewhere = None
+            version = None
+            if not judge_late:
+                elsewhere = await asking if asking is not None else None
+                if streamed:
+                    self._refuse_if_held(header.manifest.name, elsewhere)
+                else:
+                    version = self._judge(header, elsewhere)
+                    if version is None:
+                        return await self._unchanged(header, elsewhere)
+            try:
+                await self._receive(put, chunks)
+                if judge_late:
+                    assert asking is not None
+                    elsewhere = await asking
+                    version = self._judge(header, elsewhere)
+                if streamed:
+                    assert trailer is not None
+                    claimed = trailer()
+                    _check_trailer(header.manifest, claimed, put.digests())
+                    header = put.header = replace(header, manifest=claimed)
+                    version = self._judge(header, elsewhere)
+                if version is None:
+                    await asyncio.to_thread(self.store.discard, put.digests())
+                    return await self._unchanged(header, elsewhere)
+                final = replace(header.manifest, created=version)
+                if put.small:
+                    return await self._commit_small(put, final)
+                final = await asyncio.to_thread(self._finish, final, put.whole)
+            except BaseException:
+                await put.work.settle()
+                await asyncio.to_thread(self.store.discard, put.digests() + put.stored)
+                raise
+            finally:
+                if put.reservation is not None:
+                    self.store.release(put.reservation)
+        finally:
+            if asking is not None and not asking.done():
+                asking.cancel()
+        return await self._stored(final, header.replica)
+
+    async def _receive(self, put: _Put, chunks: AsyncIterable[tuple[int, bytes]]) -> None:
+        """Take the chunks: a small put's into memory, any other's onto disk as they come
+        (the quota checked before a byte arrives, for the whole put at once)."""
+        header = put.header
+        manifest = header.manifest
+        if not put.small:
+            put.reservation = await asyncio.to_thread(self._reserve, manifest, header.manifest_last)
+        async for index, data in chunks:
+            if header.manifest_last and index != len(put.stores):
+                raise FileError(
+                    Refusal.INVALID_ARGUMENT,
+                    f"chunk {index} of {manifest.name!r} came where chunk {len(put.stores)} was "
+                    "due: a put with its manifest last sends every chunk in order",
+                )
+            _check_chunk(manifest, index, data)
+            self.traffic.got(len(data))
+            if put.small:
+                put.received[index] = data
+                continue
+            assert put.reservation is not None
+            expected = None if header.manifest_last else manifest.chunks[index]
+            put.stores.append(
+                put.work.add(self._store_chunk(index, data, expected, put.reservation))
+            )
+            put.work.hash_whole(put.whole, index, data)
+            if len(put.stores) % FLUSH_BEHIND == 0:
+                # Flush the chunks stored so far while the rest arrive, so that the commit
+                # does not wait for the whole file to reach the disk.
+                put.work.add(self._flush(put.stores[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]))
+            await put.work.room()
+        await put.work.finish()
+
+    async def _commit_small(self, put: _Put, final: Manifest) -> PutOutcome:
+        """Store a small put from memory, its copy to the successors going out (from
+        memory too) while this node commits."""
+        name = final.name
+        reservation = put.reservation = self._reserve(final, streamed=False)
+        copying: asyncio.Task[int | None] | None = None
+        try:
+            for index in sorted(put.received):
+                data = put.received[index]
+                self._put_chunk(index, data, final.chunks[index], reservation)
+                put.stored.append(final.chunks[index])
+                put.whole.feed(index, data)
+            at_hand = self._small_chunks(final, put.received)
+            if at_hand is not None and not final.sha256:
+                # The copies leave before the commit, so they need the file's hash now.
+                whole = hashlib.sha256(b"".join(at_hand[i] for i in range(len(at_hand))))
+                final = replace(final, sha256=whole.digest())
+            if not put.header.replica and self.holders is not None and at_hand is not None:
+                self.book.confirmed[name] = {self.address}
+                copying = asyncio.create_task(self.holders.replicate(name, final, at_hand))
+            final = await asyncio.to_thread(self._finish, final, put.whole)
+        except BaseException:
+            if copying is not None:
+                copying.cancel()
+                await asyncio.gather(copying, return_exceptions=True)
+                self.book.confirmed.pop(name, None)
+            raise
+        finally:
+            self.store.release(reservation)
+            put.reservation = None
+        self.book.confirmed.setdefault(name, {self.address})
+        log.info("stored %r (%d bytes) version %.6f", name, final.size, final.created)
+        await self.book.changed(name)
+        if copying is not None and await copying == 0:
+            raise FileError(Refusal.UNAVAILABLE, self._unconfirmed(name))
+        return PutOutcome(final, unchanged=False)
+
+    async def _stored(self, final: Manifest, replica: bool) -> PutOutcome:
+        """After a large put's commit: announce it, and for a client's put wait for one
+        successor's copy."""
+        name = final.name
+        self.book.confirmed[name] = {self.address}
+        log.info("stored %r (%d bytes) version %.6f", name, final.size, final.created)
+        await self.book.changed(name)
+        if not replica:
+            await self._replicated(name)
+        return PutOutcome(final, unchanged=False)
+
+    async def _unchanged(self, header: PutHeader, elsewhere: FileVersion | None) -> PutOutcome:
+        """The answer to a put with nothing to store: the version kept (here or elsewhere)."""
+        manifest = header.manifest
+        current = self.store.manifest(manifest.name)
+        if current is None and elsewhere is not None:
+            current = replace(manifest, created=elsewhere.version, sha256=elsewhere.sha256)
+        elif current is not None and not header.replica:
+            await self._replicated(manifest.name)  # an earlier put may have stopped short of it
+        return PutOutcome(current or manifest, unchanged=True)
+
+    # Decisions, as this node's store tells them.
+
+    def _with_known_hash(self, header: PutHeader) -> PutHeader:
+        """A client's manifest without its whole-file hash takes the stored one's when its
+        chunks are the same bytes: the same file put again is then found unchanged."""
+        manifest = header.manifest
+        if manifest.sha256 or header.manifest_last:
+            return header
+        held = self.store.manifest(manifest.name)
+        if held is not None and (held.size, held.chunk_size, held.chunks) == (
+            manifest.size,
+            manifest.chunk_size,
+            manifest.chunks,
+        ):
+            return replace(header, manifest=replace(manifest, sha256=held.sha256))
+        if manifest.chunk_count == 1:  # one chunk: its hash is the file's
+            return replace(header, manifest=replace(manifest, sha256=manifest.chunks[0]))
+        return header
+
+    def _judge(self, header: PutHeader, elsewhere: FileVersion | None) -> float | None:
+        manifest = header.manifest
+        return judge_put(
+            FileVersion(manifest.name, manifest.created, manifest.sha256),
+            self.book.held(manifest.name),
+            replica=header.replica,
+            replace=header.replace,
+            now=self.clock(),
+            elsewhere=elsewhere,
+        )
+
+    def _refuse_if_held(self, name: str, elsewhere: FileVersion | None) -> None:
+        """A put whose hashes come last is taken only for a name nobody holds: otherwise
+        the client puts again with its manifest first, which finds out whether the bytes
+        are the same and sends only the chunks this node lacks."""
+        if self.store.manifest(name) is not None or (
+            elsewhere is not None and not elsewhere.deleted
+        ):
+            raise FileError(
+                Refusal.ALREADY_EXISTS, f"{name!r} already exists; put it with its manifest first"
+            )
+
+    def _asks_holders(self, header: PutHeader) -> bool:
+        """Whether a put must first ask the other holders for their version: a client's
+        put of a name this node has never held nor removed (it may be new to the key)."""
+        name = header.manifest.name
+        return (
+            not header.replica
+            and self.store.manifest(name) is None
+            and self.store.catalog.tombstone(name) is None
+        )
+
+    # Disk work, in threads.
+
+    def _reserve(self, manifest: Manifest, streamed: bool) -> Reservation:
+        """Reserve the bytes of the chunks of manifest not stored here yet (all of a put
+        whose hashes come last)."""
+        try:
+            if streamed:
+                return self.store.reserve(manifest.size)
+            lacking: dict[bytes, int] = {}
+            for index, digest in enumerate(manifest.chunks):
+                if digest not in lacking and not self.store.has_chunk(digest):
+                    lacking[digest] = manifest.chunk_length(index)
+            return self.store.reserve(sum(lacking.values()))
+        except QuotaExceeded as err:
+            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+
+    async def _store_chunk(
+        self, index: int, data: bytes, expected: bytes | None, reservation: Reservation
+    ) -> bytes:
+        return await asyncio.to_thread(self._put_chunk, index, data, expected, reservation)
+
+    def _put_chunk(
+        self, index: int, data: bytes, expected: bytes | None, reservation: Reservation
+    ) -> bytes:
+        """Store chunk `index` (checked against `expected` when the manifest came first),
+        its failures as the refusals the client hears. Returns its hash."""
+        try:
+            return self.store.put_chunk(data, expected, reservation)
+        except ChunkError as err:
+            raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
+        except QuotaExceeded as err:
+            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise FileError(
+                Refusal.RESOURCE_EXHAUSTED,
+                f"{self.address} has no room left on its disk for chunk {index}: {err.strerror}",
+            ) from None
+
+    async def _flush(self, stores: Sequence[asyncio.Task[bytes]]) -> None:
+        digests = [await store for store in stores]
+        await asyncio.to_thread(self.store.chunks.sync, digests)
+
+    def _small_chunks(
+        self, manifest: Manifest, received: dict[int, bytes]
+    ) -> dict[int, bytes] | None:
+        """Every chunk of a small file: received, or stored here already (a client sends
+        only those MissingChunks named). None if one is nowhere: the commit refuses it."""
+        chunks: dict[int, bytes] = {}
+        for index, digest in enumerate(manifest.chunks):
+            if index in received:
+                chunks[index] = received[index]
+            elif self.store.has_chunk(digest):
+                chunks[index] = self.store.read_chunk(digest)
+            else:
+                return None
+        return chunks
+
+    def _finish(self, manifest: Manifest, whole: _WholeHash) -> Manifest:
+        """Check that every chunk is here and that they add up to the file (the whole-file
+        hash filled in when the client left it out), then list it. Returns it as listed."""
+        missing = [i for i, d in enumerate(manifest.chunks) if not self.store.has_chunk(d)]
+        if missing:
+            raise FileError(
+                Refusal.FAILED_PRECONDITION,
+                f"the put of {manifest.name!r} ended with {len(missing)} of "
+                f"{len(manifest.chunks)} chunks missing (first: {missing[0]})",
+            )
+        for index in range(whole.next_index, len(manifest.chunks)):
+            digest = manifest.chunks[index]
+            try:
+                data = self.store.read_chunk(digest)
+            except ChunkError:
+                # A copy this node already had (the client did not send it) is damaged on
+                # disk. Kept, it would fail every put of these bytes; dropped, the next put
+                # is told it is missing and sends it, which repairs the files that use it.
+                self.store.drop_chunk(digest)
+                raise FileError(
+                    Refusal.DATA_LOSS,
+                    f"chunk {index} of {manifest.name!r} was damaged on {self.address}'s disk "
+                    "and has been dropped; put the file again to restore it",
+                ) from None
+            whole.hasher.update(data)
+        digest = whole.hasher.digest()
+        if manifest.sha256 and digest != manifest.sha256:
+            raise FileError(
+                Refusal.DATA_LOSS, f"the chunks of {manifest.name!r} do not add up to its SHA-256"
+            )
+        final = replace(manifest, sha256=digest)
+        self.store.commit(final)
+        return final
+
+    async def _replicated(self, name: str) -> None:
+        """Return once another node confirmed a copy of name (the other copies follow in
+        the background), or refuse with UNAVAILABLE: the caller retries, and a retry of
+        the same bytes only asks for the copy again."""
+        if self.holders is None:
+            return
+        confirmed = await self.holders.replicate(name, None, None)
+        if confirmed == 0:
+            raise FileError(Refusal.UNAVAILABLE, self._unconfirmed(name))
+
+    def _unconfirmed(self, name: str) -> str:
+        return (
+            f"{name!r} is stored on {self.address} but no other node has confirmed a copy "
+            "yet; put it again"
+        )

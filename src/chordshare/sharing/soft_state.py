@@ -1,0 +1,47 @@
+"""The index records and locators others publish to a node: soft state that lives until
+it expires unless published again (`sharing.core.soft_table`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chordshare.sharing.core.messages import FileError, IndexEntry, IndexRecord, Locator, Refusal
+from chordshare.sharing.core.soft_table import SoftTable
+
+
+class SoftState:
+    def __init__(self) -> None:
+        self.index = SoftTable()
+        self.locators = SoftTable()
+
+    async def publish_index(
+        self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+    ) -> None:
+        if not remove:
+            _refuse_unless_room(self.index, [(r.key, r.entry.name) for r in records])
+        for record in records:
+            if remove:
+                self.index.remove(record.key, record.entry.name)
+            else:
+                self.index.put(record.key, record.entry.name, record.entry, ttl)
+
+    async def query_index(self, key: str) -> list[IndexEntry]:
+        entries = [e for e in self.index.get(key) if isinstance(e, IndexEntry)]
+        return sorted(entries, key=lambda e: e.name)
+
+    async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
+        _refuse_unless_room(self.locators, [(loc.manifest.name, loc.address) for loc in locators])
+        for locator in locators:
+            self.locators.put(locator.manifest.name, locator.address, locator, ttl)
+
+    def sharers(self, name: str) -> list[Locator]:
+        """The live locators of name: peers that share it from a folder of theirs."""
+        return [loc for loc in self.locators.get(name) if isinstance(loc, Locator)]
+
+
+def _refuse_unless_room(table: SoftTable, items: Sequence[tuple[str, str]]) -> None:
+    if not table.room_for(items):
+        raise FileError(
+            Refusal.RESOURCE_EXHAUSTED,
+            f"this node keeps at most {table.limit} published records; it has {len(table)}",
+        )
