@@ -12,7 +12,7 @@ transfer, owner -> client: no replication traffic competes with the measurement)
    - put MB/s: the whole of ``FileClient.put`` (hashing the file into its manifest, the owner
      lookup, MissingChunks, streaming the chunks, the owner's storing and commit);
    - get MB/s: the whole of ``FileClient.get`` (finding the manifest and holders, fetching,
-     verifying every chunk and the whole file, writing, fsync and rename).
+     verifying every chunk, writing, fsync and rename).
 
    After each round the file is removed from the network (its chunks are freed) and the
    output deleted, so the next put sends every byte again (checked with MissingChunks).
@@ -34,11 +34,20 @@ Prints one JSON object on stdout; progress on stderr. Every process started here
 at the end (also on errors and Ctrl-C, and by PR_SET_PDEATHSIG if this process is killed),
 and the temp dir is deleted.
 
+With ``--get-variants product,plain_malloc`` each round also gets the file in a fresh
+process per variant (as libtorrent's leecher is), timed from its first call to the fsynced
+file, so a get's alternatives are measured against each other in the same run
+(`VARIANTS`): malloc set up for chunks, or left alone (in the getting process, and on a
+second pair of nodes started without it and without heap trims). With
+``--libtorrent-each-round`` libtorrent's downloads run in each round too, for same-round
+ratios.
+
 With ``--disk-cap-mb-s N`` every write of the run (the references' included) to the temp
 dir's disk is capped at N MB/s (``bench/disk_cap.py``): the disk-bound case, on demand.
 
     .venv/bin/python bench/transfer.py [--size-mib 256] [--chunk-kib 256,1024,4096]
         [--repeat 2] [--big-gib 1] [--skip-rss] [--dir DIR] [--disk-cap-mb-s N]
+        [--get-variants product,plain_malloc] [--libtorrent-each-round]
 """
 
 from __future__ import annotations
@@ -62,6 +71,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# This process forks workers while its gRPC channels are busy: gRPC's fork handlers, on by
+# default, can abort a child before its exec (node_procs.py). Read when gRPC is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,16 +87,29 @@ from disk_cap import write_cap
 from chordshare.allocator import tune_malloc
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.ring import RemoteRing
-from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.client import NodeClient
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 CLI = node_procs.CLI
 START_DEADLINE = 30.0
 MIB = 1 << 20
 TARGET_RATIO = 0.75
 TARGET_RSS_MB = 100.0
-GET_HASH_PASSES = 2  # each chunk as it lands, then the whole file
-PUT_HASH_PASSES = 4  # client: chunks and whole (the manifest); owner: checks both
+GET_HASH_PASSES = 1  # each chunk as it lands
+# How each get variant runs: malloc set up for chunks (as the CLI and every node set it) or
+# left alone, in the getting process and the nodes it gets from.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "product": {"malloc": True},
+    "plain_malloc": {"malloc": False},
+}
+# A node process with glibc's malloc left as it is: no tune_malloc, no heap trims.
+PLAIN_MALLOC_NODE = (
+    sys.executable,
+    "-c",
+    "import chordshare.allocator as a; a.tune_malloc = lambda: {}; "
+    "a.trim_free_memory = lambda: False; from chordshare.faces.cli import main; main()",
+)
+PUT_HASH_PASSES = 3  # client: each chunk; owner: each chunk, and the whole file
 REPLICAS = 1
 
 
@@ -109,14 +135,25 @@ class Nodes:
     workdir: Path
     nodes: list[Node] = field(default_factory=list)
 
-    def start(self, label: str, join: str | None = None) -> Node:
+    def start(self, label: str, join: str | None = None, plain_malloc: bool = False) -> Node:
         data = self.workdir / f"data-{label}"
         args = ["--bind", "127.0.0.1:0", "--data-dir", str(data)]
         args += ["--replicas", str(REPLICAS), "--log-level", "warning"]
         if join:
             args += ["--join", join]
         log_path = self.workdir / f"node-{label}.log"
-        node = Node(node_procs.spawn(log_path, args), log_path)
+        if plain_malloc:
+            with log_path.open("wb") as log_out:
+                popen = subprocess.Popen(
+                    [*PLAIN_MALLOC_NODE, "node", *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_out,
+                    stderr=log_out,
+                    preexec_fn=node_procs.die_with_parent,
+                )
+        else:
+            popen = node_procs.spawn(log_path, args)
+        node = Node(popen, log_path)
         self.nodes.append(node)
         deadline = time.monotonic() + START_DEADLINE
         while (found := node_procs.ready(node.popen, log_path)) is None:
@@ -226,14 +263,66 @@ async def drop(putter: Clients, name: str, out: Path) -> None:
         os.unlink(out)
 
 
+def get_in_worker(variant: str, node: str, name: str, out: Path, pids: Sequence[int]) -> dict:
+    """Get name through node in a fresh process set up as `variant` says; its MB/s from
+    the get's first call to the fsynced file, CPU seconds (the worker's get and `pids`,
+    the nodes, over the whole process) and the worker's peak RSS."""
+    spec = {**VARIANTS[variant], "node": node, "name": name, "out": str(out)}
+    with ref.CpuMeter(pids) as nodes_cpu:
+        done = subprocess.run(
+            [sys.executable, __file__, "--get-worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            preexec_fn=node_procs.die_with_parent,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"get worker {variant} failed: {done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["mb_s"] = ref.mb_s(result["size"], result["seconds"])
+    result["cpu_s"] = result["worker_cpu_s"] + nodes_cpu.seconds
+    return result
+
+
+def get_worker(spec: dict[str, Any]) -> None:
+    """The worker process of `get_in_worker`: prints its result as JSON."""
+    if spec["malloc"]:
+        tune_malloc()  # as the CLI does, before any thread starts
+    print(json.dumps(ref.run_loop(worker_get(spec))))
+
+
+async def worker_get(spec: dict[str, Any]) -> dict[str, Any]:
+    clients = await Clients.open(spec["node"])
+    try:
+        # Untimed: the channel to the node, and the key's owner learned (as a client that
+        # has met the ring before; libtorrent's clock also starts once it is connected).
+        await clients.files.find(spec["name"])
+        cpu, started = time.process_time(), time.perf_counter()
+        report = await clients.files.get(spec["name"], Path(spec["out"]))
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        await clients.close()
+    got_size = await asyncio.to_thread(os.path.getsize, spec["out"])
+    if got_size != report.size:
+        raise RuntimeError("the file got back is not the file put")
+    return {
+        "seconds": seconds,
+        "size": report.size,
+        "worker_cpu_s": cpu,
+        # VmHWM: getrusage's ru_maxrss would carry the parent's peak over fork and exec.
+        "peak_rss_mb": round((vm_hwm_kib(os.getpid()) or 0) * 1024 / 1e6, 1),
+    }
+
+
 async def all_missing(clients: Clients, source: Path, name: str, chunk: int) -> bool:
     """Whether the owner lacks every chunk of source at this chunk size (no dedup)."""
+    from chordshare.files.placement import file_key
     from chordshare.sharing.chunking import build_manifest
-    from chordshare.sharing.placement import file_key
 
     manifest = await asyncio.to_thread(build_manifest, source, name, chunk)
     owner = await clients.files.ring.owner(file_key(clients.files.ring.space, name))
-    missing = await clients.peers.missing_chunks(owner.address, manifest.chunks)
+    missing = await clients.peers.at(owner.address).missing_chunks(manifest.chunks)
     return len(set(missing)) == len(manifest.chunks)
 
 
@@ -249,6 +338,16 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         b = nodes.start("b", join=a.address)
         await wait_ring(a.address, 2)
         log(f"nodes up: A {a.address}, B {b.address}")
+        pair_pids = [a.popen.pid, b.popen.pid]
+        plain_pids: list[int] = []
+        plain_putter: Clients | None = None
+        if "plain_malloc" in args.get_variants:
+            c = nodes.start("c", plain_malloc=True)
+            d = nodes.start("d", join=c.address, plain_malloc=True)
+            await wait_ring(c.address, 2)
+            log(f"nodes without malloc settings up: C {c.address}, D {d.address}")
+            plain_pids = [c.popen.pid, d.popen.pid]
+            plain_putter = await Clients.open(c.address)
         putter = await Clients.open(a.address)
         getter = await Clients.open(b.address)
         try:
@@ -281,7 +380,26 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         if cpu_s is not None:
                             cpu.setdefault(key, []).append(cpu_s / (size / 1e6))
 
-                    node_pids = [n.popen.pid for n in nodes.nodes]
+                    node_pids = pair_pids
+                    variant_rss: dict[str, list[float]] = {}
+                    if args.libtorrent:
+                        # The same source file, seeded by libtorrent (libtorrent_ref.py).
+                        torrents = libtorrent_ref.Reference(source, chunk_sizes, workdir)
+                        stack.callback(torrents.close)
+                    lt_after = args.libtorrent and not args.libtorrent_each_round
+
+                    def libtorrent_round(round_: int, chunk: int) -> None:
+                        label = ref.size_label(chunk)
+                        for version in libtorrent_ref.VERSIONS:
+                            lt = torrents.run(chunk, version)
+                            add(f"libtorrent_{version} {label}", lt["mb_s"])
+                            add(f"libtorrent_{version}_add {label}", lt["mb_s_from_add"])
+                            lt_rss.append(lt["peak_rss_mb"])
+                            log(
+                                f"round {round_ + 1} chunk {label}: libtorrent {version} "
+                                f"{lt['mb_s']:.1f} MB/s ({lt['mb_s_from_add']:.1f} from add)"
+                            )
+
                     for round_ in range(args.repeat):
                         add("raw_tcp", ref.raw_tcp_once(tcp_port, size))
                         with ref.CpuMeter([grpc_pid]) as used:
@@ -328,30 +446,48 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                 f"{result['put_mb_s']:.1f} MB/s, get {result['get_mb_s']:.1f}"
                                 f" MB/s (threaded {threaded:.1f}), sources {result['sources']}"
                             )
+                            variants = list(args.get_variants)
+                            if plain_putter is not None:
+                                await plain_putter.files.put(source, name, chunk_size=chunk)
+                            # Each round starts with another variant: none is always first.
+                            shift = round_ % max(1, len(variants))
+                            for variant in variants[shift:] + variants[:shift]:
+                                plain = not VARIANTS[variant]["malloc"]
+                                with contextlib.suppress(FileNotFoundError):
+                                    os.unlink(out)
+                                got = await asyncio.to_thread(
+                                    get_in_worker,
+                                    variant,
+                                    d.address if plain else b.address,
+                                    name,
+                                    out,
+                                    plain_pids if plain else node_pids,
+                                )
+                                add(f"get_{variant} {label}", got["mb_s"], got["cpu_s"])
+                                variant_rss.setdefault(variant, []).append(got["peak_rss_mb"])
+                                log(
+                                    f"round {round_ + 1} chunk {label}: get variant {variant} "
+                                    f"{got['mb_s']:.1f} MB/s, peak RSS {got['peak_rss_mb']} MB"
+                                )
+                            if plain_putter is not None:
+                                await drop(plain_putter, name, out)
                             await drop(putter, name, out)
+                            if args.libtorrent and not lt_after:
+                                await asyncio.to_thread(libtorrent_round, round_, chunk)
                     # libtorrent's rounds come after chordshare's: its leechers write
                     # through the page cache, and once their output is deleted the host
                     # takes those pages back, which made the next chordshare put about
                     # 30 % slower when the two were interleaved (README, Benchmarks).
-                    if args.libtorrent:
-                        # The same source file, seeded by libtorrent (libtorrent_ref.py).
-                        torrents = libtorrent_ref.Reference(source, chunk_sizes, workdir)
-                        stack.callback(torrents.close)
-                    for round_ in range(args.repeat if args.libtorrent else 0):
+                    # With --libtorrent-each-round they run in each round instead, so each
+                    # round's get and libtorrent see the same load from the rest of the host.
+                    for round_ in range(args.repeat if lt_after else 0):
                         for chunk in chunk_sizes:
-                            label = ref.size_label(chunk)
-                            for version in libtorrent_ref.VERSIONS:
-                                lt = torrents.run(chunk, version)
-                                add(f"libtorrent_{version} {label}", lt["mb_s"])
-                                add(f"libtorrent_{version}_add {label}", lt["mb_s_from_add"])
-                                lt_rss.append(lt["peak_rss_mb"])
-                                log(
-                                    f"round {round_ + 1} chunk {label}: libtorrent {version} "
-                                    f"{lt['mb_s']:.1f} MB/s ({lt['mb_s_from_add']:.1f} from add)"
-                                )
+                            libtorrent_round(round_, chunk)
         finally:
             await putter.close()
             await getter.close()
+            if plain_putter is not None:
+                await plain_putter.close()
     finally:
         nodes.close()
         with contextlib.suppress(FileNotFoundError):
@@ -394,6 +530,9 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             transfers[label]["get_vs_libtorrent"] = {
                 v: round(get / statistics.median(r), 3) for v, r in lt_runs.items()
             }
+        transfers[label]["get_variants"] = variant_report(
+            args, runs, cpu_per_mb, variant_rss, label
+        )
     if args.libtorrent:
         libtorrent = {
             "version": libtorrent_ref.available(),
@@ -433,11 +572,48 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
+def variant_report(
+    args: argparse.Namespace,
+    runs: dict[str, list[float]],
+    cpu_per_mb: dict[str, float],
+    rss: dict[str, list[float]],
+    label: str,
+) -> dict[str, Any]:
+    """Each get variant's MB/s, CPU and peak RSS; its MB/s over the `product` variant's in
+    the same round, and its median over libtorrent's."""
+    report: dict[str, Any] = {}
+    for variant in args.get_variants:
+        mine = runs[f"get_{variant} {label}"]
+        median = statistics.median(mine)
+        entry: dict[str, Any] = {
+            "setup": VARIANTS[variant],
+            "get_mb_s": ref.summary(mine),
+            "cpu_s_per_mb": round(cpu_per_mb[f"get_{variant} {label}"], 5),
+            "worker_peak_rss_mb": max(rss[variant]),
+        }
+        base = runs.get(f"get_product {label}")
+        if base is not None and variant != "product":
+            entry["vs_product_same_round"] = [
+                round(m / t, 3) for m, t in zip(mine, base, strict=True)
+            ]
+        if args.libtorrent and args.libtorrent_each_round:
+            entry["vs_libtorrent_v1_same_round"] = [
+                round(m / lt, 3) for m, lt in zip(mine, runs[f"libtorrent_v1 {label}"], strict=True)
+            ]
+        if args.libtorrent:
+            entry["vs_libtorrent"] = {
+                v: round(median / statistics.median(runs[f"libtorrent_{v} {label}"]), 3)
+                for v in libtorrent_ref.VERSIONS
+            }
+        report[variant] = entry
+    return report
+
+
 def cpu_ceiling(cpu_per_mb: dict[str, float], floor: float) -> dict[str, Any]:
     """The fastest a put and a get could be on this machine, from CPU cost alone.
 
-    Whatever the code, a get moves the bytes over a gRPC stream, hashes them twice (each
-    chunk as it arrives, then the whole file) and writes them to disk; a put moves them
+    Whatever the code, a get moves the bytes over a gRPC stream, hashes them once (each
+    chunk as it arrives) and writes them to disk; a put moves them
     the other way and hashes them four times (the client builds the manifest: chunks and
     whole; the owner checks both). Each of those costs at least what its reference cost
     in CPU seconds per MB in its cheapest round of this run (the stream's counting both of
@@ -706,6 +882,9 @@ def memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--get-worker"]:
+        get_worker(json.loads(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument(
@@ -726,12 +905,26 @@ def main() -> None:
         "measure the disk-bound case on demand (root; see bench/disk_cap.py)",
     )
     parser.add_argument(
+        "--get-variants",
+        type=lambda s: [x for x in s.split(",") if x.strip()],
+        default=[],
+        help=f"comma-separated get variants to measure in worker processes: {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
+        "--libtorrent-each-round",
+        action="store_true",
+        help="run libtorrent's downloads in each round, right after chordshare's gets, "
+        "instead of after all the rounds (same-round ratios in get_variants)",
+    )
+    parser.add_argument(
         "--no-libtorrent",
         dest="libtorrent",
         action="store_false",
         help="skip the libtorrent reference (skipped anyway when it is not installed)",
     )
     args = parser.parse_args()
+    if unknown := set(args.get_variants) - set(VARIANTS):
+        parser.error(f"unknown get variants: {', '.join(sorted(unknown))}")
     args.libtorrent = args.libtorrent and libtorrent_ref.available() is not None
     if args.size_mib < 1 or args.repeat < 1 or not args.chunk_kib:
         parser.error("--size-mib, --repeat and --chunk-kib must be positive")

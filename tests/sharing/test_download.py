@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
-import queue
 import random
-import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from chordshare.files.manifest import Manifest
+from chordshare.files.schedule import MAX_FAILURES, Schedule
 from chordshare.sharing import download as download_module
+from chordshare.sharing import part_file
 from chordshare.sharing.chunking import build_manifest
-from chordshare.sharing.download import DownloadError, DownloadReport, download
-from chordshare.storage.catalog import Manifest
-from chordshare.storage.direct import DirectFile
+from chordshare.sharing.download import DownloadError, download
+from chordshare.sharing.part_file import PartFile
 
 CHUNK = 1024
+# A holder is dropped at its MAX_FAILURES-th failed answer; its other lane may have asked
+# once more before that.
+ASKS_BEFORE_DROPPED = MAX_FAILURES + 1
 
 
 def make_file(tmp_path: Path, size: int, seed: int = 1) -> tuple[bytes, Manifest]:
@@ -89,54 +89,6 @@ class Liar(Peer):
         yield other, self.chunk(other)
 
 
-class LoopStream:
-    """An async chunk stream read from a thread, as `download` reads a gRPC blocking call
-    in its receiving threads: a task on the event loop pumps the fake peer's chunks to the
-    thread, which waits for them."""
-
-    END = object()
-
-    def __init__(self, chunks: AsyncIterator[tuple[int, bytes]]) -> None:
-        self.loop = asyncio.get_running_loop()  # fetchers are called on the event loop
-        self.items: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.pump = self.loop.create_task(self._pump(chunks))
-
-    async def _pump(self, chunks: AsyncIterator[tuple[int, bytes]]) -> None:
-        try:
-            async for item in chunks:
-                self.items.put(item)
-        except Exception as exc:
-            self.items.put(exc)
-        finally:
-            self.items.put(self.END)
-
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        while (item := self.items.get()) is not self.END:
-            if isinstance(item, Exception):
-                raise item
-            yield item  # type: ignore[misc]
-
-    def cancel(self) -> None:
-        self.items.put(self.END)
-        with contextlib.suppress(RuntimeError):  # the loop is closed
-            self.loop.call_soon_threadsafe(self.pump.cancel)
-
-
-@pytest.fixture(params=["on the event loop", "in threads"], autouse=True)
-def receiving(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs twice: chunks received on the event loop (any fetcher), and in a
-    thread per stream (what a get over gRPC does), through `LoopStream`."""
-    if request.param == "in threads":
-
-        async def threaded(*args: Any, **kwargs: Any) -> DownloadReport:
-            fetch = args[2]
-            kwargs["fetch_in_thread"] = lambda *call: LoopStream(fetch(*call))
-            return await download_module.download(*args, **kwargs)
-
-        monkeypatch.setattr(sys.modules[__name__], "download", threaded)
-    return str(request.param)
-
-
 class Swarm:
     """The fetcher: routes calls to fake peers, and records what was asked and how many
     chunks each holder had outstanding at once."""
@@ -194,7 +146,7 @@ async def test_a_holder_that_dies_mid_stream_is_replaced(tmp_path: Path) -> None
     assert (tmp_path / "out").read_bytes() == blob
     assert report.sources["dies:1"] == CHUNK  # its one chunk was good and kept
     assert report.refetched_chunks >= 1  # the rest of its batch went elsewhere
-    assert swarm.calls["dies:1"] <= 2  # one call per lane at most: never asked again
+    assert swarm.calls["dies:1"] <= ASKS_BEFORE_DROPPED
 
 
 async def test_a_corrupt_holder_is_dropped_and_not_credited(tmp_path: Path) -> None:
@@ -207,7 +159,7 @@ async def test_a_corrupt_holder_is_dropped_and_not_credited(tmp_path: Path) -> N
     assert report.sources["bad:1"] == 0
     assert report.sources["good:1"] == len(blob)
     assert report.refetched_chunks >= 1
-    assert swarm.calls["bad:1"] <= 2  # one call per lane at most
+    assert swarm.calls["bad:1"] <= ASKS_BEFORE_DROPPED
 
 
 async def test_a_hung_holder_is_timed_out(tmp_path: Path) -> None:
@@ -316,7 +268,7 @@ async def test_a_holder_sending_a_chunk_not_asked_for_is_dropped(tmp_path: Path)
 
     assert (tmp_path / "out").read_bytes() == blob
     assert report.sources["liar:1"] == 0
-    assert swarm.calls["liar:1"] <= 2  # each lane may have asked before the first answer
+    assert swarm.calls["liar:1"] <= ASKS_BEFORE_DROPPED
 
 
 async def test_a_holder_without_the_chunks_is_not_an_error_when_another_has_them(
@@ -391,7 +343,7 @@ async def test_a_chunk_sent_after_the_batch_is_complete_drops_the_holder(
     report = await download(manifest, ["chatty:1", "good:1"], swarm.fetch, tmp_path / "out")
 
     assert (tmp_path / "out").read_bytes() == blob
-    assert swarm.calls["chatty:1"] <= 2  # dropped after its first batch in each lane
+    assert swarm.calls["chatty:1"] <= ASKS_BEFORE_DROPPED
     assert report.sources["good:1"] > 0
 
 
@@ -400,18 +352,18 @@ async def test_a_full_local_disk_names_the_file_and_a_retry_resumes(
 ) -> None:
     blob, manifest = make_file(tmp_path, 16 * CHUNK)
     out = tmp_path / "out.bin"
-    real_write = DirectFile.write
+    real_write = PartFile.write
     room = [5]  # chunks the disk takes before it is full
     lock = threading.Lock()  # writes run in several threads
 
-    def filling(self: DirectFile, data: bytes, offset: int) -> None:
+    def filling(self: PartFile, data: bytes, offset: int) -> None:
         with lock:
             if room[0] == 0:
                 raise OSError(errno.ENOSPC, "No space left on device")  # names no file
             room[0] -= 1
         real_write(self, data, offset)
 
-    monkeypatch.setattr(DirectFile, "write", filling)
+    monkeypatch.setattr(PartFile, "write", filling)
     swarm = Swarm({"x:1": Peer(blob)})
     with pytest.raises(OSError) as full:
         await download(manifest, ["x:1"], swarm.fetch, out)
@@ -426,90 +378,177 @@ async def test_a_full_local_disk_names_the_file_and_a_retry_resumes(
     assert report.resumed_chunks == 5
 
 
-class Scrambled(Peer):
-    """Serves a batch in reverse order, so chunks land far ahead of the whole-file hash."""
+class Rotten(Peer):
+    """Sends wrong bytes for the chunks in `rotten` (as a holder whose disk damaged them
+    would), the right ones for every other."""
 
-    async def serve(self, indexes: Sequence[int]) -> AsyncIterator[tuple[int, bytes]]:
-        for index in reversed(indexes):
-            await asyncio.sleep(0)
-            yield index, self.chunk(index)
+    def __init__(self, blob: bytes, rotten: set[int], delay: float = 0.0) -> None:
+        super().__init__(blob, delay)
+        self.rotten = rotten
+
+    def chunk(self, index: int) -> bytes:
+        data = super().chunk(index)
+        return bytes(b ^ 0x5A for b in data) if index in self.rotten else data
 
 
-@pytest.mark.parametrize("hold_bytes", [64 * CHUNK, 0], ids=["held", "read-back"])
-async def test_the_whole_file_hash_takes_chunks_from_memory_or_from_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_bytes: int
-) -> None:
-    """Chunks that land ahead of the whole-file hash are kept for it (up to HOLD_BYTES);
-    without room, it reads them back from the .part file. Either way the file is whole."""
-    monkeypatch.setattr("chordshare.sharing.download.HOLD_BYTES", hold_bytes)
-    read_back: list[int] = []
-    feed = DirectFile.feed
+async def test_a_chunk_with_wrong_bytes_is_asked_of_another_holder(tmp_path: Path) -> None:
+    """One damaged chunk at a holder: that chunk comes from another holder, and the holder
+    keeps serving the others (it is not dropped for one chunk)."""
+    blob, manifest = make_file(tmp_path, 40 * CHUNK)
+    swarm = Swarm({"rotten:1": Rotten(blob, {3}), "good:1": Peer(blob, delay=0.005)})
+    out = tmp_path / "out"
 
-    def counted(self: DirectFile, sink: object, length: int, offset: int) -> int:
-        read_back.append(offset // CHUNK)
-        return feed(self, sink, length, offset)
+    report = await download(manifest, list(swarm.peers), swarm.fetch, out, per_peer_inflight=4)
 
-    monkeypatch.setattr(DirectFile, "feed", counted)
-    blob, manifest = make_file(tmp_path, 40 * CHUNK + 7)
-    swarm = Swarm({a: Scrambled(blob) for a in ("a:1", "b:1")})
-    out = tmp_path / "song.flac"
-    await download(manifest, list(swarm.peers), swarm.fetch, out, per_peer_inflight=8)
     assert out.read_bytes() == blob
-    if hold_bytes:
-        assert read_back == []
-    else:
-        assert sorted(read_back) == list(range(len(manifest.chunks)))
+    assert swarm.asked["rotten:1"].count(3) == 1
+    assert 3 in swarm.asked["good:1"]
+    assert report.sources["rotten:1"] > 10 * CHUNK  # it kept serving after the bad chunk
+    assert sum(report.sources.values()) == len(blob)
 
 
-@pytest.mark.parametrize("hold_bytes", [64 * CHUNK, 0], ids=["held", "read-back"])
-async def test_chunks_that_do_not_add_up_to_the_file_hash_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_bytes: int
+async def test_a_chunk_every_holder_lies_about_fails_the_get_naming_it(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 12 * CHUNK + 3)
+    swarm = Swarm({a: Rotten(blob, {5}) for a in ("a:1", "b:1")})
+    out = tmp_path / "out"
+
+    with pytest.raises(DownloadError) as failed:
+        await download(manifest, list(swarm.peers), swarm.fetch, out)
+
+    message = str(failed.value)
+    assert "could not get 1 of 13 chunks of 'song.flac' (chunks 5)" in message
+    assert "a:1 sent chunk 5, which failed its SHA-256 check" in message
+    assert "b:1 sent chunk 5, which failed its SHA-256 check" in message
+    assert not out.exists()
+    # Every other chunk is kept for the next get.
+    report = await download(manifest, ["c:1"], Swarm({"c:1": Peer(blob)}).fetch, out)
+    assert out.read_bytes() == blob
+    assert report.resumed_chunks == 12 and report.sources["c:1"] == CHUNK
+
+
+async def test_an_interrupted_get_resumes_where_it_stopped(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 30 * CHUNK)
+    out = tmp_path / "out"
+    part = tmp_path / "out.part"
+    landed: list[int] = []
+    five = asyncio.Event()
+
+    def progress(nbytes: int) -> None:
+        landed.append(nbytes)
+        if len(landed) == 5:
+            five.set()
+
+    slow = Swarm({"a:1": Peer(blob, delay=0.01)})
+    get = asyncio.create_task(
+        download(manifest, ["a:1"], slow.fetch, out, per_peer_inflight=2, progress=progress)
+    )
+    await five.wait()
+    get.cancel()  # Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await get
+    assert part.exists() and not out.exists()
+    saved = part.read_bytes()
+    kept = {
+        i
+        for i in range(30)
+        if hashlib.sha256(saved[i * CHUNK : (i + 1) * CHUNK]).digest() == manifest.chunks[i]
+    }
+    assert len(kept) >= 5
+
+    again = Swarm({"a:1": Peer(blob)})
+    report = await download(manifest, ["a:1"], again.fetch, out)
+
+    assert out.read_bytes() == blob and not part.exists()
+    assert report.resumed_chunks == len(kept)
+    assert sorted(again.asked["a:1"]) == sorted(set(range(30)) - kept)
+
+
+async def test_a_get_hashes_each_received_byte_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every chunk matches its hash but the manifest's whole-file SHA-256 is another's: the
-    download fails and deletes its partial file."""
-    monkeypatch.setattr("chordshare.sharing.download.HOLD_BYTES", hold_bytes)
-    blob, manifest = make_file(tmp_path, 20 * CHUNK)
-    lying = Manifest(
-        manifest.name,
-        manifest.size,
-        hashlib.sha256(b"another file").digest(),
-        manifest.chunk_size,
-        manifest.chunks,
-        manifest.created,
-    )
-    swarm = Swarm({"a:1": Scrambled(blob)})
-    out = tmp_path / "song.flac"
-    with pytest.raises(DownloadError, match="assembled file's SHA-256"):
-        await download(lying, list(swarm.peers), swarm.fetch, out)
-    assert not out.exists() and not out.with_name("song.flac.part").exists()
+    """Each chunk is checked against the manifest as it arrives, and nothing more: the
+    chunk hashes are the whole file's check."""
+    blob, manifest = make_file(tmp_path, 40 * CHUNK + 7)
+    swarm = Swarm({"a:1": Peer(blob)})
+    hashed: list[int] = []
+    real = hashlib.sha256
+
+    class Counting:
+        def __init__(self, data: bytes = b"") -> None:
+            self._hash = real()
+            self.update(data)
+
+        def update(self, data: bytes) -> None:
+            if len(data):
+                hashed.append(len(data))
+            self._hash.update(data)
+
+        def digest(self) -> bytes:
+            return self._hash.digest()
+
+    monkeypatch.setattr(part_file.hashlib, "sha256", Counting)
+
+    report = await download(manifest, ["a:1"], swarm.fetch, tmp_path / "out", per_peer_inflight=8)
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert report.sha256 == manifest.sha256
+    assert sum(hashed) == len(blob) and len(hashed) == len(manifest.chunks)
+    assert sorted(swarm.asked["a:1"]) == list(range(len(manifest.chunks)))
 
 
-async def test_a_spare_copy_received_in_a_thread_is_not_counted(tmp_path: Path) -> None:
-    """Endgame, as a receiving thread sees it: a chunk another holder's copy already won
-    is written again (the same verified bytes) but neither counted nor credited."""
+async def test_a_spare_copy_is_neither_written_nor_counted(tmp_path: Path) -> None:
+    """End game: a copy of a chunk another holder's copy already won is read off the
+    stream (so the call ends cleanly) but not hashed, written, counted or credited."""
     blob, manifest = make_file(tmp_path, 2 * CHUNK)
-    file = DirectFile(tmp_path / "out.part")
-    threads = download_module._Threads()
-    receivers = ThreadPoolExecutor(max_workers=1)
-    swarm = download_module._Swarm(
-        manifest=manifest,
-        fetch=Swarm({}).fetch,
-        file=file,
-        threads=threads,
-        per_peer_inflight=2,
-        chunk_timeout=5.0,
-        progress=None,
-        needed=2,
-        fetch_in_thread=lambda _a, _s, indexes: LoopStream(Peer(blob).serve(indexes)),
-        receivers=receivers,
-    )
-    swarm.claimed.add(0)  # another holder's copy of chunk 0 won
+    schedule = Schedule(2, (), ["early:1", "late:1"], max_batch=2, endgame_after=0.0)
+    assert schedule.next_batch("early:1", 0.0) == [0, 1]
+    assert schedule.next_batch("late:1", 0.0) == [0, 1]
+    part, _ = PartFile.open(tmp_path / "out.part", manifest)
+    assert part.write_checked(0, blob[:CHUNK])
+    assert schedule.landed("early:1", 0, CHUNK, 0.0)  # its copy of chunk 0 won
+    written: list[int] = []
+    write = part.write
+
+    def counted(data: bytes | bytearray | memoryview, offset: int) -> None:
+        written.append(offset)
+        write(data, offset)
+
+    part.write = counted  # type: ignore[method-assign]
+    fetch = Swarm({"late:1": Peer(blob)}).fetch
+    run = download_module._Run(manifest, schedule, part, fetch, 5.0, None)
+    waiting = {0, 1}
     try:
-        assert await swarm._pull_in_thread("late:1", {0: True, 1: False}) == 2
+        await run._pull("late:1", [0, 1], waiting)
     finally:
-        await threads.drain()
-        receivers.shutdown()
-        file.close()
-    assert swarm.written == 1 and swarm.on_disk == {1}
-    assert swarm.sources == {"late:1": CHUNK}
+        await run.threads.drain()
+        part.close()
+    assert waiting == set() and schedule.done and written == [CHUNK]
+    assert schedule.sources() == {"early:1": CHUNK, "late:1": CHUNK}
     assert (tmp_path / "out.part").read_bytes() == blob
+
+
+async def test_the_file_is_on_disk_before_it_gets_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash right after the rename must not leave a named file whose bytes were never
+    written back: the .part file is fsynced first, then renamed, then its directory."""
+    blob, manifest = make_file(tmp_path, 5 * CHUNK)
+    steps: list[str] = []
+    fsync, replace = part_file.os.fsync, part_file.os.replace
+
+    def fsynced(fd: int) -> None:
+        steps.append("fsync")
+        fsync(fd)
+
+    def renamed(src: Path, dst: Path) -> None:
+        steps.append("rename")
+        replace(src, dst)
+
+    monkeypatch.setattr(part_file.os, "fsync", fsynced)
+    monkeypatch.setattr(part_file.os, "replace", renamed)
+    monkeypatch.setattr(part_file, "fsync_directory", lambda _: steps.append("fsync dir"))
+
+    await download(manifest, ["a:1"], Swarm({"a:1": Peer(blob)}).fetch, tmp_path / "out")
+
+    assert (tmp_path / "out").read_bytes() == blob
+    assert steps == ["fsync", "rename", "fsync dir"]
