@@ -17,6 +17,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layers of docs/architecture.md
 	$(BIN)/pytest -q -rs  # -rs: every skipped test says why
 
 # The tests that take minutes: the wheel installed into a fresh venv, the image built with
@@ -34,6 +36,8 @@ install:
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check src tests bench
 
 # Regenerates src/chordshare/v1 from proto/; tests/test_proto_fresh.py fails when it is stale.

@@ -72,14 +72,14 @@ import node_procs  # bench/ is the script's directory, so on sys.path)
 from chordshare.chord.invariants import IdealRouting
 from chordshare.chord.messages import GetNeighbors, Neighbors, NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.files.placement import file_key
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import Timing
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingSettings
-from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import RemoteRing
-from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.client import NodeClient
+from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.grpc import GrpcTransport
 
 REPLICAS = 3
@@ -530,7 +530,7 @@ class Soak:
                 owner = ideal.owner(file_key(self.space, record.name))
                 holders = [owner, *ideal.successors(owner, REPLICAS - 1)]
                 found = await asyncio.gather(
-                    *(self.peers.find_file(h.address, record.name) for h in holders),
+                    *(self.peers.at(h.address).find_file(record.name) for h in holders),
                     return_exceptions=True,
                 )
                 copies[
@@ -639,7 +639,7 @@ class Soak:
         key = file_key(self.space, name)
         owner = ideal.owner(key)
         found = await asyncio.gather(
-            *(self.peers.find_file(r.address, name) for r in refs), return_exceptions=True
+            *(self.peers.at(r.address).find_file(name) for r in refs), return_exceptions=True
         )
         holding = [
             r.address

@@ -99,8 +99,8 @@ def worker_download(
     from chordshare.sharing.client import FileClient
     from chordshare.sharing.download import download
     from chordshare.sharing.ring import RemoteRing
-    from chordshare.sharing.rpc import GrpcFilePeers
     from chordshare.transport.client import NodeClient
+    from chordshare.transport.files_grpc import GrpcFilePeers
 
     async def go() -> list[dict[str, Any]]:
         client = await NodeClient.connect(node)

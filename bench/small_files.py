@@ -66,8 +66,8 @@ from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import IdSpace
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.ring import RemoteRing
-from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.client import NodeClient
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 START_DEADLINE = 60.0
 CONVERGE_DEADLINE = 90.0
@@ -231,7 +231,7 @@ class TimedPeers:
         started = time.perf_counter()
         got = 0
         try:
-            async for item in self.peers.fetch_chunks(address, sha256, indexes):
+            async for item in self.peers.at(address).fetch_chunks(sha256, indexes):
                 got += 1
                 yield item
         finally:
@@ -362,7 +362,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         try:
             # Warm-up: a channel to every node, and a few puts and gets.
             for r in refs:
-                await peers.list_files(r.address)
+                await peers.at(r.address).list_files()
             for name in warm_names:
                 await files.put(source_dir / name, name)
             for name in warm_names:

@@ -10,11 +10,11 @@ from typing import Any
 from waiting import wait_until
 
 from chordshare.chord.invariants import convergence_problems
+from chordshare.files.manifest import Manifest
 from chordshare.node.runtime import Timing
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.chunking import manifest_of
 from chordshare.sharing.peer import SharingPeer, SharingSettings
-from chordshare.storage.catalog import Manifest
 from chordshare.transport.security import PeerSecurity
 
 FAST = Timing(stabilize=0.1, check_predecessor=0.2, fix_fingers=0.3, join_deadline=2.0)

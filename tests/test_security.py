@@ -20,10 +20,10 @@ from waiting import wait_until
 from chordshare.node.runtime import JoinError
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.transport.base import PeerError
 from chordshare.transport.certs import make_certificates
 from chordshare.transport.client import NodeClient
+from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.security import PeerSecurity, SecurityError
 from chordshare.v1 import admin_pb2, chord_pb2, files_pb2
 

@@ -25,8 +25,8 @@ from pydantic_settings import (
 
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
+from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.ids import DEFAULT_BITS
-from chordshare.sharing.placement import DEFAULT_REPLICAS
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chordshare.chord import lookup as L
 from chordshare.chord import procedures as P
 from chordshare.chord.invariants import IdealRouting, convergence_problems, ring_problems
 from chordshare.chord.messages import (
@@ -68,7 +69,7 @@ def test_lookup_finds_the_ideal_owner_in_a_converged_ring(make_ring, case, data)
     net, ideal = make_ring(ids, space, r)
     origin = net.nodes[f"n{data.draw(st.sampled_from(ids))}"]
     key = data.draw(st.integers(0, space.size - 1))
-    result = net.run(P.find_successor(origin, key))
+    result = net.run(L.find_successor(origin, key))
     assert result.owner == ideal.owner(key)
     assert result.timeouts == 0
     # Every finger hop at least halves the distance to the key, then one hop to the owner.
@@ -107,7 +108,7 @@ def test_lookup_routes_around_dead_nodes(make_ring, case, data) -> None:
     origin = net.nodes[f"n{origin_id}"]
     key = data.draw(st.integers(0, space.size - 1))
     live_ids = [i for i in ids if f"n{i}" not in net.dead]
-    result = net.run(P.find_successor(origin, key))
+    result = net.run(L.find_successor(origin, key))
     assert ring_problems(net.nodes, net.live()) == []  # what the lookup may rely on
     assert result.owner.id == first_live_at_or_after(key, live_ids)
     assert result.owner.address not in net.dead
@@ -124,13 +125,13 @@ def test_lookup_gets_past_a_dead_successor_nobody_noticed(make_ring) -> None:
     space = IdSpace(5)
     net, _ = make_ring([0, 4, 8, 12, 16, 20, 24, 28], space, 3)
     net.dead = {"n20"}
-    result = net.run(P.find_successor(net.nodes["n0"], 22))
+    result = net.run(L.find_successor(net.nodes["n0"], 22))
     assert result.owner == ref(24)
     assert net.calls == [FindStep(ref(16), 22), Ping(ref(24))]
     assert (result.hops, result.timeouts) == (2, 0)
     # From the dead node's predecessor itself, its own list answers: one ping.
     net.calls.clear()
-    result = net.run(P.find_successor(net.nodes["n16"], 22))
+    result = net.run(L.find_successor(net.nodes["n16"], 22))
     assert result.owner == ref(24)
     assert net.calls == [Ping(ref(24))]
 
@@ -139,7 +140,7 @@ def test_lookup_counts_a_timeout_for_a_dead_successor(make_ring) -> None:
     space = IdSpace(5)
     net, _ = make_ring([1, 5, 20, 28], space, 3)
     net.dead = {"n5"}
-    result = net.run(P.find_successor(net.nodes["n1"], 3))
+    result = net.run(L.find_successor(net.nodes["n1"], 3))
     assert result.owner == ref(20)
     assert result.timeouts == 1
     assert net.calls == [Ping(ref(5)), Ping(ref(20))]
@@ -147,16 +148,16 @@ def test_lookup_counts_a_timeout_for_a_dead_successor(make_ring) -> None:
 
 def test_lookup_of_an_owned_key_makes_no_call(make_ring) -> None:
     net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
-    result = net.run(P.find_successor(net.nodes["n20"], 10))
-    assert result == P.LookupResult(ref(20), 0, 0)
+    result = net.run(L.find_successor(net.nodes["n20"], 10))
+    assert result == L.LookupResult(ref(20), 0, 0)
     assert net.calls == []
 
 
 def test_lookup_fails_when_nobody_answers(make_ring) -> None:
     net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 2)
     net.dead = {"n5", "n20", "n28"}
-    with pytest.raises(P.LookupFailed):
-        net.run(P.find_successor(net.nodes["n1"], 25))
+    with pytest.raises(L.LookupFailed):
+        net.run(L.find_successor(net.nodes["n1"], 25))
 
 
 # join
@@ -447,8 +448,8 @@ def test_a_step_says_whether_the_lookup_could_go_elsewhere() -> None:
     me = RoutingState(ref(0), space, r=1)
     me.successors = [ref(8)]
     me.fingers = [ref(8), ref(8), ref(8), ref(8), ref(16)]
-    step = next(P.find_successor(me, 20))
+    step = next(L.find_successor(me, 20))
     assert step == FindStep(ref(16), 20) and step.fallback
     joiner = RoutingState(ref(3), space, r=1)
-    step = next(P.find_successor(joiner, 20, start=ref(16), joining=True))
+    step = next(L.find_successor(joiner, 20, start=ref(16), joining=True))
     assert step == FindStep(ref(16), 20) and not step.fallback

@@ -22,9 +22,9 @@ from waiting import wait_until
 from chordshare.chord.messages import NodeRef
 from chordshare.faces import api
 from chordshare.faces.api_inputs import ADDRESS, NEW_NAME, STORED_NAME, TARGET
-from chordshare.sharing.names import MAX_NAME_BYTES, check_new_name, check_stored_name
-from chordshare.sharing.search import parse_content_address
-from chordshare.storage.direct import DirectFile
+from chordshare.files.names import MAX_NAME_BYTES, check_new_name, check_stored_name
+from chordshare.files.search import parse_content_address
+from chordshare.sharing.part_file import PartFile
 from chordshare.transport.address import normalize_address
 
 MIB = 1024 * 1024
@@ -342,10 +342,10 @@ async def test_a_full_disk_on_the_api_node_is_a_507(
         created = await a.post("/api/v1/files", files={"file": ("big.bin", data)})
         assert created.status_code == 201, created.text
 
-        def full(self: DirectFile, data: bytes, offset: int) -> None:
+        def full(self: PartFile, data: bytes, offset: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(DirectFile, "write", full)
+        monkeypatch.setattr(PartFile, "write", full)
         refused = await b.get("/api/v1/files/big.bin")
         assert refused.status_code == 507, refused.text
         error = error_of(refused)

@@ -18,7 +18,8 @@ from peernet import PeerNetwork, store_directly
 from refused_names import ONE_OF_EACH_KIND
 from waiting import wait_until
 
-from chordshare.faces.console import ChordConsole, completable
+from chordshare.faces.console import ChordConsole
+from chordshare.faces.console_completion import completable
 from chordshare.sharing.peer import SharingPeer
 
 CLI = (sys.executable, "-m", "chordshare.faces.cli")

@@ -18,14 +18,14 @@ import pytest
 from peernet import PeerNetwork
 from waiting import wait_until
 
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import FileError, PutHeader, Refusal
+from chordshare.files.placement import file_key
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileError, PutHeader, Refusal
-from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 # Repair far away: whatever copies exist below were made by the put or the leave itself.
 NO_REPAIR = {"repair_period": 3600.0}
@@ -152,14 +152,14 @@ async def test_a_chunk_damaged_on_the_owners_disk_is_dropped_and_restored_by_the
     # chunk, so none is sent, and the owner finds the damage when it checks the whole file.
     with pytest.raises(FileError) as refused:
         header = PutHeader(replace(stored, name="second.bin"))
-        await files.put_file(peer.server.node.me.address, header, no_chunks())
+        await files.at(peer.server.node.me.address).put_file(header, no_chunks())
     assert refused.value.refusal is Refusal.DATA_LOSS
     assert "chunk 2 of 'second.bin' was damaged" in refused.value.message
     assert not peer.store.has_chunk(damaged)
     assert peer.store.manifest("second.bin") is None
 
     # Put again: the chunk is missing now, so it is sent, and both files are whole.
-    await files.put_file(peer.server.node.me.address, header, only_chunk(source.read_bytes(), 2))
+    await files.at(peer.server.node.me.address).put_file(header, only_chunk(source.read_bytes(), 2))
     for name in ("first.bin", "second.bin"):
         out = tmp_path / f"got-{name}"
         await client.get(name, out)
@@ -215,7 +215,7 @@ async def test_a_node_stopped_during_a_put_lets_the_put_clean_up_first(
 
     header = PutHeader(promise, manifest_last=True)
     put = asyncio.create_task(
-        files.put_file(peer.server.node.me.address, header, three_then_wait(), lambda: promise)
+        files.at(peer.server.node.me.address).put_file(header, three_then_wait(), lambda: promise)
     )
     await asyncio.wait_for(sent.wait(), 10)
     await wait_until(lambda: peer.store.used_bytes() > 0, 10, "chunks stored")

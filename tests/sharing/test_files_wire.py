@@ -21,10 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chordshare.sharing import codec
-from chordshare.sharing.memory import MemoryFilePeers
-from chordshare.sharing.names import BadName, check_stored_name
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     SMALL_PUT,
     FileError,
     FileListing,
@@ -39,10 +37,12 @@ from chordshare.sharing.peers import (
     Refusal,
     StoredFile,
 )
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.sharing.servicer import FilesServicer, add_files_servicer
-from chordshare.storage.catalog import Manifest
+from chordshare.files.names import BadName, check_stored_name
+from chordshare.transport import files_codec as codec
 from chordshare.transport.base import PeerError
+from chordshare.transport.files_grpc import GrpcFilePeers
+from chordshare.transport.files_memory import MemoryFilePeers
+from chordshare.transport.files_servicer import FilesServicer, add_files_servicer
 from chordshare.transport.memory import MemoryNetwork
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
@@ -204,7 +204,7 @@ DATA = b"the quick brown fox jumps"  # 25 bytes: 7 chunks of 4, the last one sho
 
 async def put(s: Served, name: str = "fox.txt", data: bytes = DATA, chunk: int = 4) -> PutOutcome:
     manifest = manifest_of(name, data, chunk)
-    return await s.peers.put_file(s.address, PutHeader(manifest), stream(pieces(data, chunk)))
+    return await s.peers.at(s.address).put_file(PutHeader(manifest), stream(pieces(data, chunk)))
 
 
 # Round trips.
@@ -217,16 +217,16 @@ async def test_put_then_find_fetch_and_list(served: Served) -> None:
     again = await put(s)
     assert again.unchanged
 
-    found = await s.peers.find_file(s.address, "fox.txt")
+    found = await s.peers.at(s.address).find_file("fox.txt")
     assert found == FoundFile(outcome.manifest, s.service.holders)
-    whole = await s.peers.find_file(s.address, "fox.txt", inline_up_to=len(DATA))
+    whole = await s.peers.at(s.address).find_file("fox.txt", inline_up_to=len(DATA))
     assert whole == FoundFile(outcome.manifest, s.service.holders, DATA)
-    assert await s.peers.find_file(s.address, "absent") is None
+    assert await s.peers.at(s.address).find_file("absent") is None
 
-    got = [c async for c in s.peers.fetch_chunks(s.address, sha(DATA), [6, 0, 3])]
+    got = [c async for c in s.peers.at(s.address).fetch_chunks(sha(DATA), [6, 0, 3])]
     assert got == [(6, DATA[24:]), (0, DATA[:4]), (3, DATA[12:16])]
 
-    listing = await s.peers.list_files(s.address)
+    listing = await s.peers.at(s.address).list_files()
     assert listing == FileListing((StoredFile(outcome.manifest, False),), len(DATA), None)
 
 
@@ -234,21 +234,21 @@ async def test_missing_chunks_offer_and_delete(served: Served) -> None:
     s = served
     await put(s)
     digests = [sha(DATA[:4]), sha(b"nope"), sha(DATA[4:8]), sha(b"nor this")]
-    assert await s.peers.missing_chunks(s.address, digests) == [1, 3]
-    assert await s.peers.missing_chunks(s.address, []) == []
+    assert await s.peers.at(s.address).missing_chunks(digests) == [1, 3]
+    assert await s.peers.at(s.address).missing_chunks([]) == []
 
     offered = [
         FileVersion("fox.txt", 1.0, sha(DATA)),
         FileVersion("new.txt", 2.0, sha(b"new")),
         FileVersion("gone.txt", 3.0, b"", deleted=True),
     ]
-    answer = await s.peers.offer(s.address, offered)
+    answer = await s.peers.at(s.address).offer(offered)
     assert answer == OfferAnswer(
         ("new.txt", "gone.txt"), (FileVersion("fox.txt", STORED_VERSION, sha(DATA)),)
     )
 
-    assert await s.peers.delete(s.address, "fox.txt") is True
-    assert await s.peers.delete(s.address, "fox.txt", 5.5, replica=True) is False
+    assert await s.peers.at(s.address).delete("fox.txt") is True
+    assert await s.peers.at(s.address).delete("fox.txt", 5.5, replica=True) is False
 
 
 async def test_index_and_locators(served: Served) -> None:
@@ -256,14 +256,14 @@ async def test_index_and_locators(served: Served) -> None:
     entry = IndexEntry("q3 report.pdf", 12345, sha(b"report"))
     other = IndexEntry("report.txt", 0, sha(b""))
     records = [IndexRecord("word:report", entry), IndexRecord("word:report", other)]
-    await s.peers.publish_index(s.address, records, ttl=60.0)
-    assert await s.peers.query_index(s.address, "word:report") == [entry, other]
-    await s.peers.publish_index(s.address, records[:1], ttl=0.0, remove=True)
-    assert await s.peers.query_index(s.address, "word:report") == [other]
-    assert await s.peers.query_index(s.address, "word:nothing") == []
+    await s.peers.at(s.address).publish_index(records, ttl=60.0)
+    assert await s.peers.at(s.address).query_index("word:report") == [entry, other]
+    await s.peers.at(s.address).publish_index(records[:1], ttl=0.0, remove=True)
+    assert await s.peers.at(s.address).query_index("word:report") == [other]
+    assert await s.peers.at(s.address).query_index("word:nothing") == []
 
     locator = Locator(manifest_of("shared.bin", b"shared bytes", 5, created=7.25), "10.0.0.9:4000")
-    await s.peers.publish_locators(s.address, [locator], ttl=30.0)
+    await s.peers.at(s.address).publish_locators([locator], ttl=30.0)
     assert s.service.locators == [(locator, 30.0)]
 
 
@@ -272,7 +272,7 @@ async def test_fetch_streams_many_megabyte_chunks(served: Served) -> None:
     data = os.urandom(12 * MiB)
     outcome = await put(s, "big.bin", data, MiB)
     assert len(outcome.manifest.chunks) == 12
-    got = [c async for c in s.peers.fetch_chunks(s.address, sha(data), range(12))]
+    got = [c async for c in s.peers.at(s.address).fetch_chunks(sha(data), range(12))]
     assert [i for i, _ in got] == list(range(12))
     assert b"".join(d for _, d in got) == data
 
@@ -282,7 +282,7 @@ async def test_closing_a_fetch_early_cancels_it(served: Served) -> None:
     data = os.urandom(8 * MiB)
     await put(s, "big.bin", data, MiB)
     s.service.gate = asyncio.Event()  # never set: only the close can end the server's fetch
-    fetch = s.peers.fetch_chunks(s.address, sha(data), range(8))
+    fetch = s.peers.at(s.address).fetch_chunks(sha(data), range(8))
     async with contextlib.aclosing(fetch):  # type: ignore[type-var]
         async for index, _ in fetch:
             assert index == 0
@@ -316,33 +316,33 @@ async def test_refusals_arrive_unchanged(served: Served) -> None:
     await expect_refusal(
         Refusal.DATA_LOSS,
         "chunk 1 does not match its hash",
-        s.peers.put_file(s.address, PutHeader(manifest), corrupt),
+        s.peers.at(s.address).put_file(PutHeader(manifest), corrupt),
     )
     await expect_refusal(
         Refusal.FAILED_PRECONDITION,
         "chunks are missing",
-        s.peers.put_file(s.address, PutHeader(manifest), stream([(0, b"abcd")])),
+        s.peers.at(s.address).put_file(PutHeader(manifest), stream([(0, b"abcd")])),
     )
     await expect_refusal(
         Refusal.INVALID_ARGUMENT,
         "a replica delete needs a version",
-        s.peers.delete(s.address, "fox.txt", replica=True),
+        s.peers.at(s.address).delete("fox.txt", replica=True),
     )
     locator = Locator(manifest, "10.0.0.9:4000")
     await expect_refusal(
         Refusal.RESOURCE_EXHAUSTED,
         "too many locators here",
-        s.peers.publish_locators(s.address, [locator] * 4, ttl=1.0),
+        s.peers.at(s.address).publish_locators([locator] * 4, ttl=1.0),
     )
     # Before the first chunk, and in the middle of the stream.
     absent = sha(b"absent")
     with pytest.raises(FileError) as caught:
-        _ = [c async for c in s.peers.fetch_chunks(s.address, absent, [0])]
+        _ = [c async for c in s.peers.at(s.address).fetch_chunks(absent, [0])]
     assert caught.value.refusal is Refusal.NOT_FOUND
     assert caught.value.message == f"no file with sha256 {absent.hex()} here"
     got = []
     with pytest.raises(FileError) as caught:
-        async for chunk in s.peers.fetch_chunks(s.address, sha(DATA), [0, 1, 99]):
+        async for chunk in s.peers.at(s.address).fetch_chunks(sha(DATA), [0, 1, 99]):
             got.append(chunk)
     assert got == [(0, DATA[:4]), (1, DATA[4:8])]
     assert (caught.value.refusal, caught.value.message) == (
@@ -361,7 +361,7 @@ async def test_an_error_in_the_callers_chunks_is_raised_as_is(served: Served) ->
 
     manifest = manifest_of("fox.txt", DATA)
     with pytest.raises(OSError, match="disk went away"):
-        await s.peers.put_file(s.address, PutHeader(manifest), failing())
+        await s.peers.at(s.address).put_file(PutHeader(manifest), failing())
     assert "fox.txt" not in s.service.files
 
 
@@ -380,12 +380,12 @@ async def test_an_unreachable_peer_fails_quickly() -> None:
     try:
         started = time.monotonic()
         with pytest.raises(PeerError) as caught:
-            await peers.find_file(address, "x")
+            await peers.at(address).find_file("x")
         assert caught.value.address == address
         with pytest.raises(PeerError):
-            _ = [c async for c in peers.fetch_chunks(address, sha(b"x"), [0])]
+            _ = [c async for c in peers.at(address).fetch_chunks(sha(b"x"), [0])]
         with pytest.raises(PeerError):
-            await peers.put_file(address, PutHeader(manifest_of("x", DATA)), stream([]))
+            await peers.at(address).put_file(PutHeader(manifest_of("x", DATA)), stream([]))
         assert time.monotonic() - started < 2.5
         assert address in peers.health
     finally:
@@ -399,7 +399,7 @@ async def test_a_peer_without_the_files_service_is_a_peer_error() -> None:
     peers = GrpcFilePeers(timeout=3.0)
     try:
         with pytest.raises(PeerError, match="not a chordshare node"):
-            await peers.list_files(f"127.0.0.1:{port}")
+            await peers.at(f"127.0.0.1:{port}").list_files()
     finally:
         await peers.close()
         await server.stop(None)
@@ -469,30 +469,30 @@ async def test_memory_peers_forward_and_fail_like_the_network() -> None:
     peers = MemoryFilePeers(network, services, timeout=0.05)  # type: ignore[arg-type]
 
     manifest = manifest_of("fox.txt", DATA)
-    outcome = await peers.put_file("a:1", PutHeader(manifest), stream(pieces(DATA, 4)))
+    outcome = await peers.at("a:1").put_file(PutHeader(manifest), stream(pieces(DATA, 4)))
     assert outcome.manifest.created == STORED_VERSION
     assert "fox.txt" in services["a:1"].files and not services["b:1"].files
-    got = [c async for c in peers.fetch_chunks("a:1", sha(DATA), [1, 2])]
+    got = [c async for c in peers.at("a:1").fetch_chunks(sha(DATA), [1, 2])]
     assert got == [(1, DATA[4:8]), (2, DATA[8:12])]
-    assert await peers.find_file("b:1", "fox.txt") is None
+    assert await peers.at("b:1").find_file("fox.txt") is None
     with pytest.raises(FileError) as caught:
-        _ = [c async for c in peers.fetch_chunks("b:1", sha(DATA), [0])]
+        _ = [c async for c in peers.at("b:1").fetch_chunks(sha(DATA), [0])]
     assert caught.value.refusal is Refusal.NOT_FOUND
 
     network.kill("a:1")
     with pytest.raises(PeerError, match="connection refused"):
-        await peers.find_file("a:1", "fox.txt")
+        await peers.at("a:1").find_file("fox.txt")
     with pytest.raises(PeerError, match="connection refused"):
-        _ = [c async for c in peers.fetch_chunks("a:1", sha(DATA), [0])]
+        _ = [c async for c in peers.at("a:1").fetch_chunks(sha(DATA), [0])]
     assert "a:1" in peers.health
 
     network.freeze("b:1")
     started = time.monotonic()
     with pytest.raises(PeerError, match="did not answer in time"):
-        await peers.list_files("b:1")
+        await peers.at("b:1").list_files()
     assert 0.04 < time.monotonic() - started < 1.0
     network.thaw("b:1")
-    assert (await peers.list_files("b:1")).files == ()
+    assert (await peers.at("b:1").list_files()).files == ()
     assert "b:1" not in peers.health
     await peers.close()
 

@@ -13,13 +13,13 @@ from peernet import PeerNetwork
 from waiting import wait_until
 
 from chordshare.chord.messages import Neighbors, NodeRef
+from chordshare.files.messages import FileError, PutHeader, Refusal
+from chordshare.files.placement import file_key
 from chordshare.sharing.chunking import build_manifest
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileError, PutHeader, Refusal
-from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 CHUNK = 64 * 1024
 
@@ -91,11 +91,11 @@ async def test_a_node_refuses_a_guess_for_a_key_it_does_not_own(
     guessed = PutHeader(manifest, owner_only=True)
 
     with pytest.raises(FileError) as refused:
-        await peers.put_file(ref(other).address, guessed, one_chunk(data, CHUNK))
+        await peers.at(ref(other).address).put_file(guessed, one_chunk(data, CHUNK))
     assert refused.value.refusal is Refusal.OUT_OF_RANGE
     assert name in refused.value.message
     with pytest.raises(FileError) as refused:
-        await peers.find_file(ref(other).address, name, owner_only=True)
+        await peers.at(ref(other).address).find_file(name, owner_only=True)
     assert refused.value.refusal is Refusal.OUT_OF_RANGE
     # Nothing of it was kept: no file, no chunk, no bytes taken from the quota.
     assert other.store.manifest(name) is None
@@ -103,10 +103,10 @@ async def test_a_node_refuses_a_guess_for_a_key_it_does_not_own(
     assert other.store.used_bytes() == 0
 
     # The owner takes the same guess, and answers for the name once it has it.
-    assert await peers.find_file(ref(owner).address, name, owner_only=True) is None
-    outcome = await peers.put_file(ref(owner).address, guessed, one_chunk(data, CHUNK))
+    assert await peers.at(ref(owner).address).find_file(name, owner_only=True) is None
+    outcome = await peers.at(ref(owner).address).put_file(guessed, one_chunk(data, CHUNK))
     assert outcome.manifest.sha256 == manifest.sha256
-    found = await peers.find_file(ref(owner).address, name, owner_only=True)
+    found = await peers.at(ref(owner).address).find_file(name, owner_only=True)
     assert found is not None and found.manifest.sha256 == manifest.sha256
 
 

@@ -19,15 +19,14 @@ import pytest
 from peernet import PeerNetwork
 from waiting import wait_until
 
+from chordshare.files.manifest import MAX_CHUNKS, Manifest
+from chordshare.files.messages import FileError, IndexEntry, IndexRecord, PutHeader, Refusal
 from chordshare.sharing.chunking import build_manifest
-from chordshare.sharing.peers import FileError, IndexEntry, IndexRecord, PutHeader, Refusal
 from chordshare.sharing.service import FileService
-from chordshare.sharing.servicer import FilesServicer, add_files_servicer
-from chordshare.storage.catalog import Manifest
 from chordshare.storage.chunks import ChunkStore
 from chordshare.storage.store import NodeStore
+from chordshare.transport.files_servicer import FilesServicer, add_files_servicer
 from chordshare.transport.limits import (
-    MAX_CHUNKS,
     MAX_FETCH_INDEXES,
     MAX_INDEX_RECORDS,
     MAX_LOCATORS,

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chordshare.files.names import BadName, check_new_name, check_stored_name, keywords
 from chordshare.sharing import chunking
 from chordshare.sharing.chunking import (
     ManifestHasher,
@@ -19,7 +20,6 @@ from chordshare.sharing.chunking import (
     iter_chunks,
     read_for_put,
 )
-from chordshare.sharing.names import BadName, check_new_name, check_stored_name, keywords
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,7 @@ def test_chunk_size_follows_the_file_size() -> None:
 def test_a_name_that_is_not_valid_text_is_refused() -> None:
     import pytest
 
-    from chordshare.sharing.names import BadName, check_new_name, check_stored_name
+    from chordshare.files.names import BadName, check_new_name, check_stored_name
 
     for rule in (check_new_name, check_stored_name):
         with pytest.raises(BadName, match="valid Unicode"):

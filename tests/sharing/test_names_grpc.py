@@ -17,11 +17,8 @@ from peernet import PeerNetwork, store_directly
 from refused_names import ONE_OF_EACH_KIND
 from waiting import wait_until
 
-from chordshare.sharing.chunking import manifest_of
-from chordshare.sharing.client import FileClient
-from chordshare.sharing.names import BadName
-from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     SMALL_PUT,
     FileError,
     FileVersion,
@@ -29,14 +26,17 @@ from chordshare.sharing.peers import (
     PutHeader,
     Refusal,
 )
-from chordshare.sharing.placement import file_key
+from chordshare.files.names import BadName
+from chordshare.files.placement import file_key
+from chordshare.sharing.chunking import manifest_of
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.replication import RepairReport
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.storage.catalog import Manifest
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 CHUNK = 64 * 1024
-NAMES_LOG = "chordshare.sharing.names"
+NAMES_LOG = "chordshare.files.names"
 
 REFUSED = ONE_OF_EACH_KIND
 
@@ -88,7 +88,7 @@ async def test_a_client_put_of_a_refused_name_is_invalid_argument_and_stores_not
     ]
     for header, data, trailer in puts:
         with pytest.raises(FileError) as refused:
-            await peers.put_file(address(peer), header, chunks_of(data), trailer)
+            await peers.at(address(peer)).put_file(header, chunks_of(data), trailer)
         assert refused.value.refusal is Refusal.INVALID_ARGUMENT
         assert code in refused.value.message and char not in refused.value.message
     assert nothing_stored(peer)
@@ -108,7 +108,7 @@ async def test_a_peer_copy_of_a_refused_name_is_taken_only_when_marked(
     manifest = manifest_of(data, name, CHUNK)
     unmarked = PutHeader(manifest, replica=True)
     with caplog.at_level(logging.WARNING, logger=NAMES_LOG), pytest.raises(FileError) as refused:
-        await peers.put_file(address(peer), unmarked, chunks_of(data))
+        await peers.at(address(peer)).put_file(unmarked, chunks_of(data))
     assert refused.value.refusal is Refusal.INVALID_ARGUMENT
     assert nothing_stored(peer)
     assert warnings_about(caplog, name)
@@ -116,12 +116,12 @@ async def test_a_peer_copy_of_a_refused_name_is_taken_only_when_marked(
     # A client cannot claim the mark, even for a name the rule accepts.
     plain = manifest_of(data, "plain.txt", CHUNK)
     with pytest.raises(FileError) as claimed:
-        await peers.put_file(address(peer), PutHeader(plain, legacy_name=True), chunks_of(data))
+        await peers.at(address(peer)).put_file(PutHeader(plain, legacy_name=True), chunks_of(data))
     assert claimed.value.refusal is Refusal.INVALID_ARGUMENT
     assert nothing_stored(peer)
 
     marked = PutHeader(manifest, replica=True, legacy_name=True)
-    outcome = await peers.put_file(address(peer), marked, chunks_of(data))
+    outcome = await peers.at(address(peer)).put_file(marked, chunks_of(data))
     assert not outcome.unchanged
     assert peer.store.manifest(name) == manifest
 
@@ -136,19 +136,19 @@ async def test_an_offer_of_a_refused_name_is_wanted_only_when_marked(
     offered = FileVersion(name, manifest.created, manifest.sha256)
     plain = FileVersion("plain.txt", 5.0, hashlib.sha256(b"x").digest())
     with caplog.at_level(logging.WARNING, logger=NAMES_LOG):
-        answer = await peers.offer(address(peer), [offered, plain])
+        answer = await peers.at(address(peer)).offer([offered, plain])
     assert answer.wanted == ("plain.txt",)
     assert warnings_about(caplog, name)
-    answer = await peers.offer(address(peer), [replace(offered, legacy_name=True)])
+    answer = await peers.at(address(peer)).offer([replace(offered, legacy_name=True)])
     assert answer.wanted == (name,)
 
     # Its removal, too, is taken only when marked.
     marked = PutHeader(manifest, replica=True, legacy_name=True)
-    await peers.put_file(address(peer), marked, chunks_of(data))
+    await peers.at(address(peer)).put_file(marked, chunks_of(data))
     removal = FileVersion(name, 9.0, b"", deleted=True)
-    await peers.offer(address(peer), [removal])
+    await peers.at(address(peer)).offer([removal])
     assert peer.store.manifest(name) == manifest
-    await peers.offer(address(peer), [replace(removal, legacy_name=True)])
+    await peers.at(address(peer)).offer([replace(removal, legacy_name=True)])
     assert peer.store.manifest(name) is None
     assert peer.store.catalog.tombstone(name) == 9.0
 
@@ -203,7 +203,7 @@ async def test_dots_inside_a_name_round_trip(
             await client.put(tmp_path / "file", whole)
         header = PutHeader(manifest_of(data, whole, CHUNK, created=time.time()))
         with pytest.raises(FileError) as refused:
-            await peers.put_file(address(a), header, chunks_of(data))
+            await peers.at(address(a)).put_file(header, chunks_of(data))
         assert refused.value.refusal is Refusal.INVALID_ARGUMENT
     assert [m.name for m in a.store.manifests()] == ["v1..2.txt"]
 
@@ -214,12 +214,12 @@ async def test_a_lookup_takes_any_name_a_node_may_hold(
     peer = await net.start()
     data = b"kept from before"
     store_directly(peer, "old\x1bname", data)
-    found = await peers.find_file(address(peer), "old\x1bname", inline_up_to=len(data))
+    found = await peers.at(address(peer)).find_file("old\x1bname", inline_up_to=len(data))
     assert found is not None and found.data == data
-    assert await peers.find_file(address(peer), "never\x1bstored") is None
+    assert await peers.at(address(peer)).find_file("never\x1bstored") is None
     for bad in ("a/b", "..", ""):
         with pytest.raises(FileError) as refused:
-            await peers.find_file(address(peer), bad)
+            await peers.at(address(peer)).find_file(bad)
         assert refused.value.refusal is Refusal.INVALID_ARGUMENT
 
 
@@ -233,10 +233,11 @@ async def test_a_removal_answered_for_a_name_that_was_not_offered_is_ignored(
     forged = FileVersion("forged\x1bname", 9.0, b"", deleted=True, legacy_name=True)
     mine = FileVersion("mine.txt", 9.0, b"", deleted=True)
 
-    async def answer(address: str, versions: Sequence[FileVersion]) -> OfferAnswer:
-        return OfferAnswer((), (forged, mine))
+    class Answering:
+        async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
+            return OfferAnswer((), (forged, mine))
 
-    monkeypatch.setattr(peer.replicator.peers, "offer", answer)
+    monkeypatch.setattr(peer.replicator.peers, "at", lambda address: Answering())
     offered = [FileVersion("mine.txt", 1.0, bytes(32))]
     await peer.replicator._reconcile("127.0.0.1:1", offered, RepairReport())
     assert peer.store.catalog.tombstone("mine.txt") == 9.0

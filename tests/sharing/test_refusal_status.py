@@ -18,7 +18,7 @@ import grpc
 import pytest
 from peernet import PeerNetwork
 
-from chordshare.sharing.rpc import FILE_CHANNEL_OPTIONS
+from chordshare.transport.files_grpc import FILE_CHANNEL_OPTIONS
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 

@@ -16,12 +16,12 @@ import pytest
 from peernet import PeerNetwork, store_directly
 from waiting import wait_until
 
+from chordshare.files.messages import FileVersion
+from chordshare.files.placement import file_key
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileVersion
-from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from waiting import wait_until
 
 from chordshare.faces.metrics import PeerCollector
+from chordshare.files.manifest import Manifest
 from chordshare.sharing import scrub
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.storage.catalog import Manifest
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 CHUNK = 128 * 1024
 BY_HAND = {"scrub_rate": 1e12, "scrub_first_after": 3600.0}  # passes only when a test asks

@@ -27,17 +27,17 @@ import pytest
 
 from chordshare.chord.invariants import convergence_problems
 from chordshare.chord.messages import NodeRef
+from chordshare.files.placement import file_key
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import ChordNode, Timing
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.memory import MemoryFilePeers
-from chordshare.sharing.placement import file_key
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing, Placements
 from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.service import FileService
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
+from chordshare.transport.files_memory import MemoryFilePeers
 from chordshare.transport.memory import MemoryNetwork, MemoryTransport
 
 SPACE = IdSpace(32)

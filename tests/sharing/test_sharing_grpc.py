@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,15 +15,14 @@ import pytest
 from peernet import PeerNetwork
 from waiting import wait_until
 
+from chordshare.files.messages import INLINE_LIMIT, FileError, Refusal
+from chordshare.files.names import BadName
+from chordshare.files.placement import file_key
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.names import BadName
 from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
-from chordshare.sharing.peers import INLINE_LIMIT, FileError, Refusal
-from chordshare.sharing.placement import file_key
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.transport.base import PeerError
+from chordshare.transport.files_grpc import GrpcFilePeer, GrpcFilePeers
 
 CHUNK = 64 * 1024
 
@@ -208,8 +207,8 @@ async def _chunks(pieces: list[tuple[int, bytes]]):
 
 
 async def test_bad_streams_are_refused_and_lose_nothing(net: Network, tmp_path: Path) -> None:
+    from chordshare.files.messages import PutHeader
     from chordshare.sharing.chunking import build_manifest
-    from chordshare.sharing.peers import PutHeader
 
     a = await net.start()
     address = a.server.node.me.address
@@ -227,11 +226,11 @@ async def test_bad_streams_are_refused_and_lose_nothing(net: Network, tmp_path: 
     }
     for refusal, stream in cases.items():
         with pytest.raises(FileError) as refused:
-            await peers.put_file(address, PutHeader(manifest), _chunks(stream))
+            await peers.at(address).put_file(PutHeader(manifest), _chunks(stream))
         assert refused.value.refusal is refusal, refused.value.message
     lying = replace(manifest, sha256=bytes(32))  # chunks that do not add up to the file
     with pytest.raises(FileError) as refused:
-        await peers.put_file(address, PutHeader(lying), _chunks(pieces))
+        await peers.at(address).put_file(PutHeader(lying), _chunks(pieces))
     assert refused.value.refusal is Refusal.DATA_LOSS
     assert [m.name for m in a.store.manifests()] == ["keep"]
     assert a.store.used_bytes() == 3000
@@ -292,6 +291,22 @@ async def test_an_owner_without_its_copy_yet_still_refuses_a_second_put(
     assert original != (tmp_path / "other").read_bytes()
 
 
+class CountingPeer(GrpcFilePeer):
+    """A peer as `CountingPeers` reaches it."""
+
+    peers: CountingPeers
+
+    def fetch_chunks(self, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
+        self.peers.fetches += 1
+        return super().fetch_chunks(sha256, indexes)
+
+    async def find_file(self, name: str, inline_up_to: int = 0, owner_only: bool = False):  # type: ignore[override]
+        found = await super().find_file(name, inline_up_to, owner_only)
+        if self.peers.lie and found is not None and found.data is not None:
+            found = replace(found, data=bytes(len(found.data)))
+        return found
+
+
 class CountingPeers(GrpcFilePeers):
     """Counts FetchChunks calls; `lie` corrupts the inline bytes of FindFile answers."""
 
@@ -300,19 +315,8 @@ class CountingPeers(GrpcFilePeers):
         self.fetches = 0
         self.lie = lie
 
-    def fetch_chunks(self, address: str, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
-        self.fetches += 1
-        return super().fetch_chunks(address, sha256, indexes)
-
-    def fetch_chunks_in_thread(self, address: str, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
-        self.fetches += 1
-        return super().fetch_chunks_in_thread(address, sha256, indexes)
-
-    async def find_file(self, address: str, name: str, inline_up_to: int = 0, owner_only=False):  # type: ignore[override]
-        found = await super().find_file(address, name, inline_up_to, owner_only)
-        if self.lie and found is not None and found.data is not None:
-            found = replace(found, data=bytes(len(found.data)))
-        return found
+    def at(self, address: str) -> CountingPeer:
+        return CountingPeer(self, address)
 
 
 async def test_a_small_get_takes_its_bytes_from_the_find_answer(
@@ -379,32 +383,3 @@ async def test_a_get_leaves_no_fetch_call_for_the_cycle_collector(
     assert (tmp_path / "big.out").read_bytes() == data
     assert counting.fetches >= 4  # several batches, so several calls could have been left
     assert left == 0, f"{left} of {counting.fetches} FetchChunks calls were left in cycles"
-
-
-async def test_a_stream_read_in_a_thread_answers_as_the_async_one(
-    net: Network, tmp_path: Path
-) -> None:
-    """`fetch_chunks_in_thread` (what a get reads its chunks with): the chunks asked for,
-    their bytes counted for the peer; a refusal is a FileError, a dead peer a PeerError."""
-    [peer] = await net.ring(1)
-    files = GrpcFilePeers(timeout=5.0)
-    net.clients.append(files)
-    address = peer.server.node.me.address
-    data = write(tmp_path / "two.bin", 2 * CHUNK, seed=9)
-    manifest = (await net.client(peer).put(tmp_path / "two.bin", chunk_size=CHUNK)).manifest
-
-    def read(stream: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-        return [(index, bytes(chunk)) for index, chunk in stream]
-
-    both = files.fetch_chunks_in_thread(address, manifest.sha256, [1, 0])
-    got = await asyncio.to_thread(read, both)
-    assert got == [(1, data[CHUNK:]), (0, data[:CHUNK])]
-    await wait_until(lambda: files.bytes.received[address] == len(data), 5, "bytes counted")
-
-    missing = files.fetch_chunks_in_thread(address, b"\0" * 32, [0])
-    with pytest.raises(FileError) as refused:
-        await asyncio.to_thread(read, missing)
-    assert refused.value.refusal is Refusal.NOT_FOUND
-    dead = files.fetch_chunks_in_thread("127.0.0.1:1", manifest.sha256, [0])
-    with pytest.raises(PeerError):
-        await asyncio.to_thread(read, dead)

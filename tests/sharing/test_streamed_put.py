@@ -15,19 +15,37 @@ import pytest
 from peernet import PeerNetwork
 from waiting import wait_until
 
-from chordshare.sharing import codec
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import FileError, PutHeader, PutOutcome, Refusal
 from chordshare.sharing.chunking import build_manifest
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileError, PutHeader, PutOutcome, Refusal
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.storage.catalog import Manifest
+from chordshare.transport import files_codec as codec
+from chordshare.transport.files_grpc import GrpcFilePeer, GrpcFilePeers
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
 CHUNK = 128 * 1024
 SIZE = 5 * CHUNK + 1000
+
+
+class RecordingPeer(GrpcFilePeer):
+    """A peer as `RecordingPeers` reaches it."""
+
+    peers: RecordingPeers
+
+    async def find_file(self, name, inline_up_to=0, owner_only=False):  # type: ignore[no-untyped-def]
+        found = await super().find_file(name, inline_up_to, owner_only)
+        return None if self.peers.blind else found
+
+    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
+        missing = await super().missing_chunks(digests)
+        return list(range(len(digests))) if self.peers.blind else missing
+
+    async def put_file(self, header, chunks, trailer=None) -> PutOutcome:  # type: ignore[no-untyped-def]
+        self.peers.headers.append(header)
+        return await super().put_file(header, chunks, trailer)
 
 
 class RecordingPeers(GrpcFilePeers):
@@ -40,17 +58,8 @@ class RecordingPeers(GrpcFilePeers):
         # the owner as a put that lost a race to another saw it.
         self.blind = False
 
-    async def find_file(self, address, name, inline_up_to=0, owner_only=False):  # type: ignore[no-untyped-def]
-        found = await super().find_file(address, name, inline_up_to, owner_only)
-        return None if self.blind else found
-
-    async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]:
-        missing = await super().missing_chunks(address, digests)
-        return list(range(len(digests))) if self.blind else missing
-
-    async def put_file(self, address, header, chunks, trailer=None) -> PutOutcome:  # type: ignore[no-untyped-def]
-        self.headers.append(header)
-        return await super().put_file(address, header, chunks, trailer)
+    def at(self, address: str) -> RecordingPeer:
+        return RecordingPeer(self, address)
 
 
 @pytest.fixture
@@ -219,7 +228,7 @@ async def test_a_wrong_stream_is_refused_and_leaves_nothing(
     elif case == "as a replica":
         header = replace(header, replica=True)
     with pytest.raises(FileError) as refused:
-        await peers.put_file(peer.server.node.me.address, header, chunks, trailer)
+        await peers.at(peer.server.node.me.address).put_file(header, chunks, trailer)
     assert refused.value.refusal is refusal, refused.value.message
     assert words in refused.value.message
     nothing_kept(peer, "big.bin")

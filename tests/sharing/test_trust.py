@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from peernet import PeerNetwork, store_directly
 from waiting import wait_until
 
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import FileError, PutHeader, Refusal
+from chordshare.files.placement import content_index_key
 from chordshare.sharing.chunking import manifest_of
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.peers import FileError, PutHeader, Refusal
-from chordshare.sharing.placement import content_index_key
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.storage.catalog import Manifest
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 CHUNK = 16 * 1024  # six chunks: over SMALL_PUT, so a put streams
 DATA = hashlib.shake_256(b"trust").digest(5 * CHUNK + 100)
@@ -60,7 +60,7 @@ async def test_a_putter_whose_manifest_lies_is_refused_and_leaves_nothing(
         chunks[2] = hashlib.sha256(b"not chunk 2").digest()
         lying = replace(honest, chunks=tuple(chunks))
     with pytest.raises(FileError) as refused:
-        await peers.put_file(peer.server.node.me.address, PutHeader(lying), chunks_of(DATA))
+        await peers.at(peer.server.node.me.address).put_file(PutHeader(lying), chunks_of(DATA))
     assert refused.value.refusal is Refusal.DATA_LOSS
     assert words in refused.value.message
     nothing_kept(peer, "lies.bin")
@@ -74,8 +74,8 @@ async def test_a_put_without_the_whole_file_hash_is_indexed_by_the_hash_of_its_b
     file is listed, and found by content, under the hash the owner computed."""
     [peer] = await net.ring(1)
     manifest = replace(manifest_of(DATA, "plain.bin", CHUNK), sha256=b"")
-    outcome = await peers.put_file(
-        peer.server.node.me.address, PutHeader(manifest), chunks_of(DATA)
+    outcome = await peers.at(peer.server.node.me.address).put_file(
+        PutHeader(manifest), chunks_of(DATA)
     )
     whole = hashlib.sha256(DATA).digest()
     assert outcome.manifest.sha256 == whole
@@ -84,7 +84,9 @@ async def test_a_put_without_the_whole_file_hash_is_indexed_by_the_hash_of_its_b
     key = content_index_key(whole)
     await wait_until(lambda: bool(peer.service.soft.index.get(key)), 5.0, "the sha256 record")
     # Put again, still without the whole hash: the same bytes, found unchanged.
-    again = await peers.put_file(peer.server.node.me.address, PutHeader(manifest), chunks_of(DATA))
+    again = await peers.at(peer.server.node.me.address).put_file(
+        PutHeader(manifest), chunks_of(DATA)
+    )
     assert again.unchanged and again.manifest.sha256 == whole
 
 
@@ -103,8 +105,8 @@ async def test_a_forged_copy_pushed_in_repair_is_refused(
         forged = replace(forged, sha256=kept.sha256)  # chunks of `other`, the hash of DATA
         sent = other
     with pytest.raises(FileError) as refused:
-        await peers.put_file(
-            peer.server.node.me.address, PutHeader(forged, replica=True), chunks_of(sent)
+        await peers.at(peer.server.node.me.address).put_file(
+            PutHeader(forged, replica=True), chunks_of(sent)
         )
     assert refused.value.refusal is Refusal.DATA_LOSS
     assert peer.store.manifest("held.bin") == kept
@@ -116,8 +118,8 @@ async def test_a_copy_pushed_in_repair_must_carry_the_whole_file_hash(
     [peer] = await net.ring(1)
     manifest = replace(manifest_of(DATA, "copy.bin", CHUNK), sha256=b"")
     with pytest.raises(FileError) as refused:
-        await peers.put_file(
-            peer.server.node.me.address, PutHeader(manifest, replica=True), chunks_of(DATA)
+        await peers.at(peer.server.node.me.address).put_file(
+            PutHeader(manifest, replica=True), chunks_of(DATA)
         )
     assert refused.value.refusal is Refusal.INVALID_ARGUMENT
     nothing_kept(peer, "copy.bin")

@@ -2,7 +2,7 @@
 safety invariants checked after every delivered message; then the ring must converge to the
 ideal pointers and every lookup must name the true owner.
 
-Crashes follow the fault model (`Simulator.safe_to_remove`: no member is ever left without
+Crashes follow the fault model (`faults.safe_to_remove`: no member is ever left without
 a live successor, counting lists still in flight), which is what "never r consecutive nodes
 gone at once" means when lists can be stale.
 """

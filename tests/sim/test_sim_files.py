@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chordshare.faces.cli import app
-from chordshare.sharing.placement import file_key
+from chordshare.files.placement import file_key
 from chordshare.sim.experiment import build, repair
 from chordshare.sim.file_run import FilePlan, _Run, run_files
 from chordshare.sim.files import FileWorld

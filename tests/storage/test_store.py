@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chordshare.storage.catalog import Manifest
+from chordshare.files.manifest import Manifest
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import IncompleteFile, NodeStore, QuotaExceeded
 
@@ -157,7 +157,7 @@ def test_reference_counts_match_a_model(
 WRITER = """
 import hashlib, sys, time
 from pathlib import Path
-from chordshare.storage.catalog import Manifest
+from chordshare.files.manifest import Manifest
 from chordshare.storage.store import NodeStore
 store = NodeStore(Path(sys.argv[1]), small_chunk=0)
 i = 0

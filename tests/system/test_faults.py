@@ -109,8 +109,8 @@ PUTS_CODE = """
 import asyncio, hashlib, json, sys, time
 from pathlib import Path
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.placement import file_key
-from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.files.placement import file_key
+from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.sharing.ring import RemoteRing
 from chordshare.transport.client import NodeClient
 
@@ -147,7 +147,7 @@ GETS_CODE = """
 import asyncio, hashlib, json, sys
 from pathlib import Path
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.sharing.ring import RemoteRing
 from chordshare.transport.client import NodeClient
 

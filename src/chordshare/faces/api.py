@@ -50,6 +50,7 @@ from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.routes import RouteCache
 from chordshare.transport.address import parse_address
 from chordshare.transport.client import NodeClient
+from chordshare.transport.files import LocalFirst
 from chordshare.transport.grpc import GrpcTransport
 
 if TYPE_CHECKING:
@@ -111,8 +112,11 @@ def create_app(
     routes = RouteCache()  # the owners met by earlier requests
 
     def files() -> FileClient:
-        assert peer.peers is not None
-        return FileClient(NodeRing(node()), peer.peers, peer.settings.replicas, routes)
+        assert peer.peers is not None and peer.service is not None
+        chord = node()
+        # What this node owns is stored here, not sent to itself over loopback gRPC.
+        peers = LocalFirst(chord.me.address, peer.service, peer.peers)
+        return FileClient(NodeRing(chord), peers, peer.settings.replicas, routes)
 
     def client() -> NodeClient:
         chord = node()

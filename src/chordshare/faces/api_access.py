@@ -14,7 +14,7 @@ from fastapi import params
 
 from chordshare.faces.api_errors import ApiError, error_responses
 from chordshare.faces.shapes import entries_json, listing_json
-from chordshare.sharing.names import keywords
+from chordshare.files.names import keywords
 from chordshare.transport.address import normalize_address
 from chordshare.transport.base import PeerError
 

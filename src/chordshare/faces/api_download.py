@@ -34,9 +34,11 @@ from chordshare.faces.api_conditional import (
 )
 from chordshare.faces.api_errors import error_response
 from chordshare.faces.api_inputs import Conditions
-from chordshare.sharing.client import FileClient, NetworkFile, serving_inline
-from chordshare.sharing.peers import FileError, Refusal
+from chordshare.files.messages import FileError, Refusal
+from chordshare.sharing.client import FileClient, NetworkFile
+from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.ranges import stream_span
+from chordshare.transport.files import chunk_fetcher
 
 OCTETS = "application/octet-stream"
 READ_PIECE = 256 * 1024
@@ -145,7 +147,9 @@ class Downloads:
         self, target: str, asked: Conditions | None = None, method: str = "GET"
     ) -> Response:
         """The answer to a GET or HEAD of a file, with the request's conditions."""
-        asked = asked or Conditions()
+        asked = asked or Conditions(
+            range=None, if_range=None, if_none_match=None, if_modified_since=None
+        )
         sharing = self.files()
         found = await sharing.find(target)
         size = found.manifest.size
@@ -198,7 +202,7 @@ class Downloads:
     def _from_holders(sharing: FileClient, found: NetworkFile, span: Span) -> AsyncIterator[bytes]:
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{found.manifest.name}: no holder serves it now")
-        fetch = sharing.peers.fetch_chunks
+        fetch = chunk_fetcher(sharing.peers)
         holders = list(found.holders)
         if found.inline is not None:
             # The bytes came with the answer: checked like fetched chunks, asked of nobody.

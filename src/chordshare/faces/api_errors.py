@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from chordshare.chord.procedures import LookupFailed
+from chordshare.chord.lookup import LookupFailed
 from chordshare.faces.api_auth import Unauthenticated
 from chordshare.faces.messages import peer_failure
+from chordshare.files.messages import FileError, Refusal
+from chordshare.files.names import BadName
 from chordshare.sharing.download import DownloadError
-from chordshare.sharing.names import BadName
-from chordshare.sharing.peers import FileError, Refusal
 from chordshare.transport.base import PeerError
 
 STATUS_OF_REFUSAL = {

@@ -1,6 +1,6 @@
 """What the REST API accepts, as JSON Schema constraints for its OpenAPI document.
 
-The file-name patterns restate `sharing.names` (which stays the one that enforces them: a
+The file-name patterns restate `files.names` (which stays the one that enforces them: a
 name breaking them is answered 400 `bad_name`); the API's tests check that both say the
 same of every character. They need look-ahead, which pydantic's regex engine lacks, so they
 document rather than validate. The other constraints are checked by pydantic as written.
@@ -16,7 +16,7 @@ from fastapi import File, Form, UploadFile
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from chordshare.sharing.names import MAX_NAME_BYTES
+from chordshare.files.names import MAX_NAME_BYTES
 
 # Characters a new name may not hold: controls, bidirectional controls, line and paragraph
 # separators, and the path separators.
@@ -33,7 +33,7 @@ NEW_NAME = (
 _STORED = rf"(?!\.\.?$)(?![{_SPACE}])(?![\s\S]*[{_SPACE}]$)[^/\\\x00]+"
 STORED_NAME = rf"^{_STORED}$"
 # What a download names: a stored name, or `sha256:` and 8 to 64 hex digits of the content's
-# hash (`sharing.search`), which no name can then begin with.
+# hash (`files.search`), which no name can then begin with.
 TARGET = rf"^(?:sha256:[0-9a-fA-F]{{8,64}}|(?!sha256:){_STORED})$"
 
 _HEX4 = "[0-9A-Fa-f]{1,4}"
@@ -54,7 +54,7 @@ ADDRESS = rf"^(?:[A-Za-z0-9._-]+|\[(?:{_IPV6})\]):{_PORT}$"
 
 
 def name_rules(pattern: str) -> dict[str, Any]:
-    """The JSON Schema of a file name; `sharing.names` enforces it, with its own codes."""
+    """The JSON Schema of a file name; `files.names` enforces it, with its own codes."""
     return {"pattern": pattern, "maxLength": MAX_NAME_BYTES}
 
 

@@ -19,7 +19,9 @@ class ApiRoute(GuardFirst):
     a second operation."""
 
     def _answers_head(self, scope: Scope) -> bool:
-        return scope.get("type") == "http" and scope["method"] == "HEAD" and "GET" in self.methods
+        if scope.get("type") != "http" or scope["method"] != "HEAD":
+            return False
+        return self.methods is not None and "GET" in self.methods
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if self._answers_head(scope):

@@ -15,8 +15,8 @@ from fastapi import UploadFile
 from fastapi.responses import JSONResponse
 
 from chordshare.faces.shapes import manifest_json
+from chordshare.files.names import check_new_name
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.names import check_new_name
 
 COPY_PIECE = 1024 * 1024
 

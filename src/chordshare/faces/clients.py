@@ -16,7 +16,7 @@ from chordshare.transport.security import PeerSecurity
 if TYPE_CHECKING:
     from chordshare.sharing.client import FileClient
     from chordshare.sharing.routes import RouteCache
-    from chordshare.sharing.rpc import GrpcFilePeers
+    from chordshare.transport.files_grpc import GrpcFilePeers
 
 
 class Clients:
@@ -36,7 +36,7 @@ class Clients:
     def peers(self) -> GrpcFilePeers:
         """The file peers, on the node client's health records and security."""
         if self._peers is None:
-            from chordshare.sharing.rpc import GrpcFilePeers
+            from chordshare.transport.files_grpc import GrpcFilePeers
 
             transport = self.node.transport
             self._peers = GrpcFilePeers(health=transport.health, security=transport.security)
@@ -45,8 +45,8 @@ class Clients:
     def files(self, routes: RouteCache | None = None) -> FileClient:
         """A FileClient whose lookups the node does; `routes`: the owners met before, kept
         by a face that makes many FileClients."""
+        from chordshare.files.placement import DEFAULT_REPLICAS
         from chordshare.sharing.client import FileClient
-        from chordshare.sharing.placement import DEFAULT_REPLICAS
         from chordshare.sharing.ring import RemoteRing
 
         return FileClient(RemoteRing(self.node), self.peers, DEFAULT_REPLICAS, routes)

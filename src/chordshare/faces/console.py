@@ -1,32 +1,32 @@
 """`chordshare console --node HOST:PORT`: the seed project's numbered menu, as commands.
 
-A `cmd.Cmd` shell with readline history (kept across sessions in ~/.chordshare_history, or
-$CHORDSHARE_HISTORY) and tab completion of commands and of the network's file names. One
-event loop lives as long as the console and holds one NodeClient and one GrpcFilePeers, so
-a command costs a few RPCs, not a Python start and a new connection as a CLI call does.
-A failing command (node down, no such file, bad name) prints one red line; the console goes
-on, and reconnects by itself when the node answers again.
+A `cmd.Cmd` shell with readline history (kept across runs in ~/.chordshare_history, or
+$CHORDSHARE_HISTORY) and tab completion of commands and of the network's file names
+(`console_completion`). One event loop lives as long as the console and holds one
+NodeClient and one GrpcFilePeers, so a command costs a few RPCs, not a Python start and a
+new connection as a CLI call does. A failing command (node down, no such file, bad name)
+prints one red line; the console goes on, and reconnects by itself when the node answers
+again (`console_shell`). This module holds the commands.
 """
 
 from __future__ import annotations
 
 import asyncio
-import cmd
 import contextlib
-import glob
-import os
-import shlex
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from chordshare.faces.clients import Clients
+from chordshare.faces.console_completion import (
+    CompletingShell,
+    completable,
+    history_path,
+    load_history,
+)
+from chordshare.faces.console_shell import ConsoleError
 from chordshare.faces.leave import LeaveError, ask_to_leave
-from chordshare.faces.loops import new_loop
-from chordshare.faces.messages import describe, unreachable
 from chordshare.faces.render import (
     HOLDERS_COLUMN,
     KIND_COLUMN,
@@ -36,30 +36,21 @@ from chordshare.faces.render import (
     human,
     nodes_table,
     out,
-    print_error,
     ring_table,
     short,
     stored_line,
 )
 from chordshare.faces.shapes import entries_json, listing_json, network_json
 from chordshare.faces.transfers import destination, put_source, transfer_bar
-from chordshare.sharing.names import printable
-from chordshare.sharing.routes import RouteCache
+from chordshare.files.names import printable
 from chordshare.transport.address import normalize_address
-from chordshare.transport.base import PeerError
 from chordshare.transport.security import PeerSecurity
 
 if TYPE_CHECKING:
     from chordshare.sharing.client import FileClient
     from chordshare.transport.client import NodeClient
 
-T = TypeVar("T")
-
 PROMPT = "chordshare> "
-HISTORY_ENV = "CHORDSHARE_HISTORY"
-HISTORY_LENGTH = 1000
-NAMES_TTL = 10.0  # seconds a network listing serves tab completion before it is asked again
-COMPLETION_DEADLINE = 3.0  # a tab press must not hang the terminal on a slow ring
 PROGRESS_FROM = 4 * 1024 * 1024  # smaller transfers end before a bar is worth drawing
 
 COMMANDS_HELP = """Commands (help CMD for one):
@@ -79,31 +70,7 @@ COMMANDS_HELP = """Commands (help CMD for one):
   quit, exit   leave the console (Ctrl-D too)"""
 
 
-class ConsoleError(Exception):
-    """A user-facing failure of one command: printed as one red line."""
-
-
-def history_path() -> Path:
-    """Where history is kept: $CHORDSHARE_HISTORY (tests point it at a temporary file)."""
-    return Path(os.environ.get(HISTORY_ENV) or Path.home() / ".chordshare_history").expanduser()
-
-
-def local_paths(text: str) -> list[str]:
-    """Completions of a local path (directories end with /, to go on typing)."""
-    found = []
-    for match in sorted(glob.glob(glob.escape(os.path.expanduser(text)) + "*")):
-        shown = text + match[len(os.path.expanduser(text)) :] if text.startswith("~") else match
-        found.append(shown + "/" if os.path.isdir(match) else shown)
-    return found
-
-
-def completable(names: Iterable[str]) -> list[str]:
-    """The names tab completion may offer: readline shows them raw, so a name a terminal
-    would not show as itself is left out."""
-    return [name for name in names if printable(name) == name]
-
-
-class ChordConsole(cmd.Cmd):
+class ChordConsole(CompletingShell):
     """The interactive console on one node. Every do_* docstring is that command's help."""
 
     prompt = PROMPT
@@ -117,83 +84,9 @@ class ChordConsole(cmd.Cmd):
         security: PeerSecurity | None = None,
         api_token_file: Path | None = None,
     ) -> None:
-        super().__init__()
-        self.node = node
+        super().__init__(node, security)
         self.api_token_file = api_token_file
         self.api = api
-        self.security = security or PeerSecurity()
-        self.loop = new_loop()
-        asyncio.set_event_loop(self.loop)
-        self.clients: Clients | None = None
-        self._names: tuple[float, list[str]] = (0.0, [])
-        self.routes = RouteCache()  # the owners met by earlier commands
-
-    # --- running commands ---------------------------------------------------------------
-
-    async def _connected(self) -> tuple[NodeClient, FileClient]:
-        """The client, connecting first if needed (a node that was down may be up now)."""
-        if self.clients is None:
-            try:
-                self.clients = await Clients.open(self.node, self.security)
-            except PeerError as err:
-                raise ConsoleError(unreachable(err)) from None
-        return self.clients.node, self.clients.files(self.routes)
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run one command's coroutine on the console's loop; Ctrl-C cancels it cleanly."""
-        task = self.loop.create_task(coro)
-        try:
-            return self.loop.run_until_complete(task)
-        except KeyboardInterrupt:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                self.loop.run_until_complete(task)
-            raise ConsoleError("interrupted") from None
-
-    def _command(self, use: Callable[[NodeClient, FileClient], Awaitable[None]]) -> None:
-        """Run a command; any expected failure becomes one red line."""
-
-        async def go() -> None:
-            client, files = await self._connected()
-            await use(client, files)
-
-        try:
-            self._run(go())
-        except ConsoleError as err:
-            self.error(str(err))
-        except Exception as err:
-            message = describe(err)
-            if message is None:
-                raise
-            self.error(message)
-
-    @staticmethod
-    def error(message: str) -> None:
-        print_error(message)
-
-    @staticmethod
-    def args(line: str, least: int, most: int, usage: str) -> list[str]:
-        """The command's arguments, shell-quoted ("my file.txt"); ConsoleError otherwise."""
-        try:
-            words = shlex.split(line)
-        except ValueError as err:
-            raise ConsoleError(f"{err}; usage: {usage}") from None
-        if not least <= len(words) <= most:
-            raise ConsoleError(f"usage: {usage}")
-        return words
-
-    def onecmd(self, line: str) -> bool:
-        try:
-            return super().onecmd(line)
-        except ConsoleError as err:  # bad arguments, before any RPC
-            self.error(str(err))
-            return False
-
-    def emptyline(self) -> bool:
-        return False  # cmd.Cmd would repeat the last command: surprising for `rm` or `put`
-
-    def default(self, line: str) -> None:
-        self.error(f"unknown command {line.split()[0]!r} (help lists them)")
 
     # --- the ring -----------------------------------------------------------------------
 
@@ -411,89 +304,6 @@ class ChordConsole(cmd.Cmd):
         out.print(escape(COMMANDS_HELP), highlight=False)
         return None
 
-    # --- completion ---------------------------------------------------------------------
-
-    def completenames(self, text: str, *ignored: Any) -> list[str]:
-        return [name for name in super().completenames(text, *ignored) if name != "EOF"]
-
-    def network_names(self) -> list[str]:
-        """File names in the network for completion: cached a few seconds, since a tab press
-        walks the ring and asks every node."""
-        stamp, names = self._names
-        if names and time.monotonic() - stamp < NAMES_TTL:
-            return names
-
-        async def go() -> list[str]:
-            client, files = await self._connected()
-            network = await files.list_network(await client.ring())
-            return completable(f.manifest.name for f in network)
-
-        try:
-            names = self._run(asyncio.wait_for(go(), COMPLETION_DEADLINE))
-        except Exception:
-            return []
-        self._names = (time.monotonic(), names)
-        return names
-
-    @staticmethod
-    def _argument_index(line: str, begidx: int) -> int:
-        """Which argument (0 = first after the command) the cursor is completing."""
-        return len(line[:begidx].split()) - 1
-
-    def complete_get(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        if self._argument_index(line, begidx) == 0:
-            return self.names_starting(text)
-        return local_paths(text)
-
-    def complete_rm(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        if self._argument_index(line, begidx) == 0:
-            return self.names_starting(text)
-        return []
-
-    def names_starting(self, text: str) -> list[str]:
-        """Network names that start with what was typed (a quote opened included), quoted
-        as the command line reads them: `my notes.txt` is inserted as 'my notes.txt'."""
-        typed = text.lstrip("'\"")
-        return [shlex.quote(n) for n in self.network_names() if n.startswith(typed)]
-
-    def complete_put(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        words = [w for w in line[:begidx].split()[1:] if w != "--replace"]
-        return local_paths(text) if not words else []
-
-    def complete_help(self, *args: Any) -> list[str]:
-        return self.completenames(*args)
-
-    # --- life ---------------------------------------------------------------------------
-
-    def preloop(self) -> None:
-        """Connect at once so that a wrong address shows before the first command (the
-        console still starts: the node may come up later)."""
-        self._command(lambda client, files: asyncio.sleep(0))
-
-    def close(self) -> None:
-        async def go() -> None:
-            if self.clients is not None:
-                await self.clients.close()
-
-        with contextlib.suppress(Exception):
-            self.loop.run_until_complete(go())
-        self.loop.close()
-        asyncio.set_event_loop(None)
-
-
-def _load_history(path: Path) -> Any:
-    """readline with the saved history loaded; None where readline does not exist."""
-    try:
-        import readline
-    except ImportError:  # Windows without pyreadline: no history, no completion
-        return None
-    readline.set_history_length(HISTORY_LENGTH)
-    with contextlib.suppress(OSError):
-        readline.read_history_file(path)
-    # File names hold '-' and '.': complete whole words, split on white space only.
-    readline.set_completer_delims(" \t\n")
-    return readline
-
 
 def run_console(
     node: str,
@@ -504,7 +314,7 @@ def run_console(
     """Run the console until quit, exit or Ctrl-D; save the history if the file is writable."""
     node = normalize_address(node)
     path = history_path()
-    readline = _load_history(path)
+    readline = load_history(path)
     console = ChordConsole(node, api, security, api_token_file)
     out.print(
         f"chordshare console on {escape(node)}: help lists the commands, quit leaves",
@@ -524,4 +334,4 @@ def run_console(
                 readline.write_history_file(path)
 
 
-__all__ = ["ChordConsole", "history_path", "run_console"]
+__all__ = ["ChordConsole", "run_console"]

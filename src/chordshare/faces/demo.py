@@ -23,7 +23,7 @@ from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer, SharingSettings
 from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 SAMPLE_FILES = {
     "welcome.txt": "Welcome to chordshare: files on a self-healing Chord ring.\n",

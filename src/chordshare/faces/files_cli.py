@@ -26,11 +26,11 @@ from chordshare.faces.render import (
     stored_line,
 )
 from chordshare.faces.shapes import entries_json, listing_json, manifest_json, network_json
-from chordshare.sharing.names import printable
+from chordshare.files.names import printable
 
 if TYPE_CHECKING:
+    from chordshare.files.messages import PutOutcome
     from chordshare.sharing.client import NetworkFile
-    from chordshare.sharing.peers import PutOutcome
 
 
 def put(
@@ -141,7 +141,7 @@ def list_files(
             return network_json(await clients.files().list_network(await clients.node.ring()))
         # One node's files are one call to it: no FileClient, nor what it loads, is needed.
         address = clients.node.address
-        return listing_json(address, await clients.peers.list_files(address))
+        return listing_json(address, await clients.peers.at(address).list_files())
 
     result = run(connected(node, go))
     if as_json:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from chordshare.sharing.names import printable
-from chordshare.sharing.peers import FileError
+from chordshare.files.messages import FileError
+from chordshare.files.names import printable
 from chordshare.transport.base import PeerError
 
 DOWNLOADS = "chordshare.sharing.download"

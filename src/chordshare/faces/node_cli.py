@@ -15,8 +15,8 @@ from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.faces.cli_app import fail
 from chordshare.faces.loops import run
 from chordshare.faces.render import err_console
+from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.ids import DEFAULT_BITS
-from chordshare.sharing.placement import DEFAULT_REPLICAS
 
 
 def node(

@@ -18,11 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from chordshare.sharing.names import printable
+from chordshare.files.names import printable
 
 if TYPE_CHECKING:
     from chordshare.chord.messages import NodeRef
-    from chordshare.storage.catalog import Manifest
+    from chordshare.files.manifest import Manifest
     from chordshare.transport.client import NodeInfo
 
 # soft_wrap: a line is never cut (it may hold a path), a message never wrapped; no emoji:

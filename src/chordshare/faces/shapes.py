@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chordshare.files.manifest import Manifest
+    from chordshare.files.messages import FileListing, IndexEntry
     from chordshare.sharing.client import NetworkFile
-    from chordshare.sharing.peers import FileListing, IndexEntry
-    from chordshare.storage.catalog import Manifest
 
 
 def manifest_json(manifest: Manifest) -> dict[str, Any]:

@@ -8,7 +8,7 @@ only when it runs: the other commands never pay for them.
 # No `from __future__ import annotations`: see cli_app.
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -98,10 +98,10 @@ def health(
 
     async def check() -> int:
         channel = client_security().channel(node, [])
+        # Its stubs (types-grpcio-health-checking) declare HealthStub without its methods.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
-            answer = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=deadline
-            )
+            answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=deadline)
         except grpc.aio.AioRpcError as err:
             err_console.print(f"{node}: {describe_rpc_error(err)}", highlight=False, markup=False)
             return 1

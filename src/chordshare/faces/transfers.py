@@ -21,10 +21,10 @@ from rich.progress import (
 from rich.text import Text
 
 from chordshare.faces.render import err_console, human
-from chordshare.sharing.names import printable
+from chordshare.files.names import printable
 
 if TYPE_CHECKING:
-    from chordshare.storage.catalog import Manifest
+    from chordshare.files.manifest import Manifest
 
 
 def put_source(path: Path) -> int:

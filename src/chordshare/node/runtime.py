@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from chordshare.chord import procedures
+from chordshare.chord.lookup import LookupFailed, LookupResult, find_successor
 from chordshare.chord.merge import PassiveList, Verdict
 from chordshare.chord.messages import Call, NodeRef, Reply
-from chordshare.chord.procedures import JoinFailed, LookupFailed, LookupResult
+from chordshare.chord.procedures import JoinFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
 from chordshare.node.driver import drive
@@ -182,9 +183,7 @@ class ChordNode:
     async def lookup(self, key: int) -> LookupResult:
         """Find the node that owns key (raises LookupFailed)."""
         try:
-            result = await drive(
-                procedures.find_successor(self.state, key, self.transport.health), self.calls
-            )
+            result = await drive(find_successor(self.state, key, self.transport.health), self.calls)
         except LookupFailed:
             self.stats.lookup_failures += 1
             raise

@@ -16,9 +16,11 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
@@ -32,7 +34,7 @@ from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
 from chordshare.transport.grpc import GrpcTransport
-from chordshare.transport.limits import SERVER_KWARGS, SERVER_OPTIONS
+from chordshare.transport.limits import MAX_CONCURRENT_RPCS, SERVER_OPTIONS
 from chordshare.transport.malformed import MalformedRequests
 from chordshare.transport.security import PeerSecurity
 from chordshare.v1 import admin_pb2_grpc, chord_pb2, chord_pb2_grpc
@@ -76,6 +78,10 @@ class NodeSettings:
 
 ServiceHook = Callable[[grpc.aio.Server, ChordNode], None]
 
+# health_pb2 as List needs it: its stubs (types-grpcio-health-checking) leave out the
+# HealthList messages that the module itself has.
+_HEALTH_MESSAGES: Any = health_pb2
+
 
 class NodeHealth(health.aio.HealthServicer):
     """grpc.health.v1 with List too: the library's aio servicer leaves List to the generated
@@ -93,10 +99,8 @@ class NodeHealth(health.aio.HealthServicer):
         """Every service's status as health reports it."""
         return dict(self._statuses)
 
-    async def List(
-        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
-    ) -> health_pb2.HealthListResponse:
-        return health_pb2.HealthListResponse(
+    async def List(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+        return _HEALTH_MESSAGES.HealthListResponse(
             statuses={
                 name: health_pb2.HealthCheckResponse(status=status)
                 for name, status in self.statuses().items()
@@ -199,7 +203,7 @@ class NodeServer:
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
             interceptors=[*s.security.server_interceptors(), MalformedRequests()],
-            **SERVER_KWARGS,
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         )
         try:
             port = s.security.add_port(server, s.bind)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import grpc
 
+from chordshare.chord.lookup import LookupFailed
 from chordshare.chord.messages import (
     FindStep,
     GetNeighbors,
@@ -24,7 +25,6 @@ from chordshare.chord.messages import (
     Notify,
     StepReply,
 )
-from chordshare.chord.procedures import LookupFailed
 from chordshare.chord.version import THIS_BUILD, ProtocolRange, refusal
 from chordshare.node.admin import caller_host
 from chordshare.node.runtime import ChordNode

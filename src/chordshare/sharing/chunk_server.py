@@ -6,7 +6,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from chordshare.sharing.core.messages import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     INLINE_LIMIT,
     FileError,
     FileListing,
@@ -14,12 +15,11 @@ from chordshare.sharing.core.messages import (
     Refusal,
     StoredFile,
 )
-from chordshare.sharing.core.ownership import refuse_unless_owner
+from chordshare.files.ownership import refuse_unless_owner
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import VersionBook
-from chordshare.storage.catalog import Manifest
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore
 

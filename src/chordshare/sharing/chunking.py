@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chordshare.storage.catalog import Manifest
+from chordshare.files.manifest import Manifest
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 MIN_CHUNK_SIZE = 256 * 1024
@@ -93,7 +93,7 @@ class LocalFile:
     manifest: Manifest | None
     data: bytes | None  # the whole file, when it was small enough to keep
     # The SHA-256 of a large file's first chunk: a new name whose first chunk the owner
-    # already has is likely content it holds under another name (see FileClient._put_to).
+    # already has is likely content it holds under another name (see Putter._put_to).
     first_chunk: bytes | None = None
 
     def promise(self, created: float | None = None) -> Manifest:

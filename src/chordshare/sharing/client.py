@@ -1,45 +1,39 @@
 """File operations on the network, as a user (CLI, console, REST API) asks for them.
 
-put: find the owner of the name's key and stream the file to it; the owner copies it on to
-its successors. get: ask the owner (or, if it has no copy yet, its successors) for the
-manifest and the holders, then pull chunks from all of them at once. search: ask the owner
-of each word's key which names hold that word. A `Ring` answers "who owns this key" and
-"who follows this node"; the node runtime and a remote client each provide one.
+put (`putting`): find the owner of the name's key and stream the file to it; the owner
+copies it on to its successors. get: ask the owner (or, if it has no copy yet, its
+successors) for the manifest and the holders, then pull chunks from all of them at once.
+search: ask the owner of each word's key which names hold that word. A `Ring` answers
+"who owns this key" and "who follows this node"; the node runtime and a remote client each
+provide one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
-from chordshare.sharing.chunking import LocalFile, ManifestHasher, chunk_manifest, read_for_put
-from chordshare.sharing.download import ChunkFetcher, DownloadReport, ThreadFetcher, download
-from chordshare.sharing.names import check_new_name, check_stored_name, keywords
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     INLINE_LIMIT,
-    SMALL_PUT,
     FileError,
     FileListing,
-    FilePeers,
     FoundFile,
     IndexEntry,
-    PutHeader,
     PutOutcome,
     Refusal,
 )
-from chordshare.sharing.placement import (
+from chordshare.files.names import check_stored_name, keywords
+from chordshare.files.placement import (
     DEFAULT_REPLICAS,
     file_key,
     index_key,
 )
-from chordshare.sharing.ring import Ring
-from chordshare.sharing.routes import RouteCache
-from chordshare.sharing.search import (
+from chordshare.files.search import (
     ambiguous,
     content_candidates,
     content_query_key,
@@ -47,12 +41,13 @@ from chordshare.sharing.search import (
     ranked,
     word_query_keys,
 )
-from chordshare.storage.catalog import Manifest
+from chordshare.sharing.download import DownloadReport, download
+from chordshare.sharing.in_memory import serving_inline
+from chordshare.sharing.putting import Putter
+from chordshare.sharing.ring import Ring
+from chordshare.sharing.routes import RouteCache
 from chordshare.transport.base import PeerError
-
-# The owner may die, leave or change while we put: look it up again after these waits (a
-# leaving owner refuses puts until its successors have taken its keys over).
-PUT_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+from chordshare.transport.files import FilePeers, chunk_fetcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,89 +63,6 @@ class NetworkFile:
 @dataclass(frozen=True, slots=True)
 class _Answer:
     found: FoundFile | None  # a FindFile answer: None is "no such name here"
-
-
-def _piece(data: bytes, manifest: Manifest, index: int) -> bytes:
-    """Chunk `index` of a whole file held in memory."""
-    start = index * manifest.chunk_size
-    return data[start : start + manifest.chunk_length(index)]
-
-
-def serving_inline(
-    fetch: ChunkFetcher, holder: str, data: bytes, manifest: Manifest
-) -> ChunkFetcher:
-    """A fetcher that takes holder's chunks from the bytes it already sent and asks every
-    other holder as `fetch` does. The download verifies them like any fetched chunk."""
-
-    async def fetch_or_slice(
-        address: str, sha256: bytes, indexes: Sequence[int]
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        if address != holder:
-            async for item in fetch(address, sha256, indexes):
-                yield item
-            return
-        for index in indexes:
-            yield index, _piece(data, manifest, index)
-
-    return fetch_or_slice
-
-
-async def _chunks_of(data: bytes, manifest: Manifest) -> AsyncIterator[tuple[int, bytes]]:
-    for index in range(len(manifest.chunks)):
-        yield index, _piece(data, manifest, index)
-
-
-async def _read_chunks(
-    path: Path, manifest: Manifest, hasher: ManifestHasher | None = None
-) -> AsyncIterator[tuple[int, bytes]]:
-    """The file's chunks, read in a thread one ahead of the one being sent (flat memory:
-    two chunks at most). With `hasher` (manifest: the promise) each chunk is hashed in the
-    thread that reads it, for a manifest sent after the chunks; a file that is not the size
-    it was is an OSError."""
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
-
-    def read(index: int) -> asyncio.Task[bytes]:
-        if hasher is not None:
-            return asyncio.create_task(asyncio.to_thread(hasher.read_chunk, fd, index))
-        offset = index * manifest.chunk_size
-        length = manifest.chunk_length(index)
-        return asyncio.create_task(asyncio.to_thread(os.pread, fd, length, offset))
-
-    count = manifest.chunk_count
-    reading = read(0) if count else None
-    try:
-        for index in range(count):
-            assert reading is not None
-            data = await reading
-            reading = read(index + 1) if index + 1 < count else None
-            if hasher is not None and len(data) != manifest.chunk_length(index):
-                raise OSError(f"{path}: the file changed while it was being put")
-            yield index, data
-    finally:
-        # A read under way cannot be stopped: let it end before closing its descriptor.
-        if reading is not None:
-            await asyncio.gather(reading, return_exceptions=True)
-        os.close(fd)
-
-
-class _Progress:
-    """A put's progress across its attempts: a retry reports only the bytes it gets past
-    the furthest attempt so far, so the total never exceeds the file."""
-
-    def __init__(self, report: Callable[[int], None] | None) -> None:
-        self.report = report
-        self.shown = 0
-        self.attempt = 0
-
-    def again(self) -> Callable[[int], None]:
-        self.attempt = 0
-        return self.advance
-
-    def advance(self, nbytes: int) -> None:
-        self.attempt += nbytes
-        if self.report is not None and self.attempt > self.shown:
-            self.report(self.attempt - self.shown)
-            self.shown = self.attempt
 
 
 class FileClient:
@@ -176,127 +88,15 @@ class FileClient:
         chunk_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> PutOutcome:
-        name = check_new_name(name if name is not None else path.name)
-        key = file_key(self.ring.space, name)
-        guess = self.routes.guess(key)
-        # The file is looked at (a small one read and hashed) while the owner is looked up,
-        # in one thread call.
-        reading = asyncio.ensure_future(
-            asyncio.to_thread(read_for_put, path, name, chunk_size, SMALL_PUT)
-        )
-        owner: NodeRef | None = None
-        try:
-            if guess is None:
-                owner = await self._lookup(key)
-        except PeerError:
-            pass  # looked up again in the loop
-        finally:
-            local = await reading
-        counter = _Progress(progress)
-        if guess is not None:
-            try:
-                return await self._put_to(guess, local, replace, counter, guessed=True)
-            except FileError as err:
-                if err.refusal is not Refusal.OUT_OF_RANGE:
-                    raise
-            except PeerError:
-                self.routes.forget(guess)
-        last_error: PeerError | None = None
-        for wait in PUT_RETRY_WAITS:
-            await asyncio.sleep(wait)
-            if owner is None:
-                owner = await self._lookup(key)
-            try:
-                return await self._put_to(owner, local, replace, counter)
-            except PeerError as err:
-                last_error = err
-                self.routes.forget(owner)
-                owner = None
-        assert last_error is not None
-        raise last_error
-
-    async def _put_to(
-        self,
-        owner: NodeRef,
-        local: LocalFile,
-        replace: bool,
-        progress: _Progress,
-        guessed: bool = False,
-    ) -> PutOutcome:
-        if local.manifest is None:
-            # Not hashed yet. A name new to the owner is sent as it is hashed (the file is
-            # read once). One it holds is hashed first, which finds the same bytes
-            # unchanged and sends only the chunks the owner lacks; so is a new name whose
-            # first chunk the owner has (the same content under another name, most
-            # likely: it is then not sent again). The owner refuses a streamed put of a
-            # name it turns out to hold (another put won the race) at its header, and the
-            # file is then hashed first too.
-            asked, lacks_first = await asyncio.gather(
-                self.peers.find_file(owner.address, local.name, owner_only=guessed),
-                self._lacks_first_chunk(owner, local),
-            )
-            if asked is None and lacks_first:
-                try:
-                    streaming = progress.again()
-                    return await self._put_streamed(owner, local, replace, streaming, guessed)
-                except FileError as err:
-                    if err.refusal is not Refusal.ALREADY_EXISTS:
-                        raise
-            local.manifest = await asyncio.to_thread(
-                chunk_manifest, local.path, local.name, local.chunk_size
-            )
-        manifest = local.manifest
-        # Ask which chunks the owner lacks (content it has under another name is not sent
-        # again); for one chunk the answer would cost more than it saves.
-        if len(manifest.chunks) > 1:
-            missing = set(await self.peers.missing_chunks(owner.address, manifest.chunks))
-        else:
-            missing = set(range(len(manifest.chunks)))
-        if local.data is not None:
-            read = _chunks_of(local.data, manifest)
-        else:
-            read = _read_chunks(local.path, manifest)
-        chunks = self._counted(read, missing, progress.again())
-        header = PutHeader(manifest, replace=replace, owner_only=guessed)
-        return await self.peers.put_file(owner.address, header, chunks)
-
-    async def _lacks_first_chunk(self, owner: NodeRef, local: LocalFile) -> bool:
-        if local.first_chunk is None:
-            return True
-        return bool(await self.peers.missing_chunks(owner.address, [local.first_chunk]))
-
-    async def _put_streamed(
-        self,
-        owner: NodeRef,
-        local: LocalFile,
-        replace: bool,
-        progress: Callable[[int], None],
-        guessed: bool,
-    ) -> PutOutcome:
-        """Every chunk in order, hashed as it is read, then the manifest (manifest_last)."""
-        known = {0: local.first_chunk} if local.first_chunk is not None else None
-        hasher = ManifestHasher(local.promise(), known)
-        header = PutHeader(hasher.promise, replace=replace, owner_only=guessed, manifest_last=True)
-        every = set(range(hasher.promise.chunk_count))
-        chunks = self._counted(_read_chunks(local.path, hasher.promise, hasher), every, progress)
-        return await self.peers.put_file(owner.address, header, chunks, hasher.manifest)
+        """Store a local file under name (default: its file name); see `putting`."""
+        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup)
+        return await putter.put(path, name, replace, chunk_size, progress)
 
     async def _lookup(self, key: int) -> NodeRef:
         """The owner of key as the ring says (O(log N) hops), remembered for guesses."""
         owner = await self.ring.owner(key)
         self.routes.learn([owner])
         return owner
-
-    @staticmethod
-    async def _counted(
-        chunks: AsyncIterator[tuple[int, bytes]],
-        wanted: set[int],
-        progress: Callable[[int], None],
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        async for index, data in chunks:
-            if index in wanted:
-                yield index, data
-            progress(len(data))
 
     async def find(self, target: str) -> NetworkFile:
         """Where a name (or `sha256:<hex>`) can be had; FileError NOT_FOUND if nowhere."""
@@ -340,8 +140,8 @@ class FileClient:
                 found: FoundFile | None = first.found
             else:
                 try:
-                    found = await self.peers.find_file(
-                        candidates[attempt].address, name, inline_up_to=INLINE_LIMIT
+                    found = await self.peers.at(candidates[attempt].address).find_file(
+                        name, inline_up_to=INLINE_LIMIT
                     )
                 except PeerError:
                     if attempt == 0:
@@ -368,8 +168,8 @@ class FileClient:
         if guess is None:
             return None, None
         try:
-            found = await self.peers.find_file(
-                guess.address, name, inline_up_to=INLINE_LIMIT, owner_only=True
+            found = await self.peers.at(guess.address).find_file(
+                name, inline_up_to=INLINE_LIMIT, owner_only=True
             )
         except FileError as err:
             if err.refusal is not Refusal.OUT_OF_RANGE:
@@ -390,21 +190,10 @@ class FileClient:
         found = found or await self.find(target)
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
-        fetch: ChunkFetcher = self.peers.fetch_chunks
-        # Peers that can stream to a thread (gRPC) do: a get then verifies and writes each
-        # chunk in the thread that received it (download.py).
-        in_thread: ThreadFetcher | None = getattr(self.peers, "fetch_chunks_in_thread", None)
+        fetch = chunk_fetcher(self.peers)
         if found.inline is not None:
             fetch = serving_inline(fetch, *found.inline, found.manifest)
-            in_thread = None
-        return await download(
-            found.manifest,
-            found.holders,
-            fetch,
-            out,
-            progress=progress,
-            fetch_in_thread=in_thread,
-        )
+        return await download(found.manifest, found.holders, fetch, out, progress=progress)
 
     async def search(self, text: str) -> list[IndexEntry]:
         """Names with every word of text, or a word that begins with it (`big` finds
@@ -426,7 +215,7 @@ class FileClient:
         entries: dict[str, IndexEntry] = {}
         for target in targets:
             try:
-                for entry in await self.peers.query_index(target.address, record_key):
+                for entry in await self.peers.at(target.address).query_index(record_key):
                     entries.setdefault(entry.name, entry)
             except PeerError:
                 continue
@@ -435,17 +224,17 @@ class FileClient:
     async def remove(self, name: str) -> None:
         check_stored_name(name)
         owner = await self._lookup(file_key(self.ring.space, name))
-        if not await self.peers.delete(owner.address, name):
+        if not await self.peers.at(owner.address).delete(name):
             raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")
 
     async def list_node(self, address: str) -> FileListing:
-        return await self.peers.list_files(address)
+        return await self.peers.at(address).list_files()
 
     async def list_network(self, nodes: Sequence[NodeRef]) -> list[NetworkFile]:
         """Every file stored or shared on the given nodes (a ring walk), newest version of
         each name, with the nodes that hold it."""
         listings = await asyncio.gather(
-            *(self.peers.list_files(n.address) for n in nodes), return_exceptions=True
+            *(self.peers.at(n.address).list_files() for n in nodes), return_exceptions=True
         )
         best: dict[str, tuple[Manifest, list[str]]] = {}
         for node, listing in zip(nodes, listings, strict=True):

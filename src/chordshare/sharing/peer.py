@@ -21,28 +21,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
+from chordshare.files.manifest import Manifest
+from chordshare.files.placement import DEFAULT_REPLICAS, file_key
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
-from chordshare.sharing.placement import DEFAULT_REPLICAS, file_key
 from chordshare.sharing.publishing import Publisher
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing, Placements
-from chordshare.sharing.rpc import GrpcFilePeers
 from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
 from chordshare.sharing.service import FileService
-from chordshare.sharing.servicer import FilesServicer, add_files_servicer
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.version_book import VersionBook
-from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
-from chordshare.v1 import files_pb2
+from chordshare.transport.files import chunk_fetcher
+from chordshare.transport.files_grpc import GrpcFilePeers
+from chordshare.transport.files_servicer import FILES_SERVICE_NAME, serving_files
 
 log = logging.getLogger(__name__)
 
-FILES_SERVICE_NAME = files_pb2.DESCRIPTOR.services_by_name["Files"].full_name
 TICK = 0.25  # how often the sharing loop looks at the node's neighbours
 BATCH_WINDOW = 0.05  # how long a just-stored file waits for others to copy it with
 
@@ -92,7 +89,7 @@ class SharingPeer:
         self.shared = SharedDirectory(settings.share) if settings.share else None
         self._lock_fd = -1
         self.store: NodeStore  # opened by start, once the node's port is its own
-        self.server = NodeServer(node_settings, services=[self._add_files_service])
+        self.server = NodeServer(node_settings, services=[serving_files(self._file_service)])
         self.server.extra_service_names.append(FILES_SERVICE_NAME)
         self.service: FileService | None = None
         self.replicator: Replicator | None = None
@@ -106,12 +103,14 @@ class SharingPeer:
         self._task: asyncio.Task[None] | None = None
         self.scrubber: Scrubber | None = None
 
-    def _add_files_service(self, server: grpc.aio.Server, node: ChordNode) -> None:
-        """Put the node's file parts together, each handed what it needs, then serve them."""
+    def _file_service(self, node: ChordNode) -> FileService:
+        """Put the node's file parts together, each handed what it needs: what the node
+        serves as its Files service."""
         address = node.me.address
         book = VersionBook(address, self.store)
         soft = SoftState()
-        self.peers = GrpcFilePeers(health=node.transport.health, security=node.transport.security)
+        security = self.server.settings.security
+        self.peers = GrpcFilePeers(health=node.transport.health, security=security)
         placements = Placements(node.state, NodeRing(node), self.settings.replicas)
         settled = 2 * self.settings.repair_period
         self.replicator = Replicator(
@@ -146,16 +145,16 @@ class SharingPeer:
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
-        add_files_servicer(FilesServicer(service), server)
         self.service = service
         if self.settings.scrub_rate > 0:
             self.scrubber = Scrubber(
                 self.store,
                 self._other_holders,
-                self.peers.fetch_chunks,
+                chunk_fetcher(self.peers),
                 self.settings.scrub_rate,
                 self.settings.scrub_first_after,
             )
+        return service
 
     async def _other_holders(self, manifest: Manifest) -> list[str]:
         """Who else may serve manifest's chunks: the name's holders, then the peers

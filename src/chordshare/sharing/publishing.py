@@ -10,15 +10,15 @@ import logging
 from collections import defaultdict
 
 from chordshare.chord.state import RoutingState
-from chordshare.sharing.core.messages import FileError, IndexEntry, IndexRecord, Locator
-from chordshare.sharing.peers import FilePeers
-from chordshare.sharing.placement import file_key, index_key
+from chordshare.files.messages import FileError, IndexEntry, IndexRecord, Locator
+from chordshare.files.placement import file_key, index_key
+from chordshare.files.search import index_records
 from chordshare.sharing.ring import Placement, Placements
-from chordshare.sharing.search import index_records
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
+from chordshare.transport.files import FilePeers
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Publisher:
             await self.soft.publish_index(records, ttl, remove)
             return len(records)
         try:
-            await self.peers.publish_index(address, records, ttl, remove)
+            await self.peers.at(address).publish_index(records, ttl, remove)
         except (PeerError, FileError):
             return 0
         return len(records)
@@ -150,6 +150,6 @@ class Publisher:
                     await self.soft.publish_locators([locator], ttl)
                 continue
             try:
-                await self.peers.publish_locators(address, [locator], ttl)
+                await self.peers.at(address).publish_locators([locator], ttl)
             except (PeerError, FileError):
                 continue

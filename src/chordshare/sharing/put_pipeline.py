@@ -6,7 +6,7 @@ hashes each chunk as it stores it, and the closing manifest must list exactly th
 hashes), or whole in one message (a small file). The node also computes the whole file's
 SHA-256 as the chunks arrive, and fills it in when the client left it out: a client hashes
 each byte once, and the `sha256:` record a file is found by never names bytes the node did
-not hash to it. Which version the put stores is `sharing.core.versions.judge_put`.
+not hash to it. Which version the put stores is `files.versions.judge_put`.
 
 Chunks are stored in threads (hashing releases the GIL, so two cores work at once) while
 the next ones arrive; a small put is kept in memory and copied to a successor, from memory,
@@ -17,15 +17,15 @@ copy, so that the crash of this node cannot lose it.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
-from chordshare.sharing.core.messages import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     SMALL_PUT,
     FileError,
     FileVersion,
@@ -33,21 +33,18 @@ from chordshare.sharing.core.messages import (
     PutOutcome,
     Refusal,
 )
-from chordshare.sharing.core.ownership import refuse_unless_owner
-from chordshare.sharing.core.versions import judge_put
-from chordshare.sharing.names import BadName, check_sent_name
+from chordshare.files.ownership import refuse_unless_owner
+from chordshare.files.put_checks import check_chunk, check_trailer, refuse_bad_header
+from chordshare.files.versions import judge_put
+from chordshare.sharing.put_store import PutStore
+from chordshare.sharing.put_work import PutWork, WholeHash
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import VersionBook
-from chordshare.storage.catalog import Manifest
-from chordshare.storage.chunks import ChunkError
-from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
-from chordshare.transport.limits import MAX_CHUNKS
+from chordshare.storage.store import NodeStore, Reservation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_CHUNK_SIZE = 8 * 1024 * 1024
-PUT_PIPELINE = 6  # chunk stores and hash steps of one put under way at once
 FLUSH_BEHIND = 16  # chunks between flushes of a put's earlier chunks
 CLOSE_WAIT = 10.0  # seconds a closing node waits for puts still cleaning up
 
@@ -68,134 +65,14 @@ class Holders(Protocol):
         ...
 
 
-class _WholeHash:
-    """The whole file's SHA-256, fed with chunks as they arrive in order; chunks that
-    arrive out of order (or were already stored) are read back at the end."""
-
-    def __init__(self) -> None:
-        self.hasher = hashlib.sha256()
-        self.next_index = 0
-
-    def feed(self, index: int, data: bytes) -> None:
-        if index == self.next_index:
-            self.hasher.update(data)
-            self.next_index += 1
-
-
-class _Work:
-    """The tasks of a put under way: chunk stores, the whole-file hash following in order
-    in a chain of its own, and flushes. At most PUT_PIPELINE wait at once."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self._hashing: asyncio.Task[None] | None = None
-
-    def add(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        task = asyncio.create_task(step)
-        self.tasks.add(task)
-        return task
-
-    def hash_whole(self, whole: _WholeHash, index: int, data: bytes) -> None:
-        """Feed chunk `index` to the whole-file hash after the chunk before it."""
-        self._hashing = self.add(self._feed_after(self._hashing, whole, index, data))
-
-    @staticmethod
-    async def _feed_after(
-        previous: asyncio.Task[None] | None, whole: _WholeHash, index: int, data: bytes
-    ) -> None:
-        if previous is not None:
-            await previous
-        await asyncio.to_thread(whole.feed, index, data)
-
-    async def room(self) -> None:
-        """Wait until fewer than PUT_PIPELINE tasks are under way; raise what one raised."""
-        while len(self.tasks) >= PUT_PIPELINE:
-            done, self.tasks = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-
-    async def finish(self) -> None:
-        for task in asyncio.as_completed(list(self.tasks)):
-            await task
-        self.tasks.clear()
-
-    async def settle(self) -> None:
-        """Let every task end, failed or not (a thread cannot be stopped)."""
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def _refuse_bad_header(header: PutHeader, trailer: Callable[[], Manifest] | None) -> None:
-    manifest = header.manifest
-    if header.manifest_last and (header.replica or trailer is None):
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            "only a client's put streamed with PutFile may send its manifest last",
-        )
-    try:
-        check_sent_name(manifest.name, header.replica, header.legacy_name)
-        if not header.manifest_last:  # a promise carries no hashes yet
-            manifest.check(whole_hash_optional=not header.replica)
-    except (BadName, ValueError) as err:
-        raise FileError(Refusal.INVALID_ARGUMENT, str(err)) from None
-    if manifest.chunk_size > MAX_CHUNK_SIZE:
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            f"chunks are at most {MAX_CHUNK_SIZE} bytes, the manifest says {manifest.chunk_size}",
-        )
-    if manifest.chunk_count > MAX_CHUNKS:
-        raise FileError(Refusal.INVALID_ARGUMENT, f"a file has at most {MAX_CHUNKS} chunks")
-
-
-def _check_trailer(promise: Manifest, claimed: Manifest, digests: Sequence[bytes]) -> None:
-    """The manifest that closes a streamed put, against its header and what arrived."""
-    if (claimed.name, claimed.size, claimed.chunk_size) != (
-        promise.name,
-        promise.size,
-        promise.chunk_size,
-    ):
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            f"the closing manifest of {promise.name!r} is not the one its header promised "
-            f"({claimed.name!r}, {claimed.size} bytes in {claimed.chunk_size}-byte chunks)",
-        )
-    if len(digests) != promise.chunk_count:
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            f"the put of {promise.name!r} ended after {len(digests)} of "
-            f"{promise.chunk_count} chunks",
-        )
-    wrong = [i for i, (a, b) in enumerate(zip(claimed.chunks, digests, strict=True)) if a != b]
-    if wrong:
-        raise FileError(
-            Refusal.DATA_LOSS,
-            f"{len(wrong)} chunks of {promise.name!r} do not match the hashes of its manifest "
-            f"(first: chunk {wrong[0]})",
-        )
-
-
-def _check_chunk(manifest: Manifest, index: int, data: bytes) -> None:
-    if not 0 <= index < manifest.chunk_count:
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            f"chunk {index} is out of range: {manifest.name!r} has {manifest.chunk_count}",
-        )
-    expected_length = manifest.chunk_length(index)
-    if len(data) != expected_length:
-        raise FileError(
-            Refusal.INVALID_ARGUMENT,
-            f"chunk {index} of {manifest.name!r} has {len(data)} bytes, "
-            f"the manifest says {expected_length}",
-        )
-
-
 class _Put:
     """One put under way: what arrived, what is stored, and the whole-file hash."""
 
     def __init__(self, header: PutHeader, small: bool) -> None:
         self.header = header
         self.small = small  # kept in memory until judged and committed
-        self.whole = _WholeHash()
-        self.work = _Work()
+        self.whole = WholeHash()
+        self.work = PutWork()
         self.received: dict[int, bytes] = {}  # a small put's chunks
         self.stores: list[asyncio.Task[bytes]] = []  # a large put's, their hashes once stored
         self.stored: list[bytes] = []  # a small put's chunks stored so far
@@ -223,6 +100,7 @@ class PutPipeline:
         self.owns = owns  # None: no ring (a bare node in tests), every name is this node's
         self.holders = holders  # None: no other node to copy to
         self.clock = clock
+        self.disk = PutStore(store, book.address)
         self.leaving = False  # set before a graceful leave hands the files over
         self._putting: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()  # the puts under way
@@ -249,7 +127,7 @@ class PutPipeline:
         assert task is not None
         self._tasks.add(task)
         try:
-            _refuse_bad_header(header, trailer)
+            refuse_bad_header(header, trailer is not None)
             name = header.manifest.name
             if header.owner_only and self.owns is not None:
                 refuse_unless_owner(self.address, self.owns(name), name)
@@ -303,7 +181,7 @@ class PutPipeline:
                 if streamed:
                     assert trailer is not None
                     claimed = trailer()
-                    _check_trailer(header.manifest, claimed, put.digests())
+                    check_trailer(header.manifest, claimed, put.digests())
                     header = put.header = replace(header, manifest=claimed)
                     version = self._judge(header, elsewhere)
                 if version is None:
@@ -312,7 +190,7 @@ class PutPipeline:
                 final = replace(header.manifest, created=version)
                 if put.small:
                     return await self._commit_small(put, final)
-                final = await asyncio.to_thread(self._finish, final, put.whole)
+                final = await asyncio.to_thread(self.disk.finish, final, put.whole)
             except BaseException:
                 await put.work.settle()
                 await asyncio.to_thread(self.store.discard, put.digests() + put.stored)
@@ -331,7 +209,9 @@ class PutPipeline:
         header = put.header
         manifest = header.manifest
         if not put.small:
-            put.reservation = await asyncio.to_thread(self._reserve, manifest, header.manifest_last)
+            put.reservation = await asyncio.to_thread(
+                self.disk.reserve, manifest, header.manifest_last
+            )
         async for index, data in chunks:
             if header.manifest_last and index != len(put.stores):
                 raise FileError(
@@ -339,7 +219,7 @@ class PutPipeline:
                     f"chunk {index} of {manifest.name!r} came where chunk {len(put.stores)} was "
                     "due: a put with its manifest last sends every chunk in order",
                 )
-            _check_chunk(manifest, index, data)
+            check_chunk(manifest, index, data)
             self.traffic.got(len(data))
             if put.small:
                 put.received[index] = data
@@ -347,13 +227,13 @@ class PutPipeline:
             assert put.reservation is not None
             expected = None if header.manifest_last else manifest.chunks[index]
             put.stores.append(
-                put.work.add(self._store_chunk(index, data, expected, put.reservation))
+                put.work.add(self.disk.store_chunk(index, data, expected, put.reservation))
             )
             put.work.hash_whole(put.whole, index, data)
             if len(put.stores) % FLUSH_BEHIND == 0:
                 # Flush the chunks stored so far while the rest arrive, so that the commit
                 # does not wait for the whole file to reach the disk.
-                put.work.add(self._flush(put.stores[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]))
+                put.work.add(self.disk.flush(put.stores[-2 * FLUSH_BEHIND : -FLUSH_BEHIND]))
             await put.work.room()
         await put.work.finish()
 
@@ -361,15 +241,15 @@ class PutPipeline:
         """Store a small put from memory, its copy to the successors going out (from
         memory too) while this node commits."""
         name = final.name
-        reservation = put.reservation = self._reserve(final, streamed=False)
+        reservation = put.reservation = self.disk.reserve(final, streamed=False)
         copying: asyncio.Task[int | None] | None = None
         try:
             for index in sorted(put.received):
                 data = put.received[index]
-                self._put_chunk(index, data, final.chunks[index], reservation)
+                self.disk.put_chunk(index, data, final.chunks[index], reservation)
                 put.stored.append(final.chunks[index])
                 put.whole.feed(index, data)
-            at_hand = self._small_chunks(final, put.received)
+            at_hand = self.disk.small_chunks(final, put.received)
             if at_hand is not None and not final.sha256:
                 # The copies leave before the commit, so they need the file's hash now.
                 whole = hashlib.sha256(b"".join(at_hand[i] for i in range(len(at_hand))))
@@ -377,7 +257,7 @@ class PutPipeline:
             if not put.header.replica and self.holders is not None and at_hand is not None:
                 self.book.confirmed[name] = {self.address}
                 copying = asyncio.create_task(self.holders.replicate(name, final, at_hand))
-            final = await asyncio.to_thread(self._finish, final, put.whole)
+            final = await asyncio.to_thread(self.disk.finish, final, put.whole)
         except BaseException:
             if copying is not None:
                 copying.cancel()
@@ -465,99 +345,6 @@ class PutPipeline:
             and self.store.manifest(name) is None
             and self.store.catalog.tombstone(name) is None
         )
-
-    # Disk work, in threads.
-
-    def _reserve(self, manifest: Manifest, streamed: bool) -> Reservation:
-        """Reserve the bytes of the chunks of manifest not stored here yet (all of a put
-        whose hashes come last)."""
-        try:
-            if streamed:
-                return self.store.reserve(manifest.size)
-            lacking: dict[bytes, int] = {}
-            for index, digest in enumerate(manifest.chunks):
-                if digest not in lacking and not self.store.has_chunk(digest):
-                    lacking[digest] = manifest.chunk_length(index)
-            return self.store.reserve(sum(lacking.values()))
-        except QuotaExceeded as err:
-            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
-
-    async def _store_chunk(
-        self, index: int, data: bytes, expected: bytes | None, reservation: Reservation
-    ) -> bytes:
-        return await asyncio.to_thread(self._put_chunk, index, data, expected, reservation)
-
-    def _put_chunk(
-        self, index: int, data: bytes, expected: bytes | None, reservation: Reservation
-    ) -> bytes:
-        """Store chunk `index` (checked against `expected` when the manifest came first),
-        its failures as the refusals the client hears. Returns its hash."""
-        try:
-            return self.store.put_chunk(data, expected, reservation)
-        except ChunkError as err:
-            raise FileError(Refusal.DATA_LOSS, f"chunk {index}: {err}") from None
-        except QuotaExceeded as err:
-            raise FileError(Refusal.RESOURCE_EXHAUSTED, str(err)) from None
-        except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise FileError(
-                Refusal.RESOURCE_EXHAUSTED,
-                f"{self.address} has no room left on its disk for chunk {index}: {err.strerror}",
-            ) from None
-
-    async def _flush(self, stores: Sequence[asyncio.Task[bytes]]) -> None:
-        digests = [await store for store in stores]
-        await asyncio.to_thread(self.store.chunks.sync, digests)
-
-    def _small_chunks(
-        self, manifest: Manifest, received: dict[int, bytes]
-    ) -> dict[int, bytes] | None:
-        """Every chunk of a small file: received, or stored here already (a client sends
-        only those MissingChunks named). None if one is nowhere: the commit refuses it."""
-        chunks: dict[int, bytes] = {}
-        for index, digest in enumerate(manifest.chunks):
-            if index in received:
-                chunks[index] = received[index]
-            elif self.store.has_chunk(digest):
-                chunks[index] = self.store.read_chunk(digest)
-            else:
-                return None
-        return chunks
-
-    def _finish(self, manifest: Manifest, whole: _WholeHash) -> Manifest:
-        """Check that every chunk is here and that they add up to the file (the whole-file
-        hash filled in when the client left it out), then list it. Returns it as listed."""
-        missing = [i for i, d in enumerate(manifest.chunks) if not self.store.has_chunk(d)]
-        if missing:
-            raise FileError(
-                Refusal.FAILED_PRECONDITION,
-                f"the put of {manifest.name!r} ended with {len(missing)} of "
-                f"{len(manifest.chunks)} chunks missing (first: {missing[0]})",
-            )
-        for index in range(whole.next_index, len(manifest.chunks)):
-            digest = manifest.chunks[index]
-            try:
-                data = self.store.read_chunk(digest)
-            except ChunkError:
-                # A copy this node already had (the client did not send it) is damaged on
-                # disk. Kept, it would fail every put of these bytes; dropped, the next put
-                # is told it is missing and sends it, which repairs the files that use it.
-                self.store.drop_chunk(digest)
-                raise FileError(
-                    Refusal.DATA_LOSS,
-                    f"chunk {index} of {manifest.name!r} was damaged on {self.address}'s disk "
-                    "and has been dropped; put the file again to restore it",
-                ) from None
-            whole.hasher.update(data)
-        digest = whole.hasher.digest()
-        if manifest.sha256 and digest != manifest.sha256:
-            raise FileError(
-                Refusal.DATA_LOSS, f"the chunks of {manifest.name!r} do not add up to its SHA-256"
-            )
-        final = replace(manifest, sha256=digest)
-        self.store.commit(final)
-        return final
 
     async def _replicated(self, name: str) -> None:
         """Return once another node confirmed a copy of name (the other copies follow in

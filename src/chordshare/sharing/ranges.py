@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-from chordshare.sharing.download import ChunkFetcher, DownloadError
-from chordshare.storage.catalog import Manifest
+from chordshare.files.manifest import Manifest
+from chordshare.sharing.download import DownloadError
+from chordshare.transport.files import ChunkFetcher
 
 CHUNKS_AT_ONCE = 4
 CHUNK_TIMEOUT = 10.0  # seconds a holder may take to send the next chunk
@@ -38,7 +39,7 @@ def _sha256(data: bytes) -> bytes:
 
 async def _verified(
     fetch: ChunkFetcher, holder: str, manifest: Manifest, batch: Sequence[int], chunk_timeout: float
-) -> AsyncIterator[tuple[int, bytes]]:
+) -> AsyncGenerator[tuple[int, bytes], None]:
     """The chunks of batch holder sends, each checked; _PassedOver when it misbehaves."""
     asked = set(batch)
     try:

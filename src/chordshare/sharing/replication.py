@@ -1,7 +1,7 @@
 """Keeping every file on k nodes as the ring changes.
 
 One round of repair, for every name held here (tombstones too), decided by
-`sharing.core.repair`: the owner of a name's key offers it to the key's other holders and
+`files.repair`: the owner of a name's key offers it to the key's other holders and
 pushes the bytes to each that lacks that version; any other node offers it to the owner,
 and once the owner confirmed, drops its own copy if it is not among the k holders. So keys
 move to a node that joins, the survivors of a crash restore k copies, and a node that held
@@ -17,8 +17,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chordshare.chord.state import RoutingState
-from chordshare.ids import IdSpace
-from chordshare.sharing.core.repair import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import FileError, FileVersion, PutHeader, PutOutcome
+from chordshare.files.names import is_legacy_name
+from chordshare.files.placement import (
+    file_key,
+)
+from chordshare.files.repair import (
     KeyHolders,
     confirmed_holders,
     drops,
@@ -26,23 +31,13 @@ from chordshare.sharing.core.repair import (
     plan_repair,
     successor_addresses,
 )
-from chordshare.sharing.core.versions import judge_answer
-from chordshare.sharing.names import is_legacy_name
-from chordshare.sharing.peers import (
-    FileError,
-    FilePeers,
-    FileVersion,
-    PutHeader,
-    PutOutcome,
-)
-from chordshare.sharing.placement import (
-    file_key,
-)
+from chordshare.files.versions import judge_answer
+from chordshare.ids import IdSpace
 from chordshare.sharing.ring import Placement, Placements
 from chordshare.sharing.version_book import VersionBook
-from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
+from chordshare.transport.files import FilePeers
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +152,7 @@ class Replicator:
     ) -> set[str]:
         """Offer versions to a peer and push what it wants. Returns the names it now holds
         in our version (or a newer one)."""
-        answer = judge_answer(versions, await self.peers.offer(address, versions))
+        answer = judge_answer(versions, await self.peers.at(address).offer(versions))
         for removal in answer.removals:  # removed while this node was away
             await self.book.remove(removal.name, removal.version, replica=True)
         held = set(answer.held)
@@ -185,7 +180,7 @@ class Replicator:
             return None
         probe = [FileVersion(name, 0.0, bytes(32))]
         answers = await asyncio.gather(
-            *(self.peers.offer(a, probe) for a in self._successor_addresses()),
+            *(self.peers.at(a).offer(probe) for a in self._successor_addresses()),
             return_exceptions=True,
         )
         found = [
@@ -200,7 +195,7 @@ class Replicator:
     async def announce(self, version: FileVersion) -> None:
         """Offer one version (a removal) to this node's k-1 successors at once."""
         await asyncio.gather(
-            *(self.peers.offer(a, [version]) for a in self._successor_addresses()),
+            *(self.peers.at(a).offer([version]) for a in self._successor_addresses()),
             return_exceptions=True,
         )
 
@@ -211,7 +206,7 @@ class Replicator:
         file: the question would cost as much as the answer saves). Chunks come from
         `at_hand` when given (a small put, copied while it commits here), else from the store."""
         if len(manifest.chunks) > 1:
-            missing = set(await self.peers.missing_chunks(address, manifest.chunks))
+            missing = set(await self.peers.at(address).missing_chunks(manifest.chunks))
         else:
             missing = set(range(len(manifest.chunks)))
         chunks = (
@@ -221,7 +216,7 @@ class Replicator:
         )
         legacy = is_legacy_name(manifest.name)  # held, so stored before the new-name rule
         header = PutHeader(manifest, replica=True, legacy_name=legacy)
-        return await self.peers.put_file(address, header, chunks)
+        return await self.peers.at(address).put_file(header, chunks)
 
     async def _stored_chunks(
         self, manifest: Manifest, indexes: set[int]

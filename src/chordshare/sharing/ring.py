@@ -12,9 +12,9 @@ from typing import Protocol
 
 from chordshare.chord.messages import GetNeighbors, Neighbors, NodeRef
 from chordshare.chord.state import RoutingState
+from chordshare.files.repair import KeyHolders, RangeMap, key_holders
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import ChordNode
-from chordshare.sharing.core.repair import KeyHolders, RangeMap, key_holders
 from chordshare.transport.base import PeerError
 from chordshare.transport.client import NodeClient
 
@@ -121,8 +121,8 @@ class Placements:
         view = (self.state.predecessor, tuple(self.state.successors))
         cached = self._cached
         if fresh or cached is None or now - cached[0] > PLACEMENT_TTL or cached[1] != view:
-            self._cached = (now, view, self.new())
-        return self._cached[2]
+            cached = self._cached = (now, view, self.new())
+        return cached[2]
 
     def new(self) -> Placement:
         return Placement(self.state, self.ring, self.replicas)

@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from chordshare.sharing.download import ChunkFetcher
-from chordshare.storage.catalog import Manifest
+from chordshare.files.manifest import Manifest
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore
+from chordshare.transport.files import ChunkFetcher
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Protocol
 
-from chordshare.sharing.chunk_server import ChunkServer
-from chordshare.sharing.core.messages import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     FileListing,
     FileVersion,
     FoundFile,
@@ -24,12 +24,12 @@ from chordshare.sharing.core.messages import (
     PutHeader,
     PutOutcome,
 )
+from chordshare.sharing.chunk_server import ChunkServer
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import Listener, VersionBook
-from chordshare.storage.catalog import Manifest
 from chordshare.storage.store import NodeStore
 
 

@@ -14,9 +14,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from chordshare.files.manifest import Manifest
+from chordshare.files.names import BadName, check_new_name
 from chordshare.sharing.chunking import build_manifest, chunk_size_for
-from chordshare.sharing.names import BadName, check_new_name
-from chordshare.storage.catalog import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The index records and locators others publish to a node: soft state that lives until
-it expires unless published again (`sharing.core.soft_table`)."""
+it expires unless published again (`files.soft_table`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chordshare.sharing.core.messages import FileError, IndexEntry, IndexRecord, Locator, Refusal
-from chordshare.sharing.core.soft_table import SoftTable
+from chordshare.files.messages import FileError, IndexEntry, IndexRecord, Locator, Refusal
+from chordshare.files.soft_table import SoftTable
 
 
 class SoftState:

@@ -1,6 +1,6 @@
 """What one node holds of each name, and what it does with the versions others offer.
 
-The decisions are `sharing.core.versions`; the book applies them to the node's store and
+The decisions are `files.versions`; the book applies them to the node's store and
 remembers which other holders confirmed each name's version (what FindFile names).
 """
 
@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from chordshare.sharing.core.messages import FileVersion, OfferAnswer
-from chordshare.sharing.core.versions import (
+from chordshare.files.messages import FileVersion, OfferAnswer
+from chordshare.files.versions import (
     Held,
     OfferVerdict,
     judge_offer,

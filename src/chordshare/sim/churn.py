@@ -3,7 +3,7 @@ level, then a quiet period in which the ring must converge.
 
 The schedule is generated online, from the simulator's own random generator, because
 whether a crash is allowed depends on what the nodes currently believe: a crash happens
-only when `Simulator.safe_to_remove` says no member would be left without a live successor
+only when `faults.safe_to_remove` says no member would be left without a live successor
 (the fault model of Zave's proof, "never r consecutive nodes gone at once").
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chordshare.sim.faults import safe_to_remove
 from chordshare.sim.simulator import MAINTENANCE, Flight, Simulator
 
 # A joiner whose join keeps failing (its bootstrap or successor died under it) gives up
@@ -121,6 +122,6 @@ def _removable(sim: Simulator, floor: int, leaving: bool) -> str | None:
     candidates = [a for a in sim.member_list() if a not in sim.leaving]
     sim.rng.shuffle(candidates)
     for address in candidates:
-        if sim.safe_to_remove(address, leaving):
+        if safe_to_remove(sim, address, leaving):
             return address
     return None

@@ -18,8 +18,8 @@ from typing import Protocol
 
 from chordshare.chord import procedures
 from chordshare.chord.invariants import IdealRouting
+from chordshare.chord.lookup import LookupFailed
 from chordshare.chord.messages import NodeRef
-from chordshare.chord.procedures import LookupFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sim.simulator import Simulator

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from chordshare.chord import procedures
 from chordshare.chord.messages import NodeRef
 from chordshare.sim.experiment import build, repair
+from chordshare.sim.faults import safe_to_remove
 from chordshare.sim.files import FileBook, FileWorld
 from chordshare.sim.simulator import PROCEDURE_ERRORS, Simulator
 
@@ -156,7 +157,7 @@ class _Run:
         candidates = sim.member_list()
         self.rng.shuffle(candidates)
         for address in candidates[:20]:
-            if sim.safe_to_remove(address, leaving=not crash):
+            if safe_to_remove(sim, address, leaving=not crash):
                 me = sim.state(address).me
                 if crash:
                     sim.crash(address)

@@ -2,7 +2,7 @@
 
 Every node of a `Simulator` gets a book of the versions it holds (live or removed). Puts,
 replaces and removals go to the owner a lookup names, as a client's would; repair rounds
-run the same decisions as the node runtime (`sharing.core.repair`, `sharing.core.versions`),
+run the same decisions as the node runtime (`files.repair`, `files.versions`),
 with offers and copies delivered in memory. A version stands for its bytes: a node lists a
 version only once all its chunks are stored, so a version held is every chunk of it held.
 
@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from chordshare.chord.procedures import LookupFailed
-from chordshare.sharing.core.messages import FileError, FileVersion, OfferAnswer
-from chordshare.sharing.core.repair import (
+from chordshare.chord.lookup import LookupFailed
+from chordshare.files.messages import FileError, FileVersion, OfferAnswer
+from chordshare.files.placement import file_key
+from chordshare.files.repair import (
     KeyHolders,
     RangeMap,
     confirmed_holders,
@@ -32,7 +33,7 @@ from chordshare.sharing.core.repair import (
     plan_handoff,
     plan_repair,
 )
-from chordshare.sharing.core.versions import (
+from chordshare.files.versions import (
     Held,
     OfferVerdict,
     judge_answer,
@@ -42,7 +43,6 @@ from chordshare.sharing.core.versions import (
     removal_version,
     supersedes,
 )
-from chordshare.sharing.placement import file_key
 from chordshare.sim.simulator import Simulator
 
 
@@ -171,7 +171,7 @@ class FileWorld:
         owns = self.sim.state(owner.address).owns(file_key(self.sim.space, name))
         return owner.address if owns else None
 
-    def _successors(self, address: str, count: int) -> list[str]:
+    def _successors(self, address: str, count: int) -> tuple[str, ...]:
         state = self.sim.state(address)
         return key_holders(address, [n.address for n in state.successors], count + 1).holders[1:]
 

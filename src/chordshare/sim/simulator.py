@@ -1,6 +1,6 @@
 """A seeded, deterministic simulator of a Chord ring on the in-memory network.
 
-Two ways to drive the protocol, both running the unchanged procedures of `chord.procedures`:
+Two ways to drive the protocol, both running the unchanged procedures of the `chord` core:
 
 - synchronous: `join`, `leave`, `crash`, `maintain`, `round`, `converge`, `lookup` each run
   to the end before returning (fast; what the experiments use);
@@ -11,20 +11,23 @@ Two ways to drive the protocol, both running the unchanged procedures of `chord.
 
 Every random choice comes from one `random.Random(seed)`, and nothing iterates over a set
 of addresses without sorting it first, so a seed replays the same run on every machine.
+Which node may crash or leave at a given moment is the fault model's answer (`faults`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from chordshare.chord import invariants, procedures
-from chordshare.chord.messages import Call, LeaveNotice, Neighbors, NodeRef, Reply
-from chordshare.chord.procedures import JoinFailed, LookupFailed, LookupResult
+from chordshare.chord.lookup import LookupFailed, LookupResult, find_successor
+from chordshare.chord.messages import Call, Neighbors, NodeRef, Reply
+from chordshare.chord.procedures import JoinFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import DEFAULT_BITS, IdSpace
+from chordshare.sim.address_set import AddressSet
 from chordshare.sim.network import Network
 
 # What a procedure may raise when the ring around it changes; anything else is a bug.
@@ -41,47 +44,6 @@ class NotConverged(Exception):
         shown = "; ".join(problems[:5])
         super().__init__(f"not converged after {rounds} rounds ({len(problems)} problems: {shown})")
         self.problems = problems
-
-
-class AddressSet:
-    """A set of addresses with O(1) add, remove and seeded random choice.
-
-    Why not a `set`: choosing from a set means sorting it first (its order depends on string
-    hashing, which changes between processes), and sorting 10,000 addresses per join is what
-    made building large rings slow.
-    """
-
-    def __init__(self, items: Iterable[str] = ()) -> None:
-        self._items: list[str] = []
-        self._index: dict[str, int] = {}
-        for item in items:
-            self.add(item)
-
-    def add(self, item: str) -> None:
-        if item not in self._index:
-            self._index[item] = len(self._items)
-            self._items.append(item)
-
-    def discard(self, item: str) -> None:
-        i = self._index.pop(item, None)
-        if i is None:
-            return
-        last = self._items.pop()
-        if i < len(self._items):  # move the last item into the hole
-            self._items[i] = last
-            self._index[last] = i
-
-    def choice(self, rng: random.Random) -> str:
-        return self._items[rng.randrange(len(self._items))]
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._index
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._items))  # a copy: callers may change the set while iterating
 
 
 @dataclass(eq=False)
@@ -261,7 +223,7 @@ class Simulator:
     def lookup(self, origin: str, key: int) -> LookupResult:
         state = self.state(origin)
         result: LookupResult = self.run(
-            origin, procedures.find_successor(state, key, self.network.suspects[origin])
+            origin, find_successor(state, key, self.network.suspects[origin])
         )
         return result
 
@@ -395,51 +357,3 @@ class Simulator:
         self.network.remove(address)
         self.members.discard(address)
         self.leaving.discard(address)
-
-    # The fault model.
-
-    def safe_to_remove(self, victim: str, leaving: bool = False) -> bool:
-        """Whether `victim` may crash (or, with `leaving`, start a graceful leave) now
-        without breaking the fault model of Zave's proof.
-
-        "Fewer than r consecutive nodes gone at once", once lists can be stale, means: every
-        successor list a member holds, and every list it is about to adopt (from a reply or
-        leave notice in flight), keeps a live entry that is not leaving. A joiner missing
-        from a list does not shield its neighbours, so the rule reads the lists, not the
-        ideal ring. A leaving node still answers calls, and a predecessor that never got
-        its notice may adopt it and r - 1 entries of its list: those must hold a survivor.
-        """
-        live = self.network.live
-        doomed = self.leaving | {victim}
-        answering = doomed if leaving else doomed - {victim}
-        keep = self.successors - 1
-
-        def holds(address: str, nodes: list[NodeRef]) -> bool:
-            if address in answering:
-                nodes = nodes[:keep]
-            return any(n.address in live and n.address not in doomed for n in nodes)
-
-        for address in self.members:
-            if (leaving or address != victim) and not holds(
-                address, self.state(address).successors
-            ):
-                return False
-        for flight in self.flights:
-            if flight.origin == victim and not leaving:
-                continue
-            # Lists that may be adopted when a message in flight arrives, or that a flight
-            # holds. The private `_ordered_list` is what adopt_successors and
-            # on_leave_notice keep of them.
-            pending = [flight.reply] if isinstance(flight.reply, Neighbors) else []
-            state = self.state(flight.origin)
-            for reply in [*flight.received, *pending]:
-                prospect = state._ordered_list([reply.node, *reply.successors])
-                if not holds(flight.origin, prospect):
-                    return False
-            call = flight.call
-            if isinstance(call, LeaveNotice) and call.successors and call.peer.address in live:
-                target = self.state(call.peer.address)
-                handed = [n for n in call.successors if n != call.leaving]
-                if not holds(call.peer.address, target._ordered_list(handed)):
-                    return False
-        return True

@@ -13,9 +13,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from chordshare.files.manifest import DIGEST_BYTES
 from chordshare.storage.atomic import fsync_directory, write_atomically
-
-DIGEST_BYTES = 32
 
 
 class ChunkError(Exception):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from chordshare.storage.catalog import Catalog, Manifest
+from chordshare.files.manifest import Manifest
+from chordshare.storage.catalog import Catalog
 from chordshare.storage.chunks import ChunkError, ChunkStore, digest_of
 
 SMALL_CHUNK = 64 * 1024  # chunks up to this size live in the catalog

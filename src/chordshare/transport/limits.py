@@ -59,7 +59,6 @@ SERVER_KWARGS = {"maximum_concurrent_rpcs": MAX_CONCURRENT_RPCS}
 # chunk hashes at once (MissingChunks), a download batch of indexes (tens), 512 offered
 # versions and one publisher's index records; a longer list costs the node memory and work
 # out of proportion to the message.
-MAX_CHUNKS = 1 << 18  # per manifest: 8 MiB of hashes, a 256 GiB file in 1 MiB chunks
 MAX_FETCH_INDEXES = 4096
 MAX_OFFER_FILES = 4096
 MAX_INDEX_RECORDS = 65_536
@@ -70,9 +69,6 @@ MAX_TEXT = 1024  # characters of a name, index key or address inside a request
 # How long a soft record (index entry, locator) may be asked to live: publishers refresh them
 # every 30 s and ask for three times that.
 MAX_SOFT_TTL = 3600.0
-# Soft records one node keeps for others (per table): what a large network's index needs,
-# and a bound on the memory publishers can make it hold.
-MAX_SOFT_RECORDS = 500_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,12 @@ status that says so. Handlers then run exactly as before.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import grpc
 
-from chordshare.transport.handlers import Continuation, handler_like
+from chordshare.transport.handlers import handler_like
 from chordshare.transport.limits import drain
 
 Decode = Callable[[bytes], Any]
@@ -48,38 +48,60 @@ async def _result(answer: Any) -> Any:
     return await answer if inspect.isawaitable(answer) else answer
 
 
-def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    decode = handler.request_deserializer
-    if handler.request_streaming and handler.response_streaming:
-        behaviour = handler.stream_stream
+# A method's behaviour: its own, or the checked one that wraps it. The stubs describe the
+# synchronous server's shapes (iterators, plain returns); under grpc.aio the same handler
+# attributes hold coroutine functions and async generator functions.
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
+# What a server interceptor calls to get the method's own handler; None when no service
+# has the method.
+ServerContinuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
-        async def checked(raws: AsyncIterable[bytes], context: Any) -> Any:
-            async for reply in behaviour(_decoded_stream(raws, decode, context), context):
+
+def _stream_stream(behaviour: Behaviour, decode: Decode) -> Behaviour:
+    async def checked(
+        raws: AsyncIterable[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for reply in behaviour(_decoded_stream(raws, decode, context), context):
+            yield reply
+
+    return checked
+
+
+def _stream_unary(behaviour: Behaviour, decode: Decode) -> Behaviour:
+    async def checked(raws: AsyncIterable[bytes], context: grpc.aio.ServicerContext) -> Any:
+        return await _result(behaviour(_decoded_stream(raws, decode, context), context))
+
+    return checked
+
+
+def _unary_stream(behaviour: Behaviour, decode: Decode) -> Behaviour:
+    async def checked(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        replies = behaviour(await _decoded(raw, decode, context), context)
+        if inspect.isasyncgen(replies):
+            async for reply in replies:
                 yield reply
+        else:  # a handler that writes with context.write and returns
+            await _result(replies)
 
+    return checked
+
+
+def _unary_unary(behaviour: Behaviour, decode: Decode) -> Behaviour:
+    async def checked(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await _result(behaviour(await _decoded(raw, decode, context), context))
+
+    return checked
+
+
+def _checked(handler: grpc.RpcMethodHandler, decode: Decode) -> grpc.RpcMethodHandler:
+    if handler.request_streaming and handler.response_streaming:
+        checked = _stream_stream(cast(Behaviour, handler.stream_stream), decode)
     elif handler.request_streaming:
-        behaviour = handler.stream_unary
-
-        async def checked(raws: AsyncIterable[bytes], context: Any) -> Any:
-            return await _result(behaviour(_decoded_stream(raws, decode, context), context))
-
+        checked = _stream_unary(cast(Behaviour, handler.stream_unary), decode)
     elif handler.response_streaming:
-        behaviour = handler.unary_stream
-
-        async def checked(raw: bytes, context: Any) -> Any:
-            replies = behaviour(await _decoded(raw, decode, context), context)
-            if inspect.isasyncgen(replies):
-                async for reply in replies:
-                    yield reply
-            else:  # a handler that writes with context.write and returns
-                await _result(replies)
-
+        checked = _unary_stream(cast(Behaviour, handler.unary_stream), decode)
     else:
-        behaviour = handler.unary_unary
-
-        async def checked(raw: bytes, context: Any) -> Any:
-            return await _result(behaviour(await _decoded(raw, decode, context), context))
-
+        checked = _unary_unary(cast(Behaviour, handler.unary_unary), decode)
     return handler_like(handler, checked, handler.response_serializer)
 
 
@@ -88,10 +110,10 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Continuation,
+        continuation: ServerContinuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        return _checked(handler)
+        return _checked(handler, handler.request_deserializer)

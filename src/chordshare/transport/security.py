@@ -16,14 +16,14 @@ they advertise (see SECURITY.md).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from chordshare.transport.handlers import Continuation, handler_like
+from chordshare.transport.handlers import handler_like
 
 TOKEN_METADATA = "authorization"
 TOKEN_SCHEME = "Bearer "
@@ -31,6 +31,10 @@ TLS_SERVER_NAME = "chordshare-node"
 # Calls answered without a token: health probes only.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 MIN_TOKEN_LENGTH = 16
+
+# What a server interceptor calls to get the method's own handler; None when no service
+# has the method.
+ServerContinuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 
 class SecurityError(Exception):
@@ -141,14 +145,6 @@ class PeerSecurity:
             address, credentials, options=tls_options, interceptors=interceptors
         )
 
-    def blocking_channel(self, address: str, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
-        """A channel of gRPC's blocking API to a peer, in TLS when configured; its calls
-        carry the token only when given `call_metadata()`."""
-        if self.tls is None:
-            return grpc.insecure_channel(address, options=options)
-        credentials, tls_options = self._tls_channel_settings(options)
-        return grpc.secure_channel(address, credentials, options=tls_options)
-
     def _tls_channel_settings(
         self, options: Sequence[tuple[str, Any]]
     ) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
@@ -161,10 +157,6 @@ class PeerSecurity:
             certificate_chain=self.tls.cert,
         )
         return credentials, [*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)]
-
-    def call_metadata(self) -> tuple[tuple[str, str], ...]:
-        """The metadata a blocking call must carry (the token, when there is one)."""
-        return ((TOKEN_METADATA, TOKEN_SCHEME + self.token),) if self.token else ()
 
 
 def _denial(kind: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -188,9 +180,9 @@ class TokenCheck(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Continuation,
+        continuation: ServerContinuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_METHOD_PREFIXES):
             return handler

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chordshare.sharing.core.messages import FileError, FileVersion, OfferAnswer, Refusal
-from chordshare.sharing.core.versions import (
+from chordshare.files.messages import FileError, FileVersion, OfferAnswer, Refusal
+from chordshare.files.versions import (
     Held,
     OfferVerdict,
     judge_answer,

@@ -56,9 +56,9 @@ def _check(name: str, new: bool) -> str:
             raise BadName(f"a file name cannot contain {what}", name)
     if new:
         for char in name:
-            what = _unsafe(char)
-            if what is not None:
-                raise BadName(f"a file name cannot contain {what} U+{ord(char):04X}", name)
+            unsafe = _unsafe(char)
+            if unsafe is not None:
+                raise BadName(f"a file name cannot contain {unsafe} U+{ord(char):04X}", name)
     if name in (".", ".."):  # the directory itself and its parent, wherever it is saved
         raise BadName(f"a file name cannot be {name!r}")
     if name.strip() != name:

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     FileError,
     FileListing,
     FileVersion,
@@ -25,9 +26,8 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
-from chordshare.sharing.servicer import FileAnswerer
-from chordshare.storage.catalog import Manifest
 from chordshare.transport.base import PeerError
+from chordshare.transport.files import FileAnswerer
 from chordshare.transport.health import PeerHealth
 from chordshare.transport.memory import MemoryNetwork
 
@@ -45,7 +45,7 @@ class MemoryFilePeers:
         self.timeout = timeout
         self.health = health or PeerHealth()
 
-    async def _target(self, address: str) -> FileAnswerer:
+    async def target(self, address: str) -> FileAnswerer:
         """The service at address, or the PeerError a real network would give."""
         if address in self.network.frozen:
             await asyncio.sleep(self.timeout)
@@ -62,58 +62,70 @@ class MemoryFilePeers:
         self.health.record_success(address, 0.0)
         return service
 
+    def at(self, address: str) -> MemoryFilePeer:
+        return MemoryFilePeer(self, address)
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryFilePeer:
+    """One node's answerer behind the in-memory network: a node that is gone or frozen
+    fails as over gRPC."""
+
+    def __init__(self, peers: MemoryFilePeers, address: str) -> None:
+        self.peers = peers
+        self.address = address
+
+    async def _target(self) -> FileAnswerer:
+        return await self.peers.target(self.address)
+
     async def put_file(
         self,
-        address: str,
         header: PutHeader,
         chunks: AsyncIterable[tuple[int, bytes]],
         trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome:
         try:
-            return await (await self._target(address)).put_file(header, chunks, trailer)
+            return await (await self._target()).put_file(header, chunks, trailer)
         except FileError as err:
             if err.refusal is Refusal.UNAVAILABLE:  # as over gRPC: retry elsewhere
-                raise PeerError(address, err.message) from None
+                raise PeerError(self.address, err.message) from None
             raise
 
-    async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]:
-        return await (await self._target(address)).missing_chunks(digests)
+    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
+        return await (await self._target()).missing_chunks(digests)
 
     async def fetch_chunks(
-        self, address: str, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]:
-        service = await self._target(address)
+        service = await self._target()
         stream = service.fetch_chunks(sha256, indexes)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for chunk in stream:
                 yield chunk
 
     async def find_file(
-        self, address: str, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False
     ) -> FoundFile | None:
-        return await (await self._target(address)).find_file(name, inline_up_to, owner_only)
+        return await (await self._target()).find_file(name, inline_up_to, owner_only)
 
-    async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer:
-        return await (await self._target(address)).offer(versions)
+    async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
+        return await (await self._target()).offer(versions)
 
-    async def delete(
-        self, address: str, name: str, version: float = 0.0, replica: bool = False
-    ) -> bool:
-        return await (await self._target(address)).delete(name, version, replica)
+    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
+        return await (await self._target()).delete(name, version, replica)
 
     async def publish_index(
-        self, address: str, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+        self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
     ) -> None:
-        await (await self._target(address)).publish_index(records, ttl, remove)
+        await (await self._target()).publish_index(records, ttl, remove)
 
-    async def query_index(self, address: str, key: str) -> list[IndexEntry]:
-        return await (await self._target(address)).query_index(key)
+    async def query_index(self, key: str) -> list[IndexEntry]:
+        return await (await self._target()).query_index(key)
 
-    async def publish_locators(self, address: str, locators: Sequence[Locator], ttl: float) -> None:
-        await (await self._target(address)).publish_locators(locators, ttl)
+    async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
+        await (await self._target()).publish_locators(locators, ttl)
 
-    async def list_files(self, address: str) -> FileListing:
-        return await (await self._target(address)).list_files()
-
-    async def close(self) -> None:
-        return None
+    async def list_files(self) -> FileListing:
+        return await (await self._target()).list_files()

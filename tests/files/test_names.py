@@ -10,8 +10,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from chordshare.sharing import codec
-from chordshare.sharing.names import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import FileVersion, PutHeader
+from chordshare.files.names import (
     MAX_NAME_BYTES,
     BadName,
     accepts_from_peer,
@@ -21,8 +22,7 @@ from chordshare.sharing.names import (
     is_legacy_name,
     printable,
 )
-from chordshare.sharing.peers import FileVersion, PutHeader
-from chordshare.storage.catalog import Manifest
+from chordshare.transport import files_codec as codec
 
 # What the new-name rule refuses, written out from Unicode: C0 controls, DEL, C1 controls,
 # the Bidi_Control characters, and the line and paragraph separators.
@@ -135,7 +135,7 @@ def test_a_peer_copy_of_a_refused_name_is_refused_with_a_warning_unless_marked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     name = "forged\nWARNING line"
-    with caplog.at_level(logging.WARNING, logger="chordshare.sharing.names"):
+    with caplog.at_level(logging.WARNING, logger="chordshare.files.names"):
         with pytest.raises(BadName):
             check_sent_name(name, replica=True, legacy=False)
         assert not accepts_from_peer(name, legacy=False)
@@ -145,7 +145,7 @@ def test_a_peer_copy_of_a_refused_name_is_refused_with_a_warning_unless_marked(
         assert "\n" not in record.getMessage()
         assert repr(name) in record.getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="chordshare.sharing.names"):
+    with caplog.at_level(logging.WARNING, logger="chordshare.files.names"):
         assert check_sent_name(name, replica=True, legacy=True) == name
         assert accepts_from_peer(name, legacy=True)
         # Marked or not, a name no node could hold is refused.

@@ -12,8 +12,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chordshare.sharing.core.messages import FileError, FileVersion, OfferAnswer, Refusal
-from chordshare.sharing.names import accepts_from_peer
+from chordshare.files.messages import FileError, FileVersion, OfferAnswer, Refusal
+from chordshare.files.names import accepts_from_peer
 
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from chordshare.transport.limits import MAX_SOFT_RECORDS
+# Soft records one node keeps for others (per table): what a large network's index needs,
+# and a bound on the memory publishers can make it hold.
+MAX_SOFT_RECORDS = 500_000
 
 
 @dataclass

@@ -18,8 +18,8 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from chordshare.files.messages import FileVersion
 from chordshare.ids import between_right
-from chordshare.sharing.core.messages import FileVersion
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 A malformed request is refused with INVALID_ARGUMENT naming the problem and never reaches
 the service. A `FileError` the service raises travels as the gRPC status of the same name,
-with its message as the details, so the caller's `sharing.rpc` can raise it again.
+with its message as the details, so the caller's `files_grpc` can raise it again.
 
 Streams are limited per peer host (`transport.limits.StreamLimits`): beyond the limit a new
 one is refused with RESOURCE_EXHAUSTED, and a put that stops sending is dropped with
@@ -14,34 +14,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from typing import NoReturn, Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import NoReturn, TypeVar
 
 import grpc
 
-from chordshare.sharing import chunk_wire, codec
-from chordshare.sharing.chunk_wire import Chunk
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     SMALL_PUT,
     FileError,
-    FileListing,
-    FileVersion,
-    FoundFile,
-    IndexEntry,
-    IndexRecord,
-    Locator,
-    OfferAnswer,
     PutHeader,
-    PutOutcome,
     Refusal,
 )
-from chordshare.storage.catalog import Manifest
+from chordshare.transport import chunk_wire
+from chordshare.transport import files_codec as codec
+from chordshare.transport.chunk_wire import Chunk
+from chordshare.transport.files import FileAnswerer
 from chordshare.transport.handlers import handler_of_shape
 from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, drain, peer_host
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+N = TypeVar("N")
 log = logging.getLogger(__name__)
 
 STATUS_OF: dict[Refusal, grpc.StatusCode] = {r: grpc.StatusCode[r.name] for r in Refusal}
@@ -54,41 +49,6 @@ CHUNK_CODECS: dict[str, tuple[Callable[[bytes], object], Callable[..., bytes]]] 
 }
 
 PutPart = pb.PutRequest | Chunk  # what a put stream's messages decode to
-
-
-class FileAnswerer(Protocol):
-    """What answers file requests on one node: `FilePeers` seen from the callee's side."""
-
-    async def put_file(
-        self,
-        header: PutHeader,
-        chunks: AsyncIterable[tuple[int, bytes]],
-        trailer: Callable[[], Manifest] | None = None,
-    ) -> PutOutcome: ...
-
-    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]: ...
-
-    def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
-    ) -> AsyncIterator[tuple[int, bytes]]: ...
-
-    async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
-    ) -> FoundFile | None: ...
-
-    async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer: ...
-
-    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool: ...
-
-    async def publish_index(
-        self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
-    ) -> None: ...
-
-    async def query_index(self, key: str) -> list[IndexEntry]: ...
-
-    async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None: ...
-
-    async def list_files(self) -> FileListing: ...
 
 
 async def _refuse(context: grpc.aio.ServicerContext, err: FileError) -> NoReturn:
@@ -164,7 +124,7 @@ class _Trailer:
 
 async def _put_chunks(
     requests: AsyncIterator[PutPart], header: PutHeader, idle: float, trailer: _Trailer
-) -> AsyncIterator[tuple[int, bytes]]:
+) -> AsyncGenerator[tuple[int, bytes]]:
     """The chunks after a put's header (and its closing manifest into `trailer`). A
     malformed part is a FileError, not a ValueError, so it reaches the caller as
     INVALID_ARGUMENT through whatever the service does with it."""
@@ -373,3 +333,16 @@ def add_files_servicer(servicer: FilesServicer, server: grpc.aio.Server) -> None
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
     server.add_registered_method_handlers(service.full_name, handlers)
+
+
+FILES_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Files"].full_name
+
+
+def serving_files(make: Callable[[N], FileAnswerer]) -> Callable[[grpc.aio.Server, N], None]:
+    """A hook for a node's gRPC server (`NodeServer`'s `services`): serve what make(node)
+    returns as the node's Files service."""
+
+    def add(server: grpc.aio.Server, node: N) -> None:
+        add_files_servicer(FilesServicer(make(node)), server)
+
+    return add

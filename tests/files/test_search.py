@@ -15,12 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from peernet import PeerNetwork
 
-from chordshare.sharing.client import FileClient
-from chordshare.sharing.names import MIN_PREFIX, keywords
-from chordshare.sharing.peers import FileError, IndexEntry, Refusal
-from chordshare.sharing.ring import NodeRing
-from chordshare.sharing.rpc import GrpcFilePeers
-from chordshare.sharing.search import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import FileError, IndexEntry, Refusal
+from chordshare.files.names import MIN_PREFIX, keywords
+from chordshare.files.search import (
     ambiguous,
     content_candidates,
     content_query_key,
@@ -29,7 +27,9 @@ from chordshare.sharing.search import (
     ranked,
     word_query_keys,
 )
-from chordshare.storage.catalog import Manifest
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.ring import NodeRing
+from chordshare.transport.files_grpc import GrpcFilePeers
 
 WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=30)
 NAME = st.lists(WORD, min_size=1, max_size=4).map("-".join).map(lambda n: n + ".bin")

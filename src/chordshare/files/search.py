@@ -8,16 +8,16 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Sequence
 
-from chordshare.sharing.names import MAX_PREFIX, MIN_PREFIX, keywords, printable, word_prefixes
-from chordshare.sharing.peers import IndexEntry, IndexRecord
-from chordshare.sharing.placement import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import IndexEntry, IndexRecord
+from chordshare.files.names import MAX_PREFIX, MIN_PREFIX, keywords, printable, word_prefixes
+from chordshare.files.placement import (
     CONTENT_PREFIX_DIGITS,
     content_index_key,
     content_prefix_key,
     prefix_index_key,
     word_index_key,
 )
-from chordshare.storage.catalog import Manifest
 
 CONTENT_PREFIX = "sha256:"
 FULL_DIGITS = 64

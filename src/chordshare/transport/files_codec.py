@@ -1,4 +1,4 @@
-"""Conversions between the file-sharing values of `sharing.peers` and their protobuf messages.
+"""Conversions between the file-sharing values of `files.messages` and their protobuf messages.
 
 Encoding is plain. Decoding checks what the other side sent (hash lengths, a manifest that
 contradicts itself, a missing field, a number that is not finite, a list or a text longer
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from chordshare.sharing.names import check_stored_name
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import DIGEST_BYTES, MAX_CHUNKS, Manifest
+from chordshare.files.messages import (
     FileListing,
     FileVersion,
     FoundFile,
@@ -25,11 +25,9 @@ from chordshare.sharing.peers import (
     PutOutcome,
     StoredFile,
 )
-from chordshare.storage.catalog import Manifest
-from chordshare.storage.chunks import DIGEST_BYTES
+from chordshare.files.names import check_stored_name
 from chordshare.transport.address import parse_address
 from chordshare.transport.limits import (
-    MAX_CHUNKS,
     MAX_FETCH_INDEXES,
     MAX_INDEX_RECORDS,
     MAX_LOCATORS,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from chordshare.sharing.names import is_legacy_name
-from chordshare.storage.catalog import Manifest
+from chordshare.files.manifest import Manifest
+from chordshare.files.names import is_legacy_name
 
 
 class Refusal(enum.Enum):
@@ -50,7 +50,7 @@ class PutHeader:
     # promise of the name, size, chunk size and version, without hashes.
     manifest_last: bool = False
     # A replica's name was stored before names were checked for control characters
-    # (`sharing.names`): the receiver takes it although the new-name rule refuses it.
+    # (`files.names`): the receiver takes it although the new-name rule refuses it.
     legacy_name: bool = False
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chordshare.ids import between_right
-from chordshare.sharing.core.messages import FileVersion
-from chordshare.sharing.core.repair import (
+from chordshare.files.messages import FileVersion
+from chordshare.files.repair import (
     KeyHolders,
     RangeMap,
     confirmed_holders,
@@ -15,6 +14,7 @@ from chordshare.sharing.core.repair import (
     key_holders,
     plan_repair,
 )
+from chordshare.ids import between_right
 
 ME = "n0"
 ADDRESSES = st.sampled_from([f"n{i}" for i in range(6)])

@@ -8,7 +8,7 @@ from google.protobuf.wrappers_pb2 import UInt64Value
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chordshare.sharing.chunk_wire import (
+from chordshare.transport.chunk_wire import (
     VIEW_OVER,
     Chunk,
     decode_chunk,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chordshare.sharing.core.messages import FileError, Refusal
+from chordshare.files.messages import FileError, Refusal
 
 
 def refuse_unless_owner(address: str, owns: bool, name: str) -> None:

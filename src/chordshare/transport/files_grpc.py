@@ -16,17 +16,14 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Iterator,
     Sequence,
 )
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
-from chordshare.sharing import chunk_wire, codec
-from chordshare.sharing.chunk_wire import Chunk
-from chordshare.sharing.peers import (
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import (
     SMALL_PUT,
     FileError,
     FileListing,
@@ -40,8 +37,10 @@ from chordshare.sharing.peers import (
     PutOutcome,
     Refusal,
 )
-from chordshare.storage.catalog import Manifest
+from chordshare.transport import chunk_wire
+from chordshare.transport import files_codec as codec
 from chordshare.transport.base import PeerError
+from chordshare.transport.chunk_wire import Chunk
 from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
 from chordshare.transport.health import PeerHealth
 from chordshare.transport.security import PeerSecurity
@@ -109,8 +108,6 @@ class GrpcFilePeers:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.FilesStub] = {}
         self._chunk_calls: dict[str, ChunkCalls] = {}
-        # address -> a channel of gRPC's blocking API, and its FetchChunks
-        self._blocking: dict[str, tuple[grpc.Channel, Callable[..., Any]]] = {}
         self.bytes = ByteCounts()  # file data fetched from and pushed to each peer
 
     def stub(self, address: str) -> pb_grpc.FilesStub:
@@ -132,7 +129,7 @@ class GrpcFilePeers:
             self._channels[address] = channel
         return channel
 
-    def _failure(self, address: str, err: grpc.aio.AioRpcError) -> Exception:
+    def failure(self, address: str, err: grpc.aio.AioRpcError) -> Exception:
         """The exception a failed call raises. A refusal means the peer is alive."""
         if err.code() in UNREACHABLE:
             # Only a peer that did not answer is suspected (and skipped by lookups); one
@@ -140,14 +137,14 @@ class GrpcFilePeers:
             self.health.record_failure(address)
         return _error_of(address, err)
 
-    def _decode(self, address: str, decode: Callable[[], T]) -> T:
+    def decode(self, address: str, decode: Callable[[], T]) -> T:
         try:
             return decode()
         except ValueError as err:
             self.health.record_failure(address)
             raise PeerError(address, f"answered with a malformed reply: {err}") from None
 
-    async def _unary(
+    async def unary(
         self, address: str, send: Callable[[pb_grpc.FilesStub, float], Awaitable[T]]
     ) -> T:
         """Run one unary call with the deadline, recording how it went."""
@@ -155,177 +152,15 @@ class GrpcFilePeers:
         try:
             answer = await send(self.stub(address), self.timeout)
         except grpc.aio.AioRpcError as err:
-            failure = self._failure(address, err)
+            failure = self.failure(address, err)
             if isinstance(failure, FileError):
                 self.health.record_success(address, time.monotonic() - started)
             raise failure from None
         self.health.record_success(address, time.monotonic() - started)
         return answer
 
-    async def put_file(
-        self,
-        address: str,
-        header: PutHeader,
-        chunks: AsyncIterable[tuple[int, bytes]],
-        trailer: Callable[[], Manifest] | None = None,
-    ) -> PutOutcome:
-        if header.manifest.size <= SMALL_PUT and not header.manifest_last:
-            return await self._put_small(address, header, chunks)
-        # gRPC consumes the request generator in a task of its own, and cancels the call if
-        # it raises: the caller's error is kept here to be raised instead of the cancellation.
-        raised: list[BaseException] = []
-        uploaded: list[float] = []
-
-        async def requests() -> AsyncIterator[pb.PutRequest | Chunk]:
-            yield pb.PutRequest(header=codec.put_header_to_pb(header))
-            try:
-                async for index, data in chunks:
-                    self.bytes.sent[address] += len(data)
-                    yield Chunk(index, data)
-                if trailer is not None:  # the hashes, now that every chunk has been read
-                    yield pb.PutRequest(manifest=codec.manifest_to_pb(trailer()))
-            except Exception as err:
-                raised.append(err)
-                raise
-            uploaded.append(time.monotonic())
-
-        call = self.chunk_calls(address).put_file(requests())
-        try:
-            reply = await call
-        except grpc.aio.AioRpcError as err:
-            if raised:
-                raise raised[0] from None
-            failure = self._failure(address, err)
-            if isinstance(failure, FileError):
-                self._alive(address, uploaded)
-            raise failure from None
-        except asyncio.CancelledError:
-            if raised and not _cancelling():
-                raise raised[0] from None
-            raise
-        finally:
-            call.cancel()  # a no-op once the call is over
-        self._alive(address, uploaded)
-        return self._decode(address, lambda: codec.put_outcome_from_pb(reply))
-
-    async def _put_small(
-        self, address: str, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
-    ) -> PutOutcome:
-        """A small file's put in one message: a unary call costs less than a stream of a
-        header and a chunk. Its deadline covers the owner's wait for a successor's copy."""
-        parts = [pb.PutChunk(index=index, data=data) async for index, data in chunks]
-        self.bytes.sent[address] += sum(len(p.data) for p in parts)
-        request = pb.PutSmallRequest(header=codec.put_header_to_pb(header), chunks=parts)
-        deadline = SMALL_PUT_DEADLINES * self.timeout
-        reply = await self._unary(address, lambda s, t: s.PutSmallFile(request, timeout=deadline))
-        return self._decode(address, lambda: codec.put_outcome_from_pb(reply))
-
-    def _alive(self, address: str, uploaded: list[float]) -> None:
-        # The round trip is the wait for the reply after the last chunk left, not the whole
-        # upload: a long transfer must not stretch the deadlines of the peer's quick calls.
-        if uploaded:
-            self.health.record_success(address, max(0.0, time.monotonic() - uploaded[0]))
-
-    async def missing_chunks(self, address: str, digests: Sequence[bytes]) -> list[int]:
-        request = codec.digests_to_pb(digests)
-        reply = await self._unary(address, lambda s, t: s.MissingChunks(request, timeout=t))
-        return self._decode(address, lambda: codec.missing_from_pb(reply, len(digests)))
-
-    async def fetch_chunks(
-        self, address: str, sha256: bytes, indexes: Sequence[int]
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """Yield the asked chunks as they arrive, each chunk's data a read-only view into
-        the message it came in (`chunk_wire`). Close the generator (or cancel its task) to
-        cancel the call; use `contextlib.aclosing` when breaking out of it early."""
-        asked = set(indexes)
-        started = time.monotonic()
-        first = True
-        call = self.chunk_calls(address).fetch_chunks(codec.fetch_request_to_pb(sha256, indexes))
-        try:
-            try:
-                async for msg in call:
-                    if first:
-                        # Time to the first chunk: a round trip plus one read.
-                        self.health.record_success(address, time.monotonic() - started)
-                        first = False
-                    if msg.index not in asked:
-                        self.health.record_failure(address)
-                        raise PeerError(
-                            address, f"answered with chunk {msg.index}, which was not asked for"
-                        )
-                    self.bytes.received[address] += len(msg.data)
-                    yield msg.index, msg.data  # type: ignore[misc]  # a view reads as bytes
-            except grpc.aio.AioRpcError as err:
-                raise self._failure(address, err) from None
-            if first:
-                self.health.record_success(address, time.monotonic() - started)
-        finally:
-            call.cancel()
-
-    def fetch_chunks_in_thread(
-        self, address: str, sha256: bytes, indexes: Sequence[int]
-    ) -> ThreadFetch:
-        """The chunk stream of `fetch_chunks`, to be read in a thread (gRPC's blocking API):
-        a download then verifies and writes each chunk in the thread that received it,
-        without the event loop in between. Call it on the event loop."""
-        blocking = self._blocking.get(address)
-        if blocking is None:
-            channel = self.security.blocking_channel(address, FILE_CHANNEL_OPTIONS)
-            fetch = channel.unary_stream(
-                ChunkCalls.FETCH,
-                request_serializer=pb.FetchRequest.SerializeToString,
-                response_deserializer=chunk_wire.decode_chunk,
-            )
-            self._blocking[address] = (channel, fetch)
-        else:
-            _, fetch = blocking
-        request = codec.fetch_request_to_pb(sha256, indexes)
-        call = fetch(request, metadata=self.security.call_metadata())
-        return ThreadFetch(self, address, call, set(indexes), asyncio.get_running_loop())
-
-    async def find_file(
-        self, address: str, name: str, inline_up_to: int = 0, owner_only: bool = False
-    ) -> FoundFile | None:
-        request = pb.FindFileRequest(name=name, inline_up_to=inline_up_to, owner_only=owner_only)
-        reply = await self._unary(address, lambda s, t: s.FindFile(request, timeout=t))
-        return self._decode(address, lambda: codec.found_file_from_pb(reply))
-
-    async def offer(self, address: str, versions: Sequence[FileVersion]) -> OfferAnswer:
-        request = codec.offer_to_pb(versions)
-        reply = await self._unary(address, lambda s, t: s.Offer(request, timeout=t))
-        return self._decode(address, lambda: codec.offer_answer_from_pb(reply))
-
-    async def delete(
-        self, address: str, name: str, version: float = 0.0, replica: bool = False
-    ) -> bool:
-        request = pb.DeleteRequest(name=name, version=version, replica=replica)
-        reply = await self._unary(address, lambda s, t: s.Delete(request, timeout=t))
-        return reply.existed
-
-    async def publish_index(
-        self, address: str, records: Sequence[IndexRecord], ttl: float, remove: bool = False
-    ) -> None:
-        request = pb.PublishIndexRequest(
-            records=[codec.index_record_to_pb(r) for r in records], ttl=ttl, remove=remove
-        )
-        await self._unary(address, lambda s, t: s.PublishIndex(request, timeout=t))
-
-    async def query_index(self, address: str, key: str) -> list[IndexEntry]:
-        request = pb.QueryIndexRequest(key=key)
-        reply = await self._unary(address, lambda s, t: s.QueryIndex(request, timeout=t))
-        return self._decode(address, lambda: [codec.index_entry_from_pb(e) for e in reply.entries])
-
-    async def publish_locators(self, address: str, locators: Sequence[Locator], ttl: float) -> None:
-        request = pb.PublishLocatorsRequest(
-            locators=[codec.locator_to_pb(loc) for loc in locators], ttl=ttl
-        )
-        await self._unary(address, lambda s, t: s.PublishLocators(request, timeout=t))
-
-    async def list_files(self, address: str) -> FileListing:
-        reply = await self._unary(
-            address, lambda s, t: s.ListFiles(pb.ListFilesRequest(), timeout=t)
-        )
-        return self._decode(address, lambda: codec.file_listing_from_pb(reply))
+    def at(self, address: str) -> GrpcFilePeer:
+        return GrpcFilePeer(self, address)
 
     async def close(self) -> None:
         channels = list(self._channels.values())
@@ -335,9 +170,164 @@ class GrpcFilePeers:
         for channel in channels:
             with contextlib.suppress(Exception):
                 await channel.close()
-        blocking, self._blocking = list(self._blocking.values()), {}
-        for channel, _ in blocking:
-            channel.close()
+
+
+class GrpcFilePeer:
+    """One node's Files service, as `GrpcFilePeers.at` reaches it."""
+
+    def __init__(self, peers: GrpcFilePeers, address: str) -> None:
+        self.peers = peers
+        self.address = address
+
+    async def _call(self, send: Callable[[pb_grpc.FilesStub, float], Awaitable[T]]) -> T:
+        return await self.peers.unary(self.address, send)
+
+    def _read(self, decode: Callable[[], T]) -> T:
+        return self.peers.decode(self.address, decode)
+
+    async def put_file(
+        self,
+        header: PutHeader,
+        chunks: AsyncIterable[tuple[int, bytes]],
+        trailer: Callable[[], Manifest] | None = None,
+    ) -> PutOutcome:
+        if header.manifest.size <= SMALL_PUT and not header.manifest_last:
+            return await self._put_small(header, chunks)
+        # gRPC consumes the request generator in a task of its own, and cancels the call if
+        # it raises: the caller's error is kept here to be raised instead of the cancellation.
+        raised: list[BaseException] = []
+        uploaded: list[float] = []
+
+        async def requests() -> AsyncIterator[pb.PutRequest | Chunk]:
+            yield pb.PutRequest(header=codec.put_header_to_pb(header))
+            try:
+                async for index, data in chunks:
+                    self.peers.bytes.sent[self.address] += len(data)
+                    yield Chunk(index, data)
+                if trailer is not None:  # the hashes, now that every chunk has been read
+                    yield pb.PutRequest(manifest=codec.manifest_to_pb(trailer()))
+            except Exception as err:
+                raised.append(err)
+                raise
+            uploaded.append(time.monotonic())
+
+        call = self.peers.chunk_calls(self.address).put_file(requests())
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as err:
+            if raised:
+                raise raised[0] from None
+            failure = self.peers.failure(self.address, err)
+            if isinstance(failure, FileError):
+                self._alive(uploaded)
+            raise failure from None
+        except asyncio.CancelledError:
+            if raised and not _cancelling():
+                raise raised[0] from None
+            raise
+        finally:
+            call.cancel()  # a no-op once the call is over
+        self._alive(uploaded)
+        return self._read(lambda: codec.put_outcome_from_pb(reply))
+
+    async def _put_small(
+        self, header: PutHeader, chunks: AsyncIterable[tuple[int, bytes]]
+    ) -> PutOutcome:
+        """A small file's put in one message: a unary call costs less than a stream of a
+        header and a chunk. Its deadline covers the owner's wait for a successor's copy."""
+        parts = [pb.PutChunk(index=index, data=data) async for index, data in chunks]
+        self.peers.bytes.sent[self.address] += sum(len(p.data) for p in parts)
+        request = pb.PutSmallRequest(header=codec.put_header_to_pb(header), chunks=parts)
+        deadline = SMALL_PUT_DEADLINES * self.peers.timeout
+        reply = await self._call(lambda s, t: s.PutSmallFile(request, timeout=deadline))
+        return self._read(lambda: codec.put_outcome_from_pb(reply))
+
+    def _alive(self, uploaded: list[float]) -> None:
+        # The round trip is the wait for the reply after the last chunk left, not the whole
+        # upload: a long transfer must not stretch the deadlines of the peer's quick calls.
+        if uploaded:
+            self.peers.health.record_success(self.address, max(0.0, time.monotonic() - uploaded[0]))
+
+    async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
+        request = codec.digests_to_pb(digests)
+        reply = await self._call(lambda s, t: s.MissingChunks(request, timeout=t))
+        return self._read(lambda: codec.missing_from_pb(reply, len(digests)))
+
+    async def fetch_chunks(
+        self, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Yield the asked chunks as they arrive, each chunk's data a read-only view into
+        the message it came in (`chunk_wire`). Close the generator (or cancel its task) to
+        cancel the call; use `contextlib.aclosing` when breaking out of it early."""
+        asked = set(indexes)
+        started = time.monotonic()
+        first = True
+        call = self.peers.chunk_calls(self.address).fetch_chunks(
+            codec.fetch_request_to_pb(sha256, indexes)
+        )
+        try:
+            try:
+                async for msg in call:
+                    if first:
+                        # Time to the first chunk: a round trip plus one read.
+                        self.peers.health.record_success(self.address, time.monotonic() - started)
+                        first = False
+                    if msg.index not in asked:
+                        self.peers.health.record_failure(self.address)
+                        raise PeerError(
+                            self.address,
+                            f"answered with chunk {msg.index}, which was not asked for",
+                        )
+                    self.peers.bytes.received[self.address] += len(msg.data)
+                    yield msg.index, msg.data  # type: ignore[misc]  # a view reads as bytes
+            except grpc.aio.AioRpcError as err:
+                raise self.peers.failure(self.address, err) from None
+            if first:
+                self.peers.health.record_success(self.address, time.monotonic() - started)
+        finally:
+            call.cancel()
+
+    async def find_file(
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+    ) -> FoundFile | None:
+        request = pb.FindFileRequest(name=name, inline_up_to=inline_up_to, owner_only=owner_only)
+        reply = await self._call(lambda s, t: s.FindFile(request, timeout=t))
+        return self._read(lambda: codec.found_file_from_pb(reply))
+
+    async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
+        request = codec.offer_to_pb(versions)
+        reply = await self._call(lambda s, t: s.Offer(request, timeout=t))
+        return self._read(lambda: codec.offer_answer_from_pb(reply))
+
+    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
+        request = pb.DeleteRequest(name=name, version=version, replica=replica)
+        reply = await self._call(lambda s, t: s.Delete(request, timeout=t))
+        return reply.existed
+
+    async def publish_index(
+        self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
+    ) -> None:
+        request = pb.PublishIndexRequest(
+            records=[codec.index_record_to_pb(r) for r in records], ttl=ttl, remove=remove
+        )
+        await self._call(lambda s, t: s.PublishIndex(request, timeout=t))
+
+    async def query_index(self, key: str) -> list[IndexEntry]:
+        request = pb.QueryIndexRequest(key=key)
+        reply = await self._call(lambda s, t: s.QueryIndex(request, timeout=t))
+        return self.peers.decode(
+            self.address, lambda: [codec.index_entry_from_pb(e) for e in reply.entries]
+        )
+
+    async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
+        request = pb.PublishLocatorsRequest(
+            locators=[codec.locator_to_pb(loc) for loc in locators], ttl=ttl
+        )
+        await self._call(lambda s, t: s.PublishLocators(request, timeout=t))
+
+    async def list_files(self) -> FileListing:
+        reply = await self._call(lambda s, t: s.ListFiles(pb.ListFilesRequest(), timeout=t))
+        return self._read(lambda: codec.file_listing_from_pb(reply))
 
 
 def _error_of(address: str, err: grpc.RpcError) -> Exception:
@@ -346,56 +336,6 @@ def _error_of(address: str, err: grpc.RpcError) -> Exception:
     if refusal is not None:
         return FileError(refusal, err.details() or refusal.name.lower())  # type: ignore[attr-defined]
     return PeerError(address, describe_rpc_error(err))  # type: ignore[arg-type]
-
-
-@dataclass(eq=False)
-class ThreadFetch:
-    """A FetchChunks call of gRPC's blocking API. Iterate it in a thread for (index, data)
-    pairs (data a view into its message); it raises what `fetch_chunks` raises. `cancel`,
-    from any thread, ends it. The peer's health and byte counts are updated on the event
-    loop, which owns them."""
-
-    peers: GrpcFilePeers
-    address: str
-    call: Any  # grpc's blocking call: an iterator of messages, with cancel()
-    asked: set[int]
-    loop: asyncio.AbstractEventLoop
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.call.cancel()
-
-    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        address, health = self.address, self.peers.health
-        started = time.monotonic()
-        received = 0
-        try:
-            for msg in self.call:
-                if not received:
-                    # Time to the first chunk: a round trip plus one read.
-                    self._on_loop(health.record_success, address, time.monotonic() - started)
-                if msg.index not in self.asked:
-                    self._on_loop(health.record_failure, address)
-                    raise PeerError(
-                        address, f"answered with chunk {msg.index}, which was not asked for"
-                    )
-                received += len(msg.data)
-                yield msg.index, msg.data  # type: ignore[misc]  # a view reads as bytes
-        except grpc.RpcError as err:
-            if self.cancelled:
-                return
-            if err.code() in UNREACHABLE:  # type: ignore[attr-defined]
-                self._on_loop(health.record_failure, address)
-            raise _error_of(address, err) from None
-        finally:
-            self.call.cancel()
-            if received:
-                self._on_loop(self.peers.bytes.received.update, {address: received})
 
 
 def _cancelling() -> bool:

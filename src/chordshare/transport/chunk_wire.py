@@ -9,6 +9,10 @@ as a read-only view into the received message. Smaller data comes back as bytes 
 own: small files and small chunks are kept (in the catalog, for replication), where a view
 would pin its message and protobuf would not take it, and copying them costs nothing.
 
+It stays while it pays: coding a chunk this way measured ten times cheaper than protobuf's
+in the same run (`bench/chunk_wire.py`), against a get's whole CPU per megabyte of about
+five times protobuf's cost.
+
 The .proto is unchanged, so a peer using plain protobuf stubs reads and writes these
 messages as before. A message laid out any other valid way (fields in another order,
 repeated, unknown ones) is handed to protobuf's own parser.
@@ -32,7 +36,7 @@ VIEW_OVER = 64 * 1024  # data longer than this is returned as a view, not copied
 class Chunk(NamedTuple):
     """One chunk of a file: its index in the manifest and its bytes."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, never called on a Chunk
     data: bytes | memoryview
 
 

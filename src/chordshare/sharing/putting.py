@@ -1,0 +1,229 @@
+"""The client side of a put: a local file read, hashed and sent to its key's owner.
+
+The owner is the one guessed from the nodes met before, or looked up. A small file is read
+and hashed whole while the owner is looked up. A larger one is streamed to an owner that
+holds neither the name nor its first chunk (each chunk hashed as it is read, the manifest
+last); otherwise it is hashed first, and the owner is sent only the chunks it lacks. The
+owner may fail or change under a put: the put looks it up again after a wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from chordshare.chord.messages import NodeRef
+from chordshare.files.manifest import Manifest
+from chordshare.files.messages import SMALL_PUT, FileError, PutHeader, PutOutcome, Refusal
+from chordshare.files.names import check_new_name
+from chordshare.files.placement import file_key
+from chordshare.ids import IdSpace
+from chordshare.sharing.chunking import LocalFile, ManifestHasher, chunk_manifest, read_for_put
+from chordshare.sharing.in_memory import chunks_of
+from chordshare.sharing.routes import RouteCache
+from chordshare.transport.base import PeerError
+from chordshare.transport.files import FilePeers
+
+# The owner may die, leave or change while we put: look it up again after these waits (a
+# leaving owner refuses puts until its successors have taken its keys over).
+PUT_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+async def _read_chunks(
+    path: Path, manifest: Manifest, hasher: ManifestHasher | None = None
+) -> AsyncIterator[tuple[int, bytes]]:
+    """The file's chunks, read in a thread one ahead of the one being sent (flat memory:
+    two chunks at most). With `hasher` (manifest: the promise) each chunk is hashed in the
+    thread that reads it, for a manifest sent after the chunks; a file that is not the size
+    it was is an OSError."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+
+    def read(index: int) -> asyncio.Task[bytes]:
+        if hasher is not None:
+            return asyncio.create_task(asyncio.to_thread(hasher.read_chunk, fd, index))
+        offset = index * manifest.chunk_size
+        length = manifest.chunk_length(index)
+        return asyncio.create_task(asyncio.to_thread(os.pread, fd, length, offset))
+
+    count = manifest.chunk_count
+    reading = read(0) if count else None
+    try:
+        for index in range(count):
+            assert reading is not None
+            data = await reading
+            reading = read(index + 1) if index + 1 < count else None
+            if hasher is not None and len(data) != manifest.chunk_length(index):
+                raise OSError(f"{path}: the file changed while it was being put")
+            yield index, data
+    finally:
+        # A read under way cannot be stopped: let it end before closing its descriptor.
+        if reading is not None:
+            await asyncio.gather(reading, return_exceptions=True)
+        os.close(fd)
+
+
+class _Progress:
+    """A put's progress across its attempts: a retry reports only the bytes it gets past
+    the furthest attempt so far, so the total never exceeds the file."""
+
+    def __init__(self, report: Callable[[int], None] | None) -> None:
+        self.report = report
+        self.shown = 0
+        self.attempt = 0
+
+    def again(self) -> Callable[[int], None]:
+        self.attempt = 0
+        return self.advance
+
+    def advance(self, nbytes: int) -> None:
+        self.attempt += nbytes
+        if self.report is not None and self.attempt > self.shown:
+            self.report(self.attempt - self.shown)
+            self.shown = self.attempt
+
+
+class Putter:
+    """Puts local files for a `FileClient`, through its peers, routes and lookup (which
+    remembers the owners it finds, for later guesses)."""
+
+    def __init__(
+        self,
+        space: IdSpace,
+        peers: FilePeers,
+        routes: RouteCache,
+        lookup: Callable[[int], Awaitable[NodeRef]],
+    ) -> None:
+        self.space = space
+        self.peers = peers
+        self.routes = routes
+        self.lookup = lookup
+
+    async def put(
+        self,
+        path: Path,
+        name: str | None = None,
+        replace: bool = False,
+        chunk_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PutOutcome:
+        name = check_new_name(name if name is not None else path.name)
+        key = file_key(self.space, name)
+        guess = self.routes.guess(key)
+        # The file is looked at (a small one read and hashed) while the owner is looked up,
+        # in one thread call.
+        reading = asyncio.ensure_future(
+            asyncio.to_thread(read_for_put, path, name, chunk_size, SMALL_PUT)
+        )
+        owner: NodeRef | None = None
+        try:
+            if guess is None:
+                owner = await self.lookup(key)
+        except PeerError:
+            pass  # looked up again in the loop
+        finally:
+            local = await reading
+        counter = _Progress(progress)
+        if guess is not None:
+            try:
+                return await self._put_to(guess, local, replace, counter, guessed=True)
+            except FileError as err:
+                if err.refusal not in (Refusal.OUT_OF_RANGE, Refusal.UNAVAILABLE):
+                    raise
+            except PeerError:
+                self.routes.forget(guess)
+        last_error: Exception | None = None
+        for wait in PUT_RETRY_WAITS:
+            await asyncio.sleep(wait)
+            if owner is None:
+                owner = await self.lookup(key)
+            try:
+                return await self._put_to(owner, local, replace, counter)
+            except (PeerError, FileError) as err:
+                # Not now (UNAVAILABLE: leaving, or no copy confirmed yet), or no answer:
+                # the owner may have changed, so it is looked up again.
+                if isinstance(err, FileError) and err.refusal is not Refusal.UNAVAILABLE:
+                    raise
+                last_error = err
+                self.routes.forget(owner)
+                owner = None
+        assert last_error is not None
+        raise last_error
+
+    async def _put_to(
+        self,
+        owner: NodeRef,
+        local: LocalFile,
+        replace: bool,
+        progress: _Progress,
+        guessed: bool = False,
+    ) -> PutOutcome:
+        if local.manifest is None:
+            # Not hashed yet. A name new to the owner is sent as it is hashed (the file is
+            # read once). One it holds is hashed first, which finds the same bytes
+            # unchanged and sends only the chunks the owner lacks; so is a new name whose
+            # first chunk the owner has (the same content under another name, most
+            # likely: it is then not sent again). The owner refuses a streamed put of a
+            # name it turns out to hold (another put won the race) at its header, and the
+            # file is then hashed first too.
+            asked, lacks_first = await asyncio.gather(
+                self.peers.at(owner.address).find_file(local.name, owner_only=guessed),
+                self._lacks_first_chunk(owner, local),
+            )
+            if asked is None and lacks_first:
+                try:
+                    streaming = progress.again()
+                    return await self._put_streamed(owner, local, replace, streaming, guessed)
+                except FileError as err:
+                    if err.refusal is not Refusal.ALREADY_EXISTS:
+                        raise
+            local.manifest = await asyncio.to_thread(
+                chunk_manifest, local.path, local.name, local.chunk_size
+            )
+        manifest = local.manifest
+        # Ask which chunks the owner lacks (content it has under another name is not sent
+        # again); for one chunk the answer would cost more than it saves.
+        if len(manifest.chunks) > 1:
+            missing = set(await self.peers.at(owner.address).missing_chunks(manifest.chunks))
+        else:
+            missing = set(range(len(manifest.chunks)))
+        if local.data is not None:
+            read = chunks_of(local.data, manifest)
+        else:
+            read = _read_chunks(local.path, manifest)
+        chunks = self._counted(read, missing, progress.again())
+        header = PutHeader(manifest, replace=replace, owner_only=guessed)
+        return await self.peers.at(owner.address).put_file(header, chunks)
+
+    async def _lacks_first_chunk(self, owner: NodeRef, local: LocalFile) -> bool:
+        if local.first_chunk is None:
+            return True
+        return bool(await self.peers.at(owner.address).missing_chunks([local.first_chunk]))
+
+    async def _put_streamed(
+        self,
+        owner: NodeRef,
+        local: LocalFile,
+        replace: bool,
+        progress: Callable[[int], None],
+        guessed: bool,
+    ) -> PutOutcome:
+        """Every chunk in order, hashed as it is read, then the manifest (manifest_last)."""
+        known = {0: local.first_chunk} if local.first_chunk is not None else None
+        hasher = ManifestHasher(local.promise(), known)
+        header = PutHeader(hasher.promise, replace=replace, owner_only=guessed, manifest_last=True)
+        every = set(range(hasher.promise.chunk_count))
+        chunks = self._counted(_read_chunks(local.path, hasher.promise, hasher), every, progress)
+        return await self.peers.at(owner.address).put_file(header, chunks, hasher.manifest)
+
+    @staticmethod
+    async def _counted(
+        chunks: AsyncIterator[tuple[int, bytes]],
+        wanted: set[int],
+        progress: Callable[[int], None],
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        async for index, data in chunks:
+            if index in wanted:
+                yield index, data
+            progress(len(data))

@@ -1,0 +1,77 @@
+"""A node that died or left stops being named as a holder of a file (FindFile, and so a
+get's sources and the listings) within three repair periods of the ring noticing. Real
+peers on loopback gRPC, repairing every 0.5 s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from peernet import PeerNetwork
+from waiting import wait_for_answer, wait_until
+
+from chordshare.files.placement import file_key
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.peer import SharingPeer
+from chordshare.sharing.ring import NodeRing
+from chordshare.transport.files_grpc import GrpcFilePeers
+
+REPAIR_PERIOD = 0.5
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[GrpcFilePeers]:
+    grpc_peers = GrpcFilePeers(timeout=5.0)
+    yield grpc_peers
+    await grpc_peers.close()
+
+
+def owner_of(net: PeerNetwork, name: str) -> SharingPeer:
+    live = net.live()
+    key = file_key(live[0].server.node.space, name)
+    return next(p for p in live if p.server.node.state.owns(key))
+
+
+@pytest.mark.parametrize("departure", ["crash", "leave"])
+async def test_a_departed_holder_is_no_longer_named(
+    net: PeerNetwork, peers: GrpcFilePeers, tmp_path: Path, departure: str
+) -> None:
+    ring = await net.ring(5)
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"what the holders hold" * 100)
+    client = FileClient(NodeRing(ring[0].server.node), peers)
+    await client.put(source)
+
+    async def holders() -> list[str]:
+        owner = owner_of(net, "notes.txt")
+        found = await peers.at(owner.server.node.me.address).find_file("notes.txt")
+        return list(found.holders) if found is not None else []
+
+    async def named(count: int) -> bool:
+        return len(await holders()) == count
+
+    await wait_for_answer(lambda: named(3), 10, "3 holders")
+    owner = owner_of(net, "notes.txt")
+    victim_address = next(h for h in await holders() if h != owner.server.node.me.address)
+    victim = next(p for p in net.live() if p.server.node.me.address == victim_address)
+    await victim.stop(graceful=departure == "leave")
+    await wait_until(lambda: victim_address not in _members(net), 10, "the ring to notice")
+
+    async def forgotten() -> bool:
+        return victim_address not in await holders()
+
+    # Three repair periods, and a second for the rounds' own calls on a busy machine.
+    await wait_for_answer(forgotten, 3 * REPAIR_PERIOD + 1.0, f"{victim_address} to be forgotten")
+    await wait_for_answer(lambda: named(3), 10, "a third live holder again")
+
+
+def _members(net: PeerNetwork) -> set[str]:
+    """The addresses every live node's successor list and predecessor still name."""
+    named: set[str] = set()
+    for peer in net.live():
+        state = peer.server.node.state
+        named |= {n.address for n in state.successors}
+        if state.predecessor is not None:
+            named.add(state.predecessor.address)
+    return named
