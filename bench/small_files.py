@@ -71,8 +71,8 @@ from chordshare.transport.files_grpc import GrpcFilePeers
 
 START_DEADLINE = 60.0
 CONVERGE_DEADLINE = 90.0
-TARGET_PUT_P50_MS = 10.0
-TARGET_GET_P50_MS = 5.0
+TARGET_PUT_P50_MS = 5.0
+TARGET_GET_P50_MS = 1.5
 
 
 def log(message: str) -> None:

@@ -11,7 +11,7 @@ import httpx
 from peernet import PeerNetwork
 
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import OPEN, ApiAuth
+from chordshare.faces.api_token import OPEN, ApiAuth
 from chordshare.sharing.peer import SharingPeer
 
 

@@ -16,7 +16,7 @@ from apinet import call, operations, stored
 from peernet import FAST
 from waiting import wait_until
 
-from chordshare.faces.api_auth import ApiAuth
+from chordshare.faces.api_token import ApiAuth
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.peer import SharingPeer, SharingSettings
 

@@ -10,8 +10,8 @@ from apinet import ApiNetwork as Network
 from apinet import call, operations, stored
 
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import ApiAuth
 from chordshare.faces.api_doors import Doors
+from chordshare.faces.api_token import ApiAuth
 
 TOKEN = "doors-Token_0123456789"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}

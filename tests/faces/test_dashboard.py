@@ -14,7 +14,7 @@ from browser import BROWSER_TESTS, SCREENSHOT, dashboard
 from peernet import PeerNetwork
 
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import OPEN, ApiAuth
+from chordshare.faces.api_token import OPEN, ApiAuth
 from chordshare.sharing.peer import SharingPeer
 
 TOKEN = "dashboard-token-42"

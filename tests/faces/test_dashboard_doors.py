@@ -20,7 +20,7 @@ from peernet import PeerNetwork, store_directly
 from waiting import wait_until
 
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import ApiAuth, load_or_make_token
+from chordshare.faces.api_token import ApiAuth, load_or_make_token
 from chordshare.faces.serve import dashboard_url
 from chordshare.sharing.peer import SharingPeer
 

@@ -33,7 +33,7 @@ from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.engine import Status, events
 
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import ApiAuth
+from chordshare.faces.api_token import ApiAuth
 from chordshare.sharing.peer import SharingPeer
 
 # Minutes of generated requests: make test-system runs them.

@@ -32,7 +32,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from chordshare.faces.api_access import NodeAccess
-from chordshare.faces.api_auth import OPEN, ApiAuth, Guard
+from chordshare.faces.api_auth import Guard
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES, DownloadCache
 from chordshare.faces.api_doors import DoorCheck, Doors, listening_hosts
 from chordshare.faces.api_download import Downloads
@@ -42,6 +42,7 @@ from chordshare.faces.api_node import DASHBOARD, leave_routes, node_routes
 from chordshare.faces.api_ring import ring_routes
 from chordshare.faces.api_routing import ApiRoute, allowed_methods
 from chordshare.faces.api_seed import seed_routes
+from chordshare.faces.api_token import OPEN, ApiAuth
 from chordshare.faces.api_upload import Uploads
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from chordshare.chord.lookup import LookupFailed
-from chordshare.faces.api_auth import Unauthenticated
+from chordshare.faces.api_token import Unauthenticated
 from chordshare.faces.messages import peer_failure
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import BadName

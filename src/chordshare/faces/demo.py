@@ -17,7 +17,7 @@ from rich.table import Table
 
 from chordshare.chord.invariants import convergence_problems
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_auth import ApiAuth, load_or_make_token
+from chordshare.faces.api_token import ApiAuth, load_or_make_token
 from chordshare.faces.serve import dashboard_url
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chordshare.faces.api_auth import OPEN, ApiAuth, api_token_file_in, load_or_make_token
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.faces.api_doors import Doors, listening_hosts
+from chordshare.faces.api_token import OPEN, ApiAuth, api_token_file_in, load_or_make_token
 from chordshare.node.server import NodeSettings, StartError
 from chordshare.sharing.peer import SharingPeer, SharingSettings
 from chordshare.transport.address import is_loopback, is_wildcard, parse_address
@@ -107,11 +107,12 @@ async def serve(
     say: Callable[[str], None],
 ) -> None:
     """Run one node until SIGINT or SIGTERM, then leave gracefully. StartError (and what
-    `SharingPeer.start` raises) if it cannot start."""
-    from chordshare.faces.api import ApiServer, bind_api
-
+    `SharingPeer.start` raises) if it cannot start. The web framework is loaded only for
+    a node that serves its API."""
     sock = None
     if api is not None:
+        from chordshare.faces.api import bind_api
+
         try:
             sock = bind_api(api.address)
         except OSError as err:
@@ -132,6 +133,8 @@ async def serve(
             except (OSError, ValueError, SecurityError) as err:
                 token_file = api_token_file_in(sharing.data_dir)
                 raise StartError(f"API token {token_file}: {err}") from None
+            from chordshare.faces.api import ApiServer
+
             web = ApiServer(peer, api.address, stop.set, auth, api.doors, sock, api.cache_bytes)
             url = await web.start()
             say(f"api at {url} (OpenAPI at {url}/docs)")
