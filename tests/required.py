@@ -1,4 +1,4 @@
-"""Tests that need something a machine may lack (network namespaces, a tmpfs mount, O_DIRECT,
+"""Tests that need something a machine may lack (network namespaces, a tmpfs mount,
 Chromium) skip with the reason elsewhere; where CHORDSHARE_REQUIRE_ALL=1 (CI sets it) the
 machine is known to have all of it, so a missing piece is a failure, never a silent skip."""
 
