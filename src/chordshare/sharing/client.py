@@ -49,6 +49,8 @@ from chordshare.sharing.routes import RouteCache
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import FilePeers, chunk_fetcher
 
+REMOVE_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0)  # seconds before each try of a removal
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkFile:
@@ -222,10 +224,29 @@ class FileClient:
         return list(entries.values())
 
     async def remove(self, name: str) -> None:
+        """Remove name from the network: confirmed once its owner and one more holder
+        have the removal. "Not now" (UNAVAILABLE), or no answer, is tried again through a
+        fresh lookup, as a put is."""
         check_stored_name(name)
-        owner = await self._lookup(file_key(self.ring.space, name))
-        if not await self.peers.at(owner.address).delete(name):
-            raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")
+        key = file_key(self.ring.space, name)
+        retried = False
+        for wait in REMOVE_RETRY_WAITS:
+            await asyncio.sleep(wait)
+            owner = await self._lookup(key)
+            try:
+                existed = await self.peers.at(owner.address).delete(name)
+            except (PeerError, FileError) as err:
+                if isinstance(err, FileError) and err.refusal is not Refusal.UNAVAILABLE:
+                    raise
+                if wait == REMOVE_RETRY_WAITS[-1]:
+                    raise
+                self.routes.forget(owner)
+                retried = True
+                continue
+            # After a try that failed, the name may be gone because that try removed it.
+            if not existed and not retried:
+                raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")
+            return
 
     async def list_node(self, address: str) -> FileListing:
         return await self.peers.at(address).list_files()

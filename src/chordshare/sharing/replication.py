@@ -192,12 +192,16 @@ class Replicator:
         ]
         return max(found, key=lambda v: (v.version, v.sha256), default=None)
 
-    async def announce(self, version: FileVersion) -> None:
-        """Offer one version (a removal) to this node's k-1 successors at once."""
-        await asyncio.gather(
-            *(self.peers.at(a).offer([version]) for a in self._successor_addresses()),
-            return_exceptions=True,
+    async def announce(self, version: FileVersion) -> int | None:
+        """Offer one version (a removal) to this node's k-1 successors at once; how many
+        answered (None: there is no other node)."""
+        targets = self._successor_addresses()
+        if not targets:
+            return None
+        answers = await asyncio.gather(
+            *(self.peers.at(a).offer([version]) for a in targets), return_exceptions=True
         )
+        return sum(not isinstance(answer, BaseException) for answer in answers)
 
     async def push(
         self, address: str, manifest: Manifest, at_hand: Mapping[int, bytes] | None = None

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import (
+    FileError,
     FileListing,
     FileVersion,
     FoundFile,
@@ -23,6 +24,7 @@ from chordshare.files.messages import (
     OfferAnswer,
     PutHeader,
     PutOutcome,
+    Refusal,
 )
 from chordshare.sharing.chunk_server import ChunkServer
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
@@ -34,8 +36,9 @@ from chordshare.storage.store import NodeStore
 
 
 class Announcer(Protocol):
-    async def announce(self, version: FileVersion) -> None:
-        """Tell the other holders of a name about a removal, at once."""
+    async def announce(self, version: FileVersion) -> int | None:
+        """Tell the other holders of a name about a removal, at once; how many answered
+        (None: there is no other node)."""
         ...
 
 
@@ -133,8 +136,16 @@ class FileService:
             return False  # a newer put outlived this removal
         if not replica and self.announcer is not None:
             # The other holders learn of a removal before it is confirmed, so that a get
-            # right after it cannot be served an old copy by one of them.
-            await self.announcer.announce(removal.tombstone)
+            # right after it cannot be served an old copy by one of them, and a removal is
+            # confirmed only once one of them has it: were this node to crash, the copies
+            # they hold would otherwise bring the name back.
+            told = await self.announcer.announce(removal.tombstone)
+            if told == 0:
+                raise FileError(
+                    Refusal.UNAVAILABLE,
+                    f"{name!r} is removed on {self.address} but no other holder has confirmed "
+                    "the removal yet; remove it again",
+                )
         return removal.existed
 
     async def publish_index(
