@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from chordshare.files.messages import FileError, FileVersion, OfferAnswer, Refus
 from chordshare.files.versions import (
     Held,
     OfferVerdict,
+    answer_offer,
     judge_answer,
     judge_offer,
     judge_put,
@@ -148,3 +151,23 @@ def test_other_bytes_without_replace_are_refused_with_what_is_held() -> None:
     other = FileVersion(NAME, 9.0, b"\x02" * 32)
     with pytest.raises(FileError, match="already exists \\(10 bytes, sha256 0101"):
         judge_put(other, Held(NAME, live, 10), replica=False, replace=False, now=9.0)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.none() | VERSIONS, VERSIONS)))
+def test_an_offer_is_answered_name_by_name_as_judged(
+    rows: list[tuple[str, FileVersion | None, FileVersion]],
+) -> None:
+    held: dict[str, FileVersion | None] = {}
+    offered: list[FileVersion] = []
+    for name, mine, version in rows:
+        if name in held:
+            continue  # one version a name, as a holder offers them
+        held[name] = None if mine is None else replace(mine, name=name)
+        offered.append(replace(version, name=name))
+    answer, removals = answer_offer(offered, held.__getitem__)
+    for version in offered:
+        verdict = judge_offer(held[version.name], version)
+        assert (version.name in answer.wanted) == (verdict is OfferVerdict.WANT)
+        assert (version in removals) == (verdict is OfferVerdict.REMOVE)
+        newer = held[version.name] in answer.newer
+        assert newer == (verdict is OfferVerdict.HOLD_NEWER)

@@ -9,7 +9,7 @@ version, so an old copy offered later does not bring the name back.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from chordshare.files.messages import FileError, FileVersion, OfferAnswer, Refusal
@@ -26,6 +26,11 @@ def newer(version: float, sha256: bytes, than_version: float, than_sha256: bytes
 
 def supersedes(a: FileVersion, b: FileVersion) -> bool:
     return newer(a.version, a.sha256, b.version, b.sha256)
+
+
+def newest(versions: Iterable[FileVersion]) -> FileVersion | None:
+    """The version that wins among these (by `newer`'s order), or None if there is none."""
+    return max(versions, key=lambda v: (v.version, v.sha256), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,29 @@ def judge_offer(mine: FileVersion | None, offered: FileVersion) -> OfferVerdict:
         same = (mine.version, mine.sha256) == (offered.version, offered.sha256)
         return OfferVerdict.SAME if same else OfferVerdict.HOLD_NEWER
     return OfferVerdict.REMOVE if offered.deleted else OfferVerdict.WANT
+
+
+def answer_offer(
+    versions: Sequence[FileVersion], mine: Callable[[str], FileVersion | None]
+) -> tuple[OfferAnswer, list[FileVersion]]:
+    """How a node answers versions another holder offers, given what it holds of each name
+    (`mine`): the answer, and the removals it is to apply (offered ones newer than what it
+    holds). A removal taken counts as held for the rest of the offer."""
+    wanted: list[str] = []
+    held_newer: list[FileVersion] = []
+    removals: list[FileVersion] = []
+    taken: dict[str, FileVersion] = {}
+    for offered in versions:
+        held = taken.get(offered.name) or mine(offered.name)
+        verdict = judge_offer(held, offered)
+        if verdict is OfferVerdict.HOLD_NEWER and held is not None:
+            held_newer.append(held)
+        elif verdict is OfferVerdict.REMOVE:
+            removals.append(offered)
+            taken[offered.name] = offered
+        elif verdict is OfferVerdict.WANT:
+            wanted.append(offered.name)
+    return OfferAnswer(tuple(wanted), tuple(held_newer)), removals
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from chordshare.files.repair import (
     plan_repair,
     successor_addresses,
 )
-from chordshare.files.versions import judge_answer
+from chordshare.files.versions import judge_answer, newest
 from chordshare.ids import IdSpace
 from chordshare.sharing.ring import Placement, Placements
 from chordshare.sharing.version_book import VersionBook
@@ -190,7 +190,7 @@ class Replicator:
             for v in answer.newer
             if v.name == name
         ]
-        return max(found, key=lambda v: (v.version, v.sha256), default=None)
+        return newest(found)
 
     async def announce(self, version: FileVersion) -> int | None:
         """Offer one version (a removal) to this node's k-1 successors at once; how many

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from chordshare.files.messages import FileVersion, OfferAnswer
 from chordshare.files.versions import (
     Held,
-    OfferVerdict,
-    judge_offer,
+    answer_offer,
     removal_applies,
     removal_version,
 )
@@ -83,18 +82,10 @@ class VersionBook:
         self.confirmed.setdefault(name, {self.address}).add(address)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
-        wanted: list[str] = []
-        held_newer: list[FileVersion] = []
-        for offered in versions:
-            mine = self.version_of(offered.name)
-            verdict = judge_offer(mine, offered)
-            if verdict is OfferVerdict.HOLD_NEWER and mine is not None:
-                held_newer.append(mine)
-            elif verdict is OfferVerdict.REMOVE:
-                await self.remove(offered.name, offered.version, replica=True)
-            elif verdict is OfferVerdict.WANT:
-                wanted.append(offered.name)
-        return OfferAnswer(tuple(wanted), tuple(held_newer))
+        answer, removals = answer_offer(versions, self.version_of)
+        for removal in removals:
+            await self.remove(removal.name, removal.version, replica=True)
+        return answer
 
     async def remove(
         self, name: str, version: float = 0.0, replica: bool = False

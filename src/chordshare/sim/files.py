@@ -35,10 +35,10 @@ from chordshare.files.repair import (
 )
 from chordshare.files.versions import (
     Held,
-    OfferVerdict,
+    answer_offer,
     judge_answer,
-    judge_offer,
     judge_put,
+    newest,
     removal_applies,
     removal_version,
     supersedes,
@@ -127,18 +127,10 @@ class FileWorld:
     # What a node answers.
 
     def answer_offer(self, address: str, versions: list[FileVersion]) -> OfferAnswer:
-        wanted: list[str] = []
-        newer: list[FileVersion] = []
-        for offered in versions:
-            mine = self.held(address, offered.name).newest()
-            verdict = judge_offer(mine, offered)
-            if verdict is OfferVerdict.HOLD_NEWER and mine is not None:
-                newer.append(mine)
-            elif verdict is OfferVerdict.REMOVE:
-                self.apply_removal(address, offered)
-            elif verdict is OfferVerdict.WANT:
-                wanted.append(offered.name)
-        return OfferAnswer(tuple(wanted), tuple(newer))
+        answer, removals = answer_offer(versions, lambda name: self.held(address, name).newest())
+        for removal in removals:
+            self.apply_removal(address, removal)
+        return answer
 
     def apply_removal(self, address: str, removal: FileVersion) -> None:
         if removal_applies(self.held(address, removal.name), removal.version):
@@ -185,7 +177,7 @@ class FileWorld:
             for a in self._successors(owner, self.k - 1)
             if a in self.sim.live and (v := self.book(a).held.get(name)) is not None
         ]
-        return max(found, key=lambda v: (v.version, v.sha256), default=None)
+        return newest(found)
 
     def put(self, name: str, sha256: bytes, replace: bool = False) -> bool:
         """A client's put; True once acknowledged (the owner and one successor hold it)."""
@@ -338,12 +330,12 @@ class FileWorld:
             holding = {a for a in self.where[name] if a in live}
             held = {a: self.books[a].held[name] for a in holding}
             # An unacknowledged put may still take effect (as after a client's timeout):
-            # the newest version held is the one every holder must converge on.
-            newest = max(held.values(), key=lambda v: (v.version, v.sha256), default=None)
-            if newest is None:
+            # the version that wins is the one every holder must converge on.
+            winner = newest(held.values())
+            if winner is None:
                 found.append(f"{name!r} is held by no live node")
                 continue
-            if newest.deleted:
+            if winner.deleted:
                 alive = sorted(a for a, v in held.items() if not v.deleted)
                 if alive:
                     found.append(f"removed {name!r} is still held live by {', '.join(alive)}")
@@ -354,7 +346,7 @@ class FileWorld:
                 found.append(
                     f"{name!r} is held by {sorted(holding)}, its holders are {sorted(expected)}"
                 )
-            stale = sorted(a for a, v in held.items() if v != newest)
+            stale = sorted(a for a, v in held.items() if v != winner)
             if stale:
                 found.append(f"{name!r} is held in an older version by {', '.join(stale)}")
         for address, book in sorted(self.books.items()):
