@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import shutil
-import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from types import FrameType
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -21,7 +19,7 @@ from waiting import wait_until
 
 from chordshare.chord.invariants import convergence_problems, ring_problems
 from chordshare.faces.leave import LeaveError, ask_to_leave
-from chordshare.node.admin import caller_host, may_ask_to_leave, stop_own_process
+from chordshare.node.admin import caller_host, may_ask_to_leave
 from chordshare.node.runtime import Timing
 from chordshare.node.server import NodeServer, NodeSettings
 from chordshare.transport.security import PeerSecurity
@@ -34,11 +32,11 @@ TOKEN = "a-cluster-token-for-the-admin-tests"
 class Nodes:
     def __init__(self) -> None:
         self.servers: list[NodeServer] = []
-        self.stopped: list[str] = []  # nodes whose after_leave ran
+        self.binds: dict[int, str] = {}  # each server's bind address, by id()
 
     async def start(self, bind: str = "127.0.0.1:0", **settings: object) -> NodeServer:
         server = NodeServer(NodeSettings(bind=bind, timing=FAST, **settings))  # type: ignore[arg-type]
-        server.after_leave = lambda: self.stopped.append(bind)
+        self.binds[id(server)] = bind
         self.servers.append(server)
         await server.start()
         return server
@@ -50,6 +48,11 @@ class Nodes:
             await self.start(join=first.node.me.address, **settings)
         await wait_until(self.converged, 15, f"a ring of {size}")
         return self.servers
+
+    @property
+    def stopped(self) -> list[str]:
+        """The bind addresses of the nodes whose life ended: they left and would stop."""
+        return [self.binds[id(s)] for s in self.servers if s.ended.is_set()]
 
     def joined(self) -> dict:
         return {
@@ -230,31 +233,3 @@ def test_anything_else_needs_the_token(peer: str) -> None:
     if not peer.startswith(("ipv4:", "ipv6:")):
         assert not may_ask_to_leave(peer, token_ok=False)
     assert may_ask_to_leave(peer, token_ok=True)
-
-
-# How the process learns that its node left.
-
-
-@pytest.fixture
-def sigterm() -> Iterator[list[int]]:
-    heard: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        heard.append(signum)
-
-    before = signal.signal(signal.SIGTERM, handler)
-    yield heard
-    signal.signal(signal.SIGTERM, before)
-
-
-def test_a_process_that_answers_sigterm_is_sent_it(sigterm: list[int]) -> None:
-    stop_own_process()
-    assert sigterm == [signal.SIGTERM]
-
-
-def test_a_process_that_ignores_sigterm_is_left_running() -> None:
-    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        stop_own_process()
-    finally:
-        signal.signal(signal.SIGTERM, before)

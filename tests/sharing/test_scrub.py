@@ -158,4 +158,4 @@ async def test_a_pass_keeps_to_its_rate(monkeypatch: pytest.MonkeyPatch) -> None
 async def test_a_rate_of_zero_means_no_scrubber(net: PeerNetwork) -> None:
     assert (await net.start(scrub_rate=0)).scrubber is None
     with pytest.raises(ValueError, match="positive"):
-        scrub.Scrubber(None, None, None, rate=0)  # type: ignore[arg-type]
+        scrub.Scrubber(None, None, None, None, rate=0)  # type: ignore[arg-type]

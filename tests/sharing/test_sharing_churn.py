@@ -115,7 +115,7 @@ class ChurnNet:
         book = VersionBook(address, store)
         placements = Placements(node.state, NodeRing(node), K)
         peers = MemoryFilePeers(self.network, self.services)
-        replicator = Replicator(book, store, node.state, placements, peers, K)
+        replicator = Replicator(book, store, node.state, placements, peers, K, node.tasks)
         # No holders handed in: a put here is not copied until repair runs, which is
         # what the schedule's steps count on.
         service = FileService(

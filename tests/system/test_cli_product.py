@@ -168,3 +168,21 @@ def test_the_demo_banner_fits_80_columns_and_its_commands_work(tmp_path: Path) -
             if demo.poll() is None:
                 demo.kill()
     assert demo.returncode == 0
+
+
+def test_a_node_asked_to_leave_hands_over_and_exits_by_itself(
+    procs: Processes, tmp_path: Path
+) -> None:
+    first = procs.start()
+    second = procs.start(join=first.address)
+    source = tmp_path / "kept.txt"
+    source.write_text("still here after the leave\n")
+    put(source, first.address)
+    done = run_cli("leave", "--node", second.address)
+    assert done.code == 0, done.stderr
+    assert second.popen.wait(30) == 0, second.log()
+    assert "stopping: it left the ring" in second.log()
+    assert first.running()
+    got = run_cli("get", "kept.txt", "-o", str(tmp_path / "got.txt"), "--node", first.address)
+    assert got.code == 0, got.stderr
+    assert (tmp_path / "got.txt").read_text() == "still here after the leave\n"

@@ -18,6 +18,7 @@ from rich.table import Table
 from chordshare.chord.invariants import convergence_problems
 from chordshare.faces.api import ApiServer
 from chordshare.faces.api_token import ApiAuth, load_or_make_token
+from chordshare.faces.loops import first_of
 from chordshare.faces.serve import dashboard_url
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
@@ -178,7 +179,8 @@ async def run_demo(count: int, teaching: bool, base_port: int, console: Console)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            # One node asked to leave (`chordshare leave`) ends the demo, as Ctrl-C does.
+            await first_of(stop.wait(), *(peer.server.ended.wait() for peer in peers))
         finally:
             for web in webs:
                 await web.stop()

@@ -1,5 +1,6 @@
 """The event loop a face runs its calls on: uvloop where it exists, since grpc.aio calls cost
-half as much there, and asyncio's own elsewhere."""
+half as much there, and asyncio's own elsewhere; and waiting for the first of several
+things."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # not built for this platform
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+async def first_of(*waits: Coroutine[Any, Any, object]) -> None:
+    """Wait until one of `waits` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -142,7 +142,7 @@ def node(
     from chordshare.faces.logs import setup_logging
     from chordshare.faces.serve import api_settings, default_data_dir, open_doors, serve
     from chordshare.node.runtime import JoinError
-    from chordshare.node.server import NodeSettings, StartError
+    from chordshare.node.server import NodeFailed, NodeSettings, StartError
     from chordshare.sharing.peer import DataDirInUse, SharingSettings
     from chordshare.transport.security import PeerSecurity, SecurityError
 
@@ -213,7 +213,7 @@ def node(
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run(serve(settings, sharing, web, say))
-    except (StartError, JoinError, DataDirInUse) as err:
+    except (StartError, JoinError, DataDirInUse, NodeFailed) as err:
         fail(str(err))
     except OSError as err:
         fail(f"--data-dir {sharing.data_dir}: {err}")

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.faces.api_doors import Doors, listening_hosts
 from chordshare.faces.api_token import OPEN, ApiAuth, api_token_file_in, load_or_make_token
-from chordshare.node.server import NodeSettings, StartError
+from chordshare.faces.loops import first_of
+from chordshare.node.server import NodeFailed, NodeSettings, StartError
 from chordshare.sharing.peer import SharingPeer, SharingSettings
 from chordshare.transport.address import is_loopback, is_wildcard, parse_address
 from chordshare.transport.security import SecurityError, load_token
@@ -146,9 +147,13 @@ async def serve(
             f"node {chord.me.id} serving at {chord.me.address}, data in {sharing.data_dir}"
             + (f", joined through {settings.join}" if settings.join else ", new ring")
         )
-        await stop.wait()
-        say(f"node {chord.me.id} leaving")
+        ended = peer.server.ended
+        await first_of(stop.wait(), ended.wait())
+        why = f"stopping: {peer.server.ending}" if ended.is_set() else "leaving"
+        say(f"node {chord.me.id} {why}")
     finally:
         if web is not None:
             await web.stop()
         await peer.stop(graceful=True)
+    if peer.server.tasks.failure is not None:
+        raise NodeFailed("the node stopped because one of its tasks failed (see the log)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
 from collections.abc import Callable
 from urllib.parse import unquote
 
@@ -51,14 +50,6 @@ def may_ask_to_leave(peer: str, token_ok: bool) -> bool:
     own host, or with the network's cluster token (`token_ok`)."""
     on_ip = peer.startswith(("ipv4:", "ipv6:"))
     return token_ok or (on_ip and is_loopback(caller_host(peer)))
-
-
-def stop_own_process() -> None:
-    """End this process as SIGTERM does, when it answers SIGTERM: `chordshare node` and the
-    demo then stop gracefully, and their node is off the ring already. A process that lets
-    SIGTERM kill it (a test, a program embedding a node) keeps running instead."""
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
-        signal.raise_signal(signal.SIGTERM)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

@@ -27,6 +27,7 @@ from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, Routing
 from chordshare.ids import IdSpace
 from chordshare.node.driver import drive
 from chordshare.node.retransmit import Retransmitting
+from chordshare.node.tasks import NodeTasks
 from chordshare.transport.base import IncompatiblePeer, PeerError, Transport
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,12 @@ class ChordNode:
         transport: Transport,
         successors: int = DEFAULT_SUCCESSORS,
         timing: Timing | None = None,
+        tasks: NodeTasks | None = None,
     ) -> None:
         self.space = space
+        # The node's long-lived tasks: those of whoever serves it, else its own.
+        self.tasks = tasks or NodeTasks()
+        self._own_tasks = tasks is None
         self.state = RoutingState(me, space, successors)
         self.transport = transport
         # What procedures are driven over; a peer that timed out every time is probed at
@@ -136,7 +141,7 @@ class ChordNode:
     async def create(self) -> None:
         """Start a new ring with this node alone on it."""
         await self._set_joined(True)
-        self._start_maintenance()
+        await self._start_maintenance()
         log.info("node %s created a ring at %s", self.me.id, self.me.address)
 
     async def join(self, bootstrap: str) -> None:
@@ -172,7 +177,7 @@ class ChordNode:
         await self._set_joined(True)
         # Fill the finger table at once so the node routes in O(log N) from the start.
         await self.fix_fingers()
-        self._start_maintenance()
+        await self._start_maintenance()
         log.info(
             "node %s joined through %s; successor %s",
             self.me.id,
@@ -202,6 +207,8 @@ class ChordNode:
             await drive(procedures.leave(self.state), self.calls)
             await self._set_joined(False)
             log.info("node %s left the ring", self.me.id)
+        if self._own_tasks:
+            await self.tasks.close()
 
     # Maintenance.
 
@@ -287,8 +294,7 @@ class ChordNode:
 
     def _start_probe(self, address: str) -> None:
         if address not in self._probes and self._tasks:  # only while maintenance runs
-            task = asyncio.create_task(self._probe(address), name=f"probe {address}")
-            self._probes[address] = task
+            self._probes[address] = self.tasks.start(self._probe(address), f"probe {address}")
 
     async def _probe(self, address: str) -> None:
         try:
@@ -353,9 +359,10 @@ class ChordNode:
         )
         return True
 
-    def _start_maintenance(self) -> None:
+    async def _start_maintenance(self) -> None:
         if self._tasks:
             return
+        await self.tasks.open()
         loops: tuple[tuple[float, Callable[[], Awaitable[object]]], ...] = (
             (self.timing.stabilize, self.stabilize),
             (self.timing.check_predecessor, self.check_predecessor),
@@ -364,7 +371,7 @@ class ChordNode:
             (self.timing.stabilize, self.probe_suspects),
         )
         self._tasks = [
-            asyncio.create_task(self._every(period, action), name=f"{action.__name__}")
+            self.tasks.start(self._every(period, action), action.__name__)
             for period, action in loops
         ]
 

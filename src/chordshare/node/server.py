@@ -28,10 +28,11 @@ from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.chord.version import THIS_BUILD, ProtocolRange
 from chordshare.ids import DEFAULT_BITS, IdSpace
-from chordshare.node.admin import ADMIN_SERVICE_NAME, AdminServicer, stop_own_process
+from chordshare.node.admin import ADMIN_SERVICE_NAME, AdminServicer
 from chordshare.node.logctx import NODE_ID
 from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
+from chordshare.node.tasks import NodeTasks
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
 from chordshare.transport.grpc import GrpcTransport
 from chordshare.transport.limits import MAX_CONCURRENT_RPCS, SERVER_OPTIONS
@@ -50,6 +51,10 @@ REFLECTION_V1_SERVICE_NAME = f"{REFLECTION_V1_PACKAGE}.ServerReflection"
 
 class StartError(Exception):
     """The node could not start as configured; the message says why."""
+
+
+class NodeFailed(Exception):
+    """One of the node's tasks failed, so the node stopped; the log says which."""
 
 
 def why_not_bindable(bind: str) -> str | None:
@@ -170,8 +175,12 @@ class NodeServer:
         self._space: IdSpace | None = None  # set by bind
         self._port = 0
         self._leaving: asyncio.Task[None] | None = None  # a leave an Admin call asked for
-        # What ends the node's life once it has left on an Admin call.
-        self.after_leave: Callable[[], None] = stop_own_process
+        self.tasks = NodeTasks()
+        self.tasks.on_failure(lambda err: self._end("a node task failed"))
+        # Set once the node's life is over (it left on an Admin call, or a task failed):
+        # what runs the node stops it then; `ending` says why.
+        self.ended = asyncio.Event()
+        self.ending = ""
 
     def bind(self) -> int:
         """Listen on the bind address (StartError if it cannot: in use, not local); the
@@ -233,7 +242,7 @@ class NodeServer:
         transport = GrpcTransport(
             space, security=s.security, protocol=s.protocol, address=advertise
         )
-        node = ChordNode(me, space, transport, s.successors, s.timing)
+        node = ChordNode(me, space, transport, s.successors, s.timing, self.tasks)
         node.on_membership(self._membership_changed)
         chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node, s.protocol), server)
         admin = AdminServicer(self.request_leave, token_configured=s.security.token is not None)
@@ -254,6 +263,7 @@ class NodeServer:
         await self._membership_changed(False)
         await server.start()
         self.node = node
+        await self.tasks.open()
         try:
             if join is not None:
                 await node.join(join)
@@ -276,18 +286,23 @@ class NodeServer:
             await self.health.set(service, status)
 
     def request_leave(self) -> None:
-        """Leave the ring gracefully in the background (an Admin call asked), then call
-        `after_leave`. The leave is the node's own, files handed over first; the node
-        leaves once, and a second request changes nothing."""
+        """Leave the ring gracefully in the background (an Admin call asked), then end.
+        The leave is the node's own, files handed over first; the node leaves once, and a
+        second request changes nothing."""
         if self.node is not None and self._leaving is None:
-            self._leaving = asyncio.create_task(self._leave(self.node), name="leave")
+            self._leaving = self.tasks.start(self._leave(self.node), "leave")
 
     async def _leave(self, node: ChordNode) -> None:
         try:
             await node.leave()
         except Exception:
             log.exception("node %s: graceful leave failed", node.me.id)
-        self.after_leave()
+        self._end("it left the ring")
+
+    def _end(self, why: str) -> None:
+        if not self.ended.is_set():
+            self.ending = why
+            self.ended.set()
 
     async def stop(self, graceful: bool = True, grace: float = 1.0) -> None:
         """Leave the ring (when graceful) and stop serving."""
@@ -306,6 +321,7 @@ class NodeServer:
                 except Exception:
                     log.exception("node %s: graceful leave failed", node.me.id)
             await node.stop_maintenance()
+        await self.tasks.close()
         if server is not None:
             # Callers still served during the grace period learn the node is going.
             await self._membership_changed(False)

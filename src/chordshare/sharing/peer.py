@@ -120,6 +120,7 @@ class SharingPeer:
             placements,
             self.peers,
             self.settings.replicas,
+            self.server.tasks,
             # Once its predecessor has stayed the same for two repair periods, the nodes
             # that held this node's keys before have handed them over.
             may_be_new=lambda: self._predecessor_age(node) <= settled,
@@ -151,6 +152,7 @@ class SharingPeer:
                 self.store,
                 self._other_holders,
                 chunk_fetcher(self.peers),
+                self.server.tasks,
                 self.settings.scrub_rate,
                 self.settings.scrub_first_after,
             )
@@ -196,7 +198,7 @@ class SharingPeer:
             if created is not None:  # a node that never started leaves nothing behind
                 shutil.rmtree(created, ignore_errors=True)
             raise
-        self._task = asyncio.create_task(self._loop(node), name="sharing")
+        self._task = self.server.tasks.start(self._loop(node), "sharing")
         if self.scrubber is not None:
             self.scrubber.start()
         return node
@@ -275,8 +277,6 @@ class SharingPeer:
             self._task = None
         # A graceful stop leaves the ring, and the leave hands our files over first.
         await self.server.stop(graceful=graceful)
-        if self.replicator is not None:
-            await self.replicator.close()
         if self.service is not None:
             await self.service.close()
         if self.peers is not None:

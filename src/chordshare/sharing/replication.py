@@ -33,6 +33,7 @@ from chordshare.files.repair import (
 )
 from chordshare.files.versions import judge_answer, newest
 from chordshare.ids import IdSpace
+from chordshare.node.tasks import NodeTasks
 from chordshare.sharing.ring import Placement, Placements
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
@@ -64,9 +65,11 @@ class Replicator:
         placements: Placements,
         peers: FilePeers,
         replicas: int,
+        tasks: NodeTasks,
         may_be_new: Callable[[], bool] = lambda: True,
     ) -> None:
         self.book = book
+        self.tasks = tasks  # the node's: the copies a put leaves running are among them
         self.store = store
         self.state = state
         self.placements = placements
@@ -75,7 +78,6 @@ class Replicator:
         # Whether this node may still be new to its keys (its predecessor changed lately):
         # only then does a first put of a name ask the other holders for theirs.
         self.may_be_new = may_be_new
-        self._background: set[asyncio.Task[bool]] = set()  # copies still under way
 
     def _placement(self, fresh: bool) -> Placement:
         return self.placements.get(fresh)
@@ -245,35 +247,60 @@ class Replicator:
         if manifest is None or not targets:
             return None
 
-        async def copy(address: str) -> bool:
-            # Pushed without an offer first: a successor that has this version already
-            # answers "unchanged", and the put's answer waits one round trip less.
-            try:
-                outcome = await self.push(address, manifest, at_hand)
-            except (PeerError, FileError) as err:
-                log.info("copy of %r to %s failed: %s", name, address, err)
-                return False
-            theirs = outcome.manifest
-            if (theirs.sha256, theirs.created) != (manifest.sha256, manifest.created):
-                return False  # it keeps another version (or a removal): not our copy
-            self.book.confirm(name, address)
-            return True
+        first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        copies = self.tasks.start(
+            self._copy_to_all(name, manifest, at_hand, targets, first), f"copies of {name!r}"
+        )
+        try:
+            return 1 if await first else 0
+        except asyncio.CancelledError:
+            copies.cancel()  # the put failed: none of its copies is wanted
+            raise
 
-        pending = {asyncio.create_task(copy(address)) for address in targets}
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(task.result() for task in done):
-                for task in pending:  # kept referenced until they end
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
-                return 1
-        return 0
+    async def _copy_to_all(
+        self,
+        name: str,
+        manifest: Manifest,
+        at_hand: Mapping[int, bytes] | None,
+        targets: Sequence[str],
+        first: asyncio.Future[bool],
+    ) -> None:
+        """Copy to every target at once, as one of the node's tasks; `first` learns as soon
+        as one holds the version (or that none could), and the rest go on here."""
 
-    async def close(self) -> None:
-        """Stop the copies still under way (repair makes up for them)."""
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        async def copy(address: str) -> None:
+            if await self._copy(name, address, manifest, at_hand) and not first.done():
+                first.set_result(True)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for address in targets:
+                    group.create_task(copy(address))
+        except ExceptionGroup as group_error:  # errors no copy expected: the put reports one
+            err = group_error.exceptions[0]
+            if first.done():
+                log.error("copying %r failed", name, exc_info=err)
+            else:
+                first.set_exception(err)
+        finally:
+            if not first.done():
+                first.set_result(False)
+
+    async def _copy(
+        self, name: str, address: str, manifest: Manifest, at_hand: Mapping[int, bytes] | None
+    ) -> bool:
+        # Pushed without an offer first: a successor that has this version already answers
+        # "unchanged", and the put's answer waits one round trip less.
+        try:
+            outcome = await self.push(address, manifest, at_hand)
+        except (PeerError, FileError) as err:
+            log.info("copy of %r to %s failed: %s", name, address, err)
+            return False
+        theirs = outcome.manifest
+        if (theirs.sha256, theirs.created) != (manifest.sha256, manifest.created):
+            return False  # it keeps another version (or a removal): not our copy
+        self.book.confirm(name, address)
+        return True
 
     async def handoff(self) -> int:
         """Before a graceful leave: offer every name held here where it must go

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chordshare.files.manifest import Manifest
+from chordshare.node.tasks import NodeTasks
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore
 from chordshare.transport.files import ChunkFetcher
@@ -66,6 +67,7 @@ class Scrubber:
         store: NodeStore,
         holders: HolderFinder,
         fetch: ChunkFetcher,
+        tasks: NodeTasks,
         rate: float = DEFAULT_RATE,
         first_pass_after: float = FIRST_PASS_AFTER,
     ) -> None:
@@ -74,6 +76,7 @@ class Scrubber:
         self.store = store
         self.holders = holders
         self.fetch = fetch
+        self.tasks = tasks
         self.rate = rate
         self.first_pass_after = first_pass_after
         self.counts = ScrubCounts()
@@ -81,7 +84,7 @@ class Scrubber:
         self._threads: set[asyncio.Future[Any]] = set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="scrub")
+        self._task = self.tasks.start(self.run(), "scrub")
 
     async def close(self) -> None:
         """Stop scrubbing, and wait for the thread call under way (it may be using the
