@@ -1,6 +1,6 @@
-"""A node that died or left stops being named as a holder of a file (FindFile, and so a
-get's sources and the listings) within three repair periods of the ring noticing. Real
-peers on loopback gRPC, repairing every 0.5 s."""
+"""A node that died or left stops being named as a holder or a sharer of a file (FindFile,
+and so a get's sources and the listings) within three repair periods of the ring noticing.
+Real peers on loopback gRPC, repairing every 0.5 s."""
 
 from __future__ import annotations
 
@@ -75,3 +75,34 @@ def _members(net: PeerNetwork) -> set[str]:
         if state.predecessor is not None:
             named.add(state.predecessor.address)
     return named
+
+
+@pytest.mark.parametrize("departure", ["crash", "leave"])
+async def test_a_departed_sharer_is_no_longer_named(
+    net: PeerNetwork, peers: GrpcFilePeers, tmp_path: Path, departure: str
+) -> None:
+    ring = await net.ring(4)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "song.ogg").write_bytes(b"la" * 5000)
+    # Its locators live for three republish periods: far longer than the test waits.
+    sharer = await net.start(join=ring[0].server.node.me.address, share=folder, republish=30.0)
+    await wait_until(net.converged, 20, "5 peers to converge")
+    sharer_address = sharer.server.node.me.address
+
+    async def sharers() -> list[str]:
+        owner = owner_of(net, "song.ogg")
+        found = await peers.at(owner.server.node.me.address).find_file("song.ogg")
+        return list(found.holders) if found is not None else []
+
+    async def named() -> bool:
+        return sharer_address in await sharers()
+
+    await wait_for_answer(named, 10, "the sharer to be named")
+    await sharer.stop(graceful=departure == "leave")
+    await wait_until(lambda: sharer_address not in _members(net), 10, "the ring to notice")
+
+    async def forgotten() -> bool:
+        return sharer_address not in await sharers()
+
+    await wait_for_answer(forgotten, 3 * REPAIR_PERIOD + 1.0, f"{sharer_address} to be forgotten")

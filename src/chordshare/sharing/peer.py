@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
+from chordshare.transport.base import PeerError
 from chordshare.transport.files import chunk_fetcher
 from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.files_servicer import FILES_SERVICE_NAME, serving_files
@@ -131,6 +133,7 @@ class SharingPeer:
             node.state,
             placements,
             self.peers,
+            functools.partial(self._answers, node),
             self.shared,
             self.settings.republish,
         )
@@ -169,6 +172,16 @@ class SharingPeer:
             if locator.manifest.sha256 == manifest.sha256
         ]
         return [h for h in dict.fromkeys(holders) if h != self.service.address]
+
+    @staticmethod
+    async def _answers(node: ChordNode, address: str) -> bool:
+        """Whether the peer at `address` answers a ping within its deadline."""
+        transport = node.transport
+        try:
+            await transport.hello(address, transport.health.timeout_for(address))
+        except PeerError:
+            return False
+        return True
 
     def _predecessor_age(self, node: ChordNode) -> float:
         """Seconds since this node's predecessor last changed (as far as it has looked)."""
@@ -247,6 +260,7 @@ class SharingPeer:
                     )
                     if report.pushed or report.dropped:
                         log.info("repair: pushed %d, dropped %d", report.pushed, report.dropped)
+                    await publisher.forget_departed_sharers()
                 if now - last_publish >= settings.republish:
                     last_publish = now
                     await publisher.publish()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 from chordshare.chord.state import RoutingState
 from chordshare.files.messages import FileError, IndexEntry, IndexRecord, Locator
@@ -31,6 +32,7 @@ class Publisher:
         state: RoutingState,
         placements: Placements,
         peers: FilePeers,
+        answers: Callable[[str], Awaitable[bool]],
         shared: SharedDirectory | None = None,
         republish: float = 30.0,
     ) -> None:
@@ -39,6 +41,7 @@ class Publisher:
         self.state = state
         self.placements = placements
         self.peers = peers
+        self.answers = answers  # whether the peer at an address answers a ping now
         self.shared = shared
         self.republish = republish
         self.address = state.me.address
@@ -107,6 +110,20 @@ class Publisher:
             await self._send_locator(locator, ttl, placement)
         self._published.update(current)
         return sent
+
+    async def forget_departed_sharers(self) -> list[str]:
+        """Ping every peer the locators held here name, and forget the locators of those
+        that do not answer: a sharer that crashed is otherwise named as a source until its
+        locators expire, three of its republish periods later. One that was only slow
+        publishes them again at its next round. The addresses forgotten."""
+        others = sorted(self.soft.sharer_addresses() - {self.address})
+        answered = await asyncio.gather(*(self.answers(address) for address in others))
+        gone = [address for address, answers in zip(others, answered, strict=True) if not answers]
+        for address in gone:
+            self.soft.forget_sharer(address)
+        if gone:
+            log.info("forgot the locators of sharers that are gone: %s", ", ".join(gone))
+        return gone
 
     async def _by_holder(
         self, placement: Placement, records: list[IndexRecord]

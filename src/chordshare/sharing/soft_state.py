@@ -38,6 +38,21 @@ class SoftState:
         """The live locators of name: peers that share it from a folder of theirs."""
         return [loc for loc in self.locators.get(name) if isinstance(loc, Locator)]
 
+    def sharer_addresses(self) -> set[str]:
+        """Every peer some live locator here names."""
+        return {
+            locator.address
+            for rows in self.locators.rows().values()
+            for locator, _ in rows
+            if isinstance(locator, Locator)
+        }
+
+    def forget_sharer(self, address: str) -> None:
+        """Drop every locator naming `address` (a sharer that is gone)."""
+        for name, rows in self.locators.rows().items():
+            if any(isinstance(loc, Locator) and loc.address == address for loc, _ in rows):
+                self.locators.remove(name, address)
+
 
 def _refuse_unless_room(table: SoftTable, items: Sequence[tuple[str, str]]) -> None:
     if not table.room_for(items):
