@@ -27,6 +27,7 @@ from chordshare.storage.chunks import ChunkStore
 from chordshare.storage.store import NodeStore
 from chordshare.transport.files_servicer import FilesServicer, add_files_servicer
 from chordshare.transport.limits import (
+    BUSY_RETRY_AFTER,
     MAX_FETCH_INDEXES,
     MAX_INDEX_RECORDS,
     MAX_LOCATORS,
@@ -38,6 +39,7 @@ from chordshare.transport.limits import (
     StreamLimits,
     TooManyStreams,
     peer_host,
+    retry_after_of,
 )
 from chordshare.v1 import chord_pb2, chord_pb2_grpc
 from chordshare.v1 import files_pb2 as pb
@@ -172,8 +174,10 @@ async def test_a_peer_cannot_hold_more_puts_than_its_share(start_node) -> None:
     try:
         await third
     except grpc.aio.AioRpcError as err:
-        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # Busy, not broken: "not now", with how long to wait.
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
         assert "already has 2 puts open here" in (err.details() or "")
+        assert retry_after_of(err.trailing_metadata()) == BUSY_RETRY_AFTER
     else:
         raise AssertionError("a third put from one peer was accepted")
     await node.healthy()  # unary calls are not streams: still answered
@@ -198,7 +202,7 @@ async def test_a_peer_cannot_hold_more_chunk_streams_than_its_share(start_node) 
     refused = node.stub.FetchChunks(request)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await asyncio.wait_for(refused.read(), SOON)
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "chunk streams open here" in (err.value.details() or "")
     await node.healthy()
     node.service.release.set()

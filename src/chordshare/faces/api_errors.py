@@ -8,6 +8,7 @@ document declares 400 with the error shape where FastAPI would declare its 422."
 from __future__ import annotations
 
 import errno
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ STATUS_OF_REFUSAL = {
     Refusal.INVALID_ARGUMENT: 400,
     Refusal.RESOURCE_EXHAUSTED: 507,
     Refusal.DATA_LOSS: 502,
-    Refusal.UNAVAILABLE: 503,  # the node is leaving, or no other holder confirmed yet
+    Refusal.UNAVAILABLE: 503,  # busy, leaving, or no other holder confirmed yet
 }
 CODE_OF_STATUS = {403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
@@ -49,14 +50,18 @@ MEANING = {
     416: "The byte range asked for is malformed or lies past the end of the file.",
     500: "This node's own disk failed.",
     502: "A peer failed, or sent bytes that do not match their hash.",
-    503: "This node is not on a ring, or no live node answers for a key.",
+    503: "Not now: this node or the owner is busy with other uploads, leaving, or not on a "
+    "ring, or no live node answers for a key. Try again after `Retry-After` seconds.",
     507: "A disk is full: this node's, or the owner's quota.",
 }
 # Headers an error answer always carries, by status.
 ERROR_HEADERS = {
     401: {"WWW-Authenticate": "The scheme to use: `Bearer`, with `error` when it was wrong."},
     416: {"Content-Range": "`bytes */SIZE`: the file's size."},
+    503: {"Retry-After": "Seconds to wait before trying again."},
 }
+# A 503's Retry-After when the cause gives none: a ring settles, a put ends, in about this.
+RETRY_AFTER = 1.0
 
 
 class ErrorDetail(BaseModel):
@@ -94,8 +99,14 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, retry_after: float | None = None
+) -> JSONResponse:
+    """The error body; a 503 says when to try again (Retry-After, whole seconds)."""
+    response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    if status == 503:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after or RETRY_AFTER)))
+    return response
 
 
 def document_errors(app: FastAPI) -> None:
@@ -136,7 +147,7 @@ def install_error_handlers(
     @app.exception_handler(FileError)
     async def _file_error(request: Request, err: FileError) -> JSONResponse:
         status = STATUS_OF_REFUSAL.get(err.refusal, 500)
-        return error_response(status, err.refusal.name.lower(), err.message)
+        return error_response(status, err.refusal.name.lower(), err.message, err.retry_after)
 
     @app.exception_handler(BadName)
     async def _bad_name(request: Request, err: BadName) -> JSONResponse:

@@ -62,9 +62,13 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
         **doc(writes, 400, 409, 500, 502, 503, 507, ok=UNCHANGED),
     )
     async def upload_file(
-        file: UploadBytes, name: UploadName = "", replace: UploadReplace = "false"
+        request: Request,
+        file: UploadBytes,
+        name: UploadName = "",
+        replace: UploadReplace = "false",
     ) -> JSONResponse:
-        return await uploads.store(file, name, replace == "true")
+        client = request.client.host if request.client is not None else ""
+        return await uploads.store(file, name, replace == "true", client)
 
     @router.get(
         "/api/v1/files/{name}",

@@ -34,10 +34,12 @@ class Refusal(enum.Enum):
 class FileError(Exception):
     """A node refused a file request; the message says why in a user's words."""
 
-    def __init__(self, refusal: Refusal, message: str) -> None:
+    def __init__(self, refusal: Refusal, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.refusal = refusal
         self.message = message
+        # Seconds to wait before asking again, when the node refused only for load.
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -29,6 +31,9 @@ from chordshare.transport.files import FilePeers
 # The owner may die, leave or change while we put: look it up again after these waits (a
 # leaving owner refuses puts until its successors have taken its keys over).
 PUT_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+# How long a put waits, in all, on an owner that refuses it for load (it says how long to
+# wait each time): a crowd of puts queues up rather than fail.
+BUSY_PATIENCE = 60.0
 
 
 async def _read_chunks(
@@ -127,7 +132,7 @@ class Putter:
         counter = _Progress(progress)
         if guess is not None:
             try:
-                return await self._put_to(guess, local, replace, counter, guessed=True)
+                return await self._put_when_free(guess, local, replace, counter, guessed=True)
             except FileError as err:
                 if err.refusal not in (Refusal.OUT_OF_RANGE, Refusal.UNAVAILABLE):
                     raise
@@ -139,7 +144,7 @@ class Putter:
             if owner is None:
                 owner = await self.lookup(key)
             try:
-                return await self._put_to(owner, local, replace, counter)
+                return await self._put_when_free(owner, local, replace, counter)
             except (PeerError, FileError) as err:
                 # Not now (UNAVAILABLE: leaving, or no copy confirmed yet), or no answer:
                 # the owner may have changed, so it is looked up again.
@@ -150,6 +155,26 @@ class Putter:
                 owner = None
         assert last_error is not None
         raise last_error
+
+    async def _put_when_free(
+        self,
+        owner: NodeRef,
+        local: LocalFile,
+        replace: bool,
+        progress: _Progress,
+        guessed: bool = False,
+    ) -> PutOutcome:
+        """Put to `owner`, waiting as it asks while it refuses for load (BUSY_PATIENCE in
+        all; a little jitter keeps a crowd from coming back at once)."""
+        give_up = time.monotonic() + BUSY_PATIENCE
+        while True:
+            try:
+                return await self._put_to(owner, local, replace, progress, guessed)
+            except FileError as err:
+                wait = err.retry_after
+                if wait is None or time.monotonic() + wait > give_up:
+                    raise
+                await asyncio.sleep(wait * random.uniform(1.0, 1.5))
 
     async def _put_to(
         self,

@@ -43,6 +43,7 @@ from chordshare.transport.base import PeerError
 from chordshare.transport.chunk_wire import Chunk
 from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
 from chordshare.transport.health import PeerHealth
+from chordshare.transport.limits import retry_after_of
 from chordshare.transport.security import PeerSecurity
 from chordshare.transport.stats import ByteCounts
 from chordshare.v1 import files_pb2 as pb
@@ -130,7 +131,12 @@ class GrpcFilePeers:
         return channel
 
     def failure(self, address: str, err: grpc.aio.AioRpcError) -> Exception:
-        """The exception a failed call raises. A refusal means the peer is alive."""
+        """The exception a failed call raises. A refusal means the peer is alive, and so
+        does an UNAVAILABLE that says how long to wait (the peer is busy)."""
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            retry_after = retry_after_of(err.trailing_metadata())
+            if retry_after is not None:
+                return FileError(Refusal.UNAVAILABLE, err.details() or "busy", retry_after)
         if err.code() in UNREACHABLE:
             # Only a peer that did not answer is suspected (and skipped by lookups); one
             # that answered with an error of its own is alive.

@@ -5,8 +5,9 @@ the service. A `FileError` the service raises travels as the gRPC status of the 
 with its message as the details, so the caller's `files_grpc` can raise it again.
 
 Streams are limited per peer host (`transport.limits.StreamLimits`): beyond the limit a new
-one is refused with RESOURCE_EXHAUSTED, and a put that stops sending is dropped with
-DEADLINE_EXCEEDED after `put_idle` seconds, leaving nothing of it stored.
+one is refused for load (UNAVAILABLE, with the time to wait in the trailing metadata: the
+caller tries again), and a put that stops sending is dropped with DEADLINE_EXCEEDED after
+`put_idle` seconds, leaving nothing of it stored.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from chordshare.transport import files_codec as codec
 from chordshare.transport.chunk_wire import Chunk
 from chordshare.transport.files import FileAnswerer
 from chordshare.transport.handlers import handler_of_shape
-from chordshare.transport.limits import PeerSlots, StreamLimits, TooManyStreams, drain, peer_host
+from chordshare.transport.limits import (
+    BUSY_RETRY_AFTER,
+    PeerSlots,
+    StreamLimits,
+    TooManyStreams,
+    busy_metadata,
+    drain,
+    peer_host,
+)
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -53,6 +62,16 @@ PutPart = pb.PutRequest | Chunk  # what a put stream's messages decode to
 
 async def _refuse(context: grpc.aio.ServicerContext, err: FileError) -> NoReturn:
     await context.abort(STATUS_OF[err.refusal], err.message)
+    raise AssertionError("abort returns by raising") from err
+
+
+async def _busy(context: grpc.aio.ServicerContext, err: TooManyStreams) -> NoReturn:
+    """Refuse a call for load: UNAVAILABLE, with the wait in the trailing metadata."""
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{err} (in about {BUSY_RETRY_AFTER:g} s)",
+        trailing_metadata=busy_metadata(),
+    )
     raise AssertionError("abort returns by raising") from err
 
 
@@ -169,7 +188,7 @@ class FilesServicer(pb_grpc.FilesServicer):
                 return await self._put(requests, context)
         except TooManyStreams as err:
             await _drain(requests)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await _busy(context, err)
         except PutStalled as err:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
         raise AssertionError("abort returns by raising")
@@ -231,7 +250,7 @@ class FilesServicer(pb_grpc.FilesServicer):
             with self.puts.slot(peer_host(context.peer())):
                 outcome = await _answer(context, self.service.put_file(header, given()))
         except TooManyStreams as err:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await _busy(context, err)
         return codec.put_outcome_to_pb(outcome)
 
     async def MissingChunks(
@@ -255,7 +274,7 @@ class FilesServicer(pb_grpc.FilesServicer):
                         if not await _sent(context, Chunk(index, data)):
                             return
         except TooManyStreams as err:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await _busy(context, err)
         except FileError as err:
             await _refuse(context, err)
 

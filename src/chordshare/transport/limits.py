@@ -102,6 +102,29 @@ class TooManyStreams(Exception):
     """A peer already has as many streams of a kind open as it may."""
 
 
+# A peer refused for load is told to try again after this long (a put or a chunk stream
+# under way ends within about that), in the trailing metadata of an UNAVAILABLE: the status
+# says "not now", the metadata that the node is alive and only busy.
+BUSY_RETRY_AFTER = 1.0
+RETRY_AFTER_METADATA = "chordshare-retry-after-ms"
+
+
+def busy_metadata(retry_after: float = BUSY_RETRY_AFTER) -> tuple[tuple[str, str], ...]:
+    return ((RETRY_AFTER_METADATA, str(round(retry_after * 1000))),)
+
+
+def retry_after_of(metadata: object) -> float | None:
+    """The wait a busy node asked for, from a call's trailing metadata (None if it did not
+    ask, or asked nonsense)."""
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        if key == RETRY_AFTER_METADATA:
+            with contextlib.suppress(ValueError):
+                millis = int(value)
+                if 0 <= millis <= 60_000:
+                    return millis / 1000
+    return None
+
+
 class PeerSlots:
     """Counts what each peer host has under way and refuses one more beyond `limit`."""
 
@@ -109,13 +132,18 @@ class PeerSlots:
         self.limit = limit
         self.what = what
         self._held: Counter[str] = Counter()
+        self.refused = 0  # streams refused for load, all peers together
 
     def held(self, host: str) -> int:
         return self._held[host]
 
+    def held_in_all(self) -> int:
+        return self._held.total()
+
     @contextlib.contextmanager
     def slot(self, host: str) -> Iterator[None]:
         if self._held[host] >= self.limit:
+            self.refused += 1
             raise TooManyStreams(
                 f"{host} already has {self._held[host]} {self.what} open here, the most "
                 f"one peer may; try again when one has ended"
