@@ -277,10 +277,12 @@ class Processes:
         bind: str = f"{HOST}:0",
         extra: Sequence[str] = (),
         wait: bool = True,
+        prefix: Sequence[str] = (),
     ) -> NodeProcess:
         """Start `chordshare node` (port 0 unless `bind` says otherwise: the node reports
-        the port it got, so there is no race for free ports). Call from the test's own
-        thread: the node is killed when the thread that started it ends."""
+        the port it got, so there is no race for free ports), under `prefix` if given (a
+        command that execs the rest, such as `prlimit --nofile=256:256`). Call from the
+        test's own thread: the node is killed when the thread that started it ends."""
         args = ["node", "--bind", bind]
         if node_id is not None:
             args += ["--id", str(node_id)]
@@ -298,7 +300,7 @@ class Processes:
         log = log_path.open("wb")
         self._logs.append(log)
         popen = subprocess.Popen(
-            [*CLI, *args],
+            [*prefix, *CLI, *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -15,6 +15,9 @@ its clients and files, and how to document an operation): the ring (`api_ring`),
 With a token (`ApiAuth`), the writing endpoints need `Authorization: Bearer <token>`, and
 the reading ones too if asked; the dashboard's page, the OpenAPI document and `/healthz`
 stay open.
+
+Slow and many clients are held to `ApiLimits` (`api_limits`): a deadline on each request
+head, and a cap on open connections drawn from the process's descriptor limit.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, cast
 
-import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -38,6 +40,7 @@ from chordshare.faces.api_doors import DoorCheck, Doors, listening_hosts
 from chordshare.faces.api_download import Downloads
 from chordshare.faces.api_errors import ApiError, document_errors, install_error_handlers
 from chordshare.faces.api_files import file_routes
+from chordshare.faces.api_limits import ApiLimits, LimitedServer
 from chordshare.faces.api_node import DASHBOARD, leave_routes, node_routes
 from chordshare.faces.api_ring import ring_routes
 from chordshare.faces.api_routing import ApiRoute, allowed_methods
@@ -140,7 +143,7 @@ def create_app(
     return app
 
 
-class EmbeddedServer(uvicorn.Server):
+class EmbeddedServer(LimitedServer):
     """uvicorn in the node's event loop; the node, not uvicorn, owns SIGINT and SIGTERM."""
 
     @contextlib.contextmanager
@@ -160,7 +163,7 @@ def bind_api(address: str) -> socket.socket:
 class ApiServer:
     """Serves a peer's REST API on `address` (port 0: any free port) until stopped; on a
     socket already bound to it (`bind_api`) when given one; with a download cache of
-    `cache_bytes`."""
+    `cache_bytes`; within `limits` (by default, those of this process's descriptors)."""
 
     def __init__(
         self,
@@ -171,18 +174,20 @@ class ApiServer:
         doors: Doors | None = None,
         sock: socket.socket | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        limits: ApiLimits | None = None,
     ) -> None:
         self.address = address
         self.sock = sock
         if doors is None:
             node = peer.server.settings
             doors = Doors.for_node(listening_hosts(address, node.bind, node.advertise))
-        config = uvicorn.Config(
+        self.limits = limits or ApiLimits.for_process()
+        config = self.limits.config(
             create_app(peer, leave, auth, doors, cache_bytes),
             log_level="warning",
             lifespan="off",
         )
-        self.server = EmbeddedServer(config)
+        self.server = EmbeddedServer(config, self.limits)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> str:

@@ -92,6 +92,25 @@ def default_data_dir(address: str) -> Path:
     return base / re.sub(r"[^A-Za-z0-9.-]+", "_", address).strip("_")
 
 
+def raise_descriptor_limit() -> None:
+    """Raise the soft limit on open descriptors to the hard one, which a process may do
+    unprivileged: the REST API's connection cap is drawn from it (`api_limits`). Says
+    nothing unless it could not."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit (macOS) is no soft one the kernel takes: ask for plenty.
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft >= wanted:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as err:
+        log.warning("cannot raise the open files limit from %s to %s: %s", soft, wanted, err)
+
+
 def dashboard_url(api_url: str, auth: ApiAuth) -> str:
     """The URL a person opens: the API's, with a wildcard host made one a browser reaches,
     and the token in the fragment (which browsers never send to a server)."""
@@ -110,6 +129,7 @@ async def serve(
     """Run one node until SIGINT or SIGTERM, then leave gracefully. StartError (and what
     `SharingPeer.start` raises) if it cannot start. The web framework is loaded only for
     a node that serves its API."""
+    raise_descriptor_limit()
     sock = None
     if api is not None:
         from chordshare.faces.api import bind_api
