@@ -136,6 +136,15 @@ def node(
     log_format: Annotated[
         str | None, typer.Option(help="text (default), or json: one JSON object per line.")
     ] = None,
+    recover_data: Annotated[
+        bool,
+        typer.Option(
+            "--recover-data",
+            help="If the data directory's catalog is damaged, set it aside, keep the chunk "
+            "files that still check, and start: the ring gives this node its files back. "
+            "A sound catalog is used as it is.",
+        ),
+    ] = False,
 ) -> None:
     """Run one node in the foreground until Ctrl-C or SIGTERM (then it leaves gracefully)."""
     from chordshare.config import ConfigError, load_config
@@ -144,6 +153,7 @@ def node(
     from chordshare.node.runtime import JoinError
     from chordshare.node.server import NodeFailed, NodeSettings, StartError
     from chordshare.sharing.peer import DataDirInUse, SharingSettings
+    from chordshare.storage.catalog import CatalogDamaged, CatalogUnusable
     from chordshare.transport.security import PeerSecurity, SecurityError
 
     flags = {
@@ -187,6 +197,9 @@ def node(
         share=conf.share,
         replicas=conf.replicas,
         scrub_rate=conf.scrub_rate,
+        # A flag only, not a setting of the file or the environment: a one-off step for
+        # one start, not a way to run.
+        recover_data=recover_data,
     )
     try:
         security = PeerSecurity.load(
@@ -214,6 +227,13 @@ def node(
         with contextlib.suppress(KeyboardInterrupt):
             run(serve(settings, sharing, web, say))
     except (StartError, JoinError, DataDirInUse, NodeFailed) as err:
+        fail(str(err))
+    except CatalogDamaged as err:
+        fail(
+            f"{err}: start with --recover-data to set it aside and get this node's files "
+            "back from the ring"
+        )
+    except CatalogUnusable as err:
         fail(str(err))
     except OSError as err:
         fail(f"--data-dir {sharing.data_dir}: {err}")

@@ -60,6 +60,7 @@ class SharingSettings:
     republish: float = 30.0
     scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
     scrub_first_after: float = FIRST_PASS_AFTER
+    recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -203,7 +204,9 @@ class SharingPeer:
         created = _first_missing(data_dir)  # what a failed start must remove again
         try:
             self._lock_fd = lock_data_dir(data_dir)
-            self.store = NodeStore(data_dir, self.settings.max_store)
+            self.store = NodeStore(
+                data_dir, self.settings.max_store, recover_damaged=self.settings.recover_data
+            )
             node = await self.server.start()
         except BaseException:
             await self.server.stop(graceful=False)

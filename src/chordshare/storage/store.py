@@ -9,16 +9,25 @@ The quota counts committed chunks, chunks stored for puts not committed yet, and
 reserved by puts under way: a put reserves the bytes it will add before it receives any
 (`reserve`), so one over the quota is refused before a byte is written, and puts running
 together cannot pass it between them.
+
+A damaged catalog stops the store from opening (CatalogDamaged), unless it is opened to
+recover: then the catalog is set aside and the sound chunk files kept (`recovery.py`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 from chordshare.files.manifest import Manifest
-from chordshare.storage.catalog import Catalog
+from chordshare.storage.catalog import Catalog, CatalogDamaged
 from chordshare.storage.chunks import ChunkError, ChunkStore, digest_of
+from chordshare.storage.recovery import Recovery, recover
+
+log = logging.getLogger(__name__)
+
+CATALOG = "catalog.sqlite3"
 
 SMALL_CHUNK = 64 * 1024  # chunks up to this size live in the catalog
 
@@ -40,20 +49,41 @@ class Reservation:
 
 class NodeStore:
     def __init__(
-        self, data_dir: Path, max_bytes: int | None = None, small_chunk: int = SMALL_CHUNK
+        self,
+        data_dir: Path,
+        max_bytes: int | None = None,
+        small_chunk: int = SMALL_CHUNK,
+        recover_damaged: bool = False,
     ) -> None:
+        """Open the store in `data_dir`. A damaged catalog raises CatalogDamaged, unless
+        `recover_damaged`: then it is set aside and the store starts afresh (`recovery`
+        says what was done). A sound catalog is opened as it is either way."""
         self.data_dir = data_dir
         self.max_bytes = max_bytes
         self.small_chunk = small_chunk
         self.chunks = ChunkStore(data_dir / "chunks")
-        self.catalog = Catalog(data_dir / "catalog.sqlite3")
+        self.recovery: Recovery | None = None
+        try:
+            self.catalog = Catalog(data_dir / CATALOG)
+        except CatalogDamaged as damaged:
+            if not recover_damaged:
+                raise
+            self.recovery = recover(damaged, self.chunks)
+            self.catalog = Catalog(data_dir / CATALOG)
+        else:
+            if recover_damaged:
+                log.info("catalog %s is sound: nothing to recover", data_dir / CATALOG)
         # Chunks stored for files not committed yet, with their sizes, and their total.
         self._pending: dict[bytes, int] = {}
         self._pending_bytes = 0
         self._reserved = 0  # bytes puts under way have reserved and not stored yet
         self._staged: dict[bytes, bytes] = {}  # small chunks of puts not committed yet
         self._lock = threading.Lock()
-        self.collect_garbage()
+        # Not after a recovery: every chunk kept is unreferenced until the ring's repair
+        # brings its file back, and the sweep would delete exactly what recovery kept. The
+        # next start sweeps whatever repair did not claim.
+        if self.recovery is None:
+            self.collect_garbage()
 
     def used_bytes(self) -> int:
         """Bytes of committed chunks and of chunks stored for puts not committed yet."""
@@ -235,6 +265,7 @@ class NodeStore:
 
 
 __all__ = [
+    "CatalogDamaged",
     "ChunkError",
     "IncompleteFile",
     "Manifest",
