@@ -25,6 +25,7 @@ from chordshare.sharing.chunking import build_manifest
 from chordshare.sharing.service import FileService
 from chordshare.storage.chunks import ChunkStore
 from chordshare.storage.store import NodeStore
+from chordshare.transport.call_share import CallShare
 from chordshare.transport.files_servicer import FilesServicer, add_files_servicer
 from chordshare.transport.limits import (
     BUSY_RETRY_AFTER,
@@ -33,7 +34,6 @@ from chordshare.transport.limits import (
     MAX_LOCATORS,
     MAX_OFFER_FILES,
     MAX_SUCCESSORS,
-    SERVER_KWARGS,
     SERVER_OPTIONS,
     PeerSlots,
     StreamLimits,
@@ -116,7 +116,7 @@ async def start_node(tmp_path: Path) -> AsyncIterator:
     async def start(limits: StreamLimits, max_bytes: int | None = None) -> FilesNode:
         store = NodeStore(tmp_path / f"node{len(started)}", max_bytes)
         service = HeldFetches("127.0.0.1:1", store)
-        server = grpc.aio.server(options=SERVER_OPTIONS, **SERVER_KWARGS)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[CallShare()])
         add_files_servicer(FilesServicer(service, limits), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

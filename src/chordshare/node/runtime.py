@@ -27,11 +27,11 @@ from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, Routing
 from chordshare.ids import IdSpace
 from chordshare.node.driver import drive
 from chordshare.node.retransmit import Retransmitting
+from chordshare.node.shortage import SHORTAGES
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.base import IncompatiblePeer, PeerError, Transport
 
 log = logging.getLogger(__name__)
-
 
 REMEMBERED_PEERS = 32
 REJOIN_FIRST_WAIT = 1.0  # seconds between rejoin attempts of a node left alone, doubling...
@@ -380,8 +380,8 @@ class ChordNode:
         while True:
             await asyncio.sleep(period * self._rng.uniform(1 - jitter, 1 + jitter))
             name = getattr(action, "__name__", "")
-            try:
-                await action()
+            try:  # a shortage of open files is said once, not in a traceback a round
+                await SHORTAGES.round(name, action())
             except Exception:  # a maintenance round must never kill the loop
                 self.stats.maintenance_failures[name] += 1
                 log.exception("node %s: %s failed", self.me.id, name)

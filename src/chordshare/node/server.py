@@ -34,8 +34,9 @@ from chordshare.node.runtime import ChordNode, Timing
 from chordshare.node.servicer import ChordServicer
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.address import is_wildcard, normalize_address, parse_address
+from chordshare.transport.call_share import CallShare
 from chordshare.transport.grpc import GrpcTransport
-from chordshare.transport.limits import MAX_CONCURRENT_RPCS, SERVER_OPTIONS
+from chordshare.transport.limits import SERVER_OPTIONS
 from chordshare.transport.malformed import MalformedRequests
 from chordshare.transport.security import PeerSecurity
 from chordshare.v1 import admin_pb2_grpc, chord_pb2, chord_pb2_grpc
@@ -209,10 +210,11 @@ class NodeServer:
             taken = why_not_bindable(s.bind)
             if taken is not None:
                 raise StartError(f"cannot listen on {s.bind}: {taken}")
+        # No server-wide cap on calls under way (maximum_concurrent_rpcs): it counted the
+        # ring's calls with the rest. CallShare caps all but those, after the token check.
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
-            interceptors=[*s.security.server_interceptors(), MalformedRequests()],
-            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+            interceptors=[*s.security.server_interceptors(), CallShare(), MalformedRequests()],
         )
         try:
             port = s.security.add_port(server, s.bind)

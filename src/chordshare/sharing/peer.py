@@ -24,6 +24,7 @@ from pathlib import Path
 
 from chordshare.files.manifest import Manifest
 from chordshare.files.placement import DEFAULT_REPLICAS, file_key
+from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
 from chordshare.sharing.publishing import Publisher
@@ -267,8 +268,11 @@ class SharingPeer:
                 if now - last_publish >= settings.republish:
                     last_publish = now
                     await publisher.publish()
-            except Exception:  # a failed round must never stop the loop
-                log.exception("sharing round failed")
+            except Exception as err:  # a failed round must never stop the loop
+                if not shortage.waits(err, "sharing"):  # said once while it lasts
+                    log.exception("sharing round failed")
+            else:
+                shortage.goes_on("sharing")
 
     async def _handoff(self) -> None:
         if self.service is not None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chordshare.files.manifest import Manifest
+from chordshare.node import shortage
 from chordshare.node.tasks import NodeTasks
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore
@@ -110,8 +111,12 @@ class Scrubber:
             started = time.monotonic()
             try:
                 await self.scrub_pass()
-            except Exception:  # a failed pass must not stop the next one
-                log.exception("scrub pass failed")
+            except Exception as err:  # a failed pass must not stop the next one
+                # Out of open files: said once while it lasts; the next pass tries again.
+                if not shortage.waits(err, "scrub"):
+                    log.exception("scrub pass failed")
+            else:
+                shortage.goes_on("scrub")
             await asyncio.sleep(max(0.0, PASS_EVERY - (time.monotonic() - started)))
 
     async def scrub_pass(self) -> ScrubCounts:

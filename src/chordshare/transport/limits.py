@@ -23,13 +23,21 @@ T = TypeVar("T")
 # Room for file chunks (up to 8 MiB) and their framing.
 MAX_SERVER_MESSAGE_BYTES = 16 * 1024 * 1024
 
-# Calls under way on one node, all peers together: each is a task and its buffers. Beyond
-# it gRPC answers RESOURCE_EXHAUSTED at once. A node's own traffic is a few calls per
-# neighbour and a few streams per transfer, so this only bites a flood.
-MAX_CONCURRENT_RPCS = 1024
+# Calls under way on one node besides the ring's own (`transport.call_share`), all peers
+# together: each holds a task and its buffers, about a MiB for a chunk stream whose caller
+# stopped reading. 1,024, gRPC's server-wide cap before this share: a node's own traffic is
+# a few calls per neighbour and a few streams per transfer, and 25 hosts at their full
+# per-host allowance (8 puts, 32 chunk streams) fit, so it only bites a flood. The ring's
+# calls (Chord but Lookup, Admin, health checks) are cheap unary calls and never counted:
+# a flood of file calls cannot make the node's Ping and Notify answers fail. Health Watch
+# streams need no token and last as long as their caller likes: 16 at once, counted apart,
+# so that they crowd out neither the ring's calls nor the files'.
+CALL_SHARE = 1024
+WATCH_SHARE = 16
 # Streams open at once on one HTTP/2 connection; a peer's further calls wait in its own
 # channel (flow control), not in the node.
 MAX_STREAMS_PER_CONNECTION = 128
+HANDSHAKE_TIMEOUT_MS = 10_000  # as the REST API's wait for a request head
 
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_SERVER_MESSAGE_BYTES),
@@ -47,13 +55,14 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 20_000),
     # A connection without calls for ten minutes is closed; a peer's channel reconnects.
     ("grpc.max_connection_idle_ms", 600_000),
+    # A connection must finish its handshake (TCP, TLS, the client's HTTP/2 settings) within
+    # this, a few round trips: gRPC's default of two minutes let a client that connects and
+    # sends nothing hold a descriptor that long, as slowloris did to the REST API.
+    ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
     # gRPC's default SO_REUSEPORT lets a second node listen on a port a node already uses,
     # and the kernel then splits the connections between two rings.
     ("grpc.so_reuseport", 0),
 ]
-
-# The keyword arguments of grpc.aio.server besides its options.
-SERVER_KWARGS = {"maximum_concurrent_rpcs": MAX_CONCURRENT_RPCS}
 
 # Lengths of the lists one request may carry. A well-behaved peer sends at most a manifest's
 # chunk hashes at once (MissingChunks), a download batch of indexes (tens), 512 offered
