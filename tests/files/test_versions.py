@@ -49,7 +49,8 @@ def newest_held(held: Held) -> list[tuple[float, bytes]]:
 def test_a_copy_is_stored_only_when_it_beats_what_is_held(offered: FileVersion, held: Held) -> None:
     stored = judge_put(offered, held, replica=True, replace=False, now=100.0)
     beats_live = held.live is None or supersedes(offered, held.live)
-    beats_tombstone = held.tombstone is None or offered.version > held.tombstone
+    # A removal removes what is older than it: a tie is no removal of it.
+    beats_tombstone = held.tombstone is None or offered.version >= held.tombstone
     assert stored == (offered.version if beats_live and beats_tombstone else None)
 
 
@@ -82,13 +83,14 @@ def test_a_client_put_stores_above_everything_known_or_is_refused(
 def test_a_removal_is_newer_than_anything_held(held: Held, now: float) -> None:
     version = removal_version(held, now)
     assert all(version > known for known, _ in newest_held(held))
-    assert removal_applies(held, version)
+    assert removal_applies(held, FileVersion(NAME, version, b"", deleted=True))
 
 
 @given(LIVE, TIMES)
 def test_a_removal_older_than_the_live_copy_leaves_it(live: FileVersion, removal: float) -> None:
     held = Held(NAME, live)
-    assert removal_applies(held, removal) == (removal > live.version)
+    applies = removal_applies(held, FileVersion(NAME, removal, b"", deleted=True))
+    assert applies == (removal > live.version)
 
 
 @given(st.none() | VERSIONS, VERSIONS)

@@ -107,14 +107,14 @@ class ChurnNet:
         node = ChordNode(
             NodeRef(SPACE.hash(address), address),
             SPACE,
-            MemoryTransport(self.network),
+            MemoryTransport(self.network, address=address),
             successors=SUCCESSORS,
             timing=NO_TIMERS,
         )
         store = NodeStore(self.root / address.replace(":", "_"))
         book = VersionBook(address, store)
         placements = Placements(node.state, NodeRing(node), K)
-        peers = MemoryFilePeers(self.network, self.services)
+        peers = MemoryFilePeers(self.network, self.services, origin=address)
         replicator = Replicator(book, store, node.state, placements, peers, K, node.tasks)
         # No holders handed in: a put here is not copied until repair runs, which is
         # what the schedule's steps count on.
@@ -268,7 +268,7 @@ class ChurnNet:
 
     def client(self, via: Peer | None = None) -> FileClient:
         via = via or self.live[self.rng.choice(sorted(self.live))]
-        peers = MemoryFilePeers(self.network, self.services)
+        peers = MemoryFilePeers(self.network, self.services, origin=via.address)
         return FileClient(NodeRing(via.node), peers, K, self.routes)
 
     async def put(self, name: str, data: bytes, replace: bool = False) -> None:

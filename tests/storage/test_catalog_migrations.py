@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chordshare.storage.catalog import MIGRATIONS, Catalog, CatalogTooNew, migrate
+from chordshare.storage.catalog import Catalog
+from chordshare.storage.schema import MIGRATIONS, CatalogTooNew, migrate
 
 # The tables as nodes made them while catalogs had no version: the fixture's own copy, so a
 # change to the current schema cannot change what an old catalog looks like here.
@@ -37,14 +38,23 @@ CREATE TABLE chunk_refs (
     size INTEGER NOT NULL
 );
 """
-TABLES = ("files", "tombstones", "small_chunks", "chunk_refs")
+# Each table's columns as the unversioned catalog had them: what a migration must keep.
+TABLES = {
+    "files": "name, size, sha256, chunk_size, chunks, created",
+    "tombstones": "name, version",
+    "small_chunks": "digest, data",
+    "chunk_refs": "digest, refs, size",
+}
 SMALL = b"s" * 32
 LARGE = b"l" * 32
 
 
 def rows(path: Path) -> dict[str, list[tuple]]:
     with sqlite3.connect(path) as db:
-        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall()) for t in TABLES}
+        return {
+            t: sorted(db.execute(f"SELECT {columns} FROM {t}").fetchall())
+            for t, columns in TABLES.items()
+        }
 
 
 def user_version(path: Path) -> int:
@@ -76,20 +86,23 @@ def unversioned(tmp_path: Path) -> Path:
     return path
 
 
-def test_an_unversioned_catalog_becomes_version_1_with_every_row(unversioned: Path) -> None:
+def test_an_unversioned_catalog_comes_up_to_date_with_every_row(unversioned: Path) -> None:
     before = rows(unversioned)
     assert user_version(unversioned) == 0
     catalog = Catalog(unversioned)
     try:
-        assert catalog.version == len(MIGRATIONS) == 1
+        assert catalog.version == len(MIGRATIONS) == 2
         manifest = catalog.get("video.bin")
         assert manifest is not None and manifest.chunks == (SMALL, LARGE)
         assert catalog.tombstone("gone.txt") == 3.5
         assert catalog.small_chunk(SMALL) == b"hello"
         assert catalog.stored_bytes() == 5 + 34_464
+        # What was stored before lineages were kept has none: not known, never empty.
+        assert catalog.ancestry("video.bin") is None
+        assert catalog.removal("gone.txt") == (3.5, None)
     finally:
         catalog.close()
-    assert user_version(unversioned) == 1
+    assert user_version(unversioned) == len(MIGRATIONS)
     assert rows(unversioned) == before
 
 
@@ -114,12 +127,12 @@ def test_opening_an_up_to_date_catalog_changes_nothing(unversioned: Path) -> Non
     before = rows(unversioned)
     db = sqlite3.connect(unversioned, isolation_level=None)
     try:
-        assert migrate(db, unversioned) == 1
+        assert migrate(db, unversioned) == len(MIGRATIONS)
         assert db.total_changes == 0
     finally:
         db.close()
     Catalog(unversioned).close()
-    assert user_version(unversioned) == 1
+    assert user_version(unversioned) == len(MIGRATIONS)
     assert rows(unversioned) == before
 
 
@@ -140,8 +153,8 @@ def test_each_version_is_one_transaction(unversioned: Path) -> None:
 
     with pytest.raises(RuntimeError):
         Catalog(unversioned, (*MIGRATIONS, add_origin, half_done))
-    # Versions 1 and 2 were committed; nothing of version 3 is left.
-    assert user_version(unversioned) == 2
+    # The versions before were committed; nothing of the half-done one is left.
+    assert user_version(unversioned) == len(MIGRATIONS) + 1
     with sqlite3.connect(unversioned) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         origins = db.execute("SELECT DISTINCT origin FROM files").fetchall()
@@ -149,6 +162,6 @@ def test_each_version_is_one_transaction(unversioned: Path) -> None:
 
     catalog = Catalog(unversioned, (*MIGRATIONS, add_origin))
     try:
-        assert catalog.version == 2 and len(catalog.manifests()) == 2
+        assert catalog.version == len(MIGRATIONS) + 1 and len(catalog.manifests()) == 2
     finally:
         catalog.close()

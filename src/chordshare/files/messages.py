@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.names import is_legacy_name
 
@@ -54,6 +55,8 @@ class PutHeader:
     # A replica's name was stored before names were checked for control characters
     # (`files.names`): the receiver takes it although the new-name rule refuses it.
     legacy_name: bool = False
+    # A replica's lineage (`files.lineage`): the versions it replaced. None: not known.
+    ancestry: Ancestry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +89,22 @@ class FileVersion:
     sha256: bytes
     deleted: bool = False
     legacy_name: bool = False  # as in PutHeader
+    # The versions this one replaced (a removal: the one it removed, and its line), newest
+    # first; None when not known (stored before lineages were kept).
+    ancestry: Ancestry | None = None
 
     @classmethod
-    def held(cls, name: str, version: float, sha256: bytes, deleted: bool = False) -> FileVersion:
+    def held(
+        cls,
+        name: str,
+        version: float,
+        sha256: bytes,
+        deleted: bool = False,
+        ancestry: Ancestry | None = None,
+    ) -> FileVersion:
         """A version of a name held here, as offered to a peer: marked legacy_name when
         the new-name rule refuses the name (only a name stored before it can be held)."""
-        return cls(name, version, sha256, deleted, legacy_name=is_legacy_name(name))
+        return cls(name, version, sha256, deleted, is_legacy_name(name), ancestry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,34 @@ def _check(name: str, new: bool) -> str:
     if name.strip() != name:
         raise BadName("a file name cannot start or end with white space", name)
     return name
+
+
+# `notes.conflict-20261205-142501-1a2b3c4d.txt`: a version of `notes.txt` written apart
+# from the one that kept the name, at that UTC time, its SHA-256 beginning with those hex
+# digits. Like Syncthing's `.sync-conflict-`, the extension stays last, so the copy opens
+# as the file did.
+MAX_EXTENSION = 16  # bytes of an extension kept last; a longer "extension" is not one
+CONFLICT = re.compile(r"^(?P<stem>.+)\.conflict-\d{8}-\d{6}-[0-9a-f]{8}(?P<ext>\.[^.]*)?$", re.S)
+
+
+def conflict_name(name: str, version: float, sha256: bytes) -> str:
+    """The name a version of `name` written apart from the winning one is kept under: the
+    same for every node that holds it. A stem too long for it is cut short."""
+    stem, _, ext = name.rpartition(".")
+    if not stem or not ext or len(ext.encode()) > MAX_EXTENSION or " " in ext:
+        stem, ext = name, ""  # no extension, or not one: ".bashrc", "v1.2 final"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(max(0.0, version)))
+    tail = f".conflict-{stamp}-{sha256.hex()[:8]}" + (f".{ext}" if ext else "")
+    room = MAX_NAME_BYTES - len(tail.encode())
+    return stem.encode()[:room].decode(errors="ignore").rstrip() + tail
+
+
+def conflict_of(name: str) -> str | None:
+    """The name a conflict copy was written apart from (`conflict_name`), else None."""
+    match = CONFLICT.match(name)
+    if match is None:
+        return None
+    return match["stem"] + (match["ext"] or "")
 
 
 def check_new_name(name: str) -> str:

@@ -4,14 +4,22 @@ A file's `created` is its version, set by the owner on a client's put. A second 
 name with other bytes is refused unless `replace` is asked; then it gets a version newer
 than the old one and every holder converges on it. A removal leaves a tombstone at a newer
 version, so an old copy offered later does not bring the name back.
+
+Each version also names the versions it replaced (`files.lineage`). When two holders meet
+with versions of which neither replaced the other, they were written apart (on two sides of
+a split ring, or by two owners at once): both are kept. The one that wins by `newer`'s order
+keeps the name; the other is kept under a conflict name (`names.conflict_name`) by whichever
+node holds it when it meets the winner. A removal removes only the version it names and
+those before it: a version written apart from it stays.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from chordshare.files.lineage import ANCESTRY_KEPT, Ancestry, ancestor, child_ancestry, descends
 from chordshare.files.messages import FileError, FileVersion, OfferAnswer, Refusal
 from chordshare.files.names import accepts_from_peer
 
@@ -33,6 +41,53 @@ def newest(versions: Iterable[FileVersion]) -> FileVersion | None:
     return max(versions, key=lambda v: (v.version, v.sha256), default=None)
 
 
+def replaced(a: FileVersion, b: FileVersion) -> bool:
+    """Whether version `a` replaced `b`, directly or not, as far as `a`'s lineage says."""
+    return descends(a.ancestry, b.version, b.sha256)
+
+
+def concurrent(a: FileVersion, b: FileVersion) -> bool:
+    """Whether `a` and `b` were written apart: both lineages known, neither replaced the
+    other. Between them `newer`'s order picks the name's version, and the other is kept."""
+    if a.ancestry is None or b.ancestry is None:
+        return False
+    if (a.version, a.sha256, a.deleted) == (b.version, b.sha256, b.deleted):
+        return False
+    return not replaced(a, b) and not replaced(b, a)
+
+
+def removes(removal: FileVersion, version: FileVersion) -> bool:
+    """Whether `removal` removes `version`: it names it or a version that replaced it; a
+    removal or a version of unknown lineage goes by `newer`'s order, as before lineages."""
+    if replaced(removal, version):
+        return True
+    if removal.ancestry is None or version.ancestry is None:
+        return removal.version > version.version
+    return False
+
+
+def takes(offered: FileVersion, mine: FileVersion) -> bool:
+    """Whether a holder of `mine` takes the live version `offered` in its place (a
+    removal in its place: `removes`). Of two written apart the order's winner is taken,
+    the loser to be kept under a conflict name by its holder (`keep_aside`)."""
+    if mine.deleted:
+        return not removes(mine, offered)
+    # A version that replaced another is always newer than it (`judge_put`), so the order
+    # decides between live versions; lineage only says whether the loser is kept.
+    return supersedes(offered, mine)
+
+
+def keep_aside(mine: FileVersion, other: FileVersion) -> bool:
+    """Whether the live version `mine`, meeting `other`, must be kept under a conflict name:
+    they were written apart and `other` wins the name."""
+    return (
+        not mine.deleted
+        and not other.deleted
+        and concurrent(mine, other)
+        and supersedes(other, mine)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     """What a node holds of one name: its live version (and size), and its tombstone."""
@@ -41,14 +96,46 @@ class Held:
     live: FileVersion | None = None
     size: int | None = None
     tombstone: float | None = None
+    tombstone_ancestry: Ancestry | None = None  # what the removal removed, and before it
+
+    def removal(self) -> FileVersion | None:
+        if self.tombstone is None:
+            return None
+        return FileVersion.held(
+            self.name, self.tombstone, b"", deleted=True, ancestry=self.tombstone_ancestry
+        )
 
     def newest(self) -> FileVersion | None:
         """The version offered to other holders: the live one, else the removal."""
-        if self.live is not None:
-            return self.live
-        if self.tombstone is not None:
-            return FileVersion.held(self.name, self.tombstone, b"", deleted=True)
-        return None
+        return self.live if self.live is not None else self.removal()
+
+    def parent(self) -> FileVersion | None:
+        """What a client's put or removal of the name now replaces: the live version,
+        else the removal it follows."""
+        return self.newest()
+
+
+def ancestry_after(parent: FileVersion | None) -> Ancestry:
+    """The lineage of a version written over `parent` (None: a first put)."""
+    if parent is None:
+        return ()
+    return child_ancestry(parent.version, parent.sha256, parent.ancestry)
+
+
+def removal_ancestry(parent: FileVersion | None) -> Ancestry | None:
+    """The lineage of a client's removal: the version it removes, and its line. A removal
+    at a node that holds nothing of the name names nothing (None): it removes what is older
+    than it, as removals did before lineages."""
+    return None if parent is None else ancestry_after(parent)
+
+
+def merged_removal(a: FileVersion, b: FileVersion) -> FileVersion:
+    """Two removals of one name as one: the newer's version, removing what either removes."""
+    newer_one, older = (a, b) if supersedes(a, b) else (b, a)
+    if a.ancestry is None or b.ancestry is None:
+        return replace(newer_one, ancestry=None)
+    entries = {*a.ancestry, *b.ancestry, ancestor(older.version, older.sha256)}
+    return replace(newer_one, ancestry=tuple(sorted(entries, reverse=True))[:ANCESTRY_KEPT])
 
 
 def judge_put(
@@ -72,11 +159,10 @@ def judge_put(
         elif live is None or supersedes(elsewhere, live):
             live, size = elsewhere, None
     if replica:
-        if live is not None and not newer(
-            offered.version, offered.sha256, live.version, live.sha256
-        ):
+        if live is not None and not takes(offered, live):
             return None
-        if tombstone is not None and tombstone >= offered.version:
+        removal = held.removal()
+        if removal is not None and removes(removal, offered):
             return None
         return offered.version
     if live is not None and live.sha256 == offered.sha256:
@@ -100,10 +186,26 @@ def removal_version(held: Held, now: float) -> float:
     return max(now, floor + VERSION_STEP)
 
 
-def removal_applies(held: Held, removal: float) -> bool:
+def put_parent(held: Held, elsewhere: FileVersion | None = None) -> FileVersion | None:
+    """What a client's put of the name replaces: the newest of the live version here and
+    the one the other holders know of, else the removal it follows (None: a first put)."""
+    live = held.live
+    if (
+        elsewhere is not None
+        and not elsewhere.deleted
+        and (live is None or supersedes(elsewhere, live))
+    ):
+        live = elsewhere
+    if live is not None:
+        return live
+    removals = [r for r in (held.removal(), elsewhere) if r is not None and r.deleted]
+    return newest(removals)
+
+
+def removal_applies(held: Held, removal: FileVersion) -> bool:
     """Whether a removal a peer passes on removes the live copy here: not when a newer put
-    outlived it."""
-    return held.live is None or held.live.version < removal
+    outlived it, nor a version written apart from it."""
+    return held.live is None or removes(removal, held.live)
 
 
 class OfferVerdict(enum.Enum):
@@ -118,10 +220,24 @@ def judge_offer(mine: FileVersion | None, offered: FileVersion) -> OfferVerdict:
     """What a node does with a version another holder offers it."""
     if not accepts_from_peer(offered.name, offered.legacy_name):
         return OfferVerdict.REFUSE
-    if mine is not None and not supersedes(offered, mine):
-        same = (mine.version, mine.sha256) == (offered.version, offered.sha256)
+    if mine is None:
+        return OfferVerdict.REMOVE if offered.deleted else OfferVerdict.WANT
+    if mine.deleted and offered.deleted:
+        # Of two removals, what either removes stays removed: taken when it adds to mine.
+        if merged_removal(mine, offered) != mine:
+            return OfferVerdict.REMOVE
+        same = (mine.version, mine.ancestry) == (offered.version, offered.ancestry)
         return OfferVerdict.SAME if same else OfferVerdict.HOLD_NEWER
-    return OfferVerdict.REMOVE if offered.deleted else OfferVerdict.WANT
+    same = (mine.version, mine.sha256, mine.deleted) == (
+        offered.version,
+        offered.sha256,
+        offered.deleted,
+    )
+    if same:
+        return OfferVerdict.SAME
+    if offered.deleted:
+        return OfferVerdict.REMOVE if removes(offered, mine) else OfferVerdict.HOLD_NEWER
+    return OfferVerdict.WANT if takes(offered, mine) else OfferVerdict.HOLD_NEWER
 
 
 def answer_offer(
@@ -154,6 +270,9 @@ class AnswerPlan:
     removals: tuple[FileVersion, ...]  # removals the peer knows of: apply them here too
     push: tuple[str, ...]  # names the peer wants: send it this node's copy
     held: frozenset[str]  # names the peer holds in this node's version or a newer one
+    # (this node's version, the peer's) written apart, the peer's winning: keep this
+    # node's under its conflict name before anything replaces or drops it.
+    aside: tuple[tuple[FileVersion, FileVersion], ...] = ()
 
 
 def judge_answer(offered: Sequence[FileVersion], answer: OfferAnswer) -> AnswerPlan:
@@ -161,4 +280,10 @@ def judge_answer(offered: Sequence[FileVersion], answer: OfferAnswer) -> AnswerP
     wanted = [name for name in answer.wanted if name in names]
     removals = tuple(v for v in answer.newer if v.deleted and v.name in names)
     held = frozenset(names - set(wanted))
-    return AnswerPlan(removals, tuple(wanted), held)
+    theirs = {v.name: v for v in answer.newer if v.name in names}
+    aside = tuple(
+        (mine, theirs[mine.name])
+        for mine in offered
+        if mine.name in theirs and keep_aside(mine, theirs[mine.name])
+    )
+    return AnswerPlan(removals, tuple(wanted), held, aside)

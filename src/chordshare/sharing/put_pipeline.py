@@ -24,6 +24,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
+from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import (
     SMALL_PUT,
@@ -35,7 +36,7 @@ from chordshare.files.messages import (
 )
 from chordshare.files.ownership import refuse_unless_owner
 from chordshare.files.put_checks import check_chunk, check_trailer, refuse_bad_header
-from chordshare.files.versions import judge_put
+from chordshare.files.versions import ancestry_after, judge_put, keep_aside, put_parent
 from chordshare.sharing.put_store import PutStore
 from chordshare.sharing.put_work import PutWork, WholeHash
 from chordshare.sharing.traffic import Traffic
@@ -58,7 +59,11 @@ class Holders(Protocol):
         ...
 
     async def replicate(
-        self, name: str, manifest: Manifest | None, at_hand: Mapping[int, bytes] | None
+        self,
+        name: str,
+        manifest: Manifest | None,
+        at_hand: Mapping[int, bytes] | None,
+        ancestry: Ancestry | None = None,
     ) -> int | None:
         """Copy a just-put name to the successors; 1 once one holds it, 0 if none could,
         None when there is no other node. `at_hand`: its chunks, when in memory."""
@@ -71,6 +76,7 @@ class _Put:
     def __init__(self, header: PutHeader, small: bool) -> None:
         self.header = header
         self.small = small  # kept in memory until judged and committed
+        self.lineage: Ancestry | None = None  # what the stored version replaced
         self.whole = WholeHash()
         self.work = PutWork()
         self.received: dict[int, bytes] = {}  # a small put's chunks
@@ -188,9 +194,10 @@ class PutPipeline:
                     await asyncio.to_thread(self.store.discard, put.digests())
                     return await self._unchanged(header, elsewhere)
                 final = replace(header.manifest, created=version)
+                put.lineage = await self._lineage(header, final, elsewhere)
                 if put.small:
                     return await self._commit_small(put, final)
-                final = await asyncio.to_thread(self.disk.finish, final, put.whole)
+                final = await asyncio.to_thread(self.disk.finish, final, put.whole, put.lineage)
             except BaseException:
                 await put.work.settle()
                 await asyncio.to_thread(self.store.discard, put.digests() + put.stored)
@@ -256,8 +263,10 @@ class PutPipeline:
                 final = replace(final, sha256=whole.digest())
             if not put.header.replica and self.holders is not None and at_hand is not None:
                 self.book.confirmed[name] = {self.address}
-                copying = asyncio.create_task(self.holders.replicate(name, final, at_hand))
-            final = await asyncio.to_thread(self.disk.finish, final, put.whole)
+                copying = asyncio.create_task(
+                    self.holders.replicate(name, final, at_hand, put.lineage)
+                )
+            final = await asyncio.to_thread(self.disk.finish, final, put.whole, put.lineage)
         except BaseException:
             if copying is not None:
                 copying.cancel()
@@ -315,15 +324,34 @@ class PutPipeline:
         return header
 
     def _judge(self, header: PutHeader, elsewhere: FileVersion | None) -> float | None:
-        manifest = header.manifest
         return judge_put(
-            FileVersion(manifest.name, manifest.created, manifest.sha256),
-            self.book.held(manifest.name),
+            self._offered(header),
+            self.book.held(header.manifest.name),
             replica=header.replica,
             replace=header.replace,
             now=self.clock(),
             elsewhere=elsewhere,
         )
+
+    @staticmethod
+    def _offered(header: PutHeader) -> FileVersion:
+        manifest = header.manifest
+        ancestry = header.ancestry if header.replica else None
+        return FileVersion(manifest.name, manifest.created, manifest.sha256, ancestry=ancestry)
+
+    async def _lineage(
+        self, header: PutHeader, final: Manifest, elsewhere: FileVersion | None
+    ) -> Ancestry | None:
+        """The lineage the put stores: a replica's own (the version it displaces kept
+        aside first when the two were written apart); for a client's put, what it
+        replaces."""
+        held = self.book.held(final.name)
+        if not header.replica:
+            return ancestry_after(put_parent(held, elsewhere))
+        offered = replace(self._offered(header), version=final.created)
+        if held.live is not None and keep_aside(held.live, offered):
+            await self.book.set_aside(final.name, offered)
+        return header.ancestry
 
     def _refuse_if_held(self, name: str, elsewhere: FileVersion | None) -> None:
         """A put whose hashes come last is taken only for a name nobody holds: otherwise

@@ -8,6 +8,7 @@ import errno
 from collections.abc import Sequence
 from dataclasses import replace
 
+from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileError, Refusal
 from chordshare.sharing.put_work import WholeHash
@@ -77,7 +78,9 @@ class PutStore:
                 return None
         return chunks
 
-    def finish(self, manifest: Manifest, whole: WholeHash) -> Manifest:
+    def finish(
+        self, manifest: Manifest, whole: WholeHash, ancestry: Ancestry | None = None
+    ) -> Manifest:
         """Check that every chunk is here and that they add up to the file (the whole-file
         hash filled in when the client left it out), then list it. Returns it as listed."""
         missing = [i for i, d in enumerate(manifest.chunks) if not self.store.has_chunk(d)]
@@ -108,5 +111,5 @@ class PutStore:
                 Refusal.DATA_LOSS, f"the chunks of {manifest.name!r} do not add up to its SHA-256"
             )
         final = replace(manifest, sha256=digest)
-        self.store.commit(final)
+        self.store.commit(final, ancestry)
         return final

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chordshare.chord.state import RoutingState
+from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileError, FileVersion, PutHeader, PutOutcome
 from chordshare.files.names import is_legacy_name
@@ -43,6 +44,16 @@ from chordshare.transport.files import FilePeers
 log = logging.getLogger(__name__)
 
 OFFER_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A version a put copies to the successors: its manifest, its chunks when they are at
+    hand (a small put), its lineage."""
+
+    manifest: Manifest
+    at_hand: Mapping[int, bytes] | None
+    ancestry: Ancestry | None
 
 
 @dataclass
@@ -155,15 +166,17 @@ class Replicator:
         """Offer versions to a peer and push what it wants. Returns the names it now holds
         in our version (or a newer one)."""
         answer = judge_answer(versions, await self.peers.at(address).offer(versions))
+        for mine, theirs in answer.aside:  # written apart; the peer's takes the name
+            await self.book.set_aside(mine.name, theirs)
         for removal in answer.removals:  # removed while this node was away
-            await self.book.remove(removal.name, removal.version, replica=True)
+            await self.book.remove(removal.name, removal.version, removal.ancestry, replica=True)
         held = set(answer.held)
         for name in answer.push:
             manifest = self.store.manifest(name)
             if manifest is None:
                 continue  # removed meanwhile
             try:
-                await self.push(address, manifest)
+                await self.push(address, manifest, ancestry=self.store.catalog.ancestry(name))
             except FileError as err:
                 log.info("repair: %s refused %r: %s", address, name, err.message)
                 continue
@@ -206,7 +219,11 @@ class Replicator:
         return sum(not isinstance(answer, BaseException) for answer in answers)
 
     async def push(
-        self, address: str, manifest: Manifest, at_hand: Mapping[int, bytes] | None = None
+        self,
+        address: str,
+        manifest: Manifest,
+        at_hand: Mapping[int, bytes] | None = None,
+        ancestry: Ancestry | None = None,
     ) -> PutOutcome:
         """Copy a file to a peer, sending only the chunks it lacks (not asked for a one-chunk
         file: the question would cost as much as the answer saves). Chunks come from
@@ -221,7 +238,7 @@ class Replicator:
             else self._stored_chunks(manifest, missing)
         )
         legacy = is_legacy_name(manifest.name)  # held, so stored before the new-name rule
-        header = PutHeader(manifest, replica=True, legacy_name=legacy)
+        header = PutHeader(manifest, replica=True, legacy_name=legacy, ancestry=ancestry)
         return await self.peers.at(address).put_file(header, chunks)
 
     async def _stored_chunks(
@@ -236,21 +253,23 @@ class Replicator:
         name: str,
         manifest: Manifest | None = None,
         at_hand: Mapping[int, bytes] | None = None,
+        ancestry: Ancestry | None = None,
     ) -> int | None:
         """Copy a just-put name to this node's k-1 successors at once, and return as soon
         as one of them holds it: 1, or 0 if none could. The other copies go on in the
-        background. None when there is no other node to copy to. `manifest` and `at_hand`
-        (its chunks by index): the version to copy, when it is not read from the store."""
+        background. None when there is no other node to copy to. `manifest`, `at_hand`
+        (its chunks by index) and `ancestry`: the version to copy, when it is not read from
+        the store."""
         if manifest is None:
             manifest = self.store.manifest(name)
+            ancestry = self.store.catalog.ancestry(name)
         targets = self._successor_addresses()
         if manifest is None or not targets:
             return None
 
         first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        copies = self.tasks.start(
-            self._copy_to_all(name, manifest, at_hand, targets, first), f"copies of {name!r}"
-        )
+        copy = Copy(manifest, at_hand, ancestry)
+        copies = self.tasks.start(self._copy_to_all(copy, targets, first), f"copies of {name!r}")
         try:
             return 1 if await first else 0
         except asyncio.CancelledError:
@@ -258,24 +277,20 @@ class Replicator:
             raise
 
     async def _copy_to_all(
-        self,
-        name: str,
-        manifest: Manifest,
-        at_hand: Mapping[int, bytes] | None,
-        targets: Sequence[str],
-        first: asyncio.Future[bool],
+        self, copy: Copy, targets: Sequence[str], first: asyncio.Future[bool]
     ) -> None:
         """Copy to every target at once, as one of the node's tasks; `first` learns as soon
         as one holds the version (or that none could), and the rest go on here."""
+        name = copy.manifest.name
 
-        async def copy(address: str) -> None:
-            if await self._copy(name, address, manifest, at_hand) and not first.done():
+        async def copy_to(address: str) -> None:
+            if await self._copy(address, copy) and not first.done():
                 first.set_result(True)
 
         try:
             async with asyncio.TaskGroup() as group:
                 for address in targets:
-                    group.create_task(copy(address))
+                    group.create_task(copy_to(address))
         except ExceptionGroup as group_error:  # errors no copy expected: the put reports one
             err = group_error.exceptions[0]
             if first.done():
@@ -286,13 +301,12 @@ class Replicator:
             if not first.done():
                 first.set_result(False)
 
-    async def _copy(
-        self, name: str, address: str, manifest: Manifest, at_hand: Mapping[int, bytes] | None
-    ) -> bool:
+    async def _copy(self, address: str, copy: Copy) -> bool:
         # Pushed without an offer first: a successor that has this version already answers
         # "unchanged", and the put's answer waits one round trip less.
+        manifest, name = copy.manifest, copy.manifest.name
         try:
-            outcome = await self.push(address, manifest, at_hand)
+            outcome = await self.push(address, manifest, copy.at_hand, copy.ancestry)
         except (PeerError, FileError) as err:
             log.info("copy of %r to %s failed: %s", name, address, err)
             return False

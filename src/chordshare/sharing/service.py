@@ -131,7 +131,7 @@ class FileService:
         return await self.book.offer(versions)
 
     async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
-        removal = await self.book.remove(name, version, replica)
+        removal = await self.book.remove(name, version, replica=replica)
         if removal is None:
             return False  # a newer put outlived this removal
         if not replica and self.announcer is not None:

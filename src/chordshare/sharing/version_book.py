@@ -10,12 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from chordshare.files.lineage import Ancestry
 from chordshare.files.messages import FileVersion, OfferAnswer
+from chordshare.files.names import conflict_name
 from chordshare.files.versions import (
     Held,
     answer_offer,
+    merged_removal,
+    removal_ancestry,
     removal_applies,
     removal_version,
 )
@@ -55,19 +59,28 @@ class VersionBook:
 
     def held(self, name: str) -> Held:
         """What this node holds of name, for the version decisions."""
+        catalog = self.store.catalog
         manifest = self.store.manifest(name)
         live = None
         if manifest is not None:
-            live = FileVersion.held(name, manifest.created, manifest.sha256)
+            ancestry = catalog.ancestry(name)
+            live = FileVersion.held(name, manifest.created, manifest.sha256, ancestry=ancestry)
         size = manifest.size if manifest is not None else None
-        return Held(name, live, size, self.store.catalog.tombstone(name))
+        removal = catalog.removal(name)
+        if removal is None:
+            return Held(name, live, size)
+        return Held(name, live, size, removal[0], removal[1])
 
     def versions(self) -> list[FileVersion]:
         """Every name held here, as offered to other holders (tombstones included)."""
-        live = [FileVersion.held(m.name, m.created, m.sha256) for m in self.store.manifests()]
+        ancestries = self.store.catalog.ancestries()
+        live = [
+            FileVersion.held(m.name, m.created, m.sha256, ancestry=ancestries.get(m.name))
+            for m in self.store.manifests()
+        ]
         gone = [
-            FileVersion.held(name, version, b"", deleted=True)
-            for name, version in self.store.catalog.tombstones()
+            FileVersion.held(name, version, b"", deleted=True, ancestry=ancestry)
+            for name, version, ancestry in self.store.catalog.tombstones()
         ]
         return live + gone
 
@@ -84,24 +97,58 @@ class VersionBook:
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         answer, removals = answer_offer(versions, self.version_of)
         for removal in removals:
-            await self.remove(removal.name, removal.version, replica=True)
+            await self.remove(removal.name, removal.version, removal.ancestry, replica=True)
         return answer
 
     async def remove(
-        self, name: str, version: float = 0.0, replica: bool = False
+        self,
+        name: str,
+        version: float = 0.0,
+        ancestry: Ancestry | None = None,
+        replica: bool = False,
     ) -> Removal | None:
-        """Remove name: a client's removal gets a version newer than anything held; a
-        removal another holder passes on (replica) keeps its version, and is None when a
-        newer put outlived it."""
+        """Remove name: a client's removal gets a version newer than anything held and
+        names what it removes; a removal another holder passes on (replica) keeps its
+        version and lineage, and is None when the live copy here is not one it removes (a
+        newer put, or one written apart from it)."""
         held = self.held(name)
         if replica:
-            if not removal_applies(held, version):
+            removal = FileVersion.held(name, version, b"", deleted=True, ancestry=ancestry)
+            if not removal_applies(held, removal):
                 return None
         else:
             version = removal_version(held, self.clock())
-        await asyncio.to_thread(self.store.remove, name, version)
+            ancestry = removal_ancestry(held.parent())
+        before = held.removal()
+        if before is not None:  # one removal, removing what either removes
+            merged = merged_removal(before, FileVersion.held(name, version, b"", True, ancestry))
+            version, ancestry = merged.version, merged.ancestry
+        await asyncio.to_thread(self.store.remove, name, version, ancestry)
         self.confirmed.pop(name, None)
         if held.live is not None:
             log.info("removed %r at version %.6f", name, version)
         await self.changed(name)
-        return Removal(FileVersion.held(name, version, b"", deleted=True), held.live is not None)
+        tombstone = FileVersion.held(name, version, b"", deleted=True, ancestry=ancestry)
+        return Removal(tombstone, held.live is not None)
+
+    async def set_aside(self, name: str, winner: FileVersion) -> None:
+        """Keep the live version of name under its conflict name: it was written apart
+        from `winner`, which takes the name. Every holder of it picks the same name and
+        version, so their copies are one file, which repair takes to its own holders."""
+        held = self.store.manifest(name)
+        if held is None:
+            return
+        aside = replace(held, name=conflict_name(name, held.created, held.sha256))
+        if self.store.manifest(aside.name) is None:
+            await asyncio.to_thread(self.store.commit, aside, ())
+        log.warning(
+            "%r was written apart on two sides of the ring: version %.6f (sha256 %s…) keeps "
+            "the name, version %.6f (sha256 %s…) is kept as %r",
+            name,
+            winner.version,
+            winner.sha256.hex()[:16],
+            held.created,
+            held.sha256.hex()[:16],
+            aside.name,
+        )
+        await self.changed(aside.name)

@@ -73,6 +73,7 @@ def run_files(plan: FilePlan) -> dict[str, object]:
         "ring_converged": not ring.problems,
         "file_repair_rounds": rounds,
         "stale_copies": world.stale_stores,
+        "kept_as_conflicts": world.set_aside,
         "safety_violations": len(world.violations),
         "first_violations": world.violations[:5],
         "convergence_problems": len(problems),

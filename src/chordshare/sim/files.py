@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from chordshare.chord.lookup import LookupFailed
 from chordshare.files.messages import FileError, FileVersion, OfferAnswer
+from chordshare.files.names import conflict_name
 from chordshare.files.placement import file_key
 from chordshare.files.repair import (
     KeyHolders,
@@ -35,14 +36,20 @@ from chordshare.files.repair import (
 )
 from chordshare.files.versions import (
     Held,
+    ancestry_after,
     answer_offer,
     judge_answer,
     judge_put,
+    keep_aside,
+    merged_removal,
     newest,
+    put_parent,
+    removal_ancestry,
     removal_applies,
     removal_version,
     supersedes,
 )
+from chordshare.sim import file_checks
 from chordshare.sim.simulator import Simulator
 
 
@@ -53,6 +60,9 @@ class FileBook:
 
     held: dict[str, FileVersion] = field(default_factory=dict)
     confirmed: dict[str, set[str]] = field(default_factory=dict)
+    # Removals newer than a live version written apart from them, kept beside it (as the
+    # catalog keeps a tombstone newer than the file).
+    removals: dict[str, FileVersion] = field(default_factory=dict)
 
 
 def _at_least(version: FileVersion, floor: FileVersion) -> bool:
@@ -78,6 +88,8 @@ class FileWorld:
         self.stale_stores = 0
         self.touched: set[str] = set()  # nodes whose store changed since the runner looked
         self.full: set[str] = set()  # nodes whose disk is full: they take no new copy
+        self.acknowledged: list[FileVersion] = []  # every live version a client was told of
+        self.set_aside = 0  # versions kept under a conflict name
 
     # A node's store.
 
@@ -85,12 +97,13 @@ class FileWorld:
         return self.books.setdefault(address, FileBook())
 
     def held(self, address: str, name: str) -> Held:
-        version = self.book(address).held.get(name)
-        if version is None:
-            return Held(name)
-        if version.deleted:
-            return Held(name, tombstone=version.version)
-        return Held(name, version)
+        book = self.book(address)
+        version = book.held.get(name)
+        removal = version if version is not None and version.deleted else book.removals.get(name)
+        live = version if version is not None and not version.deleted else None
+        if removal is None:
+            return Held(name, live)
+        return Held(name, live, tombstone=removal.version, tombstone_ancestry=removal.ancestry)
 
     def _store(self, address: str, version: FileVersion) -> None:
         book = self.book(address)
@@ -103,6 +116,11 @@ class FileWorld:
         floor = self.acked.get(version.name)
         if floor is not None and not _at_least(version, floor):
             self.stale_stores += 1
+        if previous is not None and previous.deleted and not version.deleted:
+            if previous.version > version.version:  # written apart: the removal stays too
+                book.removals[version.name] = previous
+        elif version.deleted:
+            book.removals.pop(version.name, None)
         book.held[version.name] = version
         self.where[version.name].add(address)
         self.stores += 1
@@ -133,20 +151,31 @@ class FileWorld:
         return answer
 
     def apply_removal(self, address: str, removal: FileVersion) -> None:
-        if removal_applies(self.held(address, removal.name), removal.version):
-            self._store(address, removal)
+        held = self.held(address, removal.name)
+        if removal_applies(held, removal):
+            before = held.removal()
+            self._store(address, removal if before is None else merged_removal(before, removal))
 
     def take_copy(self, address: str, version: FileVersion) -> bool:
         """A replica put; True when the node now holds this version or a newer one."""
         if address in self.full:
             return False  # refused: out of room (the copy may be its owner's only one)
-        stored = judge_put(
-            version, self.held(address, version.name), replica=True, replace=False, now=0.0
-        )
+        held = self.held(address, version.name)
+        stored = judge_put(version, held, replica=True, replace=False, now=0.0)
         if stored is not None:
+            if held.live is not None and keep_aside(held.live, version):
+                self.keep_aside(address, held.live)
             self._store(address, version)
         mine = self.held(address, version.name).newest()
         return mine is not None and _at_least(mine, version)
+
+    def keep_aside(self, address: str, version: FileVersion) -> None:
+        """A version written apart from the one taking its name, kept under its conflict
+        name at `address`, as a node's version book does."""
+        name = conflict_name(version.name, version.version, version.sha256)
+        if name not in self.book(address).held:
+            self._store(address, FileVersion(name, version.version, version.sha256, ancestry=()))
+            self.set_aside += 1
 
     # A client's requests, sent to the owner a lookup names.
 
@@ -186,20 +215,18 @@ class FileWorld:
             return False
         self.clock += 1.0
         offered = FileVersion(name, self.clock, sha256)
+        held, elsewhere = self.held(owner, name), self._elsewhere(owner, name)
         try:
             version = judge_put(
-                offered,
-                self.held(owner, name),
-                replica=False,
-                replace=replace,
-                now=self.clock,
-                elsewhere=self._elsewhere(owner, name),
+                offered, held, replica=False, replace=replace, now=self.clock, elsewhere=elsewhere
             )
         except FileError:
             return False
         if version is None:
             return False
-        stored = FileVersion(name, version, sha256)
+        stored = FileVersion(
+            name, version, sha256, ancestry=ancestry_after(put_parent(held, elsewhere))
+        )
         self._store(owner, stored)
         return self._copy_and_acknowledge(owner, stored)
 
@@ -209,7 +236,10 @@ class FileWorld:
             return False
         self.clock += 1.0
         held = self.held(owner, name)
-        removal = FileVersion(name, removal_version(held, self.clock), b"", deleted=True)
+        version = removal_version(held, self.clock)
+        removal = FileVersion(name, version, b"", True, ancestry=removal_ancestry(held.parent()))
+        if (before := held.removal()) is not None:
+            removal = merged_removal(before, removal)
         self._store(owner, removal)
         return self._copy_and_acknowledge(owner, removal)
 
@@ -230,6 +260,8 @@ class FileWorld:
         if targets and not took:
             return False
         self.book(owner).confirmed[version.name] = {owner, *took}
+        if not version.deleted:
+            self.acknowledged.append(version)
         floor = self.acked.get(version.name)
         if floor is None or supersedes(version, floor):
             self.acked[version.name] = version
@@ -310,6 +342,8 @@ class FileWorld:
 
     def _reconcile(self, address: str, target: str, offered: list[FileVersion]) -> set[str]:
         answer = judge_answer(offered, self.answer_offer(target, offered))
+        for mine, _ in answer.aside:
+            self.keep_aside(address, mine)
         for removal in answer.removals:
             self.apply_removal(address, removal)
         held = set(answer.held)
@@ -319,39 +353,8 @@ class FileWorld:
                 held.add(name)
         return held
 
-    # What converged means.
+    # What converged means (`sim.file_checks`).
 
     def problems(self) -> list[str]:
         """Convergence problems: run once repair has settled on a converged ring."""
-        ideal = self.sim.ideal()
-        live = self.sim.live
-        found: list[str] = []
-        for name in sorted(self.acked):
-            holding = {a for a in self.where[name] if a in live}
-            held = {a: self.books[a].held[name] for a in holding}
-            # An unacknowledged put may still take effect (as after a client's timeout):
-            # the version that wins is the one every holder must converge on.
-            winner = newest(held.values())
-            if winner is None:
-                found.append(f"{name!r} is held by no live node")
-                continue
-            if winner.deleted:
-                alive = sorted(a for a, v in held.items() if not v.deleted)
-                if alive:
-                    found.append(f"removed {name!r} is still held live by {', '.join(alive)}")
-                continue
-            owner = ideal.owner(file_key(self.sim.space, name))
-            expected = {owner.address, *(n.address for n in ideal.successors(owner, self.k - 1))}
-            if holding != expected:
-                found.append(
-                    f"{name!r} is held by {sorted(holding)}, its holders are {sorted(expected)}"
-                )
-            stale = sorted(a for a, v in held.items() if v != winner)
-            if stale:
-                found.append(f"{name!r} is held in an older version by {', '.join(stale)}")
-        for address, book in sorted(self.books.items()):
-            for name, holders in sorted(book.confirmed.items()):
-                gone = sorted(holders - live)
-                if gone:
-                    found.append(f"{address} names {', '.join(gone)} as holders of {name!r}")
-        return found
+        return file_checks.problems(self)

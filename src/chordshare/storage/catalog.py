@@ -4,9 +4,8 @@ A file is listed only once its manifest is committed, and a manifest is committe
 after all its chunks are on disk (the store checks): so a crash during a put never leaves a
 partial file listed. Chunk reference counts say when a chunk's last file is gone.
 
-The catalog's schema has a version (SQLite's `user_version`), brought up to date when the
-catalog is opened: each of MIGRATIONS takes it one version up, in a transaction of its own.
-A catalog that has the tables and no version is at version 1, their version.
+Opening brings the catalog's schema up to date (`storage.schema`: its versions and
+migrations).
 
 Opening also checks the catalog (SQLite's quick_check, one read of every page) and that it
 can be written: a catalog that is damaged raises CatalogDamaged, one that cannot be written
@@ -18,63 +17,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from chordshare.files.lineage import Ancestry, decode_ancestry, encode_ancestry
 from chordshare.files.manifest import DIGEST_BYTES, Manifest
-
-# Version 1. IF NOT EXISTS: a catalog without a version has these tables already, rows and
-# all, and is at this version once they are sure to be there.
-SCHEMA_1 = """
-CREATE TABLE IF NOT EXISTS files (
-    name TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    sha256 BLOB NOT NULL,
-    chunk_size INTEGER NOT NULL,
-    chunks BLOB NOT NULL,          -- the SHA-256 of every chunk, 32 bytes each, in order
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
--- Names removed, and when: a copy of an older version offered later must not resurrect them.
-CREATE TABLE IF NOT EXISTS tombstones (
-    name TEXT PRIMARY KEY,
-    version REAL NOT NULL
-);
--- Chunks small enough to keep in the catalog itself: a small file then costs one commit
--- (one fsync) instead of a chunk file, its directory and the commit.
-CREATE TABLE IF NOT EXISTS small_chunks (
-    digest BLOB PRIMARY KEY,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunk_refs (
-    digest BLOB PRIMARY KEY,
-    refs INTEGER NOT NULL,
-    size INTEGER NOT NULL
-);
-"""
-
-
-Migration = Callable[[sqlite3.Cursor], None]
-
-
-def _statements(script: str) -> Migration:
-    """A migration that runs the statements of `script` one by one (executescript would
-    commit the migration's transaction before running them)."""
-
-    def run(cur: sqlite3.Cursor) -> None:
-        pending = ""
-        for line in script.splitlines(keepends=True):
-            pending += line
-            if sqlite3.complete_statement(pending):
-                cur.execute(pending)
-                pending = ""
-
-    return run
-
-
-# MIGRATIONS[i] takes a catalog from version i to version i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_statements(SCHEMA_1),)
+from chordshare.storage.schema import MIGRATIONS, Migration, migrate
 
 
 class CatalogUnusable(OSError):
@@ -138,36 +87,6 @@ def _cut_to_nothing(path: Path) -> bool:
     return not (wal.exists() and wal.stat().st_size > 0)
 
 
-class CatalogTooNew(OSError):
-    """The catalog has a schema newer than this build knows: a newer chordshare made it.
-    An OSError, as the data directory is then unusable to this build as much as if it
-    could not be read."""
-
-
-def migrate(
-    db: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
-) -> int:
-    """Bring the catalog at `path` (open as `db`, in autocommit mode) to the newest version
-    `migrations` make, one transaction per version, and return that version. A catalog
-    newer than that is refused (CatalogTooNew) and left as it is."""
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version > len(migrations):
-        raise CatalogTooNew(
-            f"catalog at {path} is schema {version}; this chordshare knows up to {len(migrations)}"
-        )
-    for target in range(version + 1, len(migrations) + 1):
-        cur = db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            migrations[target - 1](cur)
-            cur.execute(f"PRAGMA user_version = {target:d}")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
-    return len(migrations)
-
-
 def _row_to_manifest(row: tuple) -> Manifest:
     name, size, sha256, chunk_size, chunks, created = row
     blob = bytes(chunks)
@@ -176,6 +95,10 @@ def _row_to_manifest(row: tuple) -> Manifest:
 
 
 COLUMNS = "name, size, sha256, chunk_size, chunks, created"
+
+
+def _ancestry(blob: bytes | None) -> Ancestry | None:
+    return decode_ancestry(None if blob is None else bytes(blob))
 
 
 class Catalog:
@@ -227,10 +150,11 @@ class Catalog:
         manifest: Manifest,
         chunk_sizes: dict[bytes, int],
         small: dict[bytes, bytes] | None = None,
+        ancestry: Ancestry | None = None,
     ) -> list[bytes]:
         """Record a file (replacing one of the same name), with the bytes of its `small`
-        chunks kept in the catalog. Returns the chunks that no file references any more,
-        for the store to delete."""
+        chunks kept in the catalog and its lineage. Returns the chunks that no file
+        references any more, for the store to delete."""
         manifest.check()
         with self._transaction() as cur:
             for digest, data in (small or {}).items():
@@ -253,7 +177,7 @@ class Catalog:
                 (manifest.name, manifest.created),
             )
             cur.execute(
-                f"INSERT INTO files ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files ({COLUMNS}, ancestry) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     manifest.name,
                     manifest.size,
@@ -261,6 +185,7 @@ class Catalog:
                     manifest.chunk_size,
                     b"".join(manifest.chunks),
                     manifest.created,
+                    encode_ancestry(ancestry),
                 ),
             )
         return freed
@@ -283,16 +208,19 @@ class Catalog:
         return freed
 
     def remove(
-        self, name: str, tombstone: float | None = None
+        self, name: str, tombstone: float | None = None, ancestry: Ancestry | None = None
     ) -> tuple[Manifest | None, list[bytes]]:
-        """Forget a file, and remember it was removed at version `tombstone` if given.
-        Returns its manifest (None if absent) and the chunks now unused."""
+        """Forget a file, and remember it was removed at version `tombstone` if given, with
+        the removal's lineage. Returns its manifest (None if absent) and the chunks now
+        unused."""
         with self._transaction() as cur:
             if tombstone is not None:
+                # The caller merged the removal with the one held (`merged_removal`).
                 cur.execute(
-                    "INSERT INTO tombstones (name, version) VALUES (?, ?) ON CONFLICT (name) "
-                    "DO UPDATE SET version = MAX(version, excluded.version)",
-                    (name, tombstone),
+                    "INSERT INTO tombstones (name, version, ancestry) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET version = MAX(version, excluded.version), "
+                    "ancestry = excluded.ancestry",
+                    (name, tombstone, encode_ancestry(ancestry)),
                 )
             row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -307,10 +235,32 @@ class Catalog:
             ).fetchone()
         return None if row is None else float(row[0])
 
-    def tombstones(self) -> list[tuple[str, float]]:
+    def removal(self, name: str) -> tuple[float, Ancestry | None] | None:
+        """The version at which name was removed and the removal's lineage, if it was."""
         with self._lock:
-            rows = self._db.execute("SELECT name, version FROM tombstones ORDER BY name")
-            return [(str(n), float(v)) for n, v in rows]
+            row = self._db.execute(
+                "SELECT version, ancestry FROM tombstones WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else (float(row[0]), _ancestry(row[1]))
+
+    def tombstones(self) -> list[tuple[str, float, Ancestry | None]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, version, ancestry FROM tombstones ORDER BY name"
+            ).fetchall()
+        return [(str(n), float(v), _ancestry(a)) for n, v, a in rows]
+
+    def ancestry(self, name: str) -> Ancestry | None:
+        """The lineage of the file stored under name (None: not known, or no such file)."""
+        with self._lock:
+            row = self._db.execute("SELECT ancestry FROM files WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _ancestry(row[0])
+
+    def ancestries(self) -> dict[str, Ancestry | None]:
+        """The lineage of every file, by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, ancestry FROM files").fetchall()
+        return {str(name): _ancestry(blob) for name, blob in rows}
 
     def get(self, name: str) -> Manifest | None:
         with self._lock:

@@ -20,6 +20,7 @@ import logging
 import threading
 from pathlib import Path
 
+from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.storage.catalog import Catalog, CatalogDamaged
 from chordshare.storage.chunks import ChunkError, ChunkStore, digest_of
@@ -177,8 +178,9 @@ class NodeStore:
             or self.catalog.has_small_chunk(digest)
         )
 
-    def commit(self, manifest: Manifest) -> None:
-        """List a file whose chunks are all stored; replaces a file of the same name."""
+    def commit(self, manifest: Manifest, ancestry: Ancestry | None = None) -> None:
+        """List a file whose chunks are all stored, with its lineage; replaces a file of
+        the same name."""
         manifest.check()
         sizes: dict[bytes, int] = {}
         small: dict[bytes, bytes] = {}
@@ -195,7 +197,7 @@ class NodeStore:
             else:
                 raise IncompleteFile(f"{manifest.name}: chunk {digest.hex()} is not stored")
         self.chunks.sync(manifest.chunks)  # the chunks are durable before the file is listed
-        freed = self.catalog.put(manifest, sizes, small)
+        freed = self.catalog.put(manifest, sizes, small, ancestry)
         with self._lock:
             for digest in small:
                 self._staged.pop(digest, None)
@@ -204,10 +206,12 @@ class NodeStore:
         for digest in freed:
             self.chunks.remove(digest)
 
-    def remove(self, name: str, tombstone: float | None = None) -> Manifest | None:
-        """Remove a file; with `tombstone`, remember the removal so an older copy offered
-        later by another holder is refused."""
-        manifest, freed = self.catalog.remove(name, tombstone)
+    def remove(
+        self, name: str, tombstone: float | None = None, ancestry: Ancestry | None = None
+    ) -> Manifest | None:
+        """Remove a file; with `tombstone`, remember the removal (and what it removed:
+        `ancestry`) so an older copy offered later by another holder is refused."""
+        manifest, freed = self.catalog.remove(name, tombstone, ancestry)
         for digest in freed:
             self.chunks.remove(digest)
         return manifest

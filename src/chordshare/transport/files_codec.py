@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from chordshare.files.lineage import Ancestry, decode_ancestry, encode_ancestry
 from chordshare.files.manifest import DIGEST_BYTES, MAX_CHUNKS, Manifest
 from chordshare.files.messages import (
     FileListing,
@@ -139,6 +140,7 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
         owner_only=header.owner_only,
         manifest_last=header.manifest_last,
         legacy_name=header.legacy_name,
+        ancestry=encode_ancestry(header.ancestry),
     )
 
 
@@ -155,7 +157,18 @@ def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
         owner_only=msg.owner_only,
         manifest_last=msg.manifest_last,
         legacy_name=msg.legacy_name,
+        ancestry=ancestry_from_pb(msg, f"the lineage of {msg.manifest.name!r}"),
     )
+
+
+def ancestry_from_pb(msg: pb.PutHeader | pb.FileVersion, what: str) -> Ancestry | None:
+    """A message's lineage: None when absent (not known), else its decoded entries."""
+    if not msg.HasField("ancestry"):
+        return None
+    try:
+        return decode_ancestry(msg.ancestry)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
 
 
 def check_chunk_index(index: int, manifest: Manifest) -> None:
@@ -259,6 +272,7 @@ def file_version_to_pb(version: FileVersion) -> pb.FileVersion:
         sha256=version.sha256,
         deleted=version.deleted,
         legacy_name=version.legacy_name,
+        ancestry=encode_ancestry(version.ancestry),
     )
 
 
@@ -269,7 +283,12 @@ def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
     if not (msg.deleted and not msg.sha256):
         check_digest(msg.sha256, f"the sha256 of version {msg.version} of {msg.name!r}")
     return FileVersion(
-        msg.name, msg.version, bytes(msg.sha256), deleted=msg.deleted, legacy_name=msg.legacy_name
+        msg.name,
+        msg.version,
+        bytes(msg.sha256),
+        deleted=msg.deleted,
+        legacy_name=msg.legacy_name,
+        ancestry=ancestry_from_pb(msg, f"the lineage of version {msg.version} of {msg.name!r}"),
     )
 
 

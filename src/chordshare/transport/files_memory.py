@@ -39,11 +39,13 @@ class MemoryFilePeers:
         services: dict[str, FileAnswerer],
         timeout: float = 1.0,
         health: PeerHealth | None = None,
+        origin: str | None = None,
     ) -> None:
         self.network = network
         self.services = services  # by address; shared with the test, which adds nodes to it
         self.timeout = timeout
         self.health = health or PeerHealth()
+        self.origin = origin  # where the calls come from, for the network's partitions
 
     async def target(self, address: str) -> FileAnswerer:
         """The service at address, or the PeerError a real network would give."""
@@ -54,6 +56,9 @@ class MemoryFilePeers:
         if address not in self.network.nodes:
             self.health.record_failure(address)
             raise PeerError(address, "connection refused")
+        if self.network.cut(self.origin, address):
+            self.health.record_failure(address)
+            raise PeerError(address, "unreachable: the network is partitioned")
         service = self.services.get(address)
         if service is None:
             self.health.record_failure(address)

@@ -23,20 +23,22 @@ class Manifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunks: _Optional[_Iterable[bytes]] = ..., created: _Optional[float] = ...) -> None: ...
 
 class PutHeader(_message.Message):
-    __slots__ = ("manifest", "replace", "replica", "owner_only", "manifest_last", "legacy_name")
+    __slots__ = ("manifest", "replace", "replica", "owner_only", "manifest_last", "legacy_name", "ancestry")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     OWNER_ONLY_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_LAST_FIELD_NUMBER: _ClassVar[int]
     LEGACY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ANCESTRY_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
     replace: bool
     replica: bool
     owner_only: bool
     manifest_last: bool
     legacy_name: bool
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ..., manifest_last: _Optional[bool] = ..., legacy_name: _Optional[bool] = ...) -> None: ...
+    ancestry: bytes
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ..., manifest_last: _Optional[bool] = ..., legacy_name: _Optional[bool] = ..., ancestry: _Optional[bytes] = ...) -> None: ...
 
 class PutChunk(_message.Message):
     __slots__ = ("index", "data")
@@ -123,18 +125,20 @@ class FindFileReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ..., holders: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FileVersion(_message.Message):
-    __slots__ = ("name", "version", "sha256", "deleted", "legacy_name")
+    __slots__ = ("name", "version", "sha256", "deleted", "legacy_name", "ancestry")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     LEGACY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ANCESTRY_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: float
     sha256: bytes
     deleted: bool
     legacy_name: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[float] = ..., sha256: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., legacy_name: _Optional[bool] = ...) -> None: ...
+    ancestry: bytes
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[float] = ..., sha256: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., legacy_name: _Optional[bool] = ..., ancestry: _Optional[bytes] = ...) -> None: ...
 
 class OfferRequest(_message.Message):
     __slots__ = ("files",)
