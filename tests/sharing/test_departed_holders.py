@@ -27,10 +27,21 @@ async def peers() -> AsyncIterator[GrpcFilePeers]:
     await grpc_peers.close()
 
 
-def owner_of(net: PeerNetwork, name: str) -> SharingPeer:
+def owner_of(net: PeerNetwork, name: str) -> SharingPeer | None:
+    """The live peer that owns name's key by its own view; None while none does (the
+    owner just went, and its successor has not taken its predecessor yet)."""
     live = net.live()
     key = file_key(live[0].server.node.space, name)
-    return next(p for p in live if p.server.node.state.owns(key))
+    return next((p for p in live if p.server.node.state.owns(key)), None)
+
+
+async def named_by_owner(net: PeerNetwork, peers: GrpcFilePeers, name: str) -> list[str] | None:
+    """Whom the owner of name names as its holders (FindFile); None while it has no owner."""
+    owner = owner_of(net, name)
+    if owner is None:
+        return None
+    found = await peers.at(owner.server.node.me.address).find_file(name)
+    return list(found.holders) if found is not None else []
 
 
 @pytest.mark.parametrize("departure", ["crash", "leave"])
@@ -43,23 +54,25 @@ async def test_a_departed_holder_is_no_longer_named(
     client = FileClient(NodeRing(ring[0].server.node), peers)
     await client.put(source)
 
-    async def holders() -> list[str]:
-        owner = owner_of(net, "notes.txt")
-        found = await peers.at(owner.server.node.me.address).find_file("notes.txt")
-        return list(found.holders) if found is not None else []
+    async def holders() -> list[str] | None:
+        return await named_by_owner(net, peers, "notes.txt")
 
     async def named(count: int) -> bool:
-        return len(await holders()) == count
+        found = await holders()
+        return found is not None and len(found) == count
 
     await wait_for_answer(lambda: named(3), 10, "3 holders")
     owner = owner_of(net, "notes.txt")
-    victim_address = next(h for h in await holders() if h != owner.server.node.me.address)
+    found = await holders()
+    assert owner is not None and found is not None
+    victim_address = next(h for h in found if h != owner.server.node.me.address)
     victim = next(p for p in net.live() if p.server.node.me.address == victim_address)
     await victim.stop(graceful=departure == "leave")
     await wait_until(lambda: victim_address not in _members(net), 10, "the ring to notice")
 
     async def forgotten() -> bool:
-        return victim_address not in await holders()
+        found = await holders()
+        return found is not None and victim_address not in found
 
     # Three repair periods, and a second for the rounds' own calls on a busy machine.
     await wait_for_answer(forgotten, 3 * REPAIR_PERIOD + 1.0, f"{victim_address} to be forgotten")
@@ -90,19 +103,16 @@ async def test_a_departed_sharer_is_no_longer_named(
     await wait_until(net.converged, 20, "5 peers to converge")
     sharer_address = sharer.server.node.me.address
 
-    async def sharers() -> list[str]:
-        owner = owner_of(net, "song.ogg")
-        found = await peers.at(owner.server.node.me.address).find_file("song.ogg")
-        return list(found.holders) if found is not None else []
-
     async def named() -> bool:
-        return sharer_address in await sharers()
+        found = await named_by_owner(net, peers, "song.ogg")
+        return found is not None and sharer_address in found
 
     await wait_for_answer(named, 10, "the sharer to be named")
     await sharer.stop(graceful=departure == "leave")
     await wait_until(lambda: sharer_address not in _members(net), 10, "the ring to notice")
 
     async def forgotten() -> bool:
-        return sharer_address not in await sharers()
+        found = await named_by_owner(net, peers, "song.ogg")
+        return found is not None and sharer_address not in found
 
     await wait_for_answer(forgotten, 3 * REPAIR_PERIOD + 1.0, f"{sharer_address} to be forgotten")
