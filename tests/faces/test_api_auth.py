@@ -32,6 +32,7 @@ BAD_HEADERS: dict[str, dict[str, str]] = {
 # (method, path) of every operation that changes something, with a request that would work.
 WRITES = {
     ("POST", "/api/v1/files"),
+    ("PUT", "/api/v1/files/{name}"),
     ("DELETE", "/api/v1/files/{name}"),
     ("POST", "/api/v1/node/leave"),
     ("POST", "/upload_file"),
@@ -82,6 +83,8 @@ async def test_writes_need_the_token_and_change_nothing_without_it(net: Network)
                 await http.delete("/api/v1/files/intruder.txt", headers=headers)
             ).status_code == 204
         assert (await call(http, "POST", "/upload_file", GOOD)).status_code == 201
+        put = await http.put("/api/v1/files/put.txt", content=b"as a body", headers=GOOD)
+        assert put.status_code == 201 and stored(peer, "put.txt")
         assert (await call(http, "DELETE", "/api/v1/files/{name}", GOOD)).status_code == 204
         assert not stored(peer, "kept.txt")
         assert (await http.post("/api/v1/node/leave", headers=GOOD)).status_code == 202

@@ -17,6 +17,7 @@ TOKEN = "doors-Token_0123456789"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
 CHANGES = [
     ("POST", "/api/v1/files"),
+    ("PUT", "/api/v1/files/{name}"),
     ("POST", "/upload_file"),
     ("DELETE", "/api/v1/files/{name}"),
     ("POST", "/api/v1/node/leave"),

@@ -65,11 +65,22 @@ async def test_dashboard_shows_the_ring_and_moves_files(
         await expect(page.locator("#node-fingers tr").first).to_be_visible()
         await expect(page.locator("#status")).to_contain_text("ring of 4")
 
+        uploads: list[tuple[str, str]] = []
+        page.on(
+            "request",
+            lambda request: (
+                uploads.append((request.method, request.url))
+                if request.method in ("POST", "PUT")
+                else None
+            ),
+        )
         await page.set_input_files("#file-input", str(tmp_path / "q3-report.pdf"))
         await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
         await expect(page.locator('#files tr[data-name="q3-report.pdf"]')).to_be_visible(
             timeout=15_000
         )
+        # The file went as the body of a PUT: streamed on, never staged on the node.
+        assert uploads == [("PUT", f"{url}/api/v1/files/q3-report.pdf")], uploads
 
         await page.fill("#search", "report")
         result = page.locator('.result[data-name="q3-report.pdf"]')

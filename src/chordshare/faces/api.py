@@ -4,9 +4,9 @@
 declares its answers, errors included; the seed project's paths (`/finger_table`,
 `/upload_file`, ...) are kept as aliases that answer with data (`api_seed`). Every error is
 JSON `{"error": {"code", "message"}}` with a 4xx or 5xx status (`api_errors`). Uploads are
-streamed to disk, never held in memory; downloads (`api_download`) are served with Range,
-conditional requests and the file's SHA-256 in a header. A resource that answers GET
-answers HEAD too (`api_routing`).
+streamed on to the name's owner (`api_upload`), never held in memory; downloads
+(`api_download`) are served with Range, conditional requests and the file's SHA-256 in a
+header. A resource that answers GET answers HEAD too (`api_routing`).
 
 Its operations are grouped in routers of their own, each handed a `NodeAccess` (the node,
 its clients and files, and how to document an operation): the ring (`api_ring`), files
@@ -92,7 +92,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=sorted(doors.origins),
-            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
             allow_headers=ALLOWED_HEADERS,
             expose_headers=EXPOSED_HEADERS,
         )

@@ -1,5 +1,6 @@
-"""Files in the REST API: a node's files or the network's, an upload, a download (with Range
-and conditional requests), a removal, and a search by the words of names."""
+"""Files in the REST API: a node's files or the network's, an upload (a form, or the
+request's body), a download (with Range and conditional requests), a removal, and a search
+by the words of names."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from fastapi.responses import JSONResponse, Response
 
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_download import Downloads, documented_download
+from chordshare.faces.api_errors import ErrorBody
 from chordshare.faces.api_inputs import (
     ADDRESS,
     OTHER_NODE,
+    RAW_FILE_BODY,
     Conditions,
+    NewNamePath,
+    ReplaceQuery,
     StoredPath,
     TargetPath,
     UploadBytes,
@@ -22,8 +27,17 @@ from chordshare.faces.api_inputs import (
 )
 from chordshare.faces.api_models import UNCHANGED, Matches, NetworkFiles, NodeFiles, Stored
 from chordshare.faces.api_routing import ApiRoute
-from chordshare.faces.api_upload import Uploads
+from chordshare.faces.api_upload import Uploads, form_route
 from chordshare.faces.shapes import listing_json, network_json
+
+# 411 is this operation's alone (api_errors.MEANING has the statuses operations share).
+LENGTH_REQUIRED: dict[int | str, dict[str, Any]] = {
+    411: {
+        "model": ErrorBody,
+        "description": "The body came without a `Content-Length` (chunked): its size is "
+        "needed before its bytes.",
+    }
+}
 
 
 def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> APIRouter:
@@ -53,14 +67,6 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
 
         return await access.on_other_node(address, listing_of)
 
-    @router.post(
-        "/api/v1/files",
-        status_code=201,
-        summary="Upload a file (multipart field `file`; optional `name` and `replace`)",
-        response_model=Stored,
-        response_description="Stored: the file as the network now has it.",
-        **doc(writes, 400, 409, 500, 502, 503, 507, ok=UNCHANGED),
-    )
     async def upload_file(
         request: Request,
         file: UploadBytes,
@@ -68,7 +74,49 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
         replace: UploadReplace = "false",
     ) -> JSONResponse:
         client = request.client.host if request.client is not None else ""
-        return await uploads.store(file, name, replace == "true", client)
+        # `size` is described, not in the form's schema: no generated form could match it.
+        size = (await request.form()).get("size")
+        return await uploads.store(file, name, replace == "true", client, size)
+
+    # A form that can stream is put by its route before FastAPI would read it; this
+    # endpoint takes the others (`api_upload.form_route`).
+    router.add_api_route(
+        "/api/v1/files",
+        upload_file,
+        methods=["POST"],
+        route_class_override=form_route(uploads),
+        status_code=201,
+        summary="Upload a file (multipart field `file`; optional `name`, `replace`, `size`)",
+        description="Optional field `size`: the file's exact length in bytes. Sent before "
+        "`file`, with `name` and `replace` (if any) before it too, the file streams on to "
+        "the owner of its name as it arrives, and nothing of it is written to this node's "
+        "disk (`curl -F size=BYTES -F file=@PATH`). Without `size` before the file (a form "
+        "is read once, and a put needs its size up front), the file is spooled and staged "
+        "on this node's disk first, and checked against a `size` that follows it. A file "
+        "that is not `size` bytes long is refused (400) and nothing is stored. "
+        "`PUT /api/v1/files/{name}` always streams.",
+        response_model=Stored,
+        response_description="Stored: the file as the network now has it.",
+        **doc(writes, 400, 409, 500, 502, 503, 507, ok=UNCHANGED),
+    )
+
+    @router.put(
+        "/api/v1/files/{name}",
+        status_code=201,
+        summary="Upload a file as the request's body, streamed on to its owner",
+        description="The body is the file, with its `Content-Length` (411 without one): it "
+        "streams on to the owner of the name as it arrives, and nothing of it is written to "
+        "this node's disk. A body shorter or longer than its `Content-Length` is refused "
+        "(400) and nothing is stored. The same bytes again answer 200 `unchanged`.",
+        response_model=Stored,
+        response_description="Stored: the file as the network now has it.",
+        openapi_extra=RAW_FILE_BODY,
+        **doc(writes, 400, 409, 500, 502, 503, 507, ok={**UNCHANGED, **LENGTH_REQUIRED}),
+    )
+    async def put_file(
+        name: NewNamePath, request: Request, replace: ReplaceQuery = False
+    ) -> JSONResponse:
+        return await uploads.stream_body(request, name, replace)
 
     @router.get(
         "/api/v1/files/{name}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import File, Form, UploadFile
+from fastapi import File, Form, Query, UploadFile
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
@@ -74,6 +74,25 @@ TargetPath = Annotated[
 
 # An upload's name: empty takes the uploaded file's own.
 UPLOAD_NAME = f"^$|{NEW_NAME}"
+
+# The name of a file uploaded as a request's body.
+NewNamePath = Annotated[
+    str,
+    PathParam(
+        description="The file's name in the network.", json_schema_extra=name_rules(NEW_NAME)
+    ),
+]
+ReplaceQuery = Annotated[
+    bool, Query(description="`true`: replace other bytes of that name (default: `false`).")
+]
+# A request body that is the file itself, for the OpenAPI document (the endpoint reads it).
+RAW_FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "The file's bytes, any, with their `Content-Length` (none: an empty file).",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 # The fields of an upload's form. A form's values are text: `replace` is the word, and

@@ -147,6 +147,10 @@ class ManifestHasher:
             self._chunks[index] = hashlib.sha256(data).digest()
         return data
 
+    def add(self, index: int, digest: bytes) -> None:
+        """A chunk hashed elsewhere (a stream's chunks are hashed as they arrive)."""
+        self._chunks[index] = digest
+
     def manifest(self) -> Manifest:
         count = self.promise.chunk_count
         if len(self._chunks) != count:

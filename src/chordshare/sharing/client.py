@@ -1,7 +1,8 @@
 """File operations on the network, as a user (CLI, console, REST API) asks for them.
 
 put (`putting`): find the owner of the name's key and stream the file to it; the owner
-copies it on to its successors. get: ask the owner (or, if it has no copy yet, its
+copies it on to its successors. put_stream (`stream_put`): the same for bytes that arrive
+as a stream, sent on as they arrive. get: ask the owner (or, if it has no copy yet, its
 successors) for the manifest and the holders, then pull chunks from all of them at once.
 search: ask the owner of each word's key which names hold that word. A `Ring` answers
 "who owns this key" and "who follows this node"; the node runtime and a remote client each
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.putting import Putter
 from chordshare.sharing.ring import Ring
 from chordshare.sharing.routes import RouteCache
+from chordshare.sharing.stream_put import StreamPutter
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import FilePeers, chunk_fetcher
 
@@ -93,6 +95,26 @@ class FileClient:
         """Store a local file under name (default: its file name); see `putting`."""
         putter = Putter(self.ring.space, self.peers, self.routes, self._lookup)
         return await putter.put(path, name, replace, chunk_size, progress)
+
+    async def put_stream(
+        self,
+        name: str,
+        size: int,
+        data: AsyncIterable[bytes],
+        replace: bool = False,
+        chunk_size: int | None = None,
+    ) -> PutOutcome:
+        """Store `size` bytes that arrive as a stream (an upload's body) under name, sent on
+        to the owner as they arrive, never staged; see `stream_put`. A body that is not
+        `size` bytes long is a BodyLengthError, and nothing is stored."""
+        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup)
+        return await StreamPutter(putter, self._manifest_of).put(
+            name, size, data, replace, chunk_size
+        )
+
+    async def _manifest_of(self, name: str) -> Manifest | None:
+        found = await self._find_name(name)
+        return None if found is None else found.manifest
 
     async def _lookup(self, key: int) -> NodeRef:
         """The owner of key as the ring says (O(log N) hops), remembered for guesses."""

@@ -173,7 +173,7 @@ class PutPipeline:
             if not judge_late:
                 elsewhere = await asking if asking is not None else None
                 if streamed:
-                    self._refuse_if_held(header.manifest.name, elsewhere)
+                    self._refuse_if_held(header, elsewhere)
                 else:
                     version = self._judge(header, elsewhere)
                     if version is None:
@@ -353,12 +353,15 @@ class PutPipeline:
             await self.book.set_aside(final.name, offered)
         return header.ancestry
 
-    def _refuse_if_held(self, name: str, elsewhere: FileVersion | None) -> None:
-        """A put whose hashes come last is taken only for a name nobody holds: otherwise
-        the client puts again with its manifest first, which finds out whether the bytes
-        are the same and sends only the chunks this node lacks."""
-        if self.store.manifest(name) is not None or (
-            elsewhere is not None and not elsewhere.deleted
+    def _refuse_if_held(self, header: PutHeader, elsewhere: FileVersion | None) -> None:
+        """A put whose hashes come last is taken only for a name nobody holds, or as a
+        replace (judged at its closing manifest: an upload's body has no file to hash
+        first): otherwise the client puts again with its manifest first, which finds out
+        whether the bytes are the same and sends only the chunks this node lacks."""
+        name = header.manifest.name
+        if not header.replace and (
+            self.store.manifest(name) is not None
+            or (elsewhere is not None and not elsewhere.deleted)
         ):
             raise FileError(
                 Refusal.ALREADY_EXISTS, f"{name!r} already exists; put it with its manifest first"

@@ -22,7 +22,14 @@ from chordshare.files.messages import SMALL_PUT, FileError, PutHeader, PutOutcom
 from chordshare.files.names import check_new_name
 from chordshare.files.placement import file_key
 from chordshare.ids import IdSpace
-from chordshare.sharing.chunking import LocalFile, ManifestHasher, chunk_manifest, read_for_put
+from chordshare.sharing.chunking import (
+    LocalFile,
+    ManifestHasher,
+    chunk_manifest,
+    chunk_size_for,
+    manifest_of,
+    read_for_put,
+)
 from chordshare.sharing.in_memory import chunks_of
 from chordshare.sharing.routes import RouteCache
 from chordshare.transport.base import PeerError
@@ -90,8 +97,8 @@ class _Progress:
 
 
 class Putter:
-    """Puts local files for a `FileClient`, through its peers, routes and lookup (which
-    remembers the owners it finds, for later guesses)."""
+    """Puts local files (or small bodies held in memory) for a `FileClient`, through its
+    peers, routes and lookup (which remembers the owners it finds, for later guesses)."""
 
     def __init__(
         self,
@@ -114,13 +121,34 @@ class Putter:
         progress: Callable[[int], None] | None = None,
     ) -> PutOutcome:
         name = check_new_name(name if name is not None else path.name)
-        key = file_key(self.space, name)
-        guess = self.routes.guess(key)
         # The file is looked at (a small one read and hashed) while the owner is looked up,
         # in one thread call.
         reading = asyncio.ensure_future(
             asyncio.to_thread(read_for_put, path, name, chunk_size, SMALL_PUT)
         )
+        return await self._put_local(name, reading, replace, progress)
+
+    async def put_bytes(
+        self, name: str, data: bytes, replace: bool = False, chunk_size: int | None = None
+    ) -> PutOutcome:
+        """Store bytes held in memory (a small upload's body) under name: a put like a
+        local file's, which may be sent again as often as it takes."""
+        name = check_new_name(name)
+        size = chunk_size or chunk_size_for(len(data))
+        local = LocalFile(Path(name), name, len(data), size, manifest_of(data, name, size), data)
+        reading: asyncio.Future[LocalFile] = asyncio.get_running_loop().create_future()
+        reading.set_result(local)
+        return await self._put_local(name, reading, replace, None)
+
+    async def _put_local(
+        self,
+        name: str,
+        reading: Awaitable[LocalFile],
+        replace: bool,
+        progress: Callable[[int], None] | None,
+    ) -> PutOutcome:
+        key = file_key(self.space, name)
+        guess = self.routes.guess(key)
         owner: NodeRef | None = None
         try:
             if guess is None:

@@ -375,10 +375,10 @@ function upload(file) {
   bar.value = 0;
   row.append(label, bar);
   $("uploads").prepend(row);
-  const body = new FormData();
-  body.append("file", file, file.name);
+  // The file is the body (the browser sends its Content-Length): the node streams it on
+  // to the owner of its name as it arrives, and stores nothing of it on the way.
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", "/api/v1/files");
+  xhr.open("PUT", `/api/v1/files/${encodeURIComponent(file.name)}`);
   const token = storedToken();
   for (const [name, value] of Object.entries(authHeaders(token))) xhr.setRequestHeader(name, value);
   xhr.upload.onprogress = (event) => { bar.value = event.loaded; };
@@ -400,7 +400,7 @@ function upload(file) {
     }
   };
   xhr.onerror = () => { row.classList.add("failed"); label.textContent = `${file.name}: upload failed`; };
-  xhr.send(body);
+  xhr.send(file);
 }
 
 async function search(text) {
