@@ -239,6 +239,6 @@ async def test_a_removal_answered_for_a_name_that_was_not_offered_is_ignored(
 
     monkeypatch.setattr(peer.replicator.peers, "at", lambda address: Answering())
     offered = [FileVersion("mine.txt", 1.0, bytes(32))]
-    await peer.replicator._reconcile("127.0.0.1:1", offered, RepairReport())
+    await peer.replicator.reconcile("127.0.0.1:1", offered, RepairReport())
     assert peer.store.catalog.tombstone("mine.txt") == 9.0
     assert peer.store.catalog.tombstone("forged\x1bname") is None

@@ -111,6 +111,7 @@ class FileVersion:
 class OfferAnswer:
     wanted: tuple[str, ...]  # names the peer lacks or holds in an older version
     newer: tuple[FileVersion, ...]  # offered names it holds in a newer version, or removed
+    room: int | None = None  # bytes the peer can still take (None: it did not say)
 
 
 @dataclass(frozen=True, slots=True)

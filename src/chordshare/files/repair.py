@@ -15,7 +15,7 @@ back for `drops` and `confirmed_holders`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chordshare.files.messages import FileVersion
@@ -86,12 +86,40 @@ def plan_handoff(
     return dict(offers)
 
 
-def drops(plan: RepairPlan, confirmed: Collection[tuple[str, str]]) -> list[str]:
+def drops(
+    plan: RepairPlan, confirmed: Collection[tuple[str, str]], kept: Collection[str] = ()
+) -> list[str]:
     """The names whose copy goes: held here though not among the k holders, and their
     owner confirmed (address, name) that it holds this node's version or a newer one. A
     copy is never dropped on the strength of a lookup alone: the owner may be unreachable
-    or out of room, and this copy the last one."""
-    return sorted(name for name, owner in plan.awaiting_owner.items() if (owner, name) in confirmed)
+    or out of room, and this copy the last one. Names in `kept` stay: the owner offered
+    them here lately, so it counts this node among their holders (it stands in for one
+    that has no room)."""
+    return sorted(
+        name
+        for name, owner in plan.awaiting_owner.items()
+        if (owner, name) in confirmed and name not in kept
+    )
+
+
+def stand_ins(
+    where: KeyHolders,
+    successors: Sequence[str],
+    without_room: Collection[str],
+    has_room: Callable[[str], bool],
+) -> list[str]:
+    """Who holds a copy in place of each of a key's holders that has no room for it: the
+    next nodes after the k holders (the owner's successor list, in order) that have room.
+    When a holder has room again it takes its copy back, and the stand-in's copy goes as
+    any copy held outside the k holders does."""
+    wanted = sum(1 for address in where.holders if address in without_room)
+    chosen: list[str] = []
+    for address in successors:
+        if len(chosen) == wanted:
+            break
+        if address not in where.holders and address not in chosen and has_room(address):
+            chosen.append(address)
+    return chosen
 
 
 def confirmed_holders(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chordshare.chord.state import RoutingState
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
-from chordshare.files.messages import FileError, FileVersion, PutHeader, PutOutcome
+from chordshare.files.messages import FileError, FileVersion, PutHeader, PutOutcome, Refusal
 from chordshare.files.names import is_legacy_name
 from chordshare.files.placement import (
     file_key,
@@ -32,10 +33,12 @@ from chordshare.files.repair import (
     plan_repair,
     successor_addresses,
 )
+from chordshare.files.room import RoomTable
 from chordshare.files.versions import judge_answer, newest
 from chordshare.ids import IdSpace
 from chordshare.node.tasks import NodeTasks
 from chordshare.sharing.ring import Placement, Placements
+from chordshare.sharing.stand_in import stand_in_copies
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
@@ -60,6 +63,8 @@ class Copy:
 class RepairReport:
     offered: int = 0
     pushed: int = 0
+    held_back: int = 0  # copies not pushed: the peer has no room for them
+    no_room: set[tuple[str, str]] = field(default_factory=set)  # (address, name) held back
     dropped: int = 0
     failed_peers: set[str] = field(default_factory=set)
 
@@ -81,6 +86,8 @@ class Replicator:
     ) -> None:
         self.book = book
         self.tasks = tasks  # the node's: the copies a put leaves running are among them
+        self.rooms = RoomTable()  # which peers have room for a copy
+        self.full_rounds = 0  # full repair rounds done
         self.store = store
         self.state = state
         self.placements = placements
@@ -143,29 +150,35 @@ class Replicator:
                 batch = offered[start : start + OFFER_BATCH]
                 report.offered += len(batch)
                 try:
-                    held = await self._reconcile(address, batch, report)
+                    held = await self.reconcile(address, batch, report)
                 except PeerError:
                     report.failed_peers.add(address)
                     break
                 confirmed |= {(address, name) for name in held}
+        confirmed |= await stand_in_copies(self, versions, where, report)
         if only is None:
             # Who holds what, as this round found out: a holder that died or left is no
             # longer named (FindFile, listings, a get's sources).
             live = [v.name for v in versions if not v.deleted]
             self.book.confirmed = confirmed_holders(me, live, confirmed)
+        kept = self.book.offered_lately() if only is None else set()
         if may_drop:
-            for name in drops(plan, confirmed):
+            for name in drops(plan, confirmed, kept):
                 await asyncio.to_thread(self.store.remove, name)
                 self.book.confirmed.pop(name, None)
                 report.dropped += 1
+        if only is None:
+            self.full_rounds += 1
         return report
 
-    async def _reconcile(
+    async def reconcile(
         self, address: str, versions: Sequence[FileVersion], report: RepairReport
     ) -> set[str]:
         """Offer versions to a peer and push what it wants. Returns the names it now holds
         in our version (or a newer one)."""
-        answer = judge_answer(versions, await self.peers.at(address).offer(versions))
+        offered = await self.peers.at(address).offer(versions)
+        self.rooms.reported(address, offered.room)
+        answer = judge_answer(versions, offered)
         for mine, theirs in answer.aside:  # written apart; the peer's takes the name
             await self.book.set_aside(mine.name, theirs)
         for removal in answer.removals:  # removed while this node was away
@@ -175,11 +188,19 @@ class Replicator:
             manifest = self.store.manifest(name)
             if manifest is None:
                 continue  # removed meanwhile
+            if not self.rooms.may_push(address, manifest.size, time.monotonic()):
+                report.held_back += 1  # it has no room for it: not sent until it has
+                report.no_room.add((address, name))
+                continue
             try:
                 await self.push(address, manifest, ancestry=self.store.catalog.ancestry(name))
             except FileError as err:
+                self._refused(address, err)
+                if err.refusal is Refusal.RESOURCE_EXHAUSTED:
+                    report.no_room.add((address, name))
                 log.info("repair: %s refused %r: %s", address, name, err.message)
                 continue
+            self.rooms.took(address, manifest.size)
             held.add(name)
             report.pushed += 1
         for name in held:
@@ -305,16 +326,25 @@ class Replicator:
         # Pushed without an offer first: a successor that has this version already answers
         # "unchanged", and the put's answer waits one round trip less.
         manifest, name = copy.manifest, copy.manifest.name
+        if not self.rooms.may_push(address, manifest.size, time.monotonic()):
+            return False  # no room there for it (the next successor has it, or repair)
         try:
             outcome = await self.push(address, manifest, copy.at_hand, copy.ancestry)
         except (PeerError, FileError) as err:
+            if isinstance(err, FileError):
+                self._refused(address, err)
             log.info("copy of %r to %s failed: %s", name, address, err)
             return False
+        self.rooms.took(address, manifest.size)
         theirs = outcome.manifest
         if (theirs.sha256, theirs.created) != (manifest.sha256, manifest.created):
             return False  # it keeps another version (or a removal): not our copy
         self.book.confirm(name, address)
         return True
+
+    def _refused(self, address: str, err: FileError) -> None:
+        if err.refusal is Refusal.RESOURCE_EXHAUSTED:  # out of room: let it be until it has
+            self.rooms.refused(address, time.monotonic())
 
     async def handoff(self) -> int:
         """Before a graceful leave: offer every name held here where it must go
@@ -339,7 +369,7 @@ class Replicator:
         async def offer_all(address: str, offered: list[FileVersion]) -> bool:
             try:
                 for start in range(0, len(offered), OFFER_BATCH):
-                    await self._reconcile(address, offered[start : start + OFFER_BATCH], report)
+                    await self.reconcile(address, offered[start : start + OFFER_BATCH], report)
             except PeerError as err:
                 log.warning("handoff to %s failed: %s", address, err)
                 return False

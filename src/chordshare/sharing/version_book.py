@@ -45,6 +45,9 @@ class VersionBook:
         self.clock = clock
         # Holders known to have a file's current version (from replication), by name.
         self.confirmed: dict[str, set[str]] = {}
+        # Names offered here since the last two full repair rounds asked: an owner that
+        # offers a name counts this node among its holders (`offered_lately`).
+        self._offered: list[set[str]] = [set(), set()]
         self._listeners: list[Listener] = []
 
     def on_change(self, listener: Listener) -> None:
@@ -95,10 +98,21 @@ class VersionBook:
         self.confirmed.setdefault(name, {self.address}).add(address)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
+        # A probe (version 0, asked before a first put) is no offer of a copy.
+        self._offered[-1].update(v.name for v in versions if v.version > 0)
         answer, removals = answer_offer(versions, self.version_of)
         for removal in removals:
             await self.remove(removal.name, removal.version, removal.ancestry, replica=True)
-        return answer
+        # Said with every answer, so a peer pushes no copy this node has no room for.
+        return replace(answer, room=await asyncio.to_thread(self.store.room))
+
+    def offered_lately(self) -> set[str]:
+        """The names offered here since the full repair round before last (called once a
+        full round): two rounds, so that an owner whose rounds run a little slower than
+        this node's is not missed."""
+        lately = self._offered[0] | self._offered[1]
+        self._offered = [self._offered[1], set()]
+        return lately
 
     async def remove(
         self,

@@ -17,6 +17,7 @@ recover: then the catalog is set aside and the sound chunk files kept (`recovery
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -89,6 +90,16 @@ class NodeStore:
     def used_bytes(self) -> int:
         """Bytes of committed chunks and of chunks stored for puts not committed yet."""
         return self.catalog.stored_bytes() + self._pending_bytes
+
+    def room(self) -> int:
+        """Bytes this store can still take: what its quota leaves, and what its disk has
+        free beyond what puts under way reserved (what a peer's repair may send it)."""
+        with self._lock:
+            reserved = self._reserved
+        free = shutil.disk_usage(self.data_dir).free - reserved
+        if self.max_bytes is not None:
+            free = min(free, self.max_bytes - self.used_bytes() - reserved)
+        return max(0, free)
 
     def _refuse_over_quota(self, more: int) -> None:
         """Raise QuotaExceeded unless `more` bytes fit beside what is used and reserved.

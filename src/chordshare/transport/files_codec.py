@@ -303,12 +303,15 @@ def offer_from_pb(msg: pb.OfferRequest) -> list[FileVersion]:
 
 def offer_answer_to_pb(answer: OfferAnswer) -> pb.OfferReply:
     return pb.OfferReply(
-        wanted=list(answer.wanted), newer=[file_version_to_pb(v) for v in answer.newer]
+        wanted=list(answer.wanted),
+        newer=[file_version_to_pb(v) for v in answer.newer],
+        room=answer.room,
     )
 
 
 def offer_answer_from_pb(msg: pb.OfferReply) -> OfferAnswer:
-    return OfferAnswer(tuple(msg.wanted), tuple(file_version_from_pb(v) for v in msg.newer))
+    room = msg.room if msg.HasField("room") else None
+    return OfferAnswer(tuple(msg.wanted), tuple(file_version_from_pb(v) for v in msg.newer), room)
 
 
 # Index and locators.

@@ -147,12 +147,14 @@ class OfferRequest(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[FileVersion, _Mapping]]] = ...) -> None: ...
 
 class OfferReply(_message.Message):
-    __slots__ = ("wanted", "newer")
+    __slots__ = ("wanted", "newer", "room")
     WANTED_FIELD_NUMBER: _ClassVar[int]
     NEWER_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
     wanted: _containers.RepeatedScalarFieldContainer[str]
     newer: _containers.RepeatedCompositeFieldContainer[FileVersion]
-    def __init__(self, wanted: _Optional[_Iterable[str]] = ..., newer: _Optional[_Iterable[_Union[FileVersion, _Mapping]]] = ...) -> None: ...
+    room: int
+    def __init__(self, wanted: _Optional[_Iterable[str]] = ..., newer: _Optional[_Iterable[_Union[FileVersion, _Mapping]]] = ..., room: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("name", "version", "replica")
