@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from browser import BROWSER_TESTS, SCREENSHOT, dashboard
-from peernet import PeerNetwork
+from peernet import PeerNetwork, store_directly
 
 from chordshare.faces.api import ApiServer
 from chordshare.faces.api_token import OPEN, ApiAuth
+from chordshare.files.names import conflict_name
 from chordshare.sharing.peer import SharingPeer
 
 TOKEN = "dashboard-token-42"
@@ -81,6 +82,14 @@ async def test_dashboard_shows_the_ring_and_moves_files(
         )
         # The file went as the body of a PUT: streamed on, never staged on the node.
         assert uploads == [("PUT", f"{url}/api/v1/files/q3-report.pdf")], uploads
+        # A version kept aside, written apart from the one that kept the name, is marked.
+        kept = b"the version written apart, kept aside\n"
+        aside = conflict_name("q3-report.pdf", 1765000000.0, hashlib.sha256(kept).digest())
+        store_directly(peers[0], aside, kept)
+        mark = page.locator(f'#files tr[data-name="{aside}"] .conflict')
+        await expect(mark).to_have_text("conflict of q3-report.pdf", timeout=15_000)
+        mark = page.locator('#files tr[data-name="q3-report.pdf"] .conflict')
+        await expect(mark).to_have_count(0)
 
         await page.fill("#search", "report")
         result = page.locator('.result[data-name="q3-report.pdf"]')

@@ -15,13 +15,17 @@ own fault (link relay off, partition healed), so a failure in one is reported by
 (c) a partition splits the switch in two ({1,2,3} and {4,5,6}): each side heals into a ring
     of its own; once the switch is joined again, the two rings merge into one (ring merge,
     docs/protocol.md), walked with `chordshare ring --json` from every host;
-(d) kill -9 of the node that owns the files a client keeps putting: every put that was
+(d) the same partition with `conflict.bin` created on both sides: after the heal both are
+    kept, one under the name, the other under its conflict name, both fetched intact, and
+    a node logged a warning naming both;
+(e) kill -9 of the node that owns the files a client keeps putting: every put that was
     acknowledged is got afterwards with identical bytes (3 copies, repair).
 Skipped, with the reason, where namespaces cannot be made (not root, no iproute2).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -399,6 +403,54 @@ def test_a_partition_heals_into_one_ring(net: Network) -> None:
     wait_for("every host to walk the whole ring", walks_whole_ring, 30)
     merged = [h.index for h in hosts if "ring merge" in h.log_path.read_text(errors="replace")]
     assert merged, "no node logged a ring merge"
+
+
+def test_a_name_created_on_both_sides_of_a_partition_keeps_both(
+    net: Network, tmp_path: Path
+) -> None:
+    hosts = node_hosts(net)
+    wait_for_ring(net, hosts, 60)
+    left, right = hosts[:3], hosts[3:]
+    written = [
+        (left[0], b"created on the left while the ring was split\n"),
+        (right[0], b"created on the right, apart from the left\n"),
+    ]
+    net.partition(left, right)
+    try:
+        wait_for_ring(net, left, 60, via=left[0])
+        wait_for_ring(net, right, 60, via=right[0])
+        for host, data in written:
+            source = tmp_path / f"{host.index}-conflict.bin"
+            source.write_bytes(data)
+
+            def put(host: Host = host, source: Path = source) -> None:
+                args = ("put", str(source), "--name", "conflict.bin", "--node", host.address)
+                done = net.cli(host, *args, timeout=30)
+                assert done.code == 0, done.stderr  # acknowledged on its own side
+
+            wait_for(f"a put on {host.ns}'s side", put, 60, interval=1.0)
+    finally:
+        net.heal()
+    wait_for_ring(net, hosts, 90)
+    shas = {hashlib.sha256(data).hexdigest(): data for _, data in written}
+
+    def both_kept() -> str:
+        listing = net.cli_json(hosts[0], "ls", "--all", "--node", hosts[0].address, timeout=30)
+        named = [f for f in listing["files"] if f["name"] == "conflict.bin"]
+        aside = [f for f in listing["files"] if f.get("conflict_of") == "conflict.bin"]
+        assert len(named) == 1 and len(aside) == 1, listing["files"]
+        assert {named[0]["sha256"], aside[0]["sha256"]} == set(shas)
+        return str(aside[0]["name"])
+
+    kept_as = wait_for("both versions of conflict.bin kept", both_kept, 120, interval=2.0)
+    for name in ("conflict.bin", kept_as):
+        out = tmp_path / f"got-{name}"
+        done = net.cli(hosts[4], "get", name, "-o", str(out), "--node", hosts[4].address)
+        assert done.code == 0, done.stderr
+        assert hashlib.sha256(out.read_bytes()).hexdigest() in shas
+    warned = [h.index for h in hosts if "written apart" in h.log_path.read_text(errors="replace")]
+    assert warned, "no node logged a warning naming both versions"
+    print(f"partition: conflict.bin kept both ways, the other as {kept_as}; warned on {warned}")
 
 
 def test_kill9_of_the_owner_loses_no_acknowledged_put(net: Network, tmp_path: Path) -> None:

@@ -52,6 +52,11 @@ class FileInfo(Shape):
     sha256: str = Field(pattern=SHA256_HEX, description="The whole file's SHA-256.")
     chunks: int = Field(ge=0)
     created: float = Field(description="The version: when it was put (Unix seconds).")
+    conflict_of: str | None = Field(
+        default=None,
+        description="Set on a version kept aside because it was written apart from the one "
+        "that kept the name (on two sides of a split ring, say): that name. Null otherwise.",
+    )
 
 
 class Stored(FileInfo):

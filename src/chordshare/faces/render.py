@@ -133,7 +133,10 @@ def files_table(title: str, files: Iterable[dict[str, Any]], extra: Column | Non
     if extra is not None:
         table.add_column(extra[0])
     for f in files:
-        row = [f["name"], human(f["size"]), f["sha256"][:16] + "…"]
+        name = f["name"]
+        if f.get("conflict_of"):  # kept aside: written apart from the one named
+            name += f"  (conflict of {f['conflict_of']})"
+        row = [name, human(f["size"]), f["sha256"][:16] + "…"]
         row += [extra[1](f)] if extra is not None else []
         table.add_row(*(network_text(cell) for cell in row))
     return table

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from chordshare.files.names import conflict_of
+
 if TYPE_CHECKING:
     from chordshare.files.manifest import Manifest
     from chordshare.files.messages import FileListing, IndexEntry
@@ -24,6 +26,9 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "sha256": manifest.sha256.hex(),
         "chunks": len(manifest.chunks),
         "created": manifest.created,
+        # A version kept aside because it was written apart from the one that kept the
+        # name (`files.versions`): that name; None for any other file.
+        "conflict_of": conflict_of(manifest.name),
     }
 
 

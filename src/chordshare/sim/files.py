@@ -47,6 +47,7 @@ from chordshare.files.versions import (
     removal_ancestry,
     removal_applies,
     removal_version,
+    removes,
     supersedes,
 )
 from chordshare.sim import file_checks
@@ -108,7 +109,10 @@ class FileWorld:
     def _store(self, address: str, version: FileVersion) -> None:
         book = self.book(address)
         previous = book.held.get(version.name)
-        if previous is not None and supersedes(previous, version):
+        # A live version that a newer removal does not remove (written apart from it) is
+        # no step back: the removal is kept beside it.
+        apart = previous is not None and previous.deleted and not removes(previous, version)
+        if previous is not None and supersedes(previous, version) and not apart:
             self.violations.append(
                 f"{address} went back from {version.name!r} version {previous.version} "
                 f"to {version.version}"
@@ -139,7 +143,9 @@ class FileWorld:
         if floor is None:
             return
         books = self.books
-        if not any(_at_least(books[a].held[name], floor) for a in self.where[name]):
+        held = [books[a].held[name] for a in self.where[name]]
+        held += [r for a in self.where[name] if (r := books[a].removals.get(name)) is not None]
+        if not any(_at_least(version, floor) for version in held):
             self.violations.append(f"{name!r} version {floor.version} is held by no live node")
 
     # What a node answers.

@@ -9,6 +9,10 @@ peers too, so the simulator and the runtime make the same decisions.
 Delivery is split in two halves (`request`, then `respond`) so that the simulator can let
 other messages run in between, as they do in the asyncio runtime; `run` does both halves
 back to back for a synchronous, deterministic driver.
+
+A partition (`split`) puts nodes on sides: a call between two nodes on different sides
+fails as if the target were down, until `heal`. The caller's side is known to `run`, and
+to `request` when it is given the origin.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from chordshare.chord.state import RoutingState
 T = TypeVar("T")
 
 UNREACHABLE_REASON = "not live"
+CUT_OFF_REASON = "cut off"
 
 
 @dataclass(slots=True)
@@ -51,6 +56,24 @@ class Network:
     live: set[str] = field(default_factory=set)
     suspects: dict[str, set[str]] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
+    # The side of each node while the network is split; a node on no side (one created
+    # during the split) reaches every node, and empty means no partition.
+    sides: dict[str, int] = field(default_factory=dict)
+
+    def split(self, sides: dict[str, int]) -> None:
+        """From now on, calls between nodes on different sides fail."""
+        self.sides = dict(sides)
+
+    def heal(self) -> None:
+        self.sides = {}
+
+    def cut(self, origin: str | None, peer: str) -> bool:
+        """Whether a call from `origin` to `peer` is lost in the partition."""
+        sides = self.sides
+        if not sides or origin is None:
+            return False
+        mine, theirs = sides.get(origin), sides.get(peer)
+        return mine is not None and theirs is not None and mine != theirs
 
     def add(self, state: RoutingState) -> RoutingState:
         """Bring a node up: it answers calls from now on."""
@@ -78,9 +101,10 @@ class Network:
 
     # The two halves of one call.
 
-    def request(self, call: Call) -> Reply:
+    def request(self, call: Call, origin: str | None = None) -> Reply:
         """Deliver a call to its target and return the reply it sends back (the target's
-        state changes now, as it would when the request arrives)."""
+        state changes now, as it would when the request arrives). Without an `origin` the
+        partition is not consulted."""
         address = call.peer.address
         counters = self.counters
         name = type(call).__name__
@@ -88,6 +112,9 @@ class Network:
         if address not in self.live:
             counters.failed += 1
             return Unreachable(call.peer, UNREACHABLE_REASON)
+        if self.cut(origin, address):
+            counters.failed += 1
+            return Unreachable(call.peer, CUT_OFF_REASON)
         counters.delivered += 1
         return handle(self.states[address], call, self.suspects[address])
 
@@ -109,6 +136,8 @@ class Network:
         suspects = self.suspects.get(origin)
         counters = self.counters
         calls = counters.calls
+        sides = self.sides
+        side = sides.get(origin)  # None: not split, or the origin is on no side
         # Inlined `request` + `respond`: this loop carries every lookup of the experiments.
         try:
             call = next(procedure)
@@ -117,14 +146,17 @@ class Network:
                 name = type(call).__name__
                 calls[name] = calls.get(name, 0) + 1
                 reply: Reply
-                if peer in live:
+                if peer in live and (
+                    side is None or sides.get(peer, side) == side  # across the cut: lost
+                ):
                     counters.delivered += 1
                     reply = handle(states[peer], call, self.suspects[peer])
                     if suspects is not None:
                         suspects.discard(peer)
                 else:
                     counters.failed += 1
-                    reply = Unreachable(call.peer, UNREACHABLE_REASON)
+                    reason = UNREACHABLE_REASON if peer not in live else CUT_OFF_REASON
+                    reply = Unreachable(call.peer, reason)
                     if suspects is not None:
                         suspects.add(peer)
                 call = procedure.send(reply)

@@ -352,6 +352,14 @@ async function refreshFiles() {
         td.textContent = text;
         tr.appendChild(td);
       }
+      if (f.conflict_of) {
+        // A version written apart from the one that kept the name, kept under this one.
+        const mark = document.createElement("span");
+        mark.className = "conflict";
+        mark.textContent = `conflict of ${shown(f.conflict_of)}`;
+        mark.title = "written apart from the file that kept that name; both are kept";
+        tr.firstChild.append(" ", mark);
+      }
       const td = document.createElement("td");
       td.appendChild(downloadLink(f.name));
       if (!f.shared) td.appendChild(removeButton(f.name));
