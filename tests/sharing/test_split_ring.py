@@ -81,7 +81,7 @@ def sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 async def test_writes_made_apart_are_all_kept_after_the_ring_heals(
     root: Path,  # noqa: F811
     seed: int,
