@@ -28,10 +28,20 @@ def test_files_keep_their_copies_through_joins_leaves_crashes_and_returns(seed: 
     report = run_files(FilePlan(nodes=40, files=120, changes=60, seed=seed))
     assert report["first_violations"] == []
     assert report["first_problems"] == []
+    # While disks were full, every file had k copies: the next nodes with room stood in.
+    assert report["first_short"] == []
     assert report["ring_converged"] is True
     # The schedule did what it is for: every kind of change and edit happened.
     for kind in ("joins", "returns", "leaves", "crashes", "replaces", "removals"):
         assert report[kind] > 0, kind  # type: ignore[operator]
+
+
+def test_some_runs_end_with_full_disks_to_stand_in_for() -> None:
+    ended_full = [
+        run_files(FilePlan(nodes=40, files=120, changes=60, seed=seed))["full_disks_at_the_end"]
+        for seed in (1, 2, 5)
+    ]
+    assert all(ended_full), ended_full  # so the check of copies while full is not empty
 
 
 def ring(nodes: int = 12, seed: int = 0) -> tuple[Simulator, FileWorld]:

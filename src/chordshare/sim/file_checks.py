@@ -74,3 +74,20 @@ def lost_versions(world: FileWorld) -> list[str]:
             continue
         lost.append(f"acknowledged {name!r} version {version.version} is gone without a trace")
     return lost
+
+
+def short_of_copies(world: FileWorld) -> list[str]:
+    """Acknowledged files held live by fewer than k live nodes, while some disks are full
+    and enough nodes have room: the copies a full holder cannot take must be elsewhere."""
+    live = world.sim.live
+    with_room = [a for a in world.sim.members if a not in world.full]
+    short = []
+    for name, floor in sorted(world.acked.items()):
+        if floor.deleted:
+            continue
+        holding = [
+            a for a in world.where[name] if a in live and not world.books[a].held[name].deleted
+        ]
+        if len(holding) < world.k <= len(with_room):
+            short.append(f"{name!r} has {len(holding)} copies: {sorted(holding)}")
+    return short

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from chordshare.chord import procedures
 from chordshare.chord.messages import NodeRef
+from chordshare.sim import file_checks
 from chordshare.sim.experiment import build, repair
 from chordshare.sim.faults import safe_to_remove
 from chordshare.sim.files import FileBook, FileWorld
@@ -58,8 +59,14 @@ def run_files(plan: FilePlan) -> dict[str, object]:
         run.settle()
         for _ in range(plan.edits):
             run.edit()
-    world.full.clear()
     ring = repair(sim)
+    # Full rounds while the full disks are still full: every file keeps k copies, on the
+    # next nodes with room in place of holders without; then room again, and every copy
+    # goes back to its own holders.
+    full_disks = len(world.full)
+    run.final_rounds()
+    short = file_checks.short_of_copies(world)
+    world.full.clear()
     rounds = run.final_rounds()
     problems = world.problems()
     return {
@@ -72,6 +79,9 @@ def run_files(plan: FilePlan) -> dict[str, object]:
         "acknowledged": len(world.acked),
         "ring_converged": not ring.problems,
         "file_repair_rounds": rounds,
+        "full_disks_at_the_end": full_disks,
+        "short_of_copies_while_full": len(short),
+        "first_short": short[:5],
         "stale_copies": world.stale_stores,
         "kept_as_conflicts": world.set_aside,
         "safety_violations": len(world.violations),
@@ -216,9 +226,13 @@ class _Run:
                     self.world.repair(address)
 
     def final_rounds(self) -> int:
-        """Full rounds at every member until one moves nothing; how many ran."""
+        """Full rounds at every member until three in a row move nothing (a copy held in
+        place of a full holder is kept for two rounds after its owner last offered it);
+        how many ran."""
+        quiet = 0
         for rounds in range(1, FINAL_ROUNDS + 1):
             moved = [self.world.repair(a) for a in self.sim.member_list()]
-            if not any(moved):
+            quiet = 0 if any(moved) else quiet + 1
+            if quiet == 3:
                 return rounds
         return FINAL_ROUNDS

@@ -33,6 +33,7 @@ from chordshare.files.repair import (
     key_holders,
     plan_handoff,
     plan_repair,
+    stand_ins,
 )
 from chordshare.files.versions import (
     Held,
@@ -64,6 +65,8 @@ class FileBook:
     # Removals newer than a live version written apart from them, kept beside it (as the
     # catalog keeps a tombstone newer than the file).
     removals: dict[str, FileVersion] = field(default_factory=dict)
+    # Names offered to it since its full repair round before last (`offered_lately`).
+    offered: list[set[str]] = field(default_factory=lambda: [set(), set()])
 
 
 def _at_least(version: FileVersion, floor: FileVersion) -> bool:
@@ -91,6 +94,7 @@ class FileWorld:
         self.full: set[str] = set()  # nodes whose disk is full: they take no new copy
         self.acknowledged: list[FileVersion] = []  # every live version a client was told of
         self.set_aside = 0  # versions kept under a conflict name
+        self._no_room: set[tuple[str, str]] = set()  # (node, name) refused for room this round
 
     # A node's store.
 
@@ -151,6 +155,7 @@ class FileWorld:
     # What a node answers.
 
     def answer_offer(self, address: str, versions: list[FileVersion]) -> OfferAnswer:
+        self.book(address).offered[-1].update(v.name for v in versions if v.version > 0)
         answer, removals = answer_offer(versions, lambda name: self.held(address, name).newest())
         for removal in removals:
             self.apply_removal(address, removal)
@@ -316,15 +321,38 @@ class FileWorld:
             where[version.name] = self._holders_of(address, version.name, ranges)
         plan = plan_repair(address, versions, where)
         confirmed: set[tuple[str, str]] = set()
+        self._no_room = set()
         for target, offered in sorted(plan.offers.items()):
             if target in self.sim.live:
                 held = self._reconcile(address, target, offered)
                 confirmed |= {(target, name) for name in held}
+        confirmed |= self._stand_in(address, versions, where)
         live = [v.name for v in versions if not v.deleted]
         book.confirmed = confirmed_holders(address, live, confirmed)
-        for name in drops(plan, confirmed):
+        kept = book.offered[0] | book.offered[1]  # as `VersionBook.offered_lately`
+        book.offered = [book.offered[1], set()]
+        for name in drops(plan, confirmed, kept):
             self._drop(address, name)
         return (self.stores, self.dropped) != before
+
+    def _stand_in(
+        self, address: str, versions: list[FileVersion], where: dict[str, KeyHolders | None]
+    ) -> set[tuple[str, str]]:
+        """The owner's copies to the next nodes with room (as `sharing.stand_in`)."""
+        full: dict[str, set[str]] = {}
+        for target, name in self._no_room:
+            full.setdefault(name, set()).add(target)
+        confirmed: set[tuple[str, str]] = set()
+        successors = [n.address for n in self.sim.state(address).successors]
+        for version in versions:
+            holders = where.get(version.name)
+            if holders is None or version.name not in full:
+                continue
+            room = [a for a in successors if a in self.sim.live and a not in self.full]
+            for target in stand_ins(holders, successors, full[version.name], room.__contains__):
+                held = self._reconcile(address, target, [version])
+                confirmed |= {(target, name) for name in held}
+        return confirmed
 
     def _holders_of(self, address: str, name: str, ranges: RangeMap) -> KeyHolders | None:
         state = self.sim.state(address)
@@ -355,8 +383,12 @@ class FileWorld:
         held = set(answer.held)
         for name in answer.push:
             version = self.book(address).held.get(name)
-            if version is not None and not version.deleted and self.take_copy(target, version):
+            if version is None or version.deleted:
+                continue
+            if self.take_copy(target, version):
                 held.add(name)
+            elif target in self.full:
+                self._no_room.add((target, name))
         return held
 
     # What converged means (`sim.file_checks`).
