@@ -25,7 +25,7 @@ from helpers import HOST, Processes, api_url, eventually, ring_ids_or_fail, run_
 
 from chordshare.faces.api_limits import HEAD_TIMEOUT, connections_for
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(180)]
 
 LIMIT = 256  # the limited node's hard RLIMIT_NOFILE; it starts with a soft one below
 SLOW = 400  # slow clients, more than the node has descriptors
