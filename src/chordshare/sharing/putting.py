@@ -76,6 +76,23 @@ async def _read_chunks(
         os.close(fd)
 
 
+async def when_free(
+    attempt: Callable[[], Awaitable[PutOutcome]], may_retry: Callable[[], bool] = lambda: True
+) -> PutOutcome:
+    """Run `attempt` (a put to one owner), and again each time the owner refuses it for load
+    and `may_retry`, after the wait the owner asked for (BUSY_PATIENCE in all; a little
+    jitter keeps a crowd from coming back at once)."""
+    give_up = time.monotonic() + BUSY_PATIENCE
+    while True:
+        try:
+            return await attempt()
+        except FileError as err:
+            wait = err.retry_after
+            if wait is None or not may_retry() or time.monotonic() + wait > give_up:
+                raise
+            await asyncio.sleep(wait * random.uniform(1.0, 1.5))
+
+
 class _Progress:
     """A put's progress across its attempts: a retry reports only the bytes it gets past
     the furthest attempt so far, so the total never exceeds the file."""
@@ -192,17 +209,8 @@ class Putter:
         progress: _Progress,
         guessed: bool = False,
     ) -> PutOutcome:
-        """Put to `owner`, waiting as it asks while it refuses for load (BUSY_PATIENCE in
-        all; a little jitter keeps a crowd from coming back at once)."""
-        give_up = time.monotonic() + BUSY_PATIENCE
-        while True:
-            try:
-                return await self._put_to(owner, local, replace, progress, guessed)
-            except FileError as err:
-                wait = err.retry_after
-                if wait is None or time.monotonic() + wait > give_up:
-                    raise
-                await asyncio.sleep(wait * random.uniform(1.0, 1.5))
+        """Put to `owner`, waiting as it asks while it refuses for load."""
+        return await when_free(lambda: self._put_to(owner, local, replace, progress, guessed))
 
     async def _put_to(
         self,

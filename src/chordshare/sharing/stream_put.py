@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import replace as with_changes
@@ -35,7 +34,7 @@ from chordshare.files.messages import SMALL_PUT, FileError, PutHeader, PutOutcom
 from chordshare.files.names import check_new_name
 from chordshare.files.placement import file_key
 from chordshare.sharing.chunking import ManifestHasher, chunk_size_for
-from chordshare.sharing.putting import BUSY_PATIENCE, PUT_RETRY_WAITS, Putter
+from chordshare.sharing.putting import PUT_RETRY_WAITS, Putter, when_free
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import FileAnswerer
 
@@ -217,16 +216,11 @@ class StreamPutter:
         guessed: bool = False,
     ) -> PutOutcome:
         """Put to `owner`, waiting as it asks while it refuses for load and the body is
-        unread (BUSY_PATIENCE in all)."""
-        give_up = time.monotonic() + BUSY_PATIENCE
-        while True:
-            try:
-                return await self._put_to(owner, body, replace, chunk_size, guessed)
-            except FileError as err:
-                wait = err.retry_after
-                if wait is None or body.started or time.monotonic() + wait > give_up:
-                    raise
-                await asyncio.sleep(wait * random.uniform(1.0, 1.5))
+        unread."""
+        return await when_free(
+            lambda: self._put_to(owner, body, replace, chunk_size, guessed),
+            may_retry=lambda: not body.started,
+        )
 
     async def _put_to(
         self, owner: NodeRef, body: Body, replace: bool, chunk_size: int | None, guessed: bool
