@@ -157,16 +157,14 @@ def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
         owner_only=msg.owner_only,
         manifest_last=msg.manifest_last,
         legacy_name=msg.legacy_name,
-        ancestry=ancestry_from_pb(msg, f"the lineage of {msg.manifest.name!r}"),
+        ancestry=_ancestry(msg, f"the lineage of {msg.manifest.name!r}"),
     )
 
 
-def ancestry_from_pb(msg: pb.PutHeader | pb.FileVersion, what: str) -> Ancestry | None:
+def _ancestry(msg: pb.PutHeader | pb.FileVersion, what: str) -> Ancestry | None:
     """A message's lineage: None when absent (not known), else its decoded entries."""
-    if not msg.HasField("ancestry"):
-        return None
     try:
-        return decode_ancestry(msg.ancestry)
+        return decode_ancestry(msg.ancestry) if msg.HasField("ancestry") else None
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from None
 
@@ -288,7 +286,7 @@ def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
         bytes(msg.sha256),
         deleted=msg.deleted,
         legacy_name=msg.legacy_name,
-        ancestry=ancestry_from_pb(msg, f"the lineage of version {msg.version} of {msg.name!r}"),
+        ancestry=_ancestry(msg, f"the lineage of version {msg.version} of {msg.name!r}"),
     )
 
 
