@@ -31,9 +31,10 @@ from chordshare.ids import IdSpace
 @pytest.fixture(autouse=True, scope="session")
 def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Generator[None, None, None]:
     """Nodes started without --data-dir (CLI error cases, console runs) keep their data under
-    XDG_DATA_HOME: point it, for this process and every process it starts, at a temporary
-    directory instead of the user's own."""
-    names = ("XDG_DATA_HOME",)
+    XDG_DATA_HOME, and a put without --identity creates the user's publisher key under
+    XDG_CONFIG_HOME: point both, for this process and every process it starts, at temporary
+    directories instead of the user's own."""
+    names = ("XDG_DATA_HOME", "XDG_CONFIG_HOME")
     before = {name: os.environ.get(name) for name in names}
     for name in names:
         os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))

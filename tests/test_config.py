@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from chordshare.config import ConfigError, NodeConfig, load_config
+from chordshare.files.publisher import Signer, key_text
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -52,6 +53,10 @@ def test_flags_win_over_environment_which_wins_over_the_file(
         ({"bind": "127.0.0.1:0", "log_level": "loud"}, "log_level: Input should be"),
         ({"bind": "127.0.0.1:0", "id": 40, "bits": 5}, "id 40 is outside 0..31"),
         ({"bind": "0.0.0.0:7000"}, "give --advertise"),
+        (
+            {"bind": "127.0.0.1:0", "admin_keys": "ed25519:short"},
+            "admin_keys: 'ed25519:short' is not a public key",
+        ),
         ({"bind": "0.0.0.0:7000", "advertise": "[::]:7000"}, "is a wildcard address"),
         (
             {"bind": "127.0.0.1:7001", "join": "10.1.2.3:7000"},
@@ -108,6 +113,18 @@ def test_security_settings_come_from_the_file_and_the_environment(
     assert conf.tls_ca == Path("/etc/chordshare/ca.pem")
     assert conf.api_token_file == Path("/run/secrets/api.token")
     assert conf.api_protect_reads is True
+
+
+def test_admin_keys_come_as_a_list_or_one_comma_separated_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = (key_text(Signer.generate().publisher) for _ in range(2))
+    config = tmp_path / "node.yaml"
+    config.write_text(f"bind: 127.0.0.1:7000\nadmin_keys: [{one}]\n")
+    assert load_config(config, {}).admin_keys == [one]
+    monkeypatch.setenv("CHORDSHARE_ADMIN_KEYS", f"{one}, {two}")
+    assert load_config(config, {}).admin_keys == [one, two]
+    assert load_config(config, {"admin_keys": [two]}).admin_keys == [two]
 
 
 def test_the_api_listens_on_loopback_beside_the_peer_port_unless_told() -> None:

@@ -26,6 +26,7 @@ from pydantic_settings import (
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.files.placement import DEFAULT_REPLICAS
+from chordshare.files.publisher import parse_key_text
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
@@ -113,6 +114,11 @@ class NodeConfig(BaseSettings):
         default_factory=list,
         description="Origins (scheme://host:port) of other pages that may call the API.",
     )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Public keys (ed25519:..., from `chordshare id show`) that may replace or "
+        "remove any file, besides its publisher's.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -160,7 +166,14 @@ class NodeConfig(BaseSettings):
             parse_address(value, any_port=True)
         return value
 
-    @field_validator("api_allowed_hosts", "api_cors_origin", mode="before")
+    @field_validator("admin_keys", mode="after")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_key_text(text)
+        return value
+
+    @field_validator("api_allowed_hosts", "api_cors_origin", "admin_keys", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         # One comma-separated string (a flag or a variable) or a YAML list.

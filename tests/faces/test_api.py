@@ -240,8 +240,13 @@ async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
         assert seed_search.json() == proper.json()
         assert (await d.post("/download_file", json={})).status_code == 400
 
-        assert (await d.delete("/api/v1/files/q3-report.pdf")).status_code == 204
-        gone = await a.get("/api/v1/files/q3-report.pdf")
+        # Put through a's API, it is signed by a's key: another node's API cannot remove it.
+        denied = await d.delete("/api/v1/files/q3-report.pdf")
+        assert denied.status_code == 403 and error_of(denied)["code"] == "permission_denied"
+        assert "belongs to key" in error_of(denied)["message"]
+        assert (await d.get("/api/v1/files/q3-report.pdf")).status_code == 200
+        assert (await a.delete("/api/v1/files/q3-report.pdf")).status_code == 204
+        gone = await d.get("/api/v1/files/q3-report.pdf")
         assert gone.status_code == 404 and error_of(gone)["code"] == "not_found"
         twice = await a.delete("/api/v1/files/q3-report.pdf")
         assert twice.status_code == 404

@@ -185,6 +185,10 @@ async def test_the_printed_dashboard_url_uploads_downloads_and_removes(
         await expect(page.locator(".upload.done")).to_contain_text("stored", timeout=15_000)
         photo = page.locator('#files tr[data-name="holiday.jpg"]')
         await expect(photo).to_be_visible(timeout=15_000)
+        # Signed by the node's own key on the page's behalf, and shown as published by it;
+        # a file stored before signatures is shown as unsigned.
+        await expect(photo.locator("td.publisher")).to_have_text(node.peer.signer.fingerprint)
+        await expect(old.locator("td.publisher")).to_have_text("unsigned")
         async with page.expect_download() as downloading:
             await photo.locator("a.download").click()
         saved = tmp_path / "downloaded.jpg"

@@ -38,7 +38,9 @@ from chordshare.files.messages import (
     StoredFile,
 )
 from chordshare.files.names import BadName, check_stored_name
+from chordshare.files.publisher import Claim, Signer
 from chordshare.transport import files_codec as codec
+from chordshare.transport import index_codec
 from chordshare.transport.base import PeerError
 from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.files_memory import MemoryFilePeers
@@ -80,6 +82,8 @@ class FakeFiles:
     holders: tuple[str, ...] = ("10.0.0.1:4000", "10.0.0.2:4000")
     fetches_closed: int = 0
     gate: asyncio.Event | None = None  # when set up, each chunk after the first waits for it
+    claims: dict[str, Claim | None] = field(default_factory=dict)  # of removals, by name
+    offered: list[FileVersion] = field(default_factory=list)
 
     async def put_file(
         self,
@@ -132,6 +136,7 @@ class FakeFiles:
         return FoundFile(manifest, self.holders, data if len(data) <= inline_up_to else None)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
+        self.offered.extend(versions)
         wanted, newer = [], []
         for offered in versions:
             held = self.files.get(offered.name)
@@ -141,7 +146,10 @@ class FakeFiles:
                 newer.append(FileVersion(held.name, held.created, held.sha256))
         return OfferAnswer(tuple(wanted), tuple(newer))
 
-    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
+    async def delete(
+        self, name: str, version: float = 0.0, replica: bool = False, claim: Claim | None = None
+    ) -> bool:
+        self.claims[name] = claim
         if replica and version <= 0:
             raise FileError(Refusal.INVALID_ARGUMENT, "a replica delete needs a version")
         return self.files.pop(name, None) is not None
@@ -249,6 +257,26 @@ async def test_missing_chunks_offer_and_delete(served: Served) -> None:
 
     assert await s.peers.at(s.address).delete("fox.txt") is True
     assert await s.peers.at(s.address).delete("fox.txt", 5.5, replica=True) is False
+    assert s.service.claims == {"fox.txt": None}
+
+
+async def test_publishers_and_signatures_travel_with_versions(served: Served) -> None:
+    s = served
+    signer = Signer.generate()
+    claim = signer.sign("fox.txt", 9.5, sha(DATA))
+    manifest = replace(manifest_of("fox.txt", DATA, 4, created=9.5), claim=claim)
+    assert codec.manifest_from_pb(codec.manifest_to_pb(manifest)) == manifest
+
+    removal = FileVersion("gone.txt", 3.0, b"", True, claim=signer.sign("gone.txt", 3.0, b"", True))
+    await s.peers.at(s.address).offer([removal])
+    assert s.service.offered == [removal]
+    await s.peers.at(s.address).delete("gone.txt", 3.0, claim=removal.claim)
+    assert s.service.claims == {"gone.txt": removal.claim}
+
+    half = codec.manifest_to_pb(manifest)
+    half.ClearField("signature")
+    with pytest.raises(ValueError, match="signature"):
+        codec.manifest_from_pb(half)
 
 
 async def test_index_and_locators(served: Served) -> None:
@@ -528,7 +556,7 @@ def test_other_values_round_trip(manifest: Manifest, flag: bool, other: bool, ad
     header = PutHeader(manifest, replace=flag, replica=other)
     assert codec.put_header_from_pb(codec.put_header_to_pb(header)) == header
     listing = FileListing((StoredFile(manifest, flag),), 10, 100 if other else None)
-    assert codec.file_listing_from_pb(codec.file_listing_to_pb(listing)) == listing
+    assert index_codec.file_listing_from_pb(index_codec.file_listing_to_pb(listing)) == listing
     found = FoundFile(manifest, (address,) if address else ())
     try:
         check_stored_name(manifest.name)

@@ -91,7 +91,7 @@ def test_an_unversioned_catalog_comes_up_to_date_with_every_row(unversioned: Pat
     assert user_version(unversioned) == 0
     catalog = Catalog(unversioned)
     try:
-        assert catalog.version == len(MIGRATIONS) == 2
+        assert catalog.version == len(MIGRATIONS) == 3
         manifest = catalog.get("video.bin")
         assert manifest is not None and manifest.chunks == (SMALL, LARGE)
         assert catalog.tombstone("gone.txt") == 3.5
@@ -99,7 +99,10 @@ def test_an_unversioned_catalog_comes_up_to_date_with_every_row(unversioned: Pat
         assert catalog.stored_bytes() == 5 + 34_464
         # What was stored before lineages were kept has none: not known, never empty.
         assert catalog.ancestry("video.bin") is None
-        assert catalog.removal("gone.txt") == (3.5, None)
+        gone = catalog.removal("gone.txt")
+        assert gone is not None and (gone.version, gone.ancestry) == (3.5, None)
+        # Nor a publisher: anyone may replace or remove what was stored before signatures.
+        assert manifest.claim is None and gone.claim is None
     finally:
         catalog.close()
     assert user_version(unversioned) == len(MIGRATIONS)

@@ -120,7 +120,7 @@ def create_app(
         chord = node()
         # What this node owns is stored here, not sent to itself over loopback gRPC.
         peers = LocalFirst(chord.me.address, peer.service, peer.peers)
-        return FileClient(NodeRing(chord), peers, peer.settings.replicas, routes)
+        return FileClient(NodeRing(chord), peers, peer.settings.replicas, routes, peer.signer)
 
     def client() -> NodeClient:
         chord = node()

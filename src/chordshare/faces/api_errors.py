@@ -35,6 +35,7 @@ STATUS_OF_REFUSAL = {
     Refusal.RESOURCE_EXHAUSTED: 507,
     Refusal.DATA_LOSS: 502,
     Refusal.UNAVAILABLE: 503,  # busy, leaving, or no other holder confirmed yet
+    Refusal.PERMISSION_DENIED: 403,  # the name belongs to another publisher's key
 }
 CODE_OF_STATUS = {403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 

@@ -57,6 +57,15 @@ class FileInfo(Shape):
         description="Set on a version kept aside because it was written apart from the one "
         "that kept the name (on two sides of a split ring, say): that name. Null otherwise.",
     )
+    publisher: str | None = Field(
+        default=None,
+        description="Fingerprint of the key that published this version: only that key (or "
+        "an admin key of the nodes) may replace or remove it. Null for a file stored before "
+        "signatures, which anyone may replace.",
+    )
+    publisher_key: str | None = Field(
+        default=None, description="That key in full (ed25519:...), as `chordshare id show` prints."
+    )
 
 
 class Stored(FileInfo):

@@ -13,6 +13,7 @@ from chordshare.allocator import tune_malloc
 from chordshare.faces import files_cli, node_cli, ring_cli, tools_cli
 from chordshare.faces.cli_app import app
 from chordshare.faces.cli_values import PlainCommand
+from chordshare.faces.identity_cli import id_app
 
 COMMANDS: dict[str, Callable[..., None]] = {
     "info": ring_cli.info,
@@ -33,6 +34,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
 }
 for name, command in COMMANDS.items():
     app.command(name, cls=PlainCommand)(command)
+app.add_typer(id_app, name="id")
 
 __all__ = ["app", "main"]
 

@@ -14,6 +14,7 @@ from chordshare.transport.client import NodeClient
 from chordshare.transport.security import PeerSecurity
 
 if TYPE_CHECKING:
+    from chordshare.files.publisher import Signer
     from chordshare.sharing.client import FileClient
     from chordshare.sharing.routes import RouteCache
     from chordshare.transport.files_grpc import GrpcFilePeers
@@ -42,14 +43,15 @@ class Clients:
             self._peers = GrpcFilePeers(health=transport.health, security=transport.security)
         return self._peers
 
-    def files(self, routes: RouteCache | None = None) -> FileClient:
+    def files(self, routes: RouteCache | None = None, signer: Signer | None = None) -> FileClient:
         """A FileClient whose lookups the node does; `routes`: the owners met before, kept
-        by a face that makes many FileClients."""
+        by a face that makes many FileClients; `signer`: the publisher key its puts and
+        removals are signed with."""
         from chordshare.files.placement import DEFAULT_REPLICAS
         from chordshare.sharing.client import FileClient
         from chordshare.sharing.ring import RemoteRing
 
-        return FileClient(RemoteRing(self.node), self.peers, DEFAULT_REPLICAS, routes)
+        return FileClient(RemoteRing(self.node), self.peers, DEFAULT_REPLICAS, routes, signer)
 
     async def close(self) -> None:
         if self._peers is not None:

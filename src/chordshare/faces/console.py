@@ -43,6 +43,7 @@ from chordshare.faces.render import (
 from chordshare.faces.shapes import entries_json, listing_json, network_json
 from chordshare.faces.transfers import destination, put_source, transfer_bar
 from chordshare.files.names import printable
+from chordshare.files.publisher import Signer
 from chordshare.transport.address import normalize_address
 from chordshare.transport.security import PeerSecurity
 
@@ -310,12 +311,14 @@ def run_console(
     api: str | None = None,
     security: PeerSecurity | None = None,
     api_token_file: Path | None = None,
+    signer: Signer | None = None,
 ) -> None:
     """Run the console until quit, exit or Ctrl-D; save the history if the file is writable."""
     node = normalize_address(node)
     path = history_path()
     readline = load_history(path)
     console = ChordConsole(node, api, security, api_token_file)
+    console.signer = signer
     out.print(
         f"chordshare console on {escape(node)}: help lists the commands, quit leaves",
         highlight=False,

@@ -19,6 +19,7 @@ from chordshare.faces.clients import Clients
 from chordshare.faces.loops import new_loop
 from chordshare.faces.messages import describe, unreachable
 from chordshare.faces.render import print_error
+from chordshare.files.publisher import Signer
 from chordshare.sharing.routes import RouteCache
 from chordshare.transport.base import PeerError
 from chordshare.transport.security import PeerSecurity
@@ -45,6 +46,7 @@ class NodeShell(cmd.Cmd):
         asyncio.set_event_loop(self.loop)
         self.clients: Clients | None = None
         self.routes = RouteCache()  # the owners met by earlier commands
+        self.signer: Signer | None = None  # the publisher key puts and removals are signed with
 
     async def _connected(self) -> tuple[NodeClient, FileClient]:
         """The client, connecting first if needed (a node that was down may be up now)."""
@@ -53,7 +55,7 @@ class NodeShell(cmd.Cmd):
                 self.clients = await Clients.open(self.node, self.security)
             except PeerError as err:
                 raise ConsoleError(unreachable(err)) from None
-        return self.clients.node, self.clients.files(self.routes)
+        return self.clients.node, self.clients.files(self.routes, self.signer)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one command's coroutine on the console's loop; Ctrl-C cancels it cleanly."""

@@ -75,7 +75,7 @@ async def put_samples(peer: SharingPeer, folder: Path) -> list[str]:
     """Put the sample files into the network through one peer."""
     assert peer.server.node is not None
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    files = FileClient(NodeRing(peer.server.node), GrpcFilePeers())
+    files = FileClient(NodeRing(peer.server.node), GrpcFilePeers(), signer=peer.signer)
     try:
         for name, text in SAMPLE_FILES.items():
             await asyncio.to_thread((folder / name).write_text, text)

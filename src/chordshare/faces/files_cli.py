@@ -13,6 +13,7 @@ import typer
 
 from chordshare.faces.cli_app import JsonOption, NodeOption, connected, fail, print_json
 from chordshare.faces.clients import Clients
+from chordshare.faces.identity_cli import IdentityOption, publisher
 from chordshare.faces.loops import run
 from chordshare.faces.render import (
     HOLDERS_COLUMN,
@@ -26,7 +27,7 @@ from chordshare.faces.render import (
     stored_line,
 )
 from chordshare.faces.shapes import entries_json, listing_json, manifest_json, network_json
-from chordshare.files.names import printable
+from chordshare.files.names import check_new_name, printable
 
 if TYPE_CHECKING:
     from chordshare.files.messages import PutOutcome
@@ -42,20 +43,25 @@ def put(
     replace: Annotated[
         bool, typer.Option(help="Replace a file of that name that has other bytes.")
     ] = False,
+    identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Store a file in the network (on its owner and the owner's successors)."""
+    """Store a file in the network (on its owner and the owner's successors), signed with
+    your publisher key: only that key can replace or remove it."""
     from chordshare.faces.transfers import put_source, transfer_bar
 
     try:
         size = put_source(file)
+        check_new_name(name if name is not None else file.name)
     except ValueError as err:
-        fail(str(err))
+        fail(printable(str(err)))
+    signer = publisher(identity)  # made on first use: not for a put refused already
     bar, advance = transfer_bar(f"put {name or file.name}", size, not as_json)
 
     async def go(clients: Clients) -> "PutOutcome":
         with bar:
-            return await clients.files().put(file, name, replace=replace, progress=advance)
+            files = clients.files(signer=signer)
+            return await files.put(file, name, replace=replace, progress=advance)
 
     outcome = run(connected(node, go))
     if as_json:
@@ -159,11 +165,14 @@ def list_files(
 def rm(
     name: Annotated[str, typer.Argument(help="The file's name.")],
     node: NodeOption,
+    identity: IdentityOption = None,
 ) -> None:
-    """Remove a file from the network (from its owner and every replica)."""
+    """Remove a file from the network (from its owner and every replica); only its
+    publisher's key can."""
+    signer = publisher(identity, create=False)
 
     async def go(clients: Clients) -> None:
-        await clients.files().remove(name)
+        await clients.files(signer=signer).remove(name)
 
     run(connected(node, go))
     out.print(f"removed {printable(name)}", highlight=False, markup=False)

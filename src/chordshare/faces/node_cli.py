@@ -16,6 +16,7 @@ from chordshare.faces.cli_app import fail
 from chordshare.faces.loops import run
 from chordshare.faces.render import err_console
 from chordshare.files.placement import DEFAULT_REPLICAS
+from chordshare.files.publisher import parse_key_text
 from chordshare.ids import DEFAULT_BITS
 
 
@@ -130,6 +131,13 @@ def node(
             "(repeatable; others get 403 on changes and no CORS headers)."
         ),
     ] = None,
+    admin_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A public key (ed25519:..., from `chordshare id show`) that may replace or "
+            "remove any file, besides its publisher's (repeatable)."
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info (default), warning or error.")
     ] = None,
@@ -181,6 +189,7 @@ def node(
         "api_open": api_open,
         "api_allowed_hosts": api_allowed_hosts or None,
         "api_cors_origin": api_cors_origin or None,
+        "admin_keys": admin_key or None,
         "log_level": log_level,
         "log_format": log_format,
     }
@@ -197,6 +206,7 @@ def node(
         share=conf.share,
         replicas=conf.replicas,
         scrub_rate=conf.scrub_rate,
+        admin_keys=frozenset(parse_key_text(text) for text in conf.admin_keys),
         # A flag only, not a setting of the file or the environment: a one-off step for
         # one start, not a way to run.
         recover_data=recover_data,

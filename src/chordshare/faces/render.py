@@ -130,6 +130,10 @@ def files_table(title: str, files: Iterable[dict[str, Any]], extra: Column | Non
     table.add_column("name")
     table.add_column("size", justify="right")
     table.add_column("sha256")
+    files = list(files)
+    published = any("publisher" in f for f in files)  # listings say; search results do not
+    if published:
+        table.add_column("publisher")
     if extra is not None:
         table.add_column(extra[0])
     for f in files:
@@ -137,6 +141,7 @@ def files_table(title: str, files: Iterable[dict[str, Any]], extra: Column | Non
         if f.get("conflict_of"):  # kept aside: written apart from the one named
             name += f"  (conflict of {f['conflict_of']})"
         row = [name, human(f["size"]), f["sha256"][:16] + "…"]
+        row += [f.get("publisher") or "unsigned"] if published else []
         row += [extra[1](f)] if extra is not None else []
         table.add_row(*(network_text(cell) for cell in row))
     return table

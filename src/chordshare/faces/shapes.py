@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chordshare.files.names import conflict_of
+from chordshare.files.publisher import fingerprint, key_text
 
 if TYPE_CHECKING:
     from chordshare.files.manifest import Manifest
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 
 def manifest_json(manifest: Manifest) -> dict[str, Any]:
+    claim = manifest.claim
     return {
         "name": manifest.name,
         "size": manifest.size,
@@ -29,6 +31,11 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         # A version kept aside because it was written apart from the one that kept the
         # name (`files.versions`): that name; None for any other file.
         "conflict_of": conflict_of(manifest.name),
+        # The key it was published with (`files.publisher`): a short fingerprint and the
+        # whole public key; None for a file stored before signatures, which anyone may
+        # replace.
+        "publisher": None if claim is None else fingerprint(claim.publisher),
+        "publisher_key": None if claim is None else key_text(claim.publisher),
     }
 
 

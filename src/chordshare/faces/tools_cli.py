@@ -19,15 +19,20 @@ from chordshare.faces.cli_app import (
     client_security,
     fail,
 )
+from chordshare.faces.identity_cli import IdentityOption, publisher
 from chordshare.faces.loops import run
 from chordshare.faces.node_address import node_address
 from chordshare.faces.render import err_console, out
 
 
 def console(
-    node: NodeOption, api: ApiOption = None, api_token_file: ApiTokenFileOption = None
+    node: NodeOption,
+    api: ApiOption = None,
+    api_token_file: ApiTokenFileOption = None,
+    identity: IdentityOption = None,
 ) -> None:
-    """An interactive console on one node: ring and files, with history and tab completion."""
+    """An interactive console on one node: ring and files, with history and tab completion.
+    Its puts and removals are signed with your publisher key."""
     from chordshare.faces.console import run_console
     from chordshare.faces.logs import setup_logging
 
@@ -36,7 +41,7 @@ def console(
         node = node_address(node)
     except ValueError as err:
         fail(str(err))
-    run_console(node, api, client_security(), api_token_file)
+    run_console(node, api, client_security(), api_token_file, publisher(identity))
 
 
 def leave(node: NodeOption) -> None:

@@ -7,6 +7,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
+from chordshare.files.publisher import Claim, content_digest
+
 DIGEST_BYTES = 32  # SHA-256
 MAX_CHUNKS = 1 << 18  # per manifest: 8 MiB of hashes, a 256 GiB file in 1 MiB chunks
 
@@ -24,6 +26,8 @@ class Manifest:
     chunk_size: int
     chunks: tuple[bytes, ...]
     created: float
+    # Who published this version, and their signature of it (None: not signed).
+    claim: Claim | None = None
 
     @property
     def id(self) -> bytes:
@@ -34,6 +38,11 @@ class Manifest:
             (MANIFEST_ID_TAG, struct.pack(">QI", self.size, self.chunk_size), self.sha256)
         )
         return hashlib.sha256(encoded + b"".join(self.chunks)).digest()
+
+    @property
+    def content(self) -> bytes:
+        """What a signature of this version says of its bytes (`files.publisher`)."""
+        return content_digest(self.size, self.chunk_size, self.chunks)
 
     @property
     def chunk_count(self) -> int:

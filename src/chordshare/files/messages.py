@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.names import is_legacy_name
+from chordshare.files.publisher import Claim
 
 
 class Refusal(enum.Enum):
@@ -30,17 +31,29 @@ class Refusal(enum.Enum):
     # Not now, not here: the node is leaving, or no other node confirmed a copy yet. Callers
     # treat it as an unreachable peer and try again (the owner may have changed).
     UNAVAILABLE = "UNAVAILABLE"
+    # The name belongs to another publisher's key (`files.publisher`), or the version's
+    # signature does not match it.
+    PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 class FileError(Exception):
     """A node refused a file request; the message says why in a user's words."""
 
-    def __init__(self, refusal: Refusal, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        refusal: Refusal,
+        message: str,
+        retry_after: float | None = None,
+        version_floor: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.refusal = refusal
         self.message = message
         # Seconds to wait before asking again, when the node refused only for load.
         self.retry_after = retry_after
+        # A signed version must be newer than this (the name's newest here): the client's
+        # clock is behind, and it signs again above it.
+        self.version_floor = version_floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,7 @@ class FileVersion:
     # The versions this one replaced (a removal: the one it removed, and its line), newest
     # first; None when not known (stored before lineages were kept).
     ancestry: Ancestry | None = None
+    claim: Claim | None = None  # who published it (`files.publisher`); None: not signed
 
     @classmethod
     def held(
@@ -101,10 +115,11 @@ class FileVersion:
         sha256: bytes,
         deleted: bool = False,
         ancestry: Ancestry | None = None,
+        claim: Claim | None = None,
     ) -> FileVersion:
         """A version of a name held here, as offered to a peer: marked legacy_name when
         the new-name rule refuses the name (only a name stored before it can be held)."""
-        return cls(name, version, sha256, deleted, is_legacy_name(name), ancestry)
+        return cls(name, version, sha256, deleted, is_legacy_name(name), ancestry, claim)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from chordshare.files.lineage import ANCESTRY_KEPT, Ancestry, ancestor, child_ancestry, descends
 from chordshare.files.messages import FileError, FileVersion, OfferAnswer, Refusal
 from chordshare.files.names import accepts_from_peer
+from chordshare.files.publisher import MAX_AHEAD, Claim, why_refused
 
 VERSION_STEP = 1e-6  # how much newer a replacing version is than the one it replaces
 
@@ -58,12 +59,12 @@ def concurrent(a: FileVersion, b: FileVersion) -> bool:
 
 def removes(removal: FileVersion, version: FileVersion) -> bool:
     """Whether `removal` removes `version`: it names it or a version that replaced it; a
-    removal or a version of unknown lineage goes by `newer`'s order, as before lineages."""
-    if replaced(removal, version):
-        return True
-    if removal.ancestry is None or version.ancestry is None:
-        return removal.version > version.version
-    return False
+    removal or a version of unknown lineage goes by `newer`'s order, as before lineages. A
+    removal is always newer than what it removes: its lineage is not signed, so it cannot
+    reach past its own (signed) version."""
+    if removal.version <= version.version:
+        return False
+    return replaced(removal, version) or removal.ancestry is None or version.ancestry is None
 
 
 def takes(offered: FileVersion, mine: FileVersion) -> bool:
@@ -97,12 +98,18 @@ class Held:
     size: int | None = None
     tombstone: float | None = None
     tombstone_ancestry: Ancestry | None = None  # what the removal removed, and before it
+    tombstone_claim: Claim | None = None  # who signed the removal
 
     def removal(self) -> FileVersion | None:
         if self.tombstone is None:
             return None
         return FileVersion.held(
-            self.name, self.tombstone, b"", deleted=True, ancestry=self.tombstone_ancestry
+            self.name,
+            self.tombstone,
+            b"",
+            deleted=True,
+            ancestry=self.tombstone_ancestry,
+            claim=self.tombstone_claim,
         )
 
     def newest(self) -> FileVersion | None:
@@ -138,6 +145,38 @@ def merged_removal(a: FileVersion, b: FileVersion) -> FileVersion:
     return replace(newer_one, ancestry=tuple(sorted(entries, reverse=True))[:ANCESTRY_KEPT])
 
 
+def refuse_unless_allowed(
+    held: FileVersion | None,
+    offered: FileVersion,
+    admins: frozenset[bytes],
+    content: bytes | None = None,
+) -> None:
+    """Refuse (PERMISSION_DENIED) a version whose signature does not hold, or that is not
+    signed by the publisher of the name's version held (or an admin key)."""
+    why = why_refused(held, offered, admins, content)
+    if why is not None:
+        raise FileError(Refusal.PERMISSION_DENIED, why)
+
+
+def signed_version(name: str, offered: float, floor: float, now: float) -> float:
+    """The version a client's signed put or removal stores: the one it signed, which must
+    be newer than anything held of the name and not far ahead of this node's clock."""
+    if offered <= floor:
+        raise FileError(
+            Refusal.FAILED_PRECONDITION,
+            f"the version signed for {name!r} ({offered:.6f}) is not after the one held "
+            f"({floor:.6f}): the client's clock is behind; sign again above it",
+            version_floor=floor,
+        )
+    if offered > now + MAX_AHEAD:
+        raise FileError(
+            Refusal.INVALID_ARGUMENT,
+            f"the version signed for {name!r} is {offered - now:.0f} s ahead of this node's "
+            "clock: set the client's clock right",
+        )
+    return offered
+
+
 def judge_put(
     offered: FileVersion,
     held: Held,
@@ -146,14 +185,20 @@ def judge_put(
     replace: bool,
     now: float,
     elsewhere: FileVersion | None = None,
+    admins: frozenset[bytes] = frozenset(),
+    content: bytes = b"",
 ) -> float | None:
     """The version a put of `offered` (its `version` is the manifest's `created`) stores,
     or None when there is nothing to store. A client's put (not `replica`) that would
     overwrite other bytes without `replace` is refused with ALREADY_EXISTS. `elsewhere` is
     the newest version the other holders know of: a node that just became a name's owner
-    judges a client's put against their copy."""
+    judges a client's put against their copy. A version not signed by the name's publisher
+    (or an admin key), or whose signature does not match its `content`
+    (`Manifest.content`), is refused with PERMISSION_DENIED."""
     live, size, tombstone = held.live, held.size, held.tombstone
+    current = held.newest()
     if elsewhere is not None and not replica:
+        current = newest(v for v in (current, elsewhere) if v is not None)
         if elsewhere.deleted:
             tombstone = max(tombstone or 0.0, elsewhere.version)
         elif live is None or supersedes(elsewhere, live):
@@ -164,9 +209,11 @@ def judge_put(
         removal = held.removal()
         if removal is not None and removes(removal, offered):
             return None
+        refuse_unless_allowed(current, offered, admins, content)
         return offered.version
     if live is not None and live.sha256 == offered.sha256:
-        return None
+        return None  # the same bytes: nothing changes, whoever asks
+    refuse_unless_allowed(current, offered, admins, content)
     if live is not None and not replace:
         known = f"{size} bytes, " if size is not None else ""
         raise FileError(
@@ -175,15 +222,27 @@ def judge_put(
             f"{live.sha256.hex()[:16]}…); put it with --replace to overwrite it",
         )
     floor = max(live.version if live is not None else 0.0, tombstone or 0.0)
+    if offered.claim is not None:
+        return signed_version(offered.name, offered.version, floor, now)
     # The client puts its manifest's `created` above any version it found elsewhere on the
     # ring (a new owner may not hold the old copy yet): never go below it.
     return max(now, floor + VERSION_STEP, offered.version)
 
 
-def removal_version(held: Held, now: float) -> float:
-    """The version of a client's removal: newer than anything held of the name."""
+def removal_version(
+    held: Held,
+    now: float,
+    signed: FileVersion | None = None,
+    admins: frozenset[bytes] = frozenset(),
+) -> float:
+    """The version of a client's removal: newer than anything held of the name; a signed
+    removal's (`signed`) is the one it signed, by a key the name's version allows."""
     floor = max(held.live.version if held.live is not None else 0.0, held.tombstone or 0.0)
-    return max(now, floor + VERSION_STEP)
+    if signed is None:
+        refuse_unless_allowed(held.newest(), FileVersion(held.name, now, b"", True), admins)
+        return max(now, floor + VERSION_STEP)
+    refuse_unless_allowed(held.newest(), signed, admins)
+    return signed_version(held.name, signed.version, floor, now)
 
 
 def put_parent(held: Held, elsewhere: FileVersion | None = None) -> FileVersion | None:
@@ -241,11 +300,15 @@ def judge_offer(mine: FileVersion | None, offered: FileVersion) -> OfferVerdict:
 
 
 def answer_offer(
-    versions: Sequence[FileVersion], mine: Callable[[str], FileVersion | None]
+    versions: Sequence[FileVersion],
+    mine: Callable[[str], FileVersion | None],
+    admins: frozenset[bytes] = frozenset(),
 ) -> tuple[OfferAnswer, list[FileVersion]]:
     """How a node answers versions another holder offers, given what it holds of each name
     (`mine`): the answer, and the removals it is to apply (offered ones newer than what it
-    holds). A removal taken counts as held for the rest of the offer."""
+    holds). A removal taken counts as held for the rest of the offer. A version that could
+    not replace the one held (`files.publisher`: not signed by the name's publisher) is
+    neither wanted nor applied: the peer is told of the version held instead."""
     wanted: list[str] = []
     held_newer: list[FileVersion] = []
     removals: list[FileVersion] = []
@@ -253,6 +316,10 @@ def answer_offer(
     for offered in versions:
         held = taken.get(offered.name) or mine(offered.name)
         verdict = judge_offer(held, offered)
+        if verdict in (OfferVerdict.WANT, OfferVerdict.REMOVE) and why_refused(
+            held, offered, admins
+        ):
+            verdict = OfferVerdict.HOLD_NEWER
         if verdict is OfferVerdict.HOLD_NEWER and held is not None:
             held_newer.append(held)
         elif verdict is OfferVerdict.REMOVE:
@@ -261,6 +328,23 @@ def answer_offer(
         elif verdict is OfferVerdict.WANT:
             wanted.append(offered.name)
     return OfferAnswer(tuple(wanted), tuple(held_newer)), removals
+
+
+def refused_offers(
+    versions: Sequence[FileVersion],
+    mine: Callable[[str], FileVersion | None],
+    admins: frozenset[bytes] = frozenset(),
+) -> list[tuple[FileVersion, str]]:
+    """The offered versions `answer_offer` would have taken but for who signed them, each
+    with the reason: a peer passing on versions their publishers did not sign."""
+    refused = []
+    for offered in versions:
+        held = mine(offered.name)
+        if judge_offer(held, offered) in (OfferVerdict.WANT, OfferVerdict.REMOVE):
+            why = why_refused(held, offered, admins)
+            if why is not None:
+                refused.append((offered, why))
+    return refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,15 +359,24 @@ class AnswerPlan:
     aside: tuple[tuple[FileVersion, FileVersion], ...] = ()
 
 
-def judge_answer(offered: Sequence[FileVersion], answer: OfferAnswer) -> AnswerPlan:
-    names = {v.name for v in offered}
-    wanted = [name for name in answer.wanted if name in names]
-    removals = tuple(v for v in answer.newer if v.deleted and v.name in names)
-    held = frozenset(names - set(wanted))
-    theirs = {v.name: v for v in answer.newer if v.name in names}
+def judge_answer(
+    offered: Sequence[FileVersion], answer: OfferAnswer, admins: frozenset[bytes] = frozenset()
+) -> AnswerPlan:
+    """What to do with a peer's answer. Its newer versions count only where they could
+    replace this node's (`files.publisher`): a peer cannot remove a file, or have it set
+    aside, with a version its publisher did not sign."""
+    mine = {v.name: v for v in offered}
+    wanted = [name for name in answer.wanted if name in mine]
+    theirs = {
+        v.name: v
+        for v in answer.newer
+        if v.name in mine and why_refused(mine[v.name], v, admins) is None
+    }
+    removals = tuple(v for v in theirs.values() if v.deleted)
+    held = frozenset(set(mine) - set(wanted))
     aside = tuple(
-        (mine, theirs[mine.name])
-        for mine in offered
-        if mine.name in theirs and keep_aside(mine, theirs[mine.name])
+        (version, theirs[version.name])
+        for version in offered
+        if version.name in theirs and keep_aside(version, theirs[version.name])
     )
     return AnswerPlan(removals, tuple(wanted), held, aside)

@@ -34,6 +34,7 @@ from chordshare.files.placement import (
     file_key,
     index_key,
 )
+from chordshare.files.publisher import Claim, Signer
 from chordshare.files.search import (
     ambiguous,
     content_candidates,
@@ -44,7 +45,7 @@ from chordshare.files.search import (
 )
 from chordshare.sharing.download import DownloadReport, download
 from chordshare.sharing.in_memory import serving_inline
-from chordshare.sharing.putting import Putter
+from chordshare.sharing.putting import Putter, version_after
 from chordshare.sharing.ring import Ring
 from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.stream_put import StreamPutter
@@ -76,10 +77,14 @@ class FileClient:
         peers: FilePeers,
         replicas: int = DEFAULT_REPLICAS,
         routes: RouteCache | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.ring = ring
         self.peers = peers
         self.replicas = replicas
+        # The publisher's key every put and removal is signed with (`files.publisher`);
+        # None: unsigned, which anyone may replace or remove.
+        self.signer = signer
         # The nodes met so far, to guess owners from; pass one to share it between the
         # clients a long-lived face makes (one per request or command).
         self.routes = routes if routes is not None else RouteCache()
@@ -93,7 +98,7 @@ class FileClient:
         progress: Callable[[int], None] | None = None,
     ) -> PutOutcome:
         """Store a local file under name (default: its file name); see `putting`."""
-        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup)
+        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup, self.signer)
         return await putter.put(path, name, replace, chunk_size, progress)
 
     async def put_stream(
@@ -107,7 +112,7 @@ class FileClient:
         """Store `size` bytes that arrive as a stream (an upload's body) under name, sent on
         to the owner as they arrive, never staged; see `stream_put`. A body that is not
         `size` bytes long is a BodyLengthError, and nothing is stored."""
-        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup)
+        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup, self.signer)
         return await StreamPutter(putter, self._manifest_of).put(
             name, size, data, replace, chunk_size
         )
@@ -256,7 +261,7 @@ class FileClient:
             await asyncio.sleep(wait)
             owner = await self._lookup(key)
             try:
-                existed = await self.peers.at(owner.address).delete(name)
+                existed = await self._delete_at(owner, name)
             except (PeerError, FileError) as err:
                 if isinstance(err, FileError) and err.refusal is not Refusal.UNAVAILABLE:
                     raise
@@ -269,6 +274,25 @@ class FileClient:
             if not existed and not retried:
                 raise FileError(Refusal.NOT_FOUND, f"no file named {name!r} in the network")
             return
+
+    async def _delete_at(self, owner: NodeRef, name: str) -> bool:
+        """Ask the owner to remove name, signed when this client has a key (again above
+        the owner's version when this machine's clock is behind it)."""
+        answerer = self.peers.at(owner.address)
+        if self.signer is None:
+            return await answerer.delete(name)
+        version = version_after(None)
+        try:
+            return await answerer.delete(name, version, claim=self._removal(name, version))
+        except FileError as err:
+            if err.version_floor is None:
+                raise
+            version = version_after(err.version_floor)
+            return await answerer.delete(name, version, claim=self._removal(name, version))
+
+    def _removal(self, name: str, version: float) -> Claim:
+        assert self.signer is not None
+        return self.signer.sign(name, version, b"", deleted=True)
 
     async def list_node(self, address: str) -> FileListing:
         return await self.peers.at(address).list_files()

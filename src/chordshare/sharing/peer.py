@@ -24,6 +24,7 @@ from pathlib import Path
 
 from chordshare.files.manifest import Manifest
 from chordshare.files.placement import DEFAULT_REPLICAS, file_key
+from chordshare.files.publisher import Signer
 from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
@@ -35,6 +36,7 @@ from chordshare.sharing.service import FileService
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.version_book import VersionBook
+from chordshare.storage.identity import load_or_create
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import chunk_fetcher
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 TICK = 0.25  # how often the sharing loop looks at the node's neighbours
 BATCH_WINDOW = 0.05  # how long a just-stored file waits for others to copy it with
+
+
+IDENTITY_FILE = "publisher.pem"
 
 
 class DataDirInUse(Exception):
@@ -62,6 +67,7 @@ class SharingSettings:
     scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
     scrub_first_after: float = FIRST_PASS_AFTER
     recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
+    admin_keys: frozenset[bytes] = frozenset()  # may replace or remove any file
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -106,12 +112,13 @@ class SharingPeer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.scrubber: Scrubber | None = None
+        self.signer: Signer  # loaded by start, from the data directory
 
     def _file_service(self, node: ChordNode) -> FileService:
         """Put the node's file parts together, each handed what it needs: what the node
         serves as its Files service."""
         address = node.me.address
-        book = VersionBook(address, self.store)
+        book = VersionBook(address, self.store, admins=self.settings.admin_keys)
         soft = SoftState()
         security = self.server.settings.security
         self.peers = GrpcFilePeers(health=node.transport.health, security=security)
@@ -208,6 +215,8 @@ class SharingPeer:
             self.store = NodeStore(
                 data_dir, self.settings.max_store, recover_damaged=self.settings.recover_data
             )
+            # The node's own publisher key: what signs the uploads of its API and console.
+            self.signer, _ = await asyncio.to_thread(load_or_create, data_dir / IDENTITY_FILE)
             node = await self.server.start()
         except BaseException:
             await self.server.stop(graceful=False)

@@ -331,13 +331,21 @@ class PutPipeline:
             replace=header.replace,
             now=self.clock(),
             elsewhere=elsewhere,
+            admins=self.book.admins,
+            content=header.manifest.content,
         )
 
     @staticmethod
     def _offered(header: PutHeader) -> FileVersion:
         manifest = header.manifest
         ancestry = header.ancestry if header.replica else None
-        return FileVersion(manifest.name, manifest.created, manifest.sha256, ancestry=ancestry)
+        return FileVersion(
+            manifest.name,
+            manifest.created,
+            manifest.sha256,
+            ancestry=ancestry,
+            claim=manifest.claim,
+        )
 
     async def _lineage(
         self, header: PutHeader, final: Manifest, elsewhere: FileVersion | None

@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace as with_changes
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
@@ -21,6 +22,8 @@ from chordshare.files.manifest import Manifest
 from chordshare.files.messages import SMALL_PUT, FileError, PutHeader, PutOutcome, Refusal
 from chordshare.files.names import check_new_name
 from chordshare.files.placement import file_key
+from chordshare.files.publisher import Signer
+from chordshare.files.versions import VERSION_STEP
 from chordshare.ids import IdSpace
 from chordshare.sharing.chunking import (
     LocalFile,
@@ -76,6 +79,13 @@ async def _read_chunks(
         os.close(fd)
 
 
+def version_after(floor: float | None) -> float:
+    """A version to sign: now, or just after `floor` (the version an owner holds) when this
+    machine's clock is behind it."""
+    now = time.time()
+    return now if floor is None else max(now, floor + VERSION_STEP)
+
+
 async def when_free(
     attempt: Callable[[], Awaitable[PutOutcome]], may_retry: Callable[[], bool] = lambda: True
 ) -> PutOutcome:
@@ -123,11 +133,20 @@ class Putter:
         peers: FilePeers,
         routes: RouteCache,
         lookup: Callable[[int], Awaitable[NodeRef]],
+        signer: Signer | None = None,
     ) -> None:
         self.space = space
         self.peers = peers
         self.routes = routes
         self.lookup = lookup
+        self.signer = signer  # None: puts go unsigned (anyone may replace them)
+
+    def signed(self, manifest: Manifest) -> Manifest:
+        """The manifest with its publisher's signature (`files.publisher`)."""
+        if self.signer is None:
+            return manifest
+        claim = self.signer.sign(manifest.name, manifest.created, manifest.content)
+        return with_changes(manifest, claim=claim)
 
     async def put(
         self,
@@ -232,17 +251,38 @@ class Putter:
                 self.peers.at(owner.address).find_file(local.name, owner_only=guessed),
                 self._lacks_first_chunk(owner, local),
             )
+            created = time.time()
             if asked is None and lacks_first:
                 try:
                     streaming = progress.again()
                     return await self._put_streamed(owner, local, replace, streaming, guessed)
                 except FileError as err:
-                    if err.refusal is not Refusal.ALREADY_EXISTS:
+                    if err.refusal is not Refusal.ALREADY_EXISTS and err.version_floor is None:
                         raise
+                    created = version_after(err.version_floor)
             local.manifest = await asyncio.to_thread(
-                chunk_manifest, local.path, local.name, local.chunk_size
+                chunk_manifest, local.path, local.name, local.chunk_size, created
             )
-        manifest = local.manifest
+        try:
+            return await self._send(owner, local, local.manifest, replace, progress, guessed)
+        except FileError as err:
+            if err.version_floor is None or self.signer is None:
+                raise
+            # This machine's clock is behind the version the owner holds: sign again above.
+            later = with_changes(local.manifest, created=version_after(err.version_floor))
+            return await self._send(owner, local, later, replace, progress, guessed)
+
+    async def _send(
+        self,
+        owner: NodeRef,
+        local: LocalFile,
+        manifest: Manifest,
+        replace: bool,
+        progress: _Progress,
+        guessed: bool,
+    ) -> PutOutcome:
+        """Send the chunks the owner lacks, with the manifest first."""
+        manifest = self.signed(manifest)
         # Ask which chunks the owner lacks (content it has under another name is not sent
         # again); for one chunk the answer would cost more than it saves.
         if len(manifest.chunks) > 1:
@@ -276,7 +316,9 @@ class Putter:
         header = PutHeader(hasher.promise, replace=replace, owner_only=guessed, manifest_last=True)
         every = set(range(hasher.promise.chunk_count))
         chunks = self._counted(_read_chunks(local.path, hasher.promise, hasher), every, progress)
-        return await self.peers.at(owner.address).put_file(header, chunks, hasher.manifest)
+        return await self.peers.at(owner.address).put_file(
+            header, chunks, lambda: self.signed(hasher.manifest())
+        )
 
     @staticmethod
     async def _counted(

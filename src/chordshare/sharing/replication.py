@@ -178,11 +178,13 @@ class Replicator:
         in our version (or a newer one)."""
         offered = await self.peers.at(address).offer(versions)
         self.rooms.reported(address, offered.room)
-        answer = judge_answer(versions, offered)
+        answer = judge_answer(versions, offered, self.book.admins)
         for mine, theirs in answer.aside:  # written apart; the peer's takes the name
             await self.book.set_aside(mine.name, theirs)
         for removal in answer.removals:  # removed while this node was away
-            await self.book.remove(removal.name, removal.version, removal.ancestry, replica=True)
+            await self.book.remove(
+                removal.name, removal.version, removal.ancestry, replica=True, claim=removal.claim
+            )
         held = set(answer.held)
         for name in answer.push:
             manifest = self.store.manifest(name)

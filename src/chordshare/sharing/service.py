@@ -26,6 +26,7 @@ from chordshare.files.messages import (
     PutOutcome,
     Refusal,
 )
+from chordshare.files.publisher import Claim
 from chordshare.sharing.chunk_server import ChunkServer
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
 from chordshare.sharing.shared_dir import SharedDirectory
@@ -130,8 +131,14 @@ class FileService:
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         return await self.book.offer(versions)
 
-    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
-        removal = await self.book.remove(name, version, replica=replica)
+    async def delete(
+        self,
+        name: str,
+        version: float = 0.0,
+        replica: bool = False,
+        claim: Claim | None = None,
+    ) -> bool:
+        removal = await self.book.remove(name, version, replica=replica, claim=claim)
         if removal is None:
             return False  # a newer put outlived this removal
         if not replica and self.announcer is not None:

@@ -257,7 +257,8 @@ class StreamPutter:
         same = Manifest(
             held.name, held.size, held.sha256, held.chunk_size, held.chunks, time.time()
         )
-        return await answerer.put_file(PutHeader(same, owner_only=guessed), _no_chunks())
+        header = PutHeader(self.putter.signed(same), owner_only=guessed)
+        return await answerer.put_file(header, _no_chunks())
 
     async def _stream(
         self,
@@ -287,8 +288,8 @@ class StreamPutter:
             manifest = hasher.manifest()
             if held is not None and alike and manifest.chunks == held.chunks:
                 # The held bytes again: with their hash, the owner finds them unchanged.
-                return with_changes(manifest, sha256=held.sha256)
-            return manifest
+                manifest = with_changes(manifest, sha256=held.sha256)
+            return self.putter.signed(manifest)
 
         header = PutHeader(promise, replace=replace, owner_only=guessed, manifest_last=True)
         return await answerer.put_file(header, chunks(), closing)

@@ -15,10 +15,13 @@ from dataclasses import dataclass, replace
 from chordshare.files.lineage import Ancestry
 from chordshare.files.messages import FileVersion, OfferAnswer
 from chordshare.files.names import conflict_name
+from chordshare.files.publisher import Claim
 from chordshare.files.versions import (
     Held,
     answer_offer,
     merged_removal,
+    refuse_unless_allowed,
+    refused_offers,
     removal_ancestry,
     removal_applies,
     removal_version,
@@ -38,17 +41,24 @@ class Removal:
 
 class VersionBook:
     def __init__(
-        self, address: str, store: NodeStore, clock: Callable[[], float] = time.time
+        self,
+        address: str,
+        store: NodeStore,
+        clock: Callable[[], float] = time.time,
+        admins: frozenset[bytes] = frozenset(),
     ) -> None:
         self.address = address
         self.store = store
         self.clock = clock
+        # Keys that may replace or remove any name, besides its publisher's.
+        self.admins = admins
         # Holders known to have a file's current version (from replication), by name.
         self.confirmed: dict[str, set[str]] = {}
         # Names offered here since the last two full repair rounds asked: an owner that
         # offers a name counts this node among its holders (`offered_lately`).
         self._offered: list[set[str]] = [set(), set()]
         self._listeners: list[Listener] = []
+        self._warned: set[tuple[str, float, bool]] = set()  # refused offers, said once
 
     def on_change(self, listener: Listener) -> None:
         """Call listener(name) after a file is stored, replaced or removed here."""
@@ -66,24 +76,31 @@ class VersionBook:
         manifest = self.store.manifest(name)
         live = None
         if manifest is not None:
-            ancestry = catalog.ancestry(name)
-            live = FileVersion.held(name, manifest.created, manifest.sha256, ancestry=ancestry)
+            live = FileVersion.held(
+                name,
+                manifest.created,
+                manifest.sha256,
+                ancestry=catalog.ancestry(name),
+                claim=manifest.claim,
+            )
         size = manifest.size if manifest is not None else None
         removal = catalog.removal(name)
         if removal is None:
             return Held(name, live, size)
-        return Held(name, live, size, removal[0], removal[1])
+        return Held(name, live, size, removal.version, removal.ancestry, removal.claim)
 
     def versions(self) -> list[FileVersion]:
         """Every name held here, as offered to other holders (tombstones included)."""
         ancestries = self.store.catalog.ancestries()
         live = [
-            FileVersion.held(m.name, m.created, m.sha256, ancestry=ancestries.get(m.name))
+            FileVersion.held(
+                m.name, m.created, m.sha256, ancestry=ancestries.get(m.name), claim=m.claim
+            )
             for m in self.store.manifests()
         ]
         gone = [
-            FileVersion.held(name, version, b"", deleted=True, ancestry=ancestry)
-            for name, version, ancestry in self.store.catalog.tombstones()
+            FileVersion.held(t.name, t.version, b"", True, ancestry=t.ancestry, claim=t.claim)
+            for t in self.store.catalog.tombstones()
         ]
         return live + gone
 
@@ -100,11 +117,32 @@ class VersionBook:
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         # A probe (version 0, asked before a first put) is no offer of a copy.
         self._offered[-1].update(v.name for v in versions if v.version > 0)
-        answer, removals = answer_offer(versions, self.version_of)
+        known: dict[str, FileVersion | None] = {}  # each name looked up once for both
+
+        def mine(name: str) -> FileVersion | None:
+            if name not in known:
+                known[name] = self.version_of(name)
+            return known[name]
+
+        answer, removals = answer_offer(versions, mine, self.admins)
+        self._warn_refused(versions, mine)
         for removal in removals:
-            await self.remove(removal.name, removal.version, removal.ancestry, replica=True)
+            await self.remove(
+                removal.name, removal.version, removal.ancestry, replica=True, claim=removal.claim
+            )
         # Said with every answer, so a peer pushes no copy this node has no room for.
         return replace(answer, room=await asyncio.to_thread(self.store.room))
+
+    def _warn_refused(
+        self, versions: Sequence[FileVersion], mine: Callable[[str], FileVersion | None]
+    ) -> None:
+        """Say once per version when a peer offers one its publisher did not sign: a
+        member of the ring is passing on versions it made up."""
+        for offered, why in refused_offers(versions, mine, self.admins):
+            seen = (offered.name, offered.version, offered.deleted)
+            if seen not in self._warned:
+                self._warned.add(seen)
+                log.warning("refused a version of %r a peer offered: %s", offered.name, why)
 
     def offered_lately(self) -> set[str]:
         """The names offered here since the full repair round before last (called once a
@@ -120,29 +158,35 @@ class VersionBook:
         version: float = 0.0,
         ancestry: Ancestry | None = None,
         replica: bool = False,
+        claim: Claim | None = None,
     ) -> Removal | None:
-        """Remove name: a client's removal gets a version newer than anything held and
-        names what it removes; a removal another holder passes on (replica) keeps its
-        version and lineage, and is None when the live copy here is not one it removes (a
-        newer put, or one written apart from it)."""
+        """Remove name: a client's removal gets a version newer than anything held (a
+        signed one keeps the version it signed) and names what it removes; a removal
+        another holder passes on (replica) keeps its version and lineage, and is None when
+        the live copy here is not one it removes (a newer put, or one written apart from
+        it). One not signed by the name's publisher (or an admin key) is refused with
+        PERMISSION_DENIED."""
         held = self.held(name)
         if replica:
-            removal = FileVersion.held(name, version, b"", deleted=True, ancestry=ancestry)
+            removal = FileVersion.held(name, version, b"", True, ancestry, claim)
+            refuse_unless_allowed(held.newest(), removal, self.admins)
             if not removal_applies(held, removal):
                 return None
         else:
-            version = removal_version(held, self.clock())
+            signed = None if claim is None else FileVersion(name, version, b"", True, claim=claim)
+            version = removal_version(held, self.clock(), signed, self.admins)
             ancestry = removal_ancestry(held.parent())
         before = held.removal()
         if before is not None:  # one removal, removing what either removes
-            merged = merged_removal(before, FileVersion.held(name, version, b"", True, ancestry))
-            version, ancestry = merged.version, merged.ancestry
-        await asyncio.to_thread(self.store.remove, name, version, ancestry)
+            mine = FileVersion.held(name, version, b"", True, ancestry, claim)
+            merged = merged_removal(before, mine)
+            version, ancestry, claim = merged.version, merged.ancestry, merged.claim
+        await asyncio.to_thread(self.store.remove, name, version, ancestry, claim)
         self.confirmed.pop(name, None)
         if held.live is not None:
             log.info("removed %r at version %.6f", name, version)
         await self.changed(name)
-        tombstone = FileVersion.held(name, version, b"", deleted=True, ancestry=ancestry)
+        tombstone = FileVersion.held(name, version, b"", True, ancestry, claim)
         return Removal(tombstone, held.live is not None)
 
     async def set_aside(self, name: str, winner: FileVersion) -> None:

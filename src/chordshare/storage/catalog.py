@@ -19,10 +19,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.files.lineage import Ancestry, decode_ancestry, encode_ancestry
 from chordshare.files.manifest import DIGEST_BYTES, Manifest
+from chordshare.files.publisher import Claim
 from chordshare.storage.schema import MIGRATIONS, Migration, migrate
 
 
@@ -88,17 +90,46 @@ def _cut_to_nothing(path: Path) -> bool:
 
 
 def _row_to_manifest(row: tuple) -> Manifest:
-    name, size, sha256, chunk_size, chunks, created = row
+    name, size, sha256, chunk_size, chunks, created, publisher, signature = row
     blob = bytes(chunks)
     digests = tuple(blob[i : i + DIGEST_BYTES] for i in range(0, len(blob), DIGEST_BYTES))
-    return Manifest(name, size, bytes(sha256), chunk_size, digests, created)
+    claim = _claim(publisher, signature)
+    return Manifest(name, size, bytes(sha256), chunk_size, digests, created, claim)
 
 
-COLUMNS = "name, size, sha256, chunk_size, chunks, created"
+COLUMNS = "name, size, sha256, chunk_size, chunks, created, publisher, signature"
+
+
+def _claim(publisher: bytes | None, signature: bytes | None) -> Claim | None:
+    if publisher is None or signature is None:
+        return None
+    return Claim(bytes(publisher), bytes(signature))
+
+
+def _claim_columns(claim: Claim | None) -> tuple[bytes | None, bytes | None]:
+    return (None, None) if claim is None else (claim.publisher, claim.signature)
 
 
 def _ancestry(blob: bytes | None) -> Ancestry | None:
     return decode_ancestry(None if blob is None else bytes(blob))
+
+
+TOMBSTONE_COLUMNS = "name, version, ancestry, publisher, signature"
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A name's removal: its version, lineage and who signed it."""
+
+    name: str
+    version: float
+    ancestry: Ancestry | None
+    claim: Claim | None
+
+
+def _tombstone(row: tuple) -> Tombstone:
+    name, version, ancestry, publisher, signature = row
+    return Tombstone(str(name), float(version), _ancestry(ancestry), _claim(publisher, signature))
 
 
 class Catalog:
@@ -177,7 +208,7 @@ class Catalog:
                 (manifest.name, manifest.created),
             )
             cur.execute(
-                f"INSERT INTO files ({COLUMNS}, ancestry) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files ({COLUMNS}, ancestry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     manifest.name,
                     manifest.size,
@@ -185,6 +216,7 @@ class Catalog:
                     manifest.chunk_size,
                     b"".join(manifest.chunks),
                     manifest.created,
+                    *_claim_columns(manifest.claim),
                     encode_ancestry(ancestry),
                 ),
             )
@@ -208,19 +240,24 @@ class Catalog:
         return freed
 
     def remove(
-        self, name: str, tombstone: float | None = None, ancestry: Ancestry | None = None
+        self,
+        name: str,
+        tombstone: float | None = None,
+        ancestry: Ancestry | None = None,
+        claim: Claim | None = None,
     ) -> tuple[Manifest | None, list[bytes]]:
         """Forget a file, and remember it was removed at version `tombstone` if given, with
-        the removal's lineage. Returns its manifest (None if absent) and the chunks now
-        unused."""
+        the removal's lineage and who signed it. Returns its manifest (None if absent) and
+        the chunks now unused."""
         with self._transaction() as cur:
             if tombstone is not None:
                 # The caller merged the removal with the one held (`merged_removal`).
                 cur.execute(
-                    "INSERT INTO tombstones (name, version, ancestry) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET version = MAX(version, excluded.version), "
-                    "ancestry = excluded.ancestry",
-                    (name, tombstone, encode_ancestry(ancestry)),
+                    "INSERT INTO tombstones (name, version, ancestry, publisher, signature) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "version = MAX(version, excluded.version), ancestry = excluded.ancestry, "
+                    "publisher = excluded.publisher, signature = excluded.signature",
+                    (name, tombstone, encode_ancestry(ancestry), *_claim_columns(claim)),
                 )
             row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -235,20 +272,21 @@ class Catalog:
             ).fetchone()
         return None if row is None else float(row[0])
 
-    def removal(self, name: str) -> tuple[float, Ancestry | None] | None:
-        """The version at which name was removed and the removal's lineage, if it was."""
+    def removal(self, name: str) -> Tombstone | None:
+        """The version at which name was removed, the removal's lineage and claim, if it
+        was."""
         with self._lock:
             row = self._db.execute(
-                "SELECT version, ancestry FROM tombstones WHERE name = ?", (name,)
+                f"SELECT {TOMBSTONE_COLUMNS} FROM tombstones WHERE name = ?", (name,)
             ).fetchone()
-        return None if row is None else (float(row[0]), _ancestry(row[1]))
+        return None if row is None else _tombstone(row)
 
-    def tombstones(self) -> list[tuple[str, float, Ancestry | None]]:
+    def tombstones(self) -> list[Tombstone]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, version, ancestry FROM tombstones ORDER BY name"
+                f"SELECT {TOMBSTONE_COLUMNS} FROM tombstones ORDER BY name"
             ).fetchall()
-        return [(str(n), float(v), _ancestry(a)) for n, v, a in rows]
+        return [_tombstone(row) for row in rows]
 
     def ancestry(self, name: str) -> Ancestry | None:
         """The lineage of the file stored under name (None: not known, or no such file)."""

@@ -67,8 +67,21 @@ ALTER TABLE files ADD COLUMN ancestry BLOB;
 ALTER TABLE tombstones ADD COLUMN ancestry BLOB;
 """
 
+# Version 3: who published each file and each removal (`files.publisher`): a raw Ed25519
+# key and its signature. NULL for what was stored before: not signed.
+SCHEMA_3 = """
+ALTER TABLE files ADD COLUMN publisher BLOB;
+ALTER TABLE files ADD COLUMN signature BLOB;
+ALTER TABLE tombstones ADD COLUMN publisher BLOB;
+ALTER TABLE tombstones ADD COLUMN signature BLOB;
+"""
+
 # MIGRATIONS[i] takes a catalog from version i to version i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_statements(SCHEMA_1), _statements(SCHEMA_2))
+MIGRATIONS: tuple[Migration, ...] = (
+    _statements(SCHEMA_1),
+    _statements(SCHEMA_2),
+    _statements(SCHEMA_3),
+)
 
 
 class CatalogTooNew(OSError):

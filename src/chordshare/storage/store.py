@@ -23,6 +23,7 @@ from pathlib import Path
 
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
+from chordshare.files.publisher import Claim
 from chordshare.storage.catalog import Catalog, CatalogDamaged
 from chordshare.storage.chunks import ChunkError, ChunkStore, digest_of
 from chordshare.storage.recovery import Recovery, recover
@@ -218,11 +219,16 @@ class NodeStore:
             self.chunks.remove(digest)
 
     def remove(
-        self, name: str, tombstone: float | None = None, ancestry: Ancestry | None = None
+        self,
+        name: str,
+        tombstone: float | None = None,
+        ancestry: Ancestry | None = None,
+        claim: Claim | None = None,
     ) -> Manifest | None:
-        """Remove a file; with `tombstone`, remember the removal (and what it removed:
-        `ancestry`) so an older copy offered later by another holder is refused."""
-        manifest, freed = self.catalog.remove(name, tombstone, ancestry)
+        """Remove a file; with `tombstone`, remember the removal (what it removed:
+        `ancestry`, and who signed it) so an older copy offered later by another holder is
+        refused."""
+        manifest, freed = self.catalog.remove(name, tombstone, ancestry, claim)
         for digest in freed:
             self.chunks.remove(digest)
         return manifest

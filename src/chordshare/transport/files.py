@@ -24,6 +24,7 @@ from chordshare.files.messages import (
     PutHeader,
     PutOutcome,
 )
+from chordshare.files.publisher import Claim
 
 
 class FileAnswerer(Protocol):
@@ -52,7 +53,13 @@ class FileAnswerer(Protocol):
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer: ...
 
-    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool: ...
+    async def delete(
+        self,
+        name: str,
+        version: float = 0.0,
+        replica: bool = False,
+        claim: Claim | None = None,
+    ) -> bool: ...
 
     async def publish_index(
         self, records: Sequence[IndexRecord], ttl: float, remove: bool = False

@@ -9,66 +9,25 @@ answered garbage. Nothing here does I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from chordshare.files.lineage import Ancestry, decode_ancestry, encode_ancestry
-from chordshare.files.manifest import DIGEST_BYTES, MAX_CHUNKS, Manifest
+from chordshare.files.manifest import MAX_CHUNKS, Manifest
 from chordshare.files.messages import (
-    FileListing,
     FileVersion,
     FoundFile,
-    IndexEntry,
-    IndexRecord,
-    Locator,
     OfferAnswer,
     PutHeader,
     PutOutcome,
-    StoredFile,
 )
 from chordshare.files.names import check_stored_name
-from chordshare.transport.address import parse_address
+from chordshare.files.publisher import Claim
+from chordshare.transport.codec_checks import at_most, check_digest, finite, required, short
 from chordshare.transport.limits import (
     MAX_FETCH_INDEXES,
-    MAX_INDEX_RECORDS,
-    MAX_LOCATORS,
     MAX_OFFER_FILES,
-    MAX_SOFT_TTL,
-    MAX_TEXT,
 )
 from chordshare.v1 import files_pb2 as pb
-
-
-def check_digest(data: bytes, what: str) -> bytes:
-    """Return data as bytes if it is a SHA-256 digest, else raise ValueError naming `what`."""
-    if len(data) != DIGEST_BYTES:
-        raise ValueError(f"{what} must be a SHA-256 digest ({DIGEST_BYTES} bytes), got {len(data)}")
-    return bytes(data)
-
-
-def _required(parent: object, field: str, what: str) -> None:
-    if not parent.HasField(field):  # type: ignore[attr-defined]
-        raise ValueError(f"{what} without its {field}")
-
-
-def _finite(value: float, what: str) -> float:
-    # NaN compares false with everything and infinity beats every version: either would
-    # make a file impossible to replace or remove.
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value}")
-    return value
-
-
-def _short(text: str, what: str) -> str:
-    if len(text) > MAX_TEXT:
-        raise ValueError(f"{what} is at most {MAX_TEXT} characters, got {len(text)}")
-    return text
-
-
-def _at_most(items: Sequence[object], most: int, what: str) -> None:
-    if len(items) > most:
-        raise ValueError(f"at most {most} {what} in one request, got {len(items)}")
-
 
 # Manifest.
 
@@ -81,7 +40,21 @@ def manifest_to_pb(manifest: Manifest) -> pb.Manifest:
         chunk_size=manifest.chunk_size,
         chunks=list(manifest.chunks),
         created=manifest.created,
+        **claim_fields(manifest.claim),
     )
+
+
+def claim_fields(claim: Claim | None) -> dict[str, bytes]:
+    if claim is None:
+        return {}
+    return {"publisher": claim.publisher, "signature": claim.signature}
+
+
+def claim_from_pb(msg: pb.Manifest | pb.FileVersion | pb.DeleteRequest) -> Claim | None:
+    """A message's publisher and signature: both there, or neither (not signed)."""
+    if not msg.publisher and not msg.signature:
+        return None
+    return Claim(bytes(msg.publisher), bytes(msg.signature))
 
 
 def _check_shape(msg: pb.Manifest) -> None:
@@ -89,8 +62,8 @@ def _check_shape(msg: pb.Manifest) -> None:
         raise ValueError(f"a manifest's size cannot be negative, got {msg.size}")
     if msg.chunk_size <= 0:
         raise ValueError(f"a manifest's chunk size must be positive, got {msg.chunk_size}")
-    _short(msg.name, "a file name")
-    _finite(msg.created, f"the version of {msg.name!r}")
+    short(msg.name, "a file name")
+    finite(msg.created, f"the version of {msg.name!r}")
 
 
 def promised_manifest_from_pb(msg: pb.Manifest) -> Manifest:
@@ -112,7 +85,7 @@ def manifest_from_pb(msg: pb.Manifest, whole_hash_optional: bool = False) -> Man
     _check_shape(msg)
     if msg.sha256 or not whole_hash_optional:
         check_digest(msg.sha256, "a manifest's sha256")
-    _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes in a manifest")
+    at_most(msg.chunks, MAX_CHUNKS, "chunk hashes in a manifest")
     chunks = tuple(check_digest(c, f"chunk hash {i}") for i, c in enumerate(msg.chunks))
     manifest = Manifest(
         name=msg.name,
@@ -121,6 +94,7 @@ def manifest_from_pb(msg: pb.Manifest, whole_hash_optional: bool = False) -> Man
         chunk_size=msg.chunk_size,
         chunks=chunks,
         created=msg.created,
+        claim=claim_from_pb(msg),
     )
     try:
         manifest.check(whole_hash_optional)
@@ -145,7 +119,7 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
 
 
 def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
-    _required(msg, "manifest", "a put header")
+    required(msg, "manifest", "a put header")
     if msg.manifest_last:
         manifest = promised_manifest_from_pb(msg.manifest)
     else:
@@ -189,7 +163,7 @@ def put_outcome_to_pb(outcome: PutOutcome) -> pb.PutReply:
 
 
 def put_outcome_from_pb(msg: pb.PutReply) -> PutOutcome:
-    _required(msg, "manifest", "a put reply")
+    required(msg, "manifest", "a put reply")
     return PutOutcome(manifest_from_pb(msg.manifest), unchanged=msg.unchanged)
 
 
@@ -201,7 +175,7 @@ def digests_to_pb(digests: Sequence[bytes]) -> pb.MissingChunksRequest:
 
 
 def digests_from_pb(msg: pb.MissingChunksRequest) -> list[bytes]:
-    _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes")
+    at_most(msg.chunks, MAX_CHUNKS, "chunk hashes")
     return [check_digest(d, f"chunk hash {i}") for i, d in enumerate(msg.chunks)]
 
 
@@ -219,7 +193,7 @@ def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int]) -> pb.FetchReques
 
 
 def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int]]:
-    _at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
+    at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
     return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes)
 
 
@@ -246,7 +220,7 @@ def found_file_to_pb(found: FoundFile | None) -> pb.FindFileReply:
 def found_file_from_pb(msg: pb.FindFileReply) -> FoundFile | None:
     if not msg.found:
         return None
-    _required(msg, "manifest", "a found file")
+    required(msg, "manifest", "a found file")
     check_stored_name(msg.manifest.name)  # a get saves the file under it
     for holder in msg.holders:
         if not holder:
@@ -271,12 +245,13 @@ def file_version_to_pb(version: FileVersion) -> pb.FileVersion:
         deleted=version.deleted,
         legacy_name=version.legacy_name,
         ancestry=encode_ancestry(version.ancestry),
+        **claim_fields(version.claim),
     )
 
 
 def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
-    _short(msg.name, "a file name")
-    _finite(msg.version, f"the version of {msg.name!r}")
+    short(msg.name, "a file name")
+    finite(msg.version, f"the version of {msg.name!r}")
     # A tombstone has no content, so its hash may be empty.
     if not (msg.deleted and not msg.sha256):
         check_digest(msg.sha256, f"the sha256 of version {msg.version} of {msg.name!r}")
@@ -287,6 +262,7 @@ def file_version_from_pb(msg: pb.FileVersion) -> FileVersion:
         deleted=msg.deleted,
         legacy_name=msg.legacy_name,
         ancestry=_ancestry(msg, f"the lineage of version {msg.version} of {msg.name!r}"),
+        claim=claim_from_pb(msg),
     )
 
 
@@ -295,7 +271,7 @@ def offer_to_pb(versions: Sequence[FileVersion]) -> pb.OfferRequest:
 
 
 def offer_from_pb(msg: pb.OfferRequest) -> list[FileVersion]:
-    _at_most(msg.files, MAX_OFFER_FILES, "offered versions")
+    at_most(msg.files, MAX_OFFER_FILES, "offered versions")
     return [file_version_from_pb(v) for v in msg.files]
 
 
@@ -312,89 +288,7 @@ def offer_answer_from_pb(msg: pb.OfferReply) -> OfferAnswer:
     return OfferAnswer(tuple(msg.wanted), tuple(file_version_from_pb(v) for v in msg.newer), room)
 
 
-# Index and locators.
-
-
-def index_entry_to_pb(entry: IndexEntry) -> pb.IndexEntry:
-    return pb.IndexEntry(name=entry.name, size=entry.size, sha256=entry.sha256)
-
-
-def index_entry_from_pb(msg: pb.IndexEntry) -> IndexEntry:
-    _short(msg.name, "a file name")
-    check_digest(msg.sha256, f"the sha256 of index entry {msg.name!r}")
-    return IndexEntry(msg.name, msg.size, bytes(msg.sha256))
-
-
-def index_record_to_pb(record: IndexRecord) -> pb.IndexRecord:
-    return pb.IndexRecord(key=record.key, entry=index_entry_to_pb(record.entry))
-
-
-def index_record_from_pb(msg: pb.IndexRecord) -> IndexRecord:
-    if not msg.key:
-        raise ValueError("an index record without a key")
-    _short(msg.key, "an index key")
-    _required(msg, "entry", "an index record")
-    return IndexRecord(msg.key, index_entry_from_pb(msg.entry))
-
-
-def locator_to_pb(locator: Locator) -> pb.Locator:
-    return pb.Locator(manifest=manifest_to_pb(locator.manifest), address=locator.address)
-
-
-def locator_from_pb(msg: pb.Locator) -> Locator:
-    _required(msg, "manifest", "a locator")
-    if not msg.address:
-        raise ValueError("a locator without an address")
-    parse_address(_short(msg.address, "a locator's address"))
-    return Locator(manifest_from_pb(msg.manifest), msg.address)
-
-
-def soft_ttl_from_pb(ttl: float) -> float:
-    """How long published records live: a finite number of seconds, up to MAX_SOFT_TTL."""
-    if not (math.isfinite(ttl) and 0 <= ttl <= MAX_SOFT_TTL):
-        raise ValueError(f"a time to live is 0 to {MAX_SOFT_TTL:g} seconds, got {ttl}")
-    return ttl
-
-
-def publish_index_from_pb(msg: pb.PublishIndexRequest) -> tuple[list[IndexRecord], float]:
-    _at_most(msg.records, MAX_INDEX_RECORDS, "index records")
-    return [index_record_from_pb(r) for r in msg.records], soft_ttl_from_pb(msg.ttl)
-
-
-def publish_locators_from_pb(msg: pb.PublishLocatorsRequest) -> tuple[list[Locator], float]:
-    _at_most(msg.locators, MAX_LOCATORS, "locators")
-    return [locator_from_pb(loc) for loc in msg.locators], soft_ttl_from_pb(msg.ttl)
-
-
-def delete_from_pb(msg: pb.DeleteRequest) -> tuple[str, float, bool]:
+def delete_from_pb(msg: pb.DeleteRequest) -> tuple[str, float, bool, Claim | None]:
     check_stored_name(msg.name)  # names stored before the new-name rule can be removed too
-    return msg.name, _finite(msg.version, f"the version of {msg.name!r}"), msg.replica
-
-
-# Listing.
-
-
-def stored_file_to_pb(stored: StoredFile) -> pb.StoredFile:
-    return pb.StoredFile(manifest=manifest_to_pb(stored.manifest), shared=stored.shared)
-
-
-def stored_file_from_pb(msg: pb.StoredFile) -> StoredFile:
-    _required(msg, "manifest", "a stored file")
-    return StoredFile(manifest_from_pb(msg.manifest), shared=msg.shared)
-
-
-def file_listing_to_pb(listing: FileListing) -> pb.ListFilesReply:
-    # No quota travels as 0, as the proto says.
-    return pb.ListFilesReply(
-        files=[stored_file_to_pb(f) for f in listing.files],
-        used_bytes=listing.used_bytes,
-        max_bytes=listing.max_bytes or 0,
-    )
-
-
-def file_listing_from_pb(msg: pb.ListFilesReply) -> FileListing:
-    return FileListing(
-        tuple(stored_file_from_pb(f) for f in msg.files),
-        msg.used_bytes,
-        msg.max_bytes or None,
-    )
+    version = finite(msg.version, f"the version of {msg.name!r}")
+    return msg.name, version, msg.replica, claim_from_pb(msg)

@@ -37,13 +37,14 @@ from chordshare.files.messages import (
     PutOutcome,
     Refusal,
 )
-from chordshare.transport import chunk_wire
+from chordshare.files.publisher import Claim
+from chordshare.transport import chunk_wire, index_codec
 from chordshare.transport import files_codec as codec
 from chordshare.transport.base import PeerError
 from chordshare.transport.chunk_wire import Chunk
 from chordshare.transport.grpc import CHANNEL_OPTIONS, describe_rpc_error
 from chordshare.transport.health import PeerHealth
-from chordshare.transport.limits import retry_after_of
+from chordshare.transport.limits import retry_after_of, version_floor_of
 from chordshare.transport.security import PeerSecurity
 from chordshare.transport.stats import ByteCounts
 from chordshare.v1 import files_pb2 as pb
@@ -305,8 +306,16 @@ class GrpcFilePeer:
         reply = await self._call(lambda s, t: s.Offer(request, timeout=t))
         return self._read(lambda: codec.offer_answer_from_pb(reply))
 
-    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
-        request = pb.DeleteRequest(name=name, version=version, replica=replica)
+    async def delete(
+        self,
+        name: str,
+        version: float = 0.0,
+        replica: bool = False,
+        claim: Claim | None = None,
+    ) -> bool:
+        request = pb.DeleteRequest(
+            name=name, version=version, replica=replica, **codec.claim_fields(claim)
+        )
         reply = await self._call(lambda s, t: s.Delete(request, timeout=t))
         return reply.existed
 
@@ -314,7 +323,7 @@ class GrpcFilePeer:
         self, records: Sequence[IndexRecord], ttl: float, remove: bool = False
     ) -> None:
         request = pb.PublishIndexRequest(
-            records=[codec.index_record_to_pb(r) for r in records], ttl=ttl, remove=remove
+            records=[index_codec.index_record_to_pb(r) for r in records], ttl=ttl, remove=remove
         )
         await self._call(lambda s, t: s.PublishIndex(request, timeout=t))
 
@@ -322,25 +331,29 @@ class GrpcFilePeer:
         request = pb.QueryIndexRequest(key=key)
         reply = await self._call(lambda s, t: s.QueryIndex(request, timeout=t))
         return self.peers.decode(
-            self.address, lambda: [codec.index_entry_from_pb(e) for e in reply.entries]
+            self.address, lambda: [index_codec.index_entry_from_pb(e) for e in reply.entries]
         )
 
     async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
         request = pb.PublishLocatorsRequest(
-            locators=[codec.locator_to_pb(loc) for loc in locators], ttl=ttl
+            locators=[index_codec.locator_to_pb(loc) for loc in locators], ttl=ttl
         )
         await self._call(lambda s, t: s.PublishLocators(request, timeout=t))
 
     async def list_files(self) -> FileListing:
         reply = await self._call(lambda s, t: s.ListFiles(pb.ListFilesRequest(), timeout=t))
-        return self._read(lambda: codec.file_listing_from_pb(reply))
+        return self._read(lambda: index_codec.file_listing_from_pb(reply))
 
 
 def _error_of(address: str, err: grpc.RpcError) -> Exception:
     """What a failed call raises: FileError for a refusal, else PeerError."""
     refusal = REFUSALS.get(err.code())  # type: ignore[attr-defined]
     if refusal is not None:
-        return FileError(refusal, err.details() or refusal.name.lower())  # type: ignore[attr-defined]
+        return FileError(
+            refusal,
+            err.details() or refusal.name.lower(),  # type: ignore[attr-defined]
+            version_floor=version_floor_of(err.trailing_metadata()),  # type: ignore[attr-defined]
+        )
     return PeerError(address, describe_rpc_error(err))  # type: ignore[arg-type]
 
 

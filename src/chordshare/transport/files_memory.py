@@ -26,6 +26,7 @@ from chordshare.files.messages import (
     PutOutcome,
     Refusal,
 )
+from chordshare.files.publisher import Claim
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import FileAnswerer
 from chordshare.transport.health import PeerHealth
@@ -118,8 +119,14 @@ class MemoryFilePeer:
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         return await (await self._target()).offer(versions)
 
-    async def delete(self, name: str, version: float = 0.0, replica: bool = False) -> bool:
-        return await (await self._target()).delete(name, version, replica)
+    async def delete(
+        self,
+        name: str,
+        version: float = 0.0,
+        replica: bool = False,
+        claim: Claim | None = None,
+    ) -> bool:
+        return await (await self._target()).delete(name, version, replica, claim)
 
     async def publish_index(
         self, records: Sequence[IndexRecord], ttl: float, remove: bool = False

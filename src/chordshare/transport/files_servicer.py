@@ -27,7 +27,7 @@ from chordshare.files.messages import (
     PutHeader,
     Refusal,
 )
-from chordshare.transport import chunk_wire
+from chordshare.transport import chunk_wire, index_codec
 from chordshare.transport import files_codec as codec
 from chordshare.transport.chunk_wire import Chunk
 from chordshare.transport.files import FileAnswerer
@@ -40,6 +40,7 @@ from chordshare.transport.limits import (
     busy_metadata,
     drain,
     peer_host,
+    version_floor_metadata,
 )
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
@@ -61,7 +62,11 @@ PutPart = pb.PutRequest | Chunk  # what a put stream's messages decode to
 
 
 async def _refuse(context: grpc.aio.ServicerContext, err: FileError) -> NoReturn:
-    await context.abort(STATUS_OF[err.refusal], err.message)
+    await context.abort(
+        STATUS_OF[err.refusal],
+        err.message,
+        trailing_metadata=version_floor_metadata(err.version_floor),
+    )
     raise AssertionError("abort returns by raising") from err
 
 
@@ -297,14 +302,16 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteReply:
-        name, version, replica = await _decode(context, lambda: codec.delete_from_pb(request))
-        existed = await _answer(context, self.service.delete(name, version, replica))
+        name, version, replica, claim = await _decode(
+            context, lambda: codec.delete_from_pb(request)
+        )
+        existed = await _answer(context, self.service.delete(name, version, replica, claim))
         return pb.DeleteReply(existed=existed)
 
     async def PublishIndex(
         self, request: pb.PublishIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishIndexReply:
-        records, ttl = await _decode(context, lambda: codec.publish_index_from_pb(request))
+        records, ttl = await _decode(context, lambda: index_codec.publish_index_from_pb(request))
         await _answer(context, self.service.publish_index(records, ttl, request.remove))
         return pb.PublishIndexReply()
 
@@ -312,12 +319,14 @@ class FilesServicer(pb_grpc.FilesServicer):
         self, request: pb.QueryIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueryIndexReply:
         entries = await _answer(context, self.service.query_index(request.key))
-        return pb.QueryIndexReply(entries=[codec.index_entry_to_pb(e) for e in entries])
+        return pb.QueryIndexReply(entries=[index_codec.index_entry_to_pb(e) for e in entries])
 
     async def PublishLocators(
         self, request: pb.PublishLocatorsRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishLocatorsReply:
-        locators, ttl = await _decode(context, lambda: codec.publish_locators_from_pb(request))
+        locators, ttl = await _decode(
+            context, lambda: index_codec.publish_locators_from_pb(request)
+        )
         await _answer(context, self.service.publish_locators(locators, ttl))
         return pb.PublishLocatorsReply()
 
@@ -325,7 +334,7 @@ class FilesServicer(pb_grpc.FilesServicer):
         self, request: pb.ListFilesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListFilesReply:
         listing = await _answer(context, self.service.list_files())
-        return codec.file_listing_to_pb(listing)
+        return index_codec.file_listing_to_pb(listing)
 
 
 def add_files_servicer(servicer: FilesServicer, server: grpc.aio.Server) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -120,6 +121,25 @@ RETRY_AFTER_METADATA = "chordshare-retry-after-ms"
 
 def busy_metadata(retry_after: float = BUSY_RETRY_AFTER) -> tuple[tuple[str, str], ...]:
     return ((RETRY_AFTER_METADATA, str(round(retry_after * 1000))),)
+
+
+# A signed put or removal whose version is not after the name's newest is refused with the
+# version it must pass, so the client can sign again above it.
+VERSION_FLOOR_METADATA = "chordshare-version-floor"
+
+
+def version_floor_metadata(floor: float | None) -> tuple[tuple[str, str], ...]:
+    return () if floor is None else ((VERSION_FLOOR_METADATA, repr(floor)),)
+
+
+def version_floor_of(metadata: object) -> float | None:
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        if key == VERSION_FLOOR_METADATA:
+            with contextlib.suppress(ValueError):
+                floor = float(value)
+                if math.isfinite(floor) and floor >= 0:
+                    return floor
+    return None
 
 
 def retry_after_of(metadata: object) -> float | None:

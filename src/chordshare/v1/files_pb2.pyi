@@ -7,20 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Manifest(_message.Message):
-    __slots__ = ("name", "size", "sha256", "chunk_size", "chunks", "created")
+    __slots__ = ("name", "size", "sha256", "chunk_size", "chunks", "created", "publisher", "signature")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     sha256: bytes
     chunk_size: int
     chunks: _containers.RepeatedScalarFieldContainer[bytes]
     created: float
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunks: _Optional[_Iterable[bytes]] = ..., created: _Optional[float] = ...) -> None: ...
+    publisher: bytes
+    signature: bytes
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunks: _Optional[_Iterable[bytes]] = ..., created: _Optional[float] = ..., publisher: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class PutHeader(_message.Message):
     __slots__ = ("manifest", "replace", "replica", "owner_only", "manifest_last", "legacy_name", "ancestry")
@@ -125,20 +129,24 @@ class FindFileReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ..., holders: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FileVersion(_message.Message):
-    __slots__ = ("name", "version", "sha256", "deleted", "legacy_name", "ancestry")
+    __slots__ = ("name", "version", "sha256", "deleted", "legacy_name", "ancestry", "publisher", "signature")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     LEGACY_NAME_FIELD_NUMBER: _ClassVar[int]
     ANCESTRY_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: float
     sha256: bytes
     deleted: bool
     legacy_name: bool
     ancestry: bytes
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[float] = ..., sha256: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., legacy_name: _Optional[bool] = ..., ancestry: _Optional[bytes] = ...) -> None: ...
+    publisher: bytes
+    signature: bytes
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[float] = ..., sha256: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., legacy_name: _Optional[bool] = ..., ancestry: _Optional[bytes] = ..., publisher: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class OfferRequest(_message.Message):
     __slots__ = ("files",)
@@ -157,14 +165,18 @@ class OfferReply(_message.Message):
     def __init__(self, wanted: _Optional[_Iterable[str]] = ..., newer: _Optional[_Iterable[_Union[FileVersion, _Mapping]]] = ..., room: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("name", "version", "replica")
+    __slots__ = ("name", "version", "replica", "publisher", "signature")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: float
     replica: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[float] = ..., replica: _Optional[bool] = ...) -> None: ...
+    publisher: bytes
+    signature: bytes
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[float] = ..., replica: _Optional[bool] = ..., publisher: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class DeleteReply(_message.Message):
     __slots__ = ("existed",)

@@ -360,6 +360,14 @@ async function refreshFiles() {
         mark.title = "written apart from the file that kept that name; both are kept";
         tr.firstChild.append(" ", mark);
       }
+      // Only this key (or an admin key) may replace or remove the file.
+      const key = document.createElement("td");
+      key.className = "publisher";
+      key.textContent = f.publisher || "unsigned";
+      key.title = f.publisher
+        ? `published by ${f.publisher_key}: only that key may replace or remove it`
+        : "stored before signatures: anyone may replace it";
+      tr.appendChild(key);
       const td = document.createElement("td");
       td.appendChild(downloadLink(f.name));
       if (!f.shared) td.appendChild(removeButton(f.name));
@@ -368,7 +376,7 @@ async function refreshFiles() {
     });
     $("files").replaceChildren(...rows);
   } catch (err) {
-    $("files").innerHTML = `<tr><td colspan="4" class="error"></td></tr>`;
+    $("files").innerHTML = `<tr><td colspan="5" class="error"></td></tr>`;
     $("files").querySelector("td").textContent = err.message;
   }
 }

@@ -1,0 +1,101 @@
+"""A member that turns: a node process whose catalog holds a version of another user's file
+signed by its own key, and a removal of another, offers both to the other holders in its
+repair rounds. Every honest holder refuses them: the file keeps its publisher's bytes, and
+the removed one stays."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import Processes, cli_json, eventually, free_port, run_cli
+
+from chordshare.files.publisher import Signer
+from chordshare.sharing.chunking import manifest_of
+from chordshare.storage.identity import create_identity
+from chordshare.storage.store import NodeStore
+
+pytestmark = [pytest.mark.processes, pytest.mark.system, pytest.mark.timeout(240)]
+
+REPAIR_PERIOD = 10.0  # a node's default
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    processes = Processes(tmp_path)
+    yield processes
+    processes.cleanup()
+
+
+def listing(address: str) -> dict[str, dict]:
+    return {f["name"]: f for f in cli_json("ls", "--node", address)["files"]}
+
+
+def test_a_forged_version_pushed_through_repair_is_refused_by_every_honest_holder(
+    procs: Processes, tmp_path: Path
+) -> None:
+    alice_key = tmp_path / "alice.pem"
+    alice = create_identity(alice_key)
+    mallory = Signer.generate()
+    first = procs.start()
+    port = free_port()
+    turned_dir = tmp_path / "turned"
+    turned = procs.start(
+        join=first.address, bind=f"127.0.0.1:{port}", extra=["--data-dir", str(turned_dir)]
+    )
+    procs.start(join=first.address)
+    deed, other = tmp_path / "deed.txt", tmp_path / "other.txt"
+    deed.write_bytes(os.urandom(3000))
+    other.write_bytes(b"keep me")
+    for path in (deed, other):
+        run_cli("put", str(path), "--identity", str(alice_key), "--node", first.address)
+
+    # Three nodes, three copies: the turned node holds both once repair has run.
+    def turned_holds() -> None:
+        assert {"deed.txt", "other.txt"} <= set(listing(turned.address))
+
+    eventually(turned_holds, 6 * REPAIR_PERIOD)
+    stored = listing(first.address)["deed.txt"]
+    assert stored["publisher"] == alice.fingerprint
+
+    turned.kill9()
+    store = NodeStore(turned_dir)
+    try:
+        held = store.manifest("deed.txt")
+        assert held is not None
+        evil = b"the deed now names mallory"
+        made_up = manifest_of(evil, "deed.txt", held.chunk_size, held.created + 60)
+        claim = mallory.sign("deed.txt", made_up.created, made_up.content)
+        store.put_chunk(evil, made_up.chunks[0])
+        store.commit(replace(made_up, claim=claim))
+        later = held.created + 120
+        store.remove("other.txt", later, None, mallory.sign("other.txt", later, b"", True))
+    finally:
+        store.close()
+    turned = procs.start(
+        join=first.address, bind=f"127.0.0.1:{port}", extra=["--data-dir", str(turned_dir)]
+    )
+    assert listing(turned.address)["deed.txt"]["publisher"] == mallory.fingerprint
+
+    # The turned node offers its versions in its repair rounds; each honest holder says it
+    # refused them, and keeps what it had.
+    honest = [n for n in procs.live() if n is not turned]
+
+    def refused_everywhere() -> None:
+        for node in honest:
+            log = node.log()
+            assert "refused a version of 'deed.txt' a peer offered" in log, node.address
+            assert "refused a version of 'other.txt' a peer offered" in log, node.address
+
+    eventually(refused_everywhere, 4 * REPAIR_PERIOD)
+    for node in honest:
+        files = listing(node.address)
+        assert files["deed.txt"]["sha256"] == stored["sha256"], node.address
+        assert files["deed.txt"]["publisher"] == alice.fingerprint
+        assert "other.txt" in files, node.address
+    got = tmp_path / "got.txt"
+    run_cli("get", "deed.txt", "-o", str(got), "--node", honest[0].address)
+    assert got.read_bytes() == deed.read_bytes()
