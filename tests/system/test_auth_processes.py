@@ -104,7 +104,13 @@ def test_a_private_network_with_a_cluster_token_and_an_api_token(
         assert api.post("/shutdown").status_code == 401
         assert api.get("/shutdown").status_code == 405
         bearer = {"Authorization": f"Bearer {api_token}"}
-        assert api.delete("/api/v1/files/notes.txt", headers=bearer).status_code == 204
+        # Put with the user's key: the API, which signs with the node's, may not remove it.
+        denied = api.delete("/api/v1/files/notes.txt", headers=bearer)
+        assert denied.status_code == 403 and "belongs to key" in denied.text
+        put = api.put("/api/v1/files/memo.txt", content=b"through the api", headers=bearer)
+        assert put.status_code == 201, put.text
+        assert api.delete("/api/v1/files/memo.txt", headers=bearer).status_code == 204
+    assert chordshare("rm", "notes.txt", "-n", first.address, env=env).code == 0
     assert first.running()
 
     # `leave` is a peer call too: refused without the token, even from this host.
