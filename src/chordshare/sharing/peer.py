@@ -6,7 +6,10 @@ beside the ring's maintenance: it copies a file to the owner's successors as soo
 stored, repairs every name held whenever the node's neighbours change (and every
 `repair_period` anyway), and publishes index records and locators every `republish`. A
 scrubber (`scrub.py`) reads the stored chunks again, slowly, and heals a damaged one from
-another holder.
+another holder. The download cache (`download_cache.py`) keeps the files the node fetched
+for its REST API, serves them to other getters and announces them (at once when a file is
+cached or evicted); with `share_replicate`, the shared folder's files are put into the ring
+too (`shared_copies.py`).
 """
 
 from __future__ import annotations
@@ -27,17 +30,20 @@ from chordshare.files.placement import DEFAULT_REPLICAS, file_key
 from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES, DownloadCache
 from chordshare.sharing.publishing import Publisher
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing, Placements
 from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
 from chordshare.sharing.service import FileService
+from chordshare.sharing.shared_copies import SharedCopies
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
-from chordshare.transport.files import chunk_fetcher
+from chordshare.transport.files import LocalFirst, chunk_fetcher
 from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.files_servicer import FILES_SERVICE_NAME, serving_files
 
@@ -62,6 +68,8 @@ class SharingSettings:
     scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
     scrub_first_after: float = FIRST_PASS_AFTER
     recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # the most the download cache keeps; 0: nothing
+    share_replicate: bool = False  # the shared folder's files are put into the ring too
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -90,7 +98,9 @@ def _first_missing(path: Path) -> Path | None:
 class SharingPeer:
     def __init__(self, node_settings: NodeSettings, settings: SharingSettings) -> None:
         self.settings = settings
-        self.shared = SharedDirectory(settings.share) if settings.share else None
+        self.shared = (
+            SharedDirectory(settings.share, skip=settings.data_dir) if settings.share else None
+        )
         self._lock_fd = -1
         self.store: NodeStore  # opened by start, once the node's port is its own
         self.server = NodeServer(node_settings, services=[serving_files(self._file_service)])
@@ -99,7 +109,11 @@ class SharingPeer:
         self.replicator: Replicator | None = None
         self.publisher: Publisher | None = None
         self.peers: GrpcFilePeers | None = None
+        self.cache: DownloadCache  # opened by start, with the store
+        self.copies: SharedCopies | None = None
+        self._copying: asyncio.Task[None] | None = None
         self._changed: set[str] = set()
+        self._cache_changed: set[str] = set()
         self._predecessor: object = None  # the last predecessor seen, and since when
         self._predecessor_since = time.monotonic()
         self._started = time.monotonic()
@@ -138,6 +152,7 @@ class SharingPeer:
             functools.partial(self._answers, node),
             self.shared,
             self.settings.republish,
+            self.cache,
         )
         service = FileService(
             address,
@@ -148,6 +163,7 @@ class SharingPeer:
             owns=lambda name: node.state.owns(file_key(node.space, name)),
             holders=self.replicator,
             announcer=self.replicator,
+            cache=self.cache,
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
@@ -196,6 +212,26 @@ class SharingPeer:
         self._changed.add(name)
         self._wake.set()
 
+    def _note_cached(self, name: str) -> None:
+        self._cache_changed.add(name)
+        self._wake.set()
+
+    def files(self, node: ChordNode) -> FileClient:
+        """A client of the network's files on this node: what it owns is read and written
+        here, not sent to itself over loopback gRPC."""
+        assert self.peers is not None and self.service is not None
+        peers = LocalFirst(node.me.address, self.service, self.peers)
+        return FileClient(NodeRing(node), peers, self.settings.replicas)
+
+    def _open_cache(self) -> DownloadCache:
+        """The download cache, empty: what an earlier run left is removed."""
+        folder = self.settings.data_dir / "downloads"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        cache = DownloadCache(folder, self.settings.cache_bytes)
+        cache.on_change(self._note_cached)
+        return cache
+
     async def start(self) -> ChordNode:
         """Listen, open the data directory, then join (StartError, DataDirInUse,
         JoinError). A node whose port is taken touches no data directory, and one that
@@ -208,6 +244,7 @@ class SharingPeer:
             self.store = NodeStore(
                 data_dir, self.settings.max_store, recover_damaged=self.settings.recover_data
             )
+            self.cache = self._open_cache()
             node = await self.server.start()
         except BaseException:
             await self.server.stop(graceful=False)
@@ -218,6 +255,11 @@ class SharingPeer:
         self._task = self.server.tasks.start(self._loop(node), "sharing")
         if self.scrubber is not None:
             self.scrubber.start()
+        if self.shared is not None and self.settings.share_replicate:
+            self.copies = SharedCopies(
+                self.shared, lambda: self.files(node), data_dir, self.settings.republish
+            )
+            self._copying = self.server.tasks.start(self.copies.run(), "shared copies")
         return node
 
     async def _loop(self, node: ChordNode) -> None:
@@ -250,6 +292,9 @@ class SharingPeer:
                         )
                         self._changed |= changed
                     await publisher.publish(only=changed)
+                cached, self._cache_changed = self._cache_changed, set()
+                if cached:
+                    await publisher.publish_cached(only=cached)
                 view = (node.state.predecessor, node.state.successors[: settings.replicas])
                 now = time.monotonic()
                 self._predecessor_age(node)
@@ -279,23 +324,24 @@ class SharingPeer:
             # From here puts are refused (the client puts again through the next owner),
             # so none lands after the handoff has taken its list of names.
             self.service.leaving = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._end_tasks()
         if self.replicator is not None:
             pushed = await self.replicator.handoff()
             log.info("handed %d files to the successors before leaving", pushed)
 
+    async def _end_tasks(self) -> None:
+        """Stop the sharing loop and the shared copies."""
+        for task in (self._task, self._copying):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._copying = None
+
     async def stop(self, graceful: bool = True) -> None:
         if self.scrubber is not None:
             await self.scrubber.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._end_tasks()
         # A graceful stop leaves the ring, and the leave hands our files over first.
         await self.server.stop(graceful=graceful)
         if self.service is not None:
