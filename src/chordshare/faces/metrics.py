@@ -183,6 +183,5 @@ class CacheCollector(Collector):
 def registry_for(peer: SharingPeer) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PeerCollector(peer))
-    if vars(peer).get("cache") is not None:  # opened once the peer started
-        registry.register(CacheCollector(peer.cache))
+    registry.register(CacheCollector(peer.cache))
     return registry

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ class DownloadCache:
         self._reserved = 0  # bytes of the fetches under way
         self._fetching: dict[str, asyncio.Future[None]] = {}
         self._listeners: list[Callable[[str], None]] = []
+
+    def empty(self) -> None:
+        """Remove whatever the folder holds (blocking): an earlier run's files, which the
+        books do not know."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call listener(name) when a name is cached, and when its file is evicted."""

@@ -109,7 +109,9 @@ class SharingPeer:
         self.replicator: Replicator | None = None
         self.publisher: Publisher | None = None
         self.peers: GrpcFilePeers | None = None
-        self.cache: DownloadCache  # opened by start, with the store
+        # Its folder is emptied by start, once the data directory is this node's.
+        self.cache = DownloadCache(settings.data_dir / "downloads", settings.cache_bytes)
+        self.cache.on_change(self._note_cached)
         self.copies: SharedCopies | None = None
         self._copying: asyncio.Task[None] | None = None
         self._changed: set[str] = set()
@@ -223,14 +225,6 @@ class SharingPeer:
         peers = LocalFirst(node.me.address, self.service, self.peers)
         return FileClient(NodeRing(node), peers, self.settings.replicas)
 
-    def _open_cache(self) -> DownloadCache:
-        """The download cache, empty: what an earlier run left is removed."""
-        folder = self.settings.data_dir / "downloads"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        cache = DownloadCache(folder, self.settings.cache_bytes)
-        cache.on_change(self._note_cached)
-        return cache
 
     async def start(self) -> ChordNode:
         """Listen, open the data directory, then join (StartError, DataDirInUse,
@@ -244,7 +238,7 @@ class SharingPeer:
             self.store = NodeStore(
                 data_dir, self.settings.max_store, recover_damaged=self.settings.recover_data
             )
-            self.cache = self._open_cache()
+            self.cache.empty()  # what an earlier run left
             node = await self.server.start()
         except BaseException:
             await self.server.stop(graceful=False)
