@@ -225,7 +225,6 @@ class SharingPeer:
         peers = LocalFirst(node.me.address, self.service, self.peers)
         return FileClient(NodeRing(node), peers, self.settings.replicas)
 
-
     async def start(self) -> ChordNode:
         """Listen, open the data directory, then join (StartError, DataDirInUse,
         JoinError). A node whose port is taken touches no data directory, and one that
