@@ -139,3 +139,19 @@ def test_the_api_listens_on_loopback_beside_the_peer_port_unless_told() -> None:
     assert load_config(None, {"bind": "127.0.0.1:7000", "api": "off"}).api == "off"
     given = load_config(None, {"bind": "127.0.0.1:7000", "api": "[::1]:9000"})
     assert given.api == "[::1]:9000"
+
+
+def test_share_replicate_is_a_flag_a_variable_and_a_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    base = {"bind": "127.0.0.1:0", "share": str(shared)}
+    assert load_config(None, base).share_replicate is False  # off unless asked for
+    assert load_config(None, {**base, "share_replicate": True}).share_replicate is True
+    config = tmp_path / "node.yaml"
+    config.write_text(f"bind: 127.0.0.1:0\nshare: {shared}\nshare_replicate: true\n")
+    assert load_config(config, {}).share_replicate is True
+    monkeypatch.setenv("CHORDSHARE_SHARE_REPLICATE", "false")
+    assert load_config(config, {}).share_replicate is False  # the environment wins
+    with pytest.raises(ConfigError, match="give share"):
+        load_config(None, {"bind": "127.0.0.1:0", "share_replicate": True})

@@ -24,10 +24,10 @@ from pydantic_settings import (
 )
 
 from chordshare.chord.state import DEFAULT_SUCCESSORS
-from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.files.publisher import parse_key_text
 from chordshare.ids import DEFAULT_BITS
+from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 
@@ -77,7 +77,15 @@ class NodeConfig(BaseSettings):
     replicas: int = Field(DEFAULT_REPLICAS, description="Copies k of every file.")
     data_dir: Path | None = Field(None, description="Where the node keeps its files.")
     max_store: int | None = Field(None, ge=0, description="Most bytes stored (e.g. 10GiB).")
-    share: Path | None = Field(None, description="A directory shared in place.")
+    share: Path | None = Field(
+        None, description="A directory shared in place, subfolders included."
+    )
+    share_replicate: bool = Field(
+        False,
+        description="Also put the shared directory's files into the ring (k copies, put "
+        "again when they change), so they outlive this node; off: they are served only "
+        "from here.",
+    )
     scrub_rate: int = Field(
         DEFAULT_SCRUB_RATE,
         ge=0,
@@ -93,7 +101,7 @@ class NodeConfig(BaseSettings):
         DEFAULT_CACHE_BYTES,
         ge=0,
         description="Most bytes of whole files the REST API keeps for downloads (e.g. 1GiB), "
-        "least recently used evicted first; 0: none.",
+        "served to other getters too, least recently used evicted first; 0: none.",
     )
     cluster_token: str | None = Field(None, description="The network's shared secret.")
     cluster_token_file: Path | None = Field(None, description="A file holding the token.")
@@ -225,6 +233,8 @@ class NodeConfig(BaseSettings):
                 "api_open turns the API token off: give it or a token (api_token_file, "
                 "api_protect_reads), not both"
             )
+        if self.share_replicate and self.share is None:
+            raise ValueError("share_replicate puts the shared directory's files: give share")
         if self.id is not None and not 0 <= self.id < 2**self.bits:
             raise ValueError(f"id {self.id} is outside 0..{2**self.bits - 1} ({self.bits} bits)")
         return self

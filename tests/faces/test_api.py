@@ -15,7 +15,7 @@ import httpx
 import jsonschema_rs
 import pytest
 from apinet import ApiNetwork as Network
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from waiting import wait_until
 
@@ -83,6 +83,17 @@ def test_the_documented_name_patterns_say_what_the_name_rules_say(
 def test_the_documented_name_patterns_agree_on_any_text(text: str) -> None:
     if len(text.encode()) > MAX_NAME_BYTES:
         return  # the byte limit is not a pattern's (maxLength says 255 characters)
+    for pattern, rule in RULES:
+        assert all(match(text) == rule(text) for match in engines(pattern)), (pattern, text)
+
+
+@given(st.text(st.sampled_from("a/. \t\\\x1b\u202e"), max_size=12))
+@example("a/b")
+@example("a/../b")
+@example("./a")
+@example("a/ b")
+@example("a //b")
+def test_the_documented_name_patterns_agree_on_paths(text: str) -> None:
     for pattern, rule in RULES:
         assert all(match(text) == rule(text) for match in engines(pattern)), (pattern, text)
 
@@ -172,7 +183,7 @@ async def test_files_endpoints(net: Network, tmp_path: Path) -> None:
         assert again.status_code == 200 and again.json()["unchanged"]
         clash = await a.post("/api/v1/files", files={"file": ("q3-report.pdf", b"other")})
         assert clash.status_code == 409 and error_of(clash)["code"] == "already_exists"
-        for bad in ("a/b", "..", "x" * 300):
+        for bad in ("a/../b", "..", "/abs", "x" * 300):
             refused = await a.post("/api/v1/files", files={"file": ("f", b"x")}, data={"name": bad})
             assert refused.status_code == 400 and error_of(refused)["code"] == "bad_name"
         no_file = await a.post("/api/v1/files", data={"name": "x"})

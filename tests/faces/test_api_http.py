@@ -20,10 +20,9 @@ from waiting import wait_until
 
 from chordshare.config import ConfigError, load_config
 from chordshare.faces.api import ApiServer
-from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
-from chordshare.faces.serve import api_settings
 from chordshare.sharing.chunking import manifest_of
 from chordshare.sharing.download import DownloadError
+from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.ranges import stream_span
 from chordshare.transport.base import PeerError
@@ -45,11 +44,12 @@ async def put(http: httpx.AsyncClient, name: str, data: bytes) -> dict[str, Any]
     return created.json()
 
 
-async def served(net: Network, peer: SharingPeer, cache_bytes: int) -> httpx.AsyncClient:
-    """The API of a peer with a download cache of `cache_bytes`."""
-    server = ApiServer(peer, "127.0.0.1:0", lambda: None, cache_bytes=cache_bytes)
+async def served(net: Network, cache_bytes: int) -> tuple[SharingPeer, httpx.AsyncClient]:
+    """A peer of its own ring with a download cache of `cache_bytes`, and its API."""
+    peer = await net.start(cache_bytes=cache_bytes)
+    server = ApiServer(peer, "127.0.0.1:0", lambda: None)
     net.apis.append(server)  # stopped with the network
-    return httpx.AsyncClient(base_url=await server.start(), timeout=30)
+    return peer, httpx.AsyncClient(base_url=await server.start(), timeout=30)
 
 
 def downloads(peer: SharingPeer) -> dict[str, int]:
@@ -272,9 +272,9 @@ async def test_a_range_passes_over_holders_that_fail_lie_or_lack_its_chunks() ->
 async def test_the_cache_keeps_files_up_to_its_limit_evicting_the_least_recently_used(
     net: Network,
 ) -> None:
-    [peer] = await net.ring(1)
     files = {name: hashlib.shake_256(name.encode()).digest(100 * KIB) for name in "abc"}
-    async with await served(net, peer, cache_bytes=250 * KIB) as http:
+    peer, client = await served(net, cache_bytes=250 * KIB)
+    async with client as http:
         digests = {name: (await put(http, name, data))["sha256"] for name, data in files.items()}
 
         async def get(name: str) -> str:
@@ -298,9 +298,9 @@ async def test_the_cache_keeps_files_up_to_its_limit_evicting_the_least_recently
 async def test_a_file_the_cache_does_not_keep_is_streamed_from_its_holders(
     net: Network, cache_bytes: int
 ) -> None:
-    [peer] = await net.ring(1)
     data = hashlib.shake_256(b"streamed").digest(100 * KIB)
-    async with await served(net, peer, cache_bytes=cache_bytes) as http:
+    peer, client = await served(net, cache_bytes=cache_bytes)
+    async with client as http:
         await put(http, "big.bin", data)
         for _ in range(2):
             got = await http.get("/api/v1/files/big.bin")
@@ -352,8 +352,6 @@ def test_the_cache_size_is_a_node_setting() -> None:
 
     assert cache_of() == DEFAULT_CACHE_BYTES == 1024**3
     assert cache_of(api_cache="2MiB") == 2 * MIB and cache_of(api_cache="0") == 0
-    conf = load_config(None, {"bind": "127.0.0.1:0", "api_cache": "512k"})
-    assert api_settings(conf).cache_bytes == 512_000
     with pytest.raises(ConfigError, match="api_cache: 'lots' is not a size"):
         cache_of(api_cache="lots")
     node = [sys.executable, "-m", "chordshare.faces.cli", "node", "--bind", "127.0.0.1:0"]

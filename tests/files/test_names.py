@@ -1,10 +1,14 @@
 """The two name rules: a new name is text a terminal shows as it is; a stored name only has
 to be something a node can hold. Names only the stored rule accepts travel between holders
-marked legacy_name, and `printable` shows any name without its control characters."""
+marked legacy_name, and `printable` shows any name without its control characters. Both
+take relative paths (`photos/2024/a.jpg`) whose every part is a name of its own, so that no
+name saved under a folder can land outside it."""
 
 from __future__ import annotations
 
 import logging
+import os.path
+import re
 
 import pytest
 from hypothesis import example, given
@@ -19,7 +23,11 @@ from chordshare.files.names import (
     check_new_name,
     check_sent_name,
     check_stored_name,
+    conflict_name,
+    conflict_of,
     is_legacy_name,
+    local_name,
+    name_parts,
     printable,
 )
 from chordshare.transport import files_codec as codec
@@ -94,6 +102,7 @@ def test_any_printable_name_without_separators_is_accepted(name: str) -> None:
 @given(st.text(st.characters(exclude_categories=()), max_size=40))
 @example("esc\x1bname")
 @example("a/b")
+@example("a/../b")
 def test_the_stored_rule_accepts_whatever_the_new_rule_accepts(name: str) -> None:
     try:
         check_new_name(name)
@@ -149,7 +158,8 @@ def test_a_peer_copy_of_a_refused_name_is_refused_with_a_warning_unless_marked(
         assert check_sent_name(name, replica=True, legacy=True) == name
         assert accepts_from_peer(name, legacy=True)
         # Marked or not, a name no node could hold is refused.
-        assert not accepts_from_peer("a/b", legacy=True)
+        assert not accepts_from_peer("a/../b", legacy=True)
+        assert not accepts_from_peer("/etc/passwd", legacy=True)
     assert caplog.records == []
 
 
@@ -168,3 +178,128 @@ def test_the_mark_travels_in_put_headers_and_offered_versions(
     assert codec.put_header_from_pb(codec.put_header_to_pb(header)) == header
     version = FileVersion("esc\x1b", 5.0, b"" if deleted else bytes(32), deleted, legacy)
     assert codec.offer_from_pb(codec.offer_to_pb([version])) == [version]
+
+
+# Names as relative paths: parts that each pass the rules of a whole name, joined by '/'.
+
+# One part: printable text that is not '.' or '..' and has no white space at its ends.
+parts = (
+    st.text(printable_chars, min_size=1, max_size=30)
+    .map(str.strip)
+    .filter(lambda p: p not in ("", ".", ".."))
+)
+paths = st.lists(parts, min_size=1, max_size=8).map("/".join)
+# Where a path goes wrong: an empty part, a dot part, white space at a part's end, a '/' at
+# either end of the whole, a backslash.
+BROKEN_PARTS = ["", ".", "..", " x", "x ", "x\\y"]
+
+
+@given(paths)
+@example("photos/2024/a.jpg")
+@example("v1..2/...x/..y")
+def test_a_path_of_good_parts_is_a_good_name(name: str) -> None:
+    if len(name.encode()) > MAX_NAME_BYTES:
+        with pytest.raises(BadName, match="at most 255 bytes"):
+            check_new_name(name)
+        return
+    assert check_new_name(name) == check_stored_name(name) == name
+    assert not is_legacy_name(name)
+    assert "/".join(name_parts(name)) == name
+    for part in name_parts(name):
+        assert check_new_name(part) == part  # every part is a name of its own
+
+
+@given(
+    before=st.lists(parts, max_size=4),
+    broken=st.sampled_from(BROKEN_PARTS),
+    after=st.lists(parts, max_size=4),
+)
+@example(before=["a"], broken="..", after=["b"])
+@example(before=[], broken="..", after=["etc", "passwd"])
+@example(before=["a"], broken="", after=["b"])
+def test_a_path_with_a_broken_part_is_refused(
+    before: list[str], broken: str, after: list[str]
+) -> None:
+    name = "/".join([*before, broken, *after])
+    for rule in (check_new_name, check_stored_name):
+        with pytest.raises(BadName):
+            rule(name)
+
+
+@given(paths, st.sampled_from(["/", "//"]), st.booleans())
+@example("etc/passwd", "/", True)
+@example("a", "/", False)
+def test_a_path_with_a_slash_at_an_end_is_refused(name: str, slash: str, leading: bool) -> None:
+    wrong = slash + name if leading else name + slash
+    for rule in (check_new_name, check_stored_name):
+        with pytest.raises(BadName, match="start with '/'" if leading else "end with '/'"):
+            rule(wrong)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("/abs.txt", "cannot start with '/'"),
+        ("dir/", "cannot end with '/'"),
+        ("a//b", "'//'"),
+        ("/", "cannot start with '/'"),
+        ("a/./b", "between '/' cannot be '.'"),
+        ("a/../b", "between '/' cannot be '..'"),
+        ("../up", "between '/' cannot be '..'"),
+        ("a/b/..", "between '/' cannot be '..'"),
+        ("a /b", "white space"),
+        ("a/ b", "white space"),
+        ("a\\b/c", "'\\'"),
+        ("a/b\x1b", "U+001B"),
+        ("d/" + "x" * 254, "at most 255 bytes"),
+    ],
+)
+def test_a_bad_path_is_refused_saying_why(name: str, why: str) -> None:
+    with pytest.raises(BadName, match=re.escape(why)):
+        check_new_name(name)
+
+
+@given(paths)
+def test_a_good_name_saved_under_a_folder_stays_inside_it(name: str) -> None:
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return
+    root = os.path.join(os.sep, "srv", "dest")
+    joined = os.path.normpath(os.path.join(root, *name_parts(name)))
+    assert joined.startswith(root + os.sep)  # never the folder itself, never above it
+    assert os.path.commonpath([root, joined]) == root
+    # What a get writes: the last part, a plain file name in the folder asked for.
+    saved = local_name(name)
+    assert saved == name_parts(name)[-1] and "/" not in saved and saved not in ("", ".", "..")
+    assert os.path.dirname(os.path.normpath(os.path.join(root, saved))) == root
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=40))
+@example("../../etc/passwd")
+@example("a/..")
+@example("..")
+def test_local_name_refuses_what_no_node_could_hold(name: str) -> None:
+    try:
+        check_stored_name(name)
+    except BadName:
+        with pytest.raises(BadName):
+            local_name(name)
+        return
+    saved = local_name(name)
+    assert saved and "/" not in saved and saved not in (".", "..")
+
+
+@given(paths, st.floats(0, 4e9), st.binary(min_size=32, max_size=32))
+@example("v1.2/readme", 0.0, bytes(32))
+@example("photos/.hidden", 0.0, bytes(32))
+@example("a" * 100 + "/" + "b" * 120 + ".txt", 0.0, bytes(32))
+def test_a_conflict_name_of_a_path_stays_in_its_folder(
+    name: str, version: float, sha256: bytes
+) -> None:
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return
+    kept = conflict_name(name, version, sha256)
+    assert check_new_name(kept) == kept
+    folders = name_parts(name)[:-1]
+    if len(name.encode()) + 40 <= MAX_NAME_BYTES:  # not cut short
+        assert name_parts(kept)[:-1] == folders
+        assert conflict_of(kept) == name

@@ -28,7 +28,9 @@ from chordshare.sharing.chunking import (
         ("", "empty"),
         ("a" * 256, "at most 255 bytes"),
         ("é" * 128, "at most 255 bytes"),  # 256 bytes in UTF-8
-        ("dir/file", "'/'"),
+        ("/dir/file", "start with '/'"),
+        ("dir//file", "'//'"),
+        ("dir/../file", "cannot be '..'"),
         ("dir\\file", "'\\\\'"),
         (".", "cannot be '.'"),
         ("..", "cannot be '..'"),
@@ -43,7 +45,18 @@ def test_bad_names_are_refused_with_the_reason(name: str, why: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["q3-report.pdf", "a" * 255, "notes v2.txt", "é.md", "x", "v1..2.txt", "...", ".x"]
+    "name",
+    [
+        "q3-report.pdf",
+        "a" * 255,
+        "notes v2.txt",
+        "é.md",
+        "x",
+        "v1..2.txt",
+        "...",
+        ".x",
+        "photos/2024/a.jpg",
+    ],
 )
 def test_good_names_pass(name: str) -> None:
     assert check_new_name(name) == check_stored_name(name) == name

@@ -117,7 +117,7 @@ async def test_second_put_of_a_name_and_remove(net: Network, tmp_path: Path) -> 
     assert missing.value.refusal is Refusal.NOT_FOUND
     with pytest.raises(FileError):
         await client.remove("notes.txt")
-    for bad in ("", "a/b", "..", "x\0y", "é" * 200):
+    for bad in ("", "a/../b", "/abs", "..", "x\0y", "é" * 200):
         with pytest.raises(BadName):
             await client.put(tmp_path / "other", name=bad)
 

@@ -35,7 +35,6 @@ from fastapi.staticfiles import StaticFiles
 
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_auth import Guard
-from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES, DownloadCache
 from chordshare.faces.api_doors import DoorCheck, Doors, listening_hosts
 from chordshare.faces.api_download import Downloads
 from chordshare.faces.api_errors import ApiError, document_errors, install_error_handlers
@@ -77,11 +76,11 @@ def create_app(
     leave: Callable[[], None],
     auth: ApiAuth = OPEN,
     doors: Doors | None = None,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> FastAPI:
     """The API of one running peer; `leave` asks the process to leave the ring and exit.
-    `doors`: the names and page origins it answers (by default, its loopback names).
-    `cache_bytes`: the most its download cache keeps (0: none)."""
+    `doors`: the names and page origins it answers (by default, its loopback names). Whole
+    downloads go through the peer's download cache, which serves them to other getters
+    too."""
     app = FastAPI(
         title="chordshare node",
         version="1",
@@ -99,13 +98,10 @@ def create_app(
     app.add_middleware(DoorCheck, doors=doors)  # outermost: before CORS, routing and bodies
     app.router.route_class = ApiRoute  # checks the token before reading a body; HEAD
 
-    data_dir = peer.settings.data_dir
-    uploads = data_dir / "uploads"
-    downloads = data_dir / "downloads"
-    for folder in (uploads, downloads):
-        shutil.rmtree(folder, ignore_errors=True)  # leftovers of an earlier run
-        folder.mkdir(parents=True, exist_ok=True)
-    cache = DownloadCache(downloads, cache_bytes)
+    uploads = peer.settings.data_dir / "uploads"
+    shutil.rmtree(uploads, ignore_errors=True)  # leftovers of an earlier run
+    uploads.mkdir(parents=True, exist_ok=True)
+    cache = peer.cache
 
     def node() -> ChordNode:
         chord = peer.server.node
@@ -134,11 +130,11 @@ def create_app(
     access = NodeAccess(node, client, files, leave, guard, auth.protect_reads)
     stored, served = Uploads(uploads, files), Downloads(files, cache)
     bits = peer.server.node.space.bits if peer.server.node else peer.server.settings.bits
-    app.include_router(ring_routes(access, bits))
+    app.include_router(ring_routes(access, bits, cache))
     app.include_router(file_routes(access, stored, served))
     app.include_router(leave_routes(access))
     app.include_router(seed_routes(access, stored, served))
-    app.include_router(node_routes(access, registry_for(peer, cache)))
+    app.include_router(node_routes(access, registry_for(peer)))
     app.mount("/static", StaticFiles(directory=DASHBOARD), name="static")
     return app
 
@@ -162,8 +158,8 @@ def bind_api(address: str) -> socket.socket:
 
 class ApiServer:
     """Serves a peer's REST API on `address` (port 0: any free port) until stopped; on a
-    socket already bound to it (`bind_api`) when given one; with a download cache of
-    `cache_bytes`; within `limits` (by default, those of this process's descriptors)."""
+    socket already bound to it (`bind_api`) when given one; within `limits` (by default,
+    those of this process's descriptors)."""
 
     def __init__(
         self,
@@ -173,7 +169,6 @@ class ApiServer:
         auth: ApiAuth = OPEN,
         doors: Doors | None = None,
         sock: socket.socket | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
         limits: ApiLimits | None = None,
     ) -> None:
         self.address = address
@@ -183,7 +178,7 @@ class ApiServer:
             doors = Doors.for_node(listening_hosts(address, node.bind, node.advertise))
         self.limits = limits or ApiLimits.for_process()
         config = self.limits.config(
-            create_app(peer, leave, auth, doors, cache_bytes),
+            create_app(peer, leave, auth, doors),
             log_level="warning",
             lifespan="off",
         )

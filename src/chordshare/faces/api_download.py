@@ -1,8 +1,9 @@
 """Downloads through the REST API: `GET /api/v1/files/{name}` (and HEAD) with conditional
 and range requests (RFC 9110), and the seed's `POST /download_file`.
 
-A whole file is fetched from every holder at once into the download cache (`api_cache`)
-and served from there; one the cache does not keep (over its size, or caching off) is
+A whole file is fetched from every holder at once into the node's download cache
+(`sharing.download_cache`) and served from there (the node then serves it to other getters
+too, as one more holder); one the cache does not keep (over its size, or caching off) is
 streamed from its holders. A Range request fetches only the chunks that cover it and
 streams them as they arrive, verified, unless the file is cached already. Every file is
 `application/octet-stream`: its name is anyone's choice, its type nobody's word.
@@ -23,7 +24,6 @@ from urllib.parse import quote
 
 from fastapi.responses import Response, StreamingResponse
 
-from chordshare.faces.api_cache import DownloadCache
 from chordshare.faces.api_conditional import (
     RangeNotSatisfiable,
     Span,
@@ -35,7 +35,9 @@ from chordshare.faces.api_conditional import (
 from chordshare.faces.api_errors import error_response
 from chordshare.faces.api_inputs import Conditions
 from chordshare.files.messages import FileError, Refusal
+from chordshare.files.names import local_name
 from chordshare.sharing.client import FileClient, NetworkFile
+from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.ranges import stream_span
 from chordshare.transport.files import chunk_fetcher
@@ -80,10 +82,13 @@ def documented_download(ranges: bool) -> dict[int | str, dict[str, Any]]:
 
 
 def content_disposition(name: str) -> str:
-    quoted = quote(name)
-    if quoted != name:
+    """`attachment` with the file name a browser saves `name` under: its last part
+    (`photos/2024/a.jpg` -> `a.jpg`), never a path (RFC 6266, section 4.3)."""
+    saved = local_name(name)
+    quoted = quote(saved, safe="")
+    if quoted != saved:
         return f"attachment; filename*=utf-8''{quoted}"
-    return f'attachment; filename="{name}"'
+    return f'attachment; filename="{saved}"'
 
 
 def _validators(found: NetworkFile) -> Validators:
@@ -177,7 +182,7 @@ class Downloads:
         fd = self.cache.open(validators.opaque)
         sources: dict[str, int] | None = {}
         if fd is None and whole:
-            sources = await self.cache.fetch(validators.opaque, size, self._fetcher(sharing, found))
+            sources = await self.cache.fetch(found.manifest, self._fetcher(sharing, found))
             fd = self.cache.open(validators.opaque)
         if fd is not None:
             pieces = _read(fd, span)

@@ -101,7 +101,7 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
     )
 
     @router.put(
-        "/api/v1/files/{name}",
+        "/api/v1/files/{name:path}",
         status_code=201,
         summary="Upload a file as the request's body, streamed on to its owner",
         description="The body is the file, with its `Content-Length` (411 without one): it "
@@ -119,7 +119,7 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
         return await uploads.stream_body(request, name, replace)
 
     @router.get(
-        "/api/v1/files/{name}",
+        "/api/v1/files/{name:path}",
         summary="Download a file (name, or sha256:<hex>), with Range and conditional requests",
         response_class=Response,
         **doc(reads, 400, 404, 409, 416, 500, 502, 503, 507, ok=documented_download(ranges=True)),
@@ -130,7 +130,7 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
         return await downloads.answer(name, asked, request.method)
 
     @router.delete(
-        "/api/v1/files/{name}",
+        "/api/v1/files/{name:path}",
         status_code=204,
         summary="Remove a file everywhere",
         response_class=Response,

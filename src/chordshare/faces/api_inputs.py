@@ -19,18 +19,23 @@ from pydantic import BaseModel, Field
 from chordshare.files.names import MAX_NAME_BYTES
 
 # Characters a new name may not hold: controls, bidirectional controls, line and paragraph
-# separators, and the path separators.
-_NOT_IN_NEW_NAME = r"\x00-\x1f\x7f-\x9f/\\\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+# separators, and the backslash ('/' separates a name's parts).
+_NOT_IN_NEW_NAME = r"\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
 # White space a name may not start or end with: what Python's str.isspace() calls so.
 _SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _SPACE_IN_NEW_NAME = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"  # _SPACE less controls
 
-NEW_NAME = (
-    rf"^(?!\.\.?$)(?![{_SPACE_IN_NEW_NAME}])(?![\s\S]*[{_SPACE_IN_NEW_NAME}]$)"
-    rf"[^{_NOT_IN_NEW_NAME}]+$"
-)
+
+def _path(excluded: str, space: str) -> str:
+    """A name as a relative path: parts separated by '/', none empty, `.` or `..`, none
+    starting or ending with white space, none holding an `excluded` character."""
+    part = rf"(?!\.\.?(?:/|$))[^{excluded}/{space}](?:[^{excluded}/]*[^{excluded}/{space}])?"
+    return rf"{part}(?:/{part})*"
+
+
+NEW_NAME = rf"^{_path(_NOT_IN_NEW_NAME, _SPACE_IN_NEW_NAME)}$"
 # A name as stored: older names may hold controls.
-_STORED = rf"(?!\.\.?$)(?![{_SPACE}])(?![\s\S]*[{_SPACE}]$)[^/\\\x00]+"
+_STORED = _path(r"\\\x00", _SPACE)
 STORED_NAME = rf"^{_STORED}$"
 # What a download names: a stored name, or `sha256:` and 8 to 64 hex digits of the content's
 # hash (`files.search`), which no name can then begin with.

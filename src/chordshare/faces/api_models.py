@@ -26,6 +26,14 @@ class Finger(Shape):
     node: NodeRef | None
 
 
+class CacheInfo(Shape):
+    files: int = Field(ge=0, description="Whole files kept, each served to other getters.")
+    used_bytes: int = Field(ge=0)
+    max_bytes: int = Field(ge=0, description="Its limit (--api-cache); 0: it keeps nothing.")
+    evictions: int = Field(ge=0, description="Files evicted to make room.")
+    served_bytes: int = Field(ge=0, description="Chunk bytes served from it to other getters.")
+
+
 class NodeInfo(Shape):
     id: int = Field(ge=0)
     address: str
@@ -33,6 +41,9 @@ class NodeInfo(Shape):
     predecessor: NodeRef | None
     successors: list[NodeRef]
     fingers: list[Finger]
+    cache: CacheInfo | None = Field(
+        None, description="This node's download cache; null for another node."
+    )
 
 
 class Ring(Shape):

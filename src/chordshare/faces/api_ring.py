@@ -12,18 +12,30 @@ from chordshare.faces.api_errors import ApiError
 from chordshare.faces.api_inputs import ADDRESS, OTHER_NODE, lookup_parameter
 from chordshare.faces.api_models import Lookup, NodeInfo, Ring
 from chordshare.faces.api_routing import ApiRoute
+from chordshare.sharing.download_cache import DownloadCache
 from chordshare.transport.client import node_json
 
 
-def ring_routes(access: NodeAccess, bits: int) -> APIRouter:
+def cache_json(cache: DownloadCache) -> dict[str, int]:
+    return {
+        "files": cache.files,
+        "used_bytes": cache.used_bytes,
+        "max_bytes": cache.limit,
+        "evictions": cache.evictions,
+        "served_bytes": cache.served_bytes,
+    }
+
+
+def ring_routes(access: NodeAccess, bits: int, cache: DownloadCache) -> APIRouter:
     """The ring's operations; `bits`: the width of the ring's ids, for the lookup's
-    document."""
+    document; `cache`: this node's download cache, whose counts this node's info gives."""
     router = APIRouter(route_class=ApiRoute)
     doc, reads = access.doc, access.reads
 
     @router.get(
         "/api/v1/node",
-        summary="A node (this one, or the one at `address`): id, predecessor, successors, fingers",
+        summary="A node (this one, or the one at `address`): id, predecessor, successors, "
+        "fingers; this one's download cache too",
         response_model=NodeInfo,
         **doc(reads, 400, 404, 502, 503),
     )
@@ -31,7 +43,7 @@ def ring_routes(access: NodeAccess, bits: int) -> APIRouter:
         address: Annotated[str | None, Query(description=OTHER_NODE, pattern=ADDRESS)] = None,
     ) -> dict[str, Any]:
         if address is None:
-            return (await access.client().info()).to_json()
+            return {**(await access.client().info()).to_json(), "cache": cache_json(cache)}
         return (await access.on_other_node(address, access.client().info)).to_json()
 
     @router.get(

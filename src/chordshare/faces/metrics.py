@@ -8,7 +8,6 @@ prometheus-client, and several peers in one process each have their own registry
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -19,6 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.peer import SharingPeer
 from chordshare.transport.stats import CallStats
 
@@ -146,19 +146,23 @@ def _rpc_metrics(stats: CallStats) -> Iterator[Metric]:
     yield failed
 
 
-class CacheCounts(Protocol):
-    """What the REST API's download cache counts (`api_cache.DownloadCache`)."""
-
-    used_bytes: int
-    limit: int
-    evictions: int
-
-
 class CacheCollector(Collector):
-    def __init__(self, cache: CacheCounts) -> None:
+    """What the node's download cache counts (`sharing.download_cache`)."""
+
+    def __init__(self, cache: DownloadCache) -> None:
         self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "chordshare_api_cache_files",
+            "Whole files in the download cache, each served to other getters too",
+            value=self.cache.files,
+        )
+        yield CounterMetricFamily(
+            "chordshare_api_cache_served_bytes",
+            "Chunk bytes this node served to other getters from its download cache",
+            value=self.cache.served_bytes,
+        )
         yield GaugeMetricFamily(
             "chordshare_api_cache_bytes",
             "Bytes of whole files in the API's download cache",
@@ -176,9 +180,8 @@ class CacheCollector(Collector):
         )
 
 
-def registry_for(peer: SharingPeer, cache: CacheCounts | None = None) -> CollectorRegistry:
+def registry_for(peer: SharingPeer) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PeerCollector(peer))
-    if cache is not None:
-        registry.register(CacheCollector(cache))
+    registry.register(CacheCollector(peer.cache))
     return registry

@@ -52,7 +52,18 @@ def node(
         typer.Option(help="Most bytes this node stores, e.g. 10GiB (default: no limit)."),
     ] = None,
     share: Annotated[
-        Path | None, typer.Option(help="Share this directory's files in place, without copying.")
+        Path | None,
+        typer.Option(
+            help="Share this directory's files in place, subfolders included, without copying."
+        ),
+    ] = None,
+    share_replicate: Annotated[
+        bool | None,
+        typer.Option(
+            "--share-replicate",
+            help="Also put the shared files into the ring (k copies, put again when they "
+            "change), so they outlive this node (default: served only from here).",
+        ),
     ] = None,
     scrub_rate: Annotated[
         str | None,
@@ -77,8 +88,8 @@ def node(
     api_cache: Annotated[
         str | None,
         typer.Option(
-            help="Most bytes of whole files the REST API keeps for downloads, least recently "
-            "used evicted first, e.g. 1GiB (the default); 0: none."
+            help="Most bytes of whole files the REST API keeps for downloads, served to other "
+            "getters too, least recently used evicted first, e.g. 1GiB (the default); 0: none."
         ),
     ] = None,
     cluster_token: Annotated[
@@ -174,6 +185,7 @@ def node(
         "data_dir": data_dir,
         "max_store": max_store,
         "share": share,
+        "share_replicate": share_replicate,
         "scrub_rate": scrub_rate,
         "replicas": replicas,
         "api": api,
@@ -207,6 +219,8 @@ def node(
         replicas=conf.replicas,
         scrub_rate=conf.scrub_rate,
         admin_keys=frozenset(parse_key_text(text) for text in conf.admin_keys),
+        cache_bytes=conf.api_cache,
+        share_replicate=conf.share_replicate,
         # A flag only, not a setting of the file or the environment: a one-off step for
         # one start, not a way to run.
         recover_data=recover_data,

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.faces.api_doors import Doors, listening_hosts
 from chordshare.faces.api_token import OPEN, ApiAuth, api_token_file_in, load_or_make_token
 from chordshare.faces.loops import first_of
@@ -40,7 +39,6 @@ class ApiSettings:
     token: str | None = field(default=None, repr=False)  # given by the user
     open: bool = False  # no token at all
     protect_reads: bool = False
-    cache_bytes: int = DEFAULT_CACHE_BYTES  # the download cache's limit
 
     def auth(self, data_dir: Path) -> ApiAuth:
         """The token the API asks for: the user's, none (`open`), or the node's own."""
@@ -58,9 +56,7 @@ def api_settings(conf: NodeConfig) -> ApiSettings:
     doors = Doors.for_node(listening, conf.api_allowed_hosts, conf.api_cors_origin)
     if token is not None:
         ApiAuth(token)  # ValueError now rather than once the node is on a ring
-    return ApiSettings(
-        conf.api, doors, token, conf.api_open, conf.api_protect_reads, conf.api_cache
-    )
+    return ApiSettings(conf.api, doors, token, conf.api_open, conf.api_protect_reads)
 
 
 def open_doors(conf: NodeConfig) -> list[str]:
@@ -156,7 +152,7 @@ async def serve(
                 raise StartError(f"API token {token_file}: {err}") from None
             from chordshare.faces.api import ApiServer
 
-            web = ApiServer(peer, api.address, stop.set, auth, api.doors, sock, api.cache_bytes)
+            web = ApiServer(peer, api.address, stop.set, auth, api.doors, sock)
             url = await web.start()
             say(f"api at {url} (OpenAPI at {url}/docs)")
             say(f"dashboard: {dashboard_url(url, auth)}")

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from chordshare.faces.render import err_console, human
-from chordshare.files.names import printable
+from chordshare.files.names import local_name, printable
 
 if TYPE_CHECKING:
     from chordshare.files.manifest import Manifest
@@ -37,11 +37,15 @@ def put_source(path: Path) -> int:
 
 
 def destination(manifest: Manifest, output: Path | None, force: bool) -> Path:
-    """Where a get writes: `output`, NAME inside it when it is a directory, or ./NAME.
-    FileExistsError when a file is there already and `force` is not given."""
-    path = output or Path(manifest.name)
+    """Where a get writes: `output`, the name's last part inside it when it is a directory,
+    or that last part in the current directory (`get photos/2024/a.jpg` writes ./a.jpg, as
+    curl -O and wget do). The name's folders are never made locally, so no name can write
+    outside the directory asked for. FileExistsError when a file is there already and
+    `force` is not given."""
+    saved = local_name(manifest.name)
+    path = output or Path(saved)
     if path.is_dir():
-        path = path / manifest.name
+        path = path / saved
     if not force and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} exists: give --force to overwrite it, or -o another path")
     return path

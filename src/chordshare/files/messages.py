@@ -144,8 +144,13 @@ class IndexRecord:
 
 @dataclass(frozen=True, slots=True)
 class Locator:
+    """A peer that serves a file without holding one of its k copies: from its `--share`
+    folder, or (`cached`) from its download cache, which keeps a version it fetched and
+    never outlives a removal of it."""
+
     manifest: Manifest
     address: str
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,20 @@
 """What a file name may be, and the keys it is found under.
 
-Two rules. A new name (a client's put, a face's upload) must be text a terminal shows as it
-is: no control characters, no bidirectional controls, no line or paragraph separators,
-which could make a listing or a log line lie about what it shows. A stored name (a lookup,
-a removal, a tombstone) only has to be something a node can hold: names stored before
-control characters were checked stay readable and removable. A peer's copy must pass the
-new-name rule unless the peer marks its name `legacy_name`, as every holder does for the
-names it holds that the new rule refuses (it can only hold them because they were stored
-before the rule).
+A name is a relative path: one part (`notes.txt`) or several separated by '/'
+(`photos/2024/a.jpg`), none of them empty, `.` or `..`, so that a name saved under a
+folder always stays inside it. No backslash or NUL anywhere, each part without white space
+at its ends, at most 255 bytes of UTF-8 in all.
+
+Two rules on top of that. A new name (a client's put, a face's upload) must be text a
+terminal shows as it is: no control characters, no bidirectional controls, no line or
+paragraph separators, which could make a listing or a log line lie about what it shows. A
+stored name (a lookup, a removal, a tombstone) only has to be something a node can hold:
+names stored before control characters were checked stay readable and removable. A peer's
+copy must pass the new-name rule unless the peer marks its name `legacy_name`, as every
+holder does for the names it holds that the new rule refuses (it can only hold them
+because they were stored before the rule).
+
+Where a name becomes a local file, `local_name` is the file name to write: its last part.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ def _unsafe(char: str) -> str | None:
     return _SEPARATORS.get(code)
 
 
+SEPARATOR = "/"  # between the parts of a name: folders, then the file
+
+
 def _check(name: str, new: bool) -> str:
     if not name:
         raise BadName("a file name cannot be empty")
@@ -52,7 +62,7 @@ def _check(name: str, new: bool) -> str:
         raise BadName("a file name must be valid Unicode text", name) from None
     if len(encoded) > MAX_NAME_BYTES:
         raise BadName(f"a file name is at most {MAX_NAME_BYTES} bytes, got {len(encoded)}")
-    for bad, what in (("/", "'/'"), ("\\", "'\\'"), ("\0", "NUL")):
+    for bad, what in (("\\", "'\\'"), ("\0", "NUL")):
         if bad in name:
             raise BadName(f"a file name cannot contain {what}", name)
     if new:
@@ -60,11 +70,39 @@ def _check(name: str, new: bool) -> str:
             unsafe = _unsafe(char)
             if unsafe is not None:
                 raise BadName(f"a file name cannot contain {unsafe} U+{ord(char):04X}", name)
-    if name in (".", ".."):  # the directory itself and its parent, wherever it is saved
-        raise BadName(f"a file name cannot be {name!r}")
-    if name.strip() != name:
-        raise BadName("a file name cannot start or end with white space", name)
+    parts = name.split(SEPARATOR)
+    if len(parts) == 1:
+        _check_part(name, "a file name")
+        return name
+    if name.startswith(SEPARATOR):
+        raise BadName("a file name cannot start with '/': it is a path relative to a folder", name)
+    if name.endswith(SEPARATOR):
+        raise BadName("a file name cannot end with '/'", name)
+    if "" in parts:
+        raise BadName("a file name cannot contain '//' (an empty folder name)", name)
+    for part in parts:
+        _check_part(part, "a part of a file name between '/'", name)
     return name
+
+
+def _check_part(part: str, what: str, name: str | None = None) -> None:
+    """The rules of one part of a name (the whole name when it has one part)."""
+    if part in (".", ".."):  # the folder itself and its parent, wherever it is saved
+        raise BadName(f"{what} cannot be {part!r}", name)
+    if part.strip() != part:
+        raise BadName(f"{what} cannot start or end with white space", name if name else part)
+
+
+def name_parts(name: str) -> list[str]:
+    """The parts of a name that passed a rule: its folders, then its file name."""
+    return name.split(SEPARATOR)
+
+
+def local_name(name: str) -> str:
+    """The file name a get saves `name` under in a folder: its last part, which can be
+    neither empty nor `.` nor `..` and holds no separator. `photos/2024/a.jpg` -> `a.jpg`.
+    BadName for a name no node could hold, so nothing else is ever made a local path."""
+    return name_parts(check_stored_name(name))[-1]
 
 
 # `notes.conflict-20261205-142501-1a2b3c4d.txt`: a version of `notes.txt` written apart
@@ -72,15 +110,23 @@ def _check(name: str, new: bool) -> str:
 # digits. Like Syncthing's `.sync-conflict-`, the extension stays last, so the copy opens
 # as the file did.
 MAX_EXTENSION = 16  # bytes of an extension kept last; a longer "extension" is not one
-CONFLICT = re.compile(r"^(?P<stem>.+)\.conflict-\d{8}-\d{6}-[0-9a-f]{8}(?P<ext>\.[^.]*)?$", re.S)
+CONFLICT = re.compile(r"^(?P<stem>.+)\.conflict-\d{8}-\d{6}-[0-9a-f]{8}(?P<ext>\.[^./]*)?$", re.S)
 
 
 def conflict_name(name: str, version: float, sha256: bytes) -> str:
     """The name a version of `name` written apart from the winning one is kept under: the
     same for every node that holds it. A stem too long for it is cut short."""
     stem, _, ext = name.rpartition(".")
-    if not stem or not ext or len(ext.encode()) > MAX_EXTENSION or " " in ext:
-        stem, ext = name, ""  # no extension, or not one: ".bashrc", "v1.2 final"
+    folder = stem.rpartition(SEPARATOR)[0] + SEPARATOR if SEPARATOR in stem else ""
+    if (
+        not stem.removeprefix(folder)
+        or not ext
+        or len(ext.encode()) > MAX_EXTENSION
+        or " " in ext
+        or SEPARATOR in ext
+    ):
+        # No extension, or not one: ".bashrc", "v1.2 final", a dot in a folder's name.
+        stem, ext = name, ""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(max(0.0, version)))
     tail = f".conflict-{stamp}-{sha256.hex()[:8]}" + (f".{ext}" if ext else "")
     room = MAX_NAME_BYTES - len(tail.encode())

@@ -1,4 +1,7 @@
-"""What a node serves of its files: chunks, whole small files, where a name is, its list."""
+"""What a node serves of its files: chunks, whole small files, where a name is, its list.
+
+Chunks come from the store, the `--share` folder, or the download cache, whichever has the
+bytes asked for: a getter names the file by its SHA-256 and checks every chunk it gets."""
 
 from __future__ import annotations
 
@@ -12,10 +15,12 @@ from chordshare.files.messages import (
     FileError,
     FileListing,
     FoundFile,
+    Locator,
     Refusal,
     StoredFile,
 )
 from chordshare.files.ownership import refuse_unless_owner
+from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.traffic import Traffic
@@ -35,6 +40,7 @@ class ChunkServer:
         traffic: Traffic,
         shared: SharedDirectory | None = None,
         owns: Callable[[str], bool] | None = None,
+        cache: DownloadCache | None = None,
     ) -> None:
         self.store = store
         self.book = book
@@ -42,17 +48,24 @@ class ChunkServer:
         self.traffic = traffic
         self.shared = shared
         self.owns = owns
+        self.cache = cache
 
     async def fetch_chunks(
         self, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]:
         stored = self.store.by_sha256(sha256)
+        from_cache: DownloadCache | None = None
         if stored:
             manifest = stored[0]
             read = self._read_stored
         elif self.shared is not None and (local := self.shared.by_sha256(sha256)) is not None:
             manifest = local.manifest
             read = self.shared.read_chunk
+        elif self.cache is not None and (cached := self.cache.manifest_of(sha256)) is not None:
+            manifest = cached
+            read = self.cache.read_chunk
+            from_cache = self.cache
+            self.cache.touch(sha256)
         else:
             raise FileError(Refusal.NOT_FOUND, f"no file with sha256 {sha256.hex()} here")
         for index in indexes:
@@ -70,6 +83,8 @@ class ChunkServer:
                     raise FileError(Refusal.NOT_FOUND, f"chunk {index}: {err}") from None
                 reading = None
                 self.traffic.sent(len(data))
+                if from_cache is not None:
+                    from_cache.served(len(data))
                 if position + 1 < len(indexes):
                     following = indexes[position + 1]
                     reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))
@@ -96,7 +111,7 @@ class ChunkServer:
         if owner_only and self.owns is not None:
             refuse_unless_owner(self.book.address, self.owns(name), name)
         stored = self.store.manifest(name)
-        sharers = self.soft.sharers(name)
+        sharers = self._live_sharers(name)
         if stored is not None:
             manifest = stored
             holders = self.book.holders(name)
@@ -114,6 +129,18 @@ class ChunkServer:
         if stored is not None and 0 < stored.size <= min(inline_up_to, INLINE_LIMIT):
             data = await asyncio.to_thread(self._read_whole, stored)
         return FoundFile(manifest, tuple(holders), data)
+
+    def _live_sharers(self, name: str) -> list[Locator]:
+        """The locators of name that still stand: a cached copy is a version some node
+        fetched, so a removal of the name at a newer version hides it (else a cache would
+        bring a removed file back); a shared file stands as its sharer shares it."""
+        sharers = self.soft.sharers(name)
+        if not any(loc.cached for loc in sharers):
+            return sharers
+        newest = self.book.version_of(name)
+        if newest is None or not newest.deleted:
+            return sharers
+        return [s for s in sharers if not s.cached or s.manifest.created > newest.version]
 
     def _read_whole(self, manifest: Manifest) -> bytes | None:
         try:

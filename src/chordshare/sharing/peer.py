@@ -6,7 +6,10 @@ beside the ring's maintenance: it copies a file to the owner's successors as soo
 stored, repairs every name held whenever the node's neighbours change (and every
 `repair_period` anyway), and publishes index records and locators every `republish`. A
 scrubber (`scrub.py`) reads the stored chunks again, slowly, and heals a damaged one from
-another holder.
+another holder. The download cache (`download_cache.py`) keeps the files the node fetched
+for its REST API, serves them to other getters and announces them (at once when a file is
+cached or evicted); with `share_replicate`, the shared folder's files are put into the ring
+too (`shared_copies.py`).
 """
 
 from __future__ import annotations
@@ -28,18 +31,21 @@ from chordshare.files.publisher import Signer
 from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES, DownloadCache
 from chordshare.sharing.publishing import Publisher
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing, Placements
 from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
 from chordshare.sharing.service import FileService
+from chordshare.sharing.shared_copies import SharedCopies
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.identity import load_or_create
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
-from chordshare.transport.files import chunk_fetcher
+from chordshare.transport.files import LocalFirst, chunk_fetcher
 from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.files_servicer import FILES_SERVICE_NAME, serving_files
 
@@ -68,6 +74,8 @@ class SharingSettings:
     scrub_first_after: float = FIRST_PASS_AFTER
     recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
     admin_keys: frozenset[bytes] = frozenset()  # may replace or remove any file
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # the most the download cache keeps; 0: nothing
+    share_replicate: bool = False  # the shared folder's files are put into the ring too
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -96,7 +104,9 @@ def _first_missing(path: Path) -> Path | None:
 class SharingPeer:
     def __init__(self, node_settings: NodeSettings, settings: SharingSettings) -> None:
         self.settings = settings
-        self.shared = SharedDirectory(settings.share) if settings.share else None
+        self.shared = (
+            SharedDirectory(settings.share, skip=settings.data_dir) if settings.share else None
+        )
         self._lock_fd = -1
         self.store: NodeStore  # opened by start, once the node's port is its own
         self.server = NodeServer(node_settings, services=[serving_files(self._file_service)])
@@ -105,7 +115,13 @@ class SharingPeer:
         self.replicator: Replicator | None = None
         self.publisher: Publisher | None = None
         self.peers: GrpcFilePeers | None = None
+        # Its folder is emptied by start, once the data directory is this node's.
+        self.cache = DownloadCache(settings.data_dir / "downloads", settings.cache_bytes)
+        self.cache.on_change(self._note_cached)
+        self.copies: SharedCopies | None = None
+        self._copying: asyncio.Task[None] | None = None
         self._changed: set[str] = set()
+        self._cache_changed: set[str] = set()
         self._predecessor: object = None  # the last predecessor seen, and since when
         self._predecessor_since = time.monotonic()
         self._started = time.monotonic()
@@ -145,6 +161,7 @@ class SharingPeer:
             functools.partial(self._answers, node),
             self.shared,
             self.settings.republish,
+            self.cache,
         )
         service = FileService(
             address,
@@ -155,6 +172,7 @@ class SharingPeer:
             owns=lambda name: node.state.owns(file_key(node.space, name)),
             holders=self.replicator,
             announcer=self.replicator,
+            cache=self.cache,
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
@@ -203,6 +221,17 @@ class SharingPeer:
         self._changed.add(name)
         self._wake.set()
 
+    def _note_cached(self, name: str) -> None:
+        self._cache_changed.add(name)
+        self._wake.set()
+
+    def files(self, node: ChordNode) -> FileClient:
+        """A client of the network's files on this node: what it owns is read and written
+        here, not sent to itself over loopback gRPC."""
+        assert self.peers is not None and self.service is not None
+        peers = LocalFirst(node.me.address, self.service, self.peers)
+        return FileClient(NodeRing(node), peers, self.settings.replicas, signer=self.signer)
+
     async def start(self) -> ChordNode:
         """Listen, open the data directory, then join (StartError, DataDirInUse,
         JoinError). A node whose port is taken touches no data directory, and one that
@@ -217,6 +246,7 @@ class SharingPeer:
             )
             # The node's own publisher key: what signs the uploads of its API and console.
             self.signer, _ = await asyncio.to_thread(load_or_create, data_dir / IDENTITY_FILE)
+            self.cache.empty()  # what an earlier run left
             node = await self.server.start()
         except BaseException:
             await self.server.stop(graceful=False)
@@ -227,6 +257,11 @@ class SharingPeer:
         self._task = self.server.tasks.start(self._loop(node), "sharing")
         if self.scrubber is not None:
             self.scrubber.start()
+        if self.shared is not None and self.settings.share_replicate:
+            self.copies = SharedCopies(
+                self.shared, lambda: self.files(node), data_dir, self.settings.republish
+            )
+            self._copying = self.server.tasks.start(self.copies.run(), "shared copies")
         return node
 
     async def _loop(self, node: ChordNode) -> None:
@@ -259,6 +294,9 @@ class SharingPeer:
                         )
                         self._changed |= changed
                     await publisher.publish(only=changed)
+                cached, self._cache_changed = self._cache_changed, set()
+                if cached:
+                    await publisher.publish_cached(only=cached)
                 view = (node.state.predecessor, node.state.successors[: settings.replicas])
                 now = time.monotonic()
                 self._predecessor_age(node)
@@ -288,23 +326,24 @@ class SharingPeer:
             # From here puts are refused (the client puts again through the next owner),
             # so none lands after the handoff has taken its list of names.
             self.service.leaving = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._end_tasks()
         if self.replicator is not None:
             pushed = await self.replicator.handoff()
             log.info("handed %d files to the successors before leaving", pushed)
 
+    async def _end_tasks(self) -> None:
+        """Stop the sharing loop and the shared copies."""
+        for task in (self._task, self._copying):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._copying = None
+
     async def stop(self, graceful: bool = True) -> None:
         if self.scrubber is not None:
             await self.scrubber.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._end_tasks()
         # A graceful stop leaves the ring, and the leave hands our files over first.
         await self.server.stop(graceful=graceful)
         if self.service is not None:

@@ -1,6 +1,8 @@
-"""The index (words and content hashes -> names) and the locators of shared files: soft
-state that each owner of a file (and each sharer) publishes again every `republish` seconds
-to the owner of the record's key and its successors, and that expires if it is not.
+"""The index (words and content hashes -> names) and the locators of shared and cached
+files: soft state that each owner of a file (and each sharer, and each node whose download
+cache keeps a file) publishes again every `republish` seconds to the owner of the record's
+key and its successors, and that expires if it is not. A cached file's locator is withdrawn
+(published with a time to live of 0) as soon as the cache evicts the file.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from chordshare.chord.state import RoutingState
+from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileError, IndexEntry, IndexRecord, Locator
 from chordshare.files.placement import file_key, index_key
 from chordshare.files.search import index_records
+from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.ring import Placement, Placements
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
@@ -35,6 +39,7 @@ class Publisher:
         answers: Callable[[str], Awaitable[bool]],
         shared: SharedDirectory | None = None,
         republish: float = 30.0,
+        cache: DownloadCache | None = None,
     ) -> None:
         self.store = store
         self.soft = soft
@@ -45,7 +50,9 @@ class Publisher:
         self.shared = shared
         self.republish = republish
         self.address = state.me.address
+        self.cache = cache
         self._published: dict[str, list[IndexRecord]] = {}
+        self._cached: dict[str, Locator] = {}  # the cache's locators published, by name
 
     async def pass_on_soft_state(self) -> None:
         """Index records and locators held here go on to their key's current holders, with
@@ -109,7 +116,39 @@ class Publisher:
         for locator in locators:
             await self._send_locator(locator, ttl, placement)
         self._published.update(current)
+        if only is None:
+            await self.publish_cached(placement=placement)
         return sent
+
+    async def publish_cached(
+        self, only: set[str] | None = None, placement: Placement | None = None
+    ) -> None:
+        """Publish a locator marked `cached` for each name the download cache keeps, and
+        withdraw those of names it no longer keeps. With `only`, just those names (just
+        cached or evicted). A name this node stores or shares with the same bytes is a
+        source already, and gets no second locator."""
+        if self.cache is None:
+            return
+        placement = placement or self.placements.get(fresh=only is None)
+        current = {
+            m.name: Locator(m, self.address, cached=True)
+            for m in self.cache.manifests()
+            if (only is None or m.name in only) and not self._serves_otherwise(m)
+        }
+        for name, locator in list(self._cached.items()):
+            if name not in current and (only is None or name in only):
+                del self._cached[name]
+                await self._send_locator(locator, 0.0, placement)  # 0: withdrawn
+        for name, locator in current.items():
+            self._cached[name] = locator
+            await self._send_locator(locator, self.republish * 3, placement)
+
+    def _serves_otherwise(self, manifest: Manifest) -> bool:
+        stored = self.store.manifest(manifest.name)
+        if stored is not None and stored.sha256 == manifest.sha256:
+            return True
+        shared = self.shared.named(manifest.name) if self.shared is not None else None
+        return shared is not None and shared.manifest.sha256 == manifest.sha256
 
     async def forget_departed_sharers(self) -> list[str]:
         """Ping every peer the locators held here name, and forget the locators of those

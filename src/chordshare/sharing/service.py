@@ -28,6 +28,7 @@ from chordshare.files.messages import (
 )
 from chordshare.files.publisher import Claim
 from chordshare.sharing.chunk_server import ChunkServer
+from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
@@ -59,6 +60,7 @@ class FileService:
         owns: Callable[[str], bool] | None = None,
         holders: Holders | None = None,
         announcer: Announcer | None = None,
+        cache: DownloadCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.address = address
@@ -68,7 +70,7 @@ class FileService:
         self.soft = soft if soft is not None else SoftState()
         self.traffic = Traffic()
         self.puts = PutPipeline(store, self.book, self.traffic, owns, holders, clock)
-        self.server = ChunkServer(store, self.book, self.soft, self.traffic, shared, owns)
+        self.server = ChunkServer(store, self.book, self.soft, self.traffic, shared, owns, cache)
         self.announcer = announcer
 
     @property

@@ -30,6 +30,12 @@ class SoftState:
         return sorted(entries, key=lambda e: e.name)
 
     async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
+        """Keep locators for `ttl` seconds; a ttl of 0 withdraws them (they expire at once,
+        on a node of any version)."""
+        if ttl <= 0:
+            for locator in locators:
+                self.locators.remove(locator.manifest.name, locator.address)
+            return
         _refuse_unless_room(self.locators, [(loc.manifest.name, loc.address) for loc in locators])
         for locator in locators:
             self.locators.put(locator.manifest.name, locator.address, locator, ttl)

@@ -39,7 +39,11 @@ def index_record_from_pb(msg: pb.IndexRecord) -> IndexRecord:
 
 
 def locator_to_pb(locator: Locator) -> pb.Locator:
-    return pb.Locator(manifest=manifest_to_pb(locator.manifest), address=locator.address)
+    return pb.Locator(
+        manifest=manifest_to_pb(locator.manifest),
+        address=locator.address,
+        cached=locator.cached,
+    )
 
 
 def locator_from_pb(msg: pb.Locator) -> Locator:
@@ -47,7 +51,7 @@ def locator_from_pb(msg: pb.Locator) -> Locator:
     if not msg.address:
         raise ValueError("a locator without an address")
     parse_address(short(msg.address, "a locator's address"))
-    return Locator(manifest_from_pb(msg.manifest), msg.address)
+    return Locator(manifest_from_pb(msg.manifest), msg.address, msg.cached)
 
 
 def soft_ttl_from_pb(ttl: float) -> float:

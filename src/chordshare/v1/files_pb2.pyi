@@ -229,12 +229,14 @@ class QueryIndexReply(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[IndexEntry, _Mapping]]] = ...) -> None: ...
 
 class Locator(_message.Message):
-    __slots__ = ("manifest", "address")
+    __slots__ = ("manifest", "address", "cached")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
     address: str
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., address: _Optional[str] = ...) -> None: ...
+    cached: bool
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., address: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class PublishLocatorsRequest(_message.Message):
     __slots__ = ("locators", "ttl")

@@ -286,7 +286,7 @@ async function download(name) {
     }
     const save = document.createElement("a");
     save.href = URL.createObjectURL(blob);
-    save.download = name;
+    save.download = name.split("/").pop();  // a name's last part: never a path
     document.body.appendChild(save);
     save.click();
     save.remove();
