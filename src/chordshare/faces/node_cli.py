@@ -60,6 +60,13 @@ def node(
             "from other holders, e.g. 4M (the default); 0: never."
         ),
     ] = None,
+    unfinished_put_ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="How long the chunks of a put cut off before its end are kept (counted in "
+            "--max-store) for its rerun to send only the rest, e.g. 30m; default 1h; 0: not kept."
+        ),
+    ] = None,
     replicas: Annotated[
         int | None,
         typer.Option(
@@ -167,6 +174,7 @@ def node(
         "max_store": max_store,
         "share": share,
         "scrub_rate": scrub_rate,
+        "unfinished_put_ttl": unfinished_put_ttl,
         "replicas": replicas,
         "api": api,
         "api_cache": api_cache,
@@ -197,6 +205,7 @@ def node(
         share=conf.share,
         replicas=conf.replicas,
         scrub_rate=conf.scrub_rate,
+        unfinished_put_ttl=conf.unfinished_put_ttl,
         # A flag only, not a setting of the file or the environment: a one-off step for
         # one start, not a way to run.
         recover_data=recover_data,

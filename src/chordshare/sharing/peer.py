@@ -24,6 +24,8 @@ from pathlib import Path
 
 from chordshare.files.manifest import Manifest
 from chordshare.files.placement import DEFAULT_REPLICAS, file_key
+from chordshare.files.unfinished import DEFAULT_TTL as UNFINISHED_TTL
+from chordshare.files.unfinished import sweep_every
 from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
@@ -62,6 +64,7 @@ class SharingSettings:
     scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
     scrub_first_after: float = FIRST_PASS_AFTER
     recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
+    unfinished_put_ttl: float = UNFINISHED_TTL  # seconds a cut-off put's chunks are kept
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -148,6 +151,7 @@ class SharingPeer:
             owns=lambda name: node.state.owns(file_key(node.space, name)),
             holders=self.replicator,
             announcer=self.replicator,
+            unfinished_ttl=self.settings.unfinished_put_ttl,
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
@@ -216,6 +220,7 @@ class SharingPeer:
                 shutil.rmtree(created, ignore_errors=True)
             raise
         self._task = self.server.tasks.start(self._loop(node), "sharing")
+        self.server.tasks.start(self._sweep_unfinished(), "unfinished puts")
         if self.scrubber is not None:
             self.scrubber.start()
         return node
@@ -273,6 +278,21 @@ class SharingPeer:
                     log.exception("sharing round failed")
             else:
                 shortage.goes_on("sharing")
+
+    async def _sweep_unfinished(self) -> None:
+        """Drop the unfinished puts past their time, at start (those that expired while
+        the node was down) and then as often as `sweep_every` says."""
+        ttl = self.settings.unfinished_put_ttl
+        while True:
+            if self.service is not None:
+                sweep = self.service.puts.sweep_unfinished()
+                try:
+                    await shortage.SHORTAGES.round("unfinished puts", sweep)
+                except Exception:  # a failed sweep must never stop the next
+                    log.exception("sweeping unfinished puts failed")
+            if ttl <= 0:
+                return  # none are kept: only those of an earlier start were to go
+            await asyncio.sleep(sweep_every(ttl))
 
     async def _handoff(self) -> None:
         if self.service is not None:

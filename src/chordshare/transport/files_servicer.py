@@ -41,6 +41,7 @@ from chordshare.transport.limits import (
     drain,
     peer_host,
 )
+from chordshare.transport.unfinished_codec import unfinished_to_pb
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -284,8 +285,14 @@ class FilesServicer(pb_grpc.FilesServicer):
         name, inline_up_to, owner_only = await _decode(
             context, lambda: codec.find_request_from_pb(request)
         )
-        found = await _answer(context, self.service.find_file(name, inline_up_to, owner_only))
-        return codec.found_file_to_pb(found)
+        if not request.unfinished:
+            found = await _answer(context, self.service.find_file(name, inline_up_to, owner_only))
+            return codec.found_file_to_pb(found)
+        found, record = await _answer(context, self.service.find_for_put(name, owner_only))
+        reply = codec.found_file_to_pb(found)
+        if record is not None:
+            reply.unfinished.CopyFrom(unfinished_to_pb(record))
+        return reply
 
     async def Offer(
         self, request: pb.OfferRequest, context: grpc.aio.ServicerContext
