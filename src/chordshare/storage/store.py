@@ -5,8 +5,9 @@ as the file that uses them (one fsync for a small file); larger ones are files o
 flushed together when their file is committed. Until then a small chunk is held in memory
 (staged), so a put that fails leaves nothing of it behind.
 
-The quota counts committed chunks, chunks stored for puts not committed yet, and space
-reserved by puts under way: a put reserves the bytes it will add before it receives any
+The quota counts committed chunks, chunks kept for puts that ended unfinished
+(`files.unfinished`: referenced in the catalog as a file's are), chunks stored for puts not
+committed yet, and space reserved by puts under way: a put reserves the bytes it will add before it receives any
 (`reserve`), so one over the quota is refused before a byte is written, and puts running
 together cannot pass it between them.
 

@@ -7,7 +7,8 @@ with its message as the details, so the caller's `files_grpc` can raise it again
 Streams are limited per peer host (`transport.limits.StreamLimits`): beyond the limit a new
 one is refused for load (UNAVAILABLE, with the time to wait in the trailing metadata: the
 caller tries again), and a put that stops sending is dropped with DEADLINE_EXCEEDED after
-`put_idle` seconds, leaving nothing of it stored.
+`put_idle` seconds (what it stored is kept for its rerun as any cut-off put's is:
+`files.unfinished`).
 """
 
 from __future__ import annotations
