@@ -176,6 +176,25 @@ async def test_kept_chunks_count_in_the_quota_until_their_time_is_up(
     assert (await client.put(other, chunk_size=CHUNK)).manifest.size == SIZE
 
 
+async def test_a_file_of_another_length_goes_from_the_start_on_a_node_near_its_quota(
+    net: PeerNetwork, peers: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peer = await net.start(max_store=SIZE + CHUNK)
+    client = client_of(peer, peers)
+    source = tmp_path / "log.bin"
+    write(source)
+    kept = await cut_off(peer, client, source)
+    # Longer now: streamed from the start, with room for all of it only once the owner
+    # has dropped what it kept of the interrupted put.
+    data = write(source, SIZE + CHUNK // 2, seed="longer")
+    before = received(peer)
+    stored = await client.put(source, chunk_size=CHUNK)
+    assert received(peer) - before == len(data) > kept.held_bytes
+    assert stored.manifest.sha256 == hashlib.sha256(data).digest()
+    assert peer.store.unfinished(source.name) is None
+    assert peer.store.used_bytes() == len(data)
+
+
 async def test_with_no_ttl_nothing_is_kept(
     net: PeerNetwork, peers: GrpcFilePeers, tmp_path: Path
 ) -> None:
