@@ -7,9 +7,9 @@ flushed together when their file is committed. Until then a small chunk is held 
 
 The quota counts committed chunks, chunks kept for puts that ended unfinished
 (`files.unfinished`: referenced in the catalog as a file's are), chunks stored for puts not
-committed yet, and space reserved by puts under way: a put reserves the bytes it will add before it receives any
-(`reserve`), so one over the quota is refused before a byte is written, and puts running
-together cannot pass it between them.
+committed yet, and space reserved by puts under way: a put reserves the bytes it will add
+before it receives any (`reserve`), so one over the quota is refused before a byte is
+written, and puts running together cannot pass it between them.
 
 A damaged catalog stops the store from opening (CatalogDamaged), unless it is opened to
 recover: then the catalog is set aside and the sound chunk files kept (`recovery.py`).
