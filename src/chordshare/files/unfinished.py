@@ -72,10 +72,6 @@ class UnfinishedPut:
             raise ValueError("an unfinished put's chunk hashes are SHA-256 digests (32 bytes)")
 
 
-def held_of(chunks: Mapping[int, bytes]) -> Held:
-    return tuple(sorted(chunks.items()))
-
-
 def encode_held(held: Held) -> bytes:
     """36 bytes a chunk kept: its index (big-endian) and SHA-256; for the catalog."""
     return b"".join(_ENTRY.pack(index, digest) for index, digest in held)
@@ -117,7 +113,7 @@ def held_after(
         for index, digest in enumerate(manifest.chunks):
             if index not in kept and on_disk(digest):
                 kept[index] = digest
-    return held_of(kept)
+    return tuple(sorted(kept.items()))
 
 
 def expired(record: UnfinishedPut, now: float, ttl: float) -> bool:

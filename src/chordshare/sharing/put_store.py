@@ -13,7 +13,7 @@ from dataclasses import replace
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileError, Refusal
-from chordshare.files.unfinished import UnfinishedPut, held_after, kept_after, to_sweep
+from chordshare.files.unfinished import Held, UnfinishedPut, held_after, kept_after, to_sweep
 from chordshare.sharing.put_work import PutUnderWay, WholeHash
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
@@ -130,7 +130,7 @@ class PutStore:
         header, stored = put.header, put.stored_chunks()
         digests = list(stored.values()) + put.stored
         refusal = error.refusal if isinstance(error, FileError) else None
-        held: tuple[tuple[int, bytes], ...] = ()
+        held: Held = ()
         if kept_after(refusal, header.replica, ttl):
             manifest = None if header.manifest_last else header.manifest
             held = held_after(stored, manifest, self.store.chunks.has)
