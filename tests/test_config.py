@@ -50,6 +50,11 @@ def test_flags_win_over_environment_which_wins_over_the_file(
         ({"bind": "127.0.0.1:0", "replicas": 0}, "replicas must be at least 1"),
         ({"bind": "127.0.0.1:0", "max_store": "lots"}, "max_store: 'lots' is not a size"),
         ({"bind": "127.0.0.1:0", "scrub_rate": "fast"}, "scrub_rate: 'fast' is not a size"),
+        (
+            {"bind": "127.0.0.1:0", "unfinished_put_ttl": "a while"},
+            "unfinished_put_ttl: 'a while' is not a duration",
+        ),
+        ({"bind": "127.0.0.1:0", "unfinished_put_ttl": "-5"}, "unfinished_put_ttl: "),
         ({"bind": "127.0.0.1:0", "log_level": "loud"}, "log_level: Input should be"),
         ({"bind": "127.0.0.1:0", "id": 40, "bits": 5}, "id 40 is outside 0..31"),
         ({"bind": "0.0.0.0:7000"}, "give --advertise"),
@@ -155,3 +160,15 @@ def test_share_replicate_is_a_flag_a_variable_and_a_setting(
     assert load_config(config, {}).share_replicate is False  # the environment wins
     with pytest.raises(ConfigError, match="give share"):
         load_config(None, {"bind": "127.0.0.1:0", "share_replicate": True})
+
+
+def test_how_long_a_cut_off_put_is_kept_comes_from_a_flag_a_variable_or_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = write(tmp_path, "bind: 127.0.0.1:0\nunfinished_put_ttl: 30m\n")
+    assert load_config(None, {"bind": "127.0.0.1:0"}).unfinished_put_ttl == 3600  # an hour
+    assert load_config(file, {}).unfinished_put_ttl == 1800
+    monkeypatch.setenv("CHORDSHARE_UNFINISHED_PUT_TTL", "2h")
+    assert load_config(file, {}).unfinished_put_ttl == 7200
+    assert load_config(file, {"unfinished_put_ttl": "90s"}).unfinished_put_ttl == 90
+    assert load_config(file, {"unfinished_put_ttl": "0"}).unfinished_put_ttl == 0  # none kept

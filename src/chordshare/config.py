@@ -26,6 +26,7 @@ from pydantic_settings import (
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.files.publisher import parse_key_text
+from chordshare.files.unfinished import DEFAULT_TTL as DEFAULT_UNFINISHED_TTL
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
@@ -50,6 +51,20 @@ def parse_size(text: str | int) -> int:
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
     power = _POWERS[unit[:1]]
     return int(number * (1024**power if "i" in unit else 1000**power))
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """'3600', '90s', '30m', '1h', '0.5' -> seconds; ValueError naming the text otherwise."""
+    if isinstance(text, int | float):
+        return float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (examples: 90, 30s, 15m, 1h)")
+    return float(match.group(1)) * _SECONDS[(match.group(2) or "").lower()]
 
 
 API_PORT_OFFSET = 1000  # the API beside its node's peer port, so nodes can share a host
@@ -91,6 +106,12 @@ class NodeConfig(BaseSettings):
         ge=0,
         description="Bytes per second at which stored chunks are read again and checked "
         "(e.g. 4M); 0: never.",
+    )
+    unfinished_put_ttl: float = Field(
+        DEFAULT_UNFINISHED_TTL,
+        ge=0,
+        description="How long the chunks of a put cut off before its end are kept, counted "
+        "in max_store, for its rerun to send only the rest (e.g. 90s, 30m, 1h); 0: not kept.",
     )
     api: str = Field(
         "",
@@ -195,6 +216,11 @@ class NodeConfig(BaseSettings):
     @classmethod
     def _size(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_size(value)
+
+    @field_validator("unfinished_put_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return value if value in (None, "") else parse_duration(value)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -57,6 +57,7 @@ CONFIG_KEYS = {
     "max_store",
     "share",
     "scrub_rate",
+    "unfinished_put_ttl",
     "log_level",
     "log_format",
 }

@@ -198,9 +198,9 @@ async def test_a_node_stopped_during_a_put_lets_the_put_clean_up_first(
     caplog: pytest.LogCaptureFixture,
     first: str,
 ) -> None:
-    """A put cut off (by its client, or by the node stopping) drops what it stored, in
-    threads; the node's store must stay open until it has, and nothing of the put is left
-    for the next start."""
+    """A put cut off (by its client, or by the node stopping) ends in threads, keeping
+    what it stored as the name's unfinished put; the node's store must stay open until it
+    has, and the next start finds exactly that: no file, and the chunks the record names."""
     [peer] = await ring_without_repair(net, 1)
     chunk = 128 * 1024
     data = secrets.token_bytes(8 * chunk)
@@ -226,6 +226,10 @@ async def test_a_node_stopped_during_a_put_lets_the_put_clean_up_first(
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
     again = NodeStore(peer.settings.data_dir)
     try:
-        assert again.manifests() == [] and again.chunks.digests() == []
+        assert again.manifests() == []
+        kept = again.unfinished("cut.bin")
+        assert kept is not None and [index for index, _ in kept.held] == [0, 1, 2]
+        assert sorted(again.chunks.digests()) == sorted(digest for _, digest in kept.held)
+        assert again.used_bytes() == kept.held_bytes == 3 * chunk
     finally:
         again.close()

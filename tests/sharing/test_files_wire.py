@@ -39,6 +39,7 @@ from chordshare.files.messages import (
 )
 from chordshare.files.names import BadName, check_stored_name
 from chordshare.files.publisher import Claim, Signer
+from chordshare.files.unfinished import UnfinishedPut
 from chordshare.transport import files_codec as codec
 from chordshare.transport import index_codec
 from chordshare.transport.base import PeerError
@@ -134,6 +135,11 @@ class FakeFiles:
             return None
         data = b"".join(self.chunks[d] for d in manifest.chunks)
         return FoundFile(manifest, self.holders, data if len(data) <= inline_up_to else None)
+
+    async def find_for_put(
+        self, name: str, owner_only: bool = False
+    ) -> tuple[FoundFile | None, UnfinishedPut | None]:
+        return await self.find_file(name, 0, owner_only), None
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         self.offered.extend(versions)

@@ -215,6 +215,28 @@ async def test_a_peer_cannot_hold_more_chunk_streams_than_its_share(start_node) 
         assert await status_of(call) == grpc.StatusCode.OK
 
 
+async def test_a_stalled_put_of_large_chunks_keeps_them_for_its_rerun(start_node) -> None:
+    """A connection lost without a word: the put ends at its idle limit, and what it
+    stored (chunks over 64 KiB, on disk) stays as the name's unfinished put."""
+    node = await start_node(StreamLimits(put_idle=0.5))
+    size = 128 * 1024
+    data = hashlib.shake_256(b"stalled-big").digest(4 * size)
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    chunks = tuple(hashlib.sha256(p).digest() for p in pieces)
+    manifest = Manifest("big", len(data), hashlib.sha256(data).digest(), size, chunks, 0.0)
+    call = node.stub.PutFile()
+    await call.write(header(manifest))
+    await call.write(chunk(0, pieces[0]))
+    await call.write(chunk(2, pieces[2]))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(call, SOON)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    kept = node.store.unfinished("big")
+    assert kept is not None and kept.held == ((0, chunks[0]), (2, chunks[2]))
+    assert node.store.used_bytes() == 2 * size and node.store.manifests() == []
+    assert not node.service.puts._putting
+
+
 async def test_a_stalled_put_is_cut_off_and_leaves_nothing(start_node) -> None:
     node = await start_node(StreamLimits(put_idle=0.5))
     # Over SMALL_PUT, so its chunks are stored as they come (a small put is received whole

@@ -30,12 +30,14 @@ from chordshare.faces.leave import LeaveError, ask_to_leave
 from chordshare.faces.render import (
     HOLDERS_COLUMN,
     KIND_COLUMN,
+    err_console,
     files_table,
     finger_runs_table,
     got_line,
     human,
     nodes_table,
     out,
+    resumed_line,
     ring_table,
     short,
     stored_line,
@@ -48,6 +50,7 @@ from chordshare.transport.address import normalize_address
 from chordshare.transport.security import PeerSecurity
 
 if TYPE_CHECKING:
+    from chordshare.files.unfinished import Resume
     from chordshare.sharing.client import FileClient
     from chordshare.transport.client import NodeClient
 
@@ -215,8 +218,15 @@ class ChordConsole(CompletingShell):
         async def go(client: NodeClient, files: FileClient) -> None:
             size = put_source(path)
             bar, advance = transfer_bar(f"put {name or path.name}", size, size >= PROGRESS_FROM)
+
+            def resumed(note: Resume) -> None:
+                line = resumed_line(name or path.name, note)
+                err_console.print(line, highlight=False, markup=False)
+
             with bar:
-                outcome = await files.put(path, name, replace=replace, progress=advance)
+                outcome = await files.put(
+                    path, name, replace=replace, progress=advance, resumed=resumed
+                )
             self._names = (0.0, [])
             summary = stored_line(outcome.manifest, outcome.unchanged)
             out.print(summary, highlight=False, markup=False)

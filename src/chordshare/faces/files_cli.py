@@ -24,6 +24,7 @@ from chordshare.faces.render import (
     human,
     interrupted_line,
     out,
+    resumed_line,
     stored_line,
 )
 from chordshare.faces.shapes import entries_json, listing_json, manifest_json, network_json
@@ -31,6 +32,7 @@ from chordshare.files.names import check_new_name, printable
 
 if TYPE_CHECKING:
     from chordshare.files.messages import PutOutcome
+    from chordshare.files.unfinished import Resume
     from chordshare.sharing.client import NetworkFile
 
 
@@ -57,15 +59,24 @@ def put(
         fail(printable(str(err)))
     signer = publisher(identity)  # made on first use: not for a put refused already
     bar, advance = transfer_bar(f"put {name or file.name}", size, not as_json)
+    found: list[Resume] = []  # what a rerun of an interrupted put found on the owner
+
+    def resumed(note: "Resume") -> None:
+        found.append(note)
+        line = resumed_line(name or file.name, note)
+        err_console.print(line, highlight=False, markup=False)
 
     async def go(clients: Clients) -> "PutOutcome":
         with bar:
             files = clients.files(signer=signer)
-            return await files.put(file, name, replace=replace, progress=advance)
+            return await files.put(file, name, replace=replace, progress=advance, resumed=resumed)
 
     outcome = run(connected(node, go))
     if as_json:
-        print_json({**manifest_json(outcome.manifest), "unchanged": outcome.unchanged})
+        held = found[0].held_bytes if found else 0
+        print_json(
+            {**manifest_json(outcome.manifest), "unchanged": outcome.unchanged, "resumed": held}
+        )
         return
     out.print(stored_line(outcome.manifest, outcome.unchanged), highlight=False, markup=False)
 

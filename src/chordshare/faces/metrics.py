@@ -124,6 +124,17 @@ class PeerCollector(Collector):
         yield GaugeMetricFamily(
             "chordshare_stored_bytes", "Bytes in this node's store", value=peer.store.used_bytes()
         )
+        unfinished = peer.store.unfinished_puts()
+        yield GaugeMetricFamily(
+            "chordshare_unfinished_puts",
+            "Puts cut off before their end whose chunks this node keeps for a rerun",
+            value=len(unfinished),
+        )
+        yield GaugeMetricFamily(
+            "chordshare_unfinished_put_bytes",
+            "Bytes this node keeps of puts cut off before their end (counted in its store)",
+            value=sum(record.held_bytes for record in unfinished),
+        )
         yield GaugeMetricFamily(
             "chordshare_ring_size_estimate",
             "Nodes on the ring, estimated from the spacing of the successor list",

@@ -72,6 +72,13 @@ def node(
             "from other holders, e.g. 4M (the default); 0: never."
         ),
     ] = None,
+    unfinished_put_ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="How long the chunks of a put cut off before its end are kept (counted in "
+            "--max-store) for its rerun to send only the rest, e.g. 30m; default 1h; 0: not kept."
+        ),
+    ] = None,
     replicas: Annotated[
         int | None,
         typer.Option(
@@ -187,6 +194,7 @@ def node(
         "share": share,
         "share_replicate": share_replicate,
         "scrub_rate": scrub_rate,
+        "unfinished_put_ttl": unfinished_put_ttl,
         "replicas": replicas,
         "api": api,
         "api_cache": api_cache,
@@ -221,6 +229,7 @@ def node(
         admin_keys=frozenset(parse_key_text(text) for text in conf.admin_keys),
         cache_bytes=conf.api_cache,
         share_replicate=conf.share_replicate,
+        unfinished_put_ttl=conf.unfinished_put_ttl,
         # A flag only, not a setting of the file or the environment: a one-off step for
         # one start, not a way to run.
         recover_data=recover_data,

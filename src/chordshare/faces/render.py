@@ -23,6 +23,7 @@ from chordshare.files.names import printable
 if TYPE_CHECKING:
     from chordshare.chord.messages import NodeRef
     from chordshare.files.manifest import Manifest
+    from chordshare.files.unfinished import Resume
     from chordshare.transport.client import NodeInfo
 
 # soft_wrap: a line is never cut (it may hold a path), a message never wrapped; no emoji:
@@ -154,6 +155,13 @@ def stored_line(manifest: Manifest, unchanged: bool) -> str:
         f"{verb} {printable(manifest.name)} ({human(manifest.size)}, "
         f"sha256 {manifest.sha256.hex()[:16]}…)"
     )
+
+
+def resumed_line(name: str, note: Resume) -> str:
+    """What a put says when it finds its interrupted put on the owner (on stderr)."""
+    if note.changed:
+        return f"{printable(name)} changed since its interrupted put: putting it from the start"
+    return f"resuming: {human(note.held_bytes)} already on the node"
 
 
 def got_line(name: str, size: int, path: str, sources: dict[str, int]) -> str:

@@ -151,6 +151,11 @@ class ManifestHasher:
         """A chunk hashed elsewhere (a stream's chunks are hashed as they arrive)."""
         self._chunks[index] = digest
 
+    def so_far(self) -> Manifest:
+        """The chunks hashed so far, in order: a manifest that closes a put cut short."""
+        chunks = tuple(self._chunks[i] for i in sorted(self._chunks))
+        return replace(self.promise, sha256=b"", chunks=chunks)
+
     def manifest(self) -> Manifest:
         count = self.promise.chunk_count
         if len(self._chunks) != count:

@@ -43,6 +43,7 @@ from chordshare.files.search import (
     ranked,
     word_query_keys,
 )
+from chordshare.files.unfinished import Resume
 from chordshare.sharing.download import DownloadReport, download
 from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.putting import Putter, version_after
@@ -96,10 +97,12 @@ class FileClient:
         replace: bool = False,
         chunk_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        resumed: Callable[[Resume], None] | None = None,
     ) -> PutOutcome:
-        """Store a local file under name (default: its file name); see `putting`."""
+        """Store a local file under name (default: its file name); see `putting`.
+        `resumed` hears what a rerun of an interrupted put found on the owner."""
         putter = Putter(self.ring.space, self.peers, self.routes, self._lookup, self.signer)
-        return await putter.put(path, name, replace, chunk_size, progress)
+        return await putter.put(path, name, replace, chunk_size, progress, resumed)
 
     async def put_stream(
         self,

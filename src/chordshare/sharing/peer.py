@@ -28,6 +28,8 @@ from pathlib import Path
 from chordshare.files.manifest import Manifest
 from chordshare.files.placement import DEFAULT_REPLICAS, file_key
 from chordshare.files.publisher import Signer
+from chordshare.files.unfinished import DEFAULT_TTL as UNFINISHED_TTL
+from chordshare.files.unfinished import sweep_every
 from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
@@ -76,6 +78,7 @@ class SharingSettings:
     admin_keys: frozenset[bytes] = frozenset()  # may replace or remove any file
     cache_bytes: int = DEFAULT_CACHE_BYTES  # the most the download cache keeps; 0: nothing
     share_replicate: bool = False  # the shared folder's files are put into the ring too
+    unfinished_put_ttl: float = UNFINISHED_TTL  # seconds a cut-off put's chunks are kept
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -173,6 +176,7 @@ class SharingPeer:
             holders=self.replicator,
             announcer=self.replicator,
             cache=self.cache,
+            unfinished_ttl=self.settings.unfinished_put_ttl,
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
@@ -255,6 +259,7 @@ class SharingPeer:
                 shutil.rmtree(created, ignore_errors=True)
             raise
         self._task = self.server.tasks.start(self._loop(node), "sharing")
+        self.server.tasks.start(self._sweep_unfinished(), "unfinished puts")
         if self.scrubber is not None:
             self.scrubber.start()
         if self.shared is not None and self.settings.share_replicate:
@@ -320,6 +325,21 @@ class SharingPeer:
                     log.exception("sharing round failed")
             else:
                 shortage.goes_on("sharing")
+
+    async def _sweep_unfinished(self) -> None:
+        """Drop the unfinished puts past their time, at start (those that expired while
+        the node was down) and then as often as `sweep_every` says."""
+        ttl = self.settings.unfinished_put_ttl
+        while True:
+            if self.service is not None:
+                sweep = self.service.puts.sweep_unfinished()
+                try:
+                    await shortage.SHORTAGES.round("unfinished puts", sweep)
+                except Exception:  # a failed sweep must never stop the next
+                    log.exception("sweeping unfinished puts failed")
+            if ttl <= 0:
+                return  # none are kept: only those of an earlier start were to go
+            await asyncio.sleep(sweep_every(ttl))
 
     async def _handoff(self) -> None:
         if self.service is not None:

@@ -36,12 +36,13 @@ from chordshare.files.messages import (
 )
 from chordshare.files.ownership import refuse_unless_owner
 from chordshare.files.put_checks import check_chunk, check_trailer, refuse_bad_header
+from chordshare.files.unfinished import DEFAULT_TTL
 from chordshare.files.versions import ancestry_after, judge_put, keep_aside, put_parent
 from chordshare.sharing.put_store import PutStore
-from chordshare.sharing.put_work import PutWork, WholeHash
+from chordshare.sharing.put_work import PutUnderWay
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import VersionBook
-from chordshare.storage.store import NodeStore, Reservation
+from chordshare.storage.store import NodeStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,26 +71,6 @@ class Holders(Protocol):
         ...
 
 
-class _Put:
-    """One put under way: what arrived, what is stored, and the whole-file hash."""
-
-    def __init__(self, header: PutHeader, small: bool) -> None:
-        self.header = header
-        self.small = small  # kept in memory until judged and committed
-        self.lineage: Ancestry | None = None  # what the stored version replaced
-        self.whole = WholeHash()
-        self.work = PutWork()
-        self.received: dict[int, bytes] = {}  # a small put's chunks
-        self.stores: list[asyncio.Task[bytes]] = []  # a large put's, their hashes once stored
-        self.stored: list[bytes] = []  # a small put's chunks stored so far
-        self.reservation: Reservation | None = None
-
-    def digests(self) -> list[bytes]:
-        """The hashes of the chunks stored so far (those whose store did not fail)."""
-        done = [s for s in self.stores if s.done() and not s.cancelled()]
-        return [s.result() for s in done if s.exception() is None]
-
-
 class PutPipeline:
     def __init__(
         self,
@@ -99,6 +80,7 @@ class PutPipeline:
         owns: Callable[[str], bool] | None = None,
         holders: Holders | None = None,
         clock: Callable[[], float] = time.time,
+        unfinished_ttl: float = DEFAULT_TTL,
     ) -> None:
         self.store = store
         self.book = book
@@ -106,6 +88,7 @@ class PutPipeline:
         self.owns = owns  # None: no ring (a bare node in tests), every name is this node's
         self.holders = holders  # None: no other node to copy to
         self.clock = clock
+        self.unfinished_ttl = unfinished_ttl  # seconds a cut-off put's chunks are kept; 0: not
         self.disk = PutStore(store, book.address)
         self.leaving = False  # set before a graceful leave hands the files over
         self._putting: set[str] = set()
@@ -114,6 +97,17 @@ class PutPipeline:
     @property
     def address(self) -> str:
         return self.book.address
+
+    async def sweep_unfinished(self) -> None:
+        """Drop the unfinished puts past their time, but for names being put right now."""
+        ttl, now, busy = self.unfinished_ttl, self.clock(), set(self._putting)
+        for record in await asyncio.to_thread(self.disk.sweep, now, ttl, busy):
+            log.info(
+                "dropped the unfinished put of %r: %d bytes kept %g s",
+                record.name,
+                record.held_bytes,
+                ttl,
+            )
 
     async def close(self) -> None:
         # A put its client cut off may still be dropping, in threads, what it stored: the
@@ -160,7 +154,7 @@ class PutPipeline:
         trailer: Callable[[], Manifest] | None,
     ) -> PutOutcome:
         streamed = header.manifest_last
-        put = _Put(header, small=not streamed and header.manifest.size <= SMALL_PUT)
+        put = PutUnderWay(header, small=not streamed and header.manifest.size <= SMALL_PUT)
         asking = None
         if self.holders is not None and self._asks_holders(header):
             asking = asyncio.create_task(self.holders.version_elsewhere(header.manifest.name))
@@ -198,9 +192,11 @@ class PutPipeline:
                 if put.small:
                     return await self._commit_small(put, final)
                 final = await asyncio.to_thread(self.disk.finish, final, put.whole, put.lineage)
-            except BaseException:
+            except BaseException as err:
                 await put.work.settle()
-                await asyncio.to_thread(self.store.discard, put.digests() + put.stored)
+                # What a cut-off client's put stored stays for its rerun; else it goes.
+                ttl, now = self.unfinished_ttl, self.clock()
+                await asyncio.to_thread(self.disk.end_unfinished, put, err, ttl, now)
                 raise
             finally:
                 if put.reservation is not None:
@@ -210,7 +206,7 @@ class PutPipeline:
                 asking.cancel()
         return await self._stored(final, header.replica)
 
-    async def _receive(self, put: _Put, chunks: AsyncIterable[tuple[int, bytes]]) -> None:
+    async def _receive(self, put: PutUnderWay, chunks: AsyncIterable[tuple[int, bytes]]) -> None:
         """Take the chunks: a small put's into memory, any other's onto disk as they come
         (the quota checked before a byte arrives, for the whole put at once)."""
         header = put.header
@@ -233,6 +229,7 @@ class PutPipeline:
                 continue
             assert put.reservation is not None
             expected = None if header.manifest_last else manifest.chunks[index]
+            put.indexes.append(index)
             put.stores.append(
                 put.work.add(self.disk.store_chunk(index, data, expected, put.reservation))
             )
@@ -244,7 +241,7 @@ class PutPipeline:
             await put.work.room()
         await put.work.finish()
 
-    async def _commit_small(self, put: _Put, final: Manifest) -> PutOutcome:
+    async def _commit_small(self, put: PutUnderWay, final: Manifest) -> PutOutcome:
         """Store a small put from memory, its copy to the successors going out (from
         memory too) while this node commits."""
         name = final.name

@@ -1,19 +1,24 @@
 """A put's work on the node's disk, done in threads: reserving room, storing and checking
-chunks, and committing the file once every chunk is there and they add up to its hash."""
+chunks, committing the file once every chunk is there and they add up to its hash, and
+keeping what a put cut off stored, for its rerun (`files.unfinished`)."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileError, Refusal
-from chordshare.sharing.put_work import WholeHash
+from chordshare.files.unfinished import Held, UnfinishedPut, held_after, kept_after, to_sweep
+from chordshare.sharing.put_work import PutUnderWay, WholeHash
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore, QuotaExceeded, Reservation
+
+log = logging.getLogger(__name__)
 
 
 class PutStore:
@@ -26,6 +31,9 @@ class PutStore:
         whose hashes come last)."""
         try:
             if streamed:
+                # Every chunk comes, from the start: what a put of the name that ended
+                # unfinished kept is not needed (nor counted) any more.
+                self.store.drop_unfinished([manifest.name])
                 return self.store.reserve(manifest.size)
             lacking: dict[bytes, int] = {}
             for index, digest in enumerate(manifest.chunks):
@@ -113,3 +121,36 @@ class PutStore:
         final = replace(manifest, sha256=digest)
         self.store.commit(final, ancestry)
         return final
+
+    def end_unfinished(
+        self, put: PutUnderWay, error: BaseException, ttl: float, now: float
+    ) -> None:
+        """After a put that ended before its commit: keep what it stored on disk as the
+        name's unfinished put when `kept_after` says so, else drop all it stored."""
+        header, stored = put.header, put.stored_chunks()
+        digests = list(stored.values()) + put.stored
+        refusal = error.refusal if isinstance(error, FileError) else None
+        held: Held = ()
+        if kept_after(refusal, header.replica, ttl):
+            manifest = None if header.manifest_last else header.manifest
+            held = held_after(stored, manifest, self.store.chunks.has)
+        if not held:
+            self.store.discard(digests)
+            return
+        promise = header.manifest
+        record = UnfinishedPut(promise.name, promise.size, promise.chunk_size, held, now)
+        self.store.keep_unfinished(record, digests)
+        log.info(
+            "kept %d of %d bytes of the unfinished put of %r for %g s",
+            record.held_bytes,
+            record.size,
+            record.name,
+            ttl,
+        )
+
+    def sweep(self, now: float, ttl: float, busy: set[str]) -> list[UnfinishedPut]:
+        """Drop the unfinished puts past their time (not those of `busy` names)."""
+        records = self.store.unfinished_puts()
+        names = set(to_sweep(records, now, ttl, busy))
+        self.store.drop_unfinished(names)
+        return [record for record in records if record.name in names]

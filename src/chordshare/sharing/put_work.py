@@ -1,6 +1,6 @@
-"""The tasks of one put under way: chunk stores in threads (hashing releases the GIL, so two
-cores work at once) while the next chunks arrive, and the whole file's hash following them
-in order."""
+"""One put under way on a node: what arrived and what is stored, the chunk stores in threads
+(hashing releases the GIL, so two cores work at once) while the next chunks arrive, and the
+whole file's hash following them in order."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import asyncio
 import hashlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from chordshare.files.lineage import Ancestry
+from chordshare.files.messages import PutHeader
+from chordshare.storage.store import Reservation
 
 T = TypeVar("T")
 
@@ -68,3 +72,31 @@ class PutWork:
     async def settle(self) -> None:
         """Let every task end, failed or not (a thread cannot be stopped)."""
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class PutUnderWay:
+    """One put under way: what arrived, what is stored, and the whole-file hash."""
+
+    def __init__(self, header: PutHeader, small: bool) -> None:
+        self.header = header
+        self.small = small  # kept in memory until judged and committed
+        self.lineage: Ancestry | None = None  # what the stored version replaced
+        self.whole = WholeHash()
+        self.work = PutWork()
+        self.received: dict[int, bytes] = {}  # a small put's chunks
+        self.stores: list[asyncio.Task[bytes]] = []  # a large put's, their hashes once stored
+        self.indexes: list[int] = []  # the index of each of `stores`
+        self.stored: list[bytes] = []  # a small put's chunks stored so far
+        self.reservation: Reservation | None = None
+
+    def stored_chunks(self) -> dict[int, bytes]:
+        """The hash of each chunk stored so far (those whose store did not fail), by index."""
+        return {
+            index: store.result()
+            for index, store in zip(self.indexes, self.stores, strict=True)
+            if store.done() and not store.cancelled() and store.exception() is None
+        }
+
+    def digests(self) -> list[bytes]:
+        """The hashes of the chunks stored so far, in the order they came."""
+        return list(self.stored_chunks().values())

@@ -10,6 +10,7 @@ owner may fail or change under a put: the put looks it up again after a wait.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import time
@@ -23,6 +24,14 @@ from chordshare.files.messages import SMALL_PUT, FileError, PutHeader, PutOutcom
 from chordshare.files.names import check_new_name
 from chordshare.files.placement import file_key
 from chordshare.files.publisher import Signer
+from chordshare.files.unfinished import (
+    Resume,
+    UnfinishedPut,
+    bytes_held,
+    changed_since,
+    resumable,
+    to_send,
+)
 from chordshare.files.versions import VERSION_STEP
 from chordshare.ids import IdSpace
 from chordshare.sharing.chunking import (
@@ -47,12 +56,16 @@ BUSY_PATIENCE = 60.0
 
 
 async def _read_chunks(
-    path: Path, manifest: Manifest, hasher: ManifestHasher | None = None
+    path: Path,
+    manifest: Manifest,
+    hasher: ManifestHasher | None = None,
+    wanted: set[int] | None = None,
 ) -> AsyncIterator[tuple[int, bytes]]:
-    """The file's chunks, read in a thread one ahead of the one being sent (flat memory:
-    two chunks at most). With `hasher` (manifest: the promise) each chunk is hashed in the
-    thread that reads it, for a manifest sent after the chunks; a file that is not the size
-    it was is an OSError."""
+    """The file's chunks (those `wanted`, or all), read in a thread one ahead of the one
+    being sent (flat memory: two chunks at most). With `hasher` (manifest: the promise)
+    each chunk is hashed in the thread that reads it, for a manifest sent after the chunks;
+    a file that is not the size it was is an OSError."""
+    indexes = range(manifest.chunk_count) if wanted is None else sorted(wanted)
     fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
 
     def read(index: int) -> asyncio.Task[bytes]:
@@ -62,13 +75,13 @@ async def _read_chunks(
         length = manifest.chunk_length(index)
         return asyncio.create_task(asyncio.to_thread(os.pread, fd, length, offset))
 
-    count = manifest.chunk_count
-    reading = read(0) if count else None
+    count = len(indexes)
+    reading = read(indexes[0]) if count else None
     try:
-        for index in range(count):
+        for position, index in enumerate(indexes):
             assert reading is not None
             data = await reading
-            reading = read(index + 1) if index + 1 < count else None
+            reading = read(indexes[position + 1]) if position + 1 < count else None
             if hasher is not None and len(data) != manifest.chunk_length(index):
                 raise OSError(f"{path}: the file changed while it was being put")
             yield index, data
@@ -105,12 +118,23 @@ async def when_free(
 
 class _Progress:
     """A put's progress across its attempts: a retry reports only the bytes it gets past
-    the furthest attempt so far, so the total never exceeds the file."""
+    the furthest attempt so far, so the total never exceeds the file. `resumed` hears once
+    what a rerun of an interrupted put found on the owner."""
 
-    def __init__(self, report: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        report: Callable[[int], None] | None,
+        resumed: Callable[[Resume], None] | None = None,
+    ) -> None:
         self.report = report
+        self.resumed = resumed
         self.shown = 0
         self.attempt = 0
+
+    def resume(self, note: Resume) -> None:
+        if self.resumed is not None:
+            self.resumed(note)
+            self.resumed = None
 
     def again(self) -> Callable[[int], None]:
         self.attempt = 0
@@ -155,14 +179,17 @@ class Putter:
         replace: bool = False,
         chunk_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        resumed: Callable[[Resume], None] | None = None,
     ) -> PutOutcome:
+        """Put a local file; `progress` hears the bytes as they go (those on the owner
+        already at once), `resumed` what a rerun of an interrupted put found there."""
         name = check_new_name(name if name is not None else path.name)
         # The file is looked at (a small one read and hashed) while the owner is looked up,
         # in one thread call.
         reading = asyncio.ensure_future(
             asyncio.to_thread(read_for_put, path, name, chunk_size, SMALL_PUT)
         )
-        return await self._put_local(name, reading, replace, progress)
+        return await self._put_local(name, reading, replace, _Progress(progress, resumed))
 
     async def put_bytes(
         self, name: str, data: bytes, replace: bool = False, chunk_size: int | None = None
@@ -174,14 +201,14 @@ class Putter:
         local = LocalFile(Path(name), name, len(data), size, manifest_of(data, name, size), data)
         reading: asyncio.Future[LocalFile] = asyncio.get_running_loop().create_future()
         reading.set_result(local)
-        return await self._put_local(name, reading, replace, None)
+        return await self._put_local(name, reading, replace, _Progress(None))
 
     async def _put_local(
         self,
         name: str,
         reading: Awaitable[LocalFile],
         replace: bool,
-        progress: Callable[[int], None] | None,
+        counter: _Progress,
     ) -> PutOutcome:
         key = file_key(self.space, name)
         guess = self.routes.guess(key)
@@ -193,7 +220,6 @@ class Putter:
             pass  # looked up again in the loop
         finally:
             local = await reading
-        counter = _Progress(progress)
         if guess is not None:
             try:
                 return await self._put_when_free(guess, local, replace, counter, guessed=True)
@@ -239,20 +265,25 @@ class Putter:
         progress: _Progress,
         guessed: bool = False,
     ) -> PutOutcome:
+        answerer = self.peers.at(owner.address)
+        resuming: UnfinishedPut | None = None
         if local.manifest is None:
             # Not hashed yet. A name new to the owner is sent as it is hashed (the file is
             # read once). One it holds is hashed first, which finds the same bytes
             # unchanged and sends only the chunks the owner lacks; so is a new name whose
             # first chunk the owner has (the same content under another name, most
-            # likely: it is then not sent again). The owner refuses a streamed put of a
-            # name it turns out to hold (another put won the race) at its header, and the
-            # file is then hashed first too.
-            asked, lacks_first = await asyncio.gather(
-                self.peers.at(owner.address).find_file(local.name, owner_only=guessed),
+            # likely: it is then not sent again), and a put the owner kept unfinished
+            # (`files.unfinished`: a rerun sends only the rest). The owner refuses a
+            # streamed put of a name it turns out to hold (another put won the race) at
+            # its header, and the file is then hashed first too.
+            (asked, unfinished), lacks_first = await asyncio.gather(
+                answerer.find_for_put(local.name, owner_only=guessed),
                 self._lacks_first_chunk(owner, local),
             )
             created = time.time()
-            if asked is None and lacks_first:
+            if resumable(unfinished, local.size, local.chunk_size):
+                resuming = unfinished
+            elif asked is None and lacks_first:
                 try:
                     streaming = progress.again()
                     return await self._put_streamed(owner, local, replace, streaming, guessed)
@@ -263,39 +294,52 @@ class Putter:
             local.manifest = await asyncio.to_thread(
                 chunk_manifest, local.path, local.name, local.chunk_size, created
             )
+        send = functools.partial(self._send, owner, local, replace, progress, guessed)
         try:
-            return await self._send(owner, local, local.manifest, replace, progress, guessed)
+            return await send(local.manifest, resuming)
         except FileError as err:
             if err.version_floor is None or self.signer is None:
                 raise
             # This machine's clock is behind the version the owner holds: sign again above.
-            later = with_changes(local.manifest, created=version_after(err.version_floor))
-            return await self._send(owner, local, later, replace, progress, guessed)
+            return await send(
+                with_changes(local.manifest, created=version_after(err.version_floor)), None
+            )
 
     async def _send(
         self,
         owner: NodeRef,
         local: LocalFile,
-        manifest: Manifest,
         replace: bool,
         progress: _Progress,
         guessed: bool,
+        manifest: Manifest,
+        resuming: UnfinishedPut | None,
     ) -> PutOutcome:
-        """Send the chunks the owner lacks, with the manifest first."""
+        """Send the chunks the owner lacks (of a put it kept unfinished, the rest), with
+        the manifest first."""
+        answerer = self.peers.at(owner.address)
         manifest = self.signed(manifest)
+        changed = resuming is not None and changed_since(resuming, manifest)
         # Ask which chunks the owner lacks (content it has under another name is not sent
         # again); for one chunk the answer would cost more than it saves.
-        if len(manifest.chunks) > 1:
-            missing = set(await self.peers.at(owner.address).missing_chunks(manifest.chunks))
+        if len(manifest.chunks) > 1 and not changed:
+            missing = await answerer.missing_chunks(manifest.chunks)
         else:
-            missing = set(range(len(manifest.chunks)))
+            missing = list(range(len(manifest.chunks)))
+        sending = to_send(manifest, missing, changed)
+        held = bytes_held(manifest, sending)
+        if resuming is not None:
+            progress.resume(Resume(held, changed))
+        advance = progress.again()
+        if held:
+            advance(held)
         if local.data is not None:
             read = chunks_of(local.data, manifest)
         else:
-            read = _read_chunks(local.path, manifest)
-        chunks = self._counted(read, missing, progress.again())
+            read = _read_chunks(local.path, manifest, wanted=sending)
+        chunks = self._counted(read, sending, advance)
         header = PutHeader(manifest, replace=replace, owner_only=guessed)
-        return await self.peers.at(owner.address).put_file(header, chunks)
+        return await answerer.put_file(header, chunks)
 
     async def _lacks_first_chunk(self, owner: NodeRef, local: LocalFile) -> bool:
         if local.first_chunk is None:
@@ -329,4 +373,4 @@ class Putter:
         async for index, data in chunks:
             if index in wanted:
                 yield index, data
-            progress(len(data))
+                progress(len(data))

@@ -27,6 +27,7 @@ from chordshare.files.messages import (
     Refusal,
 )
 from chordshare.files.publisher import Claim
+from chordshare.files.unfinished import DEFAULT_TTL, UnfinishedPut, expired
 from chordshare.sharing.chunk_server import ChunkServer
 from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
@@ -62,6 +63,7 @@ class FileService:
         announcer: Announcer | None = None,
         cache: DownloadCache | None = None,
         clock: Callable[[], float] = time.time,
+        unfinished_ttl: float = DEFAULT_TTL,
     ) -> None:
         self.address = address
         self.store = store
@@ -69,7 +71,9 @@ class FileService:
         self.book = book if book is not None else VersionBook(address, store, clock)
         self.soft = soft if soft is not None else SoftState()
         self.traffic = Traffic()
-        self.puts = PutPipeline(store, self.book, self.traffic, owns, holders, clock)
+        self.puts = PutPipeline(
+            store, self.book, self.traffic, owns, holders, clock, unfinished_ttl
+        )
         self.server = ChunkServer(store, self.book, self.soft, self.traffic, shared, owns, cache)
         self.announcer = announcer
 
@@ -120,6 +124,17 @@ class FileService:
         self, name: str, inline_up_to: int = 0, owner_only: bool = False
     ) -> FoundFile | None:
         return await self.server.find_file(name, inline_up_to, owner_only)
+
+    async def find_for_put(
+        self, name: str, owner_only: bool = False
+    ) -> tuple[FoundFile | None, UnfinishedPut | None]:
+        """What a putter asks first: the name as `find_file` answers, and what this node
+        keeps of a put of it that ended unfinished (while its time lasts)."""
+        found = await self.server.find_file(name, 0, owner_only)
+        record = self.store.unfinished(name)
+        if record is not None and expired(record, self.puts.clock(), self.puts.unfinished_ttl):
+            record = None
+        return found, record
 
     async def list_files(self) -> FileListing:
         return await self.server.list_files()

@@ -277,14 +277,24 @@ class StreamPutter:
             body.name, body.size, b"", size or chunk_size_for(body.size), (), time.time()
         )
         hasher = ManifestHasher(promise)
+        failed: list[Exception] = []  # the body's own failure: a wrong length, a bad form
 
         async def chunks() -> Chunks:
-            async with contextlib.aclosing(hashed(body.chunks(promise.chunk_size))) as passing:
-                async for index, data, digest in passing:
-                    hasher.add(index, digest)
-                    yield index, data
+            try:
+                async with contextlib.aclosing(hashed(body.chunks(promise.chunk_size))) as passing:
+                    async for index, data, digest in passing:
+                        hasher.add(index, digest)
+                        yield index, data
+            except Exception as err:
+                # Not a put cut off on its way, whose chunks the owner would keep for a
+                # rerun (a body cannot be sent again from here anyway): the put ends here,
+                # and its closing manifest (fewer chunks than promised) has the owner
+                # refuse it and keep nothing.
+                failed.append(err)
 
         def closing() -> Manifest:
+            if failed:
+                return hasher.so_far()
             manifest = hasher.manifest()
             if held is not None and alike and manifest.chunks == held.chunks:
                 # The held bytes again: with their hash, the owner finds them unchanged.
@@ -292,7 +302,12 @@ class StreamPutter:
             return self.putter.signed(manifest)
 
         header = PutHeader(promise, replace=replace, owner_only=guessed, manifest_last=True)
-        return await answerer.put_file(header, chunks(), closing)
+        try:
+            return await answerer.put_file(header, chunks(), closing)
+        except FileError:
+            if failed:
+                raise failed[0] from None
+            raise
 
 
 async def _no_chunks() -> Chunks:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from pathlib import Path
 from chordshare.files.lineage import Ancestry, decode_ancestry, encode_ancestry
 from chordshare.files.manifest import DIGEST_BYTES, Manifest
 from chordshare.files.publisher import Claim
+from chordshare.files.unfinished import UnfinishedPut, decode_held, encode_held
 from chordshare.storage.schema import MIGRATIONS, Migration, migrate
 
 
@@ -108,6 +109,14 @@ def _claim(publisher: bytes | None, signature: bytes | None) -> Claim | None:
 
 def _claim_columns(claim: Claim | None) -> tuple[bytes | None, bytes | None]:
     return (None, None) if claim is None else (claim.publisher, claim.signature)
+
+
+UNFINISHED = "name, size, chunk_size, held, ended"
+
+
+def _row_to_unfinished(row: tuple) -> UnfinishedPut:
+    name, size, chunk_size, held, ended = row
+    return UnfinishedPut(name, size, chunk_size, decode_held(bytes(held)), ended)
 
 
 def _ancestry(blob: bytes | None) -> Ancestry | None:
@@ -195,14 +204,10 @@ class Catalog:
                 )
             # The new version's references first: a chunk it shares with the version it
             # replaces never drops to none, so neither its row nor its bytes (a small
-            # chunk's live in that row's neighbour table) are deleted on the way.
-            for digest in manifest.chunks:
-                cur.execute(
-                    "INSERT INTO chunk_refs (digest, refs, size) VALUES (?, 1, ?) "
-                    "ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
-                    (digest, chunk_sizes[digest]),
-                )
-            freed = self._unlink(cur, manifest.name)
+            # chunk's live in that row's neighbour table) are deleted on the way. A put of
+            # the name that ended unfinished ends here too, its chunks now the file's.
+            self._hold(cur, manifest.chunks, chunk_sizes)
+            freed = self._unlink(cur, manifest.name) + self._drop_unfinished(cur, manifest.name)
             cur.execute(
                 "DELETE FROM tombstones WHERE name = ? AND version < ?",
                 (manifest.name, manifest.created),
@@ -228,8 +233,23 @@ class Catalog:
             return []
         old = _row_to_manifest(row)
         cur.execute("DELETE FROM files WHERE name = ?", (name,))
+        return self._release(cur, old.chunks)
+
+    @staticmethod
+    def _hold(cur: sqlite3.Cursor, digests: Iterable[bytes], sizes: dict[bytes, int]) -> None:
+        """One more reference to each of digests (a digest listed twice gets two)."""
+        for digest in digests:
+            cur.execute(
+                "INSERT INTO chunk_refs (digest, refs, size) VALUES (?, 1, ?) "
+                "ON CONFLICT (digest) DO UPDATE SET refs = refs + 1",
+                (digest, sizes[digest]),
+            )
+
+    @staticmethod
+    def _release(cur: sqlite3.Cursor, digests: Iterable[bytes]) -> list[bytes]:
+        """One reference fewer to each of digests; returns those no longer referenced."""
         freed = []
-        for digest in old.chunks:
+        for digest in digests:
             cur.execute("UPDATE chunk_refs SET refs = refs - 1 WHERE digest = ?", (digest,))
             left = cur.execute("SELECT refs FROM chunk_refs WHERE digest = ?", (digest,))
             (refs,) = left.fetchone()
@@ -238,6 +258,51 @@ class Catalog:
                 cur.execute("DELETE FROM small_chunks WHERE digest = ?", (digest,))
                 freed.append(digest)
         return freed
+
+    # Unfinished puts (`files.unfinished`): their chunks are referenced as a file's are.
+
+    def keep_unfinished(self, record: UnfinishedPut, sizes: dict[bytes, int]) -> list[bytes]:
+        """Record what an unfinished put of record.name kept, in place of the one recorded
+        before; returns the chunks no longer referenced."""
+        record.check()
+        with self._transaction() as cur:
+            self._hold(cur, (digest for _, digest in record.held), sizes)
+            freed = self._drop_unfinished(cur, record.name)
+            cur.execute(
+                f"INSERT INTO unfinished ({UNFINISHED}) VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.name,
+                    record.size,
+                    record.chunk_size,
+                    encode_held(record.held),
+                    record.ended,
+                ),
+            )
+        return freed
+
+    def drop_unfinished(self, names: Iterable[str]) -> list[bytes]:
+        """Forget the unfinished puts of names; returns the chunks no longer referenced."""
+        with self._transaction() as cur:
+            return [digest for name in names for digest in self._drop_unfinished(cur, name)]
+
+    def _drop_unfinished(self, cur: sqlite3.Cursor, name: str) -> list[bytes]:
+        row = cur.execute("SELECT held FROM unfinished WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return []
+        cur.execute("DELETE FROM unfinished WHERE name = ?", (name,))
+        return self._release(cur, (digest for _, digest in decode_held(bytes(row[0]))))
+
+    def unfinished(self, name: str) -> UnfinishedPut | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {UNFINISHED} FROM unfinished WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else _row_to_unfinished(row)
+
+    def unfinished_puts(self) -> list[UnfinishedPut]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {UNFINISHED} FROM unfinished ORDER BY name")
+            return [_row_to_unfinished(row) for row in rows.fetchall()]
 
     def remove(
         self,

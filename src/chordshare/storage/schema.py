@@ -76,11 +76,26 @@ ALTER TABLE tombstones ADD COLUMN publisher BLOB;
 ALTER TABLE tombstones ADD COLUMN signature BLOB;
 """
 
+# Version 4: puts that ended unfinished (`files.unfinished`): the chunks each kept, for a
+# rerun to send only the others, until the node's --unfinished-put-ttl has passed since it
+# ended. Their chunks are counted in chunk_refs as a file's are: in the quota, and never
+# swept as unreferenced.
+SCHEMA_4 = """
+CREATE TABLE unfinished (
+    name TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    held BLOB NOT NULL,            -- each chunk kept: its index (4 bytes) and SHA-256
+    ended REAL NOT NULL
+);
+"""
+
 # MIGRATIONS[i] takes a catalog from version i to version i + 1.
 MIGRATIONS: tuple[Migration, ...] = (
     _statements(SCHEMA_1),
     _statements(SCHEMA_2),
     _statements(SCHEMA_3),
+    _statements(SCHEMA_4),
 )
 
 

@@ -5,10 +5,11 @@ as the file that uses them (one fsync for a small file); larger ones are files o
 flushed together when their file is committed. Until then a small chunk is held in memory
 (staged), so a put that fails leaves nothing of it behind.
 
-The quota counts committed chunks, chunks stored for puts not committed yet, and space
-reserved by puts under way: a put reserves the bytes it will add before it receives any
-(`reserve`), so one over the quota is refused before a byte is written, and puts running
-together cannot pass it between them.
+The quota counts committed chunks, chunks kept for puts that ended unfinished
+(`files.unfinished`: referenced in the catalog as a file's are), chunks stored for puts not
+committed yet, and space reserved by puts under way: a put reserves the bytes it will add
+before it receives any (`reserve`), so one over the quota is refused before a byte is
+written, and puts running together cannot pass it between them.
 
 A damaged catalog stops the store from opening (CatalogDamaged), unless it is opened to
 recover: then the catalog is set aside and the sound chunk files kept (`recovery.py`).
@@ -19,11 +20,13 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.publisher import Claim
+from chordshare.files.unfinished import UnfinishedPut
 from chordshare.storage.catalog import Catalog, CatalogDamaged
 from chordshare.storage.chunks import ChunkError, ChunkStore, digest_of
 from chordshare.storage.recovery import Recovery, recover
@@ -82,6 +85,9 @@ class NodeStore:
         self._reserved = 0  # bytes puts under way have reserved and not stored yet
         self._staged: dict[bytes, bytes] = {}  # small chunks of puts not committed yet
         self._lock = threading.Lock()
+        # The names with an unfinished put kept (`files.unfinished`): most puts ask, and
+        # most names have none.
+        self._unfinished = {record.name for record in self.catalog.unfinished_puts()}
         # Not after a recovery: every chunk kept is unreferenced until the ring's repair
         # brings its file back, and the sweep would delete exactly what recovery kept. The
         # next start sweeps whatever repair did not claim.
@@ -209,14 +215,14 @@ class NodeStore:
             else:
                 raise IncompleteFile(f"{manifest.name}: chunk {digest.hex()} is not stored")
         self.chunks.sync(manifest.chunks)  # the chunks are durable before the file is listed
-        freed = self.catalog.put(manifest, sizes, small, ancestry)
+        freed = self.catalog.put(manifest, sizes, small, ancestry)  # ends an unfinished put
         with self._lock:
+            self._unfinished.discard(manifest.name)
             for digest in small:
                 self._staged.pop(digest, None)
             for digest in manifest.chunks:
                 self._drop_pending(digest)
-        for digest in freed:
-            self.chunks.remove(digest)
+        self._remove_unused(freed)
 
     def remove(
         self,
@@ -229,8 +235,7 @@ class NodeStore:
         `ancestry`, and who signed it) so an older copy offered later by another holder is
         refused."""
         manifest, freed = self.catalog.remove(name, tombstone, ancestry, claim)
-        for digest in freed:
-            self.chunks.remove(digest)
+        self._remove_unused(freed)
         return manifest
 
     def discard(self, digests: list[bytes]) -> None:
@@ -246,6 +251,41 @@ class NodeStore:
                 with self._lock:
                     self._drop_pending(digest)
                 self.chunks.remove(digest)
+
+    # Puts that ended unfinished (`files.unfinished`): their chunks stay, counted in the
+    # quota, until a put of the name commits, replaces them or drops them, or they expire.
+
+    def keep_unfinished(self, record: UnfinishedPut, stored: list[bytes]) -> None:
+        """Keep what an unfinished put kept (`record`, in place of the name's earlier one),
+        and drop whatever else of `stored` it stored (chunks held in memory)."""
+        digests = [digest for _, digest in record.held]
+        self.chunks.sync(digests)  # on disk for good before the catalog names them
+        sizes = {digest: record.chunk_length(index) for index, digest in record.held}
+        freed = self.catalog.keep_unfinished(record, sizes)
+        with self._lock:
+            self._unfinished.add(record.name)
+            for digest in digests:
+                self._drop_pending(digest)  # counted in the catalog now
+        self._remove_unused(freed)
+        self.discard([digest for digest in stored if digest not in sizes])
+
+    def drop_unfinished(self, names: Collection[str]) -> None:
+        """Forget the unfinished puts of names, and the chunks only they kept."""
+        with self._lock:
+            names = [name for name in names if name in self._unfinished]
+            self._unfinished.difference_update(names)
+        if names:
+            self._remove_unused(self.catalog.drop_unfinished(names))
+
+    def unfinished(self, name: str) -> UnfinishedPut | None:
+        return self.catalog.unfinished(name) if name in self._unfinished else None
+
+    def unfinished_puts(self) -> list[UnfinishedPut]:
+        return self.catalog.unfinished_puts() if self._unfinished else []
+
+    def _remove_unused(self, freed: list[bytes]) -> None:
+        for digest in freed:
+            self.chunks.remove(digest)
 
     def manifest(self, name: str) -> Manifest | None:
         return self.catalog.get(name)
@@ -272,7 +312,8 @@ class NodeStore:
         return self.chunks.get(digest, verify)
 
     def collect_garbage(self) -> int:
-        """Delete chunks no committed file uses (left by puts a crash interrupted)."""
+        """Delete chunks no committed file nor unfinished put uses (left by puts a crash
+        interrupted)."""
         referenced = self.catalog.referenced()
         removed = 0
         for digest in self.chunks.digests():

@@ -25,6 +25,7 @@ from chordshare.files.messages import (
     PutOutcome,
 )
 from chordshare.files.publisher import Claim
+from chordshare.files.unfinished import UnfinishedPut
 
 
 class FileAnswerer(Protocol):
@@ -50,6 +51,13 @@ class FileAnswerer(Protocol):
     async def find_file(
         self, name: str, inline_up_to: int = 0, owner_only: bool = False
     ) -> FoundFile | None: ...
+
+    async def find_for_put(
+        self, name: str, owner_only: bool = False
+    ) -> tuple[FoundFile | None, UnfinishedPut | None]:
+        """What a putter asks first: `find_file`'s answer, and what the node keeps of a put
+        of the name that ended unfinished (`files.unfinished`)."""
+        ...
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer: ...
 

@@ -38,6 +38,7 @@ from chordshare.files.messages import (
     Refusal,
 )
 from chordshare.files.publisher import Claim
+from chordshare.files.unfinished import UnfinishedPut
 from chordshare.transport import chunk_wire, index_codec
 from chordshare.transport import files_codec as codec
 from chordshare.transport.base import PeerError
@@ -47,6 +48,7 @@ from chordshare.transport.health import PeerHealth
 from chordshare.transport.limits import retry_after_of, version_floor_of
 from chordshare.transport.security import PeerSecurity
 from chordshare.transport.stats import ByteCounts
+from chordshare.transport.unfinished_codec import unfinished_from_pb
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -300,6 +302,15 @@ class GrpcFilePeer:
         request = pb.FindFileRequest(name=name, inline_up_to=inline_up_to, owner_only=owner_only)
         reply = await self._call(lambda s, t: s.FindFile(request, timeout=t))
         return self._read(lambda: codec.found_file_from_pb(reply))
+
+    async def find_for_put(
+        self, name: str, owner_only: bool = False
+    ) -> tuple[FoundFile | None, UnfinishedPut | None]:
+        request = pb.FindFileRequest(name=name, owner_only=owner_only, unfinished=True)
+        reply = await self._call(lambda s, t: s.FindFile(request, timeout=t))
+        return self._read(
+            lambda: (codec.found_file_from_pb(reply), unfinished_from_pb(reply, name))
+        )
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         request = codec.offer_to_pb(versions)

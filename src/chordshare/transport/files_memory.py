@@ -27,6 +27,7 @@ from chordshare.files.messages import (
     Refusal,
 )
 from chordshare.files.publisher import Claim
+from chordshare.files.unfinished import UnfinishedPut
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import FileAnswerer
 from chordshare.transport.health import PeerHealth
@@ -115,6 +116,11 @@ class MemoryFilePeer:
         self, name: str, inline_up_to: int = 0, owner_only: bool = False
     ) -> FoundFile | None:
         return await (await self._target()).find_file(name, inline_up_to, owner_only)
+
+    async def find_for_put(
+        self, name: str, owner_only: bool = False
+    ) -> tuple[FoundFile | None, UnfinishedPut | None]:
+        return await (await self._target()).find_for_put(name, owner_only)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         return await (await self._target()).offer(versions)

@@ -7,7 +7,8 @@ with its message as the details, so the caller's `files_grpc` can raise it again
 Streams are limited per peer host (`transport.limits.StreamLimits`): beyond the limit a new
 one is refused for load (UNAVAILABLE, with the time to wait in the trailing metadata: the
 caller tries again), and a put that stops sending is dropped with DEADLINE_EXCEEDED after
-`put_idle` seconds, leaving nothing of it stored.
+`put_idle` seconds (what it stored is kept for its rerun as any cut-off put's is:
+`files.unfinished`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from chordshare.transport.limits import (
     peer_host,
     version_floor_metadata,
 )
+from chordshare.transport.unfinished_codec import unfinished_to_pb
 from chordshare.v1 import files_pb2 as pb
 from chordshare.v1 import files_pb2_grpc as pb_grpc
 
@@ -289,8 +291,14 @@ class FilesServicer(pb_grpc.FilesServicer):
         name, inline_up_to, owner_only = await _decode(
             context, lambda: codec.find_request_from_pb(request)
         )
-        found = await _answer(context, self.service.find_file(name, inline_up_to, owner_only))
-        return codec.found_file_to_pb(found)
+        if not request.unfinished:
+            found = await _answer(context, self.service.find_file(name, inline_up_to, owner_only))
+            return codec.found_file_to_pb(found)
+        found, record = await _answer(context, self.service.find_for_put(name, owner_only))
+        reply = codec.found_file_to_pb(found)
+        if record is not None:
+            reply.unfinished.CopyFrom(unfinished_to_pb(record))
+        return reply
 
     async def Offer(
         self, request: pb.OfferRequest, context: grpc.aio.ServicerContext

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/files.proto\x12\rchordshare.v1\"\x91\x01\n\x08Manifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x05 \x03(\x0c\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\x11\n\tpublisher\x18\x07 \x01(\x0c\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"\xbc\x01\n\tPutHeader\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0f\n\x07replica\x18\x03 \x01(\x08\x12\x12\n\nowner_only\x18\x04 \x01(\x08\x12\x15\n\rmanifest_last\x18\x05 \x01(\x08\x12\x13\n\x0blegacy_name\x18\x06 \x01(\x08\x12\x15\n\x08\x61ncestry\x18\x07 \x01(\x0cH\x00\x88\x01\x01\x42\x0b\n\t_ancestry\"\'\n\x08PutChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x97\x01\n\nPutRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.chordshare.v1.PutHeaderH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.PutChunkH\x00\x12+\n\x08manifest\x18\x03 \x01(\x0b\x32\x17.chordshare.v1.ManifestH\x00\x42\x06\n\x04part\"d\n\x0fPutSmallRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.chordshare.v1.PutHeader\x12\'\n\x06\x63hunks\x18\x02 \x03(\x0b\x32\x17.chordshare.v1.PutChunk\"H\n\x08PutReply\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x11\n\tunchanged\x18\x02 \x01(\x08\"&\n\x14MissingChunksRequest\x12\x0e\n\x06\x63hunks\x18\x01 \x03(\x0c\"%\n\x12MissingChunksReply\x12\x0f\n\x07missing\x18\x01 \x03(\r\"/\n\x0c\x46\x65tchRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\x12\x0f\n\x07indexes\x18\x02 \x03(\r\"(\n\tChunkData\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"I\n\x0f\x46indFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cinline_up_to\x18\x02 \x01(\r\x12\x12\n\nowner_only\x18\x03 \x01(\x08\"h\n\rFindFileReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12)\n\x08manifest\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07holders\x18\x03 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xac\x01\n\x0b\x46ileVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x13\n\x0blegacy_name\x18\x05 \x01(\x08\x12\x15\n\x08\x61ncestry\x18\x06 \x01(\x0cH\x00\x88\x01\x01\x12\x11\n\tpublisher\x18\x07 \x01(\x0c\x12\x11\n\tsignature\x18\x08 \x01(\x0c\x42\x0b\n\t_ancestry\"9\n\x0cOfferRequest\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\"c\n\nOfferReply\x12\x0e\n\x06wanted\x18\x01 \x03(\t\x12)\n\x05newer\x18\x02 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\x12\x11\n\x04room\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_room\"e\n\rDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0f\n\x07replica\x18\x03 \x01(\x08\x12\x11\n\tpublisher\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"8\n\nIndexEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"D\n\x0bIndexRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x19.chordshare.v1.IndexEntry\"_\n\x13PublishIndexRequest\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.IndexRecord\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\x12\x0e\n\x06remove\x18\x03 \x01(\x08\"\x13\n\x11PublishIndexReply\" \n\x11QueryIndexRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"=\n\x0fQueryIndexReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.IndexEntry\"U\n\x07Locator\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\"O\n\x16PublishLocatorsRequest\x12(\n\x08locators\x18\x01 \x03(\x0b\x32\x16.chordshare.v1.Locator\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\"\x16\n\x14PublishLocatorsReply\"\x12\n\x10ListFilesRequest\"G\n\nStoredFile\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0e\n\x06shared\x18\x02 \x01(\x08\"a\n\x0eListFilesReply\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.StoredFile\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x32\xd3\x06\n\x05\x46iles\x12?\n\x07PutFile\x12\x19.chordshare.v1.PutRequest\x1a\x17.chordshare.v1.PutReply(\x01\x12G\n\x0cPutSmallFile\x12\x1e.chordshare.v1.PutSmallRequest\x1a\x17.chordshare.v1.PutReply\x12W\n\rMissingChunks\x12#.chordshare.v1.MissingChunksRequest\x1a!.chordshare.v1.MissingChunksReply\x12\x46\n\x0b\x46\x65tchChunks\x12\x1b.chordshare.v1.FetchRequest\x1a\x18.chordshare.v1.ChunkData0\x01\x12H\n\x08\x46indFile\x12\x1e.chordshare.v1.FindFileRequest\x1a\x1c.chordshare.v1.FindFileReply\x12?\n\x05Offer\x12\x1b.chordshare.v1.OfferRequest\x1a\x19.chordshare.v1.OfferReply\x12\x42\n\x06\x44\x65lete\x12\x1c.chordshare.v1.DeleteRequest\x1a\x1a.chordshare.v1.DeleteReply\x12T\n\x0cPublishIndex\x12\".chordshare.v1.PublishIndexRequest\x1a .chordshare.v1.PublishIndexReply\x12N\n\nQueryIndex\x12 .chordshare.v1.QueryIndexRequest\x1a\x1e.chordshare.v1.QueryIndexReply\x12]\n\x0fPublishLocators\x12%.chordshare.v1.PublishLocatorsRequest\x1a#.chordshare.v1.PublishLocatorsReply\x12K\n\tListFiles\x12\x1f.chordshare.v1.ListFilesRequest\x1a\x1d.chordshare.v1.ListFilesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/files.proto\x12\rchordshare.v1\"\x91\x01\n\x08Manifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x05 \x03(\x0c\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\x11\n\tpublisher\x18\x07 \x01(\x0c\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"\xbc\x01\n\tPutHeader\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0f\n\x07replica\x18\x03 \x01(\x08\x12\x12\n\nowner_only\x18\x04 \x01(\x08\x12\x15\n\rmanifest_last\x18\x05 \x01(\x08\x12\x13\n\x0blegacy_name\x18\x06 \x01(\x08\x12\x15\n\x08\x61ncestry\x18\x07 \x01(\x0cH\x00\x88\x01\x01\x42\x0b\n\t_ancestry\"\'\n\x08PutChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x97\x01\n\nPutRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.chordshare.v1.PutHeaderH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.PutChunkH\x00\x12+\n\x08manifest\x18\x03 \x01(\x0b\x32\x17.chordshare.v1.ManifestH\x00\x42\x06\n\x04part\"d\n\x0fPutSmallRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.chordshare.v1.PutHeader\x12\'\n\x06\x63hunks\x18\x02 \x03(\x0b\x32\x17.chordshare.v1.PutChunk\"H\n\x08PutReply\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x11\n\tunchanged\x18\x02 \x01(\x08\"&\n\x14MissingChunksRequest\x12\x0e\n\x06\x63hunks\x18\x01 \x03(\x0c\"%\n\x12MissingChunksReply\x12\x0f\n\x07missing\x18\x01 \x03(\r\"/\n\x0c\x46\x65tchRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\x12\x0f\n\x07indexes\x18\x02 \x03(\r\"(\n\tChunkData\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"]\n\x0f\x46indFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cinline_up_to\x18\x02 \x01(\r\x12\x12\n\nowner_only\x18\x03 \x01(\x08\x12\x12\n\nunfinished\x18\x04 \x01(\x08\"R\n\rUnfinishedPut\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x12\n\nchunk_size\x18\x02 \x01(\r\x12\x0f\n\x07indexes\x18\x03 \x03(\r\x12\x0e\n\x06\x63hunks\x18\x04 \x03(\x0c\"\x9a\x01\n\rFindFileReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12)\n\x08manifest\x18\x02 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07holders\x18\x03 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x30\n\nunfinished\x18\x05 \x01(\x0b\x32\x1c.chordshare.v1.UnfinishedPut\"\xac\x01\n\x0b\x46ileVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x13\n\x0blegacy_name\x18\x05 \x01(\x08\x12\x15\n\x08\x61ncestry\x18\x06 \x01(\x0cH\x00\x88\x01\x01\x12\x11\n\tpublisher\x18\x07 \x01(\x0c\x12\x11\n\tsignature\x18\x08 \x01(\x0c\x42\x0b\n\t_ancestry\"9\n\x0cOfferRequest\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\"c\n\nOfferReply\x12\x0e\n\x06wanted\x18\x01 \x03(\t\x12)\n\x05newer\x18\x02 \x03(\x0b\x32\x1a.chordshare.v1.FileVersion\x12\x11\n\x04room\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_room\"e\n\rDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x01\x12\x0f\n\x07replica\x18\x03 \x01(\x08\x12\x11\n\tpublisher\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"8\n\nIndexEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"D\n\x0bIndexRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x19.chordshare.v1.IndexEntry\"_\n\x13PublishIndexRequest\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.IndexRecord\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\x12\x0e\n\x06remove\x18\x03 \x01(\x08\"\x13\n\x11PublishIndexReply\" \n\x11QueryIndexRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"=\n\x0fQueryIndexReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.IndexEntry\"U\n\x07Locator\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\"O\n\x16PublishLocatorsRequest\x12(\n\x08locators\x18\x01 \x03(\x0b\x32\x16.chordshare.v1.Locator\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\"\x16\n\x14PublishLocatorsReply\"\x12\n\x10ListFilesRequest\"G\n\nStoredFile\x12)\n\x08manifest\x18\x01 \x01(\x0b\x32\x17.chordshare.v1.Manifest\x12\x0e\n\x06shared\x18\x02 \x01(\x08\"a\n\x0eListFilesReply\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.chordshare.v1.StoredFile\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x32\xd3\x06\n\x05\x46iles\x12?\n\x07PutFile\x12\x19.chordshare.v1.PutRequest\x1a\x17.chordshare.v1.PutReply(\x01\x12G\n\x0cPutSmallFile\x12\x1e.chordshare.v1.PutSmallRequest\x1a\x17.chordshare.v1.PutReply\x12W\n\rMissingChunks\x12#.chordshare.v1.MissingChunksRequest\x1a!.chordshare.v1.MissingChunksReply\x12\x46\n\x0b\x46\x65tchChunks\x12\x1b.chordshare.v1.FetchRequest\x1a\x18.chordshare.v1.ChunkData0\x01\x12H\n\x08\x46indFile\x12\x1e.chordshare.v1.FindFileRequest\x1a\x1c.chordshare.v1.FindFileReply\x12?\n\x05Offer\x12\x1b.chordshare.v1.OfferRequest\x1a\x19.chordshare.v1.OfferReply\x12\x42\n\x06\x44\x65lete\x12\x1c.chordshare.v1.DeleteRequest\x1a\x1a.chordshare.v1.DeleteReply\x12T\n\x0cPublishIndex\x12\".chordshare.v1.PublishIndexRequest\x1a .chordshare.v1.PublishIndexReply\x12N\n\nQueryIndex\x12 .chordshare.v1.QueryIndexRequest\x1a\x1e.chordshare.v1.QueryIndexReply\x12]\n\x0fPublishLocators\x12%.chordshare.v1.PublishLocatorsRequest\x1a#.chordshare.v1.PublishLocatorsReply\x12K\n\tListFiles\x12\x1f.chordshare.v1.ListFilesRequest\x1a\x1d.chordshare.v1.ListFilesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,43 +52,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNKDATA']._serialized_start=882
   _globals['_CHUNKDATA']._serialized_end=922
   _globals['_FINDFILEREQUEST']._serialized_start=924
-  _globals['_FINDFILEREQUEST']._serialized_end=997
-  _globals['_FINDFILEREPLY']._serialized_start=999
-  _globals['_FINDFILEREPLY']._serialized_end=1103
-  _globals['_FILEVERSION']._serialized_start=1106
-  _globals['_FILEVERSION']._serialized_end=1278
-  _globals['_OFFERREQUEST']._serialized_start=1280
-  _globals['_OFFERREQUEST']._serialized_end=1337
-  _globals['_OFFERREPLY']._serialized_start=1339
-  _globals['_OFFERREPLY']._serialized_end=1438
-  _globals['_DELETEREQUEST']._serialized_start=1440
-  _globals['_DELETEREQUEST']._serialized_end=1541
-  _globals['_DELETEREPLY']._serialized_start=1543
-  _globals['_DELETEREPLY']._serialized_end=1573
-  _globals['_INDEXENTRY']._serialized_start=1575
-  _globals['_INDEXENTRY']._serialized_end=1631
-  _globals['_INDEXRECORD']._serialized_start=1633
-  _globals['_INDEXRECORD']._serialized_end=1701
-  _globals['_PUBLISHINDEXREQUEST']._serialized_start=1703
-  _globals['_PUBLISHINDEXREQUEST']._serialized_end=1798
-  _globals['_PUBLISHINDEXREPLY']._serialized_start=1800
-  _globals['_PUBLISHINDEXREPLY']._serialized_end=1819
-  _globals['_QUERYINDEXREQUEST']._serialized_start=1821
-  _globals['_QUERYINDEXREQUEST']._serialized_end=1853
-  _globals['_QUERYINDEXREPLY']._serialized_start=1855
-  _globals['_QUERYINDEXREPLY']._serialized_end=1916
-  _globals['_LOCATOR']._serialized_start=1918
-  _globals['_LOCATOR']._serialized_end=2003
-  _globals['_PUBLISHLOCATORSREQUEST']._serialized_start=2005
-  _globals['_PUBLISHLOCATORSREQUEST']._serialized_end=2084
-  _globals['_PUBLISHLOCATORSREPLY']._serialized_start=2086
-  _globals['_PUBLISHLOCATORSREPLY']._serialized_end=2108
-  _globals['_LISTFILESREQUEST']._serialized_start=2110
-  _globals['_LISTFILESREQUEST']._serialized_end=2128
-  _globals['_STOREDFILE']._serialized_start=2130
-  _globals['_STOREDFILE']._serialized_end=2201
-  _globals['_LISTFILESREPLY']._serialized_start=2203
-  _globals['_LISTFILESREPLY']._serialized_end=2300
-  _globals['_FILES']._serialized_start=2303
-  _globals['_FILES']._serialized_end=3154
+  _globals['_FINDFILEREQUEST']._serialized_end=1017
+  _globals['_UNFINISHEDPUT']._serialized_start=1019
+  _globals['_UNFINISHEDPUT']._serialized_end=1101
+  _globals['_FINDFILEREPLY']._serialized_start=1104
+  _globals['_FINDFILEREPLY']._serialized_end=1258
+  _globals['_FILEVERSION']._serialized_start=1261
+  _globals['_FILEVERSION']._serialized_end=1433
+  _globals['_OFFERREQUEST']._serialized_start=1435
+  _globals['_OFFERREQUEST']._serialized_end=1492
+  _globals['_OFFERREPLY']._serialized_start=1494
+  _globals['_OFFERREPLY']._serialized_end=1593
+  _globals['_DELETEREQUEST']._serialized_start=1595
+  _globals['_DELETEREQUEST']._serialized_end=1696
+  _globals['_DELETEREPLY']._serialized_start=1698
+  _globals['_DELETEREPLY']._serialized_end=1728
+  _globals['_INDEXENTRY']._serialized_start=1730
+  _globals['_INDEXENTRY']._serialized_end=1786
+  _globals['_INDEXRECORD']._serialized_start=1788
+  _globals['_INDEXRECORD']._serialized_end=1856
+  _globals['_PUBLISHINDEXREQUEST']._serialized_start=1858
+  _globals['_PUBLISHINDEXREQUEST']._serialized_end=1953
+  _globals['_PUBLISHINDEXREPLY']._serialized_start=1955
+  _globals['_PUBLISHINDEXREPLY']._serialized_end=1974
+  _globals['_QUERYINDEXREQUEST']._serialized_start=1976
+  _globals['_QUERYINDEXREQUEST']._serialized_end=2008
+  _globals['_QUERYINDEXREPLY']._serialized_start=2010
+  _globals['_QUERYINDEXREPLY']._serialized_end=2071
+  _globals['_LOCATOR']._serialized_start=2073
+  _globals['_LOCATOR']._serialized_end=2158
+  _globals['_PUBLISHLOCATORSREQUEST']._serialized_start=2160
+  _globals['_PUBLISHLOCATORSREQUEST']._serialized_end=2239
+  _globals['_PUBLISHLOCATORSREPLY']._serialized_start=2241
+  _globals['_PUBLISHLOCATORSREPLY']._serialized_end=2263
+  _globals['_LISTFILESREQUEST']._serialized_start=2265
+  _globals['_LISTFILESREQUEST']._serialized_end=2283
+  _globals['_STOREDFILE']._serialized_start=2285
+  _globals['_STOREDFILE']._serialized_end=2356
+  _globals['_LISTFILESREPLY']._serialized_start=2358
+  _globals['_LISTFILESREPLY']._serialized_end=2455
+  _globals['_FILES']._serialized_start=2458
+  _globals['_FILES']._serialized_end=3309
 # @@protoc_insertion_point(module_scope)

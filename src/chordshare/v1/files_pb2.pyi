@@ -107,26 +107,42 @@ class ChunkData(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FindFileRequest(_message.Message):
-    __slots__ = ("name", "inline_up_to", "owner_only")
+    __slots__ = ("name", "inline_up_to", "owner_only", "unfinished")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INLINE_UP_TO_FIELD_NUMBER: _ClassVar[int]
     OWNER_ONLY_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_FIELD_NUMBER: _ClassVar[int]
     name: str
     inline_up_to: int
     owner_only: bool
-    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ..., owner_only: _Optional[bool] = ...) -> None: ...
+    unfinished: bool
+    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ..., owner_only: _Optional[bool] = ..., unfinished: _Optional[bool] = ...) -> None: ...
+
+class UnfinishedPut(_message.Message):
+    __slots__ = ("size", "chunk_size", "indexes", "chunks")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    chunk_size: int
+    indexes: _containers.RepeatedScalarFieldContainer[int]
+    chunks: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., chunks: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class FindFileReply(_message.Message):
-    __slots__ = ("found", "manifest", "holders", "data")
+    __slots__ = ("found", "manifest", "holders", "data", "unfinished")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_FIELD_NUMBER: _ClassVar[int]
     found: bool
     manifest: Manifest
     holders: _containers.RepeatedScalarFieldContainer[str]
     data: bytes
-    def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ..., holders: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    unfinished: UnfinishedPut
+    def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ..., holders: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ..., unfinished: _Optional[_Union[UnfinishedPut, _Mapping]] = ...) -> None: ...
 
 class FileVersion(_message.Message):
     __slots__ = ("name", "version", "sha256", "deleted", "legacy_name", "ancestry", "publisher", "signature")
