@@ -19,13 +19,23 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from chordshare.files.lineage import Ancestry, decode_ancestry, encode_ancestry
-from chordshare.files.manifest import DIGEST_BYTES, Manifest
+from chordshare.files.lineage import Ancestry, encode_ancestry
+from chordshare.files.manifest import Manifest
 from chordshare.files.publisher import Claim
 from chordshare.files.unfinished import UnfinishedPut, decode_held, encode_held
+from chordshare.storage.rows import (
+    COLUMNS,
+    TOMBSTONE_COLUMNS,
+    UNFINISHED,
+    Tombstone,
+    ancestry_of,
+    claim_columns,
+    manifest_of_row,
+    tombstone_of_row,
+    unfinished_of_row,
+)
 from chordshare.storage.schema import MIGRATIONS, Migration, migrate
 
 
@@ -88,57 +98,6 @@ def _cut_to_nothing(path: Path) -> bool:
         return False
     wal = path.with_name(path.name + "-wal")
     return not (wal.exists() and wal.stat().st_size > 0)
-
-
-def _row_to_manifest(row: tuple) -> Manifest:
-    name, size, sha256, chunk_size, chunks, created, publisher, signature = row
-    blob = bytes(chunks)
-    digests = tuple(blob[i : i + DIGEST_BYTES] for i in range(0, len(blob), DIGEST_BYTES))
-    claim = _claim(publisher, signature)
-    return Manifest(name, size, bytes(sha256), chunk_size, digests, created, claim)
-
-
-COLUMNS = "name, size, sha256, chunk_size, chunks, created, publisher, signature"
-
-
-def _claim(publisher: bytes | None, signature: bytes | None) -> Claim | None:
-    if publisher is None or signature is None:
-        return None
-    return Claim(bytes(publisher), bytes(signature))
-
-
-def _claim_columns(claim: Claim | None) -> tuple[bytes | None, bytes | None]:
-    return (None, None) if claim is None else (claim.publisher, claim.signature)
-
-
-UNFINISHED = "name, size, chunk_size, held, ended"
-
-
-def _row_to_unfinished(row: tuple) -> UnfinishedPut:
-    name, size, chunk_size, held, ended = row
-    return UnfinishedPut(name, size, chunk_size, decode_held(bytes(held)), ended)
-
-
-def _ancestry(blob: bytes | None) -> Ancestry | None:
-    return decode_ancestry(None if blob is None else bytes(blob))
-
-
-TOMBSTONE_COLUMNS = "name, version, ancestry, publisher, signature"
-
-
-@dataclass(frozen=True, slots=True)
-class Tombstone:
-    """A name's removal: its version, lineage and who signed it."""
-
-    name: str
-    version: float
-    ancestry: Ancestry | None
-    claim: Claim | None
-
-
-def _tombstone(row: tuple) -> Tombstone:
-    name, version, ancestry, publisher, signature = row
-    return Tombstone(str(name), float(version), _ancestry(ancestry), _claim(publisher, signature))
 
 
 class Catalog:
@@ -221,7 +180,7 @@ class Catalog:
                     manifest.chunk_size,
                     b"".join(manifest.chunks),
                     manifest.created,
-                    *_claim_columns(manifest.claim),
+                    *claim_columns(manifest.claim),
                     encode_ancestry(ancestry),
                 ),
             )
@@ -231,7 +190,7 @@ class Catalog:
         row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
         if row is None:
             return []
-        old = _row_to_manifest(row)
+        old = manifest_of_row(row)
         cur.execute("DELETE FROM files WHERE name = ?", (name,))
         return self._release(cur, old.chunks)
 
@@ -297,12 +256,12 @@ class Catalog:
             row = self._db.execute(
                 f"SELECT {UNFINISHED} FROM unfinished WHERE name = ?", (name,)
             ).fetchone()
-        return None if row is None else _row_to_unfinished(row)
+        return None if row is None else unfinished_of_row(row)
 
     def unfinished_puts(self) -> list[UnfinishedPut]:
         with self._lock:
             rows = self._db.execute(f"SELECT {UNFINISHED} FROM unfinished ORDER BY name")
-            return [_row_to_unfinished(row) for row in rows.fetchall()]
+            return [unfinished_of_row(row) for row in rows.fetchall()]
 
     def remove(
         self,
@@ -322,12 +281,12 @@ class Catalog:
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                     "version = MAX(version, excluded.version), ancestry = excluded.ancestry, "
                     "publisher = excluded.publisher, signature = excluded.signature",
-                    (name, tombstone, encode_ancestry(ancestry), *_claim_columns(claim)),
+                    (name, tombstone, encode_ancestry(ancestry), *claim_columns(claim)),
                 )
             row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return None, []
-            return _row_to_manifest(row), self._unlink(cur, name)
+            return manifest_of_row(row), self._unlink(cur, name)
 
     def tombstone(self, name: str) -> float | None:
         """The version at which name was removed, if it was."""
@@ -344,45 +303,45 @@ class Catalog:
             row = self._db.execute(
                 f"SELECT {TOMBSTONE_COLUMNS} FROM tombstones WHERE name = ?", (name,)
             ).fetchone()
-        return None if row is None else _tombstone(row)
+        return None if row is None else tombstone_of_row(row)
 
     def tombstones(self) -> list[Tombstone]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {TOMBSTONE_COLUMNS} FROM tombstones ORDER BY name"
             ).fetchall()
-        return [_tombstone(row) for row in rows]
+        return [tombstone_of_row(row) for row in rows]
 
     def ancestry(self, name: str) -> Ancestry | None:
         """The lineage of the file stored under name (None: not known, or no such file)."""
         with self._lock:
             row = self._db.execute("SELECT ancestry FROM files WHERE name = ?", (name,)).fetchone()
-        return None if row is None else _ancestry(row[0])
+        return None if row is None else ancestry_of(row[0])
 
     def ancestries(self) -> dict[str, Ancestry | None]:
         """The lineage of every file, by name."""
         with self._lock:
             rows = self._db.execute("SELECT name, ancestry FROM files").fetchall()
-        return {str(name): _ancestry(blob) for name, blob in rows}
+        return {str(name): ancestry_of(blob) for name, blob in rows}
 
     def get(self, name: str) -> Manifest | None:
         with self._lock:
             row = self._db.execute(
                 f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)
             ).fetchone()
-        return None if row is None else _row_to_manifest(row)
+        return None if row is None else manifest_of_row(row)
 
     def by_sha256(self, sha256: bytes) -> list[Manifest]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {COLUMNS} FROM files WHERE sha256 = ? ORDER BY name", (sha256,)
             ).fetchall()
-        return [_row_to_manifest(r) for r in rows]
+        return [manifest_of_row(r) for r in rows]
 
     def manifests(self) -> list[Manifest]:
         with self._lock:
             rows = self._db.execute(f"SELECT {COLUMNS} FROM files ORDER BY name").fetchall()
-        return [_row_to_manifest(r) for r in rows]
+        return [manifest_of_row(r) for r in rows]
 
     def small_chunk(self, digest: bytes) -> bytes | None:
         """The bytes of a chunk kept in the catalog, if it is one."""
