@@ -25,6 +25,7 @@ from chordshare.files.lineage import Ancestry, encode_ancestry
 from chordshare.files.manifest import Manifest
 from chordshare.files.publisher import Claim
 from chordshare.files.unfinished import UnfinishedPut, decode_held, encode_held
+from chordshare.storage import retired
 from chordshare.storage.rows import (
     COLUMNS,
     TOMBSTONE_COLUMNS,
@@ -150,10 +151,12 @@ class Catalog:
         chunk_sizes: dict[bytes, int],
         small: dict[bytes, bytes] | None = None,
         ancestry: Ancestry | None = None,
+        retire_at: float | None = None,
     ) -> list[bytes]:
-        """Record a file (replacing one of the same name), with the bytes of its `small`
-        chunks kept in the catalog and its lineage. Returns the chunks that no file
-        references any more, for the store to delete."""
+        """Record a file (replacing one of the same name, kept from `retire_at` on if
+        given: `storage.retired`), with the bytes of its `small` chunks kept in the catalog
+        and its lineage. Returns the chunks that no file references any more, for the
+        store to delete."""
         manifest.check()
         with self._transaction() as cur:
             for digest, data in (small or {}).items():
@@ -166,7 +169,8 @@ class Catalog:
             # chunk's live in that row's neighbour table) are deleted on the way. A put of
             # the name that ended unfinished ends here too, its chunks now the file's.
             self._hold(cur, manifest.chunks, chunk_sizes)
-            freed = self._unlink(cur, manifest.name) + self._drop_unfinished(cur, manifest.name)
+            freed = self._unlink(cur, manifest.name, retire_at)
+            freed += self._drop_unfinished(cur, manifest.name)
             cur.execute(
                 "DELETE FROM tombstones WHERE name = ? AND version < ?",
                 (manifest.name, manifest.created),
@@ -186,13 +190,28 @@ class Catalog:
             )
         return freed
 
-    def _unlink(self, cur: sqlite3.Cursor, name: str) -> list[bytes]:
+    def _unlink(
+        self, cur: sqlite3.Cursor, name: str, retire_at: float | None = None
+    ) -> list[bytes]:
         row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
         if row is None:
             return []
         old = manifest_of_row(row)
         cur.execute("DELETE FROM files WHERE name = ?", (name,))
+        if retire_at is not None and retired.retire(cur, old, retire_at):
+            return []  # its chunks stay referenced, by the retired version now
         return self._release(cur, old.chunks)
+
+    def sweep_retired(self, before: float) -> list[bytes]:
+        """Forget the versions retired before `before`; returns the chunks now unused."""
+        with self._transaction() as cur:
+            gone = retired.expired(cur, before)
+            return self._release(cur, [d for manifest in gone for d in manifest.chunks])
+
+    def retired(self, manifest_id: bytes) -> Manifest | None:
+        """A version a replace or removal took its name from, still kept, by its id."""
+        with self._lock:
+            return retired.by_id(self._db, manifest_id)
 
     @staticmethod
     def _hold(cur: sqlite3.Cursor, digests: Iterable[bytes], sizes: dict[bytes, int]) -> None:
@@ -269,6 +288,7 @@ class Catalog:
         tombstone: float | None = None,
         ancestry: Ancestry | None = None,
         claim: Claim | None = None,
+        retire_at: float | None = None,
     ) -> tuple[Manifest | None, list[bytes]]:
         """Forget a file, and remember it was removed at version `tombstone` if given, with
         the removal's lineage and who signed it. Returns its manifest (None if absent) and
@@ -286,7 +306,8 @@ class Catalog:
             row = cur.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return None, []
-            return manifest_of_row(row), self._unlink(cur, name)
+            kept_until = retire_at if tombstone is not None else None  # a drop is no removal
+            return manifest_of_row(row), self._unlink(cur, name, kept_until)
 
     def tombstone(self, name: str) -> float | None:
         """The version at which name was removed, if it was."""

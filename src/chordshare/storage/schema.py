@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from chordshare.storage import retired
+
 # Version 1. IF NOT EXISTS: a catalog without a version has these tables already, rows and
 # all, and is at this version once they are sure to be there.
 SCHEMA_1 = """
@@ -96,6 +98,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _statements(SCHEMA_2),
     _statements(SCHEMA_3),
     _statements(SCHEMA_4),
+    # Version 5: versions a replace or removal took a name from, kept for links to them.
+    _statements(retired.SCHEMA),
 )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Collection
 from pathlib import Path
 
@@ -60,12 +61,16 @@ class NodeStore:
         max_bytes: int | None = None,
         small_chunk: int = SMALL_CHUNK,
         recover_damaged: bool = False,
+        keep_replaced: float = 0.0,
     ) -> None:
         """Open the store in `data_dir`. A damaged catalog raises CatalogDamaged, unless
         `recover_damaged`: then it is set aside and the store starts afresh (`recovery`
         says what was done). A sound catalog is opened as it is either way."""
         self.data_dir = data_dir
         self.max_bytes = max_bytes
+        # Seconds a version replaced or removed here is kept for links to it
+        # (`storage.retired`); 0: not kept.
+        self.keep_replaced = keep_replaced
         self.small_chunk = small_chunk
         self.chunks = ChunkStore(data_dir / "chunks")
         self.recovery: Recovery | None = None
@@ -215,7 +220,8 @@ class NodeStore:
             else:
                 raise IncompleteFile(f"{manifest.name}: chunk {digest.hex()} is not stored")
         self.chunks.sync(manifest.chunks)  # the chunks are durable before the file is listed
-        freed = self.catalog.put(manifest, sizes, small, ancestry)  # ends an unfinished put
+        # Ends an unfinished put of the name; the version it replaces is kept a while.
+        freed = self.catalog.put(manifest, sizes, small, ancestry, self._retire_at())
         with self._lock:
             self._unfinished.discard(manifest.name)
             for digest in small:
@@ -234,9 +240,23 @@ class NodeStore:
         """Remove a file; with `tombstone`, remember the removal (what it removed:
         `ancestry`, and who signed it) so an older copy offered later by another holder is
         refused."""
-        manifest, freed = self.catalog.remove(name, tombstone, ancestry, claim)
+        manifest, freed = self.catalog.remove(name, tombstone, ancestry, claim, self._retire_at())
         self._remove_unused(freed)
         return manifest
+
+    def _retire_at(self) -> float | None:
+        return time.time() if self.keep_replaced > 0 else None
+
+    def sweep_retired(self) -> int:
+        """Drop the replaced versions kept longer than `keep_replaced`; how many chunks
+        that freed."""
+        freed = self.catalog.sweep_retired(time.time() - self.keep_replaced)
+        self._remove_unused(freed)
+        return len(freed)
+
+    def retired(self, manifest_id: bytes) -> Manifest | None:
+        """A version replaced or removed here and still kept, by its manifest id."""
+        return self.catalog.retired(manifest_id)
 
     def discard(self, digests: list[bytes]) -> None:
         """Drop chunks of a put that failed, unless a committed file uses them."""
