@@ -9,7 +9,6 @@ advertised, and a loopback address is not advertised to a ring on other hosts.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,27 +27,12 @@ from chordshare.faces.api_cache import DEFAULT_CACHE_BYTES
 from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
+from chordshare.sizes import parse_rate, parse_size
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 
 
 class ConfigError(Exception):
     """Settings that cannot be used; the message names the field and says why."""
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def parse_size(text: str | int) -> int:
-    """'500M', '10GiB', '4096' -> bytes; ValueError naming the text otherwise."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 4096, 500M, 10GiB)")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    power = _POWERS[unit[:1]]
-    return int(number * (1024**power if "i" in unit else 1000**power))
 
 
 API_PORT_OFFSET = 1000  # the API beside its node's peer port, so nodes can share a host
@@ -82,6 +66,21 @@ class NodeConfig(BaseSettings):
         ge=0,
         description="Bytes per second at which stored chunks are read again and checked "
         "(e.g. 4M); 0: never.",
+    )
+    max_upload_rate: int = Field(
+        0,
+        description="Most bytes per second the node sends for users' transfers (e.g. 4M); "
+        "0: no limit.",
+    )
+    max_download_rate: int = Field(
+        0,
+        description="Most bytes per second the node receives for users' transfers (e.g. "
+        "4M); 0: no limit.",
+    )
+    max_repair_rate: int = Field(
+        0,
+        description="Most bytes per second of repair and scrubbing, in and out together, "
+        "apart from users' transfers (e.g. 2M); 0: no limit.",
     )
     api: str = Field(
         "",
@@ -174,6 +173,11 @@ class NodeConfig(BaseSettings):
     @classmethod
     def _size(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_size(value)
+
+    @field_validator("max_upload_rate", "max_download_rate", "max_repair_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        return 0 if value in (None, "") else parse_rate(value)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

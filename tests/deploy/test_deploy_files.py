@@ -57,6 +57,9 @@ CONFIG_KEYS = {
     "max_store",
     "share",
     "scrub_rate",
+    "max_upload_rate",
+    "max_download_rate",
+    "max_repair_rate",
     "log_level",
     "log_format",
 }

@@ -296,9 +296,9 @@ class CountingPeer(GrpcFilePeer):
 
     peers: CountingPeers
 
-    def fetch_chunks(self, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
+    def fetch_chunks(self, sha256: bytes, indexes: Sequence[int], repair: bool = False):  # type: ignore[override]
         self.peers.fetches += 1
-        return super().fetch_chunks(sha256, indexes)
+        return super().fetch_chunks(sha256, indexes, repair)
 
     async def find_file(self, name: str, inline_up_to: int = 0, owner_only: bool = False):  # type: ignore[override]
         found = await super().find_file(name, inline_up_to, owner_only)

@@ -60,6 +60,28 @@ def node(
             "from other holders, e.g. 4M (the default); 0: never."
         ),
     ] = None,
+    max_upload_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes per second this node sends for users' transfers (chunks it "
+            "serves to gets, uploads it sends on, a put's copies), e.g. 4M; 0: no limit "
+            "(the default)."
+        ),
+    ] = None,
+    max_download_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes per second this node receives for users' transfers (puts, a "
+            "put's copies, its API's gets), e.g. 4M; 0: no limit (the default)."
+        ),
+    ] = None,
+    max_repair_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes per second of repair and scrubbing, sent, received and read "
+            "together, apart from users' transfers, e.g. 2M; 0: no limit (the default)."
+        ),
+    ] = None,
     replicas: Annotated[
         int | None,
         typer.Option(
@@ -167,6 +189,9 @@ def node(
         "max_store": max_store,
         "share": share,
         "scrub_rate": scrub_rate,
+        "max_upload_rate": max_upload_rate,
+        "max_download_rate": max_download_rate,
+        "max_repair_rate": max_repair_rate,
         "replicas": replicas,
         "api": api,
         "api_cache": api_cache,
@@ -197,6 +222,9 @@ def node(
         share=conf.share,
         replicas=conf.replicas,
         scrub_rate=conf.scrub_rate,
+        max_upload_rate=conf.max_upload_rate,
+        max_download_rate=conf.max_download_rate,
+        max_repair_rate=conf.max_repair_rate,
         # A flag only, not a setting of the file or the environment: a one-off step for
         # one start, not a way to run.
         recover_data=recover_data,

@@ -18,6 +18,7 @@ from chordshare.files.messages import (
 from chordshare.files.ownership import refuse_unless_owner
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.throttle import Throttle
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.chunks import ChunkError
@@ -44,8 +45,10 @@ class ChunkServer:
         self.owns = owns
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], throttle: Throttle
     ) -> AsyncIterator[tuple[int, bytes]]:
+        """The chunks asked for, each sent once `throttle` lets its bytes go (the stream is
+        one flow of it)."""
         stored = self.store.by_sha256(sha256)
         if stored:
             manifest = stored[0]
@@ -60,6 +63,7 @@ class ChunkServer:
                 raise FileError(Refusal.INVALID_ARGUMENT, f"no chunk {index} in that file")
         # One chunk read ahead: the next is read from disk while this one is sent.
         reading: asyncio.Task[bytes] | None = None
+        flow = object()
         try:
             for position, index in enumerate(indexes):
                 if reading is None:
@@ -73,8 +77,10 @@ class ChunkServer:
                 if position + 1 < len(indexes):
                     following = indexes[position + 1]
                     reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))
+                await throttle.take(flow, len(data))
                 yield index, data
         finally:
+            throttle.forget(flow)
             if reading is not None:
                 reading.cancel()
 

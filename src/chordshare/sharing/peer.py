@@ -6,7 +6,8 @@ beside the ring's maintenance: it copies a file to the owner's successors as soo
 stored, repairs every name held whenever the node's neighbours change (and every
 `repair_period` anyway), and publishes index records and locators every `republish`. A
 scrubber (`scrub.py`) reads the stored chunks again, slowly, and heals a damaged one from
-another holder.
+another holder. File bytes move under the node's caps (`throttle.NodeRates`): users'
+transfers under the upload and download caps, repair and scrubbing under the repair cap.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
 from chordshare.sharing.service import FileService
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.throttle import NodeRates, PacedPeers, paced_fetcher
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
-from chordshare.transport.files import chunk_fetcher
+from chordshare.transport.files import FilePeers, chunk_fetcher
 from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.files_servicer import FILES_SERVICE_NAME, serving_files
 
@@ -62,6 +64,11 @@ class SharingSettings:
     scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
     scrub_first_after: float = FIRST_PASS_AFTER
     recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
+    # Bytes per second (0: no limit): sent and received for users' transfers, and moved by
+    # repair and scrubbing, both ways together.
+    max_upload_rate: float = 0
+    max_download_rate: float = 0
+    max_repair_rate: float = 0
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -106,6 +113,17 @@ class SharingPeer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.scrubber: Scrubber | None = None
+        self.rates = NodeRates.of(
+            settings.max_upload_rate, settings.max_download_rate, settings.max_repair_rate
+        )
+
+    @property
+    def user_peers(self) -> FilePeers | None:
+        """The other nodes as this node's own users' transfers reach them (its REST API):
+        what it sends paced by its upload cap, what it receives by its download cap."""
+        if self.peers is None:
+            return None
+        return PacedPeers(self.peers, send=self.rates.upload, receive=self.rates.download)
 
     def _file_service(self, node: ChordNode) -> FileService:
         """Put the node's file parts together, each handed what it needs: what the node
@@ -128,6 +146,7 @@ class SharingPeer:
             # Once its predecessor has stayed the same for two repair periods, the nodes
             # that held this node's keys before have handed them over.
             may_be_new=lambda: self._predecessor_age(node) <= settled,
+            rates=self.rates,
         )
         self.publisher = Publisher(
             self.store,
@@ -148,6 +167,7 @@ class SharingPeer:
             owns=lambda name: node.state.owns(file_key(node.space, name)),
             holders=self.replicator,
             announcer=self.replicator,
+            rates=self.rates,
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
@@ -156,10 +176,11 @@ class SharingPeer:
             self.scrubber = Scrubber(
                 self.store,
                 self._other_holders,
-                chunk_fetcher(self.peers),
+                paced_fetcher(chunk_fetcher(self.peers, repair=True), self.rates.repair),
                 self.server.tasks,
                 self.settings.scrub_rate,
                 self.settings.scrub_first_after,
+                repair=self.rates.repair,
             )
         return service
 
@@ -216,6 +237,9 @@ class SharingPeer:
                 shutil.rmtree(created, ignore_errors=True)
             raise
         self._task = self.server.tasks.start(self._loop(node), "sharing")
+        caps = [f"{kind} {t.rate:,.0f} B/s" for kind, t in self.rates.by_kind().items() if t.rate]
+        if caps:
+            log.info("rate limits: %s", ", ".join(caps))
         if self.scrubber is not None:
             self.scrubber.start()
         return node

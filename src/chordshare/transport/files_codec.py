@@ -114,14 +114,7 @@ def manifest_from_pb(msg: pb.Manifest, whole_hash_optional: bool = False) -> Man
         check_digest(msg.sha256, "a manifest's sha256")
     _at_most(msg.chunks, MAX_CHUNKS, "chunk hashes in a manifest")
     chunks = tuple(check_digest(c, f"chunk hash {i}") for i, c in enumerate(msg.chunks))
-    manifest = Manifest(
-        name=msg.name,
-        size=msg.size,
-        sha256=bytes(msg.sha256),
-        chunk_size=msg.chunk_size,
-        chunks=chunks,
-        created=msg.created,
-    )
+    manifest = Manifest(msg.name, msg.size, bytes(msg.sha256), msg.chunk_size, chunks, msg.created)
     try:
         manifest.check(whole_hash_optional)
     except ValueError as err:
@@ -141,6 +134,7 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
         manifest_last=header.manifest_last,
         legacy_name=header.legacy_name,
         ancestry=encode_ancestry(header.ancestry),
+        repair=header.repair,
     )
 
 
@@ -158,6 +152,7 @@ def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
         manifest_last=msg.manifest_last,
         legacy_name=msg.legacy_name,
         ancestry=_ancestry(msg, f"the lineage of {msg.manifest.name!r}"),
+        repair=msg.replica and msg.repair,  # a client's put is a user's transfer
     )
 
 
@@ -214,13 +209,13 @@ def missing_from_pb(msg: pb.MissingChunksReply, asked: int) -> list[int]:
     return missing
 
 
-def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int]) -> pb.FetchRequest:
-    return pb.FetchRequest(sha256=sha256, indexes=list(indexes))
+def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int], repair: bool) -> pb.FetchRequest:
+    return pb.FetchRequest(sha256=sha256, indexes=list(indexes), repair=repair)
 
 
-def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int]]:
+def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int], bool]:
     _at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
-    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes)
+    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes), msg.repair
 
 
 # Finding.
