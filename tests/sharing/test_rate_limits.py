@@ -174,3 +174,13 @@ async def test_a_puts_copies_count_as_users_and_a_repair_push_as_repair(
     await wait_until(lambda: other.store.manifest("kept.bin") is not None, 10, "repair")
     assert owner.rates.repair.moved == other.rates.repair.moved == 300_000
     assert owner.rates.upload.moved == other.rates.download.moved == 300_000
+
+
+async def test_a_transfer_that_stops_waiting_holds_no_one_back() -> None:
+    throttle = Throttle(1_000_000)
+    stuck = asyncio.create_task(throttle.take("stuck", 10_000_000))  # ten seconds' worth
+    await asyncio.sleep(0.05)
+    stuck.cancel()
+    async with asyncio.timeout(2):  # far less than the ten seconds the other asked for
+        await throttle.take("next", 40_000)
+    assert stuck.cancelled() and throttle.bucket.waiting == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -31,7 +31,7 @@ from chordshare.files.messages import (
 from chordshare.files.rates import Ask, FairBucket
 from chordshare.transport.files import ChunkFetcher, FileAnswerer, FilePeers
 
-B = TypeVar("B")  # a chunk's data: bytes, or a view of a received message
+B = TypeVar("B", bound=Sized)  # a chunk's data: bytes, or a view of a received message
 
 
 class Throttle:
@@ -83,7 +83,7 @@ class Throttle:
         flow = object()
         try:
             async for index, data in chunks:
-                await self.take(flow, len(data))  # type: ignore[arg-type]
+                await self.take(flow, len(data))
                 yield index, data
         finally:
             self.forget(flow)
