@@ -79,14 +79,19 @@ class Throttle:
         self.bucket.forget(flow)
 
     async def paced(self, chunks: AsyncIterable[tuple[int, B]]) -> AsyncIterator[tuple[int, B]]:
-        """`chunks`, each let through once the cap allows its bytes: one flow."""
+        """`chunks`, each let through once the cap allows its bytes: one flow. Closing it
+        closes `chunks` too (a chunk stream's call ends with it)."""
         flow = object()
+        stream = aiter(chunks)
         try:
-            async for index, data in chunks:
+            async for index, data in stream:
                 await self.take(flow, len(data))
                 yield index, data
         finally:
             self.forget(flow)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _dispatch(self) -> None:
         """Wake the asks that may go now, and set a timer for the next one."""
