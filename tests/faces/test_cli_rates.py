@@ -1,13 +1,19 @@
 """A bad rate is one line and exit 2, wherever it is given: a get's or a put's
 --limit-rate, a node's --max-*-rate flags, its CHORDSHARE_MAX_*_RATE variables and its
-settings file. Each command runs in a process of its own, all at once."""
+settings file; a good one caps the command's transfer. Each command runs in a process of
+its own."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
+import time
+from collections.abc import Awaitable
 from pathlib import Path
+
+from peernet import PeerNetwork, store_directly
 
 CLI = (sys.executable, "-m", "chordshare.faces.cli")
 RATE_HINT = "is not a rate (bytes per second, e.g. 500K, 4M or 1MiB; 0: no limit)"
@@ -54,3 +60,35 @@ async def test_a_bad_rate_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert len(err.strip().splitlines()) == 1, (args, err)
         assert said + RATE_HINT in err, (args, err)
     assert not (tmp_path / "data").exists()  # no node started
+
+
+async def test_a_get_and_a_put_with_limit_rate_move_at_about_it(tmp_path: Path) -> None:
+    """2 MB at 1 MB/s each, the two commands at once: neither ends sooner than its bytes
+    take at its own cap (the node has none)."""
+    net = PeerNetwork(tmp_path / "nodes")
+    try:
+        peer = await net.start(replicas=1)
+        address = peer.server.node.me.address
+        data = hashlib.shake_256(b"limited").digest(2_000_000)
+        store_directly(peer, "stored.bin", data, chunk_size=256 * 1024)
+        source = tmp_path / "sent.bin"
+        source.write_bytes(data[::-1])
+        limit = ["--limit-rate", "1M", "--node", address]
+        started = time.monotonic()
+        got, put = await asyncio.gather(
+            timed(cli(["get", "stored.bin", "-o", str(tmp_path / "got.bin"), *limit])),
+            timed(cli(["put", str(source), *limit])),
+        )
+    finally:
+        await net.close()
+    for (code, err), seconds in (got, put):
+        assert code == 0, err
+        assert 1.6 <= seconds < 30, seconds
+    assert (tmp_path / "got.bin").read_bytes() == data
+    assert time.monotonic() - started < 30
+
+
+async def timed(run: Awaitable[tuple[int, str]]) -> tuple[tuple[int, str], float]:
+    started = time.monotonic()
+    result = await run
+    return result, time.monotonic() - started
