@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,19 @@ async def test_a_rate_of_zero_means_no_scrubber(net: PeerNetwork) -> None:
     assert (await net.start(scrub_rate=0)).scrubber is None
     with pytest.raises(ValueError, match="positive"):
         scrub.Scrubber(None, None, None, None, rate=0)  # type: ignore[arg-type]
+
+
+async def test_a_scrub_pass_keeps_to_the_repair_cap(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    """A repair cap below the scrub rate paces the scrubber's reads: 4 chunks of 128 KiB
+    at 256 kB/s take about two seconds, not the instant the scrub rate would allow."""
+    peer = await net.start(**BY_HAND, replicas=1, max_repair_rate=256_000)
+    await put_everywhere(net, files, tmp_path, [peer])
+    assert peer.scrubber is not None
+    started = time.monotonic()
+    found = await peer.scrubber.scrub_pass()
+    took = time.monotonic() - started
+    assert found.checked_bytes == 4 * CHUNK
+    assert 1.6 <= took < 15, took
+    assert peer.rates.repair.moved == 4 * CHUNK
