@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/transfer.py
 	$(BIN)/python bench/small_files.py
 	$(BIN)/python bench/multisource.py
+	$(BIN)/python bench/ratelimit.py
 
 # Not part of `make bench`: the churn soak alone takes about 15 minutes (64 node processes,
 # 10 minutes of churn, then convergence, repair and a check of every file).

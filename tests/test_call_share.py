@@ -42,7 +42,7 @@ class HeldFetches:
         self.streaming = 0
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]:
         self.streaming += 1
         try:

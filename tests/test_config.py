@@ -3,6 +3,7 @@ per bad value, and the address rules that keep a ring reachable across hosts."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,40 @@ def test_how_long_a_cut_off_put_is_kept_comes_from_a_flag_a_variable_or_the_file
     assert load_config(file, {}).unfinished_put_ttl == 7200
     assert load_config(file, {"unfinished_put_ttl": "90s"}).unfinished_put_ttl == 90
     assert load_config(file, {"unfinished_put_ttl": "0"}).unfinished_put_ttl == 0  # none kept
+
+
+def test_rate_limits_come_from_the_file_the_environment_and_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = write(
+        tmp_path,
+        "bind: 127.0.0.1:7000\nmax_upload_rate: 4M\nmax_download_rate: 1000\n"
+        "max_repair_rate: 1MiB/s\n",
+    )
+    conf = load_config(file, {})
+    assert (conf.max_upload_rate, conf.max_download_rate) == (4_000_000, 1000)
+    assert conf.max_repair_rate == 1024 * 1024
+    monkeypatch.setenv("CHORDSHARE_MAX_UPLOAD_RATE", "500K")
+    assert load_config(file, {}).max_upload_rate == 500_000
+    assert load_config(file, {"max_upload_rate": "0"}).max_upload_rate == 0  # no limit
+    assert load_config(None, {"bind": "127.0.0.1:0"}).max_repair_rate == 0  # none unless set
+
+
+@pytest.mark.parametrize("key", ["max_upload_rate", "max_download_rate", "max_repair_rate"])
+@pytest.mark.parametrize("value", ["-1", "abc", -1, "4Q", "1.5.0M"])
+def test_a_bad_rate_is_one_message_wherever_it_comes_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: object
+) -> None:
+    said = re.compile(rf"{key}: '?{re.escape(str(value))}'? is not a rate \(bytes per second")
+    flags = {"bind": "127.0.0.1:0"}
+    with pytest.raises(ConfigError) as by_flag:
+        load_config(None, {**flags, key: value})
+    file = write(tmp_path, f"bind: 127.0.0.1:0\n{key}: {value}\n")
+    with pytest.raises(ConfigError) as by_file:
+        load_config(file, {})
+    monkeypatch.setenv(f"CHORDSHARE_{key.upper()}", str(value))
+    with pytest.raises(ConfigError) as by_env:
+        load_config(None, flags)
+    for bad in (by_flag, by_file, by_env):
+        message = str(bad.value)
+        assert "\n" not in message and said.search(message), message

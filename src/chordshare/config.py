@@ -9,7 +9,6 @@ advertised, and a loopback address is not advertised to a ring on other hosts.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,41 +29,12 @@ from chordshare.files.unfinished import DEFAULT_TTL as DEFAULT_UNFINISHED_TTL
 from chordshare.ids import DEFAULT_BITS
 from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES
 from chordshare.sharing.scrub import DEFAULT_RATE as DEFAULT_SCRUB_RATE
+from chordshare.sizes import parse_duration, parse_rate, parse_size
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 
 
 class ConfigError(Exception):
     """Settings that cannot be used; the message names the field and says why."""
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def parse_size(text: str | int) -> int:
-    """'500M', '10GiB', '4096' -> bytes; ValueError naming the text otherwise."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 4096, 500M, 10GiB)")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    power = _POWERS[unit[:1]]
-    return int(number * (1024**power if "i" in unit else 1000**power))
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str | float) -> float:
-    """'3600', '90s', '30m', '1h', '0.5' -> seconds; ValueError naming the text otherwise."""
-    if isinstance(text, int | float):
-        return float(text)
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration (examples: 90, 30s, 15m, 1h)")
-    return float(match.group(1)) * _SECONDS[(match.group(2) or "").lower()]
 
 
 API_PORT_OFFSET = 1000  # the API beside its node's peer port, so nodes can share a host
@@ -112,6 +82,21 @@ class NodeConfig(BaseSettings):
         ge=0,
         description="How long the chunks of a put cut off before its end are kept, counted "
         "in max_store, for its rerun to send only the rest (e.g. 90s, 30m, 1h); 0: not kept.",
+    )
+    max_upload_rate: int = Field(
+        0,
+        description="Most bytes per second the node sends for users' transfers (e.g. 4M); "
+        "0: no limit.",
+    )
+    max_download_rate: int = Field(
+        0,
+        description="Most bytes per second the node receives for users' transfers (e.g. "
+        "4M); 0: no limit.",
+    )
+    max_repair_rate: int = Field(
+        0,
+        description="Most bytes per second of repair and scrubbing, in and out together, "
+        "apart from users' transfers (e.g. 2M); 0: no limit.",
     )
     api: str = Field(
         "",
@@ -221,6 +206,11 @@ class NodeConfig(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return value if value in (None, "") else parse_duration(value)
+
+    @field_validator("max_upload_rate", "max_download_rate", "max_repair_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        return 0 if value in (None, "") else parse_rate(value)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

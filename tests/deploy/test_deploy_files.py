@@ -58,6 +58,9 @@ CONFIG_KEYS = {
     "share",
     "scrub_rate",
     "unfinished_put_ttl",
+    "max_upload_rate",
+    "max_download_rate",
+    "max_repair_rate",
     "log_level",
     "log_format",
 }

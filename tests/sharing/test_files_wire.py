@@ -112,7 +112,7 @@ class FakeFiles:
         return [i for i, d in enumerate(digests) if d not in self.chunks]
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]:
         try:
             found = [m for m in self.files.values() if m.sha256 == sha256]

@@ -84,7 +84,7 @@ class HeldFetches(FileService):
         self.streaming = 0
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]:
         self.streaming += 1
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ async def test_a_damaged_or_lost_chunk_is_healed_from_another_holder(
     for peer in (victim, holder):
         rot(peer, damaged)
     victim.store.chunks.path_for(lost).unlink()
+    users = [(p.rates.upload.moved, p.rates.download.moved) for p in peers]
 
     found = await victim.scrubber.scrub_pass()
     assert (found.checked_chunks, found.checked_bytes) == (4, 4 * CHUNK)
@@ -82,17 +84,25 @@ async def test_a_damaged_or_lost_chunk_is_healed_from_another_holder(
     assert (again.checked_chunks, again.bad) == (4, 0)
     assert victim.scrubber.counts.passes == 2
     assert victim.scrubber.counts.checked_bytes == 8 * CHUNK
+    # Its reads and heals were repair traffic, on both sides: no user's cap paid for them.
+    assert [(p.rates.upload.moved, p.rates.download.moved) for p in peers] == users
+    assert victim.rates.repair.moved >= (8 + 2) * CHUNK
+    assert sum(p.rates.repair.moved for p in peers if p is not victim) >= 2 * CHUNK
     registry = CollectorRegistry()
     registry.register(PeerCollector(victim))
     values = {
         line.split(" ")[0]: float(line.split(" ")[1])
         for line in generate_latest(registry).decode().splitlines()
-        if line.startswith("chordshare_scrub")
+        if line.startswith(("chordshare_scrub", "chordshare_rate_limit_bytes"))
     }
     assert values == {
         "chordshare_scrub_checked_bytes_total": 8 * CHUNK,
         'chordshare_scrub_bad_chunks_total{outcome="healed"}': 2,
         'chordshare_scrub_bad_chunks_total{outcome="unhealed"}': 0,
+        **{
+            f'chordshare_rate_limit_bytes_per_second{{traffic="{kind}"}}': 0
+            for kind in ("download", "repair", "upload")
+        },
     }
 
 
@@ -159,3 +169,19 @@ async def test_a_rate_of_zero_means_no_scrubber(net: PeerNetwork) -> None:
     assert (await net.start(scrub_rate=0)).scrubber is None
     with pytest.raises(ValueError, match="positive"):
         scrub.Scrubber(None, None, None, None, rate=0)  # type: ignore[arg-type]
+
+
+async def test_a_scrub_pass_keeps_to_the_repair_cap(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    """A repair cap below the scrub rate paces the scrubber's reads: 4 chunks of 128 KiB
+    at 256 kB/s take about two seconds, not the instant the scrub rate would allow."""
+    peer = await net.start(**BY_HAND, replicas=1, max_repair_rate=256_000)
+    await put_everywhere(net, files, tmp_path, [peer])
+    assert peer.scrubber is not None
+    started = time.monotonic()
+    found = await peer.scrubber.scrub_pass()
+    took = time.monotonic() - started
+    assert found.checked_bytes == 4 * CHUNK
+    assert 1.6 <= took < 15, took
+    assert peer.rates.repair.moved == 4 * CHUNK

@@ -20,7 +20,8 @@ from chordshare.files.names import BadName
 from chordshare.files.placement import file_key
 from chordshare.node.server import NodeSettings
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.peer import DataDirInUse, SharingPeer, SharingSettings
+from chordshare.sharing.peer import SharingPeer
+from chordshare.sharing.peer_setup import DataDirInUse, SharingSettings
 from chordshare.sharing.ring import NodeRing
 from chordshare.transport.files_grpc import GrpcFilePeer, GrpcFilePeers
 
@@ -296,9 +297,9 @@ class CountingPeer(GrpcFilePeer):
 
     peers: CountingPeers
 
-    def fetch_chunks(self, sha256: bytes, indexes: Sequence[int]):  # type: ignore[override]
+    def fetch_chunks(self, sha256: bytes, indexes: Sequence[int], repair: bool = False):  # type: ignore[override]
         self.peers.fetches += 1
-        return super().fetch_chunks(sha256, indexes)
+        return super().fetch_chunks(sha256, indexes, repair)
 
     async def find_file(self, name: str, inline_up_to: int = 0, owner_only: bool = False):  # type: ignore[override]
         found = await super().find_file(name, inline_up_to, owner_only)

@@ -112,10 +112,11 @@ def create_app(
     routes = RouteCache()  # the owners met by earlier requests
 
     def files() -> FileClient:
-        assert peer.peers is not None and peer.service is not None
+        others = peer.user_peers  # paced by the node's upload and download caps
+        assert others is not None and peer.service is not None
         chord = node()
         # What this node owns is stored here, not sent to itself over loopback gRPC.
-        peers = LocalFirst(chord.me.address, peer.service, peer.peers)
+        peers = LocalFirst(chord.me.address, peer.service, others)
         return FileClient(NodeRing(chord), peers, peer.settings.replicas, routes, peer.signer)
 
     def client() -> NodeClient:

@@ -43,15 +43,24 @@ class Clients:
             self._peers = GrpcFilePeers(health=transport.health, security=transport.security)
         return self._peers
 
-    def files(self, routes: RouteCache | None = None, signer: Signer | None = None) -> FileClient:
+    def files(
+        self, routes: RouteCache | None = None, signer: Signer | None = None, rate: float = 0
+    ) -> FileClient:
         """A FileClient whose lookups the node does; `routes`: the owners met before, kept
         by a face that makes many FileClients; `signer`: the publisher key its puts and
-        removals are signed with."""
+        removals are signed with; `rate`: the most bytes per second its transfers move,
+        sent and received together (0: no limit)."""
         from chordshare.files.placement import DEFAULT_REPLICAS
         from chordshare.sharing.client import FileClient
         from chordshare.sharing.ring import RemoteRing
+        from chordshare.transport.files import FilePeers
 
-        return FileClient(RemoteRing(self.node), self.peers, DEFAULT_REPLICAS, routes, signer)
+        peers: FilePeers = self.peers
+        if rate:
+            from chordshare.sharing.throttle import PacedPeers, Throttle
+
+            peers = PacedPeers(self.peers, Throttle(rate))
+        return FileClient(RemoteRing(self.node), peers, DEFAULT_REPLICAS, routes, signer)
 
     async def close(self) -> None:
         if self._peers is not None:

@@ -35,6 +35,24 @@ if TYPE_CHECKING:
     from chordshare.files.unfinished import Resume
     from chordshare.sharing.client import NetworkFile
 
+LimitRateOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Most bytes per second this transfer moves, e.g. 500K, 4M or 1MiB; 0: no limit "
+        "(the default)."
+    ),
+]
+
+
+def _rate(text: str | None) -> float:
+    """--limit-rate as bytes per second (0: none); a bad one ends the command in one line."""
+    from chordshare.sizes import parse_rate
+
+    try:
+        return 0 if text is None else parse_rate(text)
+    except ValueError as err:
+        fail(f"--limit-rate: {err}")
+
 
 def put(
     file: Annotated[Path, typer.Argument(help="The local file to share.")],
@@ -46,12 +64,14 @@ def put(
         bool, typer.Option(help="Replace a file of that name that has other bytes.")
     ] = False,
     identity: IdentityOption = None,
+    limit_rate: LimitRateOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Store a file in the network (on its owner and the owner's successors), signed with
     your publisher key: only that key can replace or remove it."""
     from chordshare.faces.transfers import put_source, transfer_bar
 
+    rate = _rate(limit_rate)
     try:
         size = put_source(file)
         check_new_name(name if name is not None else file.name)
@@ -68,7 +88,7 @@ def put(
 
     async def go(clients: Clients) -> "PutOutcome":
         with bar:
-            files = clients.files(signer=signer)
+            files = clients.files(signer=signer, rate=rate)
             return await files.put(file, name, replace=replace, progress=advance, resumed=resumed)
 
     outcome = run(connected(node, go))
@@ -88,15 +108,17 @@ def get(
         Path | None, typer.Option("-o", "--output", help="Where to write (default: ./NAME).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite a file that is there already.")] = False,
+    limit_rate: LimitRateOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Download a file, pulling its chunks from every holder at once; resumes if stopped."""
     from chordshare.faces.transfers import destination, transfer_bar
 
+    rate = _rate(limit_rate)
     writing: list[Path] = []  # where, once known: an interrupted get says what it kept
 
     async def go(clients: Clients) -> dict[str, Any]:
-        files = clients.files()
+        files = clients.files(rate=rate)
         found: NetworkFile = await files.find(target)
         path = destination(found.manifest, output, force)
         writing.append(path)

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.peer import SharingPeer
+from chordshare.sharing.throttle import NodeRates
 from chordshare.transport.stats import CallStats
 
 
@@ -101,6 +102,7 @@ class PeerCollector(Collector):
             served.add_metric(["out"], peer.service.bytes_served)
             served.add_metric(["in"], peer.service.bytes_received)
             yield served
+        yield from _rate_metrics(peer.rates)
         if peer.scrubber is not None:
             counts = peer.scrubber.counts
             yield CounterMetricFamily(
@@ -140,6 +142,32 @@ class PeerCollector(Collector):
             "Nodes on the ring, estimated from the spacing of the successor list",
             value=ring_size_estimate(peer),
         )
+
+
+def _rate_metrics(rates: NodeRates) -> Iterator[Metric]:
+    """The node's caps (`--max-upload-rate`, ...), what moved under each, and how long
+    transfers waited for them."""
+    kinds = sorted(rates.by_kind().items())
+    limits = GaugeMetricFamily(
+        "chordshare_rate_limit_bytes_per_second",
+        "The node's cap on file bytes per second, by traffic (0: no limit)",
+        labels=["traffic"],
+    )
+    moved = CounterMetricFamily(
+        "chordshare_rate_limited_bytes",
+        "File bytes moved under each of the node's caps, by traffic",
+        labels=["traffic"],
+    )
+    waited = CounterMetricFamily(
+        "chordshare_rate_limit_wait_seconds",
+        "Seconds transfers waited for the node's caps, summed over transfers, by traffic",
+        labels=["traffic"],
+    )
+    for kind, throttle in kinds:
+        limits.add_metric([kind], throttle.rate)
+        moved.add_metric([kind], throttle.moved)
+        waited.add_metric([kind], throttle.waited)
+    yield from (limits, moved, waited)
 
 
 def _rpc_metrics(stats: CallStats) -> Iterator[Metric]:

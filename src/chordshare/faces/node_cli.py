@@ -79,6 +79,28 @@ def node(
             "--max-store) for its rerun to send only the rest, e.g. 30m; default 1h; 0: not kept."
         ),
     ] = None,
+    max_upload_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes per second this node sends for users' transfers (chunks it "
+            "serves to gets, uploads it sends on, a put's copies), e.g. 4M; 0: no limit "
+            "(the default)."
+        ),
+    ] = None,
+    max_download_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes per second this node receives for users' transfers (puts, a "
+            "put's copies, its API's gets), e.g. 4M; 0: no limit (the default)."
+        ),
+    ] = None,
+    max_repair_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most bytes per second of repair and scrubbing, sent, received and read "
+            "together, apart from users' transfers, e.g. 2M; 0: no limit (the default)."
+        ),
+    ] = None,
     replicas: Annotated[
         int | None,
         typer.Option(
@@ -178,7 +200,7 @@ def node(
     from chordshare.faces.serve import api_settings, default_data_dir, open_doors, serve
     from chordshare.node.runtime import JoinError
     from chordshare.node.server import NodeFailed, NodeSettings, StartError
-    from chordshare.sharing.peer import DataDirInUse, SharingSettings
+    from chordshare.sharing.peer_setup import DataDirInUse, SharingSettings
     from chordshare.storage.catalog import CatalogDamaged, CatalogUnusable
     from chordshare.transport.security import PeerSecurity, SecurityError
 
@@ -195,6 +217,9 @@ def node(
         "share_replicate": share_replicate,
         "scrub_rate": scrub_rate,
         "unfinished_put_ttl": unfinished_put_ttl,
+        "max_upload_rate": max_upload_rate,
+        "max_download_rate": max_download_rate,
+        "max_repair_rate": max_repair_rate,
         "replicas": replicas,
         "api": api,
         "api_cache": api_cache,
@@ -230,6 +255,9 @@ def node(
         cache_bytes=conf.api_cache,
         share_replicate=conf.share_replicate,
         unfinished_put_ttl=conf.unfinished_put_ttl,
+        max_upload_rate=conf.max_upload_rate,
+        max_download_rate=conf.max_download_rate,
+        max_repair_rate=conf.max_repair_rate,
         # A flag only, not a setting of the file or the environment: a one-off step for
         # one start, not a way to run.
         recover_data=recover_data,

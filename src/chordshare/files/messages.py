@@ -70,6 +70,9 @@ class PutHeader:
     legacy_name: bool = False
     # A replica's lineage (`files.lineage`): the versions it replaced. None: not known.
     ancestry: Ancestry | None = None
+    # A replica pushed by repair, a handoff or a stand-in copy (not a put's own copy to the
+    # successors): paced by the receiver's repair cap, not its cap for users' transfers.
+    repair: bool = False
 
 
 @dataclass(frozen=True, slots=True)

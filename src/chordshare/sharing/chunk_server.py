@@ -23,6 +23,7 @@ from chordshare.files.ownership import refuse_unless_owner
 from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.throttle import Throttle
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.chunks import ChunkError
@@ -51,8 +52,10 @@ class ChunkServer:
         self.cache = cache
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], throttle: Throttle
     ) -> AsyncIterator[tuple[int, bytes]]:
+        """The chunks asked for, each sent once `throttle` lets its bytes go (the stream is
+        one flow of it)."""
         stored = self.store.by_sha256(sha256)
         from_cache: DownloadCache | None = None
         if stored:
@@ -73,6 +76,7 @@ class ChunkServer:
                 raise FileError(Refusal.INVALID_ARGUMENT, f"no chunk {index} in that file")
         # One chunk read ahead: the next is read from disk while this one is sent.
         reading: asyncio.Task[bytes] | None = None
+        flow = object()
         try:
             for position, index in enumerate(indexes):
                 if reading is None:
@@ -88,8 +92,10 @@ class ChunkServer:
                 if position + 1 < len(indexes):
                     following = indexes[position + 1]
                     reading = asyncio.create_task(asyncio.to_thread(read, manifest, following))
+                await throttle.take(flow, len(data))
                 yield index, data
         finally:
+            throttle.forget(flow)
             if reading is not None:
                 reading.cancel()
 

@@ -9,45 +9,49 @@ scrubber (`scrub.py`) reads the stored chunks again, slowly, and heals a damaged
 another holder. The download cache (`download_cache.py`) keeps the files the node fetched
 for its REST API, serves them to other getters and announces them (at once when a file is
 cached or evicted); with `share_replicate`, the shared folder's files are put into the ring
-too (`shared_copies.py`).
+too (`shared_copies.py`). File bytes move under the node's caps (`throttle.NodeRates`): users'
+transfers under the upload and download caps, repair and scrubbing under the repair cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from chordshare.files.manifest import Manifest
-from chordshare.files.placement import DEFAULT_REPLICAS, file_key
+from chordshare.files.placement import file_key
 from chordshare.files.publisher import Signer
-from chordshare.files.unfinished import DEFAULT_TTL as UNFINISHED_TTL
 from chordshare.files.unfinished import sweep_every
 from chordshare.node import shortage
 from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
 from chordshare.sharing.client import FileClient
-from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES, DownloadCache
+from chordshare.sharing.download_cache import DownloadCache
+from chordshare.sharing.peer_setup import (
+    IDENTITY_FILE,
+    SharingSettings,
+    first_missing,
+    lock_data_dir,
+)
 from chordshare.sharing.publishing import Publisher
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing, Placements
-from chordshare.sharing.scrub import DEFAULT_RATE, FIRST_PASS_AFTER, Scrubber
+from chordshare.sharing.scrub import Scrubber
 from chordshare.sharing.service import FileService
 from chordshare.sharing.shared_copies import SharedCopies
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.throttle import NodeRates, PacedPeers, paced_fetcher
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.identity import load_or_create
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
-from chordshare.transport.files import LocalFirst, chunk_fetcher
+from chordshare.transport.files import FilePeers, LocalFirst, chunk_fetcher
 from chordshare.transport.files_grpc import GrpcFilePeers
 from chordshare.transport.files_servicer import FILES_SERVICE_NAME, serving_files
 
@@ -55,53 +59,6 @@ log = logging.getLogger(__name__)
 
 TICK = 0.25  # how often the sharing loop looks at the node's neighbours
 BATCH_WINDOW = 0.05  # how long a just-stored file waits for others to copy it with
-
-
-IDENTITY_FILE = "publisher.pem"
-
-
-class DataDirInUse(Exception):
-    """Another running node already uses this data directory."""
-
-
-@dataclass(frozen=True, slots=True)
-class SharingSettings:
-    data_dir: Path
-    max_store: int | None = None
-    share: Path | None = None
-    replicas: int = DEFAULT_REPLICAS
-    repair_period: float = 10.0
-    republish: float = 30.0
-    scrub_rate: float = DEFAULT_RATE  # bytes per second the scrubber reads; 0: no scrubbing
-    scrub_first_after: float = FIRST_PASS_AFTER
-    recover_data: bool = False  # a damaged catalog is set aside instead of stopping the start
-    admin_keys: frozenset[bytes] = frozenset()  # may replace or remove any file
-    cache_bytes: int = DEFAULT_CACHE_BYTES  # the most the download cache keeps; 0: nothing
-    share_replicate: bool = False  # the shared folder's files are put into the ring too
-    unfinished_put_ttl: float = UNFINISHED_TTL  # seconds a cut-off put's chunks are kept
-
-
-def lock_data_dir(data_dir: Path) -> int:
-    """Hold an exclusive lock on the directory for the life of the process: two nodes
-    writing one catalog would corrupt each other's view of it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise DataDirInUse(f"--data-dir {data_dir} is in use by another running node") from None
-    return fd
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The outermost of path and its parents that does not exist yet, if any."""
-    missing = None
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
 
 
 class SharingPeer:
@@ -132,6 +89,17 @@ class SharingPeer:
         self._task: asyncio.Task[None] | None = None
         self.scrubber: Scrubber | None = None
         self.signer: Signer  # loaded by start, from the data directory
+        self.rates = NodeRates.of(
+            settings.max_upload_rate, settings.max_download_rate, settings.max_repair_rate
+        )
+
+    @property
+    def user_peers(self) -> FilePeers | None:
+        """The other nodes as this node's own users' transfers reach them (its REST API):
+        what it sends paced by its upload cap, what it receives by its download cap."""
+        if self.peers is None:
+            return None
+        return PacedPeers(self.peers, send=self.rates.upload, receive=self.rates.download)
 
     def _file_service(self, node: ChordNode) -> FileService:
         """Put the node's file parts together, each handed what it needs: what the node
@@ -154,6 +122,7 @@ class SharingPeer:
             # Once its predecessor has stayed the same for two repair periods, the nodes
             # that held this node's keys before have handed them over.
             may_be_new=lambda: self._predecessor_age(node) <= settled,
+            rates=self.rates,
         )
         self.publisher = Publisher(
             self.store,
@@ -177,6 +146,7 @@ class SharingPeer:
             announcer=self.replicator,
             cache=self.cache,
             unfinished_ttl=self.settings.unfinished_put_ttl,
+            rates=self.rates,
         )
         service.on_change(self._note_change)
         node.on_leaving(self._handoff)
@@ -185,10 +155,11 @@ class SharingPeer:
             self.scrubber = Scrubber(
                 self.store,
                 self._other_holders,
-                chunk_fetcher(self.peers),
+                paced_fetcher(chunk_fetcher(self.peers, repair=True), self.rates.repair),
                 self.server.tasks,
                 self.settings.scrub_rate,
                 self.settings.scrub_first_after,
+                repair=self.rates.repair,
             )
         return service
 
@@ -242,7 +213,7 @@ class SharingPeer:
         cannot join removes the one it created."""
         self.server.bind()
         data_dir = self.settings.data_dir
-        created = _first_missing(data_dir)  # what a failed start must remove again
+        created = first_missing(data_dir)  # what a failed start must remove again
         try:
             self._lock_fd = lock_data_dir(data_dir)
             self.store = NodeStore(
@@ -260,6 +231,9 @@ class SharingPeer:
             raise
         self._task = self.server.tasks.start(self._loop(node), "sharing")
         self.server.tasks.start(self._sweep_unfinished(), "unfinished puts")
+        caps = [f"{kind} {t.rate:,.0f} B/s" for kind, t in self.rates.by_kind().items() if t.rate]
+        if caps:
+            log.info("rate limits: %s", ", ".join(caps))
         if self.scrubber is not None:
             self.scrubber.start()
         if self.shared is not None and self.settings.share_replicate:

@@ -39,6 +39,7 @@ from chordshare.ids import IdSpace
 from chordshare.node.tasks import NodeTasks
 from chordshare.sharing.ring import Placement, Placements
 from chordshare.sharing.stand_in import stand_in_copies
+from chordshare.sharing.throttle import NodeRates
 from chordshare.sharing.version_book import VersionBook
 from chordshare.storage.store import NodeStore
 from chordshare.transport.base import PeerError
@@ -83,6 +84,7 @@ class Replicator:
         replicas: int,
         tasks: NodeTasks,
         may_be_new: Callable[[], bool] = lambda: True,
+        rates: NodeRates | None = None,
     ) -> None:
         self.book = book
         self.tasks = tasks  # the node's: the copies a put leaves running are among them
@@ -96,6 +98,8 @@ class Replicator:
         # Whether this node may still be new to its keys (its predecessor changed lately):
         # only then does a first put of a name ask the other holders for theirs.
         self.may_be_new = may_be_new
+        # Repair pushes go under the repair cap; a put's own copies under the upload cap.
+        self.rates = rates if rates is not None else NodeRates()
 
     def _placement(self, fresh: bool) -> Placement:
         return self.placements.get(fresh)
@@ -247,10 +251,13 @@ class Replicator:
         manifest: Manifest,
         at_hand: Mapping[int, bytes] | None = None,
         ancestry: Ancestry | None = None,
+        repair: bool = True,
     ) -> PutOutcome:
         """Copy a file to a peer, sending only the chunks it lacks (not asked for a one-chunk
         file: the question would cost as much as the answer saves). Chunks come from
-        `at_hand` when given (a small put, copied while it commits here), else from the store."""
+        `at_hand` when given (a small put, copied while it commits here), else from the store.
+        `repair`: a repair push, paced as repair traffic on both sides; else a put's own
+        copy, paced as a user's transfer."""
         if len(manifest.chunks) > 1:
             missing = set(await self.peers.at(address).missing_chunks(manifest.chunks))
         else:
@@ -261,8 +268,11 @@ class Replicator:
             else self._stored_chunks(manifest, missing)
         )
         legacy = is_legacy_name(manifest.name)  # held, so stored before the new-name rule
-        header = PutHeader(manifest, replica=True, legacy_name=legacy, ancestry=ancestry)
-        return await self.peers.at(address).put_file(header, chunks)
+        header = PutHeader(
+            manifest, replica=True, legacy_name=legacy, ancestry=ancestry, repair=repair
+        )
+        throttle = self.rates.repair if repair else self.rates.upload
+        return await self.peers.at(address).put_file(header, throttle.paced(chunks))
 
     async def _stored_chunks(
         self, manifest: Manifest, indexes: set[int]
@@ -331,7 +341,7 @@ class Replicator:
         if not self.rooms.may_push(address, manifest.size, time.monotonic()):
             return False  # no room there for it (the next successor has it, or repair)
         try:
-            outcome = await self.push(address, manifest, copy.at_hand, copy.ancestry)
+            outcome = await self.push(address, manifest, copy.at_hand, copy.ancestry, repair=False)
         except (PeerError, FileError) as err:
             if isinstance(err, FileError):
                 self._refused(address, err)

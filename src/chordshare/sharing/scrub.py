@@ -8,9 +8,11 @@ versions, and the node still holds the version.
 
 The scrubber goes over every file stored here, chunk by chunk, and reads each chunk file
 again (in a thread, paced to `rate` bytes per second so that puts and gets keep most of the
-disk). A chunk that no longer matches its hash, or has gone missing, is fetched from
-another holder of the file (the key's holders, and peers sharing the same bytes in place),
-checked, and written back in place atomically. If no holder can give it, a damaged copy is
+disk). What it reads, and what it fetches to heal, is also under the node's repair cap,
+shared fairly with repair pushes: together they never take more than that cap, and neither
+starves the other. A chunk that no longer matches its hash, or has gone missing, is fetched
+from another holder of the file (the key's holders, and peers sharing the same bytes in
+place), checked, and written back in place atomically. If no holder can give it, a damaged copy is
 dropped, as a put that meets one drops it: the next put of those bytes then sends the chunk
 again, and the next pass here tries again. Chunks of 64 KiB or less live in the catalog
 (SQLite) and are not scrubbed.
@@ -29,6 +31,7 @@ from typing import Any, TypeVar
 from chordshare.files.manifest import Manifest
 from chordshare.node import shortage
 from chordshare.node.tasks import NodeTasks
+from chordshare.sharing.throttle import Throttle
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore
 from chordshare.transport.files import ChunkFetcher
@@ -71,6 +74,7 @@ class Scrubber:
         tasks: NodeTasks,
         rate: float = DEFAULT_RATE,
         first_pass_after: float = FIRST_PASS_AFTER,
+        repair: Throttle | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("the scrub rate must be positive")
@@ -80,6 +84,7 @@ class Scrubber:
         self.tasks = tasks
         self.rate = rate
         self.first_pass_after = first_pass_after
+        self.repair = repair if repair is not None else Throttle()  # the node's repair cap
         self.counts = ScrubCounts()
         self._task: asyncio.Task[None] | None = None
         self._threads: set[asyncio.Future[Any]] = set()
@@ -123,7 +128,23 @@ class Scrubber:
         """One pass over every chunk file the files stored here use; returns what this
         pass found (the totals are in `counts`)."""
         found = ScrubCounts(passes=1)
-        paced = _Pacer(self.rate)
+        flow = object()  # this pass, as one flow under the repair cap
+        try:
+            await self._pass(found, _Pacer(self.rate), flow)
+        finally:
+            self.repair.forget(flow)
+        self.counts.add(found)
+        if found.bad:
+            log.warning(
+                "scrub: %d of %d chunks were damaged or missing; %d healed, %d not",
+                found.bad,
+                found.checked_chunks,
+                found.healed,
+                found.unhealed,
+            )
+        return found
+
+    async def _pass(self, found: ScrubCounts, paced: _Pacer, flow: object) -> None:
         seen: set[bytes] = set()
         for manifest in await self._in_thread(self.store.manifests):
             for index, digest in enumerate(manifest.chunks):
@@ -145,16 +166,7 @@ class Scrubber:
                         if state == "damaged":
                             await self._in_thread(self.store.drop_chunk, digest)
                 await paced.after(length)
-        self.counts.add(found)
-        if found.bad:
-            log.warning(
-                "scrub: %d of %d chunks were damaged or missing; %d healed, %d not",
-                found.bad,
-                found.checked_chunks,
-                found.healed,
-                found.unhealed,
-            )
-        return found
+                await self.repair.take(flow, length)
 
     def _check(self, digest: bytes) -> str:
         """'good', 'damaged' or 'missing' for a chunk file; 'elsewhere' for a chunk the

@@ -33,6 +33,7 @@ from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
+from chordshare.sharing.throttle import NodeRates
 from chordshare.sharing.traffic import Traffic
 from chordshare.sharing.version_book import Listener, VersionBook
 from chordshare.storage.store import NodeStore
@@ -64,6 +65,7 @@ class FileService:
         cache: DownloadCache | None = None,
         clock: Callable[[], float] = time.time,
         unfinished_ttl: float = DEFAULT_TTL,
+        rates: NodeRates | None = None,
     ) -> None:
         self.address = address
         self.store = store
@@ -76,6 +78,7 @@ class FileService:
         )
         self.server = ChunkServer(store, self.book, self.soft, self.traffic, shared, owns, cache)
         self.announcer = announcer
+        self.rates = rates if rates is not None else NodeRates()
 
     @property
     def leaving(self) -> bool:
@@ -110,15 +113,20 @@ class FileService:
         chunks: AsyncIterable[tuple[int, bytes]],
         trailer: Callable[[], Manifest] | None = None,
     ) -> PutOutcome:
-        return await self.puts.put(header, chunks, trailer)
+        """Received under the node's download cap: a client's put, or a put's own copy
+        from its owner; a repair push under the repair cap."""
+        throttle = self.rates.repair if header.replica and header.repair else self.rates.download
+        return await self.puts.put(header, throttle.paced(chunks), trailer)
 
     async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
         return await self.server.missing_chunks(digests)
 
     def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]:
-        return self.server.fetch_chunks(sha256, indexes)
+        """Served under the node's upload cap, or its repair cap for a scrubber's heal."""
+        throttle = self.rates.repair if repair else self.rates.upload
+        return self.server.fetch_chunks(sha256, indexes, throttle)
 
     async def find_file(
         self, name: str, inline_up_to: int = 0, owner_only: bool = False

@@ -45,8 +45,11 @@ class FileAnswerer(Protocol):
     async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]: ...
 
     def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
-    ) -> AsyncIterator[tuple[int, bytes]]: ...
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The chunks asked for; `repair`: asked to heal a damaged copy (scrubbing), not for
+        a user's get, so the serving node counts them as repair traffic."""
+        ...
 
     async def find_file(
         self, name: str, inline_up_to: int = 0, owner_only: bool = False
@@ -94,13 +97,14 @@ order, possibly fewer than asked; raises PeerError or FileError when the peer fa
 download and the scrubber take."""
 
 
-def chunk_fetcher(peers: FilePeers) -> ChunkFetcher:
-    """The chunk streams of `peers`, as a function of the holder's address."""
+def chunk_fetcher(peers: FilePeers, repair: bool = False) -> ChunkFetcher:
+    """The chunk streams of `peers`, as a function of the holder's address; `repair`: for
+    healing a damaged copy, not for a user's get."""
 
     def fetch(
         address: str, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]:
-        return peers.at(address).fetch_chunks(sha256, indexes)
+        return peers.at(address).fetch_chunks(sha256, indexes, repair)
 
     return fetch
 

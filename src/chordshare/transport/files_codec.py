@@ -115,6 +115,7 @@ def put_header_to_pb(header: PutHeader) -> pb.PutHeader:
         manifest_last=header.manifest_last,
         legacy_name=header.legacy_name,
         ancestry=encode_ancestry(header.ancestry),
+        repair=header.repair,
     )
 
 
@@ -132,6 +133,7 @@ def put_header_from_pb(msg: pb.PutHeader) -> PutHeader:
         manifest_last=msg.manifest_last,
         legacy_name=msg.legacy_name,
         ancestry=_ancestry(msg, f"the lineage of {msg.manifest.name!r}"),
+        repair=msg.replica and msg.repair,  # a client's put is a user's transfer
     )
 
 
@@ -188,13 +190,13 @@ def missing_from_pb(msg: pb.MissingChunksReply, asked: int) -> list[int]:
     return missing
 
 
-def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int]) -> pb.FetchRequest:
-    return pb.FetchRequest(sha256=sha256, indexes=list(indexes))
+def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int], repair: bool) -> pb.FetchRequest:
+    return pb.FetchRequest(sha256=sha256, indexes=list(indexes), repair=repair)
 
 
-def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int]]:
+def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int], bool]:
     at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
-    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes)
+    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes), msg.repair
 
 
 # Finding.

@@ -263,7 +263,7 @@ class GrpcFilePeer:
         return self._read(lambda: codec.missing_from_pb(reply, len(digests)))
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Yield the asked chunks as they arrive, each chunk's data a read-only view into
         the message it came in (`chunk_wire`). Close the generator (or cancel its task) to
@@ -272,7 +272,7 @@ class GrpcFilePeer:
         started = time.monotonic()
         first = True
         call = self.peers.chunk_calls(self.address).fetch_chunks(
-            codec.fetch_request_to_pb(sha256, indexes)
+            codec.fetch_request_to_pb(sha256, indexes, repair)
         )
         try:
             try:

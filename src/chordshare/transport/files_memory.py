@@ -104,10 +104,10 @@ class MemoryFilePeer:
         return await (await self._target()).missing_chunks(digests)
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]:
         service = await self._target()
-        stream = service.fetch_chunks(sha256, indexes)
+        stream = service.fetch_chunks(sha256, indexes, repair)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for chunk in stream:
                 yield chunk

@@ -270,12 +270,14 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def FetchChunks(
         self, request: pb.FetchRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        sha256, indexes = await _decode(context, lambda: codec.fetch_request_from_pb(request))
+        sha256, indexes, repair = await _decode(
+            context, lambda: codec.fetch_request_from_pb(request)
+        )
         try:
             with self.fetches.slot(peer_host(context.peer())):
                 # Closed on every exit (a cancelled call included) so the service releases
                 # its files.
-                stream = self.service.fetch_chunks(sha256, indexes)
+                stream = self.service.fetch_chunks(sha256, indexes, repair)
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for index, data in stream:
                         if not await _sent(context, Chunk(index, data)):

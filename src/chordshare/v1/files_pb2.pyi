@@ -27,7 +27,7 @@ class Manifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., chunks: _Optional[_Iterable[bytes]] = ..., created: _Optional[float] = ..., publisher: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class PutHeader(_message.Message):
-    __slots__ = ("manifest", "replace", "replica", "owner_only", "manifest_last", "legacy_name", "ancestry")
+    __slots__ = ("manifest", "replace", "replica", "owner_only", "manifest_last", "legacy_name", "ancestry", "repair")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class PutHeader(_message.Message):
     MANIFEST_LAST_FIELD_NUMBER: _ClassVar[int]
     LEGACY_NAME_FIELD_NUMBER: _ClassVar[int]
     ANCESTRY_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
     replace: bool
     replica: bool
@@ -42,7 +43,8 @@ class PutHeader(_message.Message):
     manifest_last: bool
     legacy_name: bool
     ancestry: bytes
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ..., manifest_last: _Optional[bool] = ..., legacy_name: _Optional[bool] = ..., ancestry: _Optional[bytes] = ...) -> None: ...
+    repair: bool
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., replace: _Optional[bool] = ..., replica: _Optional[bool] = ..., owner_only: _Optional[bool] = ..., manifest_last: _Optional[bool] = ..., legacy_name: _Optional[bool] = ..., ancestry: _Optional[bytes] = ..., repair: _Optional[bool] = ...) -> None: ...
 
 class PutChunk(_message.Message):
     __slots__ = ("index", "data")
@@ -91,12 +93,14 @@ class MissingChunksReply(_message.Message):
     def __init__(self, missing: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("sha256", "indexes")
+    __slots__ = ("sha256", "indexes", "repair")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     INDEXES_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
     sha256: bytes
     indexes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sha256: _Optional[bytes] = ..., indexes: _Optional[_Iterable[int]] = ...) -> None: ...
+    repair: bool
+    def __init__(self, sha256: _Optional[bytes] = ..., indexes: _Optional[_Iterable[int]] = ..., repair: _Optional[bool] = ...) -> None: ...
 
 class ChunkData(_message.Message):
     __slots__ = ("index", "data")
