@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.files.links import LINK_GRACE
 from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.files.publisher import parse_key_text
 from chordshare.files.unfinished import DEFAULT_TTL as DEFAULT_UNFINISHED_TTL
@@ -82,6 +83,12 @@ class NodeConfig(BaseSettings):
         ge=0,
         description="How long the chunks of a put cut off before its end are kept, counted "
         "in max_store, for its rerun to send only the rest (e.g. 90s, 30m, 1h); 0: not kept.",
+    )
+    link_grace: float = Field(
+        LINK_GRACE,
+        ge=0,
+        description="How long a version a replace or removal took its name from is kept, "
+        "counted in max_store, so that links to it keep working (e.g. 24h); 0: not kept.",
     )
     max_upload_rate: int = Field(
         0,
@@ -202,7 +209,7 @@ class NodeConfig(BaseSettings):
     def _size(cls, value: Any) -> Any:
         return None if value in (None, "") else parse_size(value)
 
-    @field_validator("unfinished_put_ttl", mode="before")
+    @field_validator("unfinished_put_ttl", "link_grace", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return value if value in (None, "") else parse_duration(value)

@@ -58,6 +58,7 @@ CONFIG_KEYS = {
     "share",
     "scrub_rate",
     "unfinished_put_ttl",
+    "link_grace",
     "max_upload_rate",
     "max_download_rate",
     "max_repair_rate",

@@ -40,6 +40,7 @@ from chordshare.faces.api_download import Downloads
 from chordshare.faces.api_errors import ApiError, document_errors, install_error_handlers
 from chordshare.faces.api_files import file_routes
 from chordshare.faces.api_limits import ApiLimits, LimitedServer
+from chordshare.faces.api_links import link_routes
 from chordshare.faces.api_node import DASHBOARD, leave_routes, node_routes
 from chordshare.faces.api_ring import ring_routes
 from chordshare.faces.api_routing import ApiRoute, allowed_methods
@@ -133,6 +134,8 @@ def create_app(
     bits = peer.server.node.space.bits if peer.server.node else peer.server.settings.bits
     app.include_router(ring_routes(access, bits, cache))
     app.include_router(file_routes(access, stored, served))
+    token_needed = peer.server.settings.security.token is not None
+    app.include_router(link_routes(access, served, token_needed))
     app.include_router(leave_routes(access))
     app.include_router(seed_routes(access, stored, served))
     app.include_router(node_routes(access, registry_for(peer)))

@@ -34,13 +34,14 @@ from chordshare.faces.api_conditional import (
 )
 from chordshare.faces.api_errors import error_response
 from chordshare.faces.api_inputs import Conditions
+from chordshare.files.links import Link
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import local_name
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.ranges import stream_span
-from chordshare.transport.files import chunk_fetcher
+from chordshare.transport.files import chunk_fetcher, exact_fetcher
 
 OCTETS = "application/octet-stream"
 READ_PIECE = 256 * 1024
@@ -149,14 +150,20 @@ class Downloads:
         self.cache = cache
 
     async def answer(
-        self, target: str, asked: Conditions | None = None, method: str = "GET"
+        self,
+        target: str,
+        asked: Conditions | None = None,
+        method: str = "GET",
+        link: Link | None = None,
     ) -> Response:
-        """The answer to a GET or HEAD of a file, with the request's conditions."""
+        """The answer to a GET or HEAD of a file, with the request's conditions; with
+        `link`, of the exact bytes it names (`files.links`)."""
         asked = asked or Conditions(
             range=None, if_range=None, if_none_match=None, if_modified_since=None
         )
         sharing = self.files()
-        found = await sharing.find(target)
+        found = await (sharing.find_link(link) if link is not None else sharing.find(target))
+        exact = link is not None
         size = found.manifest.size
         validators = _validators(found)
         if not_modified(validators, asked.if_none_match, asked.if_modified_since):
@@ -182,12 +189,12 @@ class Downloads:
         fd = self.cache.open(validators.opaque)
         sources: dict[str, int] | None = {}
         if fd is None and whole:
-            sources = await self.cache.fetch(found.manifest, self._fetcher(sharing, found))
+            sources = await self.cache.fetch(found.manifest, self._fetcher(sharing, found, exact))
             fd = self.cache.open(validators.opaque)
         if fd is not None:
             pieces = _read(fd, span)
         else:
-            pieces = self._from_holders(sharing, found, span)
+            pieces = self._from_holders(sharing, found, span, exact)
             sources = None
         reply = {**_headers(found, sources), **partial, "Content-Length": str(span.length)}
         return StreamingResponse(
@@ -196,18 +203,21 @@ class Downloads:
 
     @staticmethod
     def _fetcher(
-        sharing: FileClient, found: NetworkFile
+        sharing: FileClient, found: NetworkFile, exact: bool
     ) -> Callable[[Path], Awaitable[dict[str, int]]]:
         async def download(path: Path) -> dict[str, int]:
-            return (await sharing.get(found.manifest.name, path, found=found)).sources
+            return (await sharing.get(found.manifest.name, path, found=found, exact=exact)).sources
 
         return download
 
     @staticmethod
-    def _from_holders(sharing: FileClient, found: NetworkFile, span: Span) -> AsyncIterator[bytes]:
+    def _from_holders(
+        sharing: FileClient, found: NetworkFile, span: Span, exact: bool
+    ) -> AsyncIterator[bytes]:
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{found.manifest.name}: no holder serves it now")
-        fetch = chunk_fetcher(sharing.peers)
+        peers = sharing.peers
+        fetch = exact_fetcher(peers, found.manifest.id) if exact else chunk_fetcher(peers)
         holders = list(found.holders)
         if found.inline is not None:
             # The bytes came with the answer: checked like fetched chunks, asked of nobody.

@@ -108,6 +108,16 @@ class NetworkFiles(Shape):
     files: list[HeldFile]
 
 
+class LinkInfo(FileInfo):
+    link: str = Field(description="chordshare://<manifest id>/<name>?via=HOST:PORT&...")
+    manifest_id: str = Field(
+        pattern=SHA256_HEX, description="The id of the manifest the link names: exact bytes."
+    )
+    needs_cluster_token: bool = Field(
+        description="The network asks for a cluster token: whoever opens the link needs it."
+    )
+
+
 class Match(Shape):
     name: str
     size: int = Field(ge=0)

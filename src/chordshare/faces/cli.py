@@ -27,6 +27,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "demo": tools_cli.demo,
     "put": files_cli.put,
     "get": files_cli.get,
+    "link": files_cli.link,
     "search": files_cli.search,
     "ls": files_cli.list_files,
     "rm": files_cli.rm,

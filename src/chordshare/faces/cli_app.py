@@ -11,7 +11,7 @@ unreachable peer), never as a traceback. Every read command takes --json for scr
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -122,6 +122,22 @@ def print_json(value: Any) -> None:
     import json  # only --json needs it
 
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+async def connected_any(addresses: Sequence[str], use: Callable[[Clients], Awaitable[T]]) -> T:
+    """`connected` through the first of addresses that answers (a link's nodes)."""
+    failure: PeerError | ValueError | None = None
+    for address in addresses:
+        try:
+            clients = await Clients.open(node_address(address), client_security())
+        except (PeerError, ValueError) as err:
+            failure = err
+            continue
+        await clients.close()
+        return await connected(address, use)
+    if isinstance(failure, PeerError):
+        fail(unreachable(failure))
+    fail(str(failure or "no node to ask"))
 
 
 async def connected(address: str, use: Callable[[Clients], Awaitable[T]]) -> T:

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chordshare.faces.cli_app import JsonOption, NodeOption, connected, fail, print_json
+from chordshare.faces.cli_app import (
+    JsonOption,
+    NodeOption,
+    client_security,
+    connected,
+    connected_any,
+    fail,
+    print_json,
+)
 from chordshare.faces.clients import Clients
 from chordshare.faces.identity_cli import IdentityOption, publisher
 from chordshare.faces.loops import run
@@ -31,6 +39,7 @@ from chordshare.faces.shapes import entries_json, listing_json, manifest_json, n
 from chordshare.files.names import check_new_name, printable
 
 if TYPE_CHECKING:
+    from chordshare.files.links import Link
     from chordshare.files.messages import PutOutcome
     from chordshare.files.unfinished import Resume
     from chordshare.sharing.client import NetworkFile
@@ -102,8 +111,16 @@ def put(
 
 
 def get(
-    target: Annotated[str, typer.Argument(help="A file name, or sha256:<hex> for content.")],
-    node: NodeOption,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A file name, sha256:<hex> for content, or a chordshare:// link (then "
+            "--node is not needed)."
+        ),
+    ],
+    node: Annotated[
+        str | None, typer.Option("--node", "-n", help="Address HOST:PORT of a node.")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Where to write (default: ./NAME).")
     ] = None,
@@ -115,16 +132,21 @@ def get(
     from chordshare.faces.transfers import destination, transfer_bar
 
     rate = _rate(limit_rate)
+    link = _link_of(target)
+    if link is None and node is None:
+        fail("give --node HOST:PORT (any node of the network), or a chordshare:// link")
     writing: list[Path] = []  # where, once known: an interrupted get says what it kept
 
     async def go(clients: Clients) -> dict[str, Any]:
         files = clients.files(rate=rate)
-        found: NetworkFile = await files.find(target)
+        found: NetworkFile = await (files.find_link(link) if link else files.find(target))
         path = destination(found.manifest, output, force)
         writing.append(path)
         bar, advance = transfer_bar(f"get {found.manifest.name}", found.manifest.size, not as_json)
         with bar:
-            report = await files.get(target, path, progress=advance, found=found)
+            report = await files.get(
+                target, path, progress=advance, found=found, exact=link is not None
+            )
         return {
             "name": found.manifest.name,
             "size": report.size,
@@ -134,8 +156,9 @@ def get(
             "resumed_chunks": report.resumed_chunks,
         }
 
+    asked = [node] if node is not None else []
     try:
-        result = run(connected(node, go))
+        result = run(connected_any([*asked, *(link.via if link else ())], go))
     except KeyboardInterrupt:
         message = interrupted_line(writing[0]) if writing else "interrupted"
         err_console.print(message, highlight=False, markup=False)
@@ -149,6 +172,54 @@ def get(
         highlight=False,
         markup=False,
     )
+
+
+def _link_of(target: str) -> "Link | None":
+    """The link a get's target is, if it is one (one line and exit 2 for a broken one)."""
+    from chordshare.files.links import BadLink, looks_like_link, parse_link
+
+    if not looks_like_link(target):
+        return None
+    try:
+        return parse_link(target)
+    except BadLink as err:
+        fail(str(err))
+
+
+def link(
+    name: Annotated[str, typer.Argument(help="The file's name.")],
+    node: NodeOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a link to a file's exact bytes, with nodes to ask: `chordshare get LINK` fetches
+    them from any machine that reaches one, and checks them against the link."""
+    from chordshare.files.links import make_link
+
+    async def go(clients: Clients) -> tuple["Link", "NetworkFile"]:
+        found: NetworkFile = await clients.files().find(name)
+        via = [*found.holders, clients.node.address]
+        return make_link(found.manifest.id, found.manifest.name, via), found
+
+    made, found = run(connected(node, go))
+    token = client_security().token is not None
+    if as_json:
+        print_json(
+            {
+                "link": str(made),
+                **manifest_json(found.manifest),
+                "manifest_id": made.manifest_id.hex(),
+                "needs_cluster_token": token,
+            }
+        )
+        return
+    out.print(str(made), highlight=False, markup=False, soft_wrap=True)
+    if token:
+        err_console.print(
+            "this network has a cluster token: whoever opens the link needs it too "
+            "(chordshare --cluster-token-file FILE get LINK)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def search(

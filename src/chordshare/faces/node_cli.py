@@ -79,6 +79,13 @@ def node(
             "--max-store) for its rerun to send only the rest, e.g. 30m; default 1h; 0: not kept."
         ),
     ] = None,
+    link_grace: Annotated[
+        str | None,
+        typer.Option(
+            help="How long a version a replace or removal took its name from is kept (counted "
+            "in --max-store) so that links to it keep working, e.g. 2h; default 24h; 0: not kept."
+        ),
+    ] = None,
     max_upload_rate: Annotated[
         str | None,
         typer.Option(
@@ -217,6 +224,7 @@ def node(
         "share_replicate": share_replicate,
         "scrub_rate": scrub_rate,
         "unfinished_put_ttl": unfinished_put_ttl,
+        "link_grace": link_grace,
         "max_upload_rate": max_upload_rate,
         "max_download_rate": max_download_rate,
         "max_repair_rate": max_repair_rate,
@@ -255,6 +263,7 @@ def node(
         cache_bytes=conf.api_cache,
         share_replicate=conf.share_replicate,
         unfinished_put_ttl=conf.unfinished_put_ttl,
+        link_grace=conf.link_grace,
         max_upload_rate=conf.max_upload_rate,
         max_download_rate=conf.max_download_rate,
         max_repair_rate=conf.max_repair_rate,

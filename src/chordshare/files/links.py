@@ -20,6 +20,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from chordshare.files.names import BadName, check_stored_name
 
 SCHEME = "chordshare"
+# How long a holder keeps a version a replace or removal took the name from, so that links
+# to it keep working a while: a day.
+LINK_GRACE = 24 * 3600.0
 MAX_VIA = 8  # bootstrap addresses a link carries, at most
 MAX_LINK = 4096  # characters: far more than any link this module writes
 _HEX_ID = re.compile(r"[0-9a-fA-F]{64}")

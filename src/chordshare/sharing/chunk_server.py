@@ -52,13 +52,18 @@ class ChunkServer:
         self.cache = cache
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], throttle: Throttle
+        self, sha256: bytes, indexes: Sequence[int], throttle: Throttle, manifest_id: bytes = b""
     ) -> AsyncIterator[tuple[int, bytes]]:
         """The chunks asked for, each sent once `throttle` lets its bytes go (the stream is
-        one flow of it)."""
+        one flow of it); with `manifest_id`, those of the file with that very manifest."""
         stored = self.store.by_sha256(sha256)
         from_cache: DownloadCache | None = None
-        if stored:
+        if manifest_id:
+            exact = self._version(manifest_id, stored)
+            if exact is None or exact.sha256 != sha256:
+                raise FileError(Refusal.NOT_FOUND, "no file with that manifest here")
+            manifest, read = exact, self._read_stored
+        elif stored:
             manifest = stored[0]
             read = self._read_stored
         elif self.shared is not None and (local := self.shared.by_sha256(sha256)) is not None:
@@ -109,14 +114,30 @@ class ChunkServer:
             lambda: [i for i, d in enumerate(digests) if len(d) != 32 or not has(d)]
         )
 
+    def _version(self, manifest_id: bytes, stored: Sequence[Manifest]) -> Manifest | None:
+        """The file stored here with that manifest: live, or kept after a replace."""
+        live = next((m for m in stored if m.id == manifest_id), None)
+        return live if live is not None else self.store.retired(manifest_id)
+
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
     ) -> FoundFile | None:
         """The newest version of name known here and who serves it; with the bytes too
-        when the file is stored here and at most `inline_up_to` (and INLINE_LIMIT) long."""
+        when the file is stored here and at most `inline_up_to` (and INLINE_LIMIT) long.
+        With `manifest_id`, the version of name with that manifest, served by this node."""
         if owner_only and self.owns is not None:
             refuse_unless_owner(self.book.address, self.owns(name), name)
         stored = self.store.manifest(name)
+        if manifest_id:
+            live = [stored] if stored is not None else []
+            exact = self._version(manifest_id, live)
+            if exact is None or exact.name != name:
+                return None
+            return FoundFile(exact, (self.book.address,))
         sharers = self._live_sharers(name)
         if stored is not None:
             manifest = stored

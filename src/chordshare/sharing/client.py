@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chordshare.chord.messages import NodeRef
+from chordshare.files.links import Link
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import (
     INLINE_LIMIT,
@@ -51,7 +52,7 @@ from chordshare.sharing.ring import Ring
 from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.stream_put import StreamPutter
 from chordshare.transport.base import PeerError
-from chordshare.transport.files import FilePeers, chunk_fetcher
+from chordshare.transport.files import FilePeers, chunk_fetcher, exact_fetcher
 
 REMOVE_RETRY_WAITS = (0.0, 0.25, 0.5, 1.0)  # seconds before each try of a removal
 
@@ -218,14 +219,46 @@ class FileClient:
         out: Path,
         progress: Callable[[int], None] | None = None,
         found: NetworkFile | None = None,
+        exact: bool = False,
     ) -> DownloadReport:
+        """Download target to `out`; `exact`: the chunks of found's very manifest (a
+        link's, which may be a version kept after a replace), not of its sha256."""
         found = found or await self.find(target)
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
-        fetch = chunk_fetcher(self.peers)
+        fetch = exact_fetcher(self.peers, found.manifest.id) if exact else chunk_fetcher(self.peers)
         if found.inline is not None:
             fetch = serving_inline(fetch, *found.inline, found.manifest)
         return await download(found.manifest, found.holders, fetch, out, progress=progress)
+
+    async def find_link(self, link: Link) -> NetworkFile:
+        """Where the exact bytes a link names can be had: the name's newest version if it
+        is those bytes, else a version its holders keep after a replace or removal
+        (`storage.retired`); FileError NOT_FOUND when no holder keeps them any more."""
+        found = await self._find_name(link.name)
+        if found is not None and found.manifest.id == link.manifest_id:
+            return found
+        owner = await self._lookup(file_key(self.ring.space, link.name))
+        candidates = [owner]
+        with contextlib.suppress(PeerError):
+            candidates += (await self.ring.successors(owner))[: self.replicas]
+        manifest, holders = None, []
+        for node in candidates:
+            with contextlib.suppress(PeerError):
+                kept = await self.peers.at(node.address).find_file(
+                    link.name, manifest_id=link.manifest_id
+                )
+                if kept is not None and kept.manifest.id == link.manifest_id:
+                    manifest = kept.manifest
+                    holders += [h for h in kept.holders if h not in holders]
+        if manifest is None:
+            now = "was replaced" if found is not None else "is not in the network"
+            raise FileError(
+                Refusal.NOT_FOUND,
+                f"the bytes this link names are gone: {link.name!r} {now}, and no holder "
+                "keeps the version the link names any more",
+            )
+        return NetworkFile(manifest, tuple(holders))
 
     async def search(self, text: str) -> list[IndexEntry]:
         """Names with every word of text, or a word that begins with it (`big` finds

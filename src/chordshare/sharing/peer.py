@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 
 from chordshare.files.manifest import Manifest
 from chordshare.files.placement import file_key
@@ -217,7 +218,10 @@ class SharingPeer:
         try:
             self._lock_fd = lock_data_dir(data_dir)
             self.store = NodeStore(
-                data_dir, self.settings.max_store, recover_damaged=self.settings.recover_data
+                data_dir,
+                self.settings.max_store,
+                recover_damaged=self.settings.recover_data,
+                keep_replaced=self.settings.link_grace,
             )
             # The node's own publisher key: what signs the uploads of its API and console.
             self.signer, _ = await asyncio.to_thread(load_or_create, data_dir / IDENTITY_FILE)
@@ -230,7 +234,15 @@ class SharingPeer:
                 shutil.rmtree(created, ignore_errors=True)
             raise
         self._task = self.server.tasks.start(self._loop(node), "sharing")
-        self.server.tasks.start(self._sweep_unfinished(), "unfinished puts")
+        settings = self.settings
+        self.server.tasks.start(
+            self._sweep("unfinished puts", self._sweep_unfinished, settings.unfinished_put_ttl),
+            "unfinished puts",
+        )
+        self.server.tasks.start(
+            self._sweep("replaced versions", self._sweep_retired, settings.link_grace),
+            "replaced versions",
+        )
         caps = [f"{kind} {t.rate:,.0f} B/s" for kind, t in self.rates.by_kind().items() if t.rate]
         if caps:
             log.info("rate limits: %s", ", ".join(caps))
@@ -300,20 +312,26 @@ class SharingPeer:
             else:
                 shortage.goes_on("sharing")
 
-    async def _sweep_unfinished(self) -> None:
-        """Drop the unfinished puts past their time, at start (those that expired while
-        the node was down) and then as often as `sweep_every` says."""
-        ttl = self.settings.unfinished_put_ttl
+    async def _sweep(self, what: str, sweep: Callable[[], Awaitable[None]], ttl: float) -> None:
+        """Drop what is kept past its time (`ttl`), at start (what expired while the node
+        was down) and then as often as `sweep_every` says."""
         while True:
-            if self.service is not None:
-                sweep = self.service.puts.sweep_unfinished()
-                try:
-                    await shortage.SHORTAGES.round("unfinished puts", sweep)
-                except Exception:  # a failed sweep must never stop the next
-                    log.exception("sweeping unfinished puts failed")
+            try:
+                await shortage.SHORTAGES.round(what, sweep())
+            except Exception:  # a failed sweep must never stop the next
+                log.exception("sweeping %s failed", what)
             if ttl <= 0:
                 return  # none are kept: only those of an earlier start were to go
             await asyncio.sleep(sweep_every(ttl))
+
+    async def _sweep_unfinished(self) -> None:
+        if self.service is not None:
+            await self.service.puts.sweep_unfinished()
+
+    async def _sweep_retired(self) -> None:
+        freed = await asyncio.to_thread(self.store.sweep_retired)
+        if freed:
+            log.info("dropped replaced versions kept for links: %d chunks freed", freed)
 
     async def _handoff(self) -> None:
         if self.service is not None:

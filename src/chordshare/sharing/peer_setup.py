@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from chordshare.files.links import LINK_GRACE
 from chordshare.files.placement import DEFAULT_REPLICAS
 from chordshare.files.unfinished import DEFAULT_TTL as UNFINISHED_TTL
 from chordshare.sharing.download_cache import DEFAULT_CACHE_BYTES
@@ -35,6 +36,7 @@ class SharingSettings:
     cache_bytes: int = DEFAULT_CACHE_BYTES  # the most the download cache keeps; 0: nothing
     share_replicate: bool = False  # the shared folder's files are put into the ring too
     unfinished_put_ttl: float = UNFINISHED_TTL  # seconds a cut-off put's chunks are kept
+    link_grace: float = LINK_GRACE  # seconds a replaced or removed version is kept, for links
     # Bytes per second (0: no limit): sent and received for users' transfers, and moved by
     # repair and scrubbing, both ways together.
     max_upload_rate: float = 0

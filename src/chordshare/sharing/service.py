@@ -122,16 +122,24 @@ class FileService:
         return await self.server.missing_chunks(digests)
 
     def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Served under the node's upload cap, or its repair cap for a scrubber's heal."""
         throttle = self.rates.repair if repair else self.rates.upload
-        return self.server.fetch_chunks(sha256, indexes, throttle)
+        return self.server.fetch_chunks(sha256, indexes, throttle, manifest_id)
 
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
     ) -> FoundFile | None:
-        return await self.server.find_file(name, inline_up_to, owner_only)
+        return await self.server.find_file(name, inline_up_to, owner_only, manifest_id)
 
     async def find_for_put(
         self, name: str, owner_only: bool = False

@@ -171,17 +171,26 @@ class PacedPeer:
         return await self.peer.put_file(header, self.peers.send.paced(chunks), trailer)
 
     def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
-        return self.peers.receive.paced(self.peer.fetch_chunks(sha256, indexes, repair))
+        chunks = self.peer.fetch_chunks(sha256, indexes, repair, manifest_id)
+        return self.peers.receive.paced(chunks)
 
     async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]:
         return await self.peer.missing_chunks(digests)
 
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
     ) -> FoundFile | None:
-        return await self.peer.find_file(name, inline_up_to, owner_only)
+        return await self.peer.find_file(name, inline_up_to, owner_only, manifest_id)
 
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         return await self.peer.offer(versions)

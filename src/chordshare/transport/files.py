@@ -45,15 +45,29 @@ class FileAnswerer(Protocol):
     async def missing_chunks(self, digests: Sequence[bytes]) -> list[int]: ...
 
     def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
         """The chunks asked for; `repair`: asked to heal a damaged copy (scrubbing), not for
-        a user's get, so the serving node counts them as repair traffic."""
+        a user's get, so the serving node counts them as repair traffic. `manifest_id`: the
+        chunks of the file with that manifest (`Manifest.id`), a version kept after a
+        replace too (`storage.retired`), not of whichever file has that sha256."""
         ...
 
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
-    ) -> FoundFile | None: ...
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
+    ) -> FoundFile | None:
+        """The newest version of name known here and who serves it; with `manifest_id`,
+        the version of name with that manifest instead (live, or kept after a replace or
+        removal), or None."""
+        ...
 
     async def find_for_put(
         self, name: str, owner_only: bool = False
@@ -105,6 +119,17 @@ def chunk_fetcher(peers: FilePeers, repair: bool = False) -> ChunkFetcher:
         address: str, sha256: bytes, indexes: Sequence[int]
     ) -> AsyncIterator[tuple[int, bytes]]:
         return peers.at(address).fetch_chunks(sha256, indexes, repair)
+
+    return fetch
+
+
+def exact_fetcher(peers: FilePeers, manifest_id: bytes) -> ChunkFetcher:
+    """The chunk streams of `peers` for the file with one manifest (`Manifest.id`)."""
+
+    def fetch(
+        address: str, sha256: bytes, indexes: Sequence[int]
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        return peers.at(address).fetch_chunks(sha256, indexes, manifest_id=manifest_id)
 
     return fetch
 

@@ -190,22 +190,28 @@ def missing_from_pb(msg: pb.MissingChunksReply, asked: int) -> list[int]:
     return missing
 
 
-def fetch_request_to_pb(sha256: bytes, indexes: Sequence[int], repair: bool) -> pb.FetchRequest:
-    return pb.FetchRequest(sha256=sha256, indexes=list(indexes), repair=repair)
+def fetch_request_to_pb(
+    sha256: bytes, indexes: Sequence[int], repair: bool, manifest_id: bytes = b""
+) -> pb.FetchRequest:
+    return pb.FetchRequest(
+        sha256=sha256, indexes=list(indexes), repair=repair, manifest_id=manifest_id
+    )
 
 
-def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int], bool]:
+def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int], bool, bytes]:
     at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
-    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes), msg.repair
+    manifest_id = check_digest(msg.manifest_id, "a manifest id") if msg.manifest_id else b""
+    return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes), msg.repair, manifest_id
 
 
 # Finding.
 
 
-def find_request_from_pb(msg: pb.FindFileRequest) -> tuple[str, int, bool]:
+def find_request_from_pb(msg: pb.FindFileRequest) -> tuple[str, int, bool, bytes]:
     """A lookup: any name a node may hold, those stored before the new-name rule too."""
     check_stored_name(msg.name)
-    return msg.name, msg.inline_up_to, msg.owner_only
+    manifest_id = check_digest(msg.manifest_id, "a manifest id") if msg.manifest_id else b""
+    return msg.name, msg.inline_up_to, msg.owner_only, manifest_id
 
 
 def found_file_to_pb(found: FoundFile | None) -> pb.FindFileReply:

@@ -263,7 +263,11 @@ class GrpcFilePeer:
         return self._read(lambda: codec.missing_from_pb(reply, len(digests)))
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Yield the asked chunks as they arrive, each chunk's data a read-only view into
         the message it came in (`chunk_wire`). Close the generator (or cancel its task) to
@@ -272,7 +276,7 @@ class GrpcFilePeer:
         started = time.monotonic()
         first = True
         call = self.peers.chunk_calls(self.address).fetch_chunks(
-            codec.fetch_request_to_pb(sha256, indexes, repair)
+            codec.fetch_request_to_pb(sha256, indexes, repair, manifest_id)
         )
         try:
             try:
@@ -297,9 +301,15 @@ class GrpcFilePeer:
             call.cancel()
 
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
     ) -> FoundFile | None:
-        request = pb.FindFileRequest(name=name, inline_up_to=inline_up_to, owner_only=owner_only)
+        request = pb.FindFileRequest(
+            name=name, inline_up_to=inline_up_to, owner_only=owner_only, manifest_id=manifest_id
+        )
         reply = await self._call(lambda s, t: s.FindFile(request, timeout=t))
         return self._read(lambda: codec.found_file_from_pb(reply))
 

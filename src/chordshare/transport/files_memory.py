@@ -104,18 +104,27 @@ class MemoryFilePeer:
         return await (await self._target()).missing_chunks(digests)
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
         service = await self._target()
-        stream = service.fetch_chunks(sha256, indexes, repair)
+        stream = service.fetch_chunks(sha256, indexes, repair, manifest_id)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for chunk in stream:
                 yield chunk
 
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
     ) -> FoundFile | None:
-        return await (await self._target()).find_file(name, inline_up_to, owner_only)
+        target = await self._target()
+        return await target.find_file(name, inline_up_to, owner_only, manifest_id)
 
     async def find_for_put(
         self, name: str, owner_only: bool = False

@@ -270,14 +270,14 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def FetchChunks(
         self, request: pb.FetchRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        sha256, indexes, repair = await _decode(
+        sha256, indexes, repair, manifest_id = await _decode(
             context, lambda: codec.fetch_request_from_pb(request)
         )
         try:
             with self.fetches.slot(peer_host(context.peer())):
                 # Closed on every exit (a cancelled call included) so the service releases
                 # its files.
-                stream = self.service.fetch_chunks(sha256, indexes, repair)
+                stream = self.service.fetch_chunks(sha256, indexes, repair, manifest_id)
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for index, data in stream:
                         if not await _sent(context, Chunk(index, data)):
@@ -290,11 +290,12 @@ class FilesServicer(pb_grpc.FilesServicer):
     async def FindFile(
         self, request: pb.FindFileRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindFileReply:
-        name, inline_up_to, owner_only = await _decode(
+        name, inline_up_to, owner_only, manifest_id = await _decode(
             context, lambda: codec.find_request_from_pb(request)
         )
         if not request.unfinished:
-            found = await _answer(context, self.service.find_file(name, inline_up_to, owner_only))
+            finding = self.service.find_file(name, inline_up_to, owner_only, manifest_id)
+            found = await _answer(context, finding)
             return codec.found_file_to_pb(found)
         found, record = await _answer(context, self.service.find_for_put(name, owner_only))
         reply = codec.found_file_to_pb(found)

@@ -93,14 +93,16 @@ class MissingChunksReply(_message.Message):
     def __init__(self, missing: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("sha256", "indexes", "repair")
+    __slots__ = ("sha256", "indexes", "repair", "manifest_id")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     INDEXES_FIELD_NUMBER: _ClassVar[int]
     REPAIR_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_ID_FIELD_NUMBER: _ClassVar[int]
     sha256: bytes
     indexes: _containers.RepeatedScalarFieldContainer[int]
     repair: bool
-    def __init__(self, sha256: _Optional[bytes] = ..., indexes: _Optional[_Iterable[int]] = ..., repair: _Optional[bool] = ...) -> None: ...
+    manifest_id: bytes
+    def __init__(self, sha256: _Optional[bytes] = ..., indexes: _Optional[_Iterable[int]] = ..., repair: _Optional[bool] = ..., manifest_id: _Optional[bytes] = ...) -> None: ...
 
 class ChunkData(_message.Message):
     __slots__ = ("index", "data")
@@ -111,16 +113,18 @@ class ChunkData(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FindFileRequest(_message.Message):
-    __slots__ = ("name", "inline_up_to", "owner_only", "unfinished")
+    __slots__ = ("name", "inline_up_to", "owner_only", "unfinished", "manifest_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INLINE_UP_TO_FIELD_NUMBER: _ClassVar[int]
     OWNER_ONLY_FIELD_NUMBER: _ClassVar[int]
     UNFINISHED_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     inline_up_to: int
     owner_only: bool
     unfinished: bool
-    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ..., owner_only: _Optional[bool] = ..., unfinished: _Optional[bool] = ...) -> None: ...
+    manifest_id: bytes
+    def __init__(self, name: _Optional[str] = ..., inline_up_to: _Optional[int] = ..., owner_only: _Optional[bool] = ..., unfinished: _Optional[bool] = ..., manifest_id: _Optional[bytes] = ...) -> None: ...
 
 class UnfinishedPut(_message.Message):
     __slots__ = ("size", "chunk_size", "indexes", "chunks")

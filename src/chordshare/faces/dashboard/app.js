@@ -254,12 +254,12 @@ function showHere(panel) {
   panel.scrollIntoView({ block: "nearest" });
 }
 
-async function download(name) {
+async function download(name, path = `/api/v1/files/${encodeURIComponent(name)}`) {
   const panel = $("transfer");
   panel.textContent = `getting ${shown(name)}…`;
   showHere(panel);
   try {
-    const response = await api(`/api/v1/files/${encodeURIComponent(name)}`);
+    const response = await api(path);
     const blob = await response.blob();
     const sources = (response.headers.get("X-Chordshare-Sources") || "")
       .split(",").filter(Boolean).map((s) => s.split("=")).map(([a, b]) => [a, Number(b)]);
@@ -293,7 +293,7 @@ async function download(name) {
     showHere(panel);
   } catch (err) {
     if (err.status === 401) {
-      retryWithToken(() => download(name));
+      retryWithToken(() => download(name, path));
       panel.textContent = `${shown(name)}: waiting for the token`;
       return;
     }
@@ -303,6 +303,53 @@ async function download(name) {
     p.textContent = `${shown(name)}: ${err.message}`;
     panel.appendChild(p);
   }
+}
+
+function linkButton(name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "link";
+  button.textContent = "link";
+  button.title = "copy a link to these exact bytes, to send";
+  button.dataset.name = name;
+  button.addEventListener("click", () => showLink(name));
+  return button;
+}
+
+async function showLink(name) {
+  const panel = $("transfer");
+  try {
+    const response = await api(`/api/v1/link?name=${encodeURIComponent(name)}`);
+    const info = await response.json();
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(info.link);
+      copied = true;
+    } catch (_) { /* no clipboard here: the line is selected to copy by hand */ }
+    const note = document.createElement("div");
+    note.textContent = `link to ${shown(name)}${copied ? " copied" : ""}: anyone who reaches ` +
+      "this network gets these exact bytes with it" +
+      (info.needs_cluster_token ? " (this network has a cluster token: they need it too)" : "");
+    const line = document.createElement("input");
+    line.className = "link-line mono";
+    line.readOnly = true;
+    line.value = info.link;
+    panel.replaceChildren(note, line);
+    line.select();
+    showHere(panel);
+  } catch (err) {
+    const p = document.createElement("span");
+    p.className = "error";
+    p.textContent = `${shown(name)}: ${err.message}`;
+    panel.replaceChildren(p);
+  }
+}
+
+// The name a link carries (what its bytes are saved as), read as the node will.
+function linkName(link) {
+  const found = /^chordshare:\/\/[0-9a-f]{64}\/([^?#]+)/i.exec(link.trim());
+  if (!found) return "link";
+  try { return decodeURIComponent(found[1]); } catch (_) { return "link"; }
 }
 
 function removeButton(name) {
@@ -370,6 +417,7 @@ async function refreshFiles() {
       tr.appendChild(key);
       const td = document.createElement("td");
       td.appendChild(downloadLink(f.name));
+      if (!f.shared) td.appendChild(linkButton(f.name));
       if (!f.shared) td.appendChild(removeButton(f.name));
       tr.appendChild(td);
       return tr;
@@ -463,6 +511,11 @@ function wire() {
     e.target.value = "";
   });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search").value); });
+  $("link-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const link = $("link-input").value.trim();
+    if (link) download(linkName(link), `/api/v1/link/file?link=${encodeURIComponent(link)}`);
+  });
   $("auth").addEventListener("submit", (e) => {
     e.preventDefault();
     const token = $("token-input").value.trim();
