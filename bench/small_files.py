@@ -63,6 +63,7 @@ import node_procs  # bench/ is the script's directory, so on sys.path
 from chordshare.chord.invariants import IdealRouting
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
+from chordshare.files.publisher import Signer
 from chordshare.ids import IdSpace
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.ring import RemoteRing
@@ -329,6 +330,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "python": platform.python_version(),
             "grpc": grpc.__version__,
             "client": "in-process FileClient connected to node 0, sequential ops",
+            "signed": not args.unsigned,
         }
     }
     try:
@@ -354,10 +356,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         client = await NodeClient.connect(entry.address)
         peers = GrpcFilePeers(health=client.transport.health)
         phases = Phases()
+        # Signed as every CLI put is (`files.publisher`), unless --unsigned.
+        signer = None if args.unsigned else Signer.generate()
         files = FileClient(
             TimedRing(RemoteRing(client), phases),  # type: ignore[arg-type]
             TimedPeers(peers, phases),  # type: ignore[arg-type]
             args.replicas,
+            signer=signer,
         )
         try:
             # Warm-up: a channel to every node, and a few puts and gets.
@@ -390,7 +395,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
             def fresh() -> FileClient:
                 # What each CLI command is: a client that has met no node yet.
-                return FileClient(files.ring, files.peers, args.replicas)
+                return FileClient(files.ring, files.peers, args.replicas, signer=signer)
 
             for op, names_of_op, client_of in (
                 ("put", names, lambda: files),
@@ -432,6 +437,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=16)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--size", type=int, default=4096, help="bytes per file")
+    parser.add_argument(
+        "--unsigned", action="store_true", help="puts without a publisher key (as before keys)"
+    )
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=20, help="files put and got first")
     parser.add_argument(

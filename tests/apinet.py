@@ -55,6 +55,13 @@ async def call(
     params = {"key": "kept.txt"} if path == "/api/v1/lookup" else {}
     if path == "/api/v1/search":
         params = {"q": "kept"}
+    if path == "/api/v1/link":
+        params = {"name": "kept.txt"}
+    if path == "/api/v1/link/file":  # a link the node gives, if it answers at all
+        info = await http.get("/api/v1/link", params={"name": "kept.txt"}, headers=headers)
+        if info.status_code != 200:
+            return info
+        params = {"link": info.json()["link"]}
     return await http.request(method, url, params=params, headers=headers)
 
 

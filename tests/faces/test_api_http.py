@@ -84,7 +84,13 @@ async def test_head_answers_every_get_of_the_document_with_its_headers_and_no_bo
         schema = (await http.get("/openapi.json")).json()
         reads = sorted(path for method, path in operations(schema) if method == "GET")
         assert len(reads) >= 12, reads
-        params = {"/api/v1/lookup": {"key": "head.bin"}, "/api/v1/search": {"q": "head"}}
+        params = {
+            "/api/v1/lookup": {"key": "head.bin"},
+            "/api/v1/search": {"q": "head"},
+            "/api/v1/link": {"name": "head.bin"},
+        }
+        link = await http.get("/api/v1/link", params=params["/api/v1/link"])
+        params["/api/v1/link/file"] = {"link": link.json()["link"]}
         for path in [*reads, "/", "/static/app.js", "/docs"]:
             url = path.replace("{name}", "head.bin")
             got = await http.get(url, params=params.get(path))

@@ -112,7 +112,11 @@ class FakeFiles:
         return [i for i, d in enumerate(digests) if d not in self.chunks]
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
         try:
             found = [m for m in self.files.values() if m.sha256 == sha256]
@@ -128,7 +132,11 @@ class FakeFiles:
             self.fetches_closed += 1
 
     async def find_file(
-        self, name: str, inline_up_to: int = 0, owner_only: bool = False
+        self,
+        name: str,
+        inline_up_to: int = 0,
+        owner_only: bool = False,
+        manifest_id: bytes = b"",
     ) -> FoundFile | None:
         manifest = self.files.get(name)
         if manifest is None:

@@ -129,6 +129,7 @@ async def test_a_full_holder_is_stood_in_for_and_takes_its_copies_back(
                 return all(len(holding(ring, n)) == 3 and at not in holding(ring, n) for n in names)
 
             await wait_until(stood_in, 20, "a third copy of each on the node with room")
+
             def sent() -> dict[str, int]:
                 """File bytes sent to each node by the others' repair so far."""
                 total: dict[str, int] = {}

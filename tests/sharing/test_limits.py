@@ -84,7 +84,11 @@ class HeldFetches(FileService):
         self.streaming = 0
 
     async def fetch_chunks(
-        self, sha256: bytes, indexes: Sequence[int], repair: bool = False
+        self,
+        sha256: bytes,
+        indexes: Sequence[int],
+        repair: bool = False,
+        manifest_id: bytes = b"",
     ) -> AsyncIterator[tuple[int, bytes]]:
         self.streaming += 1
         try:

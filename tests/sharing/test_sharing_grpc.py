@@ -297,12 +297,16 @@ class CountingPeer(GrpcFilePeer):
 
     peers: CountingPeers
 
-    def fetch_chunks(self, sha256: bytes, indexes: Sequence[int], repair: bool = False):  # type: ignore[override]
+    def fetch_chunks(  # type: ignore[override]
+        self, sha256: bytes, indexes: Sequence[int], repair: bool = False, manifest_id: bytes = b""
+    ):
         self.peers.fetches += 1
-        return super().fetch_chunks(sha256, indexes, repair)
+        return super().fetch_chunks(sha256, indexes, repair, manifest_id)
 
-    async def find_file(self, name: str, inline_up_to: int = 0, owner_only: bool = False):  # type: ignore[override]
-        found = await super().find_file(name, inline_up_to, owner_only)
+    async def find_file(  # type: ignore[override]
+        self, name: str, inline_up_to: int = 0, owner_only: bool = False, manifest_id: bytes = b""
+    ):
+        found = await super().find_file(name, inline_up_to, owner_only, manifest_id)
         if self.peers.lie and found is not None and found.data is not None:
             found = replace(found, data=bytes(len(found.data)))
         return found

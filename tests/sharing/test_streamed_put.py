@@ -35,8 +35,8 @@ class RecordingPeer(GrpcFilePeer):
 
     peers: RecordingPeers
 
-    async def find_file(self, name, inline_up_to=0, owner_only=False):  # type: ignore[no-untyped-def]
-        found = await super().find_file(name, inline_up_to, owner_only)
+    async def find_file(self, name, inline_up_to=0, owner_only=False, manifest_id=b""):  # type: ignore[no-untyped-def]
+        found = await super().find_file(name, inline_up_to, owner_only, manifest_id)
         return None if self.peers.blind else found
 
     async def find_for_put(self, name, owner_only=False):  # type: ignore[no-untyped-def]
