@@ -305,26 +305,127 @@ async function download(name) {
   }
 }
 
-function removeButton(name) {
+function removeButton(name, folder = false) {
   const button = document.createElement("button");
   button.type = "button";
   button.className = "remove";
   button.textContent = "remove";
   button.dataset.name = name;
-  button.addEventListener("click", () => remove(name));
+  button.addEventListener("click", () => remove(name, false, folder));
   return button;
 }
 
-async function remove(name, confirmed = false) {
-  if (!confirmed && !confirm(`Remove ${shown(name)} from the whole network?`)) return;
+// A folder's files, listed under the files: each a plain file of its own name.
+function browseButton(name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "browse";
+  button.textContent = "browse";
+  button.dataset.name = name;
+  button.addEventListener("click", () => browse(name));
+  return button;
+}
+
+async function browse(name) {
   const panel = $("transfer");
   try {
-    await api(`/api/v1/files/${encodeURIComponent(name)}`, { method: "DELETE" });
+    const folder = await getJson(`/api/v1/folders/${encodeURIComponent(name)}`);
+    panel.replaceChildren();
+    const title = document.createElement("div");
+    title.textContent = `${shown(name)}/: ${folder.files} file(s), ${human(folder.size)}`;
+    const list = document.createElement("ul");
+    list.className = "folder-entries small";
+    for (const entry of folder.entries) {
+      const li = document.createElement("li");
+      li.dataset.path = entry.path;
+      if (entry.type === "dir") {
+        li.textContent = `${shown(entry.path)}/`;
+      } else {
+        li.textContent = `${shown(entry.path)} (${human(entry.size)}) `;
+        li.appendChild(downloadLink(`${name}/${entry.path}`));
+      }
+      list.appendChild(li);
+    }
+    panel.append(title, list);
+    showHere(panel);
+  } catch (err) {
+    if (err.status === 401) { retryWithToken(() => browse(name)); return; }
+    panel.replaceChildren();
+    const p = document.createElement("span");
+    p.className = "error";
+    p.textContent = `${shown(name)}: ${err.message}`;
+    panel.appendChild(p);
+  }
+}
+
+// The folder as a zip, which the node streams while it fetches the folder's files.
+function zipLink(name) {
+  const a = document.createElement("a");
+  a.href = `/api/v1/folders/${encodeURIComponent(name)}?format=zip`;
+  a.textContent = "download zip";
+  a.className = "download-zip";
+  a.dataset.name = name;
+  a.addEventListener("click", async (event) => {
+    event.preventDefault();
+    const panel = $("transfer");
+    panel.textContent = `getting ${shown(name)}/ as a zip…`;
+    try {
+      const blob = await (await api(a.getAttribute("href"))).blob();
+      const save = document.createElement("a");
+      save.href = URL.createObjectURL(blob);
+      save.download = `${name.split("/").pop()}.zip`;
+      document.body.appendChild(save);
+      save.click();
+      save.remove();
+      panel.textContent = `got ${shown(name)}/ as a zip (${human(blob.size)})`;
+    } catch (err) {
+      panel.textContent = `${shown(name)}: ${err.message}`;
+    }
+  });
+  return a;
+}
+
+// A folder chosen with the directory picker: each file a part named by its path inside it.
+function uploadFolder(files) {
+  if (!files.length) return;
+  const top = files[0].webkitRelativePath.split("/")[0];
+  const row = document.createElement("div");
+  row.className = "upload";
+  const label = document.createElement("span");
+  label.textContent = `${top}/ (${files.length} file(s))`;
+  row.append(label);
+  $("uploads").prepend(row);
+  const form = new FormData();
+  for (const file of files) {
+    form.append("file", file, file.webkitRelativePath.split("/").slice(1).join("/"));
+  }
+  api(`/api/v1/folders/${encodeURIComponent(top)}`, { method: "POST", body: form })
+    .then(async (response) => {
+      const answer = await response.json();
+      row.classList.add("done");
+      label.textContent = `${top}/: ${answer.unchanged ? "already stored" : "stored"} ` +
+        `(${answer.files} file(s), ${human(answer.size)})`;
+      refreshFiles();
+    })
+    .catch((err) => {
+      if (err.status === 401) { row.remove(); retryWithToken(() => uploadFolder(files)); return; }
+      row.classList.add("failed");
+      label.textContent = `${top}/: ${err.message}`;
+    });
+}
+
+async function remove(name, confirmed = false, folder = false) {
+  const what = folder ? `the folder ${shown(name)}/ and every file in it` : shown(name);
+  if (!confirmed && !confirm(`Remove ${what} from the whole network?`)) return;
+  const panel = $("transfer");
+  const kind = folder ? "folders" : "files";
+  try {
+    await api(`/api/v1/${kind}/${encodeURIComponent(name)}`, { method: "DELETE" });
     panel.textContent = `removed ${shown(name)}`;
     showHere(panel);
   } catch (err) {
     if (err.status === 401) {
-      retryWithToken(() => remove(name, true));
+      retryWithToken(() => remove(name, true, folder));
       panel.textContent = `${shown(name)}: waiting for the token`;
       return;
     }
@@ -369,8 +470,18 @@ async function refreshFiles() {
         : "stored before signatures: anyone may replace it";
       tr.appendChild(key);
       const td = document.createElement("td");
-      td.appendChild(downloadLink(f.name));
-      if (!f.shared) td.appendChild(removeButton(f.name));
+      if (f.kind === "folder") {
+        tr.classList.add("folder");
+        tr.firstChild.textContent = `${shown(f.name)}/`;
+        const mark = document.createElement("span");
+        mark.className = "folder-mark";
+        mark.textContent = f.files === null ? "folder" : `folder, ${f.files} file(s)`;
+        tr.firstChild.append(" ", mark);
+        td.append(browseButton(f.name), zipLink(f.name), removeButton(f.name, true));
+      } else {
+        td.appendChild(downloadLink(f.name));
+        if (!f.shared) td.appendChild(removeButton(f.name));
+      }
       tr.appendChild(td);
       return tr;
     });
@@ -433,8 +544,13 @@ async function search(text) {
       const div = document.createElement("div");
       div.className = "result";
       div.dataset.name = f.name;
-      div.textContent = `${shown(f.name)} (${human(f.size)}) `;
-      div.appendChild(downloadLink(f.name));
+      if (f.kind === "folder") {
+        div.textContent = `${shown(f.name)}/ (folder) `;
+        div.append(browseButton(f.name), zipLink(f.name));
+      } else {
+        div.textContent = `${shown(f.name)} (${human(f.size)}) `;
+        div.appendChild(downloadLink(f.name));
+      }
       out.appendChild(div);
     }
   } catch (err) {
@@ -457,6 +573,10 @@ function wire() {
     e.preventDefault();
     drop.classList.remove("over");
     for (const file of e.dataTransfer.files) upload(file);
+  });
+  $("folder-input").addEventListener("change", (e) => {
+    uploadFolder([...e.target.files]);
+    e.target.value = "";
   });
   $("file-input").addEventListener("change", (e) => {
     for (const file of e.target.files) upload(file);
