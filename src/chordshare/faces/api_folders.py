@@ -23,7 +23,7 @@ from chordshare.faces.api_errors import ApiError
 from chordshare.faces.api_models import FolderInfo, FolderStored
 from chordshare.faces.api_routing import ApiRoute
 from chordshare.faces.shapes import folder_json, folder_records, with_folders
-from chordshare.files.folders import Folder, check_folder_name, check_path
+from chordshare.files.folders import Folder, FolderEntry, check_folder_name, check_path
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import SEPARATOR, local_name
 from chordshare.sharing.client import FileClient
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 READ_BLOCK = 1 << 20
+AHEAD = 32  # files of a zip fetched while an earlier one is sent
+AHEAD_BYTES = 256 << 20  # and at most this many bytes of them staged at once
 
 
 async def shown_with_folders(files: FileClient, listed: dict[str, Any]) -> dict[str, Any]:
@@ -159,37 +161,55 @@ class _Spout:
 
 
 async def _zipped(client: FolderClient, folder: Folder, top: str) -> AsyncIterator[bytes]:
-    """The folder as a zip under `top/`, each file fetched, checked against the folder's
-    manifest, and sent on as it is read (stored, not compressed; zip64 where sizes need it)."""
+    """The folder as a zip under `top/`, each file fetched and checked against the folder's
+    manifest (`FolderClient.fetch`), and sent on as it is read (stored, not compressed;
+    zip64 where sizes need it). The next files are fetched while one is sent (up to
+    `AHEAD` of them and `AHEAD_BYTES`), in the order of the folder's entries."""
     spout = _Spout()
     stamp = time.localtime()[:6]
+    ahead: dict[int, asyncio.Future[Path]] = {}
+    files = list(enumerate(folder.files))
     with (
         tempfile.TemporaryDirectory(prefix="chordshare-zip-") as scratch,
         zipfile.ZipFile(spout, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
     ):
-        for entry in folder.entries:
-            path = f"{top}/{entry.path}"
-            if entry.kind == "dir":
-                info = zipfile.ZipInfo(path + "/", stamp)
-                info.external_attr = (stat.S_IFDIR | entry.mode) << 16 | 0x10
-                archive.writestr(info, b"")
-                yield spout.take()
-                continue
-            member = folder.member(entry)
-            held = await client.files.find(member)
-            if held.manifest.id != entry.id:
-                raise FileError(
-                    Refusal.FAILED_PRECONDITION, f"{member!r} changed since its folder was put"
-                )
-            local = Path(scratch) / "file"
-            await client.files.get(member, local, found=held)
-            info = zipfile.ZipInfo(path, stamp)
-            info.external_attr = (stat.S_IFREG | entry.mode) << 16
-            info.file_size = entry.size
-            with local.open("rb") as source, archive.open(info, "w") as sink:
-                while block := await asyncio.to_thread(source.read, READ_BLOCK):
-                    sink.write(block)
+
+        async def fetched(index: int, entry: FolderEntry) -> Path:
+            local = Path(scratch) / f"{index}"
+            await client.fetch(folder, entry, local)
+            return local
+
+        def fetch_ahead(start: int) -> None:
+            staged = sum(files[i][1].size for i in ahead)
+            for index, entry in files[start : start + AHEAD]:
+                if index in ahead:
+                    continue
+                if ahead and staged + entry.size > AHEAD_BYTES:
+                    break
+                ahead[index] = asyncio.ensure_future(fetched(index, entry))
+                staged += entry.size
+
+        try:
+            for entry in folder.entries:
+                if entry.kind == "dir":
+                    info = zipfile.ZipInfo(f"{top}/{entry.path}/", stamp)
+                    info.external_attr = (stat.S_IFDIR | entry.mode) << 16 | 0x10
+                    archive.writestr(info, b"")
                     yield spout.take()
-            local.unlink()
-            yield spout.take()
+            for index, entry in files:
+                fetch_ahead(index)
+                local = await ahead.pop(index)
+                info = zipfile.ZipInfo(f"{top}/{entry.path}", stamp)
+                info.external_attr = (stat.S_IFREG | entry.mode) << 16
+                info.file_size = entry.size
+                with local.open("rb") as source, archive.open(info, "w") as sink:
+                    while block := await asyncio.to_thread(source.read, READ_BLOCK):
+                        sink.write(block)
+                        yield spout.take()
+                local.unlink()
+                yield spout.take()
+        finally:
+            for task in ahead.values():
+                task.cancel()
+            await asyncio.gather(*ahead.values(), return_exceptions=True)
     yield spout.take()

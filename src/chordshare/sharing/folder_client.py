@@ -144,19 +144,23 @@ class FolderClient:
         await asyncio.to_thread(make_folders, folder, targets, dest)
 
         async def get_one(entry: FolderEntry) -> None:
-            member = folder.member(entry)
-            found = await self.files.find(member)
-            if found.manifest.id != entry.id:
-                raise FileError(
-                    Refusal.FAILED_PRECONDITION,
-                    f"{member!r} is not the file folder {name!r} was published with "
-                    "(replaced or removed since): put the folder again",
-                )
-            await self.files.get(member, targets[entry.path], found=found)
+            await self.fetch(folder, entry, targets[entry.path])
 
         await each(folder.files, get_one, self.width)
         await asyncio.to_thread(set_modes, folder, targets)
         return FolderGot(folder, dest)
+
+    async def fetch(self, folder: Folder, entry: FolderEntry, out: Path) -> None:
+        """The file of `entry` into out, if it is still the file the folder names."""
+        member = folder.member(entry)
+        found = await self.files.find(member)
+        if found.manifest.id != entry.id:
+            raise FileError(
+                Refusal.FAILED_PRECONDITION,
+                f"{member!r} is not the file folder {folder.name!r} was published with "
+                "(replaced or removed since): put the folder again",
+            )
+        await self.files.get(member, out, found=found)
 
     async def remove(self, name: str) -> Folder:
         """Remove folder `name`: its files, then its manifest (so a removal cut off is
