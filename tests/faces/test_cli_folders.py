@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from peernet import PeerNetwork
 
+from chordshare.files.folders import MAX_ENTRIES
+
 CLI = (sys.executable, "-m", "chordshare.faces.cli")
 CLI_DEADLINE = 30.0
 
@@ -108,3 +110,26 @@ async def test_a_folder_with_a_link_is_refused_in_one_line(
     assert code == 2
     assert err.strip().count("\n") == 0 and "sub/passwd is a symbolic link" in err
     assert peer.store.manifest("tree/a.txt") is None
+
+
+async def test_a_folder_over_the_limit_or_with_colliding_paths_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    node = peer.server.node.me.address
+    big = tmp_path / "big"
+    big.mkdir()
+    for index in range(MAX_ENTRIES + 1):
+        (big / f"{index}").touch()
+    code, _, err = await cli("put", str(big), "-n", node)
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert f"a folder holds at most {MAX_ENTRIES}" in err
+
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    (twins / "caf\u00e9.txt").write_bytes(b"composed")
+    (twins / "cafe\u0301.txt").write_bytes(b"decomposed")
+    code, _, err = await cli("put", str(twins), "-n", node)
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "two entries of one path" in err
+    assert peer.store.manifest("twins/caf\u00e9.txt") is None
