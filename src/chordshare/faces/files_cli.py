@@ -138,7 +138,7 @@ def get(
         try:
             found: NetworkFile = await files.find(target)
         except FileError as err:
-            folder = await _folder_instead(clients, err, target, output, force, rate)
+            folder = await _folder_instead(clients, err, target, output, force, rate, as_json)
             if folder is None:
                 raise
             return folder
@@ -185,13 +185,14 @@ async def _folder_instead(
     output: Path | None,
     force: bool,
     rate: float,
+    as_json: bool,
 ) -> dict[str, Any] | None:
     """A get of a name no file has: the folder of that name, if there is one."""
     if err.refusal is not Refusal.NOT_FOUND or target.startswith("sha256:"):
         return None
     from chordshare.faces.folders_cli import get_folder
 
-    return await get_folder(clients, target, output, force, rate)
+    return await get_folder(clients, target, output, force, rate, not as_json)
 
 
 def search(

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from chordshare.faces.cli_app import connected, print_json
 from chordshare.faces.loops import run
-from chordshare.faces.render import human, out
+from chordshare.faces.render import err_console, human, out
 from chordshare.faces.shapes import folder_json
+from chordshare.faces.transfers import transfer_bar
 from chordshare.files.folders import check_folder_name
 from chordshare.files.names import local_name, printable
 
@@ -33,6 +34,15 @@ def default_name(root: Path) -> str:
     return root.name or root.resolve().name
 
 
+def tree_size(root: Path) -> int:
+    """The bytes of the regular files under root, for a progress bar (links not followed)."""
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
 def put_folder(
     root: Path,
     node: str,
@@ -51,8 +61,12 @@ def put_folder(
 
         fail(printable(str(err)))
 
+    shown = not as_json and err_console.is_terminal  # a bar only where it is seen
+    bar, advance = transfer_bar(f"put {name}/", tree_size(root) if shown else 0, shown)
+
     async def go(clients: "Clients") -> dict[str, Any]:
-        put = await folder_client(clients, signer, rate).put(root, name, replace)
+        with bar:
+            put = await folder_client(clients, signer, rate).put(root, name, replace, advance)
         return {**folder_json(put.folder), "unchanged": put.unchanged, "removed": put.removed}
 
     result = run(connected(node, go))
@@ -69,7 +83,7 @@ def put_folder(
 
 
 async def get_folder(
-    clients: "Clients", name: str, output: Path | None, force: bool, rate: float
+    clients: "Clients", name: str, output: Path | None, force: bool, rate: float, shown: bool
 ) -> dict[str, Any] | None:
     """`chordshare get NAME` of a folder: saved as `output`, or as ./LAST-PART-OF-NAME;
     None when there is no folder of that name either."""
@@ -78,7 +92,9 @@ async def get_folder(
     if folder is None:
         return None
     dest = output if output is not None else Path(local_name(name))
-    got = await folders.get(name, dest, force, folder)
+    bar, advance = transfer_bar(f"get {name}/", folder.size, shown)
+    with bar:
+        got = await folders.get(name, dest, force, folder, advance)
     return {**folder_json(got.folder), "path": str(got.path)}
 
 

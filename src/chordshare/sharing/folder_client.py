@@ -102,7 +102,13 @@ class FolderClient:
                 data = await asyncio.to_thread(path.read_bytes)
         return decode(data, name)
 
-    async def put(self, root: Path, name: str, replace: bool = False) -> FolderPut:
+    async def put(
+        self,
+        root: Path,
+        name: str,
+        replace: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> FolderPut:
         """Publish the tree under root as folder `name`: every file under `name/path`,
         then the folder's manifest; with `replace`, the files of its previous version no
         longer in it are removed last. Bad input (a link, a name the rule refuses, two
@@ -119,6 +125,8 @@ class FolderClient:
             path = root / item.path
             outcome = await self.files.put(path, member_name(name, item.path), replace=replace)
             manifest = outcome.manifest
+            if progress is not None:
+                progress(manifest.size)
             return FolderEntry(item.path, "file", item.mode, manifest.size, manifest.id)
 
         put = await each(files, put_one, self.width)
@@ -132,7 +140,12 @@ class FolderClient:
         return FolderPut(folder, outcome.unchanged and old == folder, len(gone))
 
     async def get(
-        self, name: str, dest: Path, force: bool = False, folder: Folder | None = None
+        self,
+        name: str,
+        dest: Path,
+        force: bool = False,
+        folder: Folder | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> FolderGot:
         """Save folder `name` as dest: each file as the folder's manifest names it (its
         manifest id checked), its mode bits, its empty folders. Every path is checked
@@ -145,6 +158,8 @@ class FolderClient:
 
         async def get_one(entry: FolderEntry) -> None:
             await self.fetch(folder, entry, targets[entry.path])
+            if progress is not None:
+                progress(entry.size)
 
         await each(folder.files, get_one, self.width)
         await asyncio.to_thread(set_modes, folder, targets)
