@@ -23,7 +23,13 @@ from chordshare.faces.api_errors import ApiError
 from chordshare.faces.api_models import FolderInfo, FolderStored
 from chordshare.faces.api_routing import ApiRoute
 from chordshare.faces.shapes import folder_json, folder_records, with_folders
-from chordshare.files.folders import Folder, FolderEntry, check_folder_name, check_path
+from chordshare.files.folders import (
+    MAX_ENTRIES,
+    Folder,
+    FolderEntry,
+    check_folder_name,
+    check_path,
+)
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import SEPARATOR, local_name
 from chordshare.sharing.client import FileClient
@@ -92,7 +98,8 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         name: str, request: Request, replace: Annotated[bool, Query()] = False
     ) -> dict[str, Any]:
         check_folder_name(name)
-        form = await request.form()
+        # Starlette's default of 1,000 parts would cut a folder short of its own limit.
+        form = await request.form(max_files=MAX_ENTRIES, max_fields=MAX_ENTRIES)
         parts = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
         if not parts:
             raise ApiError(400, "invalid_request", "a folder upload needs `file` parts")
