@@ -46,7 +46,11 @@ async def call(
 ) -> httpx.Response:
     """One request to an operation, with a name for a path parameter and a small body where
     one is expected (a refused request must not need a valid one)."""
-    url = path.replace("{name}", "kept.txt")
+    folder = path.startswith("/api/v1/folders/")
+    url = path.replace("{name}", "kept" if folder else "kept.txt")
+    if folder and method == "POST":
+        files = {"file": ("intruder.txt", b"not welcome")}
+        return await http.post(url, files=files, headers=headers)
     if path in {"/api/v1/files", "/upload_file"} and method == "POST":
         files = {"file": ("intruder.txt", b"not welcome")}
         return await http.post(url, files=files, headers=headers)

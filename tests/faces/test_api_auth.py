@@ -37,6 +37,8 @@ WRITES = {
     ("POST", "/api/v1/node/leave"),
     ("POST", "/upload_file"),
     ("POST", "/shutdown"),
+    ("POST", "/api/v1/folders/{name}"),
+    ("DELETE", "/api/v1/folders/{name}"),
 }
 ALWAYS_OPEN = {("GET", "/healthz")}
 
@@ -100,6 +102,9 @@ async def test_reads_are_open_unless_protected(net: Network) -> None:
     open_api = await net.api(peer)
     async with writes_only as w, everything as e, open_api as o:
         put = await w.post("/api/v1/files", files={"file": ("kept.txt", b"k")}, headers=GOOD)
+        assert put.status_code == 201
+        folder = {"file": ("in/k.txt", b"k")}
+        put = await w.post("/api/v1/folders/kept", files=folder, headers=GOOD)
         assert put.status_code == 201
         schema = (await w.get("/openapi.json")).json()
         reads = set(operations(schema)) - WRITES - ALWAYS_OPEN

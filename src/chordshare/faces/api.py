@@ -39,6 +39,7 @@ from chordshare.faces.api_doors import DoorCheck, Doors, listening_hosts
 from chordshare.faces.api_download import Downloads
 from chordshare.faces.api_errors import ApiError, document_errors, install_error_handlers
 from chordshare.faces.api_files import file_routes
+from chordshare.faces.api_folders import folder_routes
 from chordshare.faces.api_limits import ApiLimits, LimitedServer
 from chordshare.faces.api_links import link_routes
 from chordshare.faces.api_node import DASHBOARD, leave_routes, node_routes
@@ -136,6 +137,7 @@ def create_app(
     app.include_router(file_routes(access, stored, served))
     token_needed = peer.server.settings.security.token is not None
     app.include_router(link_routes(access, served, token_needed))
+    app.include_router(folder_routes(access))
     app.include_router(leave_routes(access))
     app.include_router(seed_routes(access, stored, served))
     app.include_router(node_routes(access, registry_for(peer)))

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_download import Downloads, documented_download
 from chordshare.faces.api_errors import ErrorBody
+from chordshare.faces.api_folders import shown_with_folders
 from chordshare.faces.api_inputs import (
     ADDRESS,
     OTHER_NODE,
@@ -58,14 +59,16 @@ def file_routes(access: NodeAccess, uploads: Uploads, downloads: Downloads) -> A
     ) -> dict[str, Any]:
         sharing = access.files()
         if scope == "network":
-            return network_json(await sharing.list_network(await access.client().ring()))
-        if address is None:
-            return await access.own_files()
+            listed = network_json(await sharing.list_network(await access.client().ring()))
+        elif address is None:
+            listed = await access.own_files()
+        else:
 
-        async def listing_of(target: str) -> dict[str, Any]:
-            return listing_json(target, await sharing.list_node(target))
+            async def listing_of(target: str) -> dict[str, Any]:
+                return listing_json(target, await sharing.list_node(target))
 
-        return await access.on_other_node(address, listing_of)
+            listed = await access.on_other_node(address, listing_of)
+        return await shown_with_folders(sharing, listed)
 
     async def upload_file(
         request: Request,

@@ -78,6 +78,15 @@ class FileInfo(Shape):
         default=None, description="That key in full (ed25519:...), as `chordshare id show` prints."
     )
 
+    kind: Literal["folder"] | None = Field(
+        default=None,
+        description="`folder` for a folder (its manifest, stored as "
+        "`manifest_name`): `size` is then its files' bytes, `files` how many; "
+        "`GET /api/v1/folders/{name}` lists them. Null for a file.",
+    )
+    files: int | None = Field(default=None, ge=0, description="A folder's files (null if unread).")
+    manifest_name: str | None = Field(default=None, description="Where a folder's manifest is.")
+
 
 class Stored(FileInfo):
     unchanged: bool = Field(description="The network held these very bytes already.")
@@ -123,6 +132,9 @@ class Match(Shape):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=SHA256_HEX)
 
+    kind: Literal["folder"] | None = Field(default=None, description="`folder` for a folder.")
+    manifest_name: str | None = None
+
 
 class Matches(Shape):
     files: list[Match]
@@ -148,3 +160,24 @@ class Successors(Shape):
 
 class Health(Shape):
     status: Literal["serving"]
+
+
+class FolderEntry(Shape):
+    path: str = Field(description="Relative to the folder, `/` between its parts.")
+    type: Literal["file", "dir"]
+    mode: int = Field(ge=0, le=0o777, description="Permission bits.")
+    size: int = Field(ge=0, description="A file's bytes (0 for a folder).")
+    id: str | None = Field(description="A file's manifest id (hex); null for a folder.")
+
+
+class FolderInfo(Shape):
+    name: str
+    kind: Literal["folder"]
+    files: int = Field(ge=0)
+    size: int = Field(ge=0, description="Bytes of all its files.")
+    entries: list[FolderEntry]
+
+
+class FolderStored(FolderInfo):
+    unchanged: bool = Field(description="The network held this very folder already.")
+    removed: int = Field(ge=0, description="Files of its previous version no longer in it.")

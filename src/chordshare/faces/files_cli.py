@@ -35,7 +35,16 @@ from chordshare.faces.render import (
     resumed_line,
     stored_line,
 )
-from chordshare.faces.shapes import entries_json, listing_json, manifest_json, network_json
+from chordshare.faces.shapes import (
+    entries_json,
+    folder_records,
+    listing_json,
+    manifest_json,
+    network_json,
+    with_folders,
+)
+from chordshare.files.folders import FOLDER_SUFFIX, folder_of
+from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import check_new_name, printable
 
 if TYPE_CHECKING:
@@ -64,7 +73,7 @@ def _rate(text: str | None) -> float:
 
 
 def put(
-    file: Annotated[Path, typer.Argument(help="The local file to share.")],
+    file: Annotated[Path, typer.Argument(help="The local file or folder to share.")],
     node: NodeOption,
     name: Annotated[
         str | None, typer.Option(help="Name in the network (default: file name).")
@@ -77,10 +86,17 @@ def put(
     as_json: JsonOption = False,
 ) -> None:
     """Store a file in the network (on its owner and the owner's successors), signed with
-    your publisher key: only that key can replace or remove it."""
+    your publisher key: only that key can replace or remove it. A folder is stored as one:
+    each file under NAME/its/path, and the folder's manifest (no symbolic links in it)."""
     from chordshare.faces.transfers import put_source, transfer_bar
 
     rate = _rate(limit_rate)
+    if file.is_dir():
+        from chordshare.faces.folders_cli import put_folder
+
+        return put_folder(file, node, name, replace, publisher(identity), rate, as_json)
+    if folder_of(name if name is not None else file.name) is not None:
+        fail(f"names ending in {FOLDER_SUFFIX} are kept for folders' manifests")
     try:
         size = put_source(file)
         check_new_name(name if name is not None else file.name)
@@ -139,7 +155,16 @@ def get(
 
     async def go(clients: Clients) -> dict[str, Any]:
         files = clients.files(rate=rate)
-        found: NetworkFile = await (files.find_link(link) if link else files.find(target))
+        if link is not None:
+            found: NetworkFile = await files.find_link(link)
+        else:
+            try:
+                found = await files.find(target)
+            except FileError as err:
+                folder = await _folder_instead(clients, err, target, output, force, rate, as_json)
+                if folder is None:
+                    raise
+                return folder
         path = destination(found.manifest, output, force)
         writing.append(path)
         bar, advance = transfer_bar(f"get {found.manifest.name}", found.manifest.size, not as_json)
@@ -165,6 +190,11 @@ def get(
         raise typer.Exit(130) from None
     if as_json:
         print_json(result)
+        return
+    if result.get("kind") == "folder":
+        from chordshare.faces.folders_cli import got_folder_line
+
+        out.print(got_folder_line(result), highlight=False, markup=False)
         return
     sources = {s["address"]: s["bytes"] for s in result["sources"]}
     out.print(
@@ -222,6 +252,23 @@ def link(
         )
 
 
+async def _folder_instead(
+    clients: Clients,
+    err: "FileError",
+    target: str,
+    output: Path | None,
+    force: bool,
+    rate: float,
+    as_json: bool,
+) -> dict[str, Any] | None:
+    """A get of a name no file has: the folder of that name, if there is one."""
+    if err.refusal is not Refusal.NOT_FOUND or target.startswith("sha256:"):
+        return None
+    from chordshare.faces.folders_cli import get_folder
+
+    return await get_folder(clients, target, output, force, rate, not as_json)
+
+
 def search(
     words: Annotated[list[str], typer.Argument(help="Words every name found must contain.")],
     node: NodeOption,
@@ -248,10 +295,19 @@ def list_files(
 
     async def go(clients: Clients) -> dict[str, Any]:
         if every:
-            return network_json(await clients.files().list_network(await clients.node.ring()))
-        # One node's files are one call to it: no FileClient, nor what it loads, is needed.
-        address = clients.node.address
-        return listing_json(address, await clients.peers.at(address).list_files())
+            listed = network_json(await clients.files().list_network(await clients.node.ring()))
+        else:
+            # One node's files are one call to it: no FileClient, nor what it loads, is
+            # needed unless it holds a folder's manifest.
+            address = clients.node.address
+            listed = listing_json(address, await clients.peers.at(address).list_files())
+        names = folder_records(listed["files"])
+        if names:
+            from chordshare.faces.folders_cli import folder_client
+
+            found = await folder_client(clients).summaries(names)
+            listed["files"] = with_folders(listed["files"], found)
+        return listed
 
     result = run(connected(node, go))
     if as_json:
@@ -271,12 +327,24 @@ def rm(
     node: NodeOption,
     identity: IdentityOption = None,
 ) -> None:
-    """Remove a file from the network (from its owner and every replica); only its
-    publisher's key can."""
+    """Remove a file from the network (from its owner and every replica), or a folder and
+    every file in it; only its publisher's key can."""
     signer = publisher(identity, create=False)
 
-    async def go(clients: Clients) -> None:
-        await clients.files(signer=signer).remove(name)
+    async def go(clients: Clients) -> str:
+        try:
+            await clients.files(signer=signer).remove(name)
+        except FileError as err:
+            if err.refusal is not Refusal.NOT_FOUND:
+                raise
+            from chordshare.faces.folders_cli import remove_folder, removed_folder_line
 
-    run(connected(node, go))
-    out.print(f"removed {printable(name)}", highlight=False, markup=False)
+            try:
+                return removed_folder_line(await remove_folder(clients, name, signer))
+            except FileError as folder_err:
+                if folder_err.refusal is Refusal.NOT_FOUND:
+                    raise err from None
+                raise
+        return f"removed {printable(name)}"
+
+    out.print(run(connected(node, go)), highlight=False, markup=False)

@@ -141,6 +141,9 @@ def files_table(title: str, files: Iterable[dict[str, Any]], extra: Column | Non
         name = f["name"]
         if f.get("conflict_of"):  # kept aside: written apart from the one named
             name += f"  (conflict of {f['conflict_of']})"
+        if f.get("kind") == "folder":
+            count = "" if f.get("files") is None else f", {f['files']} file(s)"
+            name += f"/  (folder{count})"
         row = [name, human(f["size"]), f["sha256"][:16] + "…"]
         row += [f.get("publisher") or "unsigned"] if published else []
         row += [extra[1](f)] if extra is not None else []

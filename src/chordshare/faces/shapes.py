@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from chordshare.files.folders import folder_of
 from chordshare.files.names import conflict_of
 from chordshare.files.publisher import fingerprint, key_text
 
 if TYPE_CHECKING:
+    from chordshare.files.folders import Folder
     from chordshare.files.manifest import Manifest
     from chordshare.files.messages import FileListing, IndexEntry
     from chordshare.sharing.client import NetworkFile
@@ -55,5 +57,62 @@ def network_json(found: Sequence[NetworkFile]) -> dict[str, Any]:
 
 
 def entries_json(entries: Iterable[IndexEntry]) -> list[dict[str, Any]]:
-    """Search results (search, the API's search)."""
-    return [{"name": e.name, "size": e.size, "sha256": e.sha256.hex()} for e in entries]
+    """Search results (search, the API's search); a folder's manifest found as its folder."""
+    found = []
+    for e in entries:
+        shape: dict[str, Any] = {"name": e.name, "size": e.size, "sha256": e.sha256.hex()}
+        folder = folder_of(e.name)
+        if folder is not None:
+            shape |= {"name": folder, "kind": "folder", "manifest_name": e.name}
+        found.append(shape)
+    return found
+
+
+def folder_json(folder: Folder) -> dict[str, Any]:
+    """A folder: its name, how many files, their bytes, and its entries."""
+    return {
+        "name": folder.name,
+        "kind": "folder",
+        "files": len(folder.files),
+        "size": folder.size,
+        "entries": [
+            {
+                "path": e.path,
+                "type": e.kind,
+                "mode": e.mode,
+                "size": e.size,
+                "id": e.id.hex() if e.id else None,
+            }
+            for e in folder.entries
+        ],
+    }
+
+
+def folder_records(files: Iterable[dict[str, Any]]) -> list[str]:
+    """The folders whose manifests a listing holds."""
+    return [name for f in files if (name := folder_of(f["name"])) is not None]
+
+
+def with_folders(
+    files: list[dict[str, Any]], folders: dict[str, Folder | None]
+) -> list[dict[str, Any]]:
+    """A listing with each folder's manifest shown as its folder: its name, file count and
+    total size (the manifest's own size when it could not be read now)."""
+    shown = []
+    for f in files:
+        name = folder_of(f["name"])
+        if name is None:
+            shown.append(f)
+            continue
+        folder = folders.get(name)
+        shown.append(
+            {
+                **f,
+                "name": name,
+                "kind": "folder",
+                "manifest_name": f["name"],
+                "files": None if folder is None else len(folder.files),
+                "size": f["size"] if folder is None else folder.size,
+            }
+        )
+    return shown

@@ -121,6 +121,11 @@ class FileClient:
             name, size, data, replace, chunk_size
         )
 
+    async def put_bytes(self, name: str, data: bytes, replace: bool = False) -> PutOutcome:
+        """Store bytes held in memory under name (a folder's manifest), as a local file."""
+        putter = Putter(self.ring.space, self.peers, self.routes, self._lookup, self.signer)
+        return await putter.put_bytes(name, data, replace)
+
     async def _manifest_of(self, name: str) -> Manifest | None:
         found = await self._find_name(name)
         return None if found is None else found.manifest

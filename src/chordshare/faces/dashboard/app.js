@@ -352,26 +352,28 @@ function linkName(link) {
   try { return decodeURIComponent(found[1]); } catch (_) { return "link"; }
 }
 
-function removeButton(name) {
+function removeButton(name, folder = false) {
   const button = document.createElement("button");
   button.type = "button";
   button.className = "remove";
   button.textContent = "remove";
   button.dataset.name = name;
-  button.addEventListener("click", () => remove(name));
+  button.addEventListener("click", () => remove(name, false, folder));
   return button;
 }
 
-async function remove(name, confirmed = false) {
-  if (!confirmed && !confirm(`Remove ${shown(name)} from the whole network?`)) return;
+async function remove(name, confirmed = false, folder = false) {
+  const what = folder ? `the folder ${shown(name)}/ and every file in it` : shown(name);
+  if (!confirmed && !confirm(`Remove ${what} from the whole network?`)) return;
   const panel = $("transfer");
+  const kind = folder ? "folders" : "files";
   try {
-    await api(`/api/v1/files/${encodeURIComponent(name)}`, { method: "DELETE" });
+    await api(`/api/v1/${kind}/${encodeURIComponent(name)}`, { method: "DELETE" });
     panel.textContent = `removed ${shown(name)}`;
     showHere(panel);
   } catch (err) {
     if (err.status === 401) {
-      retryWithToken(() => remove(name, true));
+      retryWithToken(() => remove(name, true, folder));
       panel.textContent = `${shown(name)}: waiting for the token`;
       return;
     }
@@ -416,9 +418,19 @@ async function refreshFiles() {
         : "stored before signatures: anyone may replace it";
       tr.appendChild(key);
       const td = document.createElement("td");
-      td.appendChild(downloadLink(f.name));
-      if (!f.shared) td.appendChild(linkButton(f.name));
-      if (!f.shared) td.appendChild(removeButton(f.name));
+      if (f.kind === "folder") {
+        tr.classList.add("folder");
+        tr.firstChild.textContent = `${shown(f.name)}/`;
+        const mark = document.createElement("span");
+        mark.className = "folder-mark";
+        mark.textContent = f.files === null ? "folder" : `folder, ${f.files} file(s)`;
+        tr.firstChild.append(" ", mark);
+        td.append(browseButton(f.name), zipLink(f.name), removeButton(f.name, true));
+      } else {
+        td.appendChild(downloadLink(f.name));
+        if (!f.shared) td.appendChild(linkButton(f.name));
+        if (!f.shared) td.appendChild(removeButton(f.name));
+      }
       tr.appendChild(td);
       return tr;
     });
@@ -481,8 +493,13 @@ async function search(text) {
       const div = document.createElement("div");
       div.className = "result";
       div.dataset.name = f.name;
-      div.textContent = `${shown(f.name)} (${human(f.size)}) `;
-      div.appendChild(downloadLink(f.name));
+      if (f.kind === "folder") {
+        div.textContent = `${shown(f.name)}/ (folder) `;
+        div.append(browseButton(f.name), zipLink(f.name));
+      } else {
+        div.textContent = `${shown(f.name)} (${human(f.size)}) `;
+        div.appendChild(downloadLink(f.name));
+      }
       out.appendChild(div);
     }
   } catch (err) {
@@ -505,6 +522,10 @@ function wire() {
     e.preventDefault();
     drop.classList.remove("over");
     for (const file of e.dataTransfer.files) upload(file);
+  });
+  $("folder-input").addEventListener("change", (e) => {
+    uploadFolder([...e.target.files]);
+    e.target.value = "";
   });
   $("file-input").addEventListener("change", (e) => {
     for (const file of e.target.files) upload(file);

@@ -1,0 +1,222 @@
+"""Folders in the REST API: a folder's manifest (its files), the folder as a zip streamed
+while its files are fetched, an upload of a folder (each file a form part named by its
+path, as a browser's directory picker sends them), and a removal."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import tempfile
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from chordshare.faces.api_access import NodeAccess
+from chordshare.faces.api_download import content_disposition
+from chordshare.faces.api_errors import ApiError
+from chordshare.faces.api_models import FolderInfo, FolderStored
+from chordshare.faces.api_routing import ApiRoute
+from chordshare.faces.shapes import folder_json, folder_records, with_folders
+from chordshare.files.folders import (
+    MAX_ENTRIES,
+    Folder,
+    FolderEntry,
+    check_folder_name,
+    check_path,
+)
+from chordshare.files.messages import FileError, Refusal
+from chordshare.files.names import SEPARATOR, local_name
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.folder_client import FolderClient
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+READ_BLOCK = 1 << 20
+AHEAD = 32  # files of a zip fetched while an earlier one is sent
+AHEAD_BYTES = 256 << 20  # and at most this many bytes of them staged at once
+
+
+async def shown_with_folders(files: FileClient, listed: dict[str, Any]) -> dict[str, Any]:
+    """A listing with each folder's manifest shown as its folder (`shapes.with_folders`)."""
+    names = folder_records(listed["files"])
+    if names:
+        summaries = await FolderClient(files).summaries(names)
+        listed["files"] = with_folders(listed["files"], summaries)
+    return listed
+
+
+def folder_routes(access: NodeAccess) -> APIRouter:
+    router = APIRouter(route_class=ApiRoute)
+    doc, reads, writes = access.doc, access.reads, access.writes
+
+    def folders() -> FolderClient:
+        return FolderClient(access.files())
+
+    async def found(name: str) -> tuple[FolderClient, Folder]:
+        client = folders()
+        folder = await client.find(check_folder_name(name))
+        if folder is None:
+            raise ApiError(404, "not_found", f"no folder named {name!r} in the network")
+        return client, folder
+
+    @router.get(
+        "/api/v1/folders/{name:path}",
+        summary="A folder: its files and folders (format=zip: the folder as a zip, streamed)",
+        response_model=FolderInfo,
+        **doc(reads, 400, 404, 409, 502, 503),
+    )
+    async def get_folder(
+        name: str, format: Annotated[Literal["json", "zip"], Query()] = "json"
+    ) -> Any:
+        client, folder = await found(name)
+        if format == "json":
+            return folder_json(folder)
+        top = local_name(name)
+        return StreamingResponse(
+            _zipped(client, folder, top),
+            media_type="application/zip",
+            headers={"Content-Disposition": content_disposition(top + ".zip")},
+        )
+
+    @router.post(
+        "/api/v1/folders/{name:path}",
+        status_code=201,
+        summary="Upload a folder: multipart, one `file` part per file, its filename the "
+        "file's path in the folder (a directory picker's relative paths); `replace=true` "
+        "replaces a folder of that name",
+        response_model=FolderStored,
+        **doc(writes, 400, 409, 502, 503, 507),
+    )
+    async def upload_folder(
+        name: str, request: Request, replace: Annotated[bool, Query()] = False
+    ) -> dict[str, Any]:
+        check_folder_name(name)
+        # Starlette's default of 1,000 parts would cut a folder short of its own limit.
+        form = await request.form(max_files=MAX_ENTRIES, max_fields=MAX_ENTRIES)
+        parts = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
+        if not parts:
+            raise ApiError(400, "invalid_request", "a folder upload needs `file` parts")
+        with tempfile.TemporaryDirectory(prefix="chordshare-upload-") as scratch:
+            root = Path(scratch) / "folder"
+            root.mkdir()
+            for part in parts:
+                await _spool(part, root)
+            put = await folders().put(root, name, replace)
+        return {**folder_json(put.folder), "unchanged": put.unchanged, "removed": put.removed}
+
+    @router.delete(
+        "/api/v1/folders/{name:path}",
+        status_code=204,
+        summary="Remove a folder and every file in it",
+        response_class=Response,
+        **doc(writes, 400, 404, 409, 502, 503),
+    )
+    async def delete_folder(name: str) -> Response:
+        try:
+            await folders().remove(check_folder_name(name))
+        except FileError as err:
+            if err.refusal is Refusal.NOT_FOUND:
+                raise ApiError(404, "not_found", err.message) from None
+            raise
+        return Response(status_code=204)
+
+    return router
+
+
+async def _spool(part: UploadFile, root: Path) -> None:
+    """One uploaded file into the scratch tree, at its checked path (never outside it)."""
+    path = check_path((part.filename or "").replace("\\", SEPARATOR))
+    target = root.joinpath(*path.split(SEPARATOR))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("xb") as out:
+            while block := await part.read(READ_BLOCK):
+                await asyncio.to_thread(out.write, block)
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        raise ApiError(
+            400, "invalid_request", f"{path!r}: two files of one path, or a file and a folder"
+        ) from None
+
+
+class _Spout:
+    """What zipfile writes, kept until the response sends it (a stream: no seeking)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def write(self, data: Buffer) -> int:
+        data = bytes(data)
+        self.pieces.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        taken, self.pieces = b"".join(self.pieces), []
+        return taken
+
+
+async def _zipped(client: FolderClient, folder: Folder, top: str) -> AsyncIterator[bytes]:
+    """The folder as a zip under `top/`, each file fetched and checked against the folder's
+    manifest (`FolderClient.fetch`), and sent on as it is read (stored, not compressed;
+    zip64 where sizes need it). The next files are fetched while one is sent (up to
+    `AHEAD` of them and `AHEAD_BYTES`), in the order of the folder's entries."""
+    spout = _Spout()
+    stamp = time.localtime()[:6]
+    ahead: dict[int, asyncio.Future[Path]] = {}
+    files = list(enumerate(folder.files))
+    with (
+        tempfile.TemporaryDirectory(prefix="chordshare-zip-") as scratch,
+        zipfile.ZipFile(spout, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
+
+        async def fetched(index: int, entry: FolderEntry) -> Path:
+            local = Path(scratch) / f"{index}"
+            await client.fetch(folder, entry, local)
+            return local
+
+        def fetch_ahead(start: int) -> None:
+            staged = sum(files[i][1].size for i in ahead)
+            for index, entry in files[start : start + AHEAD]:
+                if index in ahead:
+                    continue
+                if ahead and staged + entry.size > AHEAD_BYTES:
+                    break
+                ahead[index] = asyncio.ensure_future(fetched(index, entry))
+                staged += entry.size
+
+        try:
+            for entry in folder.entries:
+                if entry.kind == "dir":
+                    info = zipfile.ZipInfo(f"{top}/{entry.path}/", stamp)
+                    info.external_attr = (stat.S_IFDIR | entry.mode) << 16 | 0x10
+                    archive.writestr(info, b"")
+                    yield spout.take()
+            for index, entry in files:
+                fetch_ahead(index)
+                local = await ahead.pop(index)
+                info = zipfile.ZipInfo(f"{top}/{entry.path}", stamp)
+                info.external_attr = (stat.S_IFREG | entry.mode) << 16
+                info.file_size = entry.size
+                with local.open("rb") as source, archive.open(info, "w") as sink:
+                    while block := await asyncio.to_thread(source.read, READ_BLOCK):
+                        sink.write(block)
+                        yield spout.take()
+                local.unlink()
+                yield spout.take()
+        finally:
+            for task in ahead.values():
+                task.cancel()
+            await asyncio.gather(*ahead.values(), return_exceptions=True)
+    yield spout.take()

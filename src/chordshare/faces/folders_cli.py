@@ -1,0 +1,117 @@
+"""Folders in the `chordshare` CLI: `put DIR`, `get NAME` of a folder, `rm NAME` of a
+folder, and what `ls` and `search` show of one. The file commands hand a folder here."""
+
+# No `from __future__ import annotations`: see cli_app.
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chordshare.faces.cli_app import connected, print_json
+from chordshare.faces.loops import run
+from chordshare.faces.render import err_console, human, out
+from chordshare.faces.shapes import folder_json
+from chordshare.faces.transfers import transfer_bar
+from chordshare.files.folders import check_folder_name
+from chordshare.files.names import local_name, printable
+
+if TYPE_CHECKING:
+    from chordshare.faces.clients import Clients
+    from chordshare.files.folders import Folder
+    from chordshare.files.publisher import Signer
+    from chordshare.sharing.folder_client import FolderClient
+
+
+def folder_client(
+    clients: "Clients", signer: "Signer | None" = None, rate: float = 0
+) -> "FolderClient":
+    from chordshare.sharing.folder_client import FolderClient
+
+    return FolderClient(clients.files(signer=signer, rate=rate))
+
+
+def default_name(root: Path) -> str:
+    """A folder's name when --name is not given: the folder's own name (`.` too)."""
+    return root.name or root.resolve().name
+
+
+def tree_size(root: Path) -> int:
+    """The bytes of the regular files under root, for a progress bar (links not followed)."""
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
+def put_folder(
+    root: Path,
+    node: str,
+    name: str | None,
+    replace: bool,
+    signer: "Signer | None",
+    rate: float,
+    as_json: bool,
+) -> None:
+    """`chordshare put DIR`: the tree as one folder (`sharing.folder_client`)."""
+    name = name if name is not None else default_name(root)
+    try:
+        check_folder_name(name)
+    except ValueError as err:
+        from chordshare.faces.cli_app import fail
+
+        fail(printable(str(err)))
+
+    shown = not as_json and err_console.is_terminal  # a bar only where it is seen
+    bar, advance = transfer_bar(f"put {name}/", tree_size(root) if shown else 0, shown)
+
+    async def go(clients: "Clients") -> dict[str, Any]:
+        with bar:
+            put = await folder_client(clients, signer, rate).put(root, name, replace, advance)
+        return {**folder_json(put.folder), "unchanged": put.unchanged, "removed": put.removed}
+
+    result = run(connected(node, go))
+    if as_json:
+        print_json(result)
+        return
+    verb = "already stored" if result["unchanged"] else "stored"
+    removed = f"; {result['removed']} file(s) no longer in it removed" if result["removed"] else ""
+    out.print(
+        f"{verb} folder {printable(name)} ({_counted(result)}){removed}",
+        highlight=False,
+        markup=False,
+    )
+
+
+async def get_folder(
+    clients: "Clients", name: str, output: Path | None, force: bool, rate: float, shown: bool
+) -> dict[str, Any] | None:
+    """`chordshare get NAME` of a folder: saved as `output`, or as ./LAST-PART-OF-NAME;
+    None when there is no folder of that name either."""
+    folders = folder_client(clients, rate=rate)
+    folder = await folders.find(name)
+    if folder is None:
+        return None
+    dest = output if output is not None else Path(local_name(name))
+    bar, advance = transfer_bar(f"get {name}/", folder.size, shown)
+    with bar:
+        got = await folders.get(name, dest, force, folder, advance)
+    return {**folder_json(got.folder), "path": str(got.path)}
+
+
+def got_folder_line(result: dict[str, Any]) -> str:
+    return (
+        f"got folder {printable(result['name'])} ({_counted(result)}) into "
+        f"{printable(result['path'])}"
+    )
+
+
+async def remove_folder(clients: "Clients", name: str, signer: "Signer | None") -> "Folder":
+    return await folder_client(clients, signer).remove(name)
+
+
+def removed_folder_line(folder: "Folder") -> str:
+    return f"removed folder {printable(folder.name)} ({len(folder.files)} file(s))"
+
+
+def _counted(result: dict[str, Any]) -> str:
+    return f"{result['files']} file(s), {human(result['size'])}"

@@ -1,0 +1,250 @@
+"""Folders: a directory tree published as one unit.
+
+A folder NAME is two kinds of files in the network. Each file of the tree is an ordinary
+file under `NAME/its/path`, on the key of that name, so a large folder spreads over the
+ring and any one of its files is a plain get. The **folder manifest** lists every entry:
+its path relative to the folder, file or folder, its mode bits, and for a file its size
+and the id of its manifest (`Manifest.id`: the exact bytes). It is stored as an ordinary
+file too, under `NAME.chordshare-folder` (the name marks it, so a listing tells a folder
+from a file without fetching anything), and its bytes begin with `MAGIC` then JSON (so a
+file that only happens to carry the suffix is never read as a folder).
+
+Paths follow the name rule (`files.names`): relative, `/` between parts, none empty, `.`
+or `..`, no backslash; so a folder manifest can only name paths inside the folder it is
+saved to. Two entries may not have the same path once normalised (Unicode NFC: `é` typed
+two ways is one file on most disks), nor a file be a folder of another entry's path. A
+folder has at most `MAX_ENTRIES` entries. Decisions only: the I/O is
+`sharing.folder_client`.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chordshare.files.names import SEPARATOR, BadName, check_new_name
+
+FOLDER_SUFFIX = ".chordshare-folder"
+MAGIC = b"chordshare folder 1\n"
+# Entries (files and folders) of one folder. Its manifest is then a few megabytes at most,
+# fetched whole before any file; a tree larger than that is better published as several.
+MAX_ENTRIES = 50_000
+MODE_BITS = 0o777  # permission bits kept: setuid, setgid and sticky are never restored
+ID_BYTES = 32
+
+Kind = Literal["file", "dir"]
+
+
+class BadFolder(ValueError):
+    """A folder that cannot be published or saved; the message says why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class FolderEntry:
+    """One path of a folder: a file (its size and manifest id) or a folder (`dir`)."""
+
+    path: str
+    kind: Kind
+    mode: int
+    size: int = 0
+    id: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """A folder manifest: the folder's name and its entries, sorted by path."""
+
+    name: str
+    entries: tuple[FolderEntry, ...]
+
+    @property
+    def files(self) -> tuple[FolderEntry, ...]:
+        return tuple(e for e in self.entries if e.kind == "file")
+
+    @property
+    def size(self) -> int:
+        """The bytes of all its files."""
+        return sum(e.size for e in self.files)
+
+    def member(self, entry: FolderEntry) -> str:
+        """The name the file of `entry` is stored under."""
+        return member_name(self.name, entry.path)
+
+
+def record_name(name: str) -> str:
+    """The name a folder's manifest is stored under."""
+    return name + FOLDER_SUFFIX
+
+
+def folder_of(stored: str) -> str | None:
+    """The folder a stored name is the manifest of, or None for an ordinary file."""
+    if stored.endswith(FOLDER_SUFFIX) and len(stored) > len(FOLDER_SUFFIX):
+        return stored[: -len(FOLDER_SUFFIX)]
+    return None
+
+
+def check_folder_name(name: str) -> str:
+    """A folder's name: a new name whose manifest name fits the name rule too."""
+    check_new_name(name)
+    try:
+        check_new_name(record_name(name))
+    except BadName as err:
+        raise BadFolder(f"folder name {name!r} is too long: {err.problem}") from None
+    return name
+
+
+def member_name(folder: str, path: str) -> str:
+    """`NAME/path`: where the file at `path` of folder NAME is stored."""
+    return folder + SEPARATOR + path
+
+
+def check_path(path: str) -> str:
+    """A path inside a folder: relative, no `.` or `..` part, no backslash (`files.names`)."""
+    try:
+        return check_new_name(path)
+    except BadName as err:
+        raise BadFolder(f"path {path!r} in a folder: {err.problem}") from None
+
+
+def check_entries(name: str, entries: Sequence[FolderEntry]) -> tuple[FolderEntry, ...]:
+    """The entries of folder `name`, sorted by path, when they make a folder that can be
+    saved anywhere; else BadFolder saying which entry is wrong."""
+    if len(entries) > MAX_ENTRIES:
+        raise BadFolder(
+            f"folder {name!r} has {len(entries)} entries; a folder holds at most "
+            f"{MAX_ENTRIES} (publish its subfolders as folders of their own)"
+        )
+    seen: dict[str, FolderEntry] = {}
+    for entry in entries:
+        check_path(entry.path)
+        member = member_name(name, entry.path)
+        try:
+            check_new_name(member)
+        except BadName as err:
+            raise BadFolder(f"{member!r}: {err.problem}") from None
+        if entry.kind not in ("file", "dir"):
+            raise BadFolder(f"{entry.path!r}: an entry is a file or a folder, not {entry.kind!r}")
+        if not 0 <= entry.mode <= MODE_BITS:
+            raise BadFolder(f"{entry.path!r}: mode {entry.mode:o} is not permission bits")
+        if entry.kind == "file" and (entry.size < 0 or len(entry.id) != ID_BYTES):
+            raise BadFolder(f"{entry.path!r}: a file needs a size and a 32-byte manifest id")
+        key = unicodedata.normalize("NFC", entry.path)
+        if key in seen:
+            raise BadFolder(f"{entry.path!r} and {seen[key].path!r}: two entries of one path")
+        seen[key] = entry
+    for key, entry in seen.items():
+        parts = key.split(SEPARATOR)
+        for depth in range(1, len(parts)):
+            parent = seen.get(SEPARATOR.join(parts[:depth]))
+            if parent is not None and parent.kind == "file":
+                raise BadFolder(f"{parent.path!r} is a file and {entry.path!r} is inside it")
+    return tuple(sorted(entries, key=lambda e: e.path))
+
+
+def make_folder(name: str, entries: Sequence[FolderEntry]) -> Folder:
+    return Folder(check_folder_name(name), check_entries(name, entries))
+
+
+def encode(folder: Folder) -> bytes:
+    """The bytes stored under `record_name(folder.name)`."""
+    body = {
+        "name": folder.name,
+        "entries": [_entry_json(e) for e in folder.entries],
+    }
+    return MAGIC + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _entry_json(entry: FolderEntry) -> dict[str, Any]:
+    shape: dict[str, Any] = {"path": entry.path, "type": entry.kind, "mode": entry.mode}
+    if entry.kind == "file":
+        shape |= {"size": entry.size, "id": entry.id.hex()}
+    return shape
+
+
+def is_folder_bytes(data: bytes) -> bool:
+    return data.startswith(MAGIC)
+
+
+def decode(data: bytes, name: str) -> Folder:
+    """The folder manifest of folder `name` from its bytes; BadFolder for anything that is
+    not one, or names a path outside the folder, twice, or through a file."""
+    if not is_folder_bytes(data):
+        raise BadFolder(f"{name!r} is not a chordshare folder")
+    try:
+        body = json.loads(data[len(MAGIC) :])
+        if body["name"] != name:
+            raise BadFolder(f"the manifest of folder {name!r} names folder {body['name']!r}")
+        raw = body["entries"]
+        if not isinstance(raw, list):
+            raise TypeError("entries must be a list")
+        if len(raw) > MAX_ENTRIES:
+            raise BadFolder(
+                f"folder {name!r} has {len(raw)} entries; a folder holds at most {MAX_ENTRIES}"
+            )
+        entries = [_entry(e) for e in raw]
+    except (ValueError, KeyError, TypeError) as err:
+        if isinstance(err, BadFolder):
+            raise
+        raise BadFolder(f"the manifest of folder {name!r} is malformed: {err}") from None
+    return make_folder(name, entries)
+
+
+def _entry(raw: dict[str, Any]) -> FolderEntry:
+    path, kind, mode = raw["path"], raw["type"], raw["mode"]
+    if not isinstance(path, str) or not isinstance(mode, int) or isinstance(mode, bool):
+        raise TypeError("path must be text and mode a number")
+    if kind == "file":
+        size = raw["size"]
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise TypeError("size must be a number")
+        return FolderEntry(path, "file", mode, size, bytes.fromhex(raw["id"]))
+    return FolderEntry(path, kind, mode)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a walk of a local tree met at one path (`sharing.folder_client` walks)."""
+
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    mode: int = 0
+    size: int = 0
+
+
+def check_walk(root: str, found: Iterable[Found]) -> list[Found]:
+    """The files and folders of a local tree to publish; BadFolder at its first symbolic
+    link or special file (a link could name anything outside the tree) and at the first
+    entry past MAX_ENTRIES."""
+    kept: list[Found] = []
+    for item in found:
+        if item.kind == "symlink":
+            raise BadFolder(f"{root}/{item.path} is a symbolic link: a folder is put without links")
+        if item.kind == "other":
+            raise BadFolder(f"{root}/{item.path} is not a regular file or a folder")
+        kept.append(item)
+        if len(kept) > MAX_ENTRIES:
+            raise BadFolder(
+                f"{root} has more than {MAX_ENTRIES} files and folders; a folder holds at "
+                f"most {MAX_ENTRIES} (publish its subfolders as folders of their own)"
+            )
+    return kept
+
+
+def removed_files(old: Folder | None, new: Folder) -> list[str]:
+    """The names of the files a replace of `old` by `new` removes: old paths that are not
+    files of `new`."""
+    if old is None:
+        return []
+    kept = {e.path for e in new.files}
+    return [old.member(e) for e in old.files if e.path not in kept]
+
+
+def same_layout(old: Folder, found: Sequence[Found]) -> bool:
+    """Whether a local tree has the paths, kinds and sizes of a published folder: a put
+    without replace of anything else is refused before a byte is sent."""
+    have = {(e.path, e.kind, e.size if e.kind == "file" else 0) for e in old.entries}
+    walk = {(f.path, f.kind, f.size if f.kind == "file" else 0) for f in found}
+    return have == walk

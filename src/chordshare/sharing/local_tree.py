@@ -1,0 +1,91 @@
+"""A folder's local end: the tree a put walks, and the paths a get writes, never through a
+symbolic link nor outside the folder it saves to. Blocking file-system calls: the folder
+client runs them in a thread."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from chordshare.files.folders import BadFolder, Folder, Found, check_walk
+from chordshare.files.names import SEPARATOR, name_parts
+
+
+def walk(root: Path) -> list[Found]:
+    """Every file and folder under root (not root itself), by path, links never followed;
+    BadFolder at a link, a special file or one entry too many (`folders.check_walk`)."""
+    if root.is_symlink():
+        raise BadFolder(f"{root} is a symbolic link: a folder is put without links")
+    if not root.is_dir():
+        raise BadFolder(f"{root}: no such folder")
+    return check_walk(str(root), _found(root, ""))
+
+
+def _found(folder: Path, prefix: str) -> Iterator[Found]:
+    with os.scandir(folder) as listing:
+        items = sorted(listing, key=lambda item: item.name)
+    for item in items:
+        path = prefix + item.name
+        info = item.stat(follow_symlinks=False)
+        mode = stat.S_IMODE(info.st_mode) & 0o777
+        if stat.S_ISLNK(info.st_mode):
+            yield Found(path, "symlink")
+        elif stat.S_ISDIR(info.st_mode):
+            yield Found(path, "dir", mode)
+            yield from _found(Path(item.path), path + SEPARATOR)
+        elif stat.S_ISREG(info.st_mode):
+            yield Found(path, "file", mode, info.st_size)
+        else:
+            yield Found(path, "other")
+
+
+def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
+    """Where each entry of folder is saved under dest, checked before anything is written:
+    BadFolder when dest, or any folder on the way to an entry, is a symbolic link or a
+    file; FileExistsError for a file there already (unless `force`: it is replaced, never
+    written through). Only `/`-separated parts that passed the name rule are joined, so no
+    path leaves dest."""
+    if dest.is_symlink():
+        raise BadFolder(f"{dest} is a symbolic link: a folder is saved into a real folder")
+    if dest.exists() and not dest.is_dir():
+        raise FileExistsError(f"{dest} exists and is not a folder")
+    targets: dict[str, Path] = {}
+    checked: set[Path] = set()
+    for entry in folder.entries:
+        parts = name_parts(entry.path)
+        place = dest
+        for depth, part in enumerate(parts):
+            place = place / part
+            last = depth == len(parts) - 1
+            if place in checked and not last:
+                continue
+            if place.is_symlink():
+                raise BadFolder(f"{place} is a symbolic link: nothing of the folder is saved")
+            if not last or entry.kind == "dir":
+                if place.exists() and not place.is_dir():
+                    raise BadFolder(f"{place} is a file where the folder has a folder")
+                checked.add(place)
+            elif place.is_dir():
+                raise BadFolder(f"{place} is a folder where the folder has a file")
+            elif place.exists() and not force:
+                raise FileExistsError(f"{place} exists: give --force to overwrite it")
+        targets[entry.path] = place
+    return targets
+
+
+def make_folders(folder: Folder, targets: dict[str, Path], dest: Path) -> None:
+    """The folders of the tree, each made without following a link (`plan_targets`
+    checked the way)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in folder.entries:
+        target = targets[entry.path]
+        where = target if entry.kind == "dir" else target.parent
+        where.mkdir(parents=True, exist_ok=True)
+
+
+def set_modes(folder: Folder, targets: dict[str, Path]) -> None:
+    """Each entry's mode bits, deepest first (a folder without write bits set last)."""
+    for entry in sorted(folder.entries, key=lambda e: e.path.count(SEPARATOR), reverse=True):
+        os.chmod(targets[entry.path], entry.mode, follow_symlinks=False)

@@ -1,0 +1,135 @@
+"""Folders through the `chordshare` CLI, in processes of their own against real peers of
+this process: `put DIR` and `get NAME` round-trip a tree bit for bit with its modes, one
+path of it is a plain get, `ls` shows the folder with its file count and size, `rm` takes
+it all; a folder with a symbolic link is refused in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from peernet import PeerNetwork
+
+from chordshare.files.folders import MAX_ENTRIES
+
+CLI = (sys.executable, "-m", "chordshare.faces.cli")
+CLI_DEADLINE = 30.0
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    """Run one `chordshare` command; its exit code, stdout and stderr."""
+    env = {**os.environ, "COLUMNS": "200"}
+    process = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    async with asyncio.timeout(CLI_DEADLINE):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def ring(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
+    network = PeerNetwork(tmp_path / "nodes")
+    yield network
+    await network.close()
+
+
+def tree_of(root: Path) -> dict[str, tuple[bool, int, bytes]]:
+    seen = {}
+    for path in sorted(root.rglob("*")):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        data = b"" if path.is_dir() else path.read_bytes()
+        seen[path.relative_to(root).as_posix()] = (path.is_dir(), mode, data)
+    return seen
+
+
+async def test_a_folder_round_trips_through_the_cli(ring: PeerNetwork, tmp_path: Path) -> None:
+    peers = await ring.ring(2)
+    node = peers[1].server.node.me.address
+    source = tmp_path / "my photos"
+    (source / "2024" / "été").mkdir(parents=True)
+    (source / "empty folder").mkdir()
+    (source / "2024" / "été" / "plage.jpg").write_bytes(os.urandom(70_000))
+    (source / "2024" / "empty.txt").write_bytes(b"")
+    (source / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (source / "run.sh").chmod(0o751)
+
+    code, out, err = await cli("put", str(source), "--name", "photos", "-n", node)
+    assert code == 0, err
+    assert "stored folder photos (3 file(s)" in out
+
+    code, out, err = await cli("get", "photos", "-o", str(tmp_path / "back"), "-n", node)
+    assert code == 0, err
+    assert "got folder photos" in out
+    assert tree_of(tmp_path / "back") == tree_of(source)
+
+    code, out, err = await cli(
+        "get", "photos/2024/été/plage.jpg", "-o", str(tmp_path / "one.jpg"), "-n", node
+    )
+    assert code == 0, err
+    assert (tmp_path / "one.jpg").read_bytes() == (source / "2024/été/plage.jpg").read_bytes()
+
+    code, out, err = await cli("ls", "--all", "--json", "-n", node)
+    assert code == 0, err
+    (folder,) = [f for f in json.loads(out)["files"] if f.get("kind") == "folder"]
+    assert folder["name"] == "photos" and folder["files"] == 3
+    assert folder["size"] == 70_000 + 10
+    code, out, err = await cli("ls", "--all", "-n", node)
+    assert "photos/  (folder, 3 file(s))" in out
+
+    code, out, err = await cli("search", "photos", "--json", "-n", node)
+    assert code == 0, err
+    found = json.loads(out)["files"]
+    assert {"photos", "photos/run.sh"} <= {f["name"] for f in found}
+    assert next(f for f in found if f["name"] == "photos")["kind"] == "folder"
+
+    code, out, err = await cli("rm", "photos", "-n", node)
+    assert code == 0, err
+    assert "removed folder photos (3 file(s))" in out
+    assert all(p.store.manifest("photos/run.sh") is None for p in peers)
+    code, out, err = await cli("get", "photos", "-o", str(tmp_path / "gone"), "-n", node)
+    assert code == 2 and "no file named 'photos'" in err
+
+
+async def test_a_folder_with_a_link_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    source = tmp_path / "tree"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_bytes(b"a")
+    (source / "sub" / "passwd").symlink_to("/etc/passwd")
+    code, _out, err = await cli("put", str(source), "-n", peer.server.node.me.address)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "sub/passwd is a symbolic link" in err
+    assert peer.store.manifest("tree/a.txt") is None
+
+
+async def test_a_folder_over_the_limit_or_with_colliding_paths_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    node = peer.server.node.me.address
+    big = tmp_path / "big"
+    big.mkdir()
+    for index in range(MAX_ENTRIES + 1):
+        (big / f"{index}").touch()
+    code, _, err = await cli("put", str(big), "-n", node)
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert f"a folder holds at most {MAX_ENTRIES}" in err
+
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    (twins / "caf\u00e9.txt").write_bytes(b"composed")
+    (twins / "cafe\u0301.txt").write_bytes(b"decomposed")
+    code, _, err = await cli("put", str(twins), "-n", node)
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "two entries of one path" in err
+    assert peer.store.manifest("twins/caf\u00e9.txt") is None

@@ -1,0 +1,177 @@
+"""Folders over real peers on loopback gRPC: a tree round-trips bit for bit with its modes,
+empty files and empty folders; each file is a plain file of its own name; a replace drops
+the files no longer in it; a removal takes them all; a folder manifest that was tampered
+with, or names a file that changed since, saves nothing."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from peernet import PeerNetwork
+
+from chordshare.files.folders import (
+    MAGIC,
+    BadFolder,
+    FolderEntry,
+    encode,
+    make_folder,
+    record_name,
+)
+from chordshare.files.messages import FileError, Refusal
+from chordshare.files.publisher import Signer
+from chordshare.sharing.client import FileClient
+from chordshare.sharing.folder_client import FolderClient
+from chordshare.sharing.ring import NodeRing
+from chordshare.transport.files_grpc import GrpcFilePeers
+
+
+@pytest.fixture
+async def files() -> AsyncIterator[GrpcFilePeers]:
+    peers = GrpcFilePeers(timeout=5.0)
+    yield peers
+    await peers.close()
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    """Nested folders, an empty file, an empty folder, unicode names, an executable."""
+    tree = {
+        "a.txt": b"alpha\n",
+        "sub/b.bin": os.urandom(300_000),
+        "sub/deeper/empty": b"",
+        "ünï cødé/日本.txt": "日本語".encode(),
+        "bin/run.sh": b"#!/bin/sh\necho hi\n",
+    }
+    for path, data in tree.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    (root / "bin/run.sh").chmod(0o755)
+    (root / "sub/b.bin").chmod(0o600)
+    (root / "nothing here").mkdir()
+    return tree
+
+
+def tree_of(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every path under root: its kind, mode bits and bytes."""
+    seen: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        relative = path.relative_to(root).as_posix()
+        if path.is_dir():
+            seen[relative] = ("dir", mode, b"")
+        else:
+            seen[relative] = ("file", mode, path.read_bytes())
+    return seen
+
+
+async def test_a_tree_round_trips_and_each_file_is_its_own_name(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await net.ring(3)
+    client = FileClient(NodeRing(peers[0].server.node), files, signer=Signer.generate())
+    folders = FolderClient(client, width=8)
+    source = tmp_path / "source"
+    tree = make_tree(source)
+
+    put = await folders.put(source, "pics")
+    assert len(put.folder.files) == len(tree) and not put.unchanged
+    again = await folders.put(source, "pics")
+    assert again.unchanged
+
+    other = FolderClient(FileClient(NodeRing(peers[2].server.node), files), width=8)
+    await other.get("pics", tmp_path / "back")
+    assert tree_of(tmp_path / "back") == tree_of(source)
+
+    # One path alone is a plain get of its name.
+    await other.files.get("pics/sub/b.bin", tmp_path / "one")
+    assert (tmp_path / "one").read_bytes() == tree["sub/b.bin"]
+
+    # A replace drops the files no longer in the folder.
+    (source / "a.txt").unlink()
+    (source / "sub/b.bin").write_bytes(b"new bytes")
+    with pytest.raises(FileError, match="--replace"):
+        await folders.put(source, "pics")
+    replaced = await folders.put(source, "pics", replace=True)
+    assert replaced.removed == 1
+    with pytest.raises(FileError) as gone:
+        await client.find("pics/a.txt")
+    assert gone.value.refusal is Refusal.NOT_FOUND
+    await other.get("pics", tmp_path / "back2")
+    assert tree_of(tmp_path / "back2") == tree_of(source)
+
+    await folders.remove("pics")
+    assert await folders.find("pics") is None
+    with pytest.raises(FileError):
+        await client.find("pics/sub/b.bin")
+
+
+async def test_a_file_changed_since_the_folder_was_published_is_refused(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await net.ring(2)
+    client = FileClient(NodeRing(peers[0].server.node), files, signer=Signer.generate())
+    folders = FolderClient(client, width=4)
+    source = tmp_path / "source"
+    make_tree(source)
+    await folders.put(source, "docs")
+    (tmp_path / "x").write_bytes(b"not what was published")
+    await client.put(tmp_path / "x", "docs/a.txt", replace=True)
+    with pytest.raises(FileError, match="not the file folder"):
+        await folders.get("docs", tmp_path / "back")
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/x", "a/../../x", "a\\..\\x"])
+async def test_a_hostile_folder_manifest_writes_nothing(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path, path: str
+) -> None:
+    peers = await net.ring(2)
+    client = FileClient(NodeRing(peers[0].server.node), files)
+    hostile = (
+        MAGIC
+        + (
+            '{"name":"evil","entries":[{"path":"ok.txt","type":"file","mode":420,"size":1,'
+            f'"id":"{"00" * 32}"}},{{"path":"{path}","type":"file","mode":420,"size":1,'
+            f'"id":"{"00" * 32}"}}]}}'
+        )
+        .replace("\\", "\\\\")
+        .encode()
+    )
+    await client.put_bytes(record_name("evil"), hostile)
+    dest = tmp_path / "inside" / "dest"
+    with pytest.raises(BadFolder):
+        await FolderClient(client).get("evil", dest)
+    assert not (tmp_path / "inside").exists() and not (tmp_path / "x").exists()
+
+
+async def test_a_path_through_a_link_in_the_destination_writes_nothing(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await net.ring(2)
+    client = FileClient(NodeRing(peers[0].server.node), files)
+    (tmp_path / "f").write_bytes(b"x")
+    stored = await client.put(tmp_path / "f", "linked/sub/f")
+    folder = make_folder("linked", [FolderEntry("sub/f", "file", 0o644, 1, stored.manifest.id)])
+    await client.put_bytes(record_name("linked"), encode(folder))
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / "sub").symlink_to(outside)
+    with pytest.raises(BadFolder, match="symbolic link"):
+        await FolderClient(client).get("linked", dest)
+    assert list(outside.iterdir()) == []
+
+
+async def test_a_tree_with_a_link_is_refused_before_anything_is_sent(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+) -> None:
+    peers = await net.ring(1)
+    client = FileClient(NodeRing(peers[0].server.node), files)
+    source = tmp_path / "source"
+    make_tree(source)
+    (source / "sub" / "link").symlink_to("/etc/passwd")
+    with pytest.raises(BadFolder, match="symbolic link"):
+        await FolderClient(client).put(source, "linky")
+    assert peers[0].store.manifest("linky/a.txt") is None
