@@ -93,6 +93,7 @@ def test_churn_down_to_tiny_rings(seed: int) -> None:
     assert_converges_and_routes(sim)
 
 
+@pytest.mark.system  # 80 schedules of up to 150 events: most of a minute
 @settings(
     max_examples=80,
     deadline=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from chordshare.chord.invariants import convergence_problems, ring_problems
@@ -23,6 +24,7 @@ from chordshare.sim.experiment import (
 from chordshare.sim.simulator import Simulator
 
 
+@pytest.mark.system  # a default ring of hundreds of nodes: seconds, not milliseconds
 def test_half_of_a_default_ring_failing_is_reported_honestly() -> None:
     """r = 8 and half of 2,000 nodes gone at once: some survivors lose every successor, so
     stabilize alone may not heal the ring; the run still ends, and its report agrees with

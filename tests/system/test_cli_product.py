@@ -97,13 +97,18 @@ def test_a_get_keeps_a_file_that_is_there_unless_forced(procs: Processes, tmp_pa
     assert mine.read_text() == "from the network\n"
 
 
-def test_put_of_a_directory_says_it_is_one(procs: Processes, tmp_path: Path) -> None:
+def test_put_of_an_empty_directory_stores_a_folder_that_gets_back_empty(
+    procs: Processes, tmp_path: Path
+) -> None:
     node = procs.start()
     folder = tmp_path / "holiday"
     folder.mkdir()
     done = run_cli("put", str(folder), "--node", node.address)
-    assert done.code == 2 and len(done.stderr_lines) == 1
-    assert "is a directory" in done.stderr
+    assert done.code == 0, done.stderr
+    back = tmp_path / "back"
+    got = run_cli("get", "holiday", "-o", str(back), "--node", node.address)
+    assert got.code == 0, got.stderr
+    assert back.is_dir() and not any(back.iterdir())
 
 
 def test_node_given_a_url_or_an_api_port_says_so(procs: Processes) -> None:

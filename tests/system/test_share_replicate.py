@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import Processes, cli_json, eventually, walk_ring
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.processes, pytest.mark.system, pytest.mark.timeout(90)]
 
 MIB = 1024 * 1024
 
