@@ -395,7 +395,14 @@ def test_every_operation_passes_every_check_with_the_token(in_process: InProcess
             assert ("401" in answers) == (operation.get("security") == [{"bearer": []}])
             assert ("403" in answers) == (path != "/healthz"), (method, path)
 
-    staying = _all_checks(ring.url).exclude(path_regex="leave|shutdown")
+    # A folder upload's parts are named by their paths in the folder; generated multipart
+    # bodies name every part after its field, so a generated folder is refused as one with
+    # colliding paths. Its bad input is tested in tests/faces/test_api_folders.py.
+    staying = (
+        _all_checks(ring.url)
+        .exclude(path_regex="leave|shutdown")
+        .exclude(method="POST", path_regex="^/api/v1/folders/")
+    )
     _keep_true_failures(staying, document)
     failures, ran = _run_all_checks(staying)
     assert not failures, "\n\n".join(failures)

@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_download import content_disposition
 from chordshare.faces.api_errors import ApiError
+from chordshare.faces.api_inputs import FolderPath
 from chordshare.faces.api_models import FolderInfo, FolderStored
 from chordshare.faces.api_routing import ApiRoute
 from chordshare.faces.shapes import folder_json, folder_records, with_folders
@@ -73,7 +74,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         **doc(reads, 400, 404, 409, 502, 503),
     )
     async def get_folder(
-        name: str, format: Annotated[Literal["json", "zip"], Query()] = "json"
+        name: FolderPath, format: Annotated[Literal["json", "zip"], Query()] = "json"
     ) -> Any:
         client, folder = await found(name)
         if format == "json":
@@ -95,7 +96,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         **doc(writes, 400, 409, 502, 503, 507),
     )
     async def upload_folder(
-        name: str, request: Request, replace: Annotated[bool, Query()] = False
+        name: FolderPath, request: Request, replace: Annotated[bool, Query()] = False
     ) -> dict[str, Any]:
         check_folder_name(name)
         # Starlette's default of 1,000 parts would cut a folder short of its own limit.
@@ -118,7 +119,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         response_class=Response,
         **doc(writes, 400, 404, 409, 502, 503),
     )
-    async def delete_folder(name: str) -> Response:
+    async def delete_folder(name: FolderPath) -> Response:
         try:
             await folders().remove(check_folder_name(name))
         except FileError as err:

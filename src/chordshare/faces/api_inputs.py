@@ -16,6 +16,7 @@ from fastapi import File, Form, Query, UploadFile
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
+from chordshare.files.folders import FOLDER_SUFFIX
 from chordshare.files.names import MAX_NAME_BYTES
 
 # Characters a new name may not hold: controls, bidirectional controls, line and paragraph
@@ -76,6 +77,25 @@ TargetPath = Annotated[
         json_schema_extra=name_rules(TARGET),
     ),
 ]
+
+# A file's name in a query (its link).
+StoredNameQuery = Annotated[
+    str, Query(description="The file's name.", json_schema_extra=name_rules(STORED_NAME))
+]
+# A folder's name: one its manifest's name (`NAME.chordshare-folder`) fits the name rule too.
+FolderPath = Annotated[
+    str,
+    PathParam(
+        description="The folder's name.",
+        json_schema_extra={"pattern": NEW_NAME, "maxLength": MAX_NAME_BYTES - len(FOLDER_SUFFIX)},
+    ),
+]
+# A link as the API takes it (`files.links`, which enforces it): the link's file id, a
+# name of plain characters, one node to ask.
+LINK = (
+    r"^chordshare://[0-9a-f]{64}/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99}"
+    r"\?via=[a-z0-9-]{1,20}(\.[a-z0-9-]{1,20}){0,3}:[1-9][0-9]{0,3}$"
+)
 
 # An upload's name: empty takes the uploaded file's own.
 UPLOAD_NAME = f"^$|{NEW_NAME}"

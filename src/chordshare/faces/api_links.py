@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_download import Downloads, documented_download
 from chordshare.faces.api_errors import ApiError
-from chordshare.faces.api_inputs import Conditions
+from chordshare.faces.api_inputs import LINK, Conditions, StoredNameQuery
 from chordshare.faces.api_models import LinkInfo
 from chordshare.faces.api_routing import ApiRoute
 from chordshare.faces.shapes import manifest_json
@@ -33,9 +33,7 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
         response_model=LinkInfo,
         **doc(reads, 400, 404, 502, 503),
     )
-    async def link_of(
-        name: Annotated[str, Query(description="The file's name.", max_length=1024)],
-    ) -> dict[str, Any]:
+    async def link_of(name: StoredNameQuery) -> dict[str, Any]:
         found = await access.files().find(name)
         via = [*found.holders, access.node().me.address]
         made = make_link(found.manifest.id, found.manifest.name, via)
@@ -57,7 +55,14 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
     )
     async def open_link(
         request: Request,
-        link: Annotated[str, Query(description="A chordshare:// link.", max_length=MAX_LINK)],
+        link: Annotated[
+            str,
+            Query(
+                description="A chordshare:// link.",
+                max_length=MAX_LINK,
+                json_schema_extra={"pattern": LINK},
+            ),
+        ],
     ) -> Response:
         try:
             parsed = parse_link(link)

@@ -76,7 +76,10 @@ def parse_link(text: str) -> Link:
             "the link's file id must be 64 hexadecimal digits (the link may be cut short: "
             "copy all of it)"
         )
-    name = unquote(parts.path[1:], errors="strict") if parts.path.startswith("/") else ""
+    try:
+        name = unquote(parts.path[1:], errors="strict") if parts.path.startswith("/") else ""
+    except UnicodeDecodeError:
+        raise BadLink("the link's file name is not UTF-8 text") from None
     if not name:
         raise BadLink("the link names no file (the link may be cut short: copy all of it)")
     try:
