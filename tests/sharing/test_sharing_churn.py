@@ -367,7 +367,8 @@ async def one_event(net: ChurnNet) -> str:
     return kind
 
 
-SEEDS = [1, 2, 3]
+# One seed in `make test`; the others, about 13 s each, in `make test-system`.
+SEEDS = [1, *(pytest.param(seed, marks=pytest.mark.system) for seed in (2, 3))]
 INITIAL = 8
 FILES = 20
 EVENTS = 200
