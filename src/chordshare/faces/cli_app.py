@@ -133,8 +133,7 @@ async def connected_any(addresses: Sequence[str], use: Callable[[Clients], Await
         except (PeerError, ValueError) as err:
             failure = err
             continue
-        await clients.close()
-        return await connected(address, use)
+        return await _using(clients, use)
     if isinstance(failure, PeerError):
         fail(unreachable(failure))
     fail(str(failure or "no node to ask"))
@@ -152,6 +151,11 @@ async def connected(address: str, use: Callable[[Clients], Awaitable[T]]) -> T:
         if await asyncio.to_thread(answers_http, address):
             fail(not_a_peer_port(address))
         fail(unreachable(err))
+    return await _using(clients, use)
+
+
+async def _using(clients: Clients, use: Callable[[Clients], Awaitable[T]]) -> T:
+    """What `use` makes of open clients, closed after; an expected failure is one line."""
     try:
         return await use(clients)
     except Exception as err:
