@@ -305,15 +305,20 @@ async function download(name, path = `/api/v1/files/${encodeURIComponent(name)}`
   }
 }
 
-function linkButton(name) {
+// A file row's button: its class is also its label; `act` runs on a click.
+function rowButton(kind, name, act, title = "") {
   const button = document.createElement("button");
   button.type = "button";
-  button.className = "link";
-  button.textContent = "link";
-  button.title = "copy a link to these exact bytes, to send";
+  button.className = kind;
+  button.textContent = kind;
+  if (title) button.title = title;
   button.dataset.name = name;
-  button.addEventListener("click", () => showLink(name));
+  button.addEventListener("click", act);
   return button;
+}
+
+function linkButton(name) {
+  return rowButton("link", name, () => showLink(name), "copy a link to these exact bytes, to send");
 }
 
 async function showLink(name) {
@@ -353,13 +358,7 @@ function linkName(link) {
 }
 
 function removeButton(name, folder = false) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "remove";
-  button.textContent = "remove";
-  button.dataset.name = name;
-  button.addEventListener("click", () => remove(name, false, folder));
-  return button;
+  return rowButton("remove", name, () => remove(name, false, folder));
 }
 
 async function remove(name, confirmed = false, folder = false) {

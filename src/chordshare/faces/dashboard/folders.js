@@ -4,13 +4,7 @@
 
 // A folder's files, listed under the files: each a plain file of its own name.
 function browseButton(name) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "browse";
-  button.textContent = "browse";
-  button.dataset.name = name;
-  button.addEventListener("click", () => browse(name));
-  return button;
+  return rowButton("browse", name, () => browse(name));
 }
 
 async function browse(name) {
