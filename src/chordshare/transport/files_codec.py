@@ -190,6 +190,11 @@ def missing_from_pb(msg: pb.MissingChunksReply, asked: int) -> list[int]:
     return missing
 
 
+def _manifest_id(msg: pb.FetchRequest | pb.FindFileRequest) -> bytes:
+    """The manifest id a request asks by, if any (empty: it asks as before ids)."""
+    return check_digest(msg.manifest_id, "a manifest id") if msg.manifest_id else b""
+
+
 def fetch_request_to_pb(
     sha256: bytes, indexes: Sequence[int], repair: bool, manifest_id: bytes = b""
 ) -> pb.FetchRequest:
@@ -200,7 +205,7 @@ def fetch_request_to_pb(
 
 def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int], bool, bytes]:
     at_most(msg.indexes, MAX_FETCH_INDEXES, "chunk indexes")
-    manifest_id = check_digest(msg.manifest_id, "a manifest id") if msg.manifest_id else b""
+    manifest_id = _manifest_id(msg)
     return check_digest(msg.sha256, "the file's sha256"), list(msg.indexes), msg.repair, manifest_id
 
 
@@ -210,7 +215,7 @@ def fetch_request_from_pb(msg: pb.FetchRequest) -> tuple[bytes, list[int], bool,
 def find_request_from_pb(msg: pb.FindFileRequest) -> tuple[str, int, bool, bytes]:
     """A lookup: any name a node may hold, those stored before the new-name rule too."""
     check_stored_name(msg.name)
-    manifest_id = check_digest(msg.manifest_id, "a manifest id") if msg.manifest_id else b""
+    manifest_id = _manifest_id(msg)
     return msg.name, msg.inline_up_to, msg.owner_only, manifest_id
 
 
