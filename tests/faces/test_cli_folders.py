@@ -5,33 +5,17 @@ it all; a folder with a symbolic link is refused in one line."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from clirun import run_cli as cli
 from peernet import PeerNetwork
 
 from chordshare.files.folders import MAX_ENTRIES
-
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
-CLI_DEADLINE = 30.0
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    """Run one `chordshare` command; its exit code, stdout and stderr."""
-    env = {**os.environ, "COLUMNS": "200"}
-    process = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    async with asyncio.timeout(CLI_DEADLINE):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture

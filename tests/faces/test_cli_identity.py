@@ -4,33 +4,24 @@ own against real peers of this process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from peernet import PeerNetwork
-
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
 
 
 async def cli(*args: str, home: Path, identity: Path | None = None) -> tuple[int, str, str]:
     """Run one `chordshare` command as a user whose config directory is `home`."""
-    env = {**os.environ, "COLUMNS": "200", "XDG_CONFIG_HOME": str(home)}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
     env.pop("CHORDSHARE_IDENTITY", None)
     if identity is not None:
         env["CHORDSHARE_IDENTITY"] = str(identity)
-    process = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli(*args, env=env)
 
 
 @pytest.fixture

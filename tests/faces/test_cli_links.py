@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from peernet import PeerNetwork
 from waiting import wait_until
 
@@ -22,23 +22,11 @@ from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.ring import NodeRing
 from chordshare.transport.files_grpc import GrpcFilePeers
 
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
-
 
 async def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run one `chordshare` command in `cwd`, with no CHORDSHARE_* setting to go by."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHORDSHARE_")}
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli(*args, env=env, cwd=cwd)
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from clirun import run_cli as cli
 from peernet import PeerNetwork, store_directly
 from refused_names import ONE_OF_EACH_KIND
 from waiting import wait_until
@@ -22,9 +21,6 @@ from chordshare.faces.console import ChordConsole
 from chordshare.faces.console_completion import completable
 from chordshare.sharing.peer import SharingPeer
 
-CLI = (sys.executable, "-m", "chordshare.faces.cli")
-CLI_DEADLINE = 30.0
-
 REFUSED = ONE_OF_EACH_KIND
 
 # Stored before the rule: an escape sequence that would colour the terminal, and a bidi
@@ -32,22 +28,6 @@ REFUSED = ONE_OF_EACH_KIND
 ESCAPED = "esc\x1b[31mred report.txt"
 BIDI = "bidi\u202eevil report.txt"
 MARKUP = "[bold]x report.txt"
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    """Run one `chordshare` command; its exit code, stdout and stderr."""
-    env = {**os.environ, "COLUMNS": "200"}  # wide enough that no name wraps
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    async with asyncio.timeout(CLI_DEADLINE):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
