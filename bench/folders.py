@@ -12,6 +12,9 @@ new client for each op, as every CLI command is, its process start not counted):
   subfolders of 100, put with ``FolderClient.put`` (``--width`` files in flight, default
   the client's), then got back with ``FolderClient.get`` and checked byte for byte.
 
+- the floor: the same tree's files written by plain Python (make the folders, open,
+  write, close), no network: what any get of the folder pays to the disk.
+
 Target: the folder's put and its get each take at most 3x the time of the large file's.
 Prints one JSON object on stdout; progress goes to stderr. Every node process is killed at
 the end, also on errors and Ctrl-C.
@@ -65,6 +68,15 @@ def make_tree(root: Path, files: int, size: int, rng: random.Random) -> bytes:
     return bytes(every)
 
 
+def write_plainly(source: Path, dest: Path) -> None:
+    """The floor of a folder's get: its files written with nothing else to do."""
+    for folder, _, names in os.walk(source):
+        into = dest / Path(folder).relative_to(source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (into / name).write_bytes((Path(folder) / name).read_bytes())
+
+
 async def timed(what: str, work: Any) -> float:
     started = time.perf_counter()
     await work
@@ -115,6 +127,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             get_tree = await timed(
                 "get the folder", FolderClient(client(), args.width).get("tree", workdir / "t")
             )
+            floor = await timed(
+                "write the folder's files plainly",
+                asyncio.to_thread(write_plainly, tree, workdir / "plain"),
+            )
         finally:
             await peers.close()
             await node.close()
@@ -129,6 +145,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "get_s": round(get_tree, 2),
             "put_files_per_s": round(args.files / put_tree),
             "get_files_per_s": round(args.files / get_tree),
+            "plain_write_s": round(floor, 2),
         }
         report["ratio"] = {"put": round(put_ratio, 2), "get": round(get_ratio, 2)}
         report["bytes_match"] = same

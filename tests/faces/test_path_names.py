@@ -15,29 +15,24 @@ from apinet import ApiNetwork as Network
 
 from chordshare.faces.api_download import content_disposition
 from chordshare.faces.transfers import destination
-from chordshare.files.manifest import Manifest
 from chordshare.files.names import BadName
 
 CLI = (sys.executable, "-m", "chordshare.faces.cli")
 DATA = b"a photo" * 1000
 
 
-def manifest(name: str) -> Manifest:
-    return Manifest(name, 0, bytes(32), 1, (), 1.0)
-
-
 def test_a_get_writes_the_last_part_of_a_name_where_it_is_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert destination(manifest("photos/2024/a.jpg"), None, False) == Path("a.jpg")
+    assert destination("photos/2024/a.jpg", None, False) == Path("a.jpg")
     (tmp_path / "into").mkdir()
     into = tmp_path / "into"
-    assert destination(manifest("photos/2024/a.jpg"), into, False) == into / "a.jpg"
-    assert destination(manifest("a.jpg"), into / "b.jpg", False) == into / "b.jpg"
+    assert destination("photos/2024/a.jpg", into, False) == into / "a.jpg"
+    assert destination("a.jpg", into / "b.jpg", False) == into / "b.jpg"
     for bad in ("../a.jpg", "photos/../../a.jpg", "/etc/passwd", "a/..", ".."):
         with pytest.raises(BadName):
-            destination(manifest(bad), into, False)
+            destination(bad, into, False)
 
 
 def test_a_download_is_named_by_the_last_part_of_its_name() -> None:

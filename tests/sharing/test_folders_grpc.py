@@ -1,7 +1,8 @@
 """Folders over real peers on loopback gRPC: a tree round-trips bit for bit with its modes,
-empty files and empty folders; each file is a plain file of its own name; a replace drops
-the files no longer in it; a removal takes them all; a folder manifest that was tampered
-with, or names a file that changed since, saves nothing."""
+empty files and empty folders; small files travel in packs, a large file is a plain file
+of its own name, and one path is fetched alone either way; a replace drops the files no
+longer in it; a removal takes them all; a folder manifest that was tampered with, or
+names bytes no holder keeps any more, saves nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from peernet import PeerNetwork
+from waiting import wait_until
 
 from chordshare.files.folders import (
     MAGIC,
@@ -22,6 +24,7 @@ from chordshare.files.folders import (
     record_name,
 )
 from chordshare.files.messages import FileError, Refusal
+from chordshare.files.packs import SMALL_FILE, pack_name
 from chordshare.files.publisher import Signer
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.folder_client import FolderClient
@@ -40,7 +43,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
     """Nested folders, an empty file, an empty folder, unicode names, an executable."""
     tree = {
         "a.txt": b"alpha\n",
-        "sub/b.bin": os.urandom(300_000),
+        "sub/b.bin": os.urandom(SMALL_FILE + 1),  # a file of its own; the rest are packed
         "sub/deeper/empty": b"",
         "ünï cødé/日本.txt": "日本語".encode(),
         "bin/run.sh": b"#!/bin/sh\necho hi\n",
@@ -67,7 +70,7 @@ def tree_of(root: Path) -> dict[str, tuple[str, int, bytes]]:
     return seen
 
 
-async def test_a_tree_round_trips_and_each_file_is_its_own_name(
+async def test_a_tree_round_trips_packed_and_alone(
     net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
 ) -> None:
     peers = await net.ring(3)
@@ -78,6 +81,8 @@ async def test_a_tree_round_trips_and_each_file_is_its_own_name(
 
     put = await folders.put(source, "pics")
     assert len(put.folder.files) == len(tree) and not put.unchanged
+    assert len(put.folder.packs) == 1
+    assert [e.path for e in put.folder.files if e.pack is None] == ["sub/b.bin"]
     again = await folders.put(source, "pics")
     assert again.unchanged
 
@@ -85,9 +90,15 @@ async def test_a_tree_round_trips_and_each_file_is_its_own_name(
     await other.get("pics", tmp_path / "back")
     assert tree_of(tmp_path / "back") == tree_of(source)
 
-    # One path alone is a plain get of its name.
+    # A large file is a plain get of its name; a packed one is found through its folder
+    # and fetched alone.
     await other.files.get("pics/sub/b.bin", tmp_path / "one")
     assert (tmp_path / "one").read_bytes() == tree["sub/b.bin"]
+    inside = await other.find_path("pics/ünï cødé/日本.txt")
+    assert inside is not None and inside[1].pack == 0
+    await other.fetch(*inside, tmp_path / "two")
+    assert (tmp_path / "two").read_bytes() == tree["ünï cødé/日本.txt"]
+    assert await other.find_path("pics/no such file") is None
 
     # A replace drops the files no longer in the folder.
     (source / "a.txt").unlink()
@@ -97,30 +108,44 @@ async def test_a_tree_round_trips_and_each_file_is_its_own_name(
     replaced = await folders.put(source, "pics", replace=True)
     assert replaced.removed == 1
     with pytest.raises(FileError) as gone:
-        await client.find("pics/a.txt")
+        await client.find("pics/sub/b.bin")  # now packed: its file of its own is removed
     assert gone.value.refusal is Refusal.NOT_FOUND
+    assert await other.find_path("pics/a.txt") is None
     await other.get("pics", tmp_path / "back2")
     assert tree_of(tmp_path / "back2") == tree_of(source)
 
     await folders.remove("pics")
     assert await folders.find("pics") is None
     with pytest.raises(FileError):
-        await client.find("pics/sub/b.bin")
+        await client.find(pack_name("pics", 0))
 
 
-async def test_a_file_changed_since_the_folder_was_published_is_refused(
-    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
+@pytest.mark.parametrize("replaced", ["sub/b.bin", pack_name("docs", 0)])
+async def test_a_folder_gets_the_bytes_it_was_published_with_while_they_are_kept(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path, replaced: str
 ) -> None:
-    peers = await net.ring(2)
-    client = FileClient(NodeRing(peers[0].server.node), files, signer=Signer.generate())
+    first = await net.start(link_grace=3600.0)
+    await net.start(join=first.server.node.me.address, link_grace=0.0)
+    await wait_until(net.converged, 20, "two peers to converge")
+    client = FileClient(NodeRing(first.server.node), files, signer=Signer.generate())
     folders = FolderClient(client, width=4)
     source = tmp_path / "source"
     make_tree(source)
-    await folders.put(source, "docs")
+    put = await folders.put(source, "docs")
     (tmp_path / "x").write_bytes(b"not what was published")
-    await client.put(tmp_path / "x", "docs/a.txt", replace=True)
-    with pytest.raises(FileError, match="not the file folder"):
-        await folders.get("docs", tmp_path / "back")
+    name = replaced if replaced.startswith("docs") else f"docs/{replaced}"
+    await client.put(tmp_path / "x", name, replace=True)
+
+    # One holder keeps the replaced bytes for links: the folder is got as published.
+    await folders.get("docs", tmp_path / "back", folder=put.folder)
+    assert tree_of(tmp_path / "back") == tree_of(source)
+
+    # Once no holder keeps them, the get says so and leaves what it had not written.
+    for peer in net.peers:
+        peer.store.keep_replaced = 1e-9
+        peer.store.sweep_retired()
+    with pytest.raises(FileError, match="changed since this version was published"):
+        await folders.get("docs", tmp_path / "back2", folder=put.folder)
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc/x", "a/../../x", "a\\..\\x"])

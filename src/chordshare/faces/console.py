@@ -247,7 +247,7 @@ class ChordConsole(CompletingShell):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             found = await files.find(target)
-            path = destination(found.manifest, output, force)
+            path = destination(found.manifest.name, output, force)
             size = found.manifest.size
             bar, advance = transfer_bar(f"get {found.manifest.name}", size, size >= PROGRESS_FROM)
             with bar:

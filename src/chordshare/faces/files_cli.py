@@ -165,7 +165,7 @@ def get(
                 if folder is None:
                     raise
                 return folder
-        path = destination(found.manifest, output, force)
+        path = destination(found.manifest.name, output, force)
         writing.append(path)
         bar, advance = transfer_bar(f"get {found.manifest.name}", found.manifest.size, not as_json)
         with bar:

@@ -10,7 +10,7 @@ from chordshare.faces.cli_app import connected, print_json
 from chordshare.faces.loops import run
 from chordshare.faces.render import err_console, human, out
 from chordshare.faces.shapes import folder_json
-from chordshare.faces.transfers import transfer_bar
+from chordshare.faces.transfers import destination, transfer_bar
 from chordshare.files.folders import check_folder_name
 from chordshare.files.names import local_name, printable
 
@@ -86,16 +86,39 @@ async def get_folder(
     clients: "Clients", name: str, output: Path | None, force: bool, rate: float, shown: bool
 ) -> dict[str, Any] | None:
     """`chordshare get NAME` of a folder: saved as `output`, or as ./LAST-PART-OF-NAME;
-    None when there is no folder of that name either."""
+    a file inside a folder's pack (`NAME/sub/file`) as a get of a file saves it; None
+    when there is no such folder or file either."""
     folders = folder_client(clients, rate=rate)
     folder = await folders.find(name)
     if folder is None:
-        return None
+        return await _get_packed(folders, name, output, force, shown)
     dest = output if output is not None else Path(local_name(name))
     bar, advance = transfer_bar(f"get {name}/", folder.size, shown)
     with bar:
         got = await folders.get(name, dest, force, folder, advance)
     return {**folder_json(got.folder), "path": str(got.path)}
+
+
+async def _get_packed(
+    folders: "FolderClient", name: str, output: Path | None, force: bool, shown: bool
+) -> dict[str, Any] | None:
+    inside = await folders.find_path(name)
+    if inside is None or inside[1].kind != "file":
+        return None
+    folder, entry = inside
+    path = destination(name, output, force)
+    bar, advance = transfer_bar(f"get {name}", entry.size, shown)
+    with bar:
+        served = await folders.fetch(folder, entry, path)
+        advance(entry.size)
+    return {
+        "name": name,
+        "size": entry.size,
+        "sha256": entry.sha256.hex(),
+        "path": str(path),
+        "sources": [{"address": a, "bytes": b} for a, b in sorted(served.items())],
+        "resumed_chunks": 0,
+    }
 
 
 def got_folder_line(result: dict[str, Any]) -> str:

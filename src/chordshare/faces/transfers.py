@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import (
@@ -23,9 +22,6 @@ from rich.text import Text
 from chordshare.faces.render import err_console, human
 from chordshare.files.names import local_name, printable
 
-if TYPE_CHECKING:
-    from chordshare.files.manifest import Manifest
-
 
 def put_source(path: Path) -> int:
     """The size of the one file a put stores; ValueError saying what else `path` is."""
@@ -36,13 +32,13 @@ def put_source(path: Path) -> int:
     return path.stat().st_size
 
 
-def destination(manifest: Manifest, output: Path | None, force: bool) -> Path:
+def destination(name: str, output: Path | None, force: bool) -> Path:
     """Where a get writes: `output`, the name's last part inside it when it is a directory,
     or that last part in the current directory (`get photos/2024/a.jpg` writes ./a.jpg, as
     curl -O and wget do). The name's folders are never made locally, so no name can write
     outside the directory asked for. FileExistsError when a file is there already and
     `force` is not given."""
-    saved = local_name(manifest.name)
+    saved = local_name(name)
     path = output or Path(saved)
     if path.is_dir():
         path = path / saved

@@ -1,13 +1,15 @@
 """Folders: a directory tree published as one unit.
 
-A folder NAME is two kinds of files in the network. Each file of the tree is an ordinary
-file under `NAME/its/path`, on the key of that name, so a large folder spreads over the
-ring and any one of its files is a plain get. The **folder manifest** lists every entry:
-its path relative to the folder, file or folder, its mode bits, and for a file its size
-and the id of its manifest (`Manifest.id`: the exact bytes). It is stored as an ordinary
-file too, under `NAME.chordshare-folder` (the name marks it, so a listing tells a folder
-from a file without fetching anything), and its bytes begin with `MAGIC` then JSON (so a
-file that only happens to carry the suffix is never read as a folder).
+A folder NAME is ordinary files in the network. Its small files travel in packs
+(`files.packs`), each stored under `NAME.chordshare-pack-<n>`; a larger file is a file of
+its own under `NAME/its/path`, on the key of that name. The **folder manifest** lists
+every entry: its path relative to the folder, file or folder, its mode bits, and for a
+file its size and where its bytes are: the id of its own manifest (`Manifest.id`: the
+exact bytes), or its pack, offset and SHA-256; and the id and size of every pack. It is
+stored as an ordinary file too, under `NAME.chordshare-folder` (the name marks it, so a
+listing tells a folder from a file without fetching anything), and its bytes begin with
+`MAGIC` then JSON (so a file that only happens to carry the suffix is never read as a
+folder). Manifests that begin with `MAGIC_V1` (every file on its own) are read too.
 
 Paths follow the name rule (`files.names`): relative, `/` between parts, none empty, `.`
 or `..`, no backslash; so a folder manifest can only name paths inside the folder it is
@@ -25,10 +27,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chordshare.files.names import SEPARATOR, BadName, check_new_name
+from chordshare.files.names import MAX_NAME_BYTES, SEPARATOR, BadName, check_new_name
+from chordshare.files.packs import LAST_PACK, pack_name
 
 FOLDER_SUFFIX = ".chordshare-folder"
-MAGIC = b"chordshare folder 1\n"
+MAGIC = b"chordshare folder 2\n"
+MAGIC_V1 = b"chordshare folder 1\n"
 # Entries (files and folders) of one folder. Its manifest is then a few megabytes at most,
 # fetched whole before any file; a tree larger than that is better published as several.
 MAX_ENTRIES = 50_000
@@ -44,21 +48,34 @@ class BadFolder(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class FolderEntry:
-    """One path of a folder: a file (its size and manifest id) or a folder (`dir`)."""
+    """One path of a folder: a file or a folder (`dir`). A file is its size and either the
+    id of its own manifest, or its place in a pack (`pack`, `offset`) and its SHA-256."""
 
     path: str
     kind: Kind
     mode: int
     size: int = 0
     id: bytes = b""
+    pack: int | None = None
+    offset: int = 0
+    sha256: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Pack:
+    """One pack of a folder: the id of its manifest (its exact bytes) and its size."""
+
+    id: bytes
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
 class Folder:
-    """A folder manifest: the folder's name and its entries, sorted by path."""
+    """A folder manifest: the folder's name, its entries sorted by path, and its packs."""
 
     name: str
     entries: tuple[FolderEntry, ...]
+    packs: tuple[Pack, ...] = ()
 
     @property
     def files(self) -> tuple[FolderEntry, ...]:
@@ -70,8 +87,14 @@ class Folder:
         return sum(e.size for e in self.files)
 
     def member(self, entry: FolderEntry) -> str:
-        """The name the file of `entry` is stored under."""
+        """The name the file of `entry` is stored under, when it is a file of its own."""
         return member_name(self.name, entry.path)
+
+    def pack_name(self, index: int) -> str:
+        return pack_name(self.name, index)
+
+    def entry(self, path: str) -> FolderEntry | None:
+        return next((e for e in self.entries if e.path == path), None)
 
 
 def record_name(name: str) -> str:
@@ -91,6 +114,7 @@ def check_folder_name(name: str) -> str:
     check_new_name(name)
     try:
         check_new_name(record_name(name))
+        check_new_name(pack_name(name, LAST_PACK))
     except BadName as err:
         raise BadFolder(f"folder name {name!r} is too long: {err.problem}") from None
     return name
@@ -109,9 +133,12 @@ def check_path(path: str) -> str:
         raise BadFolder(f"path {path!r} in a folder: {err.problem}") from None
 
 
-def check_entries(name: str, entries: Sequence[FolderEntry]) -> tuple[FolderEntry, ...]:
+def check_entries(
+    name: str, entries: Sequence[FolderEntry], packs: Sequence[Pack] = ()
+) -> tuple[FolderEntry, ...]:
     """The entries of folder `name`, sorted by path, when they make a folder that can be
-    saved anywhere; else BadFolder saying which entry is wrong."""
+    saved anywhere, each packed file inside its pack; else BadFolder saying which entry
+    is wrong."""
     if len(entries) > MAX_ENTRIES:
         raise BadFolder(
             f"folder {name!r} has {len(entries)} entries; a folder holds at most "
@@ -120,17 +147,16 @@ def check_entries(name: str, entries: Sequence[FolderEntry]) -> tuple[FolderEntr
     seen: dict[str, FolderEntry] = {}
     for entry in entries:
         check_path(entry.path)
+        # The folder's name and the path passed the rule: only their length together is left.
         member = member_name(name, entry.path)
-        try:
-            check_new_name(member)
-        except BadName as err:
-            raise BadFolder(f"{member!r}: {err.problem}") from None
+        if len(member.encode()) > MAX_NAME_BYTES:
+            raise BadFolder(f"{member!r}: a file name is at most {MAX_NAME_BYTES} bytes")
         if entry.kind not in ("file", "dir"):
             raise BadFolder(f"{entry.path!r}: an entry is a file or a folder, not {entry.kind!r}")
         if not 0 <= entry.mode <= MODE_BITS:
             raise BadFolder(f"{entry.path!r}: mode {entry.mode:o} is not permission bits")
-        if entry.kind == "file" and (entry.size < 0 or len(entry.id) != ID_BYTES):
-            raise BadFolder(f"{entry.path!r}: a file needs a size and a 32-byte manifest id")
+        if entry.kind == "file":
+            _check_file(entry, packs)
         key = unicodedata.normalize("NFC", entry.path)
         if key in seen:
             raise BadFolder(f"{entry.path!r} and {seen[key].path!r}: two entries of one path")
@@ -144,14 +170,31 @@ def check_entries(name: str, entries: Sequence[FolderEntry]) -> tuple[FolderEntr
     return tuple(sorted(entries, key=lambda e: e.path))
 
 
-def make_folder(name: str, entries: Sequence[FolderEntry]) -> Folder:
-    return Folder(check_folder_name(name), check_entries(name, entries))
+def _check_file(entry: FolderEntry, packs: Sequence[Pack]) -> None:
+    if entry.size < 0:
+        raise BadFolder(f"{entry.path!r}: a file's size is not negative")
+    if entry.pack is None:
+        if len(entry.id) != ID_BYTES:
+            raise BadFolder(f"{entry.path!r}: a file needs a 32-byte manifest id or a pack")
+        return
+    if not 0 <= entry.pack < len(packs) or len(entry.sha256) != ID_BYTES:
+        raise BadFolder(f"{entry.path!r}: a packed file needs one of the packs and a SHA-256")
+    if entry.offset < 0 or entry.offset + entry.size > packs[entry.pack].size:
+        raise BadFolder(f"{entry.path!r}: its bytes lie outside pack {entry.pack}")
+
+
+def make_folder(name: str, entries: Sequence[FolderEntry], packs: Sequence[Pack] = ()) -> Folder:
+    for pack in packs:
+        if len(pack.id) != ID_BYTES or pack.size < 0:
+            raise BadFolder(f"folder {name!r}: a pack needs a 32-byte manifest id and a size")
+    return Folder(check_folder_name(name), check_entries(name, entries, packs), tuple(packs))
 
 
 def encode(folder: Folder) -> bytes:
     """The bytes stored under `record_name(folder.name)`."""
     body = {
         "name": folder.name,
+        "packs": [{"id": p.id.hex(), "size": p.size} for p in folder.packs],
         "entries": [_entry_json(e) for e in folder.entries],
     }
     return MAGIC + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -159,13 +202,20 @@ def encode(folder: Folder) -> bytes:
 
 def _entry_json(entry: FolderEntry) -> dict[str, Any]:
     shape: dict[str, Any] = {"path": entry.path, "type": entry.kind, "mode": entry.mode}
-    if entry.kind == "file":
+    if entry.kind == "file" and entry.pack is None:
         shape |= {"size": entry.size, "id": entry.id.hex()}
+    elif entry.kind == "file":
+        shape |= {
+            "size": entry.size,
+            "pack": entry.pack,
+            "offset": entry.offset,
+            "sha256": entry.sha256.hex(),
+        }
     return shape
 
 
 def is_folder_bytes(data: bytes) -> bool:
-    return data.startswith(MAGIC)
+    return data.startswith((MAGIC, MAGIC_V1))
 
 
 def decode(data: bytes, name: str) -> Folder:
@@ -174,7 +224,7 @@ def decode(data: bytes, name: str) -> Folder:
     if not is_folder_bytes(data):
         raise BadFolder(f"{name!r} is not a chordshare folder")
     try:
-        body = json.loads(data[len(MAGIC) :])
+        body = json.loads(data[len(MAGIC) :])  # both magics are as long
         if body["name"] != name:
             raise BadFolder(f"the manifest of folder {name!r} names folder {body['name']!r}")
         raw = body["entries"]
@@ -185,23 +235,33 @@ def decode(data: bytes, name: str) -> Folder:
                 f"folder {name!r} has {len(raw)} entries; a folder holds at most {MAX_ENTRIES}"
             )
         entries = [_entry(e) for e in raw]
+        packs = [Pack(bytes.fromhex(p["id"]), _number(p["size"])) for p in body.get("packs", [])]
     except (ValueError, KeyError, TypeError) as err:
         if isinstance(err, BadFolder):
             raise
         raise BadFolder(f"the manifest of folder {name!r} is malformed: {err}") from None
-    return make_folder(name, entries)
+    return make_folder(name, entries, packs)
+
+
+def _number(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("sizes, offsets, packs and modes must be numbers")
+    return value
 
 
 def _entry(raw: dict[str, Any]) -> FolderEntry:
-    path, kind, mode = raw["path"], raw["type"], raw["mode"]
-    if not isinstance(path, str) or not isinstance(mode, int) or isinstance(mode, bool):
-        raise TypeError("path must be text and mode a number")
-    if kind == "file":
-        size = raw["size"]
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise TypeError("size must be a number")
-        return FolderEntry(path, "file", mode, size, bytes.fromhex(raw["id"]))
-    return FolderEntry(path, kind, mode)
+    path, kind, mode = raw["path"], raw["type"], _number(raw["mode"])
+    if not isinstance(path, str):
+        raise TypeError("path must be text")
+    if kind != "file":
+        return FolderEntry(path, kind, mode)
+    size = _number(raw["size"])
+    if "pack" in raw:
+        pack, offset = _number(raw["pack"]), _number(raw["offset"])
+        return FolderEntry(
+            path, "file", mode, size, pack=pack, offset=offset, sha256=bytes.fromhex(raw["sha256"])
+        )
+    return FolderEntry(path, "file", mode, size, bytes.fromhex(raw["id"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +294,19 @@ def check_walk(root: str, found: Iterable[Found]) -> list[Found]:
 
 
 def removed_files(old: Folder | None, new: Folder) -> list[str]:
-    """The names of the files a replace of `old` by `new` removes: old paths that are not
-    files of `new`."""
+    """The names of the files a replace of `old` by `new` removes: old files of their own
+    that are not files of their own in `new`, and old packs past `new`'s last."""
     if old is None:
         return []
-    kept = {e.path for e in new.files}
-    return [old.member(e) for e in old.files if e.path not in kept]
+    kept = {e.path for e in new.files if e.pack is None}
+    alone = [old.member(e) for e in old.files if e.pack is None and e.path not in kept]
+    return alone + [old.pack_name(i) for i in range(len(new.packs), len(old.packs))]
+
+
+def stored_names(folder: Folder) -> list[str]:
+    """Every name a folder is stored under but its manifest's: its packs, its own files."""
+    packs = [folder.pack_name(i) for i in range(len(folder.packs))]
+    return packs + [folder.member(e) for e in folder.files if e.pack is None]
 
 
 def same_layout(old: Folder, found: Sequence[Found]) -> bool:

@@ -30,6 +30,10 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # Unicode's Bidi_Control characters: they reorder the text that follows them on screen.
 _BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _SEPARATORS = {0x2028: "line separator", 0x2029: "paragraph separator"}
+# Any character `_unsafe` refuses: one search in C instead of a call per character.
+_ANY_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
 
 
 class BadName(ValueError):
@@ -65,11 +69,9 @@ def _check(name: str, new: bool) -> str:
     for bad, what in (("\\", "'\\'"), ("\0", "NUL")):
         if bad in name:
             raise BadName(f"a file name cannot contain {what}", name)
-    if new:
-        for char in name:
-            unsafe = _unsafe(char)
-            if unsafe is not None:
-                raise BadName(f"a file name cannot contain {unsafe} U+{ord(char):04X}", name)
+    if new and (found := _ANY_UNSAFE.search(name)) is not None:
+        char = found.group()
+        raise BadName(f"a file name cannot contain {_unsafe(char)} U+{ord(char):04X}", name)
     parts = name.split(SEPARATOR)
     if len(parts) == 1:
         _check_part(name, "a file name")

@@ -25,12 +25,16 @@ FULL_DIGITS = 64
 
 def index_records(manifest: Manifest) -> list[IndexRecord]:
     """A file's records: its words, their prefixes, its hash and the hash's short prefix."""
-    entry = IndexEntry(manifest.name, manifest.size, manifest.sha256)
-    words = keywords(manifest.name)
+    return entry_records(IndexEntry(manifest.name, manifest.size, manifest.sha256))
+
+
+def entry_records(entry: IndexEntry) -> list[IndexRecord]:
+    """The records of a name with that size and SHA-256 (a file, or one packed in a folder)."""
+    words = keywords(entry.name)
     keys = [word_index_key(w) for w in words]
     keys += sorted({prefix_index_key(p) for w in words for p in word_prefixes(w)})
-    keys.append(content_index_key(manifest.sha256))
-    keys.append(content_prefix_key(manifest.sha256.hex()))
+    keys.append(content_index_key(entry.sha256))
+    keys.append(content_prefix_key(entry.sha256.hex()))
     return [IndexRecord(k, entry) for k in keys]
 
 

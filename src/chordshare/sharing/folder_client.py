@@ -1,14 +1,16 @@
 """Folders on the network (`files.folders`): put a local tree, get one back, remove one,
-read a folder's manifest. Every file goes through a FileClient, many at once: a folder of
-small files is as many round trips as files, and only having many in flight keeps the
-ring's nodes busy instead of waiting on each answer in turn."""
+read a folder's manifest. Small files go as packs (`files.packs`), each put and got like
+one large file and cut apart locally (`folder_packs`); larger files are puts and gets of
+their own, several at once through the same FileClient."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +20,7 @@ from chordshare.files.folders import (
     Folder,
     FolderEntry,
     Found,
+    Pack,
     check_entries,
     check_folder_name,
     decode,
@@ -27,19 +30,28 @@ from chordshare.files.folders import (
     record_name,
     removed_files,
     same_layout,
+    stored_names,
 )
+from chordshare.files.links import Link
 from chordshare.files.messages import FileError, Refusal
-from chordshare.sharing.client import FileClient
+from chordshare.files.names import SEPARATOR
+from chordshare.files.packs import Slot, pack_name, plan_packs
+from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
+from chordshare.sharing.folder_packs import checked, save_entry, split_pack, write_pack
 from chordshare.sharing.local_tree import make_folders, plan_targets, set_modes, walk
+from chordshare.sharing.ranges import stream_span
 from chordshare.transport.base import PeerError
+from chordshare.transport.files import exact_fetcher
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Files of a folder moved at once: enough to keep every holder of a small ring busy with
-# small files, few enough that one client's connections and memory stay modest.
+# Files of their own moved at once: enough to keep every holder of a small ring busy,
+# few enough that one client's connections and memory stay modest.
 IN_FLIGHT = 48
+# Packs moved at once: each is a large file that already keeps its holders busy.
+PACKS_IN_FLIGHT = 2
 _PLACEHOLDER_ID = bytes(32)
 
 
@@ -119,7 +131,7 @@ class FolderClient:
         old = await self.find(name)
         if old is not None and not replace and not same_layout(old, found):
             raise _exists(name)
-        files = [f for f in found if f.kind == "file"]
+        plan = plan_packs(found)
 
         async def put_one(item: Found) -> FolderEntry:
             path = root / item.path
@@ -129,15 +141,34 @@ class FolderClient:
                 progress(manifest.size)
             return FolderEntry(item.path, "file", item.mode, manifest.size, manifest.id)
 
-        put = await each(files, put_one, self.width)
-        folders = [FolderEntry(f.path, "dir", f.mode) for f in found if f.kind == "dir"]
-        folder = make_folder(name, put + folders)
+        async def put_pack(index: int) -> tuple[Pack, list[FolderEntry]]:
+            slots = plan.packs[index]
+            with tempfile.TemporaryDirectory(prefix="chordshare-pack-") as scratch:
+                local = Path(scratch) / "pack"
+                digests = await asyncio.to_thread(write_pack, root, slots, local)
+                try:
+                    outcome = await self.files.put(
+                        local, pack_name(name, index), replace=replace, progress=progress
+                    )
+                except FileError as err:
+                    if err.refusal is Refusal.ALREADY_EXISTS:
+                        raise _exists(name) from None
+                    raise
+            return Pack(outcome.manifest.id, outcome.manifest.size), [
+                _packed(slot, index, digest) for slot, digest in zip(slots, digests, strict=True)
+            ]
+
+        alone = await each(plan.alone, put_one, self.width)
+        packed = await each(range(len(plan.packs)), put_pack, PACKS_IN_FLIGHT)
+        entries = alone + [e for _, pack_entries in packed for e in pack_entries]
+        entries += [FolderEntry(f.path, "dir", f.mode) for f in found if f.kind == "dir"]
+        folder = make_folder(name, entries, [pack for pack, _ in packed])
         if old is not None and not replace and old != folder:
             raise _exists(name)
         outcome = await self.files.put_bytes(record_name(name), encode(folder), replace)
-        gone = removed_files(old, folder)
-        await each(gone, self._remove_file, self.width)
-        return FolderPut(folder, outcome.unchanged and old == folder, len(gone))
+        await each(removed_files(old, folder), self._remove_file, self.width)
+        dropped = len(_paths(old) - _paths(folder)) if old is not None else 0
+        return FolderPut(folder, outcome.unchanged and old == folder, dropped)
 
     async def get(
         self,
@@ -161,29 +192,102 @@ class FolderClient:
             if progress is not None:
                 progress(entry.size)
 
-        await each(folder.files, get_one, self.width)
+        async def get_pack(index: int) -> None:
+            entries = packed[index]
+            with tempfile.TemporaryDirectory(prefix="chordshare-pack-") as scratch:
+                local = await self.fetch_pack(folder, index, Path(scratch))
+                await asyncio.to_thread(split_pack, local, entries, targets, force)
+            if progress is not None:
+                progress(sum(e.size for e in entries))
+
+        packed = _by_pack(folder)
+        await each([e for e in folder.files if e.pack is None], get_one, self.width)
+        await each(sorted(packed), get_pack, PACKS_IN_FLIGHT)
         await asyncio.to_thread(set_modes, folder, targets)
         return FolderGot(folder, dest)
 
-    async def fetch(self, folder: Folder, entry: FolderEntry, out: Path) -> None:
-        """The file of `entry` into out, if it is still the file the folder names."""
+    async def fetch(self, folder: Folder, entry: FolderEntry, out: Path) -> dict[str, int]:
+        """The file of `entry` into out, if it is still the file the folder names; a
+        packed file is the part of its pack that holds it, nothing more. Returns the bytes
+        each holder served."""
+        if entry.pack is not None:
+            data, served = await self.packed_bytes(folder, entry)
+            part = out.with_name(out.name + ".part")
+            await asyncio.to_thread(save_entry, data, part, True, entry.mode)
+            await asyncio.to_thread(os.replace, part, out)
+            return served
         member = folder.member(entry)
-        found = await self.files.find(member)
-        if found.manifest.id != entry.id:
-            raise FileError(
-                Refusal.FAILED_PRECONDITION,
-                f"{member!r} is not the file folder {folder.name!r} was published with "
-                "(replaced or removed since): put the folder again",
-            )
-        await self.files.get(member, out, found=found)
+        found = await self._exactly(folder, entry.id, member)
+        return (await self.files.get(member, out, found=found, exact=True)).sources
+
+    async def packed_bytes(
+        self, folder: Folder, entry: FolderEntry
+    ) -> tuple[bytes, dict[str, int]]:
+        """A packed file's bytes, from only the chunks of its pack that hold them, checked;
+        and the bytes of chunks each holder served."""
+        found = await self.find_pack(folder, entry.pack or 0)
+        fetch = exact_fetcher(self.files.peers, found.manifest.id)
+        served: dict[str, int] = defaultdict(int)
+
+        async def counted(
+            holder: str, digest: bytes, indexes: Sequence[int]
+        ) -> AsyncIterator[tuple[int, bytes]]:
+            async for index, chunk in fetch(holder, digest, indexes):
+                served[holder] += len(chunk)
+                yield index, chunk
+
+        data = bytearray()
+        span = stream_span(
+            found.manifest, found.holders, counted, entry.offset, entry.offset + entry.size
+        )
+        async for piece in span:
+            data += piece
+        return checked(entry, bytes(data)), dict(served)
+
+    async def find_pack(self, folder: Folder, index: int) -> NetworkFile:
+        """Where the very pack the folder's manifest names can be had (a version kept
+        after a replace too: `storage.retired`)."""
+        return await self._exactly(folder, folder.packs[index].id, folder.pack_name(index))
+
+    async def _exactly(self, folder: Folder, manifest_id: bytes, name: str) -> NetworkFile:
+        """The very bytes the folder's manifest names under `name`: its newest version, or
+        one its holders keep after a replace (`storage.retired`) while it is a link's."""
+        try:
+            return await self.files.find_link(Link(manifest_id, name, ()))
+        except FileError as err:
+            if err.refusal is Refusal.NOT_FOUND:
+                raise _changed(folder) from None
+            raise
+
+    async def fetch_pack(self, folder: Folder, index: int, scratch: Path) -> Path:
+        """Pack `index` of folder, whole, into a file in scratch."""
+        found = await self.find_pack(folder, index)
+        local = scratch / f"pack-{index}"
+        await self.files.get(folder.pack_name(index), local, found=found, exact=True)
+        return local
+
+    async def find_path(self, name: str) -> tuple[Folder, FolderEntry] | None:
+        """The folder and entry of `name` when it is a path inside a folder (`NAME/a/b`:
+        folder `NAME/a` or `NAME`, nearest first); None when no folder holds it."""
+        parts = name.split(SEPARATOR)
+        for depth in range(len(parts) - 1, 0, -1):
+            try:
+                folder = await self.find(SEPARATOR.join(parts[:depth]))
+            except BadFolder:
+                continue
+            if folder is not None:
+                entry = folder.entry(SEPARATOR.join(parts[depth:]))
+                if entry is not None:
+                    return folder, entry
+        return None
 
     async def remove(self, name: str) -> Folder:
-        """Remove folder `name`: its files, then its manifest (so a removal cut off is
-        finished by running it again)."""
+        """Remove folder `name`: its packs and files, then its manifest (so a removal cut
+        off is finished by running it again)."""
         folder = await self.find(name)
         if folder is None:
             raise FileError(Refusal.NOT_FOUND, f"no folder named {name!r} in the network")
-        await each([folder.member(e) for e in folder.files], self._remove_file, self.width)
+        await each(stored_names(folder), self._remove_file, self.width)
         await self.files.remove(record_name(name))
         return folder
 
@@ -205,6 +309,33 @@ class FolderClient:
 
         found = await each(list(names), one, 8)
         return dict(zip(names, found, strict=True))
+
+
+def _paths(folder: Folder) -> set[str]:
+    return {e.path for e in folder.files}
+
+
+def _by_pack(folder: Folder) -> dict[int, list[FolderEntry]]:
+    packed: dict[int, list[FolderEntry]] = defaultdict(list)
+    for entry in folder.files:
+        if entry.pack is not None:
+            packed[entry.pack].append(entry)
+    return packed
+
+
+def _packed(slot: Slot, pack: int, digest: bytes) -> FolderEntry:
+    item = slot.item
+    return FolderEntry(
+        item.path, "file", item.mode, item.size, pack=pack, offset=slot.offset, sha256=digest
+    )
+
+
+def _changed(folder: Folder) -> FileError:
+    return FileError(
+        Refusal.FAILED_PRECONDITION,
+        f"folder {folder.name!r} changed since this version was published: its files "
+        "were replaced or removed, and no holder keeps these bytes any more; get it again",
+    )
 
 
 def _placeholder(item: Found) -> FolderEntry:

@@ -46,46 +46,67 @@ def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
     BadFolder when dest, or any folder on the way to an entry, is a symbolic link or a
     file; FileExistsError for a file there already (unless `force`: it is replaced, never
     written through). Only `/`-separated parts that passed the name rule are joined, so no
-    path leaves dest."""
+    path leaves dest. Inside a folder that is not there yet nothing needs a look."""
     if dest.is_symlink():
         raise BadFolder(f"{dest} is a symbolic link: a folder is saved into a real folder")
     if dest.exists() and not dest.is_dir():
         raise FileExistsError(f"{dest} exists and is not a folder")
+    # Plain strings, not Paths: a folder of many thousand files is joined and looked up
+    # here once per part of each path.
+    top = str(dest)
+    absent = set() if dest.exists() else {top}
+    checked: set[str] = {top}
     targets: dict[str, Path] = {}
-    checked: set[Path] = set()
     for entry in folder.entries:
         parts = name_parts(entry.path)
-        place = dest
+        place = top
         for depth, part in enumerate(parts):
-            place = place / part
+            parent, place = place, os.path.join(place, part)
             last = depth == len(parts) - 1
             if place in checked and not last:
                 continue
-            if place.is_symlink():
+            kind = None if parent in absent else _kind(place)
+            if kind == "link":
                 raise BadFolder(f"{place} is a symbolic link: nothing of the folder is saved")
             if not last or entry.kind == "dir":
-                if place.exists() and not place.is_dir():
+                if kind == "file":
                     raise BadFolder(f"{place} is a file where the folder has a folder")
                 checked.add(place)
-            elif place.is_dir():
+                if kind is None:
+                    absent.add(place)
+            elif kind == "dir":
                 raise BadFolder(f"{place} is a folder where the folder has a file")
-            elif place.exists() and not force:
+            elif kind is not None and not force:
                 raise FileExistsError(f"{place} exists: give --force to overwrite it")
-        targets[entry.path] = place
+        targets[entry.path] = Path(place)
     return targets
 
 
+def _kind(place: str) -> str | None:
+    """What is at place, never following a link: None when nothing is."""
+    try:
+        mode = os.lstat(place).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "dir" if stat.S_ISDIR(mode) else "file"
+
+
 def make_folders(folder: Folder, targets: dict[str, Path], dest: Path) -> None:
-    """The folders of the tree, each made without following a link (`plan_targets`
-    checked the way)."""
+    """The folders of the tree, each made once and without following a link
+    (`plan_targets` checked the way)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for entry in folder.entries:
-        target = targets[entry.path]
-        where = target if entry.kind == "dir" else target.parent
+    wanted = {
+        targets[e.path] if e.kind == "dir" else targets[e.path].parent for e in folder.entries
+    }
+    for where in sorted(wanted):
         where.mkdir(parents=True, exist_ok=True)
 
 
 def set_modes(folder: Folder, targets: dict[str, Path]) -> None:
-    """Each entry's mode bits, deepest first (a folder without write bits set last)."""
-    for entry in sorted(folder.entries, key=lambda e: e.path.count(SEPARATOR), reverse=True):
+    """Each entry's mode bits, deepest first (a folder without write bits set last);
+    not those of packed files, which were written with theirs (`folder_packs`)."""
+    entries = [e for e in folder.entries if e.pack is None]
+    for entry in sorted(entries, key=lambda e: e.path.count(SEPARATOR), reverse=True):
         os.chmod(targets[entry.path], entry.mode, follow_symlinks=False)

@@ -18,6 +18,7 @@ from chordshare.files.messages import FileError, IndexEntry, IndexRecord, Locato
 from chordshare.files.placement import file_key, index_key
 from chordshare.files.search import index_records
 from chordshare.sharing.download_cache import DownloadCache
+from chordshare.sharing.folder_index import FolderIndex
 from chordshare.sharing.ring import Placement, Placements
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
@@ -51,6 +52,7 @@ class Publisher:
         self.republish = republish
         self.address = state.me.address
         self.cache = cache
+        self.folders = FolderIndex(store)
         self._published: dict[str, list[IndexRecord]] = {}
         self._cached: dict[str, Locator] = {}  # the cache's locators published, by name
 
@@ -91,9 +93,10 @@ class Publisher:
         else:
             found = (self.store.manifest(name) for name in sorted(only))
             manifests = [m for m in found if m is not None]
-        for manifest in manifests:
-            if self.state.owns(file_key(self.state.space, manifest.name)):
-                current[manifest.name] = index_records(manifest)
+        owned = [m for m in manifests if self.state.owns(file_key(self.state.space, m.name))]
+        current.update(await asyncio.to_thread(self.folders.records_of, owned))
+        if only is None:
+            self.folders.keep_only(owned)
         locators: list[Locator] = []
         shared = self.shared
         if shared is not None and only is None:
