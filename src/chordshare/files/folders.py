@@ -21,6 +21,7 @@ folder has at most `MAX_ENTRIES` entries. Decisions only: the I/O is
 
 from __future__ import annotations
 
+import itertools
 import json
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -161,6 +162,7 @@ def check_entries(
         if key in seen:
             raise BadFolder(f"{entry.path!r} and {seen[key].path!r}: two entries of one path")
         seen[key] = entry
+    _check_apart(entries)
     for key, entry in seen.items():
         parts = key.split(SEPARATOR)
         for depth in range(1, len(parts)):
@@ -181,6 +183,14 @@ def _check_file(entry: FolderEntry, packs: Sequence[Pack]) -> None:
         raise BadFolder(f"{entry.path!r}: a packed file needs one of the packs and a SHA-256")
     if entry.offset < 0 or entry.offset + entry.size > packs[entry.pack].size:
         raise BadFolder(f"{entry.path!r}: its bytes lie outside pack {entry.pack}")
+
+
+def _check_apart(entries: Sequence[FolderEntry]) -> None:
+    """No two packed files share a byte of their pack."""
+    packed = sorted((e.pack, e.offset, e.size, e.path) for e in entries if e.pack is not None)
+    for (pack, offset, size, path), (other, start, _, then) in itertools.pairwise(packed):
+        if pack == other and offset + size > start:
+            raise BadFolder(f"{path!r} and {then!r} overlap in pack {pack}")
 
 
 def make_folder(name: str, entries: Sequence[FolderEntry], packs: Sequence[Pack] = ()) -> Folder:
@@ -244,7 +254,7 @@ def decode(data: bytes, name: str) -> Folder:
 
 
 def _number(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+    if type(value) is not int:  # bool is an int to isinstance
         raise TypeError("sizes, offsets, packs and modes must be numbers")
     return value
 

@@ -45,7 +45,7 @@ from chordshare.files.search import (
     word_query_keys,
 )
 from chordshare.files.unfinished import Resume
-from chordshare.sharing.download import DownloadReport, download
+from chordshare.sharing.download import Bytes, DownloadReport, download
 from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.putting import Putter, version_after
 from chordshare.sharing.ring import Ring
@@ -225,16 +225,20 @@ class FileClient:
         progress: Callable[[int], None] | None = None,
         found: NetworkFile | None = None,
         exact: bool = False,
+        landed: Callable[[int, Bytes], None] | None = None,
     ) -> DownloadReport:
         """Download target to `out`; `exact`: the chunks of found's very manifest (a
-        link's, which may be a version kept after a replace), not of its sha256."""
+        link's, which may be a version kept after a replace), not of its sha256;
+        `landed`: as `download` has it."""
         found = found or await self.find(target)
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
         fetch = exact_fetcher(self.peers, found.manifest.id) if exact else chunk_fetcher(self.peers)
         if found.inline is not None:
             fetch = serving_inline(fetch, *found.inline, found.manifest)
-        return await download(found.manifest, found.holders, fetch, out, progress=progress)
+        return await download(
+            found.manifest, found.holders, fetch, out, progress=progress, landed=landed
+        )
 
     async def find_link(self, link: Link) -> NetworkFile:
         """Where the exact bytes a link names can be had: the name's newest version if it

@@ -111,8 +111,10 @@ class _Run:
         fetch: ChunkFetcher,
         chunk_timeout: float,
         progress: Callable[[int], None] | None,
+        landed: Callable[[int, Bytes], None] | None = None,
     ) -> None:
         self.manifest = manifest
+        self.landed = landed
         self.schedule = schedule
         self.part = part
         self.fetch = fetch
@@ -190,6 +192,8 @@ class _Run:
         """Verify and write one received chunk (in a thread); _Failed if it is wrong."""
         if not self.part.write_checked(index, data):
             raise _Failed(f"sent chunk {index}, which failed its SHA-256 check", index)
+        if self.landed is not None:
+            self.landed(index, data)
 
     async def _pull(self, holder: str, batch: list[int], waiting: set[int]) -> None:
         """Fetch batch from holder on the event loop, each chunk verified and written in a
@@ -256,8 +260,11 @@ async def download(
     per_peer_inflight: int = 16,
     chunk_timeout: float = 10.0,
     progress: Callable[[int], None] | None = None,
+    landed: Callable[[int, Bytes], None] | None = None,
 ) -> DownloadReport:
     """Fetch the file `manifest` describes from `holders` into `out` (see module docstring).
+    `landed(index, data)` is called in a thread with each chunk once it is checked and
+    written (not with those resumed from an earlier try), in whatever order they come.
 
     Raises DownloadError when chunks remain that no holder would give (the .part file is
     kept, so a later call resumes); OSError, naming the file, when the local disk fails
@@ -287,7 +294,7 @@ async def download(
         max_batch=-(-per_peer_inflight // lanes),
         max_inflight=per_peer_inflight,
     )
-    run = _Run(manifest, schedule, part, fetch, chunk_timeout, progress)
+    run = _Run(manifest, schedule, part, fetch, chunk_timeout, progress, landed)
     workers = [asyncio.create_task(run.lane(h)) for h in holders for _ in range(lanes)]
     open_part: PartFile | None = part  # None once closed
     try:

@@ -38,7 +38,7 @@ from chordshare.files.names import SEPARATOR
 from chordshare.files.packs import Slot, pack_name, plan_packs
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError
-from chordshare.sharing.folder_packs import checked, save_entry, split_pack, write_pack
+from chordshare.sharing.folder_packs import PackSplitter, save_entry, whole, write_pack
 from chordshare.sharing.local_tree import make_folders, plan_targets, set_modes, walk
 from chordshare.sharing.ranges import stream_span
 from chordshare.transport.base import PeerError
@@ -179,30 +179,53 @@ class FolderClient:
         progress: Callable[[int], None] | None = None,
     ) -> FolderGot:
         """Save folder `name` as dest: each file as the folder's manifest names it (its
-        manifest id checked), its mode bits, its empty folders. Every path is checked
-        before the first is written (`local_tree.plan_targets`)."""
+        pack's or its own manifest id checked), its mode bits, its empty folders. Every path is
+        checked before the first is written (`local_tree.plan_targets`); the first packs
+        are fetched meanwhile, each cut apart as soon as it is in."""
         folder = folder or await self.find(name)
         if folder is None:
             raise FileError(Refusal.NOT_FOUND, f"no folder named {name!r} in the network")
-        targets = await asyncio.to_thread(plan_targets, folder, dest, force)
-        await asyncio.to_thread(make_folders, folder, targets, dest)
+        planning = asyncio.ensure_future(asyncio.to_thread(_planned, folder, dest, force))
+        packed = _by_pack(folder)
+
+        async def get_pack(index: int, scratch: Path) -> None:
+            found = await self.find_pack(folder, index)
+            splitter = PackSplitter(packed[index], force)
+            local = scratch / f"pack-{index}"
+            downloading = asyncio.ensure_future(
+                self.files.get(
+                    folder.pack_name(index),
+                    local,
+                    progress,
+                    found=found,
+                    exact=True,
+                    landed=splitter.landed,
+                )
+            )
+            try:
+                await asyncio.to_thread(splitter.save_to, await planning)
+                await downloading
+            except BaseException:
+                downloading.cancel()
+                await asyncio.gather(downloading, return_exceptions=True)
+                raise
+            await asyncio.to_thread(splitter.finish, local)
+            local.unlink()
 
         async def get_one(entry: FolderEntry) -> None:
-            await self.fetch(folder, entry, targets[entry.path])
+            await self.fetch(folder, entry, (await planning)[entry.path])
             if progress is not None:
                 progress(entry.size)
 
-        async def get_pack(index: int) -> None:
-            entries = packed[index]
+        try:
             with tempfile.TemporaryDirectory(prefix="chordshare-pack-") as scratch:
-                local = await self.fetch_pack(folder, index, Path(scratch))
-                await asyncio.to_thread(split_pack, local, entries, targets, force)
-            if progress is not None:
-                progress(sum(e.size for e in entries))
-
-        packed = _by_pack(folder)
-        await each([e for e in folder.files if e.pack is None], get_one, self.width)
-        await each(sorted(packed), get_pack, PACKS_IN_FLIGHT)
+                await each(sorted(packed), lambda i: get_pack(i, Path(scratch)), PACKS_IN_FLIGHT)
+            await each([e for e in folder.files if e.pack is None], get_one, self.width)
+            targets = await planning
+        finally:
+            if not planning.done():
+                planning.cancel()
+            await asyncio.gather(planning, return_exceptions=True)
         await asyncio.to_thread(set_modes, folder, targets)
         return FolderGot(folder, dest)
 
@@ -223,8 +246,9 @@ class FolderClient:
     async def packed_bytes(
         self, folder: Folder, entry: FolderEntry
     ) -> tuple[bytes, dict[str, int]]:
-        """A packed file's bytes, from only the chunks of its pack that hold them, checked;
-        and the bytes of chunks each holder served."""
+        """A packed file's bytes, from only the chunks of its pack that hold them (each
+        checked against the pack's manifest, `ranges`); and the bytes of chunks each holder
+        served."""
         found = await self.find_pack(folder, entry.pack or 0)
         fetch = exact_fetcher(self.files.peers, found.manifest.id)
         served: dict[str, int] = defaultdict(int)
@@ -242,7 +266,7 @@ class FolderClient:
         )
         async for piece in span:
             data += piece
-        return checked(entry, bytes(data)), dict(served)
+        return whole(entry, bytes(data)), dict(served)
 
     async def find_pack(self, folder: Folder, index: int) -> NetworkFile:
         """Where the very pack the folder's manifest names can be had (a version kept
@@ -309,6 +333,13 @@ class FolderClient:
 
         found = await each(list(names), one, 8)
         return dict(zip(names, found, strict=True))
+
+
+def _planned(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
+    """Where each entry goes, checked, and the folders made (`local_tree`)."""
+    targets = plan_targets(folder, dest, force)
+    make_folders(folder, targets, dest)
+    return targets
 
 
 def _paths(folder: Folder) -> set[str]:

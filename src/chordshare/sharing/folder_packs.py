@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,15 +41,17 @@ def _read_exactly(path: Path, size: int) -> bytes:
 
 
 def read_entry(pack: int, entry: FolderEntry) -> bytes:
-    """The bytes of a packed entry from the open pack file `pack`, checked against its
-    SHA-256 (a folder manifest whose entry does not match its pack is refused)."""
-    return checked(entry, os.pread(pack, entry.size, entry.offset))
+    """The bytes of a packed entry from the open pack file `pack`. Not hashed again: every
+    chunk of the pack was checked as it arrived against the pack's manifest, whose id the
+    folder's manifest names, so its bytes are the ones published."""
+    return whole(entry, os.pread(pack, entry.size, entry.offset))
 
 
-def checked(entry: FolderEntry, data: bytes) -> bytes:
-    """data, if it is the packed entry's bytes."""
-    if len(data) != entry.size or hashlib.sha256(data).digest() != entry.sha256:
-        raise BadFolder(f"{entry.path!r} does not match its SHA-256 in the folder's manifest")
+def whole(entry: FolderEntry, data: bytes) -> bytes:
+    """data, if it is as long as the packed entry (a pack shorter than its manifest said
+    is refused, never saved as a file cut short)."""
+    if len(data) != entry.size:
+        raise BadFolder(f"{entry.path!r} lies past the end of its pack")
     return data
 
 
@@ -67,10 +70,97 @@ def save_entry(data: bytes, target: Path, force: bool, mode: int = 0o600) -> Non
         os.close(fd)
 
 
+class PackCutter:
+    """Cuts a pack's bytes, fed in order as they arrive, into its packed files: each is
+    handed on as soon as its last byte is in, so files are written while the rest of the
+    pack is still on its way. Holds at most one file and one piece."""
+
+    def __init__(self, entries: Sequence[FolderEntry]) -> None:
+        self.waiting = sorted(entries, key=lambda e: e.offset)
+        self.next = 0  # index in `waiting` of the next file to finish
+        self.held = bytearray()
+        self.start = 0  # offset in the pack of held[0]
+
+    def feed(self, piece: bytes) -> list[tuple[FolderEntry, bytes]]:
+        """The files `piece` completes, with their bytes."""
+        self.held += piece
+        done = []
+        while self.next < len(self.waiting):
+            entry = self.waiting[self.next]
+            begin, end = entry.offset - self.start, entry.offset + entry.size - self.start
+            if end > len(self.held):
+                break
+            done.append((entry, bytes(self.held[begin:end])))
+            self.next += 1
+        keep_from = len(self.held)
+        if self.more:  # the files are apart (`folders.check_entries`): nothing before it is needed
+            keep_from = min(keep_from, self.waiting[self.next].offset - self.start)
+        del self.held[:keep_from]
+        self.start += keep_from
+        return done
+
+    @property
+    def more(self) -> bool:
+        return self.next < len(self.waiting)
+
+
+def save_entries(
+    done: Sequence[tuple[FolderEntry, bytes]], targets: dict[str, Path], force: bool
+) -> None:
+    for entry, data in done:
+        save_entry(data, targets[entry.path], force, entry.mode)
+
+
+class PackSplitter:
+    """A pack's files saved while its chunks land (`download`'s `landed`, from several
+    threads, in any order): chunks are cut in order, so a file is written as soon as the
+    chunks that hold it are in; files finished before their targets are known wait for
+    `save_to`. Holds chunks that came early, at most what the download has in flight."""
+
+    def __init__(self, entries: Sequence[FolderEntry], force: bool) -> None:
+        self.cutter = PackCutter(entries)
+        self.force = force
+        self.early: dict[int, bytes] = {}
+        self.next_chunk = 0
+        self.targets: dict[str, Path] | None = None
+        self.waiting: list[tuple[FolderEntry, bytes]] = []
+        self.lock = threading.Lock()
+
+    def landed(self, index: int, data: bytes | bytearray | memoryview) -> None:
+        with self.lock:
+            self.early[index] = bytes(data)
+            while self.next_chunk in self.early:
+                self._save(self.cutter.feed(self.early.pop(self.next_chunk)))
+                self.next_chunk += 1
+
+    def save_to(self, targets: dict[str, Path]) -> None:
+        """From now on files are saved at targets; those finished already, at once."""
+        with self.lock:
+            self.targets = targets
+            self._save(self.waiting)
+            self.waiting = []
+
+    def finish(self, pack_path: Path) -> None:
+        """Once the whole pack is at pack_path: the files no landed chunk finished (chunks
+        a download resumed from an earlier try)."""
+        with self.lock:
+            rest = self.cutter.waiting[self.cutter.next :]
+            self.cutter.next = len(self.cutter.waiting)
+        if rest:
+            assert self.targets is not None
+            split_pack(pack_path, rest, self.targets, self.force)
+
+    def _save(self, done: list[tuple[FolderEntry, bytes]]) -> None:
+        if self.targets is None:
+            self.waiting += done
+        else:
+            save_entries(done, self.targets, self.force)
+
+
 def split_pack(
     pack_path: Path, entries: Sequence[FolderEntry], targets: dict[str, Path], force: bool
 ) -> None:
-    """Every entry of one pack, cut out of the fetched pack, checked and saved."""
+    """Every entry of one pack, cut out of the fetched pack and saved."""
     fd = os.open(pack_path, os.O_RDONLY | _CLOEXEC)
     try:
         for entry in entries:

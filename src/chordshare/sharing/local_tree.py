@@ -98,10 +98,11 @@ def make_folders(folder: Folder, targets: dict[str, Path], dest: Path) -> None:
     (`plan_targets` checked the way)."""
     dest.mkdir(parents=True, exist_ok=True)
     wanted = {
-        targets[e.path] if e.kind == "dir" else targets[e.path].parent for e in folder.entries
+        str(targets[e.path]) if e.kind == "dir" else os.path.dirname(targets[e.path])
+        for e in folder.entries
     }
     for where in sorted(wanted):
-        where.mkdir(parents=True, exist_ok=True)
+        os.makedirs(where, exist_ok=True)
 
 
 def set_modes(folder: Folder, targets: dict[str, Path]) -> None:

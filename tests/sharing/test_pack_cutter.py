@@ -1,0 +1,108 @@
+"""Cutting a pack into its files as its bytes arrive: whatever the pieces or the order the
+chunks land in, every file comes out whole and once, as soon as its last byte is in, and
+a file finished before its target is known is saved once it is."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import tempfile
+import threading
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chordshare.files.folders import FolderEntry
+from chordshare.sharing.folder_packs import PackCutter, PackSplitter
+
+
+@st.composite
+def a_pack(draw: st.DrawFn) -> tuple[bytes, list[FolderEntry]]:
+    """Files laid out with gaps between some of them, as a folder's manifest may say."""
+    sizes = draw(st.lists(st.integers(0, 300), max_size=20))
+    entries, offset = [], 0
+    for index, size in enumerate(sizes):
+        offset += draw(st.sampled_from([0, 0, 0, 7]))
+        entries.append(FolderEntry(f"f{index}", "file", 0o644, size, pack=0, offset=offset))
+        offset += size
+    data = draw(st.binary(min_size=offset, max_size=offset + 50))
+    return data, entries
+
+
+def cuts(length: int, seed: int) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    bounds = sorted({0, length, *(rng.randrange(length + 1) for _ in range(rng.randrange(6)))})
+    return list(itertools.pairwise(bounds)) or [(0, 0)]  # an empty pack is one empty piece
+
+
+@given(a_pack(), st.integers(0, 1000))
+def test_every_file_comes_out_whole_once_as_soon_as_it_is_in(
+    pack: tuple[bytes, list[FolderEntry]], seed: int
+) -> None:
+    data, entries = pack
+    cutter = PackCutter(entries)
+    got: list[tuple[FolderEntry, bytes]] = []
+    for start, end in cuts(len(data), seed):
+        done = cutter.feed(data[start:end])
+        for entry, _ in done:
+            assert entry.offset + entry.size <= end  # never before its last byte
+        finished = {e.path for e, _ in got + done}
+        # ...and never later: every file that ends by here is out.
+        assert finished == {e.path for e in entries if e.offset + e.size <= end}
+        got += done
+    assert not cutter.more
+    assert [e.path for e, _ in got] == [e.path for e in entries]
+    for entry, piece in got:
+        assert piece == data[entry.offset : entry.offset + entry.size]
+    assert len(cutter.held) <= max((e.size for e in entries), default=0) + len(data)
+
+
+@settings(max_examples=30, deadline=None)
+@given(a_pack(), st.integers(0, 1000), st.integers(1, 64))
+def test_chunks_landing_in_any_order_from_threads_save_every_file(
+    pack: tuple[bytes, list[FolderEntry]], seed: int, chunk: int
+) -> None:
+    data, entries = pack
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        targets = {e.path: root / e.path for e in entries}
+        splitter = PackSplitter(entries, force=False)
+        chunks = [(i, data[o : o + chunk]) for i, o in enumerate(range(0, len(data), chunk))]
+        random.Random(seed).shuffle(chunks)
+        half = len(chunks) // 2
+        # Half land before the targets are known, half after, from two threads.
+        for index, piece in chunks[:half]:
+            splitter.landed(index, piece)
+        splitter.save_to(targets)
+        rest = chunks[half:]
+        threads = [
+            threading.Thread(target=lambda part=part: [splitter.landed(*c) for c in part])
+            for part in (rest[::2], rest[1::2])
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pack_path = root / "pack"
+        pack_path.write_bytes(data)
+        splitter.finish(pack_path)
+        for entry in entries:
+            assert (
+                targets[entry.path].read_bytes() == data[entry.offset : entry.offset + entry.size]
+            )
+
+
+def test_files_of_chunks_that_never_landed_are_cut_from_the_finished_pack(tmp_path: Path) -> None:
+    """A download resumed from an earlier try lands only the chunks it fetched anew."""
+    entries = [FolderEntry(f"f{i}", "file", 0o640, 10, pack=0, offset=10 * i) for i in range(4)]
+    data = bytes(range(40))
+    splitter = PackSplitter(entries, force=False)
+    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    splitter.landed(1, data[16:32])  # chunk 0 was in the .part file already
+    (tmp_path / "pack").write_bytes(data)
+    splitter.finish(tmp_path / "pack")
+    for index, entry in enumerate(entries):
+        saved = tmp_path / entry.path
+        assert saved.read_bytes() == data[10 * index : 10 * index + 10]
+        assert saved.stat().st_mode & 0o777 == 0o640
