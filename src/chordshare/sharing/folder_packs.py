@@ -4,8 +4,10 @@ the folder client runs them in a thread."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,11 +33,21 @@ def write_pack(root: Path, slots: Sequence[Slot], out: Path) -> list[bytes]:
 
 
 def _read_exactly(path: Path, size: int) -> bytes:
-    # Never through a link put in the file's place since the walk.
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC), "rb") as source:
+    changed = BadFolder(f"{path} changed while the folder was being put: put it again")
+    # Never through a link put in the file's place since the walk (ELOOP), nor waiting
+    # on a FIFO put there for a writer (O_NONBLOCK, which a regular file ignores).
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise changed from None
+        raise
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise changed
         data = source.read(size + 1)
     if len(data) != size:
-        raise BadFolder(f"{path} changed while the folder was being put: put it again")
+        raise changed
     return data
 
 
