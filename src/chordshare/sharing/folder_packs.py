@@ -42,9 +42,10 @@ def _read_exactly(path: Path, size: int) -> bytes:
         if err.errno == errno.ELOOP:
             raise changed from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+        os.close(fd)
+        raise changed
     with os.fdopen(fd, "rb") as source:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise changed
         data = source.read(size + 1)
     if len(data) != size:
         raise changed
