@@ -12,8 +12,9 @@ new client for each op, as every CLI command is, its process start not counted):
   subfolders of 100, put with ``FolderClient.put`` (``--width`` files in flight, default
   the client's), then got back with ``FolderClient.get`` and checked byte for byte.
 
-- the floor: the same tree's files written by plain Python (make the folders, open,
-  write, close), no network: what any get of the folder pays to the disk.
+- the floor: the same tree's files, read into memory first, then written by plain
+  Python (make the folders; open, write, close each file), no network: what any get of
+  the folder pays the file system, whatever it does besides.
 
 Target: the folder's put and its get each take at most 3x the time of the large file's.
 Prints one JSON object on stdout; progress goes to stderr. Every node process is killed at
@@ -68,13 +69,23 @@ def make_tree(root: Path, files: int, size: int, rng: random.Random) -> bytes:
     return bytes(every)
 
 
-def write_plainly(source: Path, dest: Path) -> None:
-    """The floor of a folder's get: its files written with nothing else to do."""
+def read_tree(source: Path) -> dict[str, bytes]:
+    found = {}
     for folder, _, names in os.walk(source):
-        into = dest / Path(folder).relative_to(source)
-        into.mkdir(parents=True, exist_ok=True)
         for name in names:
-            (into / name).write_bytes((Path(folder) / name).read_bytes())
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, source)] = Path(path).read_bytes()
+    return found
+
+
+def write_plainly(files: dict[str, bytes], dest: Path) -> None:
+    """The floor of a folder's get: its files written with nothing else to do."""
+    for folder in sorted({os.path.dirname(path) for path in files}):
+        os.makedirs(os.path.join(dest, folder), exist_ok=True)
+    for path, data in files.items():
+        fd = os.open(os.path.join(dest, path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.close(fd)
 
 
 async def timed(what: str, work: Any) -> float:
@@ -127,9 +138,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             get_tree = await timed(
                 "get the folder", FolderClient(client(), args.width).get("tree", workdir / "t")
             )
+            files = read_tree(tree)
             floor = await timed(
                 "write the folder's files plainly",
-                asyncio.to_thread(write_plainly, tree, workdir / "plain"),
+                asyncio.to_thread(write_plainly, files, workdir / "plain"),
             )
         finally:
             await peers.close()

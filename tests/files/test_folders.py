@@ -1,10 +1,12 @@
-"""The folder manifest: its bytes decode to what was encoded; a path outside the folder,
-two entries of one path, a file with something inside it, a link or too many entries are
-refused; a replace removes exactly the files no longer in the folder."""
+"""The folder manifest: its bytes decode to what was encoded, its packed files too, and a
+manifest of every file on its own still decodes; a path outside the folder, two entries of
+one path, a file with something inside it, a packed file outside its pack, a link or too
+many entries are refused; a replace removes exactly the files no longer in the folder."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,10 +15,12 @@ from hypothesis import strategies as st
 from chordshare.files import folders
 from chordshare.files.folders import (
     MAGIC,
+    MAGIC_V1,
     BadFolder,
     Folder,
     FolderEntry,
     Found,
+    Pack,
     check_walk,
     decode,
     encode,
@@ -25,6 +29,7 @@ from chordshare.files.folders import (
     record_name,
     removed_files,
     same_layout,
+    stored_names,
 )
 
 PART = st.text(
@@ -39,17 +44,27 @@ ID = st.binary(min_size=32, max_size=32)
 @st.composite
 def a_folder(draw: st.DrawFn) -> Folder:
     paths = draw(st.lists(PATH, max_size=12, unique=True))
+    packs = draw(st.lists(st.builds(Pack, ID, st.integers(0, 1 << 26)), max_size=3))
     entries = []
     for path in paths:
-        if draw(st.booleans()):
+        mode = draw(st.integers(0, 0o777))
+        kind = draw(st.sampled_from(["alone", "packed", "dir"] if packs else ["alone", "dir"]))
+        if kind == "alone":
             size = draw(st.integers(0, 1 << 40))
-            entries.append(FolderEntry(path, "file", draw(st.integers(0, 0o777)), size, draw(ID)))
+            entries.append(FolderEntry(path, "file", mode, size, draw(ID)))
+        elif kind == "packed":
+            pack = draw(st.integers(0, len(packs) - 1))
+            size = draw(st.integers(0, packs[pack].size))
+            offset = draw(st.integers(0, packs[pack].size - size))
+            entries.append(
+                FolderEntry(path, "file", mode, size, pack=pack, offset=offset, sha256=draw(ID))
+            )
         else:
-            entries.append(FolderEntry(path, "dir", draw(st.integers(0, 0o777))))
+            entries.append(FolderEntry(path, "dir", mode))
     try:
-        return make_folder("pics", entries)
+        return make_folder("pics", entries, packs)
     except BadFolder:  # a file with another path inside it, or NFC twins
-        return make_folder("pics", [e for e in entries if e.kind == "dir"])
+        return make_folder("pics", [e for e in entries if e.kind == "dir"], packs)
 
 
 @given(a_folder())
@@ -134,10 +149,132 @@ def test_a_folder_manifest_is_known_by_its_name() -> None:
 def test_a_replace_removes_exactly_the_files_no_longer_in_the_folder(
     old: Folder, new: Folder
 ) -> None:
-    removed = set(removed_files(old, new))
-    new_files = {e.path for e in new.files}
-    assert removed == {f"pics/{e.path}" for e in old.files if e.path not in new_files}
+    removed = removed_files(old, new)
+    assert set(removed) == set(stored_names(old)) - set(stored_names(new))
+    assert len(removed) == len(set(removed))
     assert removed_files(None, new) == []
+
+
+def test_stored_names_are_the_packs_and_the_files_of_their_own() -> None:
+    old = make_folder(
+        "pics",
+        [
+            FolderEntry("a", "file", 0o644, 3, pack=0, sha256=bytes(32)),
+            FolderEntry("b", "file", 0o644, 5, bytes(32)),
+            FolderEntry("c", "file", 0o644, 5, bytes(32)),
+            FolderEntry("d", "dir", 0o755),
+            FolderEntry("d/e", "file", 0o644, 4, pack=2, sha256=bytes(32)),
+        ],
+        [Pack(bytes(32), 3), Pack(bytes(32), 0), Pack(bytes(32), 4)],
+    )
+    assert stored_names(old) == [
+        "pics.chordshare-pack-0",
+        "pics.chordshare-pack-1",
+        "pics.chordshare-pack-2",
+        "pics/b",
+        "pics/c",
+    ]
+    # One pack fewer; b moved into a pack, c stays a file of its own.
+    new = make_folder(
+        "pics",
+        [
+            FolderEntry("a", "file", 0o644, 3, pack=0, sha256=bytes(32)),
+            FolderEntry("b", "file", 0o644, 5, pack=1, sha256=bytes(32)),
+            FolderEntry("c", "file", 0o644, 5, bytes(32)),
+        ],
+        [Pack(bytes(32), 3), Pack(bytes(32), 5)],
+    )
+    assert removed_files(old, new) == ["pics/b", "pics.chordshare-pack-2"]
+    assert removed_files(new, old) == []
+
+
+def test_a_manifest_of_files_on_their_own_decodes() -> None:
+    body = {
+        "name": "pics",
+        "entries": [
+            {"path": "a.txt", "type": "file", "mode": 0o644, "size": 5, "id": "ab" * 32},
+            {"path": "d", "type": "dir", "mode": 0o755},
+            {"path": "d/b", "type": "file", "mode": 0o600, "size": 0, "id": "cd" * 32},
+        ],
+    }
+    folder = decode(MAGIC_V1 + json.dumps(body).encode(), "pics")
+    assert folder.packs == ()
+    assert folder.entries == (
+        FolderEntry("a.txt", "file", 0o644, 5, bytes.fromhex("ab" * 32)),
+        FolderEntry("d", "dir", 0o755),
+        FolderEntry("d/b", "file", 0o600, 0, bytes.fromhex("cd" * 32)),
+    )
+    assert stored_names(folder) == ["pics/a.txt", "pics/d/b"]
+
+
+def packed_manifest(entry: dict[str, Any], pack: dict[str, Any]) -> bytes:
+    body = {"name": "pics", "packs": [pack], "entries": [entry]}
+    return MAGIC + json.dumps(body).encode()
+
+
+GOOD_ENTRY = {
+    "path": "x",
+    "type": "file",
+    "mode": 0o644,
+    "size": 4,
+    "pack": 0,
+    "offset": 6,
+    "sha256": "11" * 32,
+}
+GOOD_PACK = {"id": "22" * 32, "size": 10}
+
+
+def test_a_packed_file_inside_its_pack_decodes() -> None:
+    folder = decode(packed_manifest(GOOD_ENTRY, GOOD_PACK), "pics")
+    assert folder.packs == (Pack(bytes.fromhex("22" * 32), 10),)
+    assert folder.entries == (
+        FolderEntry("x", "file", 0o644, 4, pack=0, offset=6, sha256=bytes.fromhex("11" * 32)),
+    )
+    assert decode(encode(folder), "pics") == folder
+
+
+@pytest.mark.parametrize(
+    ("entry", "pack"),
+    [
+        ({"pack": 1}, {}),
+        ({"pack": -1}, {}),
+        ({"offset": -1}, {}),
+        ({"offset": 7}, {}),  # 7 + 4 bytes: one past the pack's end
+        ({"size": 5}, {}),
+        ({"size": -1, "offset": 11}, {}),
+        ({}, {"size": 9}),
+        ({"sha256": None}, {}),
+        ({"sha256": "11" * 31}, {}),
+        ({"sha256": ""}, {}),
+        ({"pack": True}, {}),
+        ({"offset": False}, {}),
+        ({"size": True}, {}),
+        ({"offset": 6.0}, {}),
+        ({}, {"size": True}),
+        ({}, {"size": -1}),
+        ({}, {"id": "22" * 31}),
+        ({}, {"id": None}),
+        ({}, {"id": "zz" * 32}),
+    ],
+)
+def test_a_packed_file_outside_its_pack_is_refused(
+    entry: dict[str, Any], pack: dict[str, Any]
+) -> None:
+    hostile_entry = {k: v for k, v in (GOOD_ENTRY | entry).items() if v is not None}
+    hostile_pack = {k: v for k, v in (GOOD_PACK | pack).items() if v is not None}
+    with pytest.raises(BadFolder):
+        decode(packed_manifest(hostile_entry, hostile_pack), "pics")
+
+
+@pytest.mark.parametrize("pack", [Pack(bytes(31), 1), Pack(b"", 0), Pack(bytes(32), -1)])
+def test_a_pack_without_a_32_byte_id_and_a_size_is_refused(pack: Pack) -> None:
+    with pytest.raises(BadFolder, match="a pack needs"):
+        make_folder("pics", [FolderEntry("d", "dir", 0o755)], [Pack(bytes(32), 1), pack])
+
+
+def test_a_manifest_nested_past_the_parser_is_refused() -> None:
+    with pytest.raises(BadFolder, match="malformed"):
+        decode(MAGIC + b"[" * 200_000, "pics")
 
 
 def test_the_same_layout_is_paths_kinds_and_sizes() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os.path
 import re
+import sys
 
 import pytest
 from hypothesis import example, given
@@ -17,8 +18,10 @@ from hypothesis import strategies as st
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileVersion, PutHeader
 from chordshare.files.names import (
+    _ANY_UNSAFE,
     MAX_NAME_BYTES,
     BadName,
+    _unsafe,
     accepts_from_peer,
     check_new_name,
     check_sent_name,
@@ -87,6 +90,13 @@ def test_dots_inside_a_name_pass_but_dot_and_dot_dot_are_refused() -> None:
 def test_any_text_with_a_refused_character_is_refused(before: str, char: str, after: str) -> None:
     with pytest.raises(BadName):
         check_new_name(before + char + after)
+
+
+def test_the_one_search_refuses_exactly_the_characters_the_rule_names() -> None:
+    every = "".join(map(chr, range(sys.maxunicode + 1)))  # lone surrogates too
+    searched = {ord(found.group()) for found in _ANY_UNSAFE.finditer(every)}
+    named = {ord(char) for char in every if _unsafe(char) is not None}
+    assert searched == named == set(REFUSED)
 
 
 @given(st.text(printable_chars, min_size=1, max_size=80))

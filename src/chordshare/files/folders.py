@@ -246,7 +246,8 @@ def decode(data: bytes, name: str) -> Folder:
             )
         entries = [_entry(e) for e in raw]
         packs = [Pack(bytes.fromhex(p["id"]), _number(p["size"])) for p in body.get("packs", [])]
-    except (ValueError, KeyError, TypeError) as err:
+    # RecursionError: JSON nested deeper than the parser goes, which anyone may store.
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
         if isinstance(err, BadFolder):
             raise
         raise BadFolder(f"the manifest of folder {name!r} is malformed: {err}") from None

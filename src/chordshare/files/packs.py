@@ -27,7 +27,9 @@ SMALL_FILE = 1024 * 1024
 # spreads over several owners, and that changing one small file re-sends at most one pack.
 PACK_BYTES = 64 * 1024 * 1024
 PACK_SUFFIX = ".chordshare-pack-"
-_PACK_NAME = re.compile(re.escape(PACK_SUFFIX) + r"(0|[1-9][0-9]{0,5})$")
+# After a folder's name (never empty, never ending in '/'), to the very end: `$` would
+# also match before a final newline, which an older stored name may hold.
+_PACK_NAME = re.compile(r"[^/]" + re.escape(PACK_SUFFIX) + r"(0|[1-9][0-9]{0,5})\Z")
 # The longest pack name a folder can need (for the name-length check of a folder's name).
 LAST_PACK = 999_999
 
@@ -77,5 +79,4 @@ def pack_name(folder: str, index: int) -> str:
 
 def is_pack_name(stored: str) -> bool:
     """Whether a stored name is one of a folder's packs (shown as part of its folder)."""
-    match = _PACK_NAME.search(stored)
-    return match is not None and match.start() > 0
+    return _PACK_NAME.search(stored) is not None

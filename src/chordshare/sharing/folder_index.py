@@ -35,8 +35,10 @@ class FolderIndex:
             return index_records(manifest)
         packed = self._packed.get(manifest.id)
         if packed is None:
-            packed = self._packed[manifest.id] = self._read_packed(folder, manifest)
-        return index_records(manifest) + packed
+            packed = self._read_packed(folder, manifest)
+            if packed is not None:
+                self._packed[manifest.id] = packed
+        return index_records(manifest) + (packed or [])
 
     def records_of(self, manifests: list[Manifest]) -> dict[str, list[IndexRecord]]:
         return {manifest.name: self.records(manifest) for manifest in manifests}
@@ -47,11 +49,17 @@ class FolderIndex:
         for gone in set(self._packed) - ids:
             del self._packed[gone]
 
-    def _read_packed(self, folder: str, manifest: Manifest) -> list[IndexRecord]:
+    def _read_packed(self, folder: str, manifest: Manifest) -> list[IndexRecord] | None:
+        """The records of its packed files; None while a chunk of it is missing or
+        damaged here (read again next time: repair brings the chunk back)."""
         try:
             data = b"".join(self.store.read_chunk(digest) for digest in manifest.chunks)
+        except ChunkError as err:
+            log.warning("the manifest of folder %r is not indexed yet: %s", folder, err)
+            return None
+        try:
             entries = decode(data, folder).files
-        except (BadFolder, ChunkError) as err:
+        except BadFolder as err:
             log.warning("the manifest of folder %r is not indexed: %s", folder, err)
             return []
         records: list[IndexRecord] = []

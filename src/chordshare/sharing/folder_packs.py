@@ -4,8 +4,11 @@ the folder client runs them in a thread."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +17,7 @@ from chordshare.files.folders import BadFolder, FolderEntry
 from chordshare.files.packs import Slot
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC
+_WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC
 
 
 def write_pack(root: Path, slots: Sequence[Slot], out: Path) -> list[bytes]:
@@ -32,11 +35,22 @@ def write_pack(root: Path, slots: Sequence[Slot], out: Path) -> list[bytes]:
 
 
 def _read_exactly(path: Path, size: int) -> bytes:
-    # Never through a link put in the file's place since the walk.
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC), "rb") as source:
+    changed = BadFolder(f"{path} changed while the folder was being put: put it again")
+    # Never through a link put in the file's place since the walk (ELOOP), nor waiting
+    # on a FIFO put there for a writer (O_NONBLOCK, which a regular file ignores).
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise changed from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+        os.close(fd)
+        raise changed
+    with os.fdopen(fd, "rb") as source:
         data = source.read(size + 1)
     if len(data) != size:
-        raise BadFolder(f"{path} changed while the folder was being put: put it again")
+        raise changed
     return data
 
 
@@ -58,9 +72,13 @@ def whole(entry: FolderEntry, data: bytes) -> bytes:
 def save_entry(data: bytes, target: Path, force: bool, mode: int = 0o600) -> None:
     """Write one file of a folder at target with its mode bits, never through a link
     (`local_tree` checked the folders on the way); an existing file is kept unless
-    `force`."""
-    flags = _WRITE_NEW if force else _WRITE_NEW | os.O_EXCL
-    fd = os.open(target, flags, 0o600)
+    `force`, and then replaced, not written into (its other hard links keep their bytes,
+    and a read-only file is no obstacle)."""
+    if force:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(target).st_mode):
+                os.unlink(target)
+    fd = os.open(target, _WRITE_NEW | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, mode)  # whatever the umask: the folder's own bits
         view = memoryview(data)
