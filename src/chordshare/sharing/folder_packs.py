@@ -145,18 +145,24 @@ class PackSplitter:
         self.lock = threading.Lock()
 
     def landed(self, index: int, data: bytes | bytearray | memoryview) -> None:
-        with self.lock:
+        done: list[tuple[FolderEntry, bytes]] = []
+        with self.lock:  # the cutting, in order; the saving, outside, in every thread
             self.early[index] = bytes(data)
             while self.next_chunk in self.early:
-                self._save(self.cutter.feed(self.early.pop(self.next_chunk)))
+                done += self.cutter.feed(self.early.pop(self.next_chunk))
                 self.next_chunk += 1
+            targets = self.targets
+            if targets is None:
+                self.waiting += done
+                return
+        save_entries(done, targets, self.force)
 
     def save_to(self, targets: dict[str, Path]) -> None:
         """From now on files are saved at targets; those finished already, at once."""
         with self.lock:
             self.targets = targets
-            self._save(self.waiting)
-            self.waiting = []
+            waiting, self.waiting = self.waiting, []
+        save_entries(waiting, targets, self.force)
 
     def finish(self, pack_path: Path) -> None:
         """Once the whole pack is at pack_path: the files no landed chunk finished (chunks
@@ -167,12 +173,6 @@ class PackSplitter:
         if rest:
             assert self.targets is not None
             split_pack(pack_path, rest, self.targets, self.force)
-
-    def _save(self, done: list[tuple[FolderEntry, bytes]]) -> None:
-        if self.targets is None:
-            self.waiting += done
-        else:
-            save_entries(done, self.targets, self.force)
 
 
 def split_pack(

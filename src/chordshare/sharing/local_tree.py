@@ -54,7 +54,9 @@ def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
     # Plain strings, not Paths: a folder of many thousand files is joined and looked up
     # here once per part of each path.
     top = str(dest)
-    absent = set() if dest.exists() else {top}
+    if not dest.exists():  # nothing inside to look at: every path passed the name rule
+        return {e.path: Path(os.path.join(top, e.path)) for e in folder.entries}
+    absent: set[str] = set()
     checked: set[str] = {top}
     targets: dict[str, Path] = {}
     for entry in folder.entries:
