@@ -5,6 +5,7 @@ or two files of one path are refused with 400 and store nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -74,3 +75,37 @@ async def test_a_folder_upload_outside_itself_or_twice_one_path_is_refused(
         answer = await http.post("/api/v1/folders/bad", files=parts(many))
         assert answer.status_code == 400 and "'../x'" in answer.json()["error"]["message"]
         assert peer.store.manifest("bad/x") is None and peer.store.manifest("bad/a") is None
+
+
+async def test_a_file_inside_a_pack_downloads_with_ranges_and_validators(net: Network) -> None:
+    peers = await net.ring(2)
+    data = os.urandom(5_000)
+    async with await net.api(peers[1]) as http:
+        put = await http.post(
+            "/api/v1/folders/docs", files=parts({"a.txt": b"a", "sub/r é.bin": data})
+        )
+        assert put.status_code == 201, put.text
+        url = "/api/v1/files/docs/sub/r é.bin"
+
+        whole = await http.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        assert whole.headers["content-disposition"] == "attachment; filename*=utf-8''r%20%C3%A9.bin"
+        assert whole.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+        assert sum(int(s.split("=")[1]) for s in whole.headers["x-chordshare-sources"].split(","))
+
+        part = await http.get(url, headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == data[100:200]
+        assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+        tail = await http.get(url, headers={"Range": "bytes=-10"})
+        assert tail.status_code == 206 and tail.content == data[-10:]
+        past = await http.get(url, headers={"Range": f"bytes={len(data)}-"})
+        assert past.status_code == 416
+
+        head = await http.head(url)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(data))
+        same = await http.get(url, headers={"If-None-Match": whole.headers["etag"]})
+        assert same.status_code == 304
+
+        for missing in ("docs/sub/other.bin", "docs/sub", "nodocs/sub/r é.bin"):
+            assert (await http.get(f"/api/v1/files/{missing}")).status_code == 404, missing
