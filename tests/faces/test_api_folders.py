@@ -9,8 +9,16 @@ import hashlib
 import io
 import os
 import zipfile
+from pathlib import Path
 
+import pytest
 from apinet import ApiNetwork as Network
+
+from chordshare.faces import api_folders
+from chordshare.files import packs
+from chordshare.files.folders import Folder, FolderEntry
+from chordshare.sharing.folder_client import FolderClient
+from chordshare.sharing.folder_packs import read_entry
 
 FILES = {
     "a.txt": b"alpha",
@@ -109,3 +117,50 @@ async def test_a_file_inside_a_pack_downloads_with_ranges_and_validators(net: Ne
 
         for missing in ("docs/sub/other.bin", "docs/sub", "nodocs/sub/r é.bin"):
             assert (await http.get(f"/api/v1/files/{missing}")).status_code == 404, missing
+
+
+async def test_a_zip_fetches_each_pack_once_and_drops_it_past_its_last_file(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs, "PACK_BYTES", 160_000)
+    monkeypatch.setattr(packs, "SMALL_FILE", 5_000)
+    small = {f"s/{i:03}.txt": os.urandom(1_000) for i in range(300)}
+    own = {"s/150-own.bin": os.urandom(6_000), "z.bin": os.urandom(7_000)}
+    fetched: dict[int, Path] = {}
+    alone: list[str] = []
+    seen: list[tuple[int, dict[int, bool]]] = []
+    fetch_pack, fetch = FolderClient.fetch_pack, FolderClient.fetch
+
+    async def counted_pack(self: FolderClient, folder: Folder, index: int, scratch: Path) -> Path:
+        assert index not in fetched, f"pack {index} fetched twice"
+        fetched[index] = await fetch_pack(self, folder, index, scratch)
+        return fetched[index]
+
+    async def counted(
+        self: FolderClient, folder: Folder, entry: FolderEntry, out: Path
+    ) -> dict[str, int]:
+        alone.append(entry.path)
+        return await fetch(self, folder, entry, out)
+
+    def watched(pack: int, entry: FolderEntry) -> bytes:
+        seen.append((entry.pack or 0, {i: p.exists() for i, p in fetched.items()}))
+        return read_entry(pack, entry)
+
+    monkeypatch.setattr(FolderClient, "fetch_pack", counted_pack)
+    monkeypatch.setattr(FolderClient, "fetch", counted)
+    monkeypatch.setattr(api_folders, "read_entry", watched)
+    [peer] = await net.ring(1)
+    async with await net.api(peer) as http:
+        put = await http.post("/api/v1/folders/many", files=parts({**small, **own}))
+        assert put.status_code == 201, put.text
+        zipped = await http.get("/api/v1/folders/many", params={"format": "zip"})
+    assert zipped.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        names = [i.filename for i in archive.infolist() if not i.is_dir()]
+        got = {name.removeprefix("many/"): archive.read(name) for name in names}
+    assert names == [f"many/{path}" for path in sorted({**small, **own})]
+    assert got == {**small, **own}
+    assert sorted(fetched) == [0, 1] and sorted(alone) == sorted(own)
+    assert len(seen) == len(small)
+    assert all(exists[pack] for pack, exists in seen)  # cut from its fetched pack
+    assert not any(exists[0] for pack, exists in seen if pack == 1)  # pack 0 dropped by then

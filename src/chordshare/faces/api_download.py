@@ -258,7 +258,7 @@ async def _packed_answer(
 ) -> Response | None:
     """The answer to a GET or HEAD of a file inside a folder's pack (`NAME/sub/file`), which
     has no file of its own: its bytes cut from the pack, checked; None when no folder holds
-    such a file. At most `files.packs.SMALL_FILE` bytes: sliced in memory."""
+    such a file. A packed file is small (`files.packs.SMALL_FILE`): sliced in memory."""
     inside = await folders.find_path(target)
     if inside is None or inside[1].pack is None:
         return None  # a file of its own is found as a file; a folder's path is no file
