@@ -164,3 +164,14 @@ async def test_a_zip_fetches_each_pack_once_and_drops_it_past_its_last_file(
     assert len(seen) == len(small)
     assert all(exists[pack] for pack, exists in seen)  # cut from its fetched pack
     assert not any(exists[0] for pack, exists in seen if pack == 1)  # pack 0 dropped by then
+
+
+async def test_a_folders_packs_are_listed_as_part_of_it_only(net: Network) -> None:
+    [peer] = await net.ring(1)
+    async with await net.api(peer) as http:
+        put = await http.post("/api/v1/folders/notes", files=parts({"a.txt": b"a", "b": b"b"}))
+        assert put.status_code == 201, put.text
+        assert peer.store.manifest(packs.pack_name("notes", 0)) is not None
+        for scope in ("node", "network"):
+            listed = await http.get("/api/v1/files", params={"scope": scope})
+            assert [f["name"] for f in listed.json()["files"]] == ["notes"], scope

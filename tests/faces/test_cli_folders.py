@@ -16,6 +16,7 @@ from clirun import run_cli as cli
 from peernet import PeerNetwork
 
 from chordshare.files.folders import MAX_ENTRIES
+from chordshare.files.packs import PACK_SUFFIX, pack_name
 
 
 @pytest.fixture
@@ -65,8 +66,14 @@ async def test_a_folder_round_trips_through_the_cli(ring: PeerNetwork, tmp_path:
     (folder,) = [f for f in json.loads(out)["files"] if f.get("kind") == "folder"]
     assert folder["name"] == "photos" and folder["files"] == 3
     assert folder["size"] == 70_000 + 10
+    # Its pack is part of it, never a file of its own: not on the node that holds it either.
+    assert [f["name"] for f in json.loads(out)["files"]] == ["photos"]
+    assert peers[1].store.manifest(pack_name("photos", 0)) is not None
+    code, out, err = await cli("ls", "--json", "-n", node)
+    assert code == 0, err
+    assert [f["name"] for f in json.loads(out)["files"]] == ["photos"]
     code, out, err = await cli("ls", "--all", "-n", node)
-    assert "photos/  (folder, 3 file(s))" in out
+    assert "photos/  (folder, 3 file(s))" in out and PACK_SUFFIX not in out
 
     code, out, err = await cli("search", "photos", "--json", "-n", node)
     assert code == 0, err

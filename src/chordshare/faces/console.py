@@ -183,11 +183,8 @@ class ChordConsole(CompletingShell):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             listing = await files.list_node(client.address)
-            title = (
-                f"{len(listing.files)} file(s) on {client.address} "
-                f"({human(listing.used_bytes)} stored)"
-            )
             rows = listing_json(client.address, listing)["files"]
+            title = f"{len(rows)} file(s) on {client.address} ({human(listing.used_bytes)} stored)"
             out.print(files_table(title, rows, KIND_COLUMN))
 
         self._command(go)
@@ -197,10 +194,10 @@ class ChordConsole(CompletingShell):
         self.args(line, 0, 0, "all")
 
         async def go(client: NodeClient, files: FileClient) -> None:
-            network = await files.list_network(await client.ring())
-            self._names = (time.monotonic(), completable(f.manifest.name for f in network))
-            title = f"{len(network)} file(s) in the network"
-            out.print(files_table(title, network_json(network)["files"], HOLDERS_COLUMN))
+            rows = network_json(await files.list_network(await client.ring()))["files"]
+            self._names = (time.monotonic(), completable(f["name"] for f in rows))
+            title = f"{len(rows)} file(s) in the network"
+            out.print(files_table(title, rows, HOLDERS_COLUMN))
 
         self._command(go)
 
