@@ -143,7 +143,8 @@ async def test_a_zip_fetches_each_pack_once_and_drops_it_past_its_last_file(
         return await fetch(self, folder, entry, out)
 
     def watched(pack: int, entry: FolderEntry) -> bytes:
-        seen.append((entry.pack or 0, {i: p.exists() for i, p in fetched.items()}))
+        # In a thread, while the loop may fetch the next pack: a copy of what was fetched.
+        seen.append((entry.pack or 0, {i: p.exists() for i, p in dict(fetched).items()}))
         return read_entry(pack, entry)
 
     monkeypatch.setattr(FolderClient, "fetch_pack", counted_pack)
@@ -175,3 +176,25 @@ async def test_a_folders_packs_are_listed_as_part_of_it_only(net: Network) -> No
         for scope in ("node", "network"):
             listed = await http.get("/api/v1/files", params={"scope": scope})
             assert [f["name"] for f in listed.json()["files"]] == ["notes"], scope
+
+
+async def test_an_upload_under_a_name_kept_for_folders_is_refused(net: Network) -> None:
+    [peer] = await net.ring(1)
+    async with await net.api(peer) as http:
+        for kept in ("x.chordshare-pack-0", "d/x.chordshare-pack-12", "x.chordshare-folder"):
+            answers = [
+                await http.put(f"/api/v1/files/{kept}", content=b"x"),
+                await http.post("/api/v1/files", files={"file": (kept, b"x")}),
+                await http.post("/api/v1/files", files={"file": ("f", b"x")}, data={"name": kept}),
+                await http.post(  # `size` first: the form that streams
+                    "/api/v1/files", files={"file": ("f", b"x")}, data={"size": "1", "name": kept}
+                ),
+                await http.post("/upload_file", files={"file": ("f", b"x")}, data={"name": kept}),
+            ]
+            for answer in answers:
+                assert answer.status_code == 400, (kept, answer.text)
+                error = answer.json()["error"]
+                assert error["code"] == "bad_name" and "kept for folders'" in error["message"]
+            assert peer.store.manifest(kept) is None
+        like = await http.put("/api/v1/files/x.chordshare-pack-01", content=b"x")
+        assert like.status_code == 201, like.text

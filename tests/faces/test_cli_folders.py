@@ -5,6 +5,7 @@ it all; a folder with a symbolic link is refused in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -124,3 +125,19 @@ async def test_a_folder_over_the_limit_or_with_colliding_paths_is_refused_in_one
     assert code == 2 and err.strip().count("\n") == 0, err
     assert "two entries of one path" in err
     assert peer.store.manifest("twins/caf\u00e9.txt") is None
+
+
+async def test_a_put_under_a_name_kept_for_folders_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    node = peer.server.node.me.address
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "own.chordshare-pack-2").write_bytes(b"x")
+    kept = ["x.chordshare-pack-0", "x.chordshare-folder"]
+    runs = [cli("put", str(tmp_path / "file"), "--name", name, "-n", node) for name in kept]
+    runs.append(cli("put", str(tmp_path / "own.chordshare-pack-2"), "-n", node))
+    for code, _, err in await asyncio.gather(*runs):
+        assert code == 2 and err.strip().count("\n") == 0, err
+        assert "are kept for folders'" in err
+    assert all(peer.store.manifest(n) is None for n in [*kept, "own.chordshare-pack-2"])

@@ -44,6 +44,7 @@ from chordshare.faces.render import (
 )
 from chordshare.faces.shapes import entries_json, listing_json, network_json
 from chordshare.faces.transfers import destination, put_source, transfer_bar
+from chordshare.files.folders import check_plain_name
 from chordshare.files.names import printable
 from chordshare.files.publisher import Signer
 from chordshare.transport.address import normalize_address
@@ -214,6 +215,7 @@ class ChordConsole(CompletingShell):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             size = put_source(path)
+            check_plain_name(name or path.name)
             bar, advance = transfer_bar(f"put {name or path.name}", size, size >= PROGRESS_FROM)
 
             def resumed(note: Resume) -> None:
