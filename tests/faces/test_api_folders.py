@@ -198,3 +198,24 @@ async def test_an_upload_under_a_name_kept_for_folders_is_refused(net: Network) 
             assert peer.store.manifest(kept) is None
         like = await http.put("/api/v1/files/x.chordshare-pack-01", content=b"x")
         assert like.status_code == 201, like.text
+
+
+async def test_a_link_to_a_file_inside_a_pack_is_refused(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs, "SMALL_FILE", 10)
+    [peer] = await net.ring(1)
+    async with await net.api(peer) as http:
+        files = {"sub/a.txt": b"packed", "own.bin": b"a file of its own"}
+        put = await http.post("/api/v1/folders/docs", files=parts(files))
+        assert put.status_code == 201, put.text
+        refused = await http.get("/api/v1/link", params={"name": "docs/sub/a.txt"})
+        assert refused.status_code == 404
+        message = refused.json()["error"]["message"]
+        assert "inside folder 'docs'" in message and "no link of its own" in message
+        own = await http.get("/api/v1/link", params={"name": "docs/own.bin"})
+        assert own.status_code == 200 and own.json()["link"].startswith("chordshare://")
+        for name in ("docs", "docs/sub/none.txt"):
+            missing = await http.get("/api/v1/link", params={"name": name})
+            assert missing.status_code == 404
+            assert "no link of its own" not in missing.json()["error"]["message"]

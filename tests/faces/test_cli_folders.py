@@ -17,7 +17,7 @@ from clirun import run_cli as cli
 from peernet import PeerNetwork
 
 from chordshare.files.folders import MAX_ENTRIES
-from chordshare.files.packs import PACK_SUFFIX, pack_name
+from chordshare.files.packs import PACK_SUFFIX, SMALL_FILE, pack_name
 
 
 @pytest.fixture
@@ -141,3 +141,26 @@ async def test_a_put_under_a_name_kept_for_folders_is_refused_in_one_line(
         assert code == 2 and err.strip().count("\n") == 0, err
         assert "are kept for folders'" in err
     assert all(peer.store.manifest(n) is None for n in [*kept, "own.chordshare-pack-2"])
+
+
+async def test_a_link_to_a_file_inside_a_pack_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    node = peer.server.node.me.address
+    source = tmp_path / "docs"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "a.txt").write_bytes(b"packed")
+    (source / "big.bin").write_bytes(os.urandom(SMALL_FILE + 1))
+    code, _, err = await cli("put", str(source), "-n", node)
+    assert code == 0, err
+
+    code, out, err = await cli("link", "docs/sub/a.txt", "-n", node)
+    assert code == 2 and not out and err.strip().count("\n") == 0, err
+    assert "'docs/sub/a.txt' is a file inside folder 'docs'" in err
+    assert "no link of its own" in err
+    code, out, err = await cli("link", "docs/big.bin", "-n", node)  # a file of its own
+    assert code == 0 and out.startswith("chordshare://"), err
+    for name in ("docs", "docs/sub/none.txt"):
+        code, _, err = await cli("link", name, "-n", node)
+        assert code == 2 and f"no file named {name!r}" in err, err

@@ -14,6 +14,7 @@ from chordshare.faces.api_errors import ApiError
 from chordshare.faces.api_inputs import LINK, StoredNameQuery
 from chordshare.faces.api_models import LinkInfo
 from chordshare.faces.api_routing import ApiRoute
+from chordshare.faces.linking import find_linkable
 from chordshare.faces.shapes import manifest_json
 from chordshare.files.links import MAX_LINK, BadLink, make_link, parse_link
 
@@ -34,7 +35,7 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
         **doc(reads, 400, 404, 502, 503),
     )
     async def link_of(name: StoredNameQuery) -> dict[str, Any]:
-        found = await access.files().find(name)
+        found = await find_linkable(access.files(), name)
         via = [*found.holders, access.node().me.address]
         made = make_link(found.manifest.id, found.manifest.name, via)
         return {

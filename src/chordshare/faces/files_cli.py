@@ -221,10 +221,11 @@ def link(
 ) -> None:
     """Print a link to a file's exact bytes, with nodes to ask: `chordshare get LINK` fetches
     them from any machine that reaches one, and checks them against the link."""
+    from chordshare.faces.linking import find_linkable
     from chordshare.files.links import make_link
 
     async def go(clients: Clients) -> tuple["Link", "NetworkFile"]:
-        found: NetworkFile = await clients.files().find(name)
+        found = await find_linkable(clients.files(), name)
         via = [*found.holders, clients.node.address]
         return make_link(found.manifest.id, found.manifest.name, via), found
 
