@@ -5,6 +5,7 @@ it all; a folder with a symbolic link is refused in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -16,6 +17,7 @@ from clirun import run_cli as cli
 from peernet import PeerNetwork
 
 from chordshare.files.folders import MAX_ENTRIES
+from chordshare.files.packs import PACK_SUFFIX, SMALL_FILE, pack_name
 
 
 @pytest.fixture
@@ -65,8 +67,14 @@ async def test_a_folder_round_trips_through_the_cli(ring: PeerNetwork, tmp_path:
     (folder,) = [f for f in json.loads(out)["files"] if f.get("kind") == "folder"]
     assert folder["name"] == "photos" and folder["files"] == 3
     assert folder["size"] == 70_000 + 10
+    # Its pack is part of it, never a file of its own: not on the node that holds it either.
+    assert [f["name"] for f in json.loads(out)["files"]] == ["photos"]
+    assert peers[1].store.manifest(pack_name("photos", 0)) is not None
+    code, out, err = await cli("ls", "--json", "-n", node)
+    assert code == 0, err
+    assert [f["name"] for f in json.loads(out)["files"]] == ["photos"]
     code, out, err = await cli("ls", "--all", "-n", node)
-    assert "photos/  (folder, 3 file(s))" in out
+    assert "photos/  (folder, 3 file(s))" in out and PACK_SUFFIX not in out
 
     code, out, err = await cli("search", "photos", "--json", "-n", node)
     assert code == 0, err
@@ -117,3 +125,42 @@ async def test_a_folder_over_the_limit_or_with_colliding_paths_is_refused_in_one
     assert code == 2 and err.strip().count("\n") == 0, err
     assert "two entries of one path" in err
     assert peer.store.manifest("twins/caf\u00e9.txt") is None
+
+
+async def test_a_put_under_a_name_kept_for_folders_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    node = peer.server.node.me.address
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "own.chordshare-pack-2").write_bytes(b"x")
+    kept = ["x.chordshare-pack-0", "x.chordshare-folder"]
+    runs = [cli("put", str(tmp_path / "file"), "--name", name, "-n", node) for name in kept]
+    runs.append(cli("put", str(tmp_path / "own.chordshare-pack-2"), "-n", node))
+    for code, _, err in await asyncio.gather(*runs):
+        assert code == 2 and err.strip().count("\n") == 0, err
+        assert "are kept for folders'" in err
+    assert all(peer.store.manifest(n) is None for n in [*kept, "own.chordshare-pack-2"])
+
+
+async def test_a_link_to_a_file_inside_a_pack_is_refused_in_one_line(
+    ring: PeerNetwork, tmp_path: Path
+) -> None:
+    peer = await ring.start()
+    node = peer.server.node.me.address
+    source = tmp_path / "docs"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "a.txt").write_bytes(b"packed")
+    (source / "big.bin").write_bytes(os.urandom(SMALL_FILE + 1))
+    code, _, err = await cli("put", str(source), "-n", node)
+    assert code == 0, err
+
+    code, out, err = await cli("link", "docs/sub/a.txt", "-n", node)
+    assert code == 2 and not out and err.strip().count("\n") == 0, err
+    assert "'docs/sub/a.txt' is a file inside folder 'docs'" in err
+    assert "no link of its own" in err
+    code, out, err = await cli("link", "docs/big.bin", "-n", node)  # a file of its own
+    assert code == 0 and out.startswith("chordshare://"), err
+    for name in ("docs", "docs/sub/none.txt"):
+        code, _, err = await cli("link", name, "-n", node)
+        assert code == 2 and f"no file named {name!r}" in err, err

@@ -221,3 +221,31 @@ def test_console_commands_share_the_owners_they_met(node: str) -> None:
         assert second is not first and NodeRef(7, "127.0.0.1:7") in second.routes.nodes()
     finally:
         console.close()
+
+
+def test_console_gets_a_file_inside_a_folders_pack(node: str, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_bytes(b"alpha " * 500)
+    (folder / "b.txt").write_bytes(b"beta")
+    put = subprocess.run(
+        [*CLI, "put", str(folder), "-n", node], capture_output=True, text=True, timeout=30
+    )
+    assert put.returncode == 0, put.stderr
+    env = {**os.environ, "TERM": "dumb", "CHORDSHARE_HISTORY": str(tmp_path / "history")}
+    term = Terminal([*CLI, "console", "--node", node], env, tmp_path)
+    try:
+        term.expect(PROMPT, timeout=START_DEADLINE)
+        got = term.ask("get docs/sub/a.txt one.txt")
+        assert "got docs/sub/a.txt" in got, got
+        assert (tmp_path / "one.txt").read_bytes() == b"alpha " * 500
+        assert "exists: give --force" in term.ask("get docs/sub/a.txt one.txt")
+        assert "got docs/sub/a.txt" in term.ask("get docs/sub/a.txt one.txt --force")
+        assert "no file named" in term.ask("get docs/sub/none.txt none.txt")
+        assert not (tmp_path / "none.txt").exists()
+        # The folder's manifest alone: its pack is part of it, not a file of its own.
+        for listing in ("files", "all"):
+            shown = term.ask(listing)
+            assert "1 file(s)" in shown and "chordshare-pack" not in shown, shown
+    finally:
+        term.close()

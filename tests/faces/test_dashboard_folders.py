@@ -54,6 +54,7 @@ async def test_a_folder_uploaded_browsed_zipped_and_removed(
         )
         row = page.locator('#files tr[data-name="holiday"]')
         await expect(row.locator(".folder-mark")).to_have_text("folder, 3 file(s)", timeout=15_000)
+        await expect(page.locator("#files tr[data-name]")).to_have_count(1)  # no pack of its own
 
         await row.locator("button.browse").click()
         entries = page.locator("#transfer .folder-entries li")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chordshare.files import folders
+from chordshare.files import folders, packs
 from chordshare.files.folders import (
     MAGIC,
     MAGIC_V1,
@@ -21,6 +21,7 @@ from chordshare.files.folders import (
     FolderEntry,
     Found,
     Pack,
+    check_plain_name,
     check_walk,
     decode,
     encode,
@@ -31,6 +32,7 @@ from chordshare.files.folders import (
     same_layout,
     stored_names,
 )
+from chordshare.files.names import BadName
 
 PART = st.text(
     st.characters(codec="utf-8", categories=["L", "N"], include_characters="-_. "),
@@ -143,6 +145,19 @@ def test_a_folder_manifest_is_known_by_its_name() -> None:
         decode(b'{"name": "pics", "entries": []}', "pics")
     with pytest.raises(BadFolder, match="names folder"):
         decode(encode(make_folder("other", [])), "pics")
+
+
+@given(PATH, st.integers(0, packs.LAST_PACK))
+def test_a_plain_file_may_not_take_a_folders_manifest_or_pack_name(name: str, index: int) -> None:
+    for kept in (record_name(name), packs.pack_name(name, index)):
+        with pytest.raises(BadName, match="kept for folders'"):
+            check_plain_name(kept)
+    assert check_plain_name(name) == name
+    # Only a folder's put writes these; names that merely look alike are any file's.
+    for alike in (f"{name}.chordshare-pack-0{index}", f"{name}.chordshare-pack-", f"{name}-x"):
+        assert check_plain_name(alike) == alike
+    with pytest.raises(BadName):
+        check_plain_name(name + "/..")  # and it is a new name first
 
 
 @given(a_folder(), a_folder())

@@ -5,7 +5,9 @@ A whole file is fetched from every holder at once into the node's download cache
 (`sharing.download_cache`) and served from there (the node then serves it to other getters
 too, as one more holder); one the cache does not keep (over its size, or caching off) is
 streamed from its holders. A Range request fetches only the chunks that cover it and
-streams them as they arrive, verified, unless the file is cached already. Every file is
+streams them as they arrive, verified, unless the file is cached already. A file inside a
+folder's pack (`files.packs`) has no file of its own: a name no file has is looked for in
+the folders it may be inside, and its bytes are cut from its pack. Every file is
 `application/octet-stream`: its name is anyone's choice, its type nobody's word.
 
 `X-Chordshare-Sources` says what this response fetched for the request: `address=bytes`
@@ -39,6 +41,7 @@ from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import local_name
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download_cache import DownloadCache
+from chordshare.sharing.folder_client import FolderClient
 from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.ranges import stream_span
 from chordshare.transport.files import chunk_fetcher, exact_fetcher
@@ -96,15 +99,16 @@ def _validators(found: NetworkFile) -> Validators:
     return Validators(found.manifest.sha256.hex(), found.manifest.created)
 
 
-def _headers(found: NetworkFile, sources: Mapping[str, int] | None) -> dict[str, str]:
+def _headers(
+    validators: Validators, name: str, sources: Mapping[str, int] | None
+) -> dict[str, str]:
     """The headers of any answer with the file; `sources` None: streamed from holders."""
-    validators = _validators(found)
     headers = {
         "ETag": validators.etag,
         "Last-Modified": validators.last_modified,
         "X-Content-SHA256": validators.opaque,
         "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(found.manifest.name),
+        "Content-Disposition": content_disposition(name),
         "X-Content-Type-Options": "nosniff",
     }
     if sources is not None:
@@ -142,6 +146,10 @@ async def _started(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
+# A request without conditions.
+NO_CONDITIONS = Conditions(range=None, if_range=None, if_none_match=None, if_modified_since=None)
+
+
 class Downloads:
     """The answers to downloads of one node's API."""
 
@@ -158,33 +166,30 @@ class Downloads:
     ) -> Response:
         """The answer to a GET or HEAD of a file, with the request's conditions; with
         `link`, of the exact bytes it names (`files.links`)."""
-        asked = asked or Conditions(
-            range=None, if_range=None, if_none_match=None, if_modified_since=None
-        )
+        asked = asked or NO_CONDITIONS
         sharing = self.files()
-        found = await (sharing.find_link(link) if link is not None else sharing.find(target))
+        try:
+            found = await (sharing.find_link(link) if link is not None else sharing.find(target))
+        except FileError as err:
+            if link is not None or err.refusal is not Refusal.NOT_FOUND:
+                raise
+            packed = await _packed_answer(FolderClient(sharing), target, asked, method)
+            if packed is None:
+                raise
+            return packed
         exact = link is not None
         size = found.manifest.size
         validators = _validators(found)
-        if not_modified(validators, asked.if_none_match, asked.if_modified_since):
-            return Response(
-                status_code=304,
-                headers={"ETag": validators.etag, "Last-Modified": validators.last_modified},
-            )
-        span: Span | None = None
-        if if_range_holds(asked.if_range, validators):
-            try:
-                span = requested_span(asked.range, size)
-            except RangeNotSatisfiable as err:
-                refused = error_response(416, "range_not_satisfiable", err.message)
-                refused.headers["Content-Range"] = err.content_range
-                return refused
-        whole = span is None
-        span = span or Span(0, size, size)
+        decided = _decided(asked, validators, size)
+        if isinstance(decided, Response):
+            return decided
+        whole = decided is None
+        span = decided or Span(0, size, size)
         partial = {"Content-Range": span.content_range} if not whole else {}
         status = 200 if whole else 206
+        name = found.manifest.name
         if method == "HEAD":
-            head = {**_headers(found, {}), **partial, "Content-Length": str(span.length)}
+            head = {**_headers(validators, name, {}), **partial, "Content-Length": str(span.length)}
             return Response(status_code=status, headers=head, media_type=OCTETS)
         fd = self.cache.open(validators.opaque)
         sources: dict[str, int] | None = {}
@@ -196,7 +201,11 @@ class Downloads:
         else:
             pieces = self._from_holders(sharing, found, span, exact)
             sources = None
-        reply = {**_headers(found, sources), **partial, "Content-Length": str(span.length)}
+        reply = {
+            **_headers(validators, name, sources),
+            **partial,
+            "Content-Length": str(span.length),
+        }
         return StreamingResponse(
             await _started(pieces), status_code=status, headers=reply, media_type=OCTETS
         )
@@ -224,3 +233,49 @@ class Downloads:
             fetch = serving_inline(fetch, *found.inline, found.manifest)
             holders.insert(0, found.inline[0])
         return stream_span(found.manifest, holders, fetch, span.start, span.end)
+
+
+def _decided(asked: Conditions, validators: Validators, size: int) -> Response | Span | None:
+    """What the conditions make of a request of a file: its 304 or 416 answer, or the span
+    it asks for (None: the whole file)."""
+    if not_modified(validators, asked.if_none_match, asked.if_modified_since):
+        return Response(
+            status_code=304,
+            headers={"ETag": validators.etag, "Last-Modified": validators.last_modified},
+        )
+    if not if_range_holds(asked.if_range, validators):
+        return None
+    try:
+        return requested_span(asked.range, size)
+    except RangeNotSatisfiable as err:
+        refused = error_response(416, "range_not_satisfiable", err.message)
+        refused.headers["Content-Range"] = err.content_range
+        return refused
+
+
+async def _packed_answer(
+    folders: FolderClient, target: str, asked: Conditions, method: str
+) -> Response | None:
+    """The answer to a GET or HEAD of a file inside a folder's pack (`NAME/sub/file`), which
+    has no file of its own: its bytes cut from the pack, checked; None when no folder holds
+    such a file. A packed file is small (`files.packs.SMALL_FILE`): sliced in memory."""
+    inside = await folders.find_path(target)
+    if inside is None or inside[1].pack is None:
+        return None  # a file of its own is found as a file; a folder's path is no file
+    folder, entry = inside
+    pack = await folders.find_pack(folder, entry.pack or 0)
+    validators = Validators(entry.sha256.hex(), pack.manifest.created)
+    decided = _decided(asked, validators, entry.size)
+    if isinstance(decided, Response):
+        return decided
+    span = decided or Span(0, entry.size, entry.size)
+    partial = {"Content-Range": span.content_range} if decided is not None else {}
+    status = 200 if decided is None else 206
+    data = b""
+    served: dict[str, int] = {}
+    if method != "HEAD":
+        data, served = await folders.packed_bytes(folder, entry, pack)
+    headers = {**_headers(validators, target, served), **partial}
+    if method == "HEAD":
+        headers["Content-Length"] = str(span.length)
+    return Response(data[span.start : span.end], status, headers, media_type=OCTETS)

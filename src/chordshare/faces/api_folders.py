@@ -5,6 +5,7 @@ path, as a browser's directory picker sends them), and a removal."""
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 import tempfile
 import time
@@ -35,6 +36,7 @@ from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import SEPARATOR, local_name
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.folder_client import FolderClient
+from chordshare.sharing.folder_packs import read_entry
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -169,14 +171,19 @@ class _Spout:
 
 
 async def _zipped(client: FolderClient, folder: Folder, top: str) -> AsyncIterator[bytes]:
-    """The folder as a zip under `top/`, each file fetched and checked against the folder's
-    manifest (`FolderClient.fetch`), and sent on as it is read (stored, not compressed;
-    zip64 where sizes need it). The next files are fetched while one is sent (up to
-    `AHEAD` of them and `AHEAD_BYTES`), in the order of the folder's entries."""
+    """The folder as a zip under `top/`, in the order of the folder's entries, each file
+    checked against the folder's manifest and sent on as it is read (stored, not
+    compressed; zip64 where sizes need it). A file of its own is fetched alone
+    (`FolderClient.fetch`); a pack is fetched whole once and its files cut out of it, and
+    dropped once the zip is past its last file. The next files and packs are fetched while
+    one is sent (up to `AHEAD` files and `AHEAD_BYTES` staged)."""
     spout = _Spout()
     stamp = time.localtime()[:6]
-    ahead: dict[int, asyncio.Future[Path]] = {}
     files = list(enumerate(folder.files))
+    ahead: dict[int, asyncio.Future[Path]] = {}  # files of their own, by index
+    packs: dict[int, asyncio.Future[Path]] = {}  # packs, until the zip is past them
+    last = {entry.pack: index for index, entry in files if entry.pack is not None}
+    opened: dict[int, int] = {}  # the descriptor of each pack being cut
     with (
         tempfile.TemporaryDirectory(prefix="chordshare-zip-") as scratch,
         zipfile.ZipFile(spout, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
@@ -189,13 +196,28 @@ async def _zipped(client: FolderClient, folder: Folder, top: str) -> AsyncIterat
 
         def fetch_ahead(start: int) -> None:
             staged = sum(files[i][1].size for i in ahead)
+            staged += sum(folder.packs[p].size for p in packs)
             for index, entry in files[start : start + AHEAD]:
-                if index in ahead:
+                if index in ahead or entry.pack in packs:
                     continue
-                if ahead and staged + entry.size > AHEAD_BYTES:
+                size = entry.size if entry.pack is None else folder.packs[entry.pack].size
+                if (ahead or packs) and staged + size > AHEAD_BYTES:
                     break
-                ahead[index] = asyncio.ensure_future(fetched(index, entry))
-                staged += entry.size
+                if entry.pack is None:
+                    ahead[index] = asyncio.ensure_future(fetched(index, entry))
+                else:
+                    pack = client.fetch_pack(folder, entry.pack, Path(scratch))
+                    packs[entry.pack] = asyncio.ensure_future(pack)
+                staged += size
+
+        async def cut(index: int, pack: int, entry: FolderEntry) -> bytes:
+            if pack not in opened:
+                opened[pack] = os.open(await packs[pack], os.O_RDONLY)
+            data = await asyncio.to_thread(read_entry, opened[pack], entry)
+            if index == last[pack]:
+                os.close(opened.pop(pack))
+                (await packs.pop(pack)).unlink()
+            return data
 
         try:
             for entry in folder.entries:
@@ -206,10 +228,16 @@ async def _zipped(client: FolderClient, folder: Folder, top: str) -> AsyncIterat
                     yield spout.take()
             for index, entry in files:
                 fetch_ahead(index)
-                local = await ahead.pop(index)
                 info = zipfile.ZipInfo(f"{top}/{entry.path}", stamp)
                 info.external_attr = (stat.S_IFREG | entry.mode) << 16
                 info.file_size = entry.size
+                if entry.pack is not None:
+                    data = await cut(index, entry.pack, entry)
+                    with archive.open(info, "w") as sink:
+                        sink.write(data)
+                    yield spout.take()
+                    continue
+                local = await ahead.pop(index)
                 with local.open("rb") as source, archive.open(info, "w") as sink:
                     while block := await asyncio.to_thread(source.read, READ_BLOCK):
                         sink.write(block)
@@ -217,7 +245,10 @@ async def _zipped(client: FolderClient, folder: Folder, top: str) -> AsyncIterat
                 local.unlink()
                 yield spout.take()
         finally:
-            for task in ahead.values():
+            for fd in opened.values():
+                os.close(fd)
+            tasks = [*ahead.values(), *packs.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*ahead.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
     yield spout.take()

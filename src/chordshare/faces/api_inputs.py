@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from chordshare.files.folders import FOLDER_SUFFIX
 from chordshare.files.names import MAX_NAME_BYTES
+from chordshare.files.packs import PACK_SUFFIX
 
 # Characters a new name may not hold: controls, bidirectional controls, line and paragraph
 # separators, and the backslash ('/' separates a name's parts).
@@ -100,11 +101,18 @@ LINK = (
 # An upload's name: empty takes the uploaded file's own.
 UPLOAD_NAME = f"^$|{NEW_NAME}"
 
+# Names only a folder's put writes (`files.folders.check_plain_name`): refused, 400.
+KEPT_NAMES = (
+    f"Not a name kept for a folder's manifest (`NAME{FOLDER_SUFFIX}`) or pack "
+    f"(`NAME{PACK_SUFFIX}<n>`)."
+)
+
 # The name of a file uploaded as a request's body.
 NewNamePath = Annotated[
     str,
     PathParam(
-        description="The file's name in the network.", json_schema_extra=name_rules(NEW_NAME)
+        description=f"The file's name in the network. {KEPT_NAMES}",
+        json_schema_extra=name_rules(NEW_NAME),
     ),
 ]
 ReplaceQuery = Annotated[
@@ -128,7 +136,7 @@ UploadBytes = Annotated[
 UploadName = Annotated[
     str,
     Form(
-        description="Name in the network (empty: the uploaded file's name).",
+        description=f"Name in the network (empty: the uploaded file's name). {KEPT_NAMES}",
         json_schema_extra=name_rules(UPLOAD_NAME),
     ),
 ]

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from chordshare.faces.api_access import NodeAccess
-from chordshare.faces.api_download import Downloads, documented_download
+from chordshare.faces.api_download import NO_CONDITIONS, Downloads, documented_download
 from chordshare.faces.api_errors import ApiError
-from chordshare.faces.api_inputs import LINK, Conditions, StoredNameQuery
+from chordshare.faces.api_inputs import LINK, StoredNameQuery
 from chordshare.faces.api_models import LinkInfo
 from chordshare.faces.api_routing import ApiRoute
+from chordshare.faces.linking import find_linkable
 from chordshare.faces.shapes import manifest_json
 from chordshare.files.links import MAX_LINK, BadLink, make_link, parse_link
 
@@ -34,7 +35,7 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
         **doc(reads, 400, 404, 502, 503),
     )
     async def link_of(name: StoredNameQuery) -> dict[str, Any]:
-        found = await access.files().find(name)
+        found = await find_linkable(access.files(), name)
         via = [*found.holders, access.node().me.address]
         made = make_link(found.manifest.id, found.manifest.name, via)
         return {
@@ -68,7 +69,6 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
             parsed = parse_link(link)
         except BadLink as err:
             raise ApiError(400, "bad_link", str(err)) from None
-        none = Conditions(range=None, if_range=None, if_none_match=None, if_modified_since=None)
-        return await downloads.answer(parsed.name, none, request.method, link=parsed)
+        return await downloads.answer(parsed.name, NO_CONDITIONS, request.method, link=parsed)
 
     return router

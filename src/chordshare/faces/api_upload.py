@@ -42,8 +42,8 @@ from starlette.types import Message, Receive
 from chordshare.faces.api_errors import ApiError
 from chordshare.faces.api_routing import ApiRoute
 from chordshare.faces.shapes import manifest_json
+from chordshare.files.folders import check_plain_name
 from chordshare.files.messages import PutOutcome
-from chordshare.files.names import check_new_name
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.stream_put import BodyLengthError
 
@@ -138,7 +138,7 @@ class Uploads:
     ) -> JSONResponse:
         """Put a spooled upload under `name` (empty: the uploaded file's), staged in
         `uploads/`; `size`: the form's field, the length it says the file has."""
-        chosen = check_new_name(name or upload.filename or "")
+        chosen = check_plain_name(name or upload.filename or "")
         if size not in (None, ""):
             if not (isinstance(size, str) and size.isascii() and size.isdigit()):
                 raise ApiError(400, "invalid_request", f"size {size!r} is not a number of bytes")
@@ -203,7 +203,7 @@ class Uploads:
     async def _streamed(
         self, client: str, name: str, size: int, data: AsyncIterable[bytes], replace: bool
     ) -> JSONResponse:
-        chosen = check_new_name(name)
+        chosen = check_plain_name(name)
         async with self.queue.turn(client):
             try:
                 outcome = await self.files().put_stream(chosen, size, data, replace)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
@@ -44,6 +44,8 @@ from chordshare.faces.render import (
 )
 from chordshare.faces.shapes import entries_json, listing_json, network_json
 from chordshare.faces.transfers import destination, put_source, transfer_bar
+from chordshare.files.folders import check_plain_name
+from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import printable
 from chordshare.files.publisher import Signer
 from chordshare.transport.address import normalize_address
@@ -183,11 +185,8 @@ class ChordConsole(CompletingShell):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             listing = await files.list_node(client.address)
-            title = (
-                f"{len(listing.files)} file(s) on {client.address} "
-                f"({human(listing.used_bytes)} stored)"
-            )
             rows = listing_json(client.address, listing)["files"]
+            title = f"{len(rows)} file(s) on {client.address} ({human(listing.used_bytes)} stored)"
             out.print(files_table(title, rows, KIND_COLUMN))
 
         self._command(go)
@@ -197,10 +196,10 @@ class ChordConsole(CompletingShell):
         self.args(line, 0, 0, "all")
 
         async def go(client: NodeClient, files: FileClient) -> None:
-            network = await files.list_network(await client.ring())
-            self._names = (time.monotonic(), completable(f.manifest.name for f in network))
-            title = f"{len(network)} file(s) in the network"
-            out.print(files_table(title, network_json(network)["files"], HOLDERS_COLUMN))
+            rows = network_json(await files.list_network(await client.ring()))["files"]
+            self._names = (time.monotonic(), completable(f["name"] for f in rows))
+            title = f"{len(rows)} file(s) in the network"
+            out.print(files_table(title, rows, HOLDERS_COLUMN))
 
         self._command(go)
 
@@ -217,6 +216,7 @@ class ChordConsole(CompletingShell):
 
         async def go(client: NodeClient, files: FileClient) -> None:
             size = put_source(path)
+            check_plain_name(name or path.name)
             bar, advance = transfer_bar(f"put {name or path.name}", size, size >= PROGRESS_FROM)
 
             def resumed(note: Resume) -> None:
@@ -246,7 +246,16 @@ class ChordConsole(CompletingShell):
         output = Path(words[1]).expanduser() if len(words) == 2 else None
 
         async def go(client: NodeClient, files: FileClient) -> None:
-            found = await files.find(target)
+            try:
+                found = await files.find(target)
+            except FileError as err:
+                packed = await _packed_instead(files, err, target, output, force)
+                if packed is None:
+                    raise
+                sources = {s["address"]: s["bytes"] for s in packed["sources"]}
+                summary = got_line(target, packed["size"], packed["path"], sources)
+                out.print(summary, highlight=False, markup=False)
+                return
             path = destination(found.manifest.name, output, force)
             size = found.manifest.size
             bar, advance = transfer_bar(f"get {found.manifest.name}", size, size >= PROGRESS_FROM)
@@ -348,3 +357,16 @@ def run_console(
 
 
 __all__ = ["ChordConsole", "run_console"]
+
+
+async def _packed_instead(
+    files: FileClient, err: FileError, target: str, output: Path | None, force: bool
+) -> dict[str, Any] | None:
+    """A get of a name no file has: the file of that path inside a folder's pack, as the
+    CLI gets it (`folders_cli.get_packed`); None when there is none."""
+    if err.refusal is not Refusal.NOT_FOUND:
+        return None
+    from chordshare.faces.folders_cli import get_packed
+    from chordshare.sharing.folder_client import FolderClient
+
+    return await get_packed(FolderClient(files), target, output, force, shown=False)

@@ -19,6 +19,7 @@ from typing import Any
 
 from chordshare.faces.console_shell import NodeShell
 from chordshare.files.names import printable
+from chordshare.files.packs import is_pack_name
 from chordshare.transport.security import PeerSecurity
 
 HISTORY_ENV = "CHORDSHARE_HISTORY"
@@ -57,8 +58,8 @@ def local_paths(text: str) -> list[str]:
 
 def completable(names: Iterable[str]) -> list[str]:
     """The names tab completion may offer: readline shows them raw, so a name a terminal
-    would not show as itself is left out."""
-    return [name for name in names if printable(name) == name]
+    would not show as itself is left out; so is a folder's pack (part of its folder)."""
+    return [name for name in names if printable(name) == name and not is_pack_name(name)]
 
 
 class CompletingShell(NodeShell):

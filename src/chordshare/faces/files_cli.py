@@ -43,9 +43,9 @@ from chordshare.faces.shapes import (
     network_json,
     with_folders,
 )
-from chordshare.files.folders import FOLDER_SUFFIX, folder_of
+from chordshare.files.folders import check_plain_name
 from chordshare.files.messages import FileError, Refusal
-from chordshare.files.names import check_new_name, printable
+from chordshare.files.names import printable
 
 if TYPE_CHECKING:
     from chordshare.files.links import Link
@@ -95,11 +95,9 @@ def put(
         from chordshare.faces.folders_cli import put_folder
 
         return put_folder(file, node, name, replace, publisher(identity), rate, as_json)
-    if folder_of(name if name is not None else file.name) is not None:
-        fail(f"names ending in {FOLDER_SUFFIX} are kept for folders' manifests")
     try:
         size = put_source(file)
-        check_new_name(name if name is not None else file.name)
+        check_plain_name(name if name is not None else file.name)
     except ValueError as err:
         fail(printable(str(err)))
     signer = publisher(identity)  # made on first use: not for a put refused already
@@ -223,10 +221,11 @@ def link(
 ) -> None:
     """Print a link to a file's exact bytes, with nodes to ask: `chordshare get LINK` fetches
     them from any machine that reaches one, and checks them against the link."""
+    from chordshare.faces.linking import find_linkable
     from chordshare.files.links import make_link
 
     async def go(clients: Clients) -> tuple["Link", "NetworkFile"]:
-        found: NetworkFile = await clients.files().find(name)
+        found = await find_linkable(clients.files(), name)
         via = [*found.holders, clients.node.address]
         return make_link(found.manifest.id, found.manifest.name, via), found
 

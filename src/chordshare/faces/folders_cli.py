@@ -91,7 +91,7 @@ async def get_folder(
     folders = folder_client(clients, rate=rate)
     folder = await folders.find(name)
     if folder is None:
-        return await _get_packed(folders, name, output, force, shown)
+        return await get_packed(folders, name, output, force, shown)
     dest = output if output is not None else Path(local_name(name))
     bar, advance = transfer_bar(f"get {name}/", folder.size, shown)
     with bar:
@@ -99,9 +99,11 @@ async def get_folder(
     return {**folder_json(got.folder), "path": str(got.path)}
 
 
-async def _get_packed(
+async def get_packed(
     folders: "FolderClient", name: str, output: Path | None, force: bool, shown: bool
 ) -> dict[str, Any] | None:
+    """A get of `NAME/sub/file` inside a folder (the CLI's and the console's): saved as a
+    get of a file saves it, the same result; None when no folder holds such a file."""
     inside = await folders.find_path(name)
     if inside is None or inside[1].kind != "file":
         return None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from chordshare.files.folders import folder_of
 from chordshare.files.names import conflict_of
+from chordshare.files.packs import is_pack_name
 from chordshare.files.publisher import fingerprint, key_text
 
 if TYPE_CHECKING:
@@ -42,18 +43,31 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
 
 
 def listing_json(address: str, listing: FileListing) -> dict[str, Any]:
-    """What one node stores and shares (ls, the API's files of a node)."""
+    """What one node stores and shares (ls, the API's files of a node). A folder's packs
+    are part of their folder, never files of their own (`files.packs`): left out, though
+    their bytes count in `used_bytes`."""
     return {
         "node": address,
         "used_bytes": listing.used_bytes,
         "max_bytes": listing.max_bytes,
-        "files": [{**manifest_json(s.manifest), "shared": s.shared} for s in listing.files],
+        "files": [
+            {**manifest_json(s.manifest), "shared": s.shared}
+            for s in listing.files
+            if not is_pack_name(s.manifest.name)
+        ],
     }
 
 
 def network_json(found: Sequence[NetworkFile]) -> dict[str, Any]:
-    """Every file in the network with its holders (ls --all, the API's network scope)."""
-    return {"files": [{**manifest_json(f.manifest), "holders": list(f.holders)} for f in found]}
+    """Every file in the network with its holders (ls --all, the API's network scope); a
+    folder's packs left out, as in `listing_json`."""
+    return {
+        "files": [
+            {**manifest_json(f.manifest), "holders": list(f.holders)}
+            for f in found
+            if not is_pack_name(f.manifest.name)
+        ]
+    }
 
 
 def entries_json(entries: Iterable[IndexEntry]) -> list[dict[str, Any]]:

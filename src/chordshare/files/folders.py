@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chordshare.files.names import MAX_NAME_BYTES, SEPARATOR, BadName, check_new_name
-from chordshare.files.packs import LAST_PACK, pack_name
+from chordshare.files.packs import LAST_PACK, PACK_SUFFIX, is_pack_name, pack_name
 
 FOLDER_SUFFIX = ".chordshare-folder"
 MAGIC = b"chordshare folder 2\n"
@@ -108,6 +108,18 @@ def folder_of(stored: str) -> str | None:
     if stored.endswith(FOLDER_SUFFIX) and len(stored) > len(FOLDER_SUFFIX):
         return stored[: -len(FOLDER_SUFFIX)]
     return None
+
+
+def check_plain_name(name: str) -> str:
+    """A name a file put on its own may take: a new name (`files.names`) that is not kept
+    for a folder's manifest or one of its packs, which only a folder's put writes; else
+    BadName."""
+    check_new_name(name)
+    if folder_of(name) is not None:
+        raise BadName(f"names ending in {FOLDER_SUFFIX} are kept for folders' manifests", name)
+    if is_pack_name(name):
+        raise BadName(f"names ending in {PACK_SUFFIX}<n> are kept for folders' packs", name)
+    return name
 
 
 def check_folder_name(name: str) -> str:

@@ -244,12 +244,12 @@ class FolderClient:
         return (await self.files.get(member, out, found=found, exact=True)).sources
 
     async def packed_bytes(
-        self, folder: Folder, entry: FolderEntry
+        self, folder: Folder, entry: FolderEntry, found: NetworkFile | None = None
     ) -> tuple[bytes, dict[str, int]]:
         """A packed file's bytes, from only the chunks of its pack that hold them (each
         checked against the pack's manifest, `ranges`); and the bytes of chunks each holder
-        served."""
-        found = await self.find_pack(folder, entry.pack or 0)
+        served. `found`: its pack, found already (`find_pack`)."""
+        found = found or await self.find_pack(folder, entry.pack or 0)
         fetch = exact_fetcher(self.files.peers, found.manifest.id)
         served: dict[str, int] = defaultdict(int)
 
