@@ -76,11 +76,16 @@ async def test_a_folder_round_trips_through_the_cli(ring: PeerNetwork, tmp_path:
     code, out, err = await cli("ls", "--all", "-n", node)
     assert "photos/  (folder, 3 file(s))" in out and PACK_SUFFIX not in out
 
+    # The folder's name finds the folder; words of a path inside it find the file, with
+    # the folder's words too.
     code, out, err = await cli("search", "photos", "--json", "-n", node)
     assert code == 0, err
     found = json.loads(out)["files"]
-    assert {"photos", "photos/run.sh"} <= {f["name"] for f in found}
-    assert next(f for f in found if f["name"] == "photos")["kind"] == "folder"
+    assert [f["name"] for f in found] == ["photos"] and found[0]["kind"] == "folder"
+    for words in (["run"], ["photos", "run"]):
+        code, out, err = await cli("search", *words, "--json", "-n", node)
+        assert code == 0, err
+        assert "photos/run.sh" in {f["name"] for f in json.loads(out)["files"]}
 
     code, out, err = await cli("rm", "photos", "-n", node)
     assert code == 0, err

@@ -15,7 +15,7 @@ from chordshare.files.folders import FolderEntry, Pack, encode, make_folder, rec
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import IndexEntry
 from chordshare.files.packs import pack_name
-from chordshare.files.search import entry_records, index_records
+from chordshare.files.search import index_records, packed_records
 from chordshare.sharing.chunking import manifest_of
 from chordshare.sharing.folder_index import FolderIndex
 from chordshare.storage.store import NodeStore
@@ -48,10 +48,15 @@ def a_folder(name: str = "pics") -> bytes:
     return encode(make_folder(name, entries, [Pack(bytes(32), 3), Pack(bytes(32), 9)]))
 
 
-def packed_records(name: str = "pics") -> list[object]:
+NOTES = "d/quarterly notes.md"
+
+
+def packed(name: str = "pics") -> list[object]:
     return [
-        *entry_records(IndexEntry(f"{name}/a.txt", 3, A_SHA)),
-        *entry_records(IndexEntry(f"{name}/d/quarterly notes.md", 7, B_SHA)),
+        *packed_records(IndexEntry(f"{name}/a.txt", 3, A_SHA), "a.txt"),
+        *packed_records(
+            IndexEntry(f"{name}/d/quarterly notes.md", 7, B_SHA), "d/quarterly notes.md"
+        ),
     ]
 
 
@@ -59,13 +64,13 @@ def test_a_folder_manifest_publishes_its_packed_files(store: NodeStore) -> None:
     manifest = stored(store, record_name("pics"), a_folder())
     assert len(manifest.chunks) > 1
     records = FolderIndex(store).records(manifest)
-    assert records == index_records(manifest) + packed_records()
+    assert records == index_records(manifest) + packed()
     names = {record.entry.name for record in records}
     assert names == {record_name("pics"), "pics/a.txt", "pics/d/quarterly notes.md"}
-    assert {r.key for r in records if r.entry.name == "pics/d/quarterly notes.md"} >= {
-        "word:quarterly",
-        "word:notes",
-    }
+    keys = {r.key for r in records if r.entry.name == "pics/d/quarterly notes.md"}
+    assert keys >= {"word:quarterly", "word:notes", "word:d"}
+    # The folder's own words find the folder, not every file in it; no content records.
+    assert "word:pics" not in keys and not any(k.startswith("sha256") for k in keys)
 
 
 def test_a_pack_publishes_nothing_and_a_file_its_own_records(store: NodeStore) -> None:
@@ -106,14 +111,14 @@ def test_a_version_is_read_once_until_it_is_no_longer_kept(
     monkeypatch.setattr(store, "read_chunk", counted)
     folders = FolderIndex(store)
     for _ in range(3):
-        assert folders.records(first) == index_records(first) + packed_records()
-        assert folders.records(other) == index_records(other) + packed_records("docs")
+        assert folders.records(first) == index_records(first) + packed()
+        assert folders.records(other) == index_records(other) + packed("docs")
     assert len(reads) == len(first.chunks) + len(other.chunks)
     folders.keep_only([other])
     reads.clear()
     folders.records(other)
     assert reads == []
-    assert folders.records(first) == index_records(first) + packed_records()
+    assert folders.records(first) == index_records(first) + packed()
     assert reads == list(first.chunks)
 
 
@@ -128,4 +133,4 @@ def test_a_manifest_read_while_a_chunk_is_missing_is_read_again(
     assert folders.records(manifest) == index_records(manifest)
     assert any("is not indexed" in message for message in caplog.messages)
     store.put_chunk(data[64:128], manifest.chunks[1])
-    assert folders.records(manifest) == index_records(manifest) + packed_records()
+    assert folders.records(manifest) == index_records(manifest) + packed()

@@ -29,13 +29,26 @@ def index_records(manifest: Manifest) -> list[IndexRecord]:
 
 
 def entry_records(entry: IndexEntry) -> list[IndexRecord]:
-    """The records of a name with that size and SHA-256 (a file, or one packed in a folder)."""
-    words = keywords(entry.name)
-    keys = [word_index_key(w) for w in words]
-    keys += sorted({prefix_index_key(p) for w in words for p in word_prefixes(w)})
+    """The records of a name with that size and SHA-256."""
+    keys = _word_keys(entry.name)
     keys.append(content_index_key(entry.sha256))
     keys.append(content_prefix_key(entry.sha256.hex()))
     return [IndexRecord(k, entry) for k in keys]
+
+
+def packed_records(entry: IndexEntry, path: str) -> list[IndexRecord]:
+    """The records of a file packed in a folder (`files.packs`), `entry` named NAME/path:
+    the words of its path only. The folder's own words find the folder (its manifest's
+    records), not each of its thousands of files under one hot key; and a packed file is
+    got by its name, never by its content (it has no file of its own to be found by)."""
+    return [IndexRecord(key, entry) for key in _word_keys(path)]
+
+
+def _word_keys(text: str) -> list[str]:
+    words = keywords(text)
+    keys = [word_index_key(w) for w in words]
+    keys += sorted({prefix_index_key(p) for w in words for p in word_prefixes(w)})
+    return keys
 
 
 def parse_content_address(target: str) -> str | None:

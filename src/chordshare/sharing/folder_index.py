@@ -11,7 +11,7 @@ from chordshare.files.folders import BadFolder, decode, folder_of, member_name
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import IndexEntry, IndexRecord
 from chordshare.files.packs import is_pack_name
-from chordshare.files.search import entry_records, index_records
+from chordshare.files.search import index_records, packed_records
 from chordshare.storage.chunks import ChunkError
 from chordshare.storage.store import NodeStore
 
@@ -66,5 +66,5 @@ class FolderIndex:
         for entry in entries:
             if entry.pack is not None:
                 name = member_name(folder, entry.path)
-                records += entry_records(IndexEntry(name, entry.size, entry.sha256))
+                records += packed_records(IndexEntry(name, entry.size, entry.sha256), entry.path)
         return records
