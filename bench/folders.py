@@ -3,25 +3,28 @@ through a ring of real node processes.
 
 Starts ``--nodes`` `chordshare node` processes on loopback (default 4, ``--replicas``
 copies of every file, default 3), waits until the ring is formed and ``--settle`` seconds
-more, then from an in-process client connected to one node (on uvloop, like the CLI; a
-new client for each op, as every CLI command is, its process start not counted):
+more, then (``--pause`` seconds between each put and its get) from an in-process client
+connected to one node (on uvloop, like the CLI; a new client for each op, as every CLI
+command is, its process start not counted):
 
 - the reference: puts one file of ``--files`` x ``--size`` bytes (default 10,000 x 4 KiB,
-  40 MB) with ``FileClient.put``, then gets it back with ``FileClient.get``;
+  40 MB) with ``FileClient.put``;
 - the folder: a tree of the same number of files of ``--size`` random bytes, in
   subfolders of 100, put with ``FolderClient.put`` (``--width`` files in flight, default
-  the client's), then got back with ``FolderClient.get`` and checked byte for byte.
-
-- the floor: the same tree's files, read into memory first, then written by plain
-  Python (make the folders; open, write, close each file), no network: what any get of
-  the folder pays the file system, whatever it does besides.
+  the client's);
+- then ``--repeat`` rounds, each: the file got back with ``FileClient.get``, the folder
+  with ``FolderClient.get`` (both checked byte for byte after the first round), and the
+  floor: the same tree's files, read into memory first, written by plain Python (make
+  the folders; open, write, close each file), no network: what any get of the folder
+  pays the file system, whatever it does besides. Medians are reported, and the get
+  ratio is the median of the rounds' ratios.
 
 Target: the folder's put and its get each take at most 3x the time of the large file's.
 Prints one JSON object on stdout; progress goes to stderr. Every node process is killed at
 the end, also on errors and Ctrl-C.
 
     .venv/bin/python bench/folders.py [--nodes 4] [--files 10000] [--size 4096]
-        [--replicas 3] [--width 48] [--settle 21] [--dir DIR]
+        [--replicas 3] [--width 48] [--settle 21] [--pause 3] [--repeat 5] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import os
 import platform
 import random
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -111,6 +115,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "size_bytes": args.size,
             "whole_bytes": whole.stat().st_size,
             "width": args.width,
+            "pause_s": args.pause,
+            "repeat": args.repeat,
+            "dir": args.dir or tempfile.gettempdir(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "grpc": grpc.__version__,
@@ -131,26 +138,39 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         try:
             put_whole = await timed("put one file", client().put(whole, "whole.bin"))
-            get_whole = await timed("get one file", client().get("whole.bin", workdir / "w"))
             put_tree = await timed(
                 "put the folder", FolderClient(client(), args.width).put(tree, "tree")
             )
-            get_tree = await timed(
-                "get the folder", FolderClient(client(), args.width).get("tree", workdir / "t")
-            )
+            await asyncio.sleep(args.pause)
             files = read_tree(tree)
-            floor = await timed(
-                "write the folder's files plainly",
-                asyncio.to_thread(write_plainly, files, workdir / "plain"),
-            )
+            rounds = []
+            for round_ in range(args.repeat):
+                # Each round gets both, one after the other, so that the machine's noise
+                # falls on both alike; the medians are reported.
+                got_whole, got_tree = workdir / f"w{round_}", workdir / f"t{round_}"
+                rounds.append(
+                    (
+                        await timed("get one file", client().get("whole.bin", got_whole)),
+                        await timed(
+                            "get the folder",
+                            FolderClient(client(), args.width).get("tree", got_tree),
+                        ),
+                        await timed(
+                            "write the folder's files plainly",
+                            asyncio.to_thread(write_plainly, files, workdir / f"plain{round_}"),
+                        ),
+                    )
+                )
         finally:
             await peers.close()
             await node.close()
-        same = (
-            filecmp.cmp(whole, workdir / "w", shallow=False)
-            and not filecmp.dircmp(tree, workdir / "t").diff_files
+        same = filecmp.cmp(whole, workdir / "w0", shallow=False) and not (
+            filecmp.dircmp(tree, workdir / "t0").diff_files
         )
-        put_ratio, get_ratio = put_tree / put_whole, get_tree / get_whole
+        medians = (statistics.median(column) for column in zip(*rounds, strict=True))
+        get_whole, get_tree, floor = medians
+        put_ratio = put_tree / put_whole
+        get_ratio = statistics.median(tree_s / whole_s for whole_s, tree_s, _ in rounds)
         report["one_file"] = {"put_s": round(put_whole, 2), "get_s": round(get_whole, 2)}
         report["folder"] = {
             "put_s": round(put_tree, 2),
@@ -178,7 +198,15 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--width", type=int, default=IN_FLIGHT, help="files in flight")
     parser.add_argument("--settle", type=float, default=21.0)
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=3.0,
+        help="seconds between a put and its get: the nodes copy and index what was put "
+        "(on machines of their own in a real ring, on this one's cores here)",
+    )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of gets (medians)")
     parser.add_argument("--dir", default=None, help="parent of the temp dir (default: /tmp)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -10,6 +10,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +88,7 @@ def test_chunks_landing_in_any_order_from_threads_save_every_file(
         pack_path = root / "pack"
         pack_path.write_bytes(data)
         splitter.finish(pack_path)
+        splitter.close()
         for entry in entries:
             assert (
                 targets[entry.path].read_bytes() == data[entry.offset : entry.offset + entry.size]
@@ -102,7 +104,21 @@ def test_files_of_chunks_that_never_landed_are_cut_from_the_finished_pack(tmp_pa
     splitter.landed(1, data[16:32])  # chunk 0 was in the .part file already
     (tmp_path / "pack").write_bytes(data)
     splitter.finish(tmp_path / "pack")
+    splitter.close()
     for index, entry in enumerate(entries):
         saved = tmp_path / entry.path
         assert saved.read_bytes() == data[10 * index : 10 * index + 10]
         assert saved.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_file_that_cannot_be_saved_fails_the_finish(tmp_path: Path) -> None:
+    entries = [FolderEntry(f"f{i}", "file", 0o644, 4, pack=0, offset=4 * i) for i in range(3)]
+    (tmp_path / "f1").write_bytes(b"mine")
+    splitter = PackSplitter(entries, force=False)
+    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    splitter.landed(0, bytes(12))
+    (tmp_path / "pack").write_bytes(bytes(12))
+    with pytest.raises(FileExistsError):
+        splitter.finish(tmp_path / "pack")
+    splitter.close()
+    assert (tmp_path / "f1").read_bytes() == b"mine"

@@ -205,11 +205,13 @@ class FolderClient:
             try:
                 await asyncio.to_thread(splitter.save_to, await planning)
                 await downloading
+                await asyncio.to_thread(splitter.finish, local)
             except BaseException:
                 downloading.cancel()
                 await asyncio.gather(downloading, return_exceptions=True)
                 raise
-            await asyncio.to_thread(splitter.finish, local)
+            finally:
+                await asyncio.to_thread(splitter.close)
             local.unlink()
 
         async def get_one(entry: FolderEntry) -> None:

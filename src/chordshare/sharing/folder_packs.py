@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from chordshare.files.folders import BadFolder, FolderEntry
@@ -69,7 +70,21 @@ def whole(entry: FolderEntry, data: bytes) -> bytes:
     return data
 
 
-def save_entry(data: bytes, target: Path, force: bool, mode: int = 0o600) -> None:
+def umask() -> int | None:
+    """The process's umask, read without changing it (Linux); None where it cannot be."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def save_entry(
+    data: bytes, target: Path, force: bool, mode: int = 0o600, mask: int | None = None
+) -> None:
     """Write one file of a folder at target with its mode bits, never through a link
     (`local_tree` checked the folders on the way); an existing file is kept unless
     `force`, and then replaced, not written into (its other hard links keep their bytes,
@@ -78,9 +93,10 @@ def save_entry(data: bytes, target: Path, force: bool, mode: int = 0o600) -> Non
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISREG(os.lstat(target).st_mode):
                 os.unlink(target)
-    fd = os.open(target, _WRITE_NEW | os.O_EXCL, 0o600)
+    fd = os.open(target, _WRITE_NEW | os.O_EXCL, mode)
     try:
-        os.fchmod(fd, mode)  # whatever the umask: the folder's own bits
+        if mask is None or mode & mask:  # whatever the umask (`mask`): the folder's own bits
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -103,13 +119,14 @@ class PackCutter:
         """The files `piece` completes, with their bytes."""
         self.held += piece
         done = []
-        while self.next < len(self.waiting):
-            entry = self.waiting[self.next]
-            begin, end = entry.offset - self.start, entry.offset + entry.size - self.start
-            if end > len(self.held):
-                break
-            done.append((entry, bytes(self.held[begin:end])))
-            self.next += 1
+        with memoryview(self.held) as held:  # one copy a file, released before the trim
+            while self.next < len(self.waiting):
+                entry = self.waiting[self.next]
+                begin, end = entry.offset - self.start, entry.offset + entry.size - self.start
+                if end > len(held):
+                    break
+                done.append((entry, bytes(held[begin:end])))
+                self.next += 1
         keep_from = len(self.held)
         if self.more:  # the files are apart (`folders.check_entries`): nothing before it is needed
             keep_from = min(keep_from, self.waiting[self.next].offset - self.start)
@@ -125,15 +142,19 @@ class PackCutter:
 def save_entries(
     done: Sequence[tuple[FolderEntry, bytes]], targets: dict[str, Path], force: bool
 ) -> None:
+    """Files a PackCutter finished, each saved where `local_tree.plan_targets` said."""
+    mask = umask()
     for entry, data in done:
-        save_entry(data, targets[entry.path], force, entry.mode)
+        save_entry(data, targets[entry.path], force, entry.mode, mask)
 
 
 class PackSplitter:
     """A pack's files saved while its chunks land (`download`'s `landed`, from several
     threads, in any order): chunks are cut in order, so a file is written as soon as the
     chunks that hold it are in; files finished before their targets are known wait for
-    `save_to`. Holds chunks that came early, at most what the download has in flight."""
+    `save_to`. One thread of its own saves them all, in turn: files made at once in one
+    folder by several threads wait on each other in the kernel. Holds chunks that came
+    early (at most what the download has in flight) and files not saved yet."""
 
     def __init__(self, entries: Sequence[FolderEntry], force: bool) -> None:
         self.cutter = PackCutter(entries)
@@ -143,36 +164,50 @@ class PackSplitter:
         self.targets: dict[str, Path] | None = None
         self.waiting: list[tuple[FolderEntry, bytes]] = []
         self.lock = threading.Lock()
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="chordshare-pack")
+        self.saving: list[Future[None]] = []
 
     def landed(self, index: int, data: bytes | bytearray | memoryview) -> None:
-        done: list[tuple[FolderEntry, bytes]] = []
-        with self.lock:  # the cutting, in order; the saving, outside, in every thread
+        with self.lock:
             self.early[index] = bytes(data)
+            done: list[tuple[FolderEntry, bytes]] = []
             while self.next_chunk in self.early:
                 done += self.cutter.feed(self.early.pop(self.next_chunk))
                 self.next_chunk += 1
-            targets = self.targets
-            if targets is None:
-                self.waiting += done
-                return
-        save_entries(done, targets, self.force)
+            self._save(done)
 
     def save_to(self, targets: dict[str, Path]) -> None:
         """From now on files are saved at targets; those finished already, at once."""
         with self.lock:
             self.targets = targets
             waiting, self.waiting = self.waiting, []
-        save_entries(waiting, targets, self.force)
+            self._save(waiting)
 
     def finish(self, pack_path: Path) -> None:
-        """Once the whole pack is at pack_path: the files no landed chunk finished (chunks
-        a download resumed from an earlier try)."""
+        """Once the whole pack is at pack_path: every file saved, those no landed chunk
+        finished (chunks a download resumed from an earlier try) cut from the pack; the
+        first failure to save one raised."""
         with self.lock:
             rest = self.cutter.waiting[self.cutter.next :]
             self.cutter.next = len(self.cutter.waiting)
+            saving = list(self.saving)
+        for future in saving:
+            future.result()
         if rest:
             assert self.targets is not None
             split_pack(pack_path, rest, self.targets, self.force)
+
+    def close(self) -> None:
+        """Stop saving (what is under way ends first)."""
+        self.writer.shutdown(wait=True, cancel_futures=True)
+
+    def _save(self, done: list[tuple[FolderEntry, bytes]]) -> None:
+        if not done:
+            return
+        if self.targets is None:
+            self.waiting += done
+            return
+        self.saving.append(self.writer.submit(save_entries, done, self.targets, self.force))
 
 
 def split_pack(
@@ -180,8 +215,9 @@ def split_pack(
 ) -> None:
     """Every entry of one pack, cut out of the fetched pack and saved."""
     fd = os.open(pack_path, os.O_RDONLY | _CLOEXEC)
+    mask = umask()
     try:
         for entry in entries:
-            save_entry(read_entry(fd, entry), targets[entry.path], force, entry.mode)
+            save_entry(read_entry(fd, entry), targets[entry.path], force, entry.mode, mask)
     finally:
         os.close(fd)
