@@ -43,7 +43,7 @@ def no_look(place: str) -> str | None:
 def test_a_fresh_destination_needs_no_look(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_tree, "_kind", no_look)
     targets = plan_targets(a_folder(), tmp_path / "fresh" / "dest", force=False)
-    assert targets == {path: tmp_path / "fresh" / "dest" / path for path in EXPECTED}
+    assert targets == {path: str(tmp_path / "fresh" / "dest" / path) for path in EXPECTED}
 
 
 def test_inside_a_folder_not_there_yet_nothing_is_looked_at(
@@ -68,7 +68,7 @@ def test_an_existing_destination_of_other_files_is_planned_alike(tmp_path: Path)
     (dest / "d" / "e").mkdir(parents=True)
     (dest / "other").write_bytes(b"x")
     targets = plan_targets(a_folder(), dest, force=False)
-    assert targets == {path: dest / path for path in EXPECTED}
+    assert targets == {path: str(dest / path) for path in EXPECTED}
 
 
 @pytest.mark.parametrize("link", ["d", "d/e", "g", "a.txt", "d/e/f.bin"])
@@ -118,7 +118,7 @@ def test_an_existing_file_is_refused_unless_forced(tmp_path: Path, where: str) -
     (dest / where).write_bytes(b"x")
     with pytest.raises(FileExistsError, match="--force"):
         plan_targets(a_folder(), dest, force=False)
-    assert plan_targets(a_folder(), dest, force=True)[where] == dest / where
+    assert plan_targets(a_folder(), dest, force=True)[where] == str(dest / where)
 
 
 def test_folders_are_made_and_modes_set_deepest_first(
@@ -134,8 +134,8 @@ def test_folders_are_made_and_modes_set_deepest_first(
         "g",
     ]
     for path in ["a.txt", "g/h", "d/e/f.bin"]:
-        targets[path].write_bytes(b"x")
-        targets[path].chmod(0o604)
+        Path(targets[path]).write_bytes(b"x")
+        Path(targets[path]).chmod(0o604)
     order: list[str] = []
     chmod = os.chmod
 
@@ -148,7 +148,7 @@ def test_folders_are_made_and_modes_set_deepest_first(
     monkeypatch.undo()
     # d/e inside read-only d: set before d, or a user other than root could not.
     assert order.index("d/e") < order.index("d")
-    modes = {e.path: stat.S_IMODE(targets[e.path].stat().st_mode) for e in folder.entries}
+    modes = {e.path: stat.S_IMODE(os.stat(targets[e.path]).st_mode) for e in folder.entries}
     assert modes == {
         "a.txt": 0o644,
         "d": 0o555,

@@ -1,11 +1,13 @@
 """Cutting a pack into its files as its bytes arrive: whatever the pieces or the order the
-chunks land in, every file comes out whole and once, as soon as its last byte is in, and
-a file finished before its target is known is saved once it is."""
+chunks land in, every file comes out whole and once, as soon as its last byte is in, with
+its mode; a file finished before its target is known is saved once it is; a chunk that
+fails its hash, a pack shorter than its files and a file that cannot be saved fail."""
 
 from __future__ import annotations
 
 import itertools
 import random
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chordshare.files.folders import FolderEntry
+from chordshare.files.folders import BadFolder, FolderEntry
+from chordshare.sharing.chunking import manifest_of
 from chordshare.sharing.folder_packs import PackCutter, PackSplitter
 
 
@@ -59,6 +62,14 @@ def test_every_file_comes_out_whole_once_as_soon_as_it_is_in(
     assert len(cutter.held) <= max((e.size for e in entries), default=0) + len(data)
 
 
+def splitter_of(
+    data: bytes, entries: list[FolderEntry], chunk: int, force: bool = False
+) -> tuple[PackSplitter, list[tuple[int, bytes]]]:
+    manifest = manifest_of(data, "pics.chordshare-pack-0", chunk)
+    pieces = [(i, data[o : o + chunk]) for i, o in enumerate(range(0, len(data), chunk))]
+    return PackSplitter(manifest, entries, force), pieces
+
+
 @settings(max_examples=30, deadline=None)
 @given(a_pack(), st.integers(0, 1000), st.integers(1, 64))
 def test_chunks_landing_in_any_order_from_threads_save_every_file(
@@ -68,57 +79,76 @@ def test_chunks_landing_in_any_order_from_threads_save_every_file(
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         targets = {e.path: root / e.path for e in entries}
-        splitter = PackSplitter(entries, force=False)
-        chunks = [(i, data[o : o + chunk]) for i, o in enumerate(range(0, len(data), chunk))]
+        splitter, chunks = splitter_of(data, entries, chunk)
         random.Random(seed).shuffle(chunks)
         half = len(chunks) // 2
         # Half land before the targets are known, half after, from two threads.
         for index, piece in chunks[:half]:
-            splitter.landed(index, piece)
+            assert splitter.write_checked(index, piece)
         splitter.save_to(targets)
         rest = chunks[half:]
         threads = [
-            threading.Thread(target=lambda part=part: [splitter.landed(*c) for c in part])
+            threading.Thread(target=lambda part=part: [splitter.write_checked(*c) for c in part])
             for part in (rest[::2], rest[1::2])
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        pack_path = root / "pack"
-        pack_path.write_bytes(data)
-        splitter.finish(pack_path)
+        splitter.finish(Path("pack"))
         splitter.close()
         for entry in entries:
-            assert (
-                targets[entry.path].read_bytes() == data[entry.offset : entry.offset + entry.size]
-            )
+            want = data[entry.offset : entry.offset + entry.size]
+            assert targets[entry.path].read_bytes() == want
+            assert stat.S_IMODE(targets[entry.path].stat().st_mode) == entry.mode
 
 
-def test_files_of_chunks_that_never_landed_are_cut_from_the_finished_pack(tmp_path: Path) -> None:
-    """A download resumed from an earlier try lands only the chunks it fetched anew."""
+def test_a_chunk_that_fails_its_hash_is_refused_and_cuts_nothing(tmp_path: Path) -> None:
     entries = [FolderEntry(f"f{i}", "file", 0o640, 10, pack=0, offset=10 * i) for i in range(4)]
     data = bytes(range(40))
-    splitter = PackSplitter(entries, force=False)
+    splitter, chunks = splitter_of(data, entries, 16)
     splitter.save_to({e.path: tmp_path / e.path for e in entries})
-    splitter.landed(1, data[16:32])  # chunk 0 was in the .part file already
-    (tmp_path / "pack").write_bytes(data)
-    splitter.finish(tmp_path / "pack")
+    assert not splitter.write_checked(0, b"x" * 16)
+    assert list(tmp_path.iterdir()) == []
+    for index, piece in chunks:
+        assert splitter.write_checked(index, piece)
+    splitter.finish(Path("pack"))
     splitter.close()
-    for index, entry in enumerate(entries):
-        saved = tmp_path / entry.path
-        assert saved.read_bytes() == data[10 * index : 10 * index + 10]
-        assert saved.stat().st_mode & 0o777 == 0o640
+    assert [(tmp_path / e.path).read_bytes() for e in entries] == [
+        data[i : i + 10] for i in range(0, 40, 10)
+    ]
+
+
+def test_a_pack_that_ends_before_its_files_fails_the_finish(tmp_path: Path) -> None:
+    entries = [FolderEntry("a", "file", 0o644, 8, pack=0, offset=0)]
+    entries.append(FolderEntry("b", "file", 0o644, 8, pack=0, offset=8))
+    splitter, chunks = splitter_of(bytes(12), entries, 4)
+    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    for index, piece in chunks:
+        splitter.write_checked(index, piece)
+    with pytest.raises(BadFolder, match="ends before"):
+        splitter.finish(Path("pack"))
+    splitter.close()
+    assert (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_files_of_no_bytes_come_out_of_an_empty_pack(tmp_path: Path) -> None:
+    entries = [FolderEntry(f"e{i}", "file", 0o600, 0, pack=0, offset=0) for i in range(2)]
+    splitter, chunks = splitter_of(b"", entries, 4)
+    assert chunks == []
+    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    splitter.finish(Path("pack"))
+    splitter.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e0", "e1"]
 
 
 def test_a_file_that_cannot_be_saved_fails_the_finish(tmp_path: Path) -> None:
     entries = [FolderEntry(f"f{i}", "file", 0o644, 4, pack=0, offset=4 * i) for i in range(3)]
     (tmp_path / "f1").write_bytes(b"mine")
-    splitter = PackSplitter(entries, force=False)
+    splitter, chunks = splitter_of(bytes(12), entries, 12)
     splitter.save_to({e.path: tmp_path / e.path for e in entries})
-    splitter.landed(0, bytes(12))
-    (tmp_path / "pack").write_bytes(bytes(12))
+    splitter.write_checked(*chunks[0])
     with pytest.raises(FileExistsError):
-        splitter.finish(tmp_path / "pack")
+        splitter.finish(Path("pack"))
     splitter.close()
     assert (tmp_path / "f1").read_bytes() == b"mine"

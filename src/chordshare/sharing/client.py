@@ -45,7 +45,7 @@ from chordshare.files.search import (
     word_query_keys,
 )
 from chordshare.files.unfinished import Resume
-from chordshare.sharing.download import Bytes, DownloadReport, download
+from chordshare.sharing.download import ChunkSink, DownloadReport, download
 from chordshare.sharing.in_memory import serving_inline
 from chordshare.sharing.putting import Putter, version_after
 from chordshare.sharing.ring import Ring
@@ -225,11 +225,11 @@ class FileClient:
         progress: Callable[[int], None] | None = None,
         found: NetworkFile | None = None,
         exact: bool = False,
-        landed: Callable[[int, Bytes], None] | None = None,
+        sink: ChunkSink | None = None,
     ) -> DownloadReport:
         """Download target to `out`; `exact`: the chunks of found's very manifest (a
-        link's, which may be a version kept after a replace), not of its sha256;
-        `landed`: as `download` has it."""
+        link's, which may be a version kept after a replace), not of its sha256; `sink`:
+        every chunk to it instead of a file (`download`)."""
         found = found or await self.find(target)
         if not found.holders:
             raise FileError(Refusal.NOT_FOUND, f"{target}: no holder is serving it now")
@@ -237,7 +237,7 @@ class FileClient:
         if found.inline is not None:
             fetch = serving_inline(fetch, *found.inline, found.manifest)
         return await download(
-            found.manifest, found.holders, fetch, out, progress=progress, landed=landed
+            found.manifest, found.holders, fetch, out, progress=progress, sink=sink
         )
 
     async def find_link(self, link: Link) -> NetworkFile:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from chordshare.files.manifest import Manifest
 from chordshare.files.schedule import Schedule
@@ -99,6 +99,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class ChunkSink(Protocol):
+    """Where a download's chunks go: a `PartFile`, or anything that takes each chunk once
+    its hash is checked (from several threads at once) and needs no file."""
+
+    def write_checked(self, index: int, data: Bytes) -> bool: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self, out: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _Run:
     """One download at work: its schedule, its .part file and its lanes. Touched only
     from the event loop, except `_write` (in threads)."""
@@ -107,14 +120,12 @@ class _Run:
         self,
         manifest: Manifest,
         schedule: Schedule,
-        part: PartFile,
+        part: ChunkSink,
         fetch: ChunkFetcher,
         chunk_timeout: float,
         progress: Callable[[int], None] | None,
-        landed: Callable[[int, Bytes], None] | None = None,
     ) -> None:
         self.manifest = manifest
-        self.landed = landed
         self.schedule = schedule
         self.part = part
         self.fetch = fetch
@@ -192,8 +203,6 @@ class _Run:
         """Verify and write one received chunk (in a thread); _Failed if it is wrong."""
         if not self.part.write_checked(index, data):
             raise _Failed(f"sent chunk {index}, which failed its SHA-256 check", index)
-        if self.landed is not None:
-            self.landed(index, data)
 
     async def _pull(self, holder: str, batch: list[int], waiting: set[int]) -> None:
         """Fetch batch from holder on the event loop, each chunk verified and written in a
@@ -260,11 +269,11 @@ async def download(
     per_peer_inflight: int = 16,
     chunk_timeout: float = 10.0,
     progress: Callable[[int], None] | None = None,
-    landed: Callable[[int, Bytes], None] | None = None,
+    sink: ChunkSink | None = None,
 ) -> DownloadReport:
     """Fetch the file `manifest` describes from `holders` into `out` (see module docstring).
-    `landed(index, data)` is called in a thread with each chunk once it is checked and
-    written (not with those resumed from an earlier try), in whatever order they come.
+    With a `sink`, every chunk goes to it instead, in whatever order they come, and no
+    file is written: `out` only names what was fetched.
 
     Raises DownloadError when chunks remain that no holder would give (the .part file is
     kept, so a later call resumes); OSError, naming the file, when the local disk fails
@@ -276,15 +285,7 @@ async def download(
     out = Path(out)
     part_path = out.with_name(out.name + ".part")
     holders = list(dict.fromkeys(holders))  # the same holder twice would double its share
-    opener = _Threads()
-    opening = opener.start(PartFile.open, part_path, manifest)
-    try:
-        part, have = await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        await opener.drain()
-        if not opening.cancelled() and opening.exception() is None:
-            opening.result()[0].close()
-        raise
+    part, have = (sink, []) if sink is not None else await _open_part(part_path, manifest)
     # Each lane asks for up to its share of the holder's chunks in flight.
     lanes = min(LANES, per_peer_inflight)
     schedule = Schedule(
@@ -294,9 +295,9 @@ async def download(
         max_batch=-(-per_peer_inflight // lanes),
         max_inflight=per_peer_inflight,
     )
-    run = _Run(manifest, schedule, part, fetch, chunk_timeout, progress, landed)
+    run = _Run(manifest, schedule, part, fetch, chunk_timeout, progress)
     workers = [asyncio.create_task(run.lane(h)) for h in holders for _ in range(lanes)]
-    open_part: PartFile | None = part  # None once closed
+    open_part: ChunkSink | None = part  # None once closed
     try:
         if not schedule.done:
             await _until_done(run, workers)
@@ -323,6 +324,19 @@ async def download(
         resumed_chunks=len(have),
         refetched_chunks=schedule.refetched,
     )
+
+
+async def _open_part(path: Path, manifest: Manifest) -> tuple[PartFile, list[int]]:
+    """The .part file and the chunks it holds already; closed again if cancelled."""
+    opener = _Threads()
+    opening = opener.start(PartFile.open, path, manifest)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await opener.drain()
+        if not opening.cancelled() and opening.exception() is None:
+            opening.result()[0].close()
+        raise
 
 
 async def _until_done(run: _Run, workers: Sequence[asyncio.Task[None]]) -> None:

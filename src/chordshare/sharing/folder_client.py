@@ -188,40 +188,36 @@ class FolderClient:
         planning = asyncio.ensure_future(asyncio.to_thread(_planned, folder, dest, force))
         packed = _by_pack(folder)
 
-        async def get_pack(index: int, scratch: Path) -> None:
+        async def get_pack(index: int) -> None:
             found = await self.find_pack(folder, index)
-            splitter = PackSplitter(packed[index], force)
-            local = scratch / f"pack-{index}"
+            splitter = PackSplitter(found.manifest, packed[index], force)
             downloading = asyncio.ensure_future(
                 self.files.get(
                     folder.pack_name(index),
-                    local,
+                    Path(folder.pack_name(index)),
                     progress,
                     found=found,
                     exact=True,
-                    landed=splitter.landed,
+                    sink=splitter,
                 )
             )
             try:
                 await asyncio.to_thread(splitter.save_to, await planning)
                 await downloading
-                await asyncio.to_thread(splitter.finish, local)
             except BaseException:
                 downloading.cancel()
                 await asyncio.gather(downloading, return_exceptions=True)
                 raise
             finally:
                 await asyncio.to_thread(splitter.close)
-            local.unlink()
 
         async def get_one(entry: FolderEntry) -> None:
-            await self.fetch(folder, entry, (await planning)[entry.path])
+            await self.fetch(folder, entry, Path((await planning)[entry.path]))
             if progress is not None:
                 progress(entry.size)
 
         try:
-            with tempfile.TemporaryDirectory(prefix="chordshare-pack-") as scratch:
-                await each(sorted(packed), lambda i: get_pack(i, Path(scratch)), PACKS_IN_FLIGHT)
+            await each(sorted(packed), get_pack, PACKS_IN_FLIGHT)
             await each([e for e in folder.files if e.pack is None], get_one, self.width)
             targets = await planning
         finally:
@@ -337,7 +333,7 @@ class FolderClient:
         return dict(zip(names, found, strict=True))
 
 
-def _planned(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
+def _planned(folder: Folder, dest: Path, force: bool) -> dict[str, str]:
     """Where each entry goes, checked, and the folders made (`local_tree`)."""
     targets = plan_targets(folder, dest, force)
     make_folders(folder, targets, dest)

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from chordshare.files.folders import BadFolder, FolderEntry
+from chordshare.files.manifest import Manifest
 from chordshare.files.packs import Slot
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -83,7 +84,7 @@ def umask() -> int | None:
 
 
 def save_entry(
-    data: bytes, target: Path, force: bool, mode: int = 0o600, mask: int | None = None
+    data: bytes, target: str | Path, force: bool, mode: int = 0o600, mask: int | None = None
 ) -> None:
     """Write one file of a folder at target with its mode bits, never through a link
     (`local_tree` checked the folders on the way); an existing file is kept unless
@@ -140,7 +141,7 @@ class PackCutter:
 
 
 def save_entries(
-    done: Sequence[tuple[FolderEntry, bytes]], targets: dict[str, Path], force: bool
+    done: Sequence[tuple[FolderEntry, bytes]], targets: dict[str, str], force: bool
 ) -> None:
     """Files a PackCutter finished, each saved where `local_tree.plan_targets` said."""
     mask = umask()
@@ -149,25 +150,29 @@ def save_entries(
 
 
 class PackSplitter:
-    """A pack's files saved while its chunks land (`download`'s `landed`, from several
-    threads, in any order): chunks are cut in order, so a file is written as soon as the
-    chunks that hold it are in; files finished before their targets are known wait for
-    `save_to`. One thread of its own saves them all, in turn: files made at once in one
-    folder by several threads wait on each other in the kernel. Holds chunks that came
-    early (at most what the download has in flight) and files not saved yet."""
+    """A pack fetched straight into its files, never written whole (a download's
+    `ChunkSink`): each chunk, from several threads in any order, is checked against the
+    pack's manifest and cut in order, so a file is written as soon as the chunks that hold
+    it are in; files finished before their targets are known wait for `save_to`. One
+    thread of its own saves them all, in turn: files made at once in one folder by several
+    threads wait on each other in the kernel. Holds chunks that came early (at most what
+    the download has in flight) and files not saved yet."""
 
-    def __init__(self, entries: Sequence[FolderEntry], force: bool) -> None:
+    def __init__(self, manifest: Manifest, entries: Sequence[FolderEntry], force: bool) -> None:
+        self.manifest = manifest
         self.cutter = PackCutter(entries)
         self.force = force
         self.early: dict[int, bytes] = {}
         self.next_chunk = 0
-        self.targets: dict[str, Path] | None = None
+        self.targets: dict[str, str] | None = None
         self.waiting: list[tuple[FolderEntry, bytes]] = []
         self.lock = threading.Lock()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="chordshare-pack")
         self.saving: list[Future[None]] = []
 
-    def landed(self, index: int, data: bytes | bytearray | memoryview) -> None:
+    def write_checked(self, index: int, data: bytes | bytearray | memoryview) -> bool:
+        if hashlib.sha256(data).digest() != self.manifest.chunks[index]:
+            return False
         with self.lock:
             self.early[index] = bytes(data)
             done: list[tuple[FolderEntry, bytes]] = []
@@ -175,27 +180,29 @@ class PackSplitter:
                 done += self.cutter.feed(self.early.pop(self.next_chunk))
                 self.next_chunk += 1
             self._save(done)
+        return True
 
-    def save_to(self, targets: dict[str, Path]) -> None:
+    def save_to(self, targets: dict[str, str]) -> None:
         """From now on files are saved at targets; those finished already, at once."""
         with self.lock:
             self.targets = targets
             waiting, self.waiting = self.waiting, []
             self._save(waiting)
 
-    def finish(self, pack_path: Path) -> None:
-        """Once the whole pack is at pack_path: every file saved, those no landed chunk
-        finished (chunks a download resumed from an earlier try) cut from the pack; the
-        first failure to save one raised."""
+    def flush(self) -> None:
+        pass  # nothing is kept on disk to resume from: a pack is fetched again whole
+
+    def finish(self, out: Path) -> None:
+        """Once every chunk is in: every file saved, the first failure to save one raised;
+        BadFolder if the pack ends before its files (a manifest that lied)."""
         with self.lock:
-            rest = self.cutter.waiting[self.cutter.next :]
-            self.cutter.next = len(self.cutter.waiting)
-            saving = list(self.saving)
+            if self.cutter.more and self.next_chunk == len(self.manifest.chunks):
+                self._save(self.cutter.feed(b""))  # files of no bytes in a pack of none
+            more, saving = self.cutter.more, list(self.saving)
         for future in saving:
             future.result()
-        if rest:
-            assert self.targets is not None
-            split_pack(pack_path, rest, self.targets, self.force)
+        if more:
+            raise BadFolder(f"{out.name} ends before the files the folder's manifest puts in it")
 
     def close(self) -> None:
         """Stop saving (what is under way ends first)."""
@@ -211,7 +218,7 @@ class PackSplitter:
 
 
 def split_pack(
-    pack_path: Path, entries: Sequence[FolderEntry], targets: dict[str, Path], force: bool
+    pack_path: Path, entries: Sequence[FolderEntry], targets: dict[str, str], force: bool
 ) -> None:
     """Every entry of one pack, cut out of the fetched pack and saved."""
     fd = os.open(pack_path, os.O_RDONLY | _CLOEXEC)

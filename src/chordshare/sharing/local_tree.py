@@ -41,7 +41,7 @@ def _found(folder: Path, prefix: str) -> Iterator[Found]:
             yield Found(path, "other")
 
 
-def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
+def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, str]:
     """Where each entry of folder is saved under dest, checked before anything is written:
     BadFolder when dest, or any folder on the way to an entry, is a symbolic link or a
     file; FileExistsError for a file there already (unless `force`: it is replaced, never
@@ -52,13 +52,13 @@ def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
     if dest.exists() and not dest.is_dir():
         raise FileExistsError(f"{dest} exists and is not a folder")
     # Plain strings, not Paths: a folder of many thousand files is joined and looked up
-    # here once per part of each path.
+    # here once per part of each path, and a Path costs more to make than the join.
     top = str(dest)
     if not dest.exists():  # nothing inside to look at: every path passed the name rule
-        return {e.path: Path(os.path.join(top, e.path)) for e in folder.entries}
+        return {e.path: os.path.join(top, e.path) for e in folder.entries}
     absent: set[str] = set()
     checked: set[str] = {top}
-    targets: dict[str, Path] = {}
+    targets: dict[str, str] = {}
     for entry in folder.entries:
         parts = name_parts(entry.path)
         place = top
@@ -80,7 +80,7 @@ def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, Path]:
                 raise BadFolder(f"{place} is a folder where the folder has a file")
             elif kind is not None and not force:
                 raise FileExistsError(f"{place} exists: give --force to overwrite it")
-        targets[entry.path] = Path(place)
+        targets[entry.path] = place
     return targets
 
 
@@ -95,19 +95,19 @@ def _kind(place: str) -> str | None:
     return "dir" if stat.S_ISDIR(mode) else "file"
 
 
-def make_folders(folder: Folder, targets: dict[str, Path], dest: Path) -> None:
+def make_folders(folder: Folder, targets: dict[str, str], dest: Path) -> None:
     """The folders of the tree, each made once and without following a link
     (`plan_targets` checked the way)."""
     dest.mkdir(parents=True, exist_ok=True)
     wanted = {
-        str(targets[e.path]) if e.kind == "dir" else os.path.dirname(targets[e.path])
+        targets[e.path] if e.kind == "dir" else os.path.dirname(targets[e.path])
         for e in folder.entries
     }
     for where in sorted(wanted):
         os.makedirs(where, exist_ok=True)
 
 
-def set_modes(folder: Folder, targets: dict[str, Path]) -> None:
+def set_modes(folder: Folder, targets: dict[str, str]) -> None:
     """Each entry's mode bits, deepest first (a folder without write bits set last);
     not those of packed files, which were written with theirs (`folder_packs`)."""
     entries = [e for e in folder.entries if e.pack is None]
