@@ -19,7 +19,7 @@ from chordshare.files.schedule import MAX_FAILURES, Schedule
 from chordshare.sharing import download as download_module
 from chordshare.sharing import part_file
 from chordshare.sharing.chunking import build_manifest
-from chordshare.sharing.download import DownloadError, download
+from chordshare.sharing.download import DownloadError, InMemory, download
 from chordshare.sharing.part_file import PartFile
 
 CHUNK = 1024
@@ -552,3 +552,17 @@ async def test_the_file_is_on_disk_before_it_gets_its_name(
 
     assert (tmp_path / "out").read_bytes() == blob
     assert steps == ["fsync", "rename", "fsync dir"]
+
+
+async def test_a_sink_takes_every_chunk_and_no_file_is_written(tmp_path: Path) -> None:
+    blob, manifest = make_file(tmp_path, 20 * CHUNK + 7)
+    swarm = Swarm({"bad:1": Corrupt(blob), "good:1": Peer(blob, delay=0.001)})
+    whole = InMemory(manifest)
+
+    report = await download(
+        manifest, ["bad:1", "good:1"], swarm.fetch, tmp_path / "out", sink=whole
+    )
+
+    assert bytes(whole.data) == blob
+    assert report.sources["good:1"] == len(blob)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.part").exists()

@@ -6,7 +6,6 @@ their own, several at once through the same FileClient."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import tempfile
 from collections import defaultdict
@@ -37,7 +36,7 @@ from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import SEPARATOR
 from chordshare.files.packs import Slot, pack_name, plan_packs
 from chordshare.sharing.client import FileClient, NetworkFile
-from chordshare.sharing.download import DownloadError
+from chordshare.sharing.download import DownloadError, InMemory
 from chordshare.sharing.folder_packs import PackSplitter, save_entry, whole, write_pack
 from chordshare.sharing.local_tree import make_folders, plan_targets, set_modes, walk
 from chordshare.sharing.ranges import stream_span
@@ -102,17 +101,9 @@ class FolderClient:
             if err.refusal is Refusal.NOT_FOUND:
                 return None
             raise
-        manifest = found.manifest
-        if found.inline is not None and hashlib.sha256(found.inline[1]).digest() == (
-            manifest.sha256
-        ):
-            data = found.inline[1]
-        else:
-            with tempfile.TemporaryDirectory(prefix="chordshare-folder-") as scratch:
-                path = Path(scratch) / "manifest"
-                await self.files.get(record_name(name), path, found=found)
-                data = await asyncio.to_thread(path.read_bytes)
-        return decode(data, name)
+        whole = InMemory(found.manifest)  # a few megabytes at most (`folders.MAX_ENTRIES`)
+        await self.files.get(record_name(name), Path(record_name(name)), found=found, sink=whole)
+        return decode(bytes(whole.data), name)
 
     async def put(
         self,
