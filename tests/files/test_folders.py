@@ -33,6 +33,7 @@ from chordshare.files.folders import (
     stored_names,
 )
 from chordshare.files.names import BadName
+from chordshare.files.packs import SMALL_FILE
 
 PART = st.text(
     st.characters(codec="utf-8", categories=["L", "N"], include_characters="-_. "),
@@ -239,6 +240,11 @@ GOOD_ENTRY = {
 GOOD_PACK = {"id": "22" * 32, "size": 10}
 
 
+def test_a_packed_file_of_the_largest_packed_size_decodes() -> None:
+    largest = GOOD_ENTRY | {"size": SMALL_FILE, "offset": 0}
+    assert decode(packed_manifest(largest, GOOD_PACK | {"size": SMALL_FILE}), "pics").files
+
+
 def test_a_packed_file_inside_its_pack_decodes() -> None:
     folder = decode(packed_manifest(GOOD_ENTRY, GOOD_PACK), "pics")
     assert folder.packs == (Pack(bytes.fromhex("22" * 32), 10),)
@@ -270,6 +276,8 @@ def test_a_packed_file_inside_its_pack_decodes() -> None:
         ({}, {"id": "22" * 31}),
         ({}, {"id": None}),
         ({}, {"id": "zz" * 32}),
+        # Larger than any packed file: a reader may hold one whole in memory.
+        ({"size": SMALL_FILE + 1, "offset": 0}, {"size": SMALL_FILE + 1}),
     ],
 )
 def test_a_packed_file_outside_its_pack_is_refused(

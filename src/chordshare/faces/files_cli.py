@@ -87,14 +87,15 @@ def put(
 ) -> None:
     """Store a file in the network (on its owner and the owner's successors), signed with
     your publisher key: only that key can replace or remove it. A folder is stored as one:
-    each file under NAME/its/path, and the folder's manifest (no symbolic links in it)."""
+    its small files in packs, its larger ones under NAME/its/path, and the folder's manifest
+    (no symbolic links in it)."""
     from chordshare.faces.transfers import put_source, transfer_bar
 
     rate = _rate(limit_rate)
     if file.is_dir():
         from chordshare.faces.folders_cli import put_folder
 
-        return put_folder(file, node, name, replace, publisher(identity), rate, as_json)
+        return put_folder(file, node, name, replace, identity, rate, as_json)
     try:
         size = put_source(file)
         check_plain_name(name if name is not None else file.name)

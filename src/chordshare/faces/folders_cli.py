@@ -34,39 +34,37 @@ def default_name(root: Path) -> str:
     return root.name or root.resolve().name
 
 
-def tree_size(root: Path) -> int:
-    """The bytes of the regular files under root, for a progress bar (links not followed)."""
-    total = 0
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            total += path.stat().st_size
-    return total
-
-
 def put_folder(
     root: Path,
     node: str,
     name: str | None,
     replace: bool,
-    signer: "Signer | None",
+    identity: Path | None,
     rate: float,
     as_json: bool,
 ) -> None:
-    """`chordshare put DIR`: the tree as one folder (`sharing.folder_client`)."""
+    """`chordshare put DIR`: the tree as one folder (`sharing.folder_client`). The tree is
+    walked and checked first: a tree that cannot be put is refused before anything else
+    (a first put's publisher key is not made for it)."""
+    from chordshare.faces.cli_app import fail
+    from chordshare.faces.identity_cli import publisher
+    from chordshare.sharing.local_tree import walk
+
     name = name if name is not None else default_name(root)
     try:
         check_folder_name(name)
-    except ValueError as err:
-        from chordshare.faces.cli_app import fail
-
+        found = walk(root)
+    except (ValueError, OSError) as err:  # BadFolder, or a folder that cannot be read
         fail(printable(str(err)))
-
+    signer = publisher(identity)
     shown = not as_json and err_console.is_terminal  # a bar only where it is seen
-    bar, advance = transfer_bar(f"put {name}/", tree_size(root) if shown else 0, shown)
+    size = sum(item.size for item in found if item.kind == "file")
+    bar, advance = transfer_bar(f"put {name}/", size, shown)
 
     async def go(clients: "Clients") -> dict[str, Any]:
         with bar:
-            put = await folder_client(clients, signer, rate).put(root, name, replace, advance)
+            client = folder_client(clients, signer, rate)
+            put = await client.put(root, name, replace, advance, found)
         return {**folder_json(put.folder), "unchanged": put.unchanged, "removed": put.removed}
 
     result = run(connected(node, go))

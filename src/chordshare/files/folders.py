@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chordshare.files.names import MAX_NAME_BYTES, SEPARATOR, BadName, check_new_name
-from chordshare.files.packs import LAST_PACK, PACK_SUFFIX, is_pack_name, pack_name
+from chordshare.files.packs import LAST_PACK, PACK_SUFFIX, SMALL_FILE, is_pack_name, pack_name
 
 FOLDER_SUFFIX = ".chordshare-folder"
 MAGIC = b"chordshare folder 2\n"
@@ -193,6 +193,8 @@ def _check_file(entry: FolderEntry, packs: Sequence[Pack]) -> None:
         return
     if not 0 <= entry.pack < len(packs) or len(entry.sha256) != ID_BYTES:
         raise BadFolder(f"{entry.path!r}: a packed file needs one of the packs and a SHA-256")
+    if entry.size > SMALL_FILE:  # a reader may hold a packed file whole in memory
+        raise BadFolder(f"{entry.path!r}: a packed file is at most {SMALL_FILE} bytes")
     if entry.offset < 0 or entry.offset + entry.size > packs[entry.pack].size:
         raise BadFolder(f"{entry.path!r}: its bytes lie outside pack {entry.pack}")
 

@@ -111,13 +111,16 @@ class FolderClient:
         name: str,
         replace: bool = False,
         progress: Callable[[int], None] | None = None,
+        found: Sequence[Found] | None = None,
     ) -> FolderPut:
-        """Publish the tree under root as folder `name`: every file under `name/path`,
-        then the folder's manifest; with `replace`, the files of its previous version no
-        longer in it are removed last. Bad input (a link, a name the rule refuses, two
-        paths that collide, too many entries) is refused before a byte is sent."""
+        """Publish the tree under root as folder `name` (`found`: its walk, if made
+        already): its packs and files, then the folder's manifest; with `replace`, the
+        files of its previous version no longer in it are removed last. Bad input (a
+        link, a name the rule refuses, two paths that collide, too many entries) is
+        refused before a byte is sent."""
         check_folder_name(name)
-        found = await asyncio.to_thread(walk, root)
+        if found is None:
+            found = await asyncio.to_thread(walk, root)
         check_entries(name, [_placeholder(f) for f in found])
         old = await self.find(name)
         if old is not None and not replace and not same_layout(old, found):
