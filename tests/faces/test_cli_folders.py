@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from clirun import run_cli as cli
 from peernet import PeerNetwork
+from trees import tree_of
 
 from chordshare.files.folders import MAX_ENTRIES
 from chordshare.files.packs import PACK_SUFFIX, SMALL_FILE, pack_name
@@ -25,15 +25,6 @@ async def ring(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
     network = PeerNetwork(tmp_path / "nodes")
     yield network
     await network.close()
-
-
-def tree_of(root: Path) -> dict[str, tuple[bool, int, bytes]]:
-    seen = {}
-    for path in sorted(root.rglob("*")):
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        data = b"" if path.is_dir() else path.read_bytes()
-        seen[path.relative_to(root).as_posix()] = (path.is_dir(), mode, data)
-    return seen
 
 
 async def test_a_folder_round_trips_through_the_cli(ring: PeerNetwork, tmp_path: Path) -> None:
@@ -163,9 +154,10 @@ async def test_a_link_to_a_file_inside_a_pack_is_refused_in_one_line(
     code, out, err = await cli("link", "docs/sub/a.txt", "-n", node)
     assert code == 2 and not out and err.strip().count("\n") == 0, err
     assert "'docs/sub/a.txt' is a file inside folder 'docs'" in err
-    assert "no link of its own" in err
+    assert "no link of its own; link the folder (chordshare link docs)" in err
     code, out, err = await cli("link", "docs/big.bin", "-n", node)  # a file of its own
     assert code == 0 and out.startswith("chordshare://"), err
-    for name in ("docs", "docs/sub/none.txt"):
-        code, _, err = await cli("link", name, "-n", node)
-        assert code == 2 and f"no file named {name!r}" in err, err
+    code, out, err = await cli("link", "docs", "-n", node)  # the folder itself
+    assert code == 0 and "/docs.chordshare-folder?via=" in out, err
+    code, _, err = await cli("link", "docs/sub/none.txt", "-n", node)
+    assert code == 2 and "no file named 'docs/sub/none.txt'" in err, err

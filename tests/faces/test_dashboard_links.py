@@ -1,9 +1,11 @@
-"""Links in the dashboard: a file's link shown to copy, and a link opened, in headless
-Chromium; and the REST API's link routes."""
+"""Links in the dashboard: a file's or a folder's link shown to copy, and a link opened
+(a folder's as a zip), in headless Chromium; and the REST API's link routes."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +16,11 @@ from peernet import PeerNetwork
 
 from chordshare.faces.api import ApiServer
 from chordshare.faces.api_token import ApiAuth, load_or_make_token
+from chordshare.files.folders import record_name
 from chordshare.files.links import parse_link
+
+OLD_ALBUM = {"a.txt": b"first a", "sub/b.bin": b"first b" * 1000}
+NEW_ALBUM = {"a.txt": b"second a", "sub/c.bin": b"other"}
 
 
 class Served:
@@ -30,6 +36,22 @@ class Served:
                 headers={"Authorization": f"Bearer {self.token}"},
             )
         assert answer.status_code in (200, 201), answer.text
+
+    async def put_folder(self, name: str, files: dict[str, bytes]) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
+            answer = await http.post(
+                f"/api/v1/folders/{name}",
+                params={"replace": "true"},
+                files=[("file", (path, data)) for path, data in files.items()],
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+        assert answer.status_code in (200, 201), answer.text
+
+
+def unzipped(data: bytes) -> dict[str, bytes]:
+    """A zip's files by path."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
 
 
 @pytest.fixture
@@ -54,6 +76,7 @@ async def test_the_api_gives_a_files_link_and_serves_the_bytes_it_names(served: 
         link = parse_link(info["link"])
         assert info["manifest_id"] == link.manifest_id.hex() and link.name == "notes.txt"
         assert info["needs_cluster_token"] is False and link.via
+        assert info["kind"] is None
         await served.put("notes.txt", b"the second notes", replace=True)
         got = await http.get("/api/v1/link/file", params={"link": info["link"]})
         assert got.status_code == 200 and got.content == b"the first notes"
@@ -61,6 +84,21 @@ async def test_the_api_gives_a_files_link_and_serves_the_bytes_it_names(served: 
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_link"
         missing = await http.get("/api/v1/link", params={"name": "nothing.txt"})
         assert missing.status_code == 404
+
+
+async def test_the_api_links_a_folder_and_zips_the_version_it_names(served: Served) -> None:
+    await served.put_folder("trips/album", OLD_ALBUM)
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        info = (await http.get("/api/v1/link", params={"name": "trips/album"})).json()
+        link = parse_link(info["link"])
+        assert info["kind"] == "folder" and link.name == record_name("trips/album")
+        assert info["manifest_id"] == link.manifest_id.hex()
+        await served.put_folder("trips/album", NEW_ALBUM)
+        got = await http.get("/api/v1/link/file", params={"link": info["link"]})
+        assert got.status_code == 200, got.text
+        assert got.headers["content-type"] == "application/zip"
+        assert 'filename="album.zip"' in got.headers["content-disposition"]
+        assert unzipped(got.content) == {f"album/{p}": d for p, d in OLD_ALBUM.items()}
 
 
 @pytest.mark.skipif(not BROWSER_TESTS, reason="no Chromium and Playwright here")
@@ -88,4 +126,35 @@ async def test_the_dashboard_shows_a_link_and_opens_one(served: Served, tmp_path
         await (await downloading.value).save_as(saved)
         assert saved.read_bytes() == b"postcard one"
         assert (await downloading.value).suggested_filename == "holiday.txt"
+        assert errors == [], errors
+
+
+@pytest.mark.skipif(not BROWSER_TESTS, reason="no Chromium and Playwright here")
+async def test_the_dashboard_links_a_folder_and_opens_its_link_as_a_zip(
+    served: Served, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    await served.put_folder("album", OLD_ALBUM)
+    async with browser_page() as (page, errors):
+        await page.goto(f"{served.url}/#token={served.token}")
+        row = page.locator('#files tr.folder[data-name="album"]')
+        await expect(row).to_be_visible(timeout=15_000)
+        await row.locator("button.link").click()
+        line = page.locator("#transfer input.link-line")
+        await expect(line).to_have_value(
+            re.compile(r"^chordshare://[0-9a-f]{64}/album\.chordshare-folder\?via="),
+            timeout=15_000,
+        )
+        link = await line.input_value()
+
+        await served.put_folder("album", NEW_ALBUM)
+        await page.fill("#link-input", link)
+        async with page.expect_download() as downloading:
+            await page.press("#link-input", "Enter")
+        saved = tmp_path / "opened.zip"
+        await (await downloading.value).save_as(saved)
+        assert (await downloading.value).suggested_filename == "album.zip"
+        assert unzipped(saved.read_bytes()) == {f"album/{p}": d for p, d in OLD_ALBUM.items()}
+        await expect(page.locator("#transfer")).to_contain_text("got album/ as a zip")
         assert errors == [], errors

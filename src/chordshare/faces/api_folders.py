@@ -81,12 +81,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         client, folder = await found(name)
         if format == "json":
             return folder_json(folder)
-        top = local_name(name)
-        return StreamingResponse(
-            _zipped(client, folder, top),
-            media_type="application/zip",
-            headers={"Content-Disposition": content_disposition(top + ".zip")},
-        )
+        return zip_response(client, folder)
 
     @router.post(
         "/api/v1/folders/{name:path}",
@@ -131,6 +126,16 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+def zip_response(client: FolderClient, folder: Folder) -> StreamingResponse:
+    """The folder as a zip streamed while its files are fetched, saved as LAST-PART.zip."""
+    top = local_name(folder.name)
+    return StreamingResponse(
+        _zipped(client, folder, top),
+        media_type="application/zip",
+        headers={"Content-Disposition": content_disposition(top + ".zip")},
+    )
 
 
 async def _spool(part: UploadFile, root: Path) -> None:

@@ -11,12 +11,14 @@ from fastapi.responses import Response
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_download import NO_CONDITIONS, Downloads, documented_download
 from chordshare.faces.api_errors import ApiError
+from chordshare.faces.api_folders import zip_response
 from chordshare.faces.api_inputs import LINK, StoredNameQuery
 from chordshare.faces.api_models import LinkInfo
 from chordshare.faces.api_routing import ApiRoute
-from chordshare.faces.linking import find_linkable
-from chordshare.faces.shapes import manifest_json
+from chordshare.faces.linking import find_linkable, link_json
+from chordshare.files.folders import folder_of
 from chordshare.files.links import MAX_LINK, BadLink, make_link, parse_link
+from chordshare.sharing.folder_client import FolderClient
 
 
 def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) -> APIRouter:
@@ -27,10 +29,11 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
 
     @router.get(
         "/api/v1/link",
-        summary="A link to a file's exact bytes",
+        summary="A link to a file's or a folder's exact bytes",
         description="One line naming the file's manifest id (its exact bytes), its name and "
         "a few nodes of this network, for `chordshare get LINK` or `/api/v1/link/file` "
-        "anywhere that reaches one of them.",
+        "anywhere that reaches one of them. A folder's link names its manifest file, which "
+        "names every file of that version of the folder (`kind`: folder).",
         response_model=LinkInfo,
         **doc(reads, 400, 404, 502, 503),
     )
@@ -38,19 +41,16 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
         found = await find_linkable(access.files(), name)
         via = [*found.holders, access.node().me.address]
         made = make_link(found.manifest.id, found.manifest.name, via)
-        return {
-            **manifest_json(found.manifest),
-            "link": str(made),
-            "manifest_id": made.manifest_id.hex(),
-            "needs_cluster_token": token_needed,
-        }
+        return link_json(made, found.manifest, token_needed)
 
     @router.get(
         "/api/v1/link/file",
         summary="Download the exact bytes a link names",
         description="Fetched through this node from the holders of the link's name, checked "
         "against the link: the version the link names even after its name was replaced, "
-        "while a holder keeps it (`--link-grace`); 404 once none does.",
+        "while a holder keeps it (`--link-grace`); 404 once none does. A folder's link "
+        "answers that version of the folder as a zip, streamed (as `format=zip` of "
+        "`/api/v1/folders/{name}`).",
         response_class=Response,
         **doc(reads, 400, 404, 500, 502, 503, 507, ok=documented_download(ranges=False)),
     )
@@ -69,6 +69,9 @@ def link_routes(access: NodeAccess, downloads: Downloads, token_needed: bool) ->
             parsed = parse_link(link)
         except BadLink as err:
             raise ApiError(400, "bad_link", str(err)) from None
+        if folder_of(parsed.name) is not None:
+            folders = FolderClient(access.files())
+            return zip_response(folders, await folders.find_linked(parsed))
         return await downloads.answer(parsed.name, NO_CONDITIONS, request.method, link=parsed)
 
     return router

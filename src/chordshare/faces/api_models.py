@@ -125,6 +125,12 @@ class LinkInfo(FileInfo):
     needs_cluster_token: bool = Field(
         description="The network asks for a cluster token: whoever opens the link needs it."
     )
+    kind: Literal["folder"] | None = Field(
+        default=None,
+        description="`folder` for a link to a folder: to its manifest file (`name` is "
+        "NAME.chordshare-folder, `size` its bytes), which pins that version of every file "
+        "in it; `/api/v1/link/file` answers it as a zip. Null for a file.",
+    )
 
 
 class Match(Shape):

@@ -43,7 +43,7 @@ from chordshare.faces.shapes import (
     network_json,
     with_folders,
 )
-from chordshare.files.folders import check_plain_name
+from chordshare.files.folders import check_plain_name, folder_of
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import printable
 
@@ -154,6 +154,10 @@ def get(
 
     async def go(clients: Clients) -> dict[str, Any]:
         files = clients.files(rate=rate)
+        if link is not None and folder_of(link.name) is not None:
+            from chordshare.faces.folders_cli import get_linked_folder
+
+            return await get_linked_folder(clients, link, output, force, rate, not as_json)
         if link is not None:
             found: NetworkFile = await files.find_link(link)
         else:
@@ -216,13 +220,14 @@ def _link_of(target: str) -> "Link | None":
 
 
 def link(
-    name: Annotated[str, typer.Argument(help="The file's name.")],
+    name: Annotated[str, typer.Argument(help="The file's or folder's name.")],
     node: NodeOption,
     as_json: JsonOption = False,
 ) -> None:
     """Print a link to a file's exact bytes, with nodes to ask: `chordshare get LINK` fetches
-    them from any machine that reaches one, and checks them against the link."""
-    from chordshare.faces.linking import find_linkable
+    them from any machine that reaches one, and checks them against the link. A folder's
+    link names that version of every file in it: `get LINK` saves the folder."""
+    from chordshare.faces.linking import find_linkable, link_json
     from chordshare.files.links import make_link
 
     async def go(clients: Clients) -> tuple["Link", "NetworkFile"]:
@@ -233,14 +238,7 @@ def link(
     made, found = run(connected(node, go))
     token = client_security().token is not None
     if as_json:
-        print_json(
-            {
-                "link": str(made),
-                **manifest_json(found.manifest),
-                "manifest_id": made.manifest_id.hex(),
-                "needs_cluster_token": token,
-            }
-        )
+        print_json(link_json(made, found.manifest, token))
         return
     out.print(str(made), highlight=False, markup=False, soft_wrap=True)
     if token:
@@ -323,7 +321,7 @@ def list_files(
 
 
 def rm(
-    name: Annotated[str, typer.Argument(help="The file's name.")],
+    name: Annotated[str, typer.Argument(help="The file's or folder's name.")],
     node: NodeOption,
     identity: IdentityOption = None,
 ) -> None:

@@ -17,6 +17,7 @@ from chordshare.files.names import local_name, printable
 if TYPE_CHECKING:
     from chordshare.faces.clients import Clients
     from chordshare.files.folders import Folder
+    from chordshare.files.links import Link
     from chordshare.files.publisher import Signer
     from chordshare.sharing.folder_client import FolderClient
 
@@ -90,10 +91,26 @@ async def get_folder(
     folder = await folders.find(name)
     if folder is None:
         return await get_packed(folders, name, output, force, shown)
-    dest = output if output is not None else Path(local_name(name))
-    bar, advance = transfer_bar(f"get {name}/", folder.size, shown)
+    return await _saved(folders, folder, output, force, shown)
+
+
+async def get_linked_folder(
+    clients: "Clients", link: "Link", output: Path | None, force: bool, rate: float, shown: bool
+) -> dict[str, Any]:
+    """`chordshare get LINK` of a folder's link: the very version the link names, saved as
+    a get of the folder saves it."""
+    folders = folder_client(clients, rate=rate)
+    return await _saved(folders, await folders.find_linked(link), output, force, shown)
+
+
+async def _saved(
+    folders: "FolderClient", folder: "Folder", output: Path | None, force: bool, shown: bool
+) -> dict[str, Any]:
+    """The folder saved as `output`, or as ./LAST-PART-OF-ITS-NAME, with a progress bar."""
+    dest = output if output is not None else Path(local_name(folder.name))
+    bar, advance = transfer_bar(f"get {folder.name}/", folder.size, shown)
     with bar:
-        got = await folders.get(name, dest, force, folder, advance)
+        got = await folders.get(folder.name, dest, force, folder, advance)
     return {**folder_json(got.folder), "path": str(got.path)}
 
 

@@ -24,6 +24,7 @@ from chordshare.files.folders import (
     check_folder_name,
     decode,
     encode,
+    folder_of,
     make_folder,
     member_name,
     record_name,
@@ -101,8 +102,21 @@ class FolderClient:
             if err.refusal is Refusal.NOT_FOUND:
                 return None
             raise
+        return await self._read(found, name)
+
+    async def find_linked(self, link: Link) -> Folder:
+        """The very version of a folder a link to its manifest names (`faces.linking`),
+        while a holder keeps it; BadFolder for a link to anything else."""
+        name = folder_of(link.name)
+        if name is None:
+            raise BadFolder(f"{link.name!r} is a file, not a folder")
+        return await self._read(await self.files.find_link(link), name, exact=True)
+
+    async def _read(self, found: NetworkFile, name: str, exact: bool = False) -> Folder:
+        """Folder `name` from the manifest file found; BadFolder if it is not one."""
         whole = InMemory(found.manifest)  # a few megabytes at most (`folders.MAX_ENTRIES`)
-        await self.files.get(record_name(name), Path(record_name(name)), found=found, sink=whole)
+        stored = record_name(name)
+        await self.files.get(stored, Path(stored), found=found, exact=exact, sink=whole)
         return decode(bytes(whole.data), name)
 
     async def put(

@@ -317,46 +317,6 @@ function rowButton(kind, name, act, title = "") {
   return button;
 }
 
-function linkButton(name) {
-  return rowButton("link", name, () => showLink(name), "copy a link to these exact bytes, to send");
-}
-
-async function showLink(name) {
-  const panel = $("transfer");
-  try {
-    const response = await api(`/api/v1/link?name=${encodeURIComponent(name)}`);
-    const info = await response.json();
-    let copied = false;
-    try {
-      await navigator.clipboard.writeText(info.link);
-      copied = true;
-    } catch (_) { /* no clipboard here: the line is selected to copy by hand */ }
-    const note = document.createElement("div");
-    note.textContent = `link to ${shown(name)}${copied ? " copied" : ""}: anyone who reaches ` +
-      "this network gets these exact bytes with it" +
-      (info.needs_cluster_token ? " (this network has a cluster token: they need it too)" : "");
-    const line = document.createElement("input");
-    line.className = "link-line mono";
-    line.readOnly = true;
-    line.value = info.link;
-    panel.replaceChildren(note, line);
-    line.select();
-    showHere(panel);
-  } catch (err) {
-    const p = document.createElement("span");
-    p.className = "error";
-    p.textContent = `${shown(name)}: ${err.message}`;
-    panel.replaceChildren(p);
-  }
-}
-
-// The name a link carries (what its bytes are saved as), read as the node will.
-function linkName(link) {
-  const found = /^chordshare:\/\/[0-9a-f]{64}\/([^?#]+)/i.exec(link.trim());
-  if (!found) return "link";
-  try { return decodeURIComponent(found[1]); } catch (_) { return "link"; }
-}
-
 function removeButton(name, folder = false) {
   return rowButton("remove", name, () => remove(name, false, folder));
 }
@@ -424,7 +384,8 @@ async function refreshFiles() {
         mark.className = "folder-mark";
         mark.textContent = f.files === null ? "folder" : `folder, ${f.files} file(s)`;
         tr.firstChild.append(" ", mark);
-        td.append(browseButton(f.name), zipLink(f.name), removeButton(f.name, true));
+        td.append(browseButton(f.name), zipLink(f.name), linkButton(f.name));
+        td.append(removeButton(f.name, true));
       } else {
         td.appendChild(downloadLink(f.name));
         if (!f.shared) td.appendChild(linkButton(f.name));
@@ -533,8 +494,7 @@ function wire() {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search").value); });
   $("link-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const link = $("link-input").value.trim();
-    if (link) download(linkName(link), `/api/v1/link/file?link=${encodeURIComponent(link)}`);
+    openLink($("link-input").value.trim());
   });
   $("auth").addEventListener("submit", (e) => {
     e.preventDefault();

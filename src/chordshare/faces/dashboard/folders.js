@@ -46,24 +46,31 @@ function zipLink(name) {
   a.textContent = "download zip";
   a.className = "download-zip";
   a.dataset.name = name;
-  a.addEventListener("click", async (event) => {
+  a.addEventListener("click", (event) => {
     event.preventDefault();
-    const panel = $("transfer");
-    panel.textContent = `getting ${shown(name)}/ as a zip…`;
-    try {
-      const blob = await (await api(a.getAttribute("href"))).blob();
-      const save = document.createElement("a");
-      save.href = URL.createObjectURL(blob);
-      save.download = `${name.split("/").pop()}.zip`;
-      document.body.appendChild(save);
-      save.click();
-      save.remove();
-      panel.textContent = `got ${shown(name)}/ as a zip (${human(blob.size)})`;
-    } catch (err) {
-      panel.textContent = `${shown(name)}: ${err.message}`;
-    }
+    saveZip(name, a.getAttribute("href"));
   });
   return a;
+}
+
+// Folder `name` as a zip from `path` (its own, or a link's), saved as LAST-PART.zip.
+async function saveZip(name, path) {
+  const panel = $("transfer");
+  panel.textContent = `getting ${shown(name)}/ as a zip…`;
+  showHere(panel);
+  try {
+    const blob = await (await api(path)).blob();
+    const save = document.createElement("a");
+    save.href = URL.createObjectURL(blob);
+    save.download = `${name.split("/").pop()}.zip`;
+    document.body.appendChild(save);
+    save.click();
+    save.remove();
+    panel.textContent = `got ${shown(name)}/ as a zip (${human(blob.size)})`;
+  } catch (err) {
+    if (err.status === 401) { retryWithToken(() => saveZip(name, path)); return; }
+    panel.textContent = `${shown(name)}: ${err.message}`;
+  }
 }
 
 // A folder chosen with the directory picker: each file a part named by its path inside it.
