@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import START_DEADLINE, NodeProcess, Processes, cli_json, eventually, run_cli
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(180)]
 
 KIB = 1024
 # Two files of chunk files (chunks over 64 KiB), one small enough to live in the catalog.

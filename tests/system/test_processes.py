@@ -27,7 +27,7 @@ from helpers import (
     walk_ring,
 )
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(60)]
 
 BITS = 5
 TEACHING_IDS = (20, 28, 5, 1)  # 20 starts the ring; the others join through it in this order
