@@ -26,6 +26,7 @@ import json
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal
 
 from chordshare.files.names import MAX_NAME_BYTES, SEPARATOR, BadName, check_new_name
@@ -175,13 +176,15 @@ def check_entries(
             raise BadFolder(f"{entry.path!r} and {seen[key].path!r}: two entries of one path")
         seen[key] = entry
     _check_apart(entries)
+    files = {key for key, entry in seen.items() if entry.kind == "file"}
     for key, entry in seen.items():
-        parts = key.split(SEPARATOR)
-        for depth in range(1, len(parts)):
-            parent = seen.get(SEPARATOR.join(parts[:depth]))
-            if parent is not None and parent.kind == "file":
+        cut = key.find(SEPARATOR)
+        while cut != -1:  # every folder on the way to it
+            if key[:cut] in files:
+                parent = seen[key[:cut]]
                 raise BadFolder(f"{parent.path!r} is a file and {entry.path!r} is inside it")
-    return tuple(sorted(entries, key=lambda e: e.path))
+            cut = key.find(SEPARATOR, cut + 1)
+    return tuple(sorted(entries, key=attrgetter("path")))
 
 
 def _check_file(entry: FolderEntry, packs: Sequence[Pack]) -> None:
