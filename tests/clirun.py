@@ -29,3 +29,10 @@ async def run_cli(
         out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def run_bare_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run one command in `cwd` with no CHORDSHARE_* setting to go by: a machine given
+    nothing but what the command says."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHORDSHARE_")}
+    return await run_cli(*args, env=env, cwd=cwd)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from clirun import run_cli
+from clirun import run_bare_cli as cli
 from peernet import PeerNetwork
 from trees import tree_of
 from waiting import wait_until
@@ -23,19 +21,6 @@ from chordshare.files.packs import SMALL_FILE
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.ring import NodeRing
 from chordshare.transport.files_grpc import GrpcFilePeers
-
-
-async def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
-    """Run one `chordshare` command in `cwd`, with no CHORDSHARE_* setting to go by."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHORDSHARE_")}
-    return await run_cli(*args, env=env, cwd=cwd)
-
-
-@pytest.fixture
-async def ring(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
-    network = PeerNetwork(tmp_path / "nodes")
-    yield network
-    await network.close()
 
 
 def fill(root: Path, big: bytes, small: bytes) -> None:

@@ -8,23 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from clirun import run_cli as cli
 from peernet import PeerNetwork
 from trees import tree_of
 
 from chordshare.files.folders import MAX_ENTRIES
 from chordshare.files.packs import PACK_SUFFIX, SMALL_FILE, pack_name
-
-
-@pytest.fixture
-async def ring(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
-    network = PeerNetwork(tmp_path / "nodes")
-    yield network
-    await network.close()
 
 
 async def test_a_folder_round_trips_through_the_cli(ring: PeerNetwork, tmp_path: Path) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from clirun import run_cli
 from peernet import PeerNetwork
 
@@ -22,13 +20,6 @@ async def cli(*args: str, home: Path, identity: Path | None = None) -> tuple[int
     if identity is not None:
         env["CHORDSHARE_IDENTITY"] = str(identity)
     return await run_cli(*args, env=env)
-
-
-@pytest.fixture
-async def ring(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
-    network = PeerNetwork(tmp_path / "nodes")
-    yield network
-    await network.close()
 
 
 async def test_id_new_writes_a_key_only_its_owner_reads_and_never_overwrites_one(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ REFUSED = ONE_OF_EACH_KIND
 ESCAPED = "esc\x1b[31mred report.txt"
 BIDI = "bidi\u202eevil report.txt"
 MARKUP = "[bold]x report.txt"
-
-
-@pytest.fixture
-async def ring(tmp_path: Path) -> AsyncIterator[PeerNetwork]:
-    network = PeerNetwork(tmp_path / "nodes")
-    yield network
-    await network.close()
 
 
 def address(peer: SharingPeer) -> str:
