@@ -138,11 +138,12 @@ def test_a_removal_never_reaches_past_its_own_version(at: float, of: float) -> N
 def test_an_offer_of_a_version_the_publisher_did_not_sign_is_neither_wanted_nor_applied() -> None:
     mine = {"a.txt": live(ALICE), "b.txt": live(ALICE, name="b.txt")}
     offered = [live(BOB, 150.0), removal(BOB, 300.0, "b.txt")]
-    answer, removals = answer_offer(offered, mine.get)
-    assert answer.wanted == () and removals == []
-    assert set(answer.newer) == set(mine.values())
-    answer, removals = answer_offer([removal(ALICE, 300.0, "b.txt")], mine.get)
-    assert [r.name for r in removals] == ["b.txt"]
+    outcome = answer_offer(offered, mine.get)
+    assert outcome.answer.wanted == () and outcome.removals == ()
+    assert set(outcome.answer.newer) == set(mine.values())
+    assert [(v, bool(why)) for v, why in outcome.refused] == [(v, True) for v in offered]
+    outcome = answer_offer([removal(ALICE, 300.0, "b.txt")], mine.get)
+    assert [r.name for r in outcome.removals] == ["b.txt"] and outcome.refused == ()
 
 
 def test_a_peers_answer_removes_or_sets_aside_only_what_the_publisher_signed() -> None:

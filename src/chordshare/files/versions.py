@@ -299,27 +299,40 @@ def judge_offer(mine: FileVersion | None, offered: FileVersion) -> OfferVerdict:
     return OfferVerdict.WANT if takes(offered, mine) else OfferVerdict.HOLD_NEWER
 
 
+@dataclass(frozen=True, slots=True)
+class OfferOutcome:
+    """How a node answers an offer: its answer, the removals it applies (offered ones
+    newer than what it holds), and the versions it would have taken but for who signed
+    them, each with the reason (a peer passing on versions their publishers did not
+    sign)."""
+
+    answer: OfferAnswer
+    removals: tuple[FileVersion, ...]
+    refused: tuple[tuple[FileVersion, str], ...]
+
+
 def answer_offer(
     versions: Sequence[FileVersion],
     mine: Callable[[str], FileVersion | None],
     admins: frozenset[bytes] = frozenset(),
-) -> tuple[OfferAnswer, list[FileVersion]]:
+) -> OfferOutcome:
     """How a node answers versions another holder offers, given what it holds of each name
-    (`mine`): the answer, and the removals it is to apply (offered ones newer than what it
-    holds). A removal taken counts as held for the rest of the offer. A version that could
+    (`mine`). A removal taken counts as held for the rest of the offer. A version that could
     not replace the one held (`files.publisher`: not signed by the name's publisher) is
     neither wanted nor applied: the peer is told of the version held instead."""
     wanted: list[str] = []
     held_newer: list[FileVersion] = []
     removals: list[FileVersion] = []
+    refused: list[tuple[FileVersion, str]] = []
     taken: dict[str, FileVersion] = {}
     for offered in versions:
         held = taken.get(offered.name) or mine(offered.name)
         verdict = judge_offer(held, offered)
-        if verdict in (OfferVerdict.WANT, OfferVerdict.REMOVE) and why_refused(
-            held, offered, admins
-        ):
-            verdict = OfferVerdict.HOLD_NEWER
+        if verdict in (OfferVerdict.WANT, OfferVerdict.REMOVE):
+            why = why_refused(held, offered, admins)
+            if why is not None:
+                refused.append((offered, why))
+                verdict = OfferVerdict.HOLD_NEWER
         if verdict is OfferVerdict.HOLD_NEWER and held is not None:
             held_newer.append(held)
         elif verdict is OfferVerdict.REMOVE:
@@ -327,24 +340,8 @@ def answer_offer(
             taken[offered.name] = offered
         elif verdict is OfferVerdict.WANT:
             wanted.append(offered.name)
-    return OfferAnswer(tuple(wanted), tuple(held_newer)), removals
-
-
-def refused_offers(
-    versions: Sequence[FileVersion],
-    mine: Callable[[str], FileVersion | None],
-    admins: frozenset[bytes] = frozenset(),
-) -> list[tuple[FileVersion, str]]:
-    """The offered versions `answer_offer` would have taken but for who signed them, each
-    with the reason: a peer passing on versions their publishers did not sign."""
-    refused = []
-    for offered in versions:
-        held = mine(offered.name)
-        if judge_offer(held, offered) in (OfferVerdict.WANT, OfferVerdict.REMOVE):
-            why = why_refused(held, offered, admins)
-            if why is not None:
-                refused.append((offered, why))
-    return refused
+    answer = OfferAnswer(tuple(wanted), tuple(held_newer))
+    return OfferOutcome(answer, tuple(removals), tuple(refused))
 
 
 @dataclass(frozen=True, slots=True)

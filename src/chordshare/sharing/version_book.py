@@ -21,7 +21,6 @@ from chordshare.files.versions import (
     answer_offer,
     merged_removal,
     refuse_unless_allowed,
-    refused_offers,
     removal_ancestry,
     removal_applies,
     removal_version,
@@ -117,28 +116,19 @@ class VersionBook:
     async def offer(self, versions: Sequence[FileVersion]) -> OfferAnswer:
         # A probe (version 0, asked before a first put) is no offer of a copy.
         self._offered[-1].update(v.name for v in versions if v.version > 0)
-        known: dict[str, FileVersion | None] = {}  # each name looked up once for both
-
-        def mine(name: str) -> FileVersion | None:
-            if name not in known:
-                known[name] = self.version_of(name)
-            return known[name]
-
-        answer, removals = answer_offer(versions, mine, self.admins)
-        self._warn_refused(versions, mine)
-        for removal in removals:
+        outcome = answer_offer(versions, self.version_of, self.admins)
+        self._warn_refused(outcome.refused)
+        for removal in outcome.removals:
             await self.remove(
                 removal.name, removal.version, removal.ancestry, replica=True, claim=removal.claim
             )
         # Said with every answer, so a peer pushes no copy this node has no room for.
-        return replace(answer, room=await asyncio.to_thread(self.store.room))
+        return replace(outcome.answer, room=await asyncio.to_thread(self.store.room))
 
-    def _warn_refused(
-        self, versions: Sequence[FileVersion], mine: Callable[[str], FileVersion | None]
-    ) -> None:
+    def _warn_refused(self, refused: Sequence[tuple[FileVersion, str]]) -> None:
         """Say once per version when a peer offers one its publisher did not sign: a
         member of the ring is passing on versions it made up."""
-        for offered, why in refused_offers(versions, mine, self.admins):
+        for offered, why in refused:
             seen = (offered.name, offered.version, offered.deleted)
             if seen not in self._warned:
                 self._warned.add(seen)

@@ -156,7 +156,8 @@ class FileWorld:
 
     def answer_offer(self, address: str, versions: list[FileVersion]) -> OfferAnswer:
         self.book(address).offered[-1].update(v.name for v in versions if v.version > 0)
-        answer, removals = answer_offer(versions, lambda name: self.held(address, name).newest())
+        outcome = answer_offer(versions, lambda name: self.held(address, name).newest())
+        answer, removals = outcome.answer, outcome.removals
         for removal in removals:
             self.apply_removal(address, removal)
         return answer
