@@ -70,6 +70,48 @@ def tree_of(root: Path) -> dict[str, tuple[str, int, bytes]]:
     return seen
 
 
+async def test_a_get_run_again_goes_on_where_one_cut_off_stopped(
+    net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peers = await net.ring(2)
+    client = FileClient(NodeRing(peers[0].server.node), files, signer=Signer.generate())
+    source = tmp_path / "source"
+    make_tree(source)
+    await FolderClient(client).put(source, "pics")
+    back = tmp_path / "back"
+    await FolderClient(client).get("pics", back)
+
+    # What a get cut off leaves: files not written yet, one written in part.
+    (back / "a.txt").unlink()
+    (back / "bin/run.sh").write_bytes(b"#!/bin")
+    (back / "sub/b.bin").unlink()  # a file of its own: fetched again
+    fetched: list[int] = []
+    find_pack = FolderClient.find_pack
+
+    async def counted(self: FolderClient, folder: object, index: int) -> object:
+        fetched.append(index)
+        return await find_pack(self, folder, index)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FolderClient, "find_pack", counted)
+    await FolderClient(client).get("pics", back)
+    assert tree_of(back) == tree_of(source) and fetched == [0]
+
+    # Everything there already: nothing is fetched; a file with other bytes is refused.
+    fetched.clear()
+    await FolderClient(client).get("pics", back)
+    assert fetched == []
+    (back / "ünï cødé/日本.txt").write_bytes(b"mine, not the folder's")
+    with pytest.raises(FileExistsError, match="--force"):
+        await FolderClient(client).get("pics", back)
+    assert (back / "ünï cødé/日本.txt").read_bytes() == b"mine, not the folder's"
+    (back / "sub/b.bin").write_bytes(os.urandom(SMALL_FILE + 1))  # as long, other bytes
+    (back / "ünï cødé/日本.txt").unlink()
+    with pytest.raises(FileExistsError, match="--force"):
+        await FolderClient(client).get("pics", back)
+    await FolderClient(client).get("pics", back, force=True)
+    assert tree_of(back) == tree_of(source)
+
+
 async def test_a_tree_round_trips_packed_and_alone(
     net: PeerNetwork, files: GrpcFilePeers, tmp_path: Path
 ) -> None:

@@ -1,10 +1,13 @@
 """Where a folder's get writes: every path under the destination, decided before anything
 is written, without a look at the disk inside a folder that is not there yet; a link on
-the way, a file where a folder goes, a folder where a file goes, or a file already there
-(unless forced) refused. Folders are then made and modes set, deepest first."""
+the way, a file where a folder goes or a folder where a file goes refused; a file there
+already sorted out: kept when it is a packed file's very bytes, gone on with when
+shorter (a get cut off), compared later when a file of its own as long, refused
+otherwise (unless forced). Folders are then made and modes set, deepest first."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -42,7 +45,7 @@ def no_look(place: str) -> str | None:
 
 def test_a_fresh_destination_needs_no_look(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_tree, "_kind", no_look)
-    targets = plan_targets(a_folder(), tmp_path / "fresh" / "dest", force=False)
+    targets = plan_targets(a_folder(), tmp_path / "fresh" / "dest", force=False).targets
     assert targets == {path: str(tmp_path / "fresh" / "dest" / path) for path in EXPECTED}
 
 
@@ -67,7 +70,7 @@ def test_an_existing_destination_of_other_files_is_planned_alike(tmp_path: Path)
     dest = tmp_path / "dest"
     (dest / "d" / "e").mkdir(parents=True)
     (dest / "other").write_bytes(b"x")
-    targets = plan_targets(a_folder(), dest, force=False)
+    targets = plan_targets(a_folder(), dest, force=False).targets
     assert targets == {path: str(dest / path) for path in EXPECTED}
 
 
@@ -111,21 +114,58 @@ def test_a_folder_where_a_file_goes_is_refused(tmp_path: Path, where: str, force
         plan_targets(a_folder(), dest, force=force)
 
 
-@pytest.mark.parametrize("where", ["a.txt", "g/h", "d/e/f.bin"])
-def test_an_existing_file_is_refused_unless_forced(tmp_path: Path, where: str) -> None:
+PACKED = b"packed bytes"
+
+
+def with_bytes() -> Folder:
+    digest = hashlib.sha256(PACKED).digest()
+    return make_folder(
+        "pics",
+        [
+            FolderEntry("alone", "file", 0o644, 5, ID),
+            FolderEntry("packed", "file", 0o644, len(PACKED), pack=0, sha256=digest),
+        ],
+        [Pack(ID, len(PACKED))],
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "there", "sorted_as"),
+    [
+        ("packed", PACKED, "kept"),  # an earlier get wrote it whole
+        ("packed", PACKED[:3], "cut_short"),  # ...or was cut off writing it
+        ("packed", b"", "cut_short"),
+        ("packed", PACKED + b"!", None),  # longer: not the folder's
+        ("packed", b"X" * len(PACKED), None),  # as long, other bytes
+        ("alone", b"12345", "to_compare"),  # as long: compared with its manifest later
+        ("alone", b"1234", None),  # a file of its own is never left cut short
+    ],
+)
+def test_a_file_there_already_is_kept_gone_on_with_or_refused(
+    tmp_path: Path, where: str, there: bytes, sorted_as: str | None
+) -> None:
     dest = tmp_path / "dest"
-    (dest / where).parent.mkdir(parents=True)
-    (dest / where).write_bytes(b"x")
-    with pytest.raises(FileExistsError, match="--force"):
-        plan_targets(a_folder(), dest, force=False)
-    assert plan_targets(a_folder(), dest, force=True)[where] == str(dest / where)
+    dest.mkdir()
+    (dest / where).write_bytes(there)
+    if sorted_as is None:
+        with pytest.raises(FileExistsError, match="--force"):
+            plan_targets(with_bytes(), dest, force=False)
+    else:
+        plan = plan_targets(with_bytes(), dest, force=False)
+        sets = {"kept": plan.kept, "cut_short": plan.cut_short, "to_compare": plan.to_compare}
+        assert {name: set(paths) for name, paths in sets.items()} == {
+            name: {where} if name == sorted_as else set() for name in sets
+        }
+    forced = plan_targets(with_bytes(), dest, force=True)
+    assert forced.targets[where] == str(dest / where)
+    assert not (forced.kept or forced.cut_short or forced.to_compare)
 
 
 def test_folders_are_made_and_modes_set_deepest_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder, dest = a_folder(), tmp_path / "dest"
-    targets = plan_targets(folder, dest, force=False)
+    targets = plan_targets(folder, dest, force=False).targets
     make_folders(folder, targets, dest)
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
         "d",

@@ -63,11 +63,17 @@ def test_every_file_comes_out_whole_once_as_soon_as_it_is_in(
 
 
 def splitter_of(
-    data: bytes, entries: list[FolderEntry], chunk: int, force: bool = False
+    data: bytes,
+    entries: list[FolderEntry],
+    chunk: int,
+    root: Path,
+    force: bool = False,
+    cut_short: frozenset[str] = frozenset(),
 ) -> tuple[PackSplitter, list[tuple[int, bytes]]]:
     manifest = manifest_of(data, "pics.chordshare-pack-0", chunk)
     pieces = [(i, data[o : o + chunk]) for i, o in enumerate(range(0, len(data), chunk))]
-    return PackSplitter(manifest, entries, force), pieces
+    targets = {e.path: str(root / e.path) for e in entries}
+    return PackSplitter(manifest, entries, targets, force, cut_short), pieces
 
 
 @settings(max_examples=30, deadline=None)
@@ -78,18 +84,11 @@ def test_chunks_landing_in_any_order_from_threads_save_every_file(
     data, entries = pack
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        targets = {e.path: root / e.path for e in entries}
-        splitter, chunks = splitter_of(data, entries, chunk)
+        splitter, chunks = splitter_of(data, entries, chunk, root)
         random.Random(seed).shuffle(chunks)
-        half = len(chunks) // 2
-        # Half land before the targets are known, half after, from two threads.
-        for index, piece in chunks[:half]:
-            assert splitter.write_checked(index, piece)
-        splitter.save_to(targets)
-        rest = chunks[half:]
         threads = [
             threading.Thread(target=lambda part=part: [splitter.write_checked(*c) for c in part])
-            for part in (rest[::2], rest[1::2])
+            for part in (chunks[::2], chunks[1::2])
         ]
         for thread in threads:
             thread.start()
@@ -99,15 +98,14 @@ def test_chunks_landing_in_any_order_from_threads_save_every_file(
         splitter.close()
         for entry in entries:
             want = data[entry.offset : entry.offset + entry.size]
-            assert targets[entry.path].read_bytes() == want
-            assert stat.S_IMODE(targets[entry.path].stat().st_mode) == entry.mode
+            assert (root / entry.path).read_bytes() == want
+            assert stat.S_IMODE((root / entry.path).stat().st_mode) == entry.mode
 
 
 def test_a_chunk_that_fails_its_hash_is_refused_and_cuts_nothing(tmp_path: Path) -> None:
     entries = [FolderEntry(f"f{i}", "file", 0o640, 10, pack=0, offset=10 * i) for i in range(4)]
     data = bytes(range(40))
-    splitter, chunks = splitter_of(data, entries, 16)
-    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    splitter, chunks = splitter_of(data, entries, 16, tmp_path)
     assert not splitter.write_checked(0, b"x" * 16)
     assert list(tmp_path.iterdir()) == []
     for index, piece in chunks:
@@ -122,8 +120,7 @@ def test_a_chunk_that_fails_its_hash_is_refused_and_cuts_nothing(tmp_path: Path)
 def test_a_pack_that_ends_before_its_files_fails_the_finish(tmp_path: Path) -> None:
     entries = [FolderEntry("a", "file", 0o644, 8, pack=0, offset=0)]
     entries.append(FolderEntry("b", "file", 0o644, 8, pack=0, offset=8))
-    splitter, chunks = splitter_of(bytes(12), entries, 4)
-    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    splitter, chunks = splitter_of(bytes(12), entries, 4, tmp_path)
     for index, piece in chunks:
         splitter.write_checked(index, piece)
     with pytest.raises(BadFolder, match="ends before"):
@@ -134,9 +131,8 @@ def test_a_pack_that_ends_before_its_files_fails_the_finish(tmp_path: Path) -> N
 
 def test_files_of_no_bytes_come_out_of_an_empty_pack(tmp_path: Path) -> None:
     entries = [FolderEntry(f"e{i}", "file", 0o600, 0, pack=0, offset=0) for i in range(2)]
-    splitter, chunks = splitter_of(b"", entries, 4)
+    splitter, chunks = splitter_of(b"", entries, 4, tmp_path)
     assert chunks == []
-    splitter.save_to({e.path: tmp_path / e.path for e in entries})
     splitter.finish(Path("pack"))
     splitter.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e0", "e1"]
@@ -145,10 +141,31 @@ def test_files_of_no_bytes_come_out_of_an_empty_pack(tmp_path: Path) -> None:
 def test_a_file_that_cannot_be_saved_fails_the_finish(tmp_path: Path) -> None:
     entries = [FolderEntry(f"f{i}", "file", 0o644, 4, pack=0, offset=4 * i) for i in range(3)]
     (tmp_path / "f1").write_bytes(b"mine")
-    splitter, chunks = splitter_of(bytes(12), entries, 12)
-    splitter.save_to({e.path: tmp_path / e.path for e in entries})
+    splitter, chunks = splitter_of(bytes(12), entries, 12, tmp_path)
     splitter.write_checked(*chunks[0])
     with pytest.raises(FileExistsError):
         splitter.finish(Path("pack"))
     splitter.close()
     assert (tmp_path / "f1").read_bytes() == b"mine"
+
+
+def test_a_file_an_earlier_get_left_cut_short_is_written_whole_and_no_other(
+    tmp_path: Path,
+) -> None:
+    data = b"0123456789abcdef"
+    entries = [FolderEntry(f"f{i}", "file", 0o644, 8, pack=0, offset=8 * i) for i in range(2)]
+    (tmp_path / "f0").write_bytes(data[:3])  # where the earlier get was cut off
+    splitter, chunks = splitter_of(data, entries, 16, tmp_path, cut_short=frozenset({"f0"}))
+    splitter.write_checked(*chunks[0])
+    splitter.finish(Path("pack"))
+    splitter.close()
+    assert (tmp_path / "f0").read_bytes() == data[:8]
+
+    (tmp_path / "f0").write_bytes(b"mine")  # shorter, but not the folder's bytes
+    (tmp_path / "f1").unlink()
+    splitter, chunks = splitter_of(data, entries, 16, tmp_path, cut_short=frozenset({"f0"}))
+    splitter.write_checked(*chunks[0])
+    with pytest.raises(FileExistsError, match="--force"):
+        splitter.finish(Path("pack"))
+    splitter.close()
+    assert (tmp_path / "f0").read_bytes() == b"mine"

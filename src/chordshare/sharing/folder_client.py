@@ -9,7 +9,7 @@ import asyncio
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +39,14 @@ from chordshare.files.packs import Slot, pack_name, plan_packs
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError, InMemory
 from chordshare.sharing.folder_packs import PackSplitter, save_entry, whole, write_pack
-from chordshare.sharing.local_tree import make_folders, plan_targets, set_modes, walk
+from chordshare.sharing.local_tree import (
+    Plan,
+    make_folders,
+    plan_targets,
+    set_modes,
+    sha256_of,
+    walk,
+)
 from chordshare.sharing.ranges import stream_span
 from chordshare.transport.base import PeerError
 from chordshare.transport.files import exact_fetcher
@@ -187,20 +194,23 @@ class FolderClient:
         progress: Callable[[int], None] | None = None,
     ) -> FolderGot:
         """Save folder `name` as dest: each file as the folder's manifest names it (its
-        pack's or its own manifest id checked), its mode bits, its empty folders. Every path is
-        checked before the first is written (`local_tree.plan_targets`); the first packs
-        are fetched meanwhile, each cut apart as soon as it is in."""
+        pack's or its own manifest id checked), its mode bits, its empty folders. Every
+        path is checked before the first is written (`local_tree.plan_targets`); files an
+        earlier get cut off left there are kept or gone on with, and a pack all of whose
+        files are there already is not fetched. Each pack is cut apart as it comes."""
         folder = folder or await self.find(name)
         if folder is None:
             raise FileError(Refusal.NOT_FOUND, f"no folder named {name!r} in the network")
-        planning = asyncio.ensure_future(asyncio.to_thread(_planned, folder, dest, force))
-        packed = _by_pack(folder)
+        plan = await asyncio.to_thread(_planned, folder, dest, force)
+        packed = _by_pack(folder, skip=plan.kept)
 
         async def get_pack(index: int) -> None:
             found = await self.find_pack(folder, index)
-            splitter = PackSplitter(found.manifest, packed[index], force)
-            downloading = asyncio.ensure_future(
-                self.files.get(
+            splitter = PackSplitter(
+                found.manifest, packed[index], plan.targets, force, plan.cut_short
+            )
+            try:
+                await self.files.get(
                     folder.pack_name(index),
                     Path(folder.pack_name(index)),
                     progress,
@@ -208,31 +218,24 @@ class FolderClient:
                     exact=True,
                     sink=splitter,
                 )
-            )
-            try:
-                await asyncio.to_thread(splitter.save_to, await planning)
-                await downloading
-            except BaseException:
-                downloading.cancel()
-                await asyncio.gather(downloading, return_exceptions=True)
-                raise
             finally:
                 await asyncio.to_thread(splitter.close)
 
         async def get_one(entry: FolderEntry) -> None:
-            await self.fetch(folder, entry, Path((await planning)[entry.path]))
+            target = Path(plan.targets[entry.path])
+            if entry.path in plan.to_compare:
+                member = folder.member(entry)
+                found = await self._exactly(folder, entry.id, member)
+                if await asyncio.to_thread(sha256_of, target) != found.manifest.sha256:
+                    raise FileExistsError(f"{target} exists: give --force to overwrite it")
+            else:
+                await self.fetch(folder, entry, target)
             if progress is not None:
                 progress(entry.size)
 
-        try:
-            await each(sorted(packed), get_pack, PACKS_IN_FLIGHT)
-            await each([e for e in folder.files if e.pack is None], get_one, self.width)
-            targets = await planning
-        finally:
-            if not planning.done():
-                planning.cancel()
-            await asyncio.gather(planning, return_exceptions=True)
-        await asyncio.to_thread(set_modes, folder, targets)
+        await each(sorted(packed), get_pack, PACKS_IN_FLIGHT)
+        await each([e for e in folder.files if e.pack is None], get_one, self.width)
+        await asyncio.to_thread(set_modes, folder, plan.targets, plan.kept)
         return FolderGot(folder, dest)
 
     async def fetch(self, folder: Folder, entry: FolderEntry, out: Path) -> dict[str, int]:
@@ -341,21 +344,22 @@ class FolderClient:
         return dict(zip(names, found, strict=True))
 
 
-def _planned(folder: Folder, dest: Path, force: bool) -> dict[str, str]:
+def _planned(folder: Folder, dest: Path, force: bool) -> Plan:
     """Where each entry goes, checked, and the folders made (`local_tree`)."""
-    targets = plan_targets(folder, dest, force)
-    make_folders(folder, targets, dest)
-    return targets
+    plan = plan_targets(folder, dest, force)
+    make_folders(folder, plan.targets, dest)
+    return plan
 
 
 def _paths(folder: Folder) -> set[str]:
     return {e.path for e in folder.files}
 
 
-def _by_pack(folder: Folder) -> dict[int, list[FolderEntry]]:
+def _by_pack(folder: Folder, skip: Container[str] = ()) -> dict[int, list[FolderEntry]]:
+    """The packed files of each pack, but those to `skip`; no pack all of whose are."""
     packed: dict[int, list[FolderEntry]] = defaultdict(list)
     for entry in folder.files:
-        if entry.pack is not None:
+        if entry.pack is not None and entry.path not in skip:
             packed[entry.pack].append(entry)
     return packed
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -141,31 +142,53 @@ class PackCutter:
 
 
 def save_entries(
-    done: Sequence[tuple[FolderEntry, bytes]], targets: dict[str, str], force: bool
+    done: Sequence[tuple[FolderEntry, bytes]],
+    targets: dict[str, str],
+    force: bool,
+    cut_short: Container[str] = (),
 ) -> None:
-    """Files a PackCutter finished, each saved where `local_tree.plan_targets` said."""
+    """Files a PackCutter finished, each saved where `local_tree.plan_targets` said. A
+    file there already that `cut_short` names is overwritten if its bytes begin the
+    file's (an earlier get was cut off while writing it), else FileExistsError."""
     mask = umask()
     for entry, data in done:
-        save_entry(data, targets[entry.path], force, entry.mode, mask)
+        target = targets[entry.path]
+        replace = force
+        if entry.path in cut_short and not force:
+            if not _begins(data, target):
+                raise FileExistsError(f"{target} exists: give --force to overwrite it")
+            replace = True
+        save_entry(data, target, replace, entry.mode, mask)
+
+
+def _begins(data: bytes, target: str) -> bool:
+    with open(target, "rb") as there:
+        return data.startswith(there.read(len(data) + 1))
 
 
 class PackSplitter:
     """A pack fetched straight into its files, never written whole (a download's
     `ChunkSink`): each chunk, from several threads in any order, is checked against the
     pack's manifest and cut in order, so a file is written as soon as the chunks that hold
-    it are in; files finished before their targets are known wait for `save_to`. One
-    thread of its own saves them all, in turn: files made at once in one folder by several
-    threads wait on each other in the kernel. Holds chunks that came early (at most what
-    the download has in flight) and files not saved yet."""
+    it are in. One thread of its own saves the files, in turn: files made at once in one
+    folder by several threads wait on each other in the kernel. Holds chunks that came
+    early (at most what the download has in flight) and files not saved yet."""
 
-    def __init__(self, manifest: Manifest, entries: Sequence[FolderEntry], force: bool) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        entries: Sequence[FolderEntry],
+        targets: dict[str, str],
+        force: bool,
+        cut_short: Container[str] = (),
+    ) -> None:
         self.manifest = manifest
         self.cutter = PackCutter(entries)
-        self.force = force
+        self.save = functools.partial(
+            save_entries, targets=targets, force=force, cut_short=cut_short
+        )
         self.early: dict[int, bytes] = {}
         self.next_chunk = 0
-        self.targets: dict[str, str] | None = None
-        self.waiting: list[tuple[FolderEntry, bytes]] = []
         self.lock = threading.Lock()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="chordshare-pack")
         self.saving: list[Future[None]] = []
@@ -181,13 +204,6 @@ class PackSplitter:
                 self.next_chunk += 1
             self._save(done)
         return True
-
-    def save_to(self, targets: dict[str, str]) -> None:
-        """From now on files are saved at targets; those finished already, at once."""
-        with self.lock:
-            self.targets = targets
-            waiting, self.waiting = self.waiting, []
-            self._save(waiting)
 
     def flush(self) -> None:
         pass  # nothing is kept on disk to resume from: a pack is fetched again whole
@@ -209,12 +225,8 @@ class PackSplitter:
         self.writer.shutdown(wait=True, cancel_futures=True)
 
     def _save(self, done: list[tuple[FolderEntry, bytes]]) -> None:
-        if not done:
-            return
-        if self.targets is None:
-            self.waiting += done
-            return
-        self.saving.append(self.writer.submit(save_entries, done, self.targets, self.force))
+        if done:
+            self.saving.append(self.writer.submit(self.save, done))
 
 
 def split_pack(

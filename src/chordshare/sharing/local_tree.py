@@ -4,12 +4,14 @@ client runs them in a thread."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from chordshare.files.folders import BadFolder, Folder, Found, check_walk
+from chordshare.files.folders import BadFolder, Folder, FolderEntry, Found, check_walk
 from chordshare.files.names import SEPARATOR, name_parts
 
 
@@ -41,12 +43,26 @@ def _found(folder: Path, prefix: str) -> Iterator[Found]:
             yield Found(path, "other")
 
 
-def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where each entry of a folder goes, and what a get found there already."""
+
+    targets: dict[str, str]
+    kept: frozenset[str] = frozenset()  # packed files there with their very bytes: skipped
+    cut_short: frozenset[str] = frozenset()  # packed files there, shorter: an earlier get's?
+    to_compare: frozenset[str] = frozenset()  # files of their own there, as long as theirs
+
+
+def plan_targets(folder: Folder, dest: Path, force: bool) -> Plan:
     """Where each entry of folder is saved under dest, checked before anything is written:
     BadFolder when dest, or any folder on the way to an entry, is a symbolic link or a
-    file; FileExistsError for a file there already (unless `force`: it is replaced, never
-    written through). Only `/`-separated parts that passed the name rule are joined, so no
-    path leaves dest. Inside a folder that is not there yet nothing needs a look."""
+    file. A file there already is replaced with `force` (never written through); without
+    it, a get run again after one cut off goes on where that one stopped: a packed file
+    with the folder's bytes is kept, one shorter is checked when its bytes come (`Plan`),
+    and a file of its own as long as the folder's when its manifest is known; any other
+    file is FileExistsError. Only `/`-separated parts that passed the name rule are
+    joined, so no path leaves dest. Inside a folder that is not there yet nothing needs a
+    look."""
     if dest.is_symlink():
         raise BadFolder(f"{dest} is a symbolic link: a folder is saved into a real folder")
     if dest.exists() and not dest.is_dir():
@@ -55,10 +71,11 @@ def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, str]:
     # here once per part of each path, and a Path costs more to make than the join.
     top = str(dest)
     if not dest.exists():  # nothing inside to look at: every path passed the name rule
-        return {e.path: os.path.join(top, e.path) for e in folder.entries}
+        return Plan({e.path: os.path.join(top, e.path) for e in folder.entries})
     absent: set[str] = set()
     checked: set[str] = {top}
     targets: dict[str, str] = {}
+    there: list[FolderEntry] = []
     for entry in folder.entries:
         parts = name_parts(entry.path)
         place = top
@@ -79,9 +96,31 @@ def plan_targets(folder: Folder, dest: Path, force: bool) -> dict[str, str]:
             elif kind == "dir":
                 raise BadFolder(f"{place} is a folder where the folder has a file")
             elif kind is not None and not force:
-                raise FileExistsError(f"{place} exists: give --force to overwrite it")
+                there.append(entry)
         targets[entry.path] = place
-    return targets
+    return _sorted_out(targets, there)
+
+
+def _sorted_out(targets: dict[str, str], there: list[FolderEntry]) -> Plan:
+    """Which files already at their targets a get may keep or go on with (`plan_targets`)."""
+    kept, cut_short, to_compare = set(), set(), set()
+    for entry in there:
+        place = targets[entry.path]
+        size = os.stat(place).st_size
+        if entry.pack is None and size == entry.size:
+            to_compare.add(entry.path)
+        elif entry.pack is not None and size < entry.size:
+            cut_short.add(entry.path)
+        elif entry.pack is not None and size == entry.size and sha256_of(place) == entry.sha256:
+            kept.add(entry.path)
+        else:
+            raise FileExistsError(f"{place} exists: give --force to overwrite it")
+    return Plan(targets, frozenset(kept), frozenset(cut_short), frozenset(to_compare))
+
+
+def sha256_of(place: str | Path) -> bytes:
+    with open(place, "rb") as local:
+        return hashlib.file_digest(local, "sha256").digest()
 
 
 def _kind(place: str) -> str | None:
@@ -107,9 +146,10 @@ def make_folders(folder: Folder, targets: dict[str, str], dest: Path) -> None:
         os.makedirs(where, exist_ok=True)
 
 
-def set_modes(folder: Folder, targets: dict[str, str]) -> None:
-    """Each entry's mode bits, deepest first (a folder without write bits set last);
-    not those of packed files, which were written with theirs (`folder_packs`)."""
-    entries = [e for e in folder.entries if e.pack is None]
+def set_modes(folder: Folder, targets: dict[str, str], kept: Container[str] = ()) -> None:
+    """Each entry's mode bits, deepest first (a folder without write bits set last); of
+    packed files only those `kept` from an earlier get (the others were written with
+    theirs, `folder_packs`)."""
+    entries = [e for e in folder.entries if e.pack is None or e.path in kept]
     for entry in sorted(entries, key=lambda e: e.path.count(SEPARATOR), reverse=True):
         os.chmod(targets[entry.path], entry.mode, follow_symlinks=False)
