@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from chordshare.faces.clients import ask_to_keep
 from chordshare.faces.console_completion import (
     CompletingShell,
     completable,
@@ -263,6 +264,7 @@ class ChordConsole(CompletingShell):
                 report = await files.get(target, path, progress=advance, found=found)
             summary = got_line(found.manifest.name, report.size, str(report.path), report.sources)
             out.print(summary, highlight=False, markup=False)
+            await ask_to_keep(files.peers, client.address, found.manifest)
 
         self._command(go)
 
