@@ -80,9 +80,12 @@ async def test_a_node_that_caches_nothing_keeps_nothing(
 ) -> None:
     peers = await ring(net, 2, {"cache_bytes": 0})
     via = peers[-1]
-    manifest = await put(peers[0], tmp_path, "a.bin", 100 * KIB)
-    outcome = await calls.at(address(via)).keep_file(manifest.name, manifest.id)
-    assert outcome is KeepOutcome.OFF
+    manifests: list[Manifest] = []  # one it stores, one it does not: it asks about neither
+    while len({via.store.manifest(m.name) is None for m in manifests}) < 2:
+        manifests.append(await put(peers[0], tmp_path, f"f{len(manifests)}.bin", 64 * KIB))
+    for manifest in manifests:
+        outcome = await calls.at(address(via)).keep_file(manifest.name, manifest.id)
+        assert outcome is KeepOutcome.OFF
     assert via.cache.files == 0 and via.service is not None
     assert via.service.keeper is not None and via.service.keeper.under_way == 0
 
