@@ -237,7 +237,8 @@ class ChordConsole(CompletingShell):
     def do_get(self, line: str) -> None:
         """get NAME|sha256:HEX [PATH] [--force]: download a file (by name, or by content)
         into PATH (default: ./NAME; a directory: NAME in it), pulling chunks from every
-        holder; a file already there is kept unless --force."""
+        holder; a file already there is kept unless --force. The node keeps a copy too, and
+        serves it to other getters."""
         words = self.args(line, 1, 3, "get NAME|sha256:HEX [PATH] [--force]")
         force = "--force" in words
         words = [w for w in words if w != "--force"]
