@@ -32,13 +32,7 @@ def address(peer: SharingPeer) -> str:
 async def start(net: Network, count: int, **sharing: object) -> list[SharingPeer]:
     """`count` peers keeping one copy of each file: once its holder is gone, only a
     cache can serve it."""
-    settings = {"replicas": 1, **sharing}
-    first = await net.start(**settings)
-    peers = [first]
-    for _ in range(count - 1):
-        peers.append(await net.start(join=address(first), **settings))
-    await wait_until(net.converged, 20, f"{count} peers to converge")
-    return peers
+    return await net.ring(count, replicas=1, **sharing)
 
 
 async def put_film(peers: list[SharingPeer], tmp_path: Path) -> tuple[bytes, SharingPeer]:

@@ -6,7 +6,7 @@ cannot find, or for one it holds already. Real peers on loopback gRPC."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,31 @@ async def put(peer: SharingPeer, tmp_path: Path, name: str, size: int) -> Manife
     return (await peer.files(peer.server.node).put(path)).manifest
 
 
+async def puts_until(
+    peers: list[SharingPeer], tmp_path: Path, size: int, enough: Callable[[list[Manifest]], bool]
+) -> list[Manifest]:
+    """Files put through the first peer, one after another, until `enough` of them."""
+    manifests: list[Manifest] = []
+    while not enough(manifests):
+        manifests.append(await put(peers[0], tmp_path, f"f{len(manifests)}.bin", size))
+    return manifests
+
+
+def unheld(via: SharingPeer, manifests: list[Manifest]) -> list[Manifest]:
+    return [m for m in manifests if via.store.manifest(m.name) is None]
+
+
+def both(via: SharingPeer, manifests: list[Manifest]) -> bool:
+    """Whether via stores some of the files and not others."""
+    return 0 < len(unheld(via, manifests)) < len(manifests)
+
+
+def kept_nothing(via: SharingPeer) -> bool:
+    """Nothing cached, and no keep looked up or fetched."""
+    assert via.service is not None and via.service.keeper is not None
+    return via.cache.files == 0 and via.service.keeper.under_way == 0
+
+
 async def ring(net: PeerNetwork, count: int, via: dict[str, object]) -> list[SharingPeer]:
     """`count` peers with one copy of each file, the last started with `via`'s settings:
     the node the tests ask to keep (it holds no key of theirs unless chance says so)."""
@@ -57,9 +82,7 @@ async def test_a_kept_file_is_fetched_into_the_cache_under_the_download_cap(
 ) -> None:
     peers = await ring(net, 3, {})
     via = peers[-1]
-    manifests: list[Manifest] = []
-    while len({via.store.manifest(m.name) is None for m in manifests}) < 2:
-        manifests.append(await put(peers[0], tmp_path, f"f{len(manifests)}.bin", 300 * KIB))
+    manifests = await puts_until(peers, tmp_path, 300 * KIB, lambda ms: both(via, ms))
     manifest = next(m for m in manifests if via.store.manifest(m.name) is None)
     received = via.rates.download.moved  # the copies of the puts via holds came in so
     outcome = await calls.at(address(via)).keep_file(manifest.name, manifest.id)
@@ -80,14 +103,12 @@ async def test_a_node_that_caches_nothing_keeps_nothing(
 ) -> None:
     peers = await ring(net, 2, {"cache_bytes": 0})
     via = peers[-1]
-    manifests: list[Manifest] = []  # one it stores, one it does not: it asks about neither
-    while len({via.store.manifest(m.name) is None for m in manifests}) < 2:
-        manifests.append(await put(peers[0], tmp_path, f"f{len(manifests)}.bin", 64 * KIB))
+    # One it stores and one it does not: it looks at neither.
+    manifests = await puts_until(peers, tmp_path, 64 * KIB, lambda ms: both(via, ms))
     for manifest in manifests:
         outcome = await calls.at(address(via)).keep_file(manifest.name, manifest.id)
         assert outcome is KeepOutcome.OFF
-    assert via.cache.files == 0 and via.service is not None
-    assert via.service.keeper is not None and via.service.keeper.under_way == 0
+    assert kept_nothing(via)
 
 
 async def test_a_version_that_is_not_there_is_not_kept(
@@ -105,8 +126,7 @@ async def test_a_version_that_is_not_there_is_not_kept(
     with pytest.raises(FileError) as refused:
         await node.keep_file(film.name, b"")
     assert refused.value.refusal is Refusal.INVALID_ARGUMENT
-    assert via.cache.files == 0 and via.service is not None
-    assert via.service.keeper is not None and via.service.keeper.under_way == 0
+    assert kept_nothing(via)
 
 
 async def test_keeps_beyond_the_bound_are_refused_for_now(
@@ -114,13 +134,12 @@ async def test_keeps_beyond_the_bound_are_refused_for_now(
 ) -> None:
     peers = await ring(net, 3, {})
     via = peers[-1]
-    manifests: list[Manifest] = []
-    while len([m for m in manifests if via.store.manifest(m.name) is None]) < MAX_KEEPS + 2:
-        manifests.append(await put(peers[0], tmp_path, f"f{len(manifests)}.bin", 128 * KIB))
+    manifests = await puts_until(
+        peers, tmp_path, 128 * KIB, lambda ms: len(unheld(via, ms)) >= MAX_KEEPS + 2
+    )
     # Slow keeps, the puts done: each file takes the via node seconds under its cap.
     via.rates = NodeRates.of(download=64 * KIB)
-    wanted = [m for m in manifests if via.store.manifest(m.name) is None][: MAX_KEEPS + 2]
-    assert len(wanted) == MAX_KEEPS + 2
+    wanted = unheld(via, manifests)[: MAX_KEEPS + 2]
     node = calls.at(address(via))
     outcomes = [await node.keep_file(m.name, m.id) for m in wanted[: MAX_KEEPS + 1]]
     assert outcomes == [KeepOutcome.STARTED] * MAX_KEEPS + [KeepOutcome.NOT_NOW]
