@@ -52,12 +52,16 @@ class PeerNetwork:
         self.peers.append(peer)
         return peer
 
-    async def ring(self, size: int, security: PeerSecurity | None = None) -> list[SharingPeer]:
-        """`size` new peers, all joined through the first, once their ring has converged."""
-        first = await self.start(security=security)
+    async def ring(
+        self, size: int, security: PeerSecurity | None = None, **sharing: Any
+    ) -> list[SharingPeer]:
+        """`size` new peers with the same settings, all joined through the first, once their
+        ring has converged."""
+        first = await self.start(security=security, **sharing)
         started = [first]
         for _ in range(size - 1):
-            started.append(await self.start(join=first.server.node.me.address, security=security))
+            join = first.server.node.me.address
+            started.append(await self.start(join=join, security=security, **sharing))
         await wait_until(self.converged, 20, f"{size} peers to converge")
         return started
 

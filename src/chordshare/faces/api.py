@@ -51,11 +51,9 @@ from chordshare.faces.api_upload import Uploads
 from chordshare.faces.metrics import registry_for
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
-from chordshare.sharing.ring import NodeRing
 from chordshare.sharing.routes import RouteCache
 from chordshare.transport.address import parse_address
 from chordshare.transport.client import NodeClient
-from chordshare.transport.files import LocalFirst
 from chordshare.transport.grpc import GrpcTransport
 
 if TYPE_CHECKING:
@@ -114,12 +112,7 @@ def create_app(
     routes = RouteCache()  # the owners met by earlier requests
 
     def files() -> FileClient:
-        others = peer.user_peers  # paced by the node's upload and download caps
-        assert others is not None and peer.service is not None
-        chord = node()
-        # What this node owns is stored here, not sent to itself over loopback gRPC.
-        peers = LocalFirst(chord.me.address, peer.service, others)
-        return FileClient(NodeRing(chord), peers, peer.settings.replicas, routes, peer.signer)
+        return peer.user_files(node(), routes)
 
     def client() -> NodeClient:
         chord = node()

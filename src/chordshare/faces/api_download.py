@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +42,7 @@ from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download_cache import DownloadCache
 from chordshare.sharing.folder_client import FolderClient
 from chordshare.sharing.in_memory import serving_inline
+from chordshare.sharing.keeping import cache_download
 from chordshare.sharing.ranges import stream_span
 from chordshare.transport.files import chunk_fetcher, exact_fetcher
 
@@ -194,7 +194,7 @@ class Downloads:
         fd = self.cache.open(validators.opaque)
         sources: dict[str, int] | None = {}
         if fd is None and whole:
-            sources = await self.cache.fetch(found.manifest, self._fetcher(sharing, found, exact))
+            sources = await self.cache.fetch(found.manifest, cache_download(sharing, found, exact))
             fd = self.cache.open(validators.opaque)
         if fd is not None:
             pieces = _read(fd, span)
@@ -209,15 +209,6 @@ class Downloads:
         return StreamingResponse(
             await _started(pieces), status_code=status, headers=reply, media_type=OCTETS
         )
-
-    @staticmethod
-    def _fetcher(
-        sharing: FileClient, found: NetworkFile, exact: bool
-    ) -> Callable[[Path], Awaitable[dict[str, int]]]:
-        async def download(path: Path) -> dict[str, int]:
-            return (await sharing.get(found.manifest.name, path, found=found, exact=exact)).sources
-
-        return download
 
     @staticmethod
     def _from_holders(

@@ -8,16 +8,21 @@ never loads them, and `chordshare ls` loads the peers but not the FileClient.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from chordshare.transport.client import NodeClient
 from chordshare.transport.security import PeerSecurity
 
 if TYPE_CHECKING:
+    from chordshare.files.manifest import Manifest
     from chordshare.files.publisher import Signer
     from chordshare.sharing.client import FileClient
     from chordshare.sharing.routes import RouteCache
+    from chordshare.transport.files import FilePeers
     from chordshare.transport.files_grpc import GrpcFilePeers
+
+log = logging.getLogger(__name__)
 
 
 class Clients:
@@ -53,7 +58,6 @@ class Clients:
         from chordshare.files.placement import DEFAULT_REPLICAS
         from chordshare.sharing.client import FileClient
         from chordshare.sharing.ring import RemoteRing
-        from chordshare.transport.files import FilePeers
 
         peers: FilePeers = self.peers
         if rate:
@@ -66,3 +70,18 @@ class Clients:
         if self._peers is not None:
             await self._peers.close()
         await self.node.close()
+
+
+async def ask_to_keep(peers: FilePeers, address: str, manifest: Manifest) -> None:
+    """Ask the node at `address`, which a get just went through, to keep a copy of the file
+    it got (the node fetches it itself, and serves it to other getters). The get is done
+    either way: a refusal, an older node (UNIMPLEMENTED) or one gone is only logged."""
+    from chordshare.files.messages import FileError
+    from chordshare.transport.base import PeerError
+
+    try:
+        outcome = await peers.at(address).keep_file(manifest.name, manifest.id)
+    except (FileError, PeerError) as err:
+        log.debug("%s did not take the keep of %r: %s", address, manifest.name, err)
+        return
+    log.debug("%s answered the keep of %r: %s", address, manifest.name, outcome.name)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from chordshare.faces.clients import ask_to_keep
 from chordshare.faces.console_completion import (
     CompletingShell,
     completable,
@@ -236,7 +237,8 @@ class ChordConsole(CompletingShell):
     def do_get(self, line: str) -> None:
         """get NAME|sha256:HEX [PATH] [--force]: download a file (by name, or by content)
         into PATH (default: ./NAME; a directory: NAME in it), pulling chunks from every
-        holder; a file already there is kept unless --force."""
+        holder; a file already there is kept unless --force. The node keeps a copy too, and
+        serves it to other getters."""
         words = self.args(line, 1, 3, "get NAME|sha256:HEX [PATH] [--force]")
         force = "--force" in words
         words = [w for w in words if w != "--force"]
@@ -263,6 +265,7 @@ class ChordConsole(CompletingShell):
                 report = await files.get(target, path, progress=advance, found=found)
             summary = got_line(found.manifest.name, report.size, str(report.path), report.sources)
             out.print(summary, highlight=False, markup=False)
+            await ask_to_keep(files.peers, client.address, found.manifest)
 
         self._command(go)
 

@@ -141,6 +141,13 @@ def get(
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite a file that is there already.")] = False,
     limit_rate: LimitRateOption = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            help="Ask the node the get went through to keep a copy and serve it to other "
+            "getters (it downloads the file once more).",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Download a file, pulling its chunks from every holder at once; resumes if stopped."""
@@ -175,6 +182,10 @@ def get(
             report = await files.get(
                 target, path, progress=advance, found=found, exact=link is not None
             )
+        if keep:
+            from chordshare.faces.clients import ask_to_keep
+
+            await ask_to_keep(files.peers, clients.node.address, found.manifest)
         return {
             "name": found.manifest.name,
             "size": report.size,

@@ -167,3 +167,14 @@ class FileListing:
     files: tuple[StoredFile, ...]
     used_bytes: int
     max_bytes: int | None
+
+
+class KeepOutcome(enum.Enum):
+    """What a node answers a client that asks it to keep a copy of a file it just got
+    through the node (the wire's `KeepFileReply.Outcome`)."""
+
+    STARTED = "STARTED"  # fetching it into its download cache, in the background
+    NOT_NOW = "NOT_NOW"  # as many keeps as it runs at once are under way: dropped
+    HELD = "HELD"  # stored or cached there already
+    OFF = "OFF"  # it keeps no downloads (cache size 0), or none this big
+    UNKNOWN = "UNKNOWN"  # no such version of that name in the network

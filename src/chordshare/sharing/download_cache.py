@@ -1,7 +1,7 @@
-"""A node's download cache: whole files it fetched for its REST API's downloads, kept in its
-data directory by content hash, served from there to the API again and to every other
-getter as one more source, up to a size limit (`--api-cache`), the least recently used
-evicted first to make room.
+"""A node's download cache: whole files it fetched for its REST API's downloads and for
+its clients' gets (`keeping`), kept in its data directory by content hash, served from
+there to the API again and to every other getter as one more source, up to a size limit
+(`--api-cache`), the least recently used evicted first to make room.
 
 A file is fetched into the cache once however many requests want it at the same time: the
 others wait for that fetch. Room is made before a fetch starts, and a fetch that fails
@@ -79,6 +79,14 @@ class DownloadCache:
         """A manifest of the cached file with these bytes, or None."""
         cached = self._files.get(sha256.hex())
         return None if cached is None else next(iter(cached.manifests.values()))
+
+    def keeps(self, manifest: Manifest) -> bool:
+        """Whether the cache has that file under its name, or is fetching its bytes."""
+        digest = manifest.sha256.hex()
+        cached = self._files.get(digest)
+        if digest in self._fetching:
+            return True
+        return cached is not None and manifest.name in cached.manifests
 
     def open(self, digest: str) -> int | None:
         """A descriptor of the cached copy (counted as a use), or None. Once open, the copy

@@ -7,10 +7,11 @@ stored, repairs every name held whenever the node's neighbours change (and every
 `repair_period` anyway), and publishes index records and locators every `republish`. A
 scrubber (`scrub.py`) reads the stored chunks again, slowly, and heals a damaged one from
 another holder. The download cache (`download_cache.py`) keeps the files the node fetched
-for its REST API, serves them to other getters and announces them (at once when a file is
-cached or evicted); with `share_replicate`, the shared folder's files are put into the ring
-too (`shared_copies.py`). File bytes move under the node's caps (`throttle.NodeRates`): users'
-transfers under the upload and download caps, repair and scrubbing under the repair cap.
+for its REST API and its clients' gets (`keeping.py`), serves them to other getters and
+announces them (at once when a file is cached or evicted); with `share_replicate`, the
+shared folder's files are put into the ring too (`shared_copies.py`). File bytes move
+under the node's caps (`throttle.NodeRates`): users' transfers under the upload and
+download caps, repair and scrubbing under the repair cap.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from chordshare.node.runtime import ChordNode
 from chordshare.node.server import NodeServer, NodeSettings
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.download_cache import DownloadCache
+from chordshare.sharing.keeping import Keeper
 from chordshare.sharing.peer_setup import (
     IDENTITY_FILE,
     SharingSettings,
@@ -42,6 +44,7 @@ from chordshare.sharing.peer_setup import (
 from chordshare.sharing.publishing import Publisher
 from chordshare.sharing.replication import Replicator
 from chordshare.sharing.ring import NodeRing, Placements
+from chordshare.sharing.routes import RouteCache
 from chordshare.sharing.scrub import Scrubber
 from chordshare.sharing.service import FileService
 from chordshare.sharing.shared_copies import SharedCopies
@@ -150,6 +153,8 @@ class SharingPeer:
             rates=self.rates,
         )
         service.on_change(self._note_change)
+        keep_with = functools.partial(self.user_files, node)
+        service.keeper = Keeper(self.cache, keep_with, service.stores, self.server.tasks.start)
         node.on_leaving(self._handoff)
         self.service = service
         if self.settings.scrub_rate > 0:
@@ -207,6 +212,13 @@ class SharingPeer:
         assert self.peers is not None and self.service is not None
         peers = LocalFirst(node.me.address, self.service, self.peers)
         return FileClient(NodeRing(node), peers, self.settings.replicas, signer=self.signer)
+
+    def user_files(self, node: ChordNode, routes: RouteCache | None = None) -> FileClient:
+        """`files` as the node's users' transfers reach the network (its REST API, the
+        copies it keeps for its clients): paced by its caps."""
+        assert self.user_peers is not None and self.service is not None
+        peers = LocalFirst(node.me.address, self.service, self.user_peers)
+        return FileClient(NodeRing(node), peers, self.settings.replicas, routes, self.signer)
 
     async def start(self) -> ChordNode:
         """Listen, open the data directory, then join (StartError, DataDirInUse,

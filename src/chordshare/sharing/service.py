@@ -20,6 +20,7 @@ from chordshare.files.messages import (
     FoundFile,
     IndexEntry,
     IndexRecord,
+    KeepOutcome,
     Locator,
     OfferAnswer,
     PutHeader,
@@ -30,6 +31,7 @@ from chordshare.files.publisher import Claim
 from chordshare.files.unfinished import DEFAULT_TTL, UnfinishedPut, expired
 from chordshare.sharing.chunk_server import ChunkServer
 from chordshare.sharing.download_cache import DownloadCache
+from chordshare.sharing.keeping import Keeper
 from chordshare.sharing.put_pipeline import Holders, PutPipeline
 from chordshare.sharing.shared_dir import SharedDirectory
 from chordshare.sharing.soft_state import SoftState
@@ -66,6 +68,7 @@ class FileService:
         clock: Callable[[], float] = time.time,
         unfinished_ttl: float = DEFAULT_TTL,
         rates: NodeRates | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         self.address = address
         self.store = store
@@ -79,6 +82,7 @@ class FileService:
         self.server = ChunkServer(store, self.book, self.soft, self.traffic, shared, owns, cache)
         self.announcer = announcer
         self.rates = rates if rates is not None else NodeRates()
+        self.keeper = keeper  # None: the node keeps nothing for its clients
 
     @property
     def leaving(self) -> bool:
@@ -198,3 +202,16 @@ class FileService:
 
     async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None:
         await self.soft.publish_locators(locators, ttl)
+
+    async def keep_file(self, name: str, manifest_id: bytes) -> KeepOutcome:
+        if self.keeper is None:
+            return KeepOutcome.OFF
+        return await self.keeper.keep(name, manifest_id)
+
+    async def stores(self, name: str, manifest_id: bytes) -> bool:
+        """Whether this node serves that version of name itself: stored (live or kept
+        after a replace), or shared from its folder."""
+        if await self.server.find_file(name, manifest_id=manifest_id) is not None:
+            return True
+        shared = self.shared.named(name) if self.shared is not None else None
+        return shared is not None and shared.manifest.id == manifest_id

@@ -23,6 +23,7 @@ from chordshare.files.messages import (
     FoundFile,
     IndexEntry,
     IndexRecord,
+    KeepOutcome,
     Locator,
     OfferAnswer,
     PutHeader,
@@ -222,3 +223,6 @@ class PacedPeer:
 
     async def list_files(self) -> FileListing:
         return await self.peer.list_files()
+
+    async def keep_file(self, name: str, manifest_id: bytes) -> KeepOutcome:
+        return await self.peer.keep_file(name, manifest_id)

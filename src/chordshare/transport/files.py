@@ -19,6 +19,7 @@ from chordshare.files.messages import (
     FoundFile,
     IndexEntry,
     IndexRecord,
+    KeepOutcome,
     Locator,
     OfferAnswer,
     PutHeader,
@@ -95,6 +96,12 @@ class FileAnswerer(Protocol):
     async def publish_locators(self, locators: Sequence[Locator], ttl: float) -> None: ...
 
     async def list_files(self) -> FileListing: ...
+
+    async def keep_file(self, name: str, manifest_id: bytes) -> KeepOutcome:
+        """Keep a copy of the version of name with that manifest (`Manifest.id`), which a
+        client just got through this node: looked up and fetched by the node itself, in the
+        background, into its download cache."""
+        ...
 
 
 class FilePeers(Protocol):

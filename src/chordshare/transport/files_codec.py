@@ -16,6 +16,7 @@ from chordshare.files.manifest import MAX_CHUNKS, Manifest
 from chordshare.files.messages import (
     FileVersion,
     FoundFile,
+    KeepOutcome,
     OfferAnswer,
     PutHeader,
     PutOutcome,
@@ -305,3 +306,23 @@ def delete_from_pb(msg: pb.DeleteRequest) -> tuple[str, float, bool, Claim | Non
     check_stored_name(msg.name)  # names stored before the new-name rule can be removed too
     version = finite(msg.version, f"the version of {msg.name!r}")
     return msg.name, version, msg.replica, claim_from_pb(msg)
+
+
+# Keeping a copy.
+
+
+def keep_request_from_pb(msg: pb.KeepFileRequest) -> tuple[str, bytes]:
+    """A keep names a version exactly: a name and its manifest's id, both required."""
+    check_stored_name(msg.name)
+    return msg.name, check_digest(msg.manifest_id, "a manifest id")
+
+
+def keep_outcome_to_pb(outcome: KeepOutcome) -> pb.KeepFileReply:
+    return pb.KeepFileReply(outcome=outcome.name)
+
+
+def keep_outcome_from_pb(msg: pb.KeepFileReply) -> KeepOutcome:
+    name = pb.KeepFileReply.Outcome.Name(msg.outcome)
+    if name not in KeepOutcome.__members__:
+        raise ValueError(f"a keep answered with outcome {name}")
+    return KeepOutcome[name]

@@ -31,6 +31,7 @@ from chordshare.files.messages import (
     FoundFile,
     IndexEntry,
     IndexRecord,
+    KeepOutcome,
     Locator,
     OfferAnswer,
     PutHeader,
@@ -364,6 +365,11 @@ class GrpcFilePeer:
     async def list_files(self) -> FileListing:
         reply = await self._call(lambda s, t: s.ListFiles(pb.ListFilesRequest(), timeout=t))
         return self._read(lambda: index_codec.file_listing_from_pb(reply))
+
+    async def keep_file(self, name: str, manifest_id: bytes) -> KeepOutcome:
+        request = pb.KeepFileRequest(name=name, manifest_id=manifest_id)
+        reply = await self._call(lambda s, t: s.KeepFile(request, timeout=t))
+        return self._read(lambda: codec.keep_outcome_from_pb(reply))
 
 
 def _error_of(address: str, err: grpc.RpcError) -> Exception:

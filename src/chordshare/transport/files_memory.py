@@ -20,6 +20,7 @@ from chordshare.files.messages import (
     FoundFile,
     IndexEntry,
     IndexRecord,
+    KeepOutcome,
     Locator,
     OfferAnswer,
     PutHeader,
@@ -156,3 +157,6 @@ class MemoryFilePeer:
 
     async def list_files(self) -> FileListing:
         return await (await self._target()).list_files()
+
+    async def keep_file(self, name: str, manifest_id: bytes) -> KeepOutcome:
+        return await (await self._target()).keep_file(name, manifest_id)

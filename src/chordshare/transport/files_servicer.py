@@ -347,6 +347,13 @@ class FilesServicer(pb_grpc.FilesServicer):
         listing = await _answer(context, self.service.list_files())
         return index_codec.file_listing_to_pb(listing)
 
+    async def KeepFile(
+        self, request: pb.KeepFileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KeepFileReply:
+        name, manifest_id = await _decode(context, lambda: codec.keep_request_from_pb(request))
+        outcome = await _answer(context, self.service.keep_file(name, manifest_id))
+        return codec.keep_outcome_to_pb(outcome)
+
 
 def add_files_servicer(servicer: FilesServicer, server: grpc.aio.Server) -> None:
     """Register servicer as the Files service: what the generated

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -273,6 +274,34 @@ class PublishLocatorsRequest(_message.Message):
 class PublishLocatorsReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class KeepFileRequest(_message.Message):
+    __slots__ = ("name", "manifest_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    manifest_id: bytes
+    def __init__(self, name: _Optional[str] = ..., manifest_id: _Optional[bytes] = ...) -> None: ...
+
+class KeepFileReply(_message.Message):
+    __slots__ = ("outcome",)
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[KeepFileReply.Outcome]
+        STARTED: _ClassVar[KeepFileReply.Outcome]
+        NOT_NOW: _ClassVar[KeepFileReply.Outcome]
+        HELD: _ClassVar[KeepFileReply.Outcome]
+        OFF: _ClassVar[KeepFileReply.Outcome]
+        UNKNOWN: _ClassVar[KeepFileReply.Outcome]
+    OUTCOME_UNSPECIFIED: KeepFileReply.Outcome
+    STARTED: KeepFileReply.Outcome
+    NOT_NOW: KeepFileReply.Outcome
+    HELD: KeepFileReply.Outcome
+    OFF: KeepFileReply.Outcome
+    UNKNOWN: KeepFileReply.Outcome
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: KeepFileReply.Outcome
+    def __init__(self, outcome: _Optional[_Union[KeepFileReply.Outcome, str]] = ...) -> None: ...
 
 class ListFilesRequest(_message.Message):
     __slots__ = ()

@@ -89,6 +89,11 @@ class FilesStub:
                 request_serializer=chordshare_dot_v1_dot_files__pb2.ListFilesRequest.SerializeToString,
                 response_deserializer=chordshare_dot_v1_dot_files__pb2.ListFilesReply.FromString,
                 _registered_method=True)
+        self.KeepFile = channel.unary_unary(
+                '/chordshare.v1.Files/KeepFile',
+                request_serializer=chordshare_dot_v1_dot_files__pb2.KeepFileRequest.SerializeToString,
+                response_deserializer=chordshare_dot_v1_dot_files__pb2.KeepFileReply.FromString,
+                _registered_method=True)
 
 
 class FilesServicer:
@@ -160,6 +165,12 @@ class FilesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KeepFile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FilesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +228,11 @@ def add_FilesServicer_to_server(servicer, server):
                     servicer.ListFiles,
                     request_deserializer=chordshare_dot_v1_dot_files__pb2.ListFilesRequest.FromString,
                     response_serializer=chordshare_dot_v1_dot_files__pb2.ListFilesReply.SerializeToString,
+            ),
+            'KeepFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeepFile,
+                    request_deserializer=chordshare_dot_v1_dot_files__pb2.KeepFileRequest.FromString,
+                    response_serializer=chordshare_dot_v1_dot_files__pb2.KeepFileReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -516,6 +532,33 @@ class Files:
             '/chordshare.v1.Files/ListFiles',
             chordshare_dot_v1_dot_files__pb2.ListFilesRequest.SerializeToString,
             chordshare_dot_v1_dot_files__pb2.ListFilesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chordshare.v1.Files/KeepFile',
+            chordshare_dot_v1_dot_files__pb2.KeepFileRequest.SerializeToString,
+            chordshare_dot_v1_dot_files__pb2.KeepFileReply.FromString,
             options,
             channel_credentials,
             insecure,
