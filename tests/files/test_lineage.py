@@ -117,8 +117,7 @@ def test_two_replaces_of_one_base_are_both_kept_whoever_meets_whom(
 def judge_offer_answer(mine: FileVersion, offered: FileVersion):  # type: ignore[no-untyped-def]
     from chordshare.files.versions import answer_offer
 
-    answer, _ = answer_offer([offered], lambda name: mine)
-    return answer
+    return answer_offer([offered], lambda name: mine).answer
 
 
 @given(DIGESTS, DIGESTS, DIGESTS)

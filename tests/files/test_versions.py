@@ -166,7 +166,8 @@ def test_an_offer_is_answered_name_by_name_as_judged(
             continue  # one version a name, as a holder offers them
         held[name] = None if mine is None else replace(mine, name=name)
         offered.append(replace(version, name=name))
-    answer, removals = answer_offer(offered, held.__getitem__)
+    outcome = answer_offer(offered, held.__getitem__)
+    answer, removals = outcome.answer, outcome.removals
     for version in offered:
         verdict = judge_offer(held[version.name], version)
         assert (version.name in answer.wanted) == (verdict is OfferVerdict.WANT)

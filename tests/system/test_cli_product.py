@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, Processes, api_url, eventually, run_cli
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(180)]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from helpers import CLI, Processes, api_url, cli_json, eventually, run_cli, walk_ring
 from required import unavailable
 
-pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(90)]
 
 MIB = 1024 * 1024
 
