@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -16,7 +17,16 @@ from apinet import ApiNetwork as Network
 
 from chordshare.faces import api_folders
 from chordshare.files import packs
-from chordshare.files.folders import Folder, FolderEntry
+from chordshare.files.folders import (
+    MAGIC_V1,
+    MAX_FOLDER_NAME_BYTES,
+    BadFolder,
+    Folder,
+    FolderEntry,
+    check_folder_name,
+    folder_name,
+    record_name,
+)
 from chordshare.sharing.folder_client import FolderClient
 from chordshare.sharing.folder_packs import read_entry
 
@@ -218,3 +228,25 @@ async def test_a_link_to_a_file_inside_a_pack_is_refused(
         missing = await http.get("/api/v1/link", params={"name": "docs/sub/none.txt"})
         assert missing.status_code == 404
         assert "no link of its own" not in missing.json()["error"]["message"]
+
+
+async def test_a_folder_named_before_packs_is_found_and_removed_but_not_made(
+    net: Network,
+) -> None:
+    """Packs' names are longer than a folder's manifest's: a folder stored earlier under a
+    name too long for a new one's packs is still read and removed; a new one is refused."""
+    peers = await net.ring(1)
+    name = "n" * (MAX_FOLDER_NAME_BYTES + 2)
+    folder_name(name)  # a name a folder may be stored under...
+    with pytest.raises(BadFolder, match="too long for its packs"):
+        check_folder_name(name)  # ...but not a new folder's
+    body = {"name": name, "entries": [{"path": "d", "type": "dir", "mode": 0o755}]}
+    files = peers[0].files(peers[0].server.node)
+    await files.put_bytes(record_name(name), MAGIC_V1 + json.dumps(body).encode())
+    async with await net.api(peers[0]) as http:
+        shown = await http.get(f"/api/v1/folders/{name}")
+        assert shown.status_code == 200 and shown.json()["entries"][0]["path"] == "d"
+        made = await http.post(f"/api/v1/folders/{name}", files=parts({"a.txt": b"a"}))
+        assert made.status_code == 400 and "too long" in made.text
+        assert (await http.delete(f"/api/v1/folders/{name}")).status_code == 204
+        assert (await http.get(f"/api/v1/folders/{name}")).status_code == 404

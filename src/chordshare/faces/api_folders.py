@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from chordshare.faces.api_access import NodeAccess
 from chordshare.faces.api_download import content_disposition
 from chordshare.faces.api_errors import ApiError
-from chordshare.faces.api_inputs import FolderPath
+from chordshare.faces.api_inputs import FolderPath, NewFolderPath
 from chordshare.faces.api_models import FolderInfo, FolderStored
 from chordshare.faces.api_routing import ApiRoute
 from chordshare.faces.shapes import folder_json, folder_records, with_folders
@@ -31,6 +31,7 @@ from chordshare.files.folders import (
     FolderEntry,
     check_folder_name,
     check_path,
+    folder_name,
 )
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import SEPARATOR, local_name
@@ -64,7 +65,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
 
     async def found(name: str) -> tuple[FolderClient, Folder]:
         client = folders()
-        folder = await client.find(check_folder_name(name))
+        folder = await client.find(folder_name(name))
         if folder is None:
             raise ApiError(404, "not_found", f"no folder named {name!r} in the network")
         return client, folder
@@ -93,7 +94,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
         **doc(writes, 400, 409, 502, 503, 507),
     )
     async def upload_folder(
-        name: FolderPath, request: Request, replace: Annotated[bool, Query()] = False
+        name: NewFolderPath, request: Request, replace: Annotated[bool, Query()] = False
     ) -> dict[str, Any]:
         check_folder_name(name)
         # Starlette's default of 1,000 parts would cut a folder short of its own limit.
@@ -118,7 +119,7 @@ def folder_routes(access: NodeAccess) -> APIRouter:
     )
     async def delete_folder(name: FolderPath) -> Response:
         try:
-            await folders().remove(check_folder_name(name))
+            await folders().remove(folder_name(name))
         except FileError as err:
             if err.refusal is Refusal.NOT_FOUND:
                 raise ApiError(404, "not_found", err.message) from None

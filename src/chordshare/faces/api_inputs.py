@@ -16,7 +16,7 @@ from fastapi import File, Form, Query, UploadFile
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from chordshare.files.folders import FOLDER_SUFFIX
+from chordshare.files.folders import FOLDER_SUFFIX, MAX_FOLDER_NAME_BYTES
 from chordshare.files.names import MAX_NAME_BYTES
 from chordshare.files.packs import PACK_SUFFIX
 
@@ -89,6 +89,14 @@ FolderPath = Annotated[
     PathParam(
         description="The folder's name.",
         json_schema_extra={"pattern": NEW_NAME, "maxLength": MAX_NAME_BYTES - len(FOLDER_SUFFIX)},
+    ),
+]
+# A new folder's name: its packs' names (`NAME.chordshare-pack-<n>`) fit the rule too.
+NewFolderPath = Annotated[
+    str,
+    PathParam(
+        description="The folder's name.",
+        json_schema_extra={"pattern": NEW_NAME, "maxLength": MAX_FOLDER_NAME_BYTES},
     ),
 ]
 # A link as the API takes it (`files.links`, which enforces it): the link's file id, a

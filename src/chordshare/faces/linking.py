@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from chordshare.faces.shapes import manifest_json
-from chordshare.files.folders import BadFolder, check_folder_name, folder_of, record_name
+from chordshare.files.folders import BadFolder, folder_name, folder_of, record_name
 from chordshare.files.links import Link
 from chordshare.files.manifest import Manifest
 from chordshare.files.messages import FileError, Refusal
@@ -55,7 +55,7 @@ def link_json(made: Link, manifest: Manifest, needs_token: bool) -> dict[str, An
 async def _folder_record(files: FileClient, name: str) -> NetworkFile | None:
     """The manifest file of folder `name`; None when there is no such folder."""
     try:
-        return await files.find(record_name(check_folder_name(name)))
+        return await files.find(record_name(folder_name(name)))
     except (BadFolder, BadName):  # no folder can have that name
         return None
     except FileError as err:

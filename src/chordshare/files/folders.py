@@ -124,14 +124,30 @@ def check_plain_name(name: str) -> str:
 
 
 def check_folder_name(name: str) -> str:
-    """A folder's name: a new name whose manifest name fits the name rule too."""
+    """A new folder's name: a new name whose manifest's and packs' names fit the name rule
+    too."""
+    folder_name(name)
+    try:
+        check_new_name(pack_name(name, LAST_PACK))
+    except BadName as err:
+        raise BadFolder(f"folder name {name!r} is too long for its packs: {err.problem}") from None
+    return name
+
+
+def folder_name(name: str) -> str:
+    """A name a folder may be stored under (to find or remove it): a new name whose
+    manifest's name fits the name rule too. Folders stored before packs had no packs'
+    names to fit, so a longer name than a new folder may have is found."""
     check_new_name(name)
     try:
         check_new_name(record_name(name))
-        check_new_name(pack_name(name, LAST_PACK))
     except BadName as err:
         raise BadFolder(f"folder name {name!r} is too long: {err.problem}") from None
     return name
+
+
+# The longest name a new folder may have (its packs' names are the longest it needs).
+MAX_FOLDER_NAME_BYTES = MAX_NAME_BYTES - len(pack_name("", LAST_PACK).encode())
 
 
 def member_name(folder: str, path: str) -> str:
@@ -211,10 +227,12 @@ def _check_apart(entries: Sequence[FolderEntry]) -> None:
 
 
 def make_folder(name: str, entries: Sequence[FolderEntry], packs: Sequence[Pack] = ()) -> Folder:
+    """A folder manifest, checked; `name` is one a folder may be stored under (a new
+    folder's put checks it against the longer rule first: `check_folder_name`)."""
     for pack in packs:
         if len(pack.id) != ID_BYTES or pack.size < 0:
             raise BadFolder(f"folder {name!r}: a pack needs a 32-byte manifest id and a size")
-    return Folder(check_folder_name(name), check_entries(name, entries, packs), tuple(packs))
+    return Folder(folder_name(name), check_entries(name, entries, packs), tuple(packs))
 
 
 def encode(folder: Folder) -> bytes:
