@@ -15,7 +15,7 @@ import pytest
 
 from chordshare.files.folders import BadFolder, FolderEntry, Found
 from chordshare.files.packs import Slot, plan_packs
-from chordshare.sharing.folder_packs import split_pack, write_pack
+from chordshare.sharing.folder_packs import read_entry, save_entries, umask, write_pack
 
 TREE = {"a.txt": b"alpha\n", "b/empty": b"", "b/c.bin": bytes(range(256)) * 3, "d": b"dd"}
 
@@ -84,6 +84,18 @@ def pack_of(tmp_path: Path) -> tuple[Path, list[FolderEntry], dict[str, Path]]:
     out = tmp_path / "out"
     (out / "b").mkdir(parents=True)
     return tmp_path / "pack", entries, {path: out / path for path in TREE}
+
+
+def split_pack(
+    pack: Path, entries: list[FolderEntry], targets: dict[str, Path], force: bool
+) -> None:
+    """Every entry cut out of the pack on disk, as a zip reads them, and saved."""
+    fd = os.open(pack, os.O_RDONLY)
+    try:
+        done = [(entry, read_entry(fd, entry)) for entry in entries]
+    finally:
+        os.close(fd)
+    save_entries(done, {p: str(t) for p, t in targets.items()}, force, umask())
 
 
 def packed(slot: Slot, digest: bytes) -> FolderEntry:

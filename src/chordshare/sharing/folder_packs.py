@@ -1,6 +1,6 @@
 """A folder's packs on the local disk (`files.packs`): laying small files end to end into a
-pack before a put, and cutting a fetched pack back into files. Blocking file-system calls:
-the folder client runs them in a thread."""
+pack before a put, and cutting a fetched pack back into files as its chunks land.
+Blocking file-system calls: the folder client runs them in threads."""
 
 from __future__ import annotations
 
@@ -145,12 +145,13 @@ def save_entries(
     done: Sequence[tuple[FolderEntry, bytes]],
     targets: dict[str, str],
     force: bool,
+    mask: int | None,
     cut_short: Container[str] = (),
 ) -> None:
-    """Files a PackCutter finished, each saved where `local_tree.plan_targets` said. A
-    file there already that `cut_short` names is overwritten if its bytes begin the
-    file's (an earlier get was cut off while writing it), else FileExistsError."""
-    mask = umask()
+    """Files a PackCutter finished, each saved where `local_tree.plan_targets` said, under
+    the process's umask `mask` (`umask`). A file there already that `cut_short` names is
+    overwritten if its bytes begin the file's (an earlier get was cut off while writing
+    it), else FileExistsError."""
     for entry, data in done:
         target = targets[entry.path]
         replace = force
@@ -185,7 +186,7 @@ class PackSplitter:
         self.manifest = manifest
         self.cutter = PackCutter(entries)
         self.save = functools.partial(
-            save_entries, targets=targets, force=force, cut_short=cut_short
+            save_entries, targets=targets, force=force, mask=umask(), cut_short=cut_short
         )
         self.early: dict[int, bytes] = {}
         self.next_chunk = 0
@@ -227,16 +228,3 @@ class PackSplitter:
     def _save(self, done: list[tuple[FolderEntry, bytes]]) -> None:
         if done:
             self.saving.append(self.writer.submit(self.save, done))
-
-
-def split_pack(
-    pack_path: Path, entries: Sequence[FolderEntry], targets: dict[str, str], force: bool
-) -> None:
-    """Every entry of one pack, cut out of the fetched pack and saved."""
-    fd = os.open(pack_path, os.O_RDONLY | _CLOEXEC)
-    mask = umask()
-    try:
-        for entry in entries:
-            save_entry(read_entry(fd, entry), targets[entry.path], force, entry.mode, mask)
-    finally:
-        os.close(fd)
