@@ -38,11 +38,10 @@ def iter_chunks(path: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[by
             yield piece
 
 
-def _whole_sha256(path: Path, piece: int) -> bytes:
-    whole = hashlib.sha256()
-    for data in iter_chunks(path, piece):
-        whole.update(data)
-    return whole.digest()
+def file_sha256(path: str | Path) -> bytes:
+    """The SHA-256 of a local file's bytes, read in pieces."""
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").digest()
 
 
 def manifest_of(data: bytes, name: str, chunk_size: int, created: float | None = None) -> Manifest:
@@ -176,7 +175,7 @@ def build_manifest(
         # One chunk (or none): read it once.
         return manifest_of(path.read_bytes(), name, chunk_size, created)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        whole_future = pool.submit(_whole_sha256, path, chunk_size)
+        whole_future = pool.submit(file_sha256, path)
         digests = []
         size = 0
         for piece in iter_chunks(path, chunk_size):

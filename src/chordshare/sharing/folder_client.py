@@ -36,6 +36,7 @@ from chordshare.files.links import Link
 from chordshare.files.messages import FileError, Refusal
 from chordshare.files.names import SEPARATOR
 from chordshare.files.packs import Slot, pack_name, plan_packs
+from chordshare.sharing.chunking import file_sha256
 from chordshare.sharing.client import FileClient, NetworkFile
 from chordshare.sharing.download import DownloadError, InMemory
 from chordshare.sharing.folder_packs import PackSplitter, save_entry, whole, write_pack
@@ -44,7 +45,6 @@ from chordshare.sharing.local_tree import (
     make_folders,
     plan_targets,
     set_modes,
-    sha256_of,
     walk,
 )
 from chordshare.sharing.ranges import stream_span
@@ -121,10 +121,10 @@ class FolderClient:
 
     async def _read(self, found: NetworkFile, name: str, exact: bool = False) -> Folder:
         """Folder `name` from the manifest file found; BadFolder if it is not one."""
-        whole = InMemory(found.manifest)  # a few megabytes at most (`folders.MAX_ENTRIES`)
+        held = InMemory(found.manifest)  # a few megabytes at most (`folders.MAX_ENTRIES`)
         stored = record_name(name)
-        await self.files.get(stored, Path(stored), found=found, exact=exact, sink=whole)
-        return decode(bytes(whole.data), name)
+        await self.files.get(stored, Path(stored), found=found, exact=exact, sink=held)
+        return decode(bytes(held.data), name)
 
     async def put(
         self,
@@ -226,7 +226,7 @@ class FolderClient:
             if entry.path in plan.to_compare:
                 member = folder.member(entry)
                 found = await self._exactly(folder, entry.id, member)
-                if await asyncio.to_thread(sha256_of, target) != found.manifest.sha256:
+                if await asyncio.to_thread(file_sha256, target) != found.manifest.sha256:
                     raise FileExistsError(f"{target} exists: give --force to overwrite it")
             else:
                 await self.fetch(folder, entry, target)

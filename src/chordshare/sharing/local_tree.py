@@ -4,7 +4,6 @@ client runs them in a thread."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Container, Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from chordshare.files.folders import BadFolder, Folder, FolderEntry, Found, check_walk
 from chordshare.files.names import SEPARATOR, name_parts
+from chordshare.sharing.chunking import file_sha256
 
 
 def walk(root: Path) -> list[Found]:
@@ -111,16 +111,11 @@ def _sorted_out(targets: dict[str, str], there: list[FolderEntry]) -> Plan:
             to_compare.add(entry.path)
         elif entry.pack is not None and size < entry.size:
             cut_short.add(entry.path)
-        elif entry.pack is not None and size == entry.size and sha256_of(place) == entry.sha256:
+        elif entry.pack is not None and size == entry.size and file_sha256(place) == entry.sha256:
             kept.add(entry.path)
         else:
             raise FileExistsError(f"{place} exists: give --force to overwrite it")
     return Plan(targets, frozenset(kept), frozenset(cut_short), frozenset(to_compare))
-
-
-def sha256_of(place: str | Path) -> bytes:
-    with open(place, "rb") as local:
-        return hashlib.file_digest(local, "sha256").digest()
 
 
 def _kind(place: str) -> str | None:
