@@ -83,22 +83,19 @@ TargetPath = Annotated[
 StoredNameQuery = Annotated[
     str, Query(description="The file's name.", json_schema_extra=name_rules(STORED_NAME))
 ]
+
+
+def _folder_path(max_length: int) -> Any:
+    return PathParam(
+        description="The folder's name.",
+        json_schema_extra={"pattern": NEW_NAME, "maxLength": max_length},
+    )
+
+
 # A folder's name: one its manifest's name (`NAME.chordshare-folder`) fits the name rule too.
-FolderPath = Annotated[
-    str,
-    PathParam(
-        description="The folder's name.",
-        json_schema_extra={"pattern": NEW_NAME, "maxLength": MAX_NAME_BYTES - len(FOLDER_SUFFIX)},
-    ),
-]
+FolderPath = Annotated[str, _folder_path(MAX_NAME_BYTES - len(FOLDER_SUFFIX))]
 # A new folder's name: its packs' names (`NAME.chordshare-pack-<n>`) fit the rule too.
-NewFolderPath = Annotated[
-    str,
-    PathParam(
-        description="The folder's name.",
-        json_schema_extra={"pattern": NEW_NAME, "maxLength": MAX_FOLDER_NAME_BYTES},
-    ),
-]
+NewFolderPath = Annotated[str, _folder_path(MAX_FOLDER_NAME_BYTES)]
 # A link as the API takes it (`files.links`, which enforces it): the link's file id, a
 # name of plain characters, one node to ask.
 LINK = (
