@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -201,9 +201,12 @@ class Membership:
 
     # Piggybacking.
 
-    def outgoing(self, peer: str, max_events: int) -> list[MemberEvent]:
-        """The events to attach to one message to `peer` (its address)."""
-        return self.rumors.take(peer, max_events, self.alive_count)
+    def outgoing(
+        self, peer: str, max_events: int, neighbours: Collection[str] = ()
+    ) -> list[MemberEvent]:
+        """The events to attach to one message to `peer` (its address). `neighbours`: the
+        addresses of our successor and predecessor, which every change must reach."""
+        return self.rumors.take(peer, max_events, self.alive_count, neighbours)
 
     # Digests.
 
@@ -241,8 +244,8 @@ class Membership:
         of us (an earlier run that went further), come back one incarnation above it."""
         if event.state is MemberState.ALIVE and event.incarnation <= self.incarnation:
             return
-        if self.members[self.me.id].state is not MemberState.ALIVE:
-            return  # we are leaving: the rumor is true
+        if self.leaving:
+            return  # the rumor is true
         if event.incarnation < self.incarnation:
             return
         self.incarnation = event.incarnation + 1

@@ -3,12 +3,16 @@
 Each change goes to about λ·log2 N distinct peers, never twice to the same peer nor back to
 the one it came from: a node's maintenance calls go to the same few neighbours again and
 again, and counting sends alone would spend a change's sends on nodes that know it already.
+A change is also kept until the node's ring neighbours (`keep_for`) have it: a node that
+every one of its callers had stopped telling would otherwise wait for a digest repair,
+and with it each node that knows a change hands it on along the ring.
 Pure: the caller passes the peers' addresses and the time.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,9 +49,12 @@ class Rumors:
         informed = {source} if source is not None else set()
         self.by_id[event.id] = Rumor(event, now, informed)
 
-    def take(self, peer: str, max_events: int, members: int) -> list[MemberEvent]:
+    def take(
+        self, peer: str, max_events: int, members: int, keep_for: Collection[str] = ()
+    ) -> list[MemberEvent]:
         """Up to max_events rumors `peer` has not had from us, least spread first; each
-        counts `peer` as informed, and is dropped once it reached its fanout."""
+        counts `peer` as informed, and is dropped once it reached its fanout and every
+        peer of `keep_for`."""
         if max_events <= 0 or not self.by_id:
             return []
         fresh = [r for r in self.by_id.values() if peer not in r.informed]
@@ -57,7 +64,8 @@ class Rumors:
         for rumor in fresh[:max_events]:
             taken.append(rumor.event)
             rumor.informed.add(peer)
-            if len(rumor.informed) >= limit:
+            informed = rumor.informed
+            if len(informed) >= limit and all(p in informed for p in keep_for):
                 del self.by_id[rumor.event.id]
         return taken
 

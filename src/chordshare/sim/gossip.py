@@ -1,0 +1,241 @@
+"""Membership hints on the in-memory network: every call carries the caller's changes.
+
+`GossipNetwork` is a `Network` whose synchronous `run` does what a node runtime's call
+layer would do around each unchanged procedure call:
+
+- the request carries up to `max_events` of the caller's queued changes, and once every
+  `digest_seconds` the caller's digest; the target applies the changes before it answers;
+- the reply carries the target's changes for the caller and, when the digest differs from
+  the target's, the target's entries for the arcs that differ; the caller applies them;
+- a call that finds its target down makes the caller declare that node failed;
+- the first `LeaveNotice` of a leaving node carries its departure.
+
+Bytes are counted as the serialized `Gossip` field each message would carry
+(`transport.membership_codec`), with the simulator's short addresses swapped for IPv4
+addresses of a realistic length. Gossip rides the synchronous `run` only, which is what the
+experiments drive; the message-level `request`/`respond` halves carry none.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from chordshare.chord.membership import (
+    DEFAULT_ARCS,
+    DEFAULT_CAP,
+    Digest,
+    MemberEvent,
+    Membership,
+    MemberState,
+)
+from chordshare.chord.messages import Call, LeaveNotice, Reply, Unreachable
+from chordshare.chord.procedures import handle
+from chordshare.chord.rumors import DEFAULT_FANOUT_FACTOR
+from chordshare.chord.state import RoutingState
+from chordshare.ids import IdSpace
+from chordshare.sim.network import CUT_OFF_REASON, UNREACHABLE_REASON, Network
+from chordshare.transport.membership_codec import MembershipCodec
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class GossipSettings:
+    max_events: int = 8  # changes attached to one message at most
+    digest_seconds: float = 10.0  # how often a node sends its digest along
+    fanout_factor: float = DEFAULT_FANOUT_FACTOR
+    arcs: int = DEFAULT_ARCS
+    cap: int = DEFAULT_CAP
+    tombstone_seconds: float = 60.0
+    drop: float = 0.0  # chance that the gossip of one message is lost (tests of the repair)
+
+
+@dataclass(slots=True)
+class GossipBytes:
+    """Bytes of the gossip fields sent, by what they carried."""
+
+    events: int = 0  # changes piggybacked
+    digests: int = 0
+    repairs: int = 0  # entries sent in answer to a digest that differed
+    framing: int = 0  # each message's field tag and length
+    messages: int = 0  # messages that carried a gossip field
+
+    @property
+    def total(self) -> int:
+        return self.events + self.digests + self.repairs + self.framing
+
+    def reset(self) -> None:
+        self.events = self.digests = self.repairs = self.framing = self.messages = 0
+
+
+def wire_address(address: str) -> str:
+    """A simulator address ("n123") as a node's IPv4 address of typical length."""
+    k = int(address[1:]) if address[1:].isdigit() else hash(address) & 0xFFFF
+    return f"10.0.{k >> 8 & 255}.{k & 255}:7000"
+
+
+def _varint_size(value: int) -> int:
+    size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+@dataclass(slots=True)
+class GossipNetwork(Network):
+    """A `Network` whose calls carry membership hints once `start` was called."""
+
+    settings: GossipSettings = field(default_factory=GossipSettings)
+    clock: float = 0.0  # simulated seconds, set by the driver
+    seed: int = 0
+    memberships: dict[str, Membership] = field(default_factory=dict)
+    digest_due: dict[str, float] = field(default_factory=dict)
+    sent: GossipBytes = field(default_factory=GossipBytes)
+    active: bool = False
+    _rng: random.Random = field(default_factory=random.Random)
+    _codec: MembershipCodec | None = None
+    _sizes: dict[MemberEvent, int] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Give every live node the whole table, as after a full repair, and carry gossip
+        from now on. Digests are staggered over one period."""
+        self._rng.seed(self.seed)
+        self.active = True
+        states = [self.states[a] for a in sorted(self.live)]
+        for state in states:
+            table = self._membership(state)
+            everyone = [MemberEvent(s.me.id, s.me.address, 0, MemberState.ALIVE) for s in states]
+            table.apply(everyone, self.clock, None)
+            table.rumors.by_id.clear()  # nothing is news: every node knows it all
+            self.digest_due[state.me.address] = (
+                self.clock + self._rng.random() * self.settings.digest_seconds
+            )
+
+    def add(self, state: RoutingState) -> RoutingState:
+        Network.add(self, state)
+        if self.active:
+            self._membership(state)
+            # A newcomer pulls the table with its first call.
+            self.digest_due[state.me.address] = self.clock
+        return state
+
+    def remove(self, address: str) -> None:
+        Network.remove(self, address)
+        self.memberships.pop(address, None)
+        self.digest_due.pop(address, None)
+
+    def run(self, origin: str, procedure: Generator[Call, Reply, T]) -> T:
+        mine = self.memberships.get(origin)
+        if not self.active or mine is None:
+            return Network.run(self, origin, procedure)
+        try:
+            call = next(procedure)
+            while True:
+                call = procedure.send(self._call(origin, mine, call))
+        except StopIteration as stop:
+            return stop.value
+
+    def _call(self, origin: str, mine: Membership, call: Call) -> Reply:
+        peer = call.peer.address
+        counters = self.counters
+        name = type(call).__name__
+        counters.calls[name] = counters.calls.get(name, 0) + 1
+        suspects = self.suspects[origin]
+        if peer not in self.live or self.cut(origin, peer):
+            counters.failed += 1
+            suspects.add(peer)
+            mine.declare_failed(call.peer.id, self.clock)
+            reason = UNREACHABLE_REASON if peer not in self.live else CUT_OFF_REASON
+            return Unreachable(call.peer, reason)
+        counters.delivered += 1
+        suspects.discard(peer)
+        theirs = self.memberships.get(peer)
+        if theirs is None:  # a node that keeps no table: nothing rides along
+            return handle(self.states[peer], call, self.suspects[peer])
+        now, limit = self.clock, self.settings.max_events
+        if isinstance(call, LeaveNotice) and call.leaving.address == origin and not mine.leaving:
+            mine.leave(now)
+        events = mine.outgoing(peer, limit, self._neighbours(origin))
+        digest = None
+        if now >= self.digest_due[origin]:
+            digest = mine.digest()
+            self.digest_due[origin] = now + self.settings.digest_seconds
+            mine.expire(now)
+        if self._deliver(events, digest, ()):
+            theirs.apply(events, now, origin)
+        else:
+            digest = None  # lost with the rest: nothing to answer
+        reply = handle(self.states[peer], call, self.suspects[peer])
+        back = theirs.outgoing(origin, limit, self._neighbours(peer))
+        repair = theirs.entries_for(theirs.diff(digest)) if digest is not None else []
+        if self._deliver(back, None, repair):
+            mine.apply(back, now, peer)
+            mine.apply(repair, now, peer)
+        return reply
+
+    def _neighbours(self, address: str) -> tuple[str, ...]:
+        state = self.states[address]
+        pred = state.predecessor
+        succ = state.successor.address
+        return (succ,) if pred is None else (succ, pred.address)
+
+    def _deliver(
+        self, events: list[MemberEvent], digest: Digest | None, repair: Iterable[MemberEvent]
+    ) -> bool:
+        """Count the bytes of one message's gossip; False when it is lost."""
+        repair = list(repair)
+        if not events and digest is None and not repair:
+            return True
+        sent = self.sent
+        parts = [sum(self._framed(e) for e in events), 0, sum(self._framed(e) for e in repair)]
+        if digest is not None:
+            body = self._codec_for().digest(digest).ByteSize()
+            parts[1] = 1 + _varint_size(body) + body
+        body = sum(parts)
+        sent.events += parts[0]
+        sent.digests += parts[1]
+        sent.repairs += parts[2]
+        sent.framing += 1 + _varint_size(body)
+        sent.messages += 1
+        return not (self.settings.drop and self._rng.random() < self.settings.drop)
+
+    def _framed(self, event: MemberEvent) -> int:
+        """Bytes of one event inside a `Gossip` message: tag, length, body."""
+        size = self._sizes.get(event)
+        if size is None:
+            wire = MemberEvent(
+                event.id,
+                wire_address(event.address) if event.address else "",
+                event.incarnation,
+                event.state,
+            )
+            body = self._codec_for().event(wire).ByteSize()
+            size = self._sizes[event] = 1 + _varint_size(body) + body
+        return size
+
+    def _codec_for(self) -> MembershipCodec:
+        if self._codec is None:
+            space = next(iter(self.states.values())).space if self.states else IdSpace()
+            self._codec = MembershipCodec(space)
+        return self._codec
+
+    def _membership(self, state: RoutingState) -> Membership:
+        s = self.settings
+        table = Membership(
+            state.me,
+            state.space,
+            self.clock,
+            cap=s.cap,
+            arcs=s.arcs,
+            fanout_factor=s.fanout_factor,
+            tombstone_seconds=s.tombstone_seconds,
+        )
+        self.memberships[state.me.address] = table
+        return table
+
+
+__all__ = ["GossipBytes", "GossipNetwork", "GossipSettings", "wire_address"]

@@ -1,0 +1,163 @@
+"""Membership hints carried by the simulated maintenance calls: how changes spread, how the
+digest repairs what piggybacking lost, and what it costs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from chordshare.chord.membership import MemberState
+from chordshare.sim.experiment import build, repair
+from chordshare.sim.gossip import GossipNetwork, GossipSettings
+from chordshare.sim.hints import HintPlan, measure_hints
+from chordshare.sim.simulator import Simulator
+
+NODES = 300
+ROUND_SECONDS = 0.5
+DEFAULTS = GossipSettings()
+
+
+def ring(settings: GossipSettings = DEFAULTS, nodes: int = NODES, seed: int = 3) -> Simulator:
+    network = GossipNetwork(settings=settings, seed=seed)
+    sim = Simulator(seed=seed, network=network)
+    build(sim, nodes)
+    assert not repair(sim).problems
+    network.start()
+    return sim
+
+
+def net(sim: Simulator) -> GossipNetwork:
+    assert isinstance(sim.network, GossipNetwork)
+    return sim.network
+
+
+def rounds_until(sim: Simulator, done: Callable[[], bool], limit: int) -> int:
+    """Maintenance rounds, the clock one stabilize period on each, until done()."""
+    for n in range(limit + 1):
+        if done():
+            return n
+        net(sim).clock += ROUND_SECONDS
+        sim.round()
+    raise AssertionError(f"not done after {limit} rounds")
+
+
+def knowing(sim: Simulator, test: Callable[[str], bool]) -> int:
+    return sum(1 for a in sim.members if test(a))
+
+
+def test_a_join_reaches_every_live_node_within_a_few_rounds() -> None:
+    sim = ring()
+    me = sim.join()
+    tables = net(sim).memberships
+    # The newcomer pulls the whole table with its first call.
+    assert tables[me.address].alive_count == len(sim.members)
+    rounds = rounds_until(
+        sim, lambda: knowing(sim, lambda a: tables[a].knows_alive(me.id)) == len(sim.members), 6
+    )
+    assert rounds <= 6
+
+
+@pytest.mark.parametrize("kind", ["crash", "leave"])
+def test_a_departure_reaches_every_live_node_within_a_few_rounds(kind: str) -> None:
+    sim = ring()
+    victim = sim.member_list()[17]
+    ident = sim.state(victim).me.id
+    if kind == "crash":
+        sim.crash(victim)
+    else:
+        sim.leave(victim)
+    tables = net(sim).memberships
+    expected = MemberState.FAILED if kind == "crash" else MemberState.LEFT
+
+    def everyone() -> bool:
+        return all(
+            ident in tables[a].members and tables[a].members[ident].state is expected
+            for a in sim.members
+        )
+
+    assert rounds_until(sim, everyone, 6) <= 6
+    for address in sim.member_list()[:20]:
+        hint = tables[address].owner_hint(ident)
+        assert hint is not None and hint.id != ident
+
+
+def lost_join(sim: Simulator) -> int:
+    """Join a node while every piggyback is lost, until no rumor of it is left to send."""
+    network = net(sim)
+    me = sim.join()
+    rounds_until(sim, lambda: all(not t.rumors.by_id for t in network.memberships.values()), 30)
+    network.settings = replace(network.settings, drop=0.0)
+    return me.id
+
+
+def test_the_digest_repairs_a_join_whose_piggybacks_were_all_lost() -> None:
+    lossy = GossipSettings(drop=1.0, digest_seconds=5.0)
+    sim = ring(lossy)
+    network = net(sim)
+    ident = lost_join(sim)
+    tables = network.memberships
+
+    def level() -> bool:
+        return all(tables[a].knows_alive(ident) for a in sim.members) and all(
+            tables[a].alive_count == len(sim.members) for a in sim.members
+        )
+
+    assert not level()
+    period_rounds = math.ceil(lossy.digest_seconds / ROUND_SECONDS)
+    assert rounds_until(sim, level, 3 * period_rounds) <= 3 * period_rounds
+    assert network.sent.repairs > 0
+
+
+def test_without_the_digest_a_lost_join_stays_unknown() -> None:
+    sim = ring(GossipSettings(drop=1.0, digest_seconds=math.inf), nodes=100)
+    network = net(sim)
+    ident = lost_join(sim)
+    for _ in range(20):
+        network.clock += ROUND_SECONDS
+        sim.round()
+    others = [t for t in network.memberships.values() if t.me.id != ident]
+    assert not any(t.knows_alive(ident) for t in others)
+
+
+def test_a_node_taken_for_failed_refutes_it_and_is_alive_again_everywhere() -> None:
+    sim = ring()
+    network = net(sim)
+    tables = network.memberships
+    target = sim.member_list()[5]
+    me = sim.state(target).me
+    # A false suspicion: its predecessor takes it for failed (a call timed out, say).
+    pred = sim.state(target).predecessor
+    assert pred is not None
+    assert tables[pred.address].declare_failed(me.id, network.clock)
+
+    def alive_everywhere() -> bool:
+        return all(tables[a].knows_alive(me.id, 1) for a in sim.members)
+
+    assert rounds_until(sim, alive_everywhere, 8) <= 8
+    assert tables[target].incarnation == 1
+
+
+def test_gossip_bytes_are_counted_and_nothing_rides_when_nothing_changed() -> None:
+    sim = ring(GossipSettings(digest_seconds=math.inf), nodes=50)
+    network = net(sim)
+    network.clock += ROUND_SECONDS
+    sim.round()
+    assert network.sent.total == 0
+    sim.crash(sim.member_list()[3])
+    network.clock += ROUND_SECONDS
+    sim.round()
+    sent = network.sent
+    assert sent.events > 0 and sent.messages > 0
+    assert sent.total == sent.events + sent.digests + sent.repairs + sent.framing
+
+
+def test_the_hint_experiment_measures_cost_spread_and_hits() -> None:
+    plan = HintPlan(nodes=100, seconds=10.0, warmup=2.0, probes_per_tick=20, seed=1)
+    summary = measure_hints(plan).summary()
+    assert summary["unfinished_changes"] == 0
+    assert 0 < summary["bytes_per_node_second"] < 1024  # type: ignore[operator]
+    assert summary["hint_hit_rate"] is not None and summary["hint_hit_rate"] > 0.95  # type: ignore[operator]
+    assert summary["known_95_seconds"]["p99"] < 5  # type: ignore[index]
