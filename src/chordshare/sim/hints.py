@@ -11,7 +11,9 @@ steady rate, and measures:
   A crash counts from the crash, its detection included; the learning times are the ones
   each table recorded;
 - how often `owner_hint` of a random member for a random key names the true owner (the
-  first live member at or after the key), sampled every stabilize period.
+  first live member at or after the key), sampled evenly through each stabilize period;
+  and the same for the keys whose owner changed within the last 5 s (the id of a node
+  that joined, left or crashed), where a stale table shows.
 
 Time: one simulator tick is one stabilize period (0.5 s). In each tick every member runs
 stabilize, in shuffled order, the clock moving evenly through the tick from one member to
@@ -42,6 +44,8 @@ CHECK_PREDECESSOR_TICKS = 2  # 1 s
 FIX_FINGERS_TICKS = 4  # 2 s
 # A change not known everywhere this long after it is reported as unfinished.
 HORIZON_SECONDS = 30.0
+# The owner hints of keys whose owner changed this recently are reported apart.
+RECENT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,9 @@ class HintResult:
     probes: int = 0
     hits: int = 0
     no_hint: int = 0  # probes of a node whose hints were off
+    # Probes of the keys whose owner changed within the last RECENT_SECONDS.
+    recent_probes: int = 0
+    recent_hits: int = 0
     members_at_end: int = 0
 
     def summary(self) -> dict[str, object]:
@@ -112,6 +119,10 @@ class HintResult:
             "probes": self.probes,
             "hint_hit_rate": round(self.hits / self.probes, 5) if self.probes else None,
             "hints_off": self.no_hint,
+            "recent_probes": self.recent_probes,
+            "recent_hint_hit_rate": round(self.recent_hits / self.recent_probes, 5)
+            if self.recent_probes
+            else None,
         }
 
 
@@ -152,11 +163,10 @@ class _Run:
                     self.result.changes.append(change)
                     self.pending.append(change)
                 next_change += gap
-            self.tick(tick)
+            self.tick(tick, self.plan.probes_per_tick if measuring else 0)
             network.clock = start + STABILIZE_SECONDS
             if measuring:
                 self.result.node_seconds += len(self.sim.members) * STABILIZE_SECONDS
-                self.probe()
             self.track(network.clock)
         sent = network.sent
         gossip_bytes = {
@@ -175,12 +185,17 @@ class _Run:
             network.clock = ticks * STABILIZE_SECONDS
             self.track(network.clock)
 
-    def tick(self, tick: int) -> None:
+    def tick(self, tick: int, probes: int = 0) -> None:
+        """One stabilize period; `probes` owner hints are checked, spread evenly over it."""
         sim, network = self.sim, self.network
         order = sim.member_list()
         self.rng.shuffle(order)
         start = tick * STABILIZE_SECONDS
+        truth = self.ring()
+        every = max(1, len(order) // probes) if probes else 0
         for i, address in enumerate(order):
+            if every and i % every == 0:
+                self.probe(truth, max(1, probes * every // len(order)))
             if address not in sim.members:
                 continue
             network.clock = start + STABILIZE_SECONDS * i / len(order)
@@ -236,21 +251,35 @@ class _Run:
             elif now - change.at > HORIZON_SECONDS:
                 self.pending.remove(change)
 
-    def probe(self) -> None:
+    def ring(self) -> tuple[list[str], list[NodeRef], list[int]]:
+        """The members, and the live ring in id order: the truth the hints are held to.
+        It changes only with a change, and changes come between ticks."""
+        members = self.sim.member_list()
+        ring = sorted((self.sim.state(a).me for a in members), key=lambda n: n.id)
+        return members, ring, [n.id for n in ring]
+
+    def probe(self, truth: tuple[list[str], list[NodeRef], list[int]], count: int) -> None:
         sim, rng = self.sim, self.rng
-        members = sim.member_list()
-        ring = sorted((sim.state(a).me for a in members), key=lambda n: n.id)
-        ids = [n.id for n in ring]
-        for _ in range(self.plan.probes_per_tick):
+        members, ring, ids = truth
+        for _ in range(count):
             origin = members[rng.randrange(len(members))]
             key = rng.getrandbits(sim.bits)
-            truth = ring[bisect_left(ids, key) % len(ring)]
+            owner = ring[bisect_left(ids, key) % len(ring)]
             hint = self.network.memberships[origin].owner_hint(key)
             self.result.probes += 1
             if hint is None:
                 self.result.no_hint += 1
-            elif hint == truth:
+            elif hint == owner:
                 self.result.hits += 1
+        # The keys whose owner just changed: the id of a node that came or went.
+        recent = [c for c in self.result.changes if self.network.clock - c.at < RECENT_SECONDS]
+        for change in recent:
+            origin = members[rng.randrange(len(members))]
+            key = change.node.id
+            owner = ring[bisect_left(ids, key) % len(ring)]
+            self.result.recent_probes += 1
+            if self.network.memberships[origin].owner_hint(key) == owner:
+                self.result.recent_hits += 1
 
 
 __all__ = ["Change", "HintPlan", "HintResult", "measure_hints"]
