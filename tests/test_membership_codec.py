@@ -51,6 +51,19 @@ def test_field_size_is_what_the_field_adds_to_its_message(
 
 
 @pytest.mark.parametrize(
+    ("state", "wire"),
+    [
+        (MemberState.ALIVE, pb.MemberEvent.ALIVE),
+        (MemberState.FAILED, pb.MemberEvent.FAILED),
+        (MemberState.LEFT, pb.MemberEvent.LEFT),
+    ],
+)
+def test_each_state_has_its_own_wire_value(state: MemberState, wire: int) -> None:
+    event = MemberEvent(5, "10.0.0.1:7000", 1, state)
+    assert CODEC.event(event).state == wire
+
+
+@pytest.mark.parametrize(
     "msg",
     [
         pb.MemberEvent(id=b"\x01", address="10.0.0.1:7000"),  # no state

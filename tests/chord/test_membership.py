@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -168,7 +169,8 @@ def test_each_change_goes_to_a_bounded_number_of_distinct_peers() -> None:
     m.rumors.by_id.clear()
     change = MemberEvent(150, "", 0, MemberState.FAILED)
     m.apply([change], 2.0, "n1")
-    limit = fanout(m.alive_count)
+    limit = math.ceil(math.log2(m.alive_count + 1))  # λ = 1: log2 N distinct peers
+    assert fanout(m.alive_count) == limit == 7
     sent_to = []
     for peer in ["n1", "n2", "n2", *(f"n{i}" for i in range(3, 40))]:
         if change in m.outgoing(peer, 8):

@@ -115,6 +115,13 @@ class HintResult:
             },
             "known_95_seconds": stats(p95),
             "known_100_seconds": stats(p100),
+            "known_mean_seconds_by_kind": {
+                kind: {
+                    "95": _mean([c.known_95 for c in self.changes if c.kind == kind]),
+                    "100": _mean([c.known_100 for c in self.changes if c.kind == kind]),
+                }
+                for kind in kinds
+            },
             "unfinished_changes": len(self.changes) - len(done),
             "probes": self.probes,
             "hint_hit_rate": round(self.hits / self.probes, 5) if self.probes else None,
@@ -124,6 +131,21 @@ class HintResult:
             if self.recent_probes
             else None,
         }
+
+
+def spread(learned: list[float], live: int, at: float) -> tuple[float | None, float | None]:
+    """Seconds after `at` until 95 % and until 100 % of `live` nodes knew a change, from
+    the times the nodes that know it learned it; None for a share not reached yet."""
+    times = sorted(learned)
+    need = math.ceil(0.95 * live)
+    known_95 = max(0.0, times[need - 1] - at) if len(times) >= need else None
+    known_100 = max(0.0, times[-1] - at) if times and len(times) >= live else None
+    return known_95, known_100
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 3) if known else None
 
 
 def measure_hints(plan: HintPlan) -> HintResult:
@@ -241,12 +263,11 @@ class _Run:
                 if alive != joined:
                     continue
                 times.append(member.learned if member is not None else change.at)
-            times.sort()
-            need = math.ceil(0.95 * len(tables))
-            if change.known_95 is None and len(times) >= need:
-                change.known_95 = max(0.0, times[need - 1] - change.at)
-            if len(times) == len(tables):
-                change.known_100 = max(0.0, times[-1] - change.at)
+            known_95, known_100 = spread(times, len(tables), change.at)
+            if change.known_95 is None:
+                change.known_95 = known_95
+            if known_100 is not None:
+                change.known_100 = known_100
                 self.pending.remove(change)
             elif now - change.at > HORIZON_SECONDS:
                 self.pending.remove(change)
@@ -282,4 +303,4 @@ class _Run:
                 self.result.recent_hits += 1
 
 
-__all__ = ["Change", "HintPlan", "HintResult", "measure_hints"]
+__all__ = ["Change", "HintPlan", "HintResult", "measure_hints", "spread"]
