@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chordshare.chord.membership import MemberEvent, Membership, MemberState
+from chordshare.chord.membership import (
+    MemberEvent,
+    Membership,
+    MemberState,
+    ring_size_estimate,
+)
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.rumors import fanout
 from chordshare.ids import IdSpace
@@ -214,3 +219,45 @@ def test_departed_members_are_forgotten_after_the_tombstone_period() -> None:
     m.expire(12.0)
     assert 2 not in m.members and 1 in m.members
     assert not m.rumors.by_id
+
+
+def test_a_node_back_under_an_old_tombstone_refutes_it_with_its_first_digest() -> None:
+    """A node restarted with its old id (ids come from addresses) finds its tombstone in
+    the answer to the digest its first call carries, and comes back one above it."""
+    peer = table([MemberEvent(9, "n9", 0, MemberState.ALIVE)])
+    peer.apply([MemberEvent(9, "", 0, MemberState.FAILED)], 2.0, None)
+    back = Membership(NodeRef(9, "n9"), SPACE, 3.0)
+    digest = back.digest()
+    assert digest is not None
+    back.apply(peer.entries_for(peer.diff(digest)), 3.0, ME.address)
+    assert back.incarnation == 1
+    peer.apply(back.outgoing(ME.address, 8), 3.5, "n9")
+    assert peer.knows_alive(9, 1)
+
+
+@given(st.integers(20, 2000), st.integers(2, 16), st.integers(0, 2**32 - 1))
+def test_the_ring_size_estimate_is_near_an_evenly_spread_ring(n: int, r: int, at: int) -> None:
+    space = IdSpace(32)
+    step = space.size // n
+    me = NodeRef(at, "me")
+    successors = [NodeRef((at + k * step) % space.size, f"s{k}") for k in range(1, r + 1)]
+    assert abs(ring_size_estimate(me, successors, space) - n) <= n * 0.01 + 1
+
+
+def test_a_lone_node_estimates_a_ring_of_one() -> None:
+    assert ring_size_estimate(ME, [ME], SPACE) == 1
+
+
+def test_a_node_over_the_cap_takes_members_in_again_once_reopened() -> None:
+    m = table([MemberEvent(i, f"n{i}", 0, MemberState.ALIVE) for i in range(1, 10)], cap=5)
+    assert m.owner_hint(3) is None
+    m.apply(
+        [MemberEvent(2, "", 0, MemberState.LEFT), MemberEvent(3, "", 0, MemberState.LEFT)],
+        2.0,
+        None,
+    )
+    m.reopen()
+    m.apply([MemberEvent(8, "n8", 0, MemberState.ALIVE)], 3.0, None)
+    assert m.knows_alive(8)
+    hint = m.owner_hint(5)
+    assert hint is not None and hint.id == 8

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, insort
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -33,6 +33,8 @@ from chordshare.ids import IdSpace
 
 # Above this many live members a node keeps no table: hints are off.
 DEFAULT_CAP = 10_000
+# A node over the cap takes members in again once the ring seems this far under it.
+REOPEN_SHARE = 0.9
 # Arcs of the ring that a digest hashes apart, so a difference names the entries to send.
 DEFAULT_ARCS = 64
 # How long a departed member is remembered, so that a stale alive event about it is
@@ -83,6 +85,16 @@ class Digest:
 
     count: int
     arcs: tuple[int, ...]
+
+
+def ring_size_estimate(me: NodeRef, successors: Sequence[NodeRef], space: IdSpace) -> int:
+    """How many nodes the ring holds, from how much of it our successor list spans: ids are
+    spread evenly, so r successors over a fraction f of the ring mean about r / f nodes."""
+    others = [s for s in successors if s.id != me.id]
+    if not others:
+        return 1
+    span = (others[-1].id - me.id) % space.size or space.size
+    return max(len(others) + 1, round(len(others) * space.size / span))
 
 
 def entry_hash(ident: int, incarnation: int) -> int:
@@ -195,8 +207,8 @@ class Membership:
         self.rumors.expire(horizon)
 
     def reopen(self) -> None:
-        """The ring is back under the cap (as its driver estimates): record every member
-        again. The table fills up through digest repairs."""
+        """The ring is back under the cap (`ring_size_estimate` below `REOPEN_SHARE` of
+        it): record every member again. The table fills up through digest repairs."""
         self.over_cap = False
 
     # Piggybacking.
@@ -280,10 +292,12 @@ class Membership:
 __all__ = [
     "DEFAULT_ARCS",
     "DEFAULT_CAP",
+    "REOPEN_SHARE",
     "Digest",
     "Member",
     "MemberEvent",
     "MemberState",
     "Membership",
     "entry_hash",
+    "ring_size_estimate",
 ]
