@@ -165,6 +165,11 @@ def test_the_hint_experiment_measures_cost_spread_and_hits() -> None:
     assert result.probes and result.hits / result.probes > 0.95
     # Right after a change some tables are stale: the keys it moved are hit less often.
     assert result.recent_probes and result.recent_hits < result.recent_probes
+    # A hinted lookup asks the owner at once: about one hop, where Chord takes more.
+    assert result.hinted_hops and len(result.hinted_hops) == len(result.chord_hops)
+    assert sum(result.hinted_hops) / len(result.hinted_hops) <= 1.05
+    assert sum(result.chord_hops) > 1.5 * sum(result.hinted_hops)
+    assert result.hinted_wrong <= result.chord_wrong
     changes = result.changes
     assert {c.kind for c in changes} == {"join", "leave", "crash"}
     for change in changes:

@@ -31,6 +31,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from chordshare.chord import procedures
+from chordshare.chord.lookup import LookupFailed
 from chordshare.chord.membership import MemberState
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
@@ -58,6 +59,7 @@ class HintPlan:
     leave_weight: float = 0.25
     crash_weight: float = 0.25
     probes_per_tick: int = 100
+    lookups_per_tick: int = 10  # whole lookups, with hints and with Chord alone
     successors: int = DEFAULT_SUCCESSORS
     seed: int = 0
     settings: GossipSettings = field(default_factory=GossipSettings)
@@ -84,6 +86,11 @@ class HintResult:
     # Probes of the keys whose owner changed within the last RECENT_SECONDS.
     recent_probes: int = 0
     recent_hits: int = 0
+    # Lookups: hops (remote nodes that answered) and answers that were not the owner.
+    chord_hops: list[int] = field(default_factory=list)
+    chord_wrong: int = 0
+    hinted_hops: list[int] = field(default_factory=list)
+    hinted_wrong: int = 0
     members_at_end: int = 0
 
     def summary(self) -> dict[str, object]:
@@ -126,6 +133,11 @@ class HintResult:
             "probes": self.probes,
             "hint_hit_rate": round(self.hits / self.probes, 5) if self.probes else None,
             "hints_off": self.no_hint,
+            "lookups": len(self.chord_hops),
+            "lookup_mean_hops_chord": _mean([float(h) for h in self.chord_hops]),
+            "lookup_mean_hops_hinted": _mean([float(h) for h in self.hinted_hops]),
+            "lookup_wrong_owner_chord": self.chord_wrong,
+            "lookup_wrong_owner_hinted": self.hinted_wrong,
             "recent_probes": self.recent_probes,
             "recent_hint_hit_rate": round(self.recent_hits / self.recent_probes, 5)
             if self.recent_probes
@@ -218,6 +230,8 @@ class _Run:
         for i, address in enumerate(order):
             if every and i % every == 0:
                 self.probe(truth, max(1, probes * every // len(order)))
+                if i == 0:
+                    self.lookups(truth, self.plan.lookups_per_tick)
             if address not in sim.members:
                 continue
             network.clock = start + STABILIZE_SECONDS * i / len(order)
@@ -278,6 +292,44 @@ class _Run:
         members = self.sim.member_list()
         ring = sorted((self.sim.state(a).me for a in members), key=lambda n: n.id)
         return members, ring, [n.id for n in ring]
+
+    def lookups(self, truth: tuple[list[str], list[NodeRef], list[int]], count: int) -> None:
+        """Lookups of random keys from random members, by Chord alone and with hints: ask
+        the node the hint names, whose own (predecessor, self] check answers, and fall back
+        to Chord's lookup when it does not own the key or does not answer. Gossip is paused:
+        lookups are no maintenance, and their answers are the point here."""
+        sim, rng, network, result = self.sim, self.rng, self.network, self.result
+        members, ring, ids = truth
+        network.active = False
+        try:
+            for _ in range(count):
+                origin = members[rng.randrange(len(members))]
+                key = rng.getrandbits(sim.bits)
+                owner = ring[bisect_left(ids, key) % len(ring)]
+                chord = self.chord_lookup(origin, key)
+                result.chord_hops.append(chord[1])
+                result.chord_wrong += chord[0] != owner
+                hint = network.memberships[origin].owner_hint(key)
+                if (
+                    hint is not None
+                    and hint.address in sim.members
+                    and sim.state(hint.address).owns(key)
+                ):
+                    result.hinted_hops.append(0 if hint.address == origin else 1)
+                    result.hinted_wrong += hint != owner
+                    continue
+                found, hops = chord  # the hint was wrong: one call lost, then Chord's way
+                result.hinted_hops.append(hops + (hint is not None))
+                result.hinted_wrong += found != owner
+        finally:
+            network.active = True
+
+    def chord_lookup(self, origin: str, key: int) -> tuple[NodeRef | None, int]:
+        try:
+            found = self.sim.lookup(origin, key)
+        except LookupFailed:
+            return None, 0
+        return found.owner, found.hops
 
     def probe(self, truth: tuple[list[str], list[NodeRef], list[int]], count: int) -> None:
         sim, rng = self.sim, self.rng
