@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/hops.py
 	$(BIN)/python bench/failure.py
+	$(BIN)/python bench/membership.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/transfer.py
 	$(BIN)/python bench/small_files.py
