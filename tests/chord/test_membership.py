@@ -7,7 +7,7 @@ import random
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chordshare.chord.membership import (
@@ -144,6 +144,7 @@ def test_digests_are_equal_exactly_when_the_live_members_agree(
 
 
 @given(event_lists, event_lists)
+@example([MemberEvent(5, "n5", 0, MemberState.ALIVE)], [MemberEvent(5, "", 0, MemberState.FAILED)])
 def test_a_digest_repair_brings_a_table_that_missed_changes_level(
     seen: list[MemberEvent], missed: list[MemberEvent]
 ) -> None:
@@ -167,6 +168,17 @@ def test_above_the_cap_hints_are_off_and_the_table_stops_growing(cap: int, more:
     over = 1 + len(joins) > cap
     assert (m.owner_hint(3) is None) == over
     assert (m.digest() is None) == over
+    size = len(m.members)
+    m.apply([MemberEvent(200, "", 0, MemberState.LEFT)], 2.0, None)
+    assert len(m.members) == size + (not over)
+
+
+def test_a_live_member_without_an_address_is_not_taken_in() -> None:
+    m = table([MemberEvent(5, "", 0, MemberState.ALIVE)])
+    assert not m.knows_alive(5)
+    m.apply([MemberEvent(5, "n5", 0, MemberState.ALIVE)], 2.0, None)
+    m.apply([MemberEvent(5, "", 1, MemberState.ALIVE)], 3.0, None)  # the address is known
+    assert m.knows_alive(5, 1) and m.owner_hint(5) == NodeRef(5, "n5")
 
 
 def test_each_change_goes_to_a_bounded_number_of_distinct_peers() -> None:

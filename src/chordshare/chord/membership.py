@@ -267,11 +267,14 @@ class Membership:
 
     def _set(self, event: MemberEvent, now: float) -> bool:
         """Record an event known to be newer. False when it is refused: a member we do not
-        know while the table is full."""
+        know while the table is full (over the cap, it takes no one in until `reopen`)."""
         old = self.members.get(event.id)
-        if old is None and event.state is MemberState.ALIVE and self.alive_count >= self.cap:
-            self.over_cap = True
-            return False
+        alive = event.state is MemberState.ALIVE
+        if old is None:
+            if alive and self.alive_count >= self.cap:
+                self.over_cap = True
+            if self.over_cap or (alive and not event.address):
+                return False  # the table is closed; or a live member we could not call
         if old is not None and old.state is MemberState.ALIVE:
             self._drop_alive(event.id, old.incarnation)
         address = event.address or (old.node.address if old is not None else "")
