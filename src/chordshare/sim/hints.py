@@ -178,26 +178,20 @@ class _Run:
         self.phase = {a: self.rng.randrange(FIX_FINGERS_TICKS) for a in sim.member_list()}
         self.result = HintResult(plan)
         self.pending: list[Change] = []
+        rate = plan.changes_per_second
+        self.gap = 1.0 / rate if rate > 0 else math.inf  # between two changes
+        self.next_change = self.gap
 
     def go(self) -> None:
         plan, network = self.plan, self.network
         total = plan.warmup + plan.seconds
         ticks = math.ceil(total / STABILIZE_SECONDS)
-        gap = 1.0 / plan.changes_per_second if plan.changes_per_second > 0 else math.inf
-        next_change = gap
         for tick in range(ticks):
             start = tick * STABILIZE_SECONDS
             measuring = start >= plan.warmup
             if tick * STABILIZE_SECONDS == plan.warmup:
                 network.sent.reset()
-            while next_change < start + STABILIZE_SECONDS:
-                network.clock = next_change
-                change = self.change(next_change)
-                if change is not None and measuring:
-                    self.result.changes.append(change)
-                    self.pending.append(change)
-                next_change += gap
-            self.tick(tick, self.plan.probes_per_tick if measuring else 0)
+            self.tick(tick, self.plan.probes_per_tick if measuring else 0, True, measuring)
             network.clock = start + STABILIZE_SECONDS
             if measuring:
                 self.result.node_seconds += len(self.sim.members) * STABILIZE_SECONDS
@@ -219,8 +213,11 @@ class _Run:
             network.clock = ticks * STABILIZE_SECONDS
             self.track(network.clock)
 
-    def tick(self, tick: int, probes: int = 0) -> None:
-        """One stabilize period; `probes` owner hints are checked, spread evenly over it."""
+    def tick(
+        self, tick: int, probes: int = 0, changes: bool = False, measuring: bool = False
+    ) -> None:
+        """One stabilize period; `probes` owner hints are checked, spread evenly over it,
+        and with `changes` the changes due in it happen at their times."""
         sim, network = self.sim, self.network
         order = sim.member_list()
         self.rng.shuffle(order)
@@ -228,13 +225,16 @@ class _Run:
         truth = self.ring()
         every = max(1, len(order) // probes) if probes else 0
         for i, address in enumerate(order):
+            now = start + STABILIZE_SECONDS * i / len(order)
+            if changes and self.changes_until(now, measuring):
+                truth = self.ring()
             if every and i % every == 0:
                 self.probe(truth, max(1, probes * every // len(order)))
                 if i == 0:
                     self.lookups(truth, self.plan.lookups_per_tick)
             if address not in sim.members:
                 continue
-            network.clock = start + STABILIZE_SECONDS * i / len(order)
+            network.clock = now
             state = sim.state(address)
             avoid = network.suspects[address]
             sim.run(address, procedures.stabilize(state, avoid))
@@ -243,6 +243,22 @@ class _Run:
                 sim.run(address, procedures.check_predecessor(state))
             if phase % FIX_FINGERS_TICKS == 0:
                 sim.run(address, procedures.fix_fingers(state, avoid))
+        if changes:
+            # Due before the next period starts (strictly: one at its start waits for it).
+            self.changes_until(start + STABILIZE_SECONDS, measuring, before=True)
+
+    def changes_until(self, until: float, measuring: bool, before: bool = False) -> bool:
+        """Make the changes due by `until` (before it, with `before`); whether any was."""
+        made = False
+        while self.next_change < until or (not before and self.next_change == until):
+            self.network.clock = self.next_change
+            change = self.change(self.next_change)
+            if change is not None and measuring:
+                self.result.changes.append(change)
+                self.pending.append(change)
+            self.next_change += self.gap
+            made = True
+        return made
 
     def change(self, now: float) -> Change | None:
         plan, sim, rng = self.plan, self.sim, self.rng
