@@ -9,7 +9,10 @@ and reply carries the caller's or callee's changes and, every 10 s per node, its
 - bytes per node per second of the gossip fields (serialized protobuf), target < 1 KB;
 - seconds from a change until 95 % of the live nodes know it (target < 5 s, judged on the
   p99 over the changes) and until 100 %;
-- how often `owner_hint` names the true owner (first live node at or after the key).
+- how often `owner_hint` names the true owner (first live node at or after the key), for
+  random keys and for the keys whose owner changed in the last 5 s;
+- hops of whole lookups with hints (ask the node the hint names; Chord's lookup when it
+  does not own the key) and with Chord alone.
 
 Without hints nothing is sent and there is no hint: every lookup takes Chord's path.
 Prints one JSON document.
