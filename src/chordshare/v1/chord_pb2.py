@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/chord.proto\x12\rchordshare.v1\"#\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"9\n\x06\x43\x61ller\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06oldest\x18\x02 \x01(\r\x12\x0e\n\x06newest\x18\x03 \x01(\r\"4\n\x0bPingRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\"L\n\tPingReply\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04\x62its\x18\x02 \x01(\r\x12\x0e\n\x06joined\x18\x03 \x01(\x08\"E\n\x0f\x46indStepRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\"A\n\rFindStepReply\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12\"\n\x05nodes\x18\x02 \x03(\x0b\x32\x13.chordshare.v1.Node\"<\n\x13GetNeighborsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\"\x81\x01\n\tNeighbors\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\"^\n\rNotifyRequest\x12&\n\tcandidate\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\"\r\n\x0bNotifyReply\"\xae\x01\n\x0cLeaveRequest\x12$\n\x07leaving\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Caller\"\x0c\n\nLeaveReply\"\x10\n\x0eGetInfoRequest\":\n\x06\x46inger\x12\r\n\x05start\x18\x01 \x01(\x0c\x12!\n\x04node\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\"\xb6\x01\n\x08NodeInfo\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12&\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x15.chordshare.v1.Finger\x12\x0c\n\x04\x62its\x18\x05 \x01(\r\"\x1c\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"e\n\x0bLookupReply\x12\"\n\x05owner\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04hops\x18\x02 \x01(\r\x12\x10\n\x08timeouts\x18\x03 \x01(\r\x12\x12\n\nelapsed_us\x18\x04 \x01(\x04\x32\xe9\x03\n\x05\x43hord\x12<\n\x04Ping\x12\x1a.chordshare.v1.PingRequest\x1a\x18.chordshare.v1.PingReply\x12H\n\x08\x46indStep\x12\x1e.chordshare.v1.FindStepRequest\x1a\x1c.chordshare.v1.FindStepReply\x12L\n\x0cGetNeighbors\x12\".chordshare.v1.GetNeighborsRequest\x1a\x18.chordshare.v1.Neighbors\x12\x42\n\x06Notify\x12\x1c.chordshare.v1.NotifyRequest\x1a\x1a.chordshare.v1.NotifyReply\x12?\n\x05Leave\x12\x1b.chordshare.v1.LeaveRequest\x1a\x19.chordshare.v1.LeaveReply\x12\x41\n\x07GetInfo\x12\x1d.chordshare.v1.GetInfoRequest\x1a\x17.chordshare.v1.NodeInfo\x12\x42\n\x06Lookup\x12\x1c.chordshare.v1.LookupRequest\x1a\x1a.chordshare.v1.LookupReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/chord.proto\x12\rchordshare.v1\"#\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"9\n\x06\x43\x61ller\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06oldest\x18\x02 \x01(\r\x12\x0e\n\x06newest\x18\x03 \x01(\r\"4\n\x0bPingRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\"L\n\tPingReply\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04\x62its\x18\x02 \x01(\r\x12\x0e\n\x06joined\x18\x03 \x01(\x08\"\x80\x01\n\x0f\x46indStepRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12\x0f\n\x07\x63onfirm\x18\x03 \x01(\x08\x12(\n\x0bunreachable\x18\x04 \x03(\x0b\x32\x13.chordshare.v1.Node\"\xb2\x01\n\rFindStepReply\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12\"\n\x05nodes\x18\x02 \x03(\x0b\x32\x13.chordshare.v1.Node\x12#\n\x05\x63laim\x18\x03 \x01(\x0e\x32\x14.chordshare.v1.Claim\x12!\n\x04node\x18\x04 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0f\n\x07vouched\x18\x05 \x01(\x08\x12\x16\n\x0eretry_after_ms\x18\x06 \x01(\r\"<\n\x13GetNeighborsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\"\x81\x01\n\tNeighbors\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\"^\n\rNotifyRequest\x12&\n\tcandidate\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\"\r\n\x0bNotifyReply\"\xae\x01\n\x0cLeaveRequest\x12$\n\x07leaving\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Caller\"\x0c\n\nLeaveReply\"\x10\n\x0eGetInfoRequest\":\n\x06\x46inger\x12\r\n\x05start\x18\x01 \x01(\x0c\x12!\n\x04node\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\"\xb6\x01\n\x08NodeInfo\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12&\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x15.chordshare.v1.Finger\x12\x0c\n\x04\x62its\x18\x05 \x01(\r\"\x1c\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"e\n\x0bLookupReply\x12\"\n\x05owner\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04hops\x18\x02 \x01(\r\x12\x10\n\x08timeouts\x18\x03 \x01(\r\x12\x12\n\nelapsed_us\x18\x04 \x01(\x04*V\n\x05\x43laim\x12\x15\n\x11\x43LAIM_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43LAIM_OWNER\x10\x01\x12\x13\n\x0f\x43LAIM_NOT_OWNER\x10\x02\x12\x10\n\x0c\x43LAIM_UNSURE\x10\x03\x32\xe9\x03\n\x05\x43hord\x12<\n\x04Ping\x12\x1a.chordshare.v1.PingRequest\x1a\x18.chordshare.v1.PingReply\x12H\n\x08\x46indStep\x12\x1e.chordshare.v1.FindStepRequest\x1a\x1c.chordshare.v1.FindStepReply\x12L\n\x0cGetNeighbors\x12\".chordshare.v1.GetNeighborsRequest\x1a\x18.chordshare.v1.Neighbors\x12\x42\n\x06Notify\x12\x1c.chordshare.v1.NotifyRequest\x1a\x1a.chordshare.v1.NotifyReply\x12?\n\x05Leave\x12\x1b.chordshare.v1.LeaveRequest\x1a\x19.chordshare.v1.LeaveReply\x12\x41\n\x07GetInfo\x12\x1d.chordshare.v1.GetInfoRequest\x1a\x17.chordshare.v1.NodeInfo\x12\x42\n\x06Lookup\x12\x1c.chordshare.v1.LookupRequest\x1a\x1a.chordshare.v1.LookupReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chordshare.v1.chord_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CLAIM']._serialized_start=1476
+  _globals['_CLAIM']._serialized_end=1562
   _globals['_NODE']._serialized_start=44
   _globals['_NODE']._serialized_end=79
   _globals['_CALLER']._serialized_start=81
@@ -39,32 +41,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINGREQUEST']._serialized_end=192
   _globals['_PINGREPLY']._serialized_start=194
   _globals['_PINGREPLY']._serialized_end=270
-  _globals['_FINDSTEPREQUEST']._serialized_start=272
-  _globals['_FINDSTEPREQUEST']._serialized_end=341
-  _globals['_FINDSTEPREPLY']._serialized_start=343
-  _globals['_FINDSTEPREPLY']._serialized_end=408
-  _globals['_GETNEIGHBORSREQUEST']._serialized_start=410
-  _globals['_GETNEIGHBORSREQUEST']._serialized_end=470
-  _globals['_NEIGHBORS']._serialized_start=473
-  _globals['_NEIGHBORS']._serialized_end=602
-  _globals['_NOTIFYREQUEST']._serialized_start=604
-  _globals['_NOTIFYREQUEST']._serialized_end=698
-  _globals['_NOTIFYREPLY']._serialized_start=700
-  _globals['_NOTIFYREPLY']._serialized_end=713
-  _globals['_LEAVEREQUEST']._serialized_start=716
-  _globals['_LEAVEREQUEST']._serialized_end=890
-  _globals['_LEAVEREPLY']._serialized_start=892
-  _globals['_LEAVEREPLY']._serialized_end=904
-  _globals['_GETINFOREQUEST']._serialized_start=906
-  _globals['_GETINFOREQUEST']._serialized_end=922
-  _globals['_FINGER']._serialized_start=924
-  _globals['_FINGER']._serialized_end=982
-  _globals['_NODEINFO']._serialized_start=985
-  _globals['_NODEINFO']._serialized_end=1167
-  _globals['_LOOKUPREQUEST']._serialized_start=1169
-  _globals['_LOOKUPREQUEST']._serialized_end=1197
-  _globals['_LOOKUPREPLY']._serialized_start=1199
-  _globals['_LOOKUPREPLY']._serialized_end=1300
-  _globals['_CHORD']._serialized_start=1303
-  _globals['_CHORD']._serialized_end=1792
+  _globals['_FINDSTEPREQUEST']._serialized_start=273
+  _globals['_FINDSTEPREQUEST']._serialized_end=401
+  _globals['_FINDSTEPREPLY']._serialized_start=404
+  _globals['_FINDSTEPREPLY']._serialized_end=582
+  _globals['_GETNEIGHBORSREQUEST']._serialized_start=584
+  _globals['_GETNEIGHBORSREQUEST']._serialized_end=644
+  _globals['_NEIGHBORS']._serialized_start=647
+  _globals['_NEIGHBORS']._serialized_end=776
+  _globals['_NOTIFYREQUEST']._serialized_start=778
+  _globals['_NOTIFYREQUEST']._serialized_end=872
+  _globals['_NOTIFYREPLY']._serialized_start=874
+  _globals['_NOTIFYREPLY']._serialized_end=887
+  _globals['_LEAVEREQUEST']._serialized_start=890
+  _globals['_LEAVEREQUEST']._serialized_end=1064
+  _globals['_LEAVEREPLY']._serialized_start=1066
+  _globals['_LEAVEREPLY']._serialized_end=1078
+  _globals['_GETINFOREQUEST']._serialized_start=1080
+  _globals['_GETINFOREQUEST']._serialized_end=1096
+  _globals['_FINGER']._serialized_start=1098
+  _globals['_FINGER']._serialized_end=1156
+  _globals['_NODEINFO']._serialized_start=1159
+  _globals['_NODEINFO']._serialized_end=1341
+  _globals['_LOOKUPREQUEST']._serialized_start=1343
+  _globals['_LOOKUPREQUEST']._serialized_end=1371
+  _globals['_LOOKUPREPLY']._serialized_start=1373
+  _globals['_LOOKUPREPLY']._serialized_end=1474
+  _globals['_CHORD']._serialized_start=1565
+  _globals['_CHORD']._serialized_end=2054
 # @@protoc_insertion_point(module_scope)
