@@ -85,8 +85,10 @@ def converge(client: Host, hosts: list[Host], space: IdSpace) -> tuple[list[Node
 
 def lookups_under_loss(
     net: Network, client: Host, lossy: Host, entries: list[Host], seed: int, window: float
-) -> tuple[list[list[Any]], float]:
-    """The driver's lookups for `window` seconds from when the loss began, and that moment."""
+) -> tuple[list[list[Any]], float, float]:
+    """The driver's lookups for `window` seconds from when the loss began, that moment (just
+    before the link is reshaped, so the onset is counted from the earliest it can be), and
+    how long the reshaping took (the relay running, the loss steady)."""
     args = (",".join(h.address for h in entries), str(seed), str(window))
     driver = subprocess.Popen(
         driver_argv(client, "lookups", *args),
@@ -103,6 +105,7 @@ def lookups_under_loss(
         driver.stdin.write("go\n")
         driver.stdin.flush()
         net.shape(lossy, loss_pct=LOSS_PCT)
+        setup = time.monotonic() - began
         out, err = driver.communicate(timeout=window + 60)
         if driver.returncode != 0:
             raise RuntimeError(f"the lookup client failed: {err}")
@@ -110,7 +113,7 @@ def lookups_under_loss(
         if driver.poll() is None:
             driver.kill()
             driver.wait(10)
-    return json.loads(out.strip().splitlines()[-1]), began
+    return json.loads(out.strip().splitlines()[-1]), began, setup
 
 
 def samples_of(rows: list[list[Any]], refs: list[NodeRef], began: float) -> list[Sample]:
@@ -155,7 +158,7 @@ def measure(workdir: Path, nodes: int, window: float, seed: int) -> dict[str, An
         log(f"lossy link: converged after {converged:.1f} s")
         lossy = random.Random(seed).choice(hosts)
         entries = [h for h in hosts if h is not lossy]
-        rows, began = lookups_under_loss(net, client, lossy, entries, seed, window)
+        rows, began, setup = lookups_under_loss(net, client, lossy, entries, seed, window)
     finally:
         left = net.destroy()
         if left:
@@ -167,6 +170,7 @@ def measure(workdir: Path, nodes: int, window: float, seed: int) -> dict[str, An
         nodes=nodes,
         loss_pct=LOSS_PCT,
         lossy_node=lossy.address,
+        loss_setup_s=round(setup, 3),
         converged_before_s=round(converged, 2),
         cleanup_left=left,
     )
