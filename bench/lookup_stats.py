@@ -1,7 +1,9 @@
 """The statistics of the latency benchmark, pure functions of lookup samples: percentiles,
 summaries, the healthy ring's overhead ratios, and for a fault phase the wrong owners
 counted per second and the onset rule (no wrong owner among lookups that started more than
-ONSET seconds after the disturbance began)."""
+ONSET seconds after the disturbance began). An answer naming a node that was stopped with
+SIGSTOP is counted apart: right after the stop it is the node's last words, not a wrong
+live owner, and its own target says by when those must end (STOPPED_NAMED_UNTIL)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ TARGET_RATIO = 1.5  # healthy lookups over their chains of bare round trips, p50
 TARGET_P50_OVER_RTT = 1.2  # healthy lookup p50 over the bare gRPC round trip p50
 TARGET_FROZEN_MAX = 0.5  # seconds: the slowest lookup while nodes are frozen
 TARGET_HALF_DEAD_P99 = 0.02  # seconds: p99 once half the nodes were killed
+# Seconds after a SIGSTOP by which no lookup names a stopped node: it spoke to its successor
+# within two stabilize periods (1 s) and is taken for slow until then, plus the onset.
+STOPPED_NAMED_UNTIL = 1.2
 
 
 @dataclass
@@ -26,6 +31,7 @@ class Sample:
     hops: int = 0
     timeouts: int = 0
     skipped_owner: bool = False  # wrong, and the answer is the true owner's successor
+    stopped_owner: bool = False  # wrong, and the answer is a node stopped with SIGSTOP
     in_node: float = 0.0  # the lookup itself, timed by the node (no client call)
     # Right after the lookup: hops + 1 bare Pings in a row from this process to random live
     # nodes, the round trips the lookup is made of (our call to the node and its hops),
@@ -89,10 +95,15 @@ def wrong_by_second(samples: list[Sample], window: float = 0.0) -> list[int]:
     return counts
 
 
+def stopped_after(samples: list[Sample], onset: float = STOPPED_NAMED_UNTIL) -> int:
+    """Answers naming a stopped node among lookups that started after `onset`."""
+    return sum(1 for s in samples if s.stopped_owner and s.at > onset)
+
+
 def wrong_after(samples: list[Sample], onset: float = ONSET) -> int:
     """Wrong owners among lookups that started more than `onset` seconds after the
-    disturbance began."""
-    return sum(1 for s in samples if s.wrong and s.at > onset)
+    disturbance began; a stopped node named is counted by `stopped_after` instead."""
+    return sum(1 for s in samples if s.wrong and not s.stopped_owner and s.at > onset)
 
 
 def fault_phase(
@@ -125,11 +136,16 @@ def fault_phase(
     result["wrong_owner"] = {
         "count": len(wrong),
         "true_owner_skipped": sum(s.skipped_owner for s in wrong),
+        "stopped_node_named": sum(s.stopped_owner for s in wrong),
         "last_at_s": round(max(s.at for s in wrong), 2) if wrong else None,
     }
     if converged_after is not None:
         result["converged_after_s"] = converged_after
     targets: dict[str, bool] = {"wrong_after_200ms == 0": result["wrong_after_200ms"] == 0}
+    if any(s.stopped_owner for s in samples):
+        late = stopped_after(samples)
+        result["stopped_named_after_onset"] = late
+        targets[f"stopped node named after {STOPPED_NAMED_UNTIL:g} s == 0"] = late == 0
     slowest, p99 = result["max_ms"], result["p99_ms"]
     if max_under is not None:
         limit = max_under * 1000

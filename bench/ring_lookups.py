@@ -109,6 +109,7 @@ async def run_lookups(
         latency = time.monotonic() - started
         true_owner = ideal.owner(key)
         skipped = owner != true_owner and owner == ideal.owner((true_owner.id + 1) % size)
+        stopped = owner != true_owner and owner.address in ring.stopped()
         samples.append(
             Sample(
                 started - began,
@@ -118,6 +119,7 @@ async def run_lookups(
                 hops,
                 timeouts,
                 skipped,
+                stopped,
                 answer.seconds,
                 await ping_chain(ring, rng, hops + 1) if chains else None,
             )

@@ -95,6 +95,10 @@ class Ring:
     def live(self) -> list[NodeRef]:
         return [n.ref for n in self.nodes if n.state == "live" and n.ref is not None]
 
+    def stopped(self) -> set[str]:
+        """Addresses of the nodes stopped with SIGSTOP."""
+        return {n.ref.address for n in self.nodes if n.state == "frozen" and n.ref is not None}
+
     def pick(self, rng: random.Random, count: int) -> list[Node]:
         return rng.sample([n for n in self.nodes if n.state == "live"], count)
 

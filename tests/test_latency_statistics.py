@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from lookup_stats import ONSET, Sample, fault_phase, wrong_after, wrong_by_second
+from lookup_stats import (
+    ONSET,
+    STOPPED_NAMED_UNTIL,
+    Sample,
+    fault_phase,
+    stopped_after,
+    wrong_after,
+    wrong_by_second,
+)
 
 
 def lookup(at: float, *, answered: bool = True, correct: bool = True, ms: float = 2.0) -> Sample:
@@ -85,3 +93,19 @@ def test_every_wrong_owner_is_counted_once_per_second_and_after_the_onset_if_lat
     for second, count in enumerate(per_second):
         assert count == sum(1 for s in wrong if second <= s.at < second + 1)
     assert wrong_after(samples) == sum(1 for s in wrong if s.at > ONSET)
+
+
+def test_a_stopped_node_named_counts_apart_and_only_after_its_last_words() -> None:
+    def named_stopped(at: float) -> Sample:
+        return Sample(at=at, latency=0.1, answered=True, correct=False, stopped_owner=True)
+
+    stopped = [named_stopped(0.5), named_stopped(STOPPED_NAMED_UNTIL)]
+    assert wrong_after(stopped) == 0  # not a wrong live owner
+    assert stopped_after(stopped) == 0
+    phase = fault_phase(stopped, None, window=6.0)
+    assert phase["target_met"] and phase["wrong_owner"]["stopped_node_named"] == 2
+    late = Sample(at=STOPPED_NAMED_UNTIL + 0.1, latency=0.1, answered=True, correct=False)
+    late_stopped = named_stopped(STOPPED_NAMED_UNTIL + 0.1)
+    assert stopped_after([*stopped, late_stopped]) == 1
+    assert not fault_phase([*stopped, late_stopped], None, window=6.0)["target_met"]
+    assert wrong_after([late]) == 1

@@ -98,7 +98,10 @@ def find_successor(
 
     while tally.calls < MAX_LOOKUP_CALLS:
         if reply is not None and reply.done:
-            found = yield from _confirm(state, key, reply.nodes, avoid, joining, tally, heard)
+            way_on = nearest is not None and nearest.address not in listed
+            found = yield from _confirm(
+                state, key, reply.nodes, avoid, joining, tally, heard, way_on
+            )
             if found is not None:
                 return found
             tried |= tally.failed
@@ -180,6 +183,7 @@ def _confirm(
     joining: bool,
     tally: _Tally,
     heard: Container[str],
+    way_on: bool,
 ) -> Generator[Call, Reply, LookupResult | None]:
     """Ask the owner candidates of a done step, in order, until one owns the key. A node
     that does not own it says where the owner is: its predecessor (asked next, then the
@@ -203,7 +207,10 @@ def _confirm(
         if told.get(node.address, -1) >= len(unreachable):
             continue  # it answered already, and nothing new can change that answer
         told[node.address] = len(unreachable)
-        ask = ConfirmOwner(node, key, tuple(unreachable), fallback=bool(queue))
+        # A candidate need not be waited for while the lookup has another way on: the next
+        # candidate, or the list of the node nearest before the key, whose nodes after it
+        # check it themselves.
+        ask = ConfirmOwner(node, key, tuple(unreachable), fallback=bool(queue) or way_on)
         if mine:  # our own range decides, as any node's does
             # Asker and answerer are one path here: what failed once is not asked again.
             confirming = ownership.confirm(

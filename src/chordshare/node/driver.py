@@ -50,7 +50,7 @@ class CheckingPings:
         if not isinstance(call, Ping):
             return await self.transport.call(call)
         address = call.peer.address
-        deadline = self.health.timeout_for(address)
+        deadline = self.health.check_timeout(address)
         if address in self.health:
             deadline = min(self.health.ceiling, CHECK_PATIENCE * deadline)
         hello = await self.transport.hello(address, deadline)

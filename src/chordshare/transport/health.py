@@ -27,9 +27,9 @@ ALPHA = 1 / 8  # RFC 6298 gains
 BETA = 1 / 4
 RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this many
 # A node asked to confirm it owns a key, told of nodes the asker could not reach, may first
-# check them itself: one of their deadlines, then two if the first check failed. The asker
-# waits that long too, or it would take the checking node for dead as well.
-CHECKING_DEADLINES = 4
+# check them itself: one deadline, then two if the first check failed. The asker waits that
+# long on top of its own deadline, or it would take the checking node for dead as well.
+CHECKING_DEADLINES = 3
 
 
 @dataclass(slots=True)
@@ -87,8 +87,19 @@ class PeerHealth:
 
     def timeout_for_check(self, address: str) -> float:
         """The deadline of a call whose answer may wait for the callee's own check of a
-        third node (see CHECKING_DEADLINES)."""
-        return CHECKING_DEADLINES * self.timeout_for(address)
+        third node (see CHECKING_DEADLINES), measured by the node-wide round trip."""
+        checking = self._overall.timeout(self.floor, self.ceiling, self.initial)
+        return self.timeout_for(address) + CHECKING_DEADLINES * checking
+
+    def check_timeout(self, address: str) -> float:
+        """The deadline of a check of a peer for a node that could not reach it: from its
+        round trips, without the backoff of the calls it missed (a stopped peer would
+        otherwise cost every check the ceiling)."""
+        estimator = self._peers.get(address)
+        overall = self._overall.timeout(self.floor, self.ceiling, self.initial)
+        if estimator is None or estimator.srtt is None:
+            return overall
+        return min(self.ceiling, max(self.floor, estimator.srtt + 4 * estimator.rttvar))
 
     def record_success(self, address: str, rtt: float) -> None:
         estimator = self._peers.setdefault(address, RttEstimator())
