@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from chordshare.chord.invariants import IdealRouting
-from chordshare.chord.messages import Call, NodeRef, Reply, Unreachable
-from chordshare.chord.procedures import handle
+from chordshare.chord.messages import Ack, Call, NodeRef, Pause, Reply, Unreachable
+from chordshare.chord.procedures import answer
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
 
@@ -53,12 +53,15 @@ def address_of(ident: int) -> str:
 @dataclass
 class Network:
     """Nodes by address; a call to a dead or unknown address fails. Runs a procedure to its
-    end, answering each call with the callee's `handle`, and keeps a log of the calls."""
+    end, answering each call with the callee's `answer` (the calls an answer makes are
+    made at once), and keeps a log of the procedure's calls."""
 
     nodes: dict[str, RoutingState] = field(default_factory=dict)
     dead: set[str] = field(default_factory=set)
     calls: list[Call] = field(default_factory=list)
     failures: int = 0
+    # Whom each node's answers found unreachable (the lookups under test keep their own).
+    suspects: dict[str, set[str]] = field(default_factory=dict)
 
     def live(self) -> set[str]:
         return set(self.nodes) - self.dead
@@ -72,12 +75,39 @@ class Network:
         if target is None or call.peer.address in self.dead:
             self.failures += 1
             return Unreachable(call.peer, "dead")
-        return handle(target, call)
+        suspects = self.suspects.setdefault(call.peer.address, set())
+        return self._answer(answer(target, call, suspects), suspects)
+
+    def _answer(
+        self, procedure: Generator[Call, Reply, Reply], suspects: set[str] | None = None
+    ) -> Reply:
+        """Drive an answer; the calls it makes are not the caller's (neither logged nor
+        counted as the caller's failures), and update the answering node's `suspects`."""
+        suspects = set() if suspects is None else suspects
+        try:
+            call = next(procedure)
+            while True:
+                address = call.peer.address
+                target = self.nodes.get(address)
+                if target is None or address in self.dead:
+                    reply: Reply = Unreachable(call.peer, "dead")
+                    suspects.add(address)
+                else:
+                    theirs = self.suspects.setdefault(address, set())
+                    reply = self._answer(answer(target, call, theirs), theirs)
+                    suspects.discard(address)
+                call = procedure.send(reply)
+        except StopIteration as stop:
+            result: Reply = stop.value
+            return result
 
     def run(self, procedure: Generator[Call, Reply, Any]) -> Any:
         try:
             call = next(procedure)
             while True:
+                if isinstance(call, Pause):  # no time passes here
+                    call = procedure.send(Ack())
+                    continue
                 self.calls.append(call)
                 call = procedure.send(self.reply(call))
         except StopIteration as stop:

@@ -6,31 +6,18 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from memring import SPACE, start_memory_node
+from memring import SPACE, converged, memory_ring
 from waiting import wait_until
 
-from chordshare.chord.invariants import IdealRouting, convergence_problems
+from chordshare.chord.invariants import IdealRouting
 from chordshare.node.runtime import ChordNode
 from chordshare.transport.memory import MemoryNetwork
 
 
-def converged(nodes: list[ChordNode], check_fingers: bool = True) -> bool:
-    states = {n.me.address: n.state for n in nodes}
-    return not convergence_problems(states, set(states), check_fingers=check_fingers)
-
-
 @pytest.fixture
 async def ring() -> AsyncIterator[tuple[MemoryNetwork, list[ChordNode]]]:
-    network = MemoryNetwork()
-    nodes: list[ChordNode] = []
-    for i in range(12):
-        address = f"mem-{i}:1"
-        nodes.append(await start_memory_node(network, address, nodes[0] if nodes else None))
-
-    await wait_until(lambda: converged(nodes), 20, "the in-memory ring to converge")
-    yield network, nodes
-    for node in nodes:
-        await node.stop_maintenance()
+    async with memory_ring(12, "mem") as made:
+        yield made
 
 
 async def test_frozen_peer_is_routed_around_and_suspected_node_wide(

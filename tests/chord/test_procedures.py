@@ -13,6 +13,7 @@ from chordshare.chord import procedures as P
 from chordshare.chord.invariants import IdealRouting, convergence_problems, ring_problems
 from chordshare.chord.messages import (
     Ack,
+    ConfirmOwner,
     FindStep,
     GetNeighbors,
     LeaveNotice,
@@ -127,13 +128,13 @@ def test_lookup_gets_past_a_dead_successor_nobody_noticed(make_ring) -> None:
     net.dead = {"n20"}
     result = net.run(L.find_successor(net.nodes["n0"], 22))
     assert result.owner == ref(24)
-    assert net.calls == [FindStep(ref(16), 22), Ping(ref(24))]
+    assert net.calls == [FindStep(ref(16), 22), ConfirmOwner(ref(24), 22)]
     assert (result.hops, result.timeouts) == (2, 0)
     # From the dead node's predecessor itself, its own list answers: one ping.
     net.calls.clear()
     result = net.run(L.find_successor(net.nodes["n16"], 22))
     assert result.owner == ref(24)
-    assert net.calls == [Ping(ref(24))]
+    assert net.calls == [ConfirmOwner(ref(24), 22)]
 
 
 def test_lookup_counts_a_timeout_for_a_dead_successor(make_ring) -> None:
@@ -143,7 +144,9 @@ def test_lookup_counts_a_timeout_for_a_dead_successor(make_ring) -> None:
     result = net.run(L.find_successor(net.nodes["n1"], 3))
     assert result.owner == ref(20)
     assert result.timeouts == 1
-    assert net.calls == [Ping(ref(5)), Ping(ref(20))]
+    # 20 checks 5 itself, twice (the first miss may be a busy moment), then claims its keys.
+    again = ConfirmOwner(ref(20), 3, (ref(5),))
+    assert net.calls == [ConfirmOwner(ref(5), 3), again, again]
 
 
 def test_lookup_of_an_owned_key_makes_no_call(make_ring) -> None:
@@ -288,6 +291,9 @@ def test_stabilize_skips_dead_successors(make_ring, case, data) -> None:
     live_ids = [i for i in ids if f"n{i}" not in net.dead]
     after = IdealRouting.of([ref(i) for i in live_ids], space)
 
+    for state in net.nodes.values():  # the dead nodes' successors noticed it
+        if state.me.address not in net.dead:
+            net.run(P.check_predecessor(state))
     net.run(P.stabilize(me))
 
     assert me.successor == after.successors(me.me, 1)[0]
@@ -325,9 +331,11 @@ def test_check_predecessor_clears_only_a_dead_one(alive: bool, make_ring) -> Non
     net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
     if not alive:
         net.dead.add("n1")
-    net.run(P.check_predecessor(net.nodes["n5"]))
-    assert net.calls == [Ping(ref(1))]
+    net.run(P.check_predecessor(net.nodes["n5"], now=7.0))
+    assert net.calls == [GetNeighbors(ref(1))]
     assert net.nodes["n5"].predecessor == (ref(1) if alive else None)
+    # A silent predecessor's keys are held until it answers again.
+    assert net.nodes["n5"].absorbed == ([] if alive else [(ref(1), 7.0)])
 
 
 def test_check_predecessor_without_one_calls_nobody() -> None:
@@ -405,10 +413,14 @@ def test_handle_answers_each_call(make_ring) -> None:
     assert P.handle(n5, Ping(ref(5))) == Pong(ref(5))
     assert P.handle(n5, GetNeighbors(ref(5))) == n5.neighbors()
     assert P.handle(n5, FindStep(ref(5), 10)).done
-    # A notify from a farther node is refused unless our predecessor is suspected.
+    # A notify from a farther node is refused, even when our predecessor is suspected: only
+    # once it is gone (cleared when it stopped answering) is the notifier taken.
     assert P.handle(n5, Notify(ref(5), ref(28))) == Ack()
     assert n5.predecessor == ref(1)
     assert P.handle(n5, Notify(ref(5), ref(28)), avoid={"n1"}) == Ack()
+    assert n5.predecessor == ref(1)
+    n5.predecessor = None
+    assert P.handle(n5, Notify(ref(5), ref(28))) == Ack()
     assert n5.predecessor == ref(28)
     with pytest.raises(TypeError):
         P.handle(n5, "ping")  # type: ignore[arg-type]

@@ -285,13 +285,13 @@ def test_adopt_successors_of_me_leaves_me_alone() -> None:
 
 
 @settings(max_examples=200)
-@given(arbitrary_states(), st.integers(0, 255), st.booleans())
-def test_rectify_follows_zave(state: RoutingState, cand: int, suspected: bool) -> None:
+@given(arbitrary_states(), st.integers(0, 255))
+def test_rectify_follows_zave(state: RoutingState, cand: int) -> None:
     candidate = ref(cand % state.space.size)
     pred = state.predecessor
-    adopted = state.rectify(candidate, suspected)
+    adopted = state.rectify(candidate)
     want = candidate.id != state.me.id and (
-        pred is None or suspected or between(pred.id, candidate.id, state.me.id)
+        pred is None or between(pred.id, candidate.id, state.me.id)
     )
     assert adopted == want
     assert state.predecessor == (candidate if want else pred)
@@ -299,11 +299,12 @@ def test_rectify_follows_zave(state: RoutingState, cand: int, suspected: bool) -
 
 def test_rectify_keeps_a_closer_predecessor() -> None:
     state = RoutingState(ref(10), IdSpace(5), predecessor=ref(8))
-    assert not state.rectify(ref(5), False)
+    assert not state.rectify(ref(5))
     assert state.predecessor == ref(8)
-    assert state.rectify(ref(9), False)
+    assert state.rectify(ref(9))
     assert state.predecessor == ref(9)
-    assert state.rectify(ref(5), True)
+    state.predecessor = None  # it stopped answering
+    assert state.rectify(ref(5))
     assert state.predecessor == ref(5)
 
 

@@ -7,15 +7,15 @@ from collections.abc import Generator
 import pytest
 
 from chordshare.chord.messages import (
-    Ack,
     Call,
+    FindStep,
     GetNeighbors,
     Neighbors,
     NodeRef,
-    Notify,
     Ping,
     Pong,
     Reply,
+    StepReply,
     Unreachable,
 )
 from chordshare.chord.state import RoutingState
@@ -51,7 +51,7 @@ def test_a_call_to_a_removed_node_fails_and_makes_the_caller_suspect_it() -> Non
     b = net.add(node(2))
     net.remove("n2")
     replies = net.run("n1", pinger([b.me]))
-    assert replies == [Unreachable(b.me, "not live")]
+    assert replies == [Unreachable(b.me, "not live", refused=True)]  # as after kill -9
     assert net.suspects["n1"] == {"n2"}
     assert net.counters.failed == 1
     assert "n2" not in net.states
@@ -67,21 +67,21 @@ def test_a_reply_clears_suspicion() -> None:
 
 
 def test_the_target_answers_with_its_own_suspicion_set() -> None:
-    """Notify replaces a predecessor that the target suspects, whoever else suspects it."""
+    """A lookup step leaves out the hops the target suspects, whoever else suspects them."""
     net = Network()
-    a, b = net.add(node(10)), net.add(node(20))
-    old = NodeRef(15, "n15")  # nearer to 20 than the candidate 10: kept unless suspected
-    b.predecessor = old
+    net.add(node(10))
+    b = net.add(node(20))
+    b.successors = [NodeRef(30, "n30")]
+    b.fingers[0] = NodeRef(15, "n15")  # a hop towards key 17, going round the ring
 
-    def notify() -> Generator[Call, Reply, Reply]:
-        return (yield Notify(b.me, a.me))
+    def step() -> Generator[Call, Reply, Reply]:
+        return (yield FindStep(b.me, 17))
 
     net.suspects["n10"].add("n15")  # the caller's suspicion does not count
-    assert net.run("n10", notify()) == Ack()
-    assert b.predecessor == old
+    n15, n30 = NodeRef(15, "n15"), NodeRef(30, "n30")
+    assert net.run("n10", step()) == StepReply(False, (n15, n30))
     net.suspects["n20"].add("n15")
-    net.run("n10", notify())
-    assert b.predecessor == a.me
+    assert net.run("n10", step()) == StepReply(False, (n30,))
 
 
 def test_request_and_respond_split_a_call_in_two() -> None:

@@ -10,11 +10,11 @@ own fault (link relay off, partition healed), so a failure in one is reported by
     slowing; the count of wrong answers before is printed), and then every lookup answers
     with the right owner, p99 under 1 s; only those that need the slow peer pay its delay;
 (b) a peer that drops 30 % of what it sends: every lookup answers within the CLI's
-    deadline; a wrong owner, when a reply is lost too often in a row and the peer is taken
-    for dead, is only ever its successor answering for its keys (counts are printed);
+    deadline, and from 200 ms after the loss begins with the right owner;
 (c) a partition splits the switch in two ({1,2,3} and {4,5,6}): each side heals into a ring
-    of its own; once the switch is joined again, the two rings merge into one (ring merge,
-    docs/protocol.md), walked with `chordshare ring --json` from every host;
+    of its own; once the switch is joined again, the two rings become one (a ring merge, or
+    a node whose predecessor on the other side answers its probe again: docs/protocol.md),
+    walked with `chordshare ring --json` from every host;
 (d) the same partition with `conflict.bin` created on both sides: after the heal both are
     kept, one under the name, the other under its conflict name, both fetched intact, and
     a node logged a warning naming both;
@@ -47,6 +47,7 @@ LOSS_PCT = 30
 LOOKUPS = 120
 CLI_LOOKUP_DEADLINE = 10.0  # what `chordshare lookup` waits for (NodeClient: 2 x 5 s)
 ONSET_SECONDS = 4.0  # lookups watched from the moment a link is impaired
+LOSS_ONSET = 0.2  # seconds after which a lossy link must cost no wrong owner
 SETTLE_DEADLINE = 20.0  # by when lookups must be right again
 
 # Client programs run inside the client's namespace: one process for many calls, each call
@@ -346,8 +347,8 @@ def test_a_lossy_peer_does_not_stall_lookups_past_their_deadline(net: Network) -
     net.shape(lossy, loss_pct=LOSS_PCT)
     try:
         started = time.monotonic()
-        results = measure_lookups(net, entries, seed=3, seconds=ONSET_SECONDS)
-        results += measure_lookups(net, entries, seed=4)
+        first = measure_lookups(net, entries, seed=3, seconds=ONSET_SECONDS)
+        results = first + measure_lookups(net, entries, seed=4)
         took = time.monotonic() - started
     finally:
         net.unshape(lossy)
@@ -360,12 +361,14 @@ def test_a_lossy_peer_does_not_stall_lookups_past_their_deadline(net: Network) -
     assert not failed, f"{len(failed)} of {len(results)} lookups failed: {failed[:5]}"
     assert max(r[2] for r in results) < CLI_LOOKUP_DEADLINE
 
-    # Lookups stay quick, but not always right: a reply lost two or three times running
-    # outlasts the retransmissions (deadline·(1 + 2 + 4)), so now and then a node takes the
-    # lossy peer for dead, and the lossy peer, whose own calls lose packets too, takes some
-    # of its neighbours for dead and leaves them out of the answers it gives as a hop of
-    # other nodes' lookups. Those wrong owners are reported, not asserted; once the link is
-    # whole again every answer must be right.
+    # And right: a node takes a peer for dead only when another path fails to reach it too
+    # (the owner a lookup ends at checks the nodes its asker could not reach), and a lossy
+    # node keeps the neighbours its other neighbours still hear. Lookups that started
+    # before the loss had fully set in are not judged.
+    late = [r for r in first if r[4] > LOSS_ONSET] + results[len(first) :]
+    wrong = wrong_owners(found, late)
+    assert not wrong, f"{len(wrong)} of {len(late)} named a wrong owner: {wrong[:5]}"
+
     def all_right_again() -> None:
         after = measure_lookups(net, entries, seed=5, count=40)
         assert not wrong_owners(found, after), "wrong owners after the loss ended"
@@ -401,8 +404,11 @@ def test_a_partition_heals_into_one_ring(net: Network) -> None:
             assert set(walk) == want and len(walk) == NODES, f"from {host.ns}: {walk}"
 
     wait_for("every host to walk the whole ring", walks_whole_ring, 30)
-    merged = [h.index for h in hosts if "ring merge" in h.log_path.read_text(errors="replace")]
-    assert merged, "no node logged a ring merge"
+    signs = ("ring merge", "answers again")
+    merged = [
+        h.index for h in hosts if any(x in h.log_path.read_text(errors="replace") for x in signs)
+    ]
+    assert merged, "no node logged a ring merge or a predecessor back"
 
 
 def test_a_name_created_on_both_sides_of_a_partition_keeps_both(

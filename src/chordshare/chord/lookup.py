@@ -8,16 +8,19 @@ it, and a node's runtime runs it for a user's lookup.
 from __future__ import annotations
 
 from collections.abc import Container, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from chordshare.chord import ownership
 from chordshare.chord.messages import (
     Call,
+    Claim,
+    ConfirmOwner,
     FindStep,
     GetNeighbors,
     Neighbors,
     NodeRef,
-    Ping,
-    Pong,
+    OwnerAnswer,
+    Pause,
     Reply,
     StepReply,
     Unreachable,
@@ -27,6 +30,9 @@ from chordshare.ids import between_right
 
 # A lookup that has made this many calls is lost in a broken ring: stop rather than wander.
 MAX_LOOKUP_CALLS = 1024
+# Times a lookup asks again a node that is checking its view after a pause (each after the
+# wait it names) before it gives up on the key for now.
+MAX_PAUSES = 8
 
 
 class LookupFailed(Exception):
@@ -48,6 +54,7 @@ def find_successor(
     avoid: Container[str] = NO_AVOID,
     start: NodeRef | None = None,
     joining: bool = False,
+    heard: Container[str] = NO_AVOID,
 ) -> Generator[Call, Reply, LookupResult]:
     """Iterative lookup of the node that owns key.
 
@@ -55,11 +62,13 @@ def find_successor(
     successors). Every node that answers offers several next hops; they all go into one pool,
     and the one closest before the key is asked next, so a dead hop costs one failed call and
     the lookup goes on from the next best node it has heard of. A `done` answer names a
-    successor list: its first entry that answers owns the key, and that answer is one hop
-    (the "+1" of the Chord paper's hop count).
+    successor list: the owner is among its entries, in order, and each is asked in turn
+    whether it owns the key (`ConfirmOwner`); its own range decides, and that answer is one
+    hop (the "+1" of the Chord paper's hop count).
 
     `joining`: the caller is not on the ring yet, so an entry with its own address is a stale
-    record of an earlier run of it and is skipped.
+    record of an earlier run of it and is skipped. `heard`: peers that answered or called
+    us a moment ago, for when this node is itself a candidate (`ownership.confirm`).
     """
     space = state.space
     if start is None:
@@ -68,9 +77,7 @@ def find_successor(
         reply: StepReply | None = state.step(key, avoid)
     else:
         reply = None
-    hops = timeouts = 0
-    alive: set[str] = set()
-    last_failure = ""
+    tally = _Tally()
     tried: set[str] = {state.me.address}
     pool: dict[str, NodeRef] = {}
     if start is not None:
@@ -89,26 +96,15 @@ def find_successor(
             nearest is not None and (key - node.id) % space.size >= (key - nearest.id) % space.size
         )
 
-    while hops + timeouts < MAX_LOOKUP_CALLS:
+    while tally.calls < MAX_LOOKUP_CALLS:
         if reply is not None and reply.done:
-            for at, candidate in enumerate(reply.nodes):
-                after = reply.nodes[at + 1 :]
-                if candidate.address == state.me.address:
-                    if joining:
-                        continue
-                    return LookupResult(state.me, hops, timeouts)
-                if candidate.address in avoid:
-                    continue
-                if candidate.address in alive:
-                    return LookupResult(candidate, hops, timeouts, after)
-                if candidate.address in tried:  # tried and failed: once is enough
-                    continue
-                answer = yield Ping(candidate)
-                if isinstance(answer, Pong) and answer.node == candidate:
-                    return LookupResult(candidate, hops + 1, timeouts, after)
-                timeouts += 1
-                tried.add(candidate.address)
-                last_failure = _failure(candidate, answer)
+            way_on = nearest is not None and nearest.address not in listed
+            found = yield from _confirm(
+                state, key, reply.nodes, avoid, joining, tally, heard, way_on
+            )
+            if found is not None:
+                return found
+            tried |= tally.failed
         elif reply is not None:
             for node in reply.nodes:
                 if node.address not in tried and node.address not in avoid:
@@ -122,11 +118,10 @@ def find_successor(
             else:
                 answer = yield GetNeighbors(nearest)
                 if isinstance(answer, Neighbors) and answer.node == nearest:
-                    hops += 1
+                    tally.hops += 1
                     successors = answer.successors
                 else:
-                    timeouts += 1
-                    last_failure = _failure(nearest, answer)
+                    tally.fail(nearest, answer)
                     successors = ()
             # The list runs clockwise from nearest: entries before the key are hops not yet
             # tried, the rest answer for the key as a done step would.
@@ -137,7 +132,7 @@ def find_successor(
             reply = StepReply(done=True, nodes=tuple(past)) if past else None
             continue
         if best is None:
-            because = f" (last failure: {last_failure})" if last_failure else ""
+            because = f" (last failure: {tally.last_failure})" if tally.last_failure else ""
             raise LookupFailed(f"no live node answers for key {key}{because}")
         nxt = best
         del pool[nxt.address]
@@ -145,16 +140,131 @@ def find_successor(
         fallback = bool(pool) or (nearest is not None and nearest.address not in listed)
         answer = yield FindStep(nxt, key, fallback)
         if isinstance(answer, StepReply):
-            hops += 1
-            alive.add(nxt.address)
+            tally.hops += 1
             reply = answer
             if nearest is None or not behind(nxt):
                 nearest = nxt
         else:
-            timeouts += 1
-            last_failure = _failure(nxt, answer)
+            tally.fail(nxt, answer)
             reply = None
     raise LookupFailed(f"lookup of key {key} gave up after {MAX_LOOKUP_CALLS} calls")
+
+
+@dataclass
+class _Tally:
+    """What a lookup's calls came to so far."""
+
+    hops: int = 0  # remote nodes that answered
+    timeouts: int = 0  # calls that failed
+    last_failure: str = ""
+    failed: set[str] = field(default_factory=set)  # addresses
+    gone: set[str] = field(default_factory=set)  # those whose connection failed at once
+
+    @property
+    def calls(self) -> int:
+        return self.hops + self.timeouts
+
+    def fail(self, peer: NodeRef, answer: Reply) -> None:
+        self.timeouts += 1
+        self.failed.add(peer.address)
+        if isinstance(answer, Unreachable) and answer.refused:
+            self.gone.add(peer.address)
+        self.last_failure = _failure(peer, answer)
+
+    def result(self, owner: NodeRef, after: tuple[NodeRef, ...]) -> LookupResult:
+        return LookupResult(owner, self.hops, self.timeouts, after)
+
+
+def _confirm(
+    state: RoutingState,
+    key: int,
+    candidates: tuple[NodeRef, ...],
+    avoid: Container[str],
+    joining: bool,
+    tally: _Tally,
+    heard: Container[str],
+    way_on: bool,
+) -> Generator[Call, Reply, LookupResult | None]:
+    """Ask the owner candidates of a done step, in order, until one owns the key. A node
+    that does not own it says where the owner is: its predecessor (asked next, then the
+    node again if the predecessor cannot be reached, with that said), or the nodes of its
+    successor list. None when every candidate failed."""
+    queue = list(candidates)
+    unreachable: list[NodeRef] = []  # candidates before the one asked that we could not reach
+    told: dict[str, int] = {}  # what each node was told: how many of those
+    pauses = 0
+    size = state.space.size
+    while queue and tally.calls < MAX_LOOKUP_CALLS:
+        node = queue.pop(0)
+        mine = node.address == state.me.address
+        if mine and joining:  # an earlier run of ours, gone
+            unreachable.append(node)
+            continue
+        if not mine and (node.address in avoid or node.address in tally.failed):
+            if node not in unreachable:
+                unreachable.append(node)
+            continue
+        if told.get(node.address, -1) >= len(unreachable):
+            continue  # it answered already, and nothing new can change that answer
+        told[node.address] = len(unreachable)
+        # A candidate need not be waited for while the lookup has another way on: the next
+        # candidate, or the list of the node nearest before the key, whose nodes after it
+        # check it themselves.
+        ask = ConfirmOwner(node, key, tuple(unreachable), fallback=bool(queue) or way_on)
+        if mine:  # our own range decides, as any node's does
+            # Asker and answerer are one path here: what failed once is not asked again.
+            confirming = ownership.confirm(
+                state, ask, avoid, tally.failed, heard=heard, gone=tally.gone
+            )
+            answer: Reply = yield from _counted(confirming, tally)
+        else:
+            answer = yield ask
+            if not (isinstance(answer, OwnerAnswer) and answer.node == node):
+                tally.fail(node, answer)
+                unreachable.append(node)
+                continue
+            tally.hops += 1
+        assert isinstance(answer, OwnerAnswer)
+        if answer.claim is Claim.OWNER:
+            return tally.result(node, answer.nodes)
+        if answer.claim is Claim.UNCHECKED:  # an older node: it answered, as a ping would
+            return tally.result(node, tuple(queue))
+        if answer.claim is Claim.UNSURE:
+            if pauses == MAX_PAUSES:
+                raise LookupFailed(f"{node.address} is still checking its view after a pause")
+            pauses += 1
+            yield Pause(node, answer.retry_after)
+            del told[node.address]
+            queue.insert(0, node)
+            continue
+        if joining and answer.nodes and answer.nodes[0].address == state.me.address:
+            return tally.result(node, answer.nodes[1:])  # it names our earlier run
+        if answer.vouched and answer.nodes:
+            return tally.result(answer.nodes[0], (node,))
+        ahead = [n for n in answer.nodes if n.address != node.address]
+        # A predecessor lies between the key and the node: the node is asked again if that
+        # one cannot be reached.
+        back = [n for n in ahead if (n.id - key) % size < (node.id - key) % size]
+        queue = [*ahead, node, *queue] if back else [*ahead, *queue]
+    return None
+
+
+def _counted(
+    procedure: Generator[Call, Reply, OwnerAnswer], tally: _Tally
+) -> Generator[Call, Reply, OwnerAnswer]:
+    """Run our own answer to a ConfirmOwner, counting the calls it makes as the lookup's."""
+    try:
+        call = next(procedure)
+        while True:
+            reply = yield call
+            if isinstance(reply, Unreachable):
+                tally.fail(call.peer, reply)
+            else:
+                tally.hops += 1
+            call = procedure.send(reply)
+    except StopIteration as stop:
+        answer: OwnerAnswer = stop.value
+        return answer
 
 
 def _failure(peer: NodeRef, answer: Reply) -> str:

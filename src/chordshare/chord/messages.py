@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,30 @@ class LeaveNotice:
     successors: tuple[NodeRef, ...]
 
 
-Call = FindStep | GetNeighbors | Notify | Ping | LeaveNotice
+@dataclass(frozen=True, slots=True)
+class ConfirmOwner:
+    """Ask peer whether it owns key: its own (predecessor, self] check decides, so a lookup
+    that ends here never names an owner from the asker's or a hop's old view.
+
+    `unreachable`: nodes between the key and peer, in ring order, that the asker could not
+    reach. Peer claims their keys only once it cannot reach them either: one path that fails
+    is a lossy link or a slow host as often as a dead node."""
+
+    peer: NodeRef
+    key: int
+    unreachable: tuple[NodeRef, ...] = ()
+    fallback: bool = field(default=False, compare=False)  # as FindStep's
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait before asking peer again (it said when); no message is sent."""
+
+    peer: NodeRef
+    seconds: float
+
+
+Call = FindStep | GetNeighbors | Notify | Ping | LeaveNotice | ConfirmOwner | Pause
 
 
 # Replies.
@@ -97,6 +121,27 @@ class Unreachable:
 
     peer: NodeRef
     reason: str
+    refused: bool = False  # its connection failed at once: gone, not slow
 
 
-Reply = StepReply | Neighbors | Pong | Ack | Unreachable
+class Claim(Enum):
+    """A node's answer to ConfirmOwner."""
+
+    OWNER = "owner"
+    NOT_OWNER = "not owner"  # `nodes` are where the owner is, to confirm next
+    UNSURE = "unsure"  # its view may be old (it was paused): ask again after retry_after
+    UNCHECKED = "unchecked"  # an older node, which answers but does not check ownership
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerAnswer:
+    node: NodeRef
+    claim: Claim
+    # OWNER: the nodes after it, clockwise; NOT_OWNER: the owner candidates, in order.
+    nodes: tuple[NodeRef, ...] = ()
+    # NOT_OWNER: nodes[0] answered this node just now, though the asker could not reach it.
+    vouched: bool = False
+    retry_after: float = 0.0  # UNSURE: seconds
+
+
+Reply = StepReply | Neighbors | Pong | Ack | Unreachable | OwnerAnswer

@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Container, Generator
 from dataclasses import dataclass
 
+from chordshare.chord import ownership
 from chordshare.chord.lookup import LookupFailed, find_successor
 from chordshare.chord.merge import Verdict, judge, merged_list
 from chordshare.chord.messages import (
     Ack,
     Call,
+    ConfirmOwner,
     FindStep,
     GetNeighbors,
     LeaveNotice,
@@ -29,6 +31,7 @@ from chordshare.chord.messages import (
     Ping,
     Pong,
     Reply,
+    Unreachable,
 )
 from chordshare.chord.state import NO_AVOID, DuplicateIdError, RoutingState
 from chordshare.ids import between
@@ -80,6 +83,8 @@ def stabilize(
                 # stale, and adopting it would make a node that has gone our successor.
                 continue
             neighbors = answer
+        elif (yield from _still_linked(state, succ)):
+            return  # its successor still hears it: keep it (lookups route around it)
         else:
             state.forget(succ)
     state.adopt_successors(succ, neighbors.successors)
@@ -95,6 +100,24 @@ def stabilize(
             state.adopt_successors(pred, answer.successors)
     if state.successor != state.me:
         yield Notify(state.successor, state.me)
+
+
+def _still_linked(state: RoutingState, succ: NodeRef) -> Generator[Call, Reply, bool]:
+    """Our successor did not answer. Is it still its own successor's predecessor? Then that
+    node hears it: our link to it is lossy or it is slow, not dead, and dropping it would
+    shrink our list for nothing (we take the rest of the list from that node meanwhile).
+    A node that died or hangs is dropped once its successor stopped hearing it too."""
+    after = [n for n in state.successors if n != succ and n != state.me]
+    if not after or succ not in state.successors:
+        return False
+    nxt = after[0]
+    answer = yield GetNeighbors(nxt)
+    if not (isinstance(answer, Neighbors) and answer.node == nxt):
+        return False
+    if answer.predecessor != succ or succ not in state.successors:
+        return False
+    state.adopt_successors(succ, (nxt, *answer.successors))
+    return True
 
 
 def _recover_successor(
@@ -194,14 +217,41 @@ def merge(
     return MergeResult(head, verdict, adopted=True)
 
 
-def check_predecessor(state: RoutingState) -> Generator[Call, Reply, None]:
-    """Clear a predecessor that does not answer, so the next notify can replace it."""
+def check_predecessor(
+    state: RoutingState, now: float = 0.0, heard: Container[str] = NO_AVOID
+) -> Generator[Call, Reply, None]:
+    """Clear a predecessor that does not answer, so the next notify can replace it; its keys
+    are ours until it answers again (`RoutingState.absorb`). One that called us a moment
+    ago (`heard`: it notifies us every stabilize period) is kept: our link to it is lossy,
+    it is not gone. When it answers, it names its successor: a node that joined between it
+    and us is our predecessor once it answers (a node back from a pause learns so at once,
+    rather than when that node notifies it)."""
     pred = state.predecessor
     if pred is None or pred == state.me:
         return
-    answer = yield Ping(pred)
-    if not (isinstance(answer, Pong) and answer.node == pred) and state.predecessor == pred:
-        state.predecessor = None
+    answer = yield GetNeighbors(pred)
+    if not (isinstance(answer, Neighbors) and answer.node == pred):
+        refused = isinstance(answer, Unreachable) and answer.refused
+        if state.predecessor == pred and (refused or pred.address not in heard):
+            state.absorb(pred, now)
+        return
+    closer = answer.successors[0]
+    if closer == state.me or not between(pred.id, closer.id, state.me.id):
+        return
+    reply = yield Ping(closer)
+    if isinstance(reply, Pong) and reply.node == closer:
+        state.rectify(closer)
+
+
+def reclaim(state: RoutingState) -> Generator[Call, Reply, int]:
+    """Ping the predecessors whose keys we took when they went silent; each that answers
+    gets its keys back at once (`RoutingState.hand_back`). Returns how many did."""
+    handed = 0
+    for node in state.absorbed_nodes():
+        answer = yield Ping(node)
+        if isinstance(answer, Pong) and answer.node == node and state.hand_back(node):
+            handed += 1
+    return handed
 
 
 def fix_fingers(
@@ -240,8 +290,28 @@ def leave(state: RoutingState) -> Generator[Call, Reply, None]:
         yield LeaveNotice(pred, state.me, None, successors)
 
 
+def answer(
+    state: RoutingState,
+    call: Call,
+    avoid: Container[str] = NO_AVOID,
+    unchecked: bool = False,
+    now: float = 0.0,
+    heard: Container[str] = NO_AVOID,
+) -> Generator[Call, Reply, Reply]:
+    """Answer a call addressed to this node. Only a ConfirmOwner may make a call of its own
+    first (see `ownership.confirm`, which says what the other arguments are)."""
+    if isinstance(call, ConfirmOwner):
+        return (
+            yield from ownership.confirm(
+                state, call, avoid, unchecked=unchecked, now=now, heard=heard
+            )
+        )
+    return handle(state, call, avoid)
+
+
 def handle(state: RoutingState, call: Call, avoid: Container[str] = NO_AVOID) -> Reply:
-    """Answer a call addressed to this node: what a peer's request does to our state."""
+    """Answer a call addressed to this node that needs no call of its own (every one but
+    ConfirmOwner, which `answer` answers): what a peer's request does to our state."""
     match call:
         case FindStep(key=key):
             return state.step(key, avoid)
@@ -250,8 +320,7 @@ def handle(state: RoutingState, call: Call, avoid: Container[str] = NO_AVOID) ->
         case Ping():
             return Pong(state.me)
         case Notify(candidate=candidate):
-            pred = state.predecessor
-            state.rectify(candidate, pred is not None and pred.address in avoid)
+            state.rectify(candidate)
             return Ack()
         case LeaveNotice(leaving=leaving, predecessor=pred, successors=succs):
             state.on_leave_notice(leaving, pred, succs)
@@ -262,11 +331,13 @@ def handle(state: RoutingState, call: Call, avoid: Container[str] = NO_AVOID) ->
 __all__ = [
     "JoinFailed",
     "MergeResult",
+    "answer",
     "check_predecessor",
     "fix_fingers",
     "handle",
     "join",
     "leave",
     "merge",
+    "reclaim",
     "stabilize",
 ]

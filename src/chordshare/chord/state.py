@@ -21,6 +21,9 @@ DEFAULT_SUCCESSORS = 8
 STEP_CANDIDATES = 4
 
 NO_AVOID: frozenset[str] = frozenset()
+# Silent predecessors whose keys a node holds until they answer again: a few, as each was
+# once next to it and at most r in a row fail.
+MAX_ABSORBED = 4
 
 
 class DuplicateIdError(Exception):
@@ -47,6 +50,10 @@ class RoutingState:
     # found it reported them (that node's successor list). Only routing candidates, never
     # an owner: a lookup still ends at a node whose own list covers the key.
     windows: dict[str, tuple[NodeRef, ...]] = field(default_factory=dict)
+    # Predecessors that went silent and whose keys we took over, newest first, with when:
+    # each is probed, and gets its keys back the moment it answers (`hand_back`), so a node
+    # that was only paused owns its keys again at once.
+    absorbed: list[tuple[NodeRef, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -165,14 +172,21 @@ class RoutingState:
                 break
         return result or [self.me]
 
-    def rectify(self, candidate: NodeRef, predecessor_suspected: bool) -> bool:
+    def rectify(self, candidate: NodeRef) -> bool:
         """Handle a notify: adopt candidate as predecessor when it is closer than the one we
-        have, or ours is gone or suspected (Zave's rectify). Returns whether it was adopted."""
+        have, or ours is gone (Zave's rectify). Returns whether it was adopted.
+
+        Gone means cleared by `check_predecessor` after it stopped answering us, not merely
+        suspected: a suspicion is one failed call, and a notifier past a predecessor we only
+        suspect may be a node whose own list wrapped round the ring on a busy moment; taking
+        it would claim nearly every key."""
         if candidate.id == self.me.id:
             return False
         pred = self.predecessor
-        if pred is None or predecessor_suspected or between(pred.id, candidate.id, self.me.id):
+        if pred is None or between(pred.id, candidate.id, self.me.id):
             self.predecessor = candidate
+            # It spoke to us: it is no silent node whose keys we hold.
+            self.absorbed = [(n, t) for n, t in self.absorbed if n != candidate]
             return True
         return False
 
@@ -189,6 +203,38 @@ class RoutingState:
             if any(n.address == peer.address for n in window):
                 self.windows[owner] = tuple(n for n in window if n.address != peer.address)
 
+    def absorb(self, silent: NodeRef, now: float) -> None:
+        """Our predecessor stopped answering: take its keys until it answers again."""
+        if self.predecessor is not None and self.predecessor.address == silent.address:
+            self.predecessor = None
+        kept = [(n, t) for n, t in self.absorbed if n.address != silent.address]
+        self.absorbed = [(silent, now), *kept][:MAX_ABSORBED]
+
+    def absorbed_nodes(self) -> list[NodeRef]:
+        return [n for n, _ in self.absorbed]
+
+    def hand_back(self, node: NodeRef) -> bool:
+        """An absorbed node answered: it is our predecessor again if it still lies between
+        the one we have and us. Returns whether it was adopted."""
+        if not any(n == node for n, _ in self.absorbed):
+            return False
+        self.absorbed = [(n, t) for n, t in self.absorbed if n != node]
+        pred = self.predecessor
+        if pred is None or between(pred.id, node.id, self.me.id):
+            self.predecessor = node
+            return True
+        return False
+
+    def expire_absorbed(self, now: float, ttl: float) -> None:
+        """Stop waiting for silent predecessors after ttl, and for those no longer between
+        our predecessor and us (a closer node took their place)."""
+        pred = self.predecessor
+        self.absorbed = [
+            (n, t)
+            for n, t in self.absorbed
+            if now - t <= ttl and (pred is None or between(pred.id, n.id, self.me.id))
+        ]
+
     def on_leave_notice(
         self,
         leaving: NodeRef,
@@ -198,6 +244,7 @@ class RoutingState:
         """Relink around a neighbour that leaves gracefully."""
         if leaving == self.me:
             return
+        self.absorbed = [(n, t) for n, t in self.absorbed if n != leaving]
         was_successor = self.successors[0] == leaving
         was_predecessor = self.predecessor == leaving
         remaining = [n for n in self.successors if n != leaving]

@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PROTOCOL = 1  # the newest version this build speaks
+# The newest version this build speaks. 2: a lookup asks its owner candidate to confirm it
+# owns the key (ConfirmOwner); a version-1 node answers that with a plain step, which is
+# taken as a ping, so the two still make one ring.
+PROTOCOL = 2
 MIN_PROTOCOL = 1  # the oldest version this build still speaks
 # What a peer that sends no version speaks: builds that send none all speak version 1.
 UNVERSIONED = 1

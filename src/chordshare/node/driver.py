@@ -2,25 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
 from typing import TypeVar
 
-from chordshare.chord.messages import Call, Reply, Unreachable
-from chordshare.transport.base import PeerError, Transport
+from chordshare.chord.messages import Ack, Call, Pause, Ping, Pong, Reply, Unreachable
+from chordshare.transport.base import Hello, PeerError, Transport
+from chordshare.transport.health import PeerHealth
+
+# A node that checks again a peer it could not reach a moment ago waits this many of the
+# peer's deadlines: a busy host misses one now and then, and two misses name a wrong owner.
+CHECK_PATIENCE = 2.0
 
 T = TypeVar("T")
 
 
 async def drive(procedure: Generator[Call, Reply, T], transport: Transport) -> T:
     """Send each call the procedure yields and feed it the reply; a failed call becomes
-    `Unreachable`, which the core treats as a dead peer."""
+    `Unreachable`, which the core treats as a dead peer. A Pause is waited out here."""
     try:
         call = next(procedure)
         while True:
-            try:
-                reply: Reply = await transport.call(call)
-            except PeerError as err:
-                reply = Unreachable(call.peer, err.reason)
+            reply: Reply
+            if isinstance(call, Pause):
+                await asyncio.sleep(call.seconds)
+                reply = Ack()
+            else:
+                try:
+                    reply = await transport.call(call)
+                except PeerError as err:
+                    reply = Unreachable(call.peer, err.reason, err.refused)
             call = procedure.send(reply)
     except StopIteration as done:
         return done.value
+
+
+class CheckingPings:
+    """The transport as a node's answer to a ConfirmOwner sees it: its Ping, the check of a
+    peer the asker could not reach, is one call (no retransmission: the asker is waiting),
+    with a doubled deadline when it is the second check of a peer that failed the first."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.health: PeerHealth = transport.health
+
+    async def call(self, call: Call) -> Reply:
+        if not isinstance(call, Ping):
+            return await self.transport.call(call)
+        address = call.peer.address
+        deadline = self.health.check_timeout(address)
+        if address in self.health:
+            deadline = min(self.health.ceiling, CHECK_PATIENCE * deadline)
+        hello = await self.transport.hello(address, deadline)
+        return Pong(hello.node)
+
+    async def hello(self, address: str, deadline: float) -> Hello:
+        return await self.transport.hello(address, deadline)
+
+    async def close(self) -> None:
+        await self.transport.close()

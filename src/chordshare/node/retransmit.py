@@ -8,8 +8,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from chordshare.chord.messages import Call, FindStep, Reply
+from chordshare.chord.messages import Call, ConfirmOwner, FindStep, Reply
 from chordshare.transport.base import Hello, PeerError, Transport
+from chordshare.transport.health import PeerHealth
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +34,26 @@ class Retransmitting:
     detection of deadline·(1 + 2 + 4) once, then nothing.
 
     A lookup step that has other hops to try (`FindStep.fallback`; a join's first step
-    has none) does not wait for that verdict: it hears of a failure after one deadline and
+    has none), or an owner candidate with another after it (`ConfirmOwner.fallback`: that
+    one is told this one could not be reached, and checks it itself), does not wait for
+    that verdict: it hears of a failure after one deadline and
     goes on, while the retransmissions run on in the
     background and settle the peer's standing (a hung peer would otherwise cost every
     lookup that met it first 0.7 s, and one that met two of them more than the 1 s a lookup
-    may take). The answer that names the owner (a Ping) still waits: passing over a slow
-    owner would name the wrong one."""
+    may take). The last owner candidate still waits: there is nobody left to ask."""
 
     def __init__(
-        self, transport: Transport, gave_up: Callable[[str], None] = lambda address: None
+        self,
+        transport: Transport,
+        gave_up: Callable[[str], None] = lambda address: None,
+        paused_since: Callable[[float], bool] = lambda moment: False,
     ) -> None:
         self.transport = transport
         self.health = transport.health
         self.gave_up = gave_up  # told of a peer that timed out every time
+        # Whether this node was paused after a moment: a call that ran out its deadline
+        # while the node stood still says nothing of its peer, and is sent again.
+        self.paused_since = paused_since
         self._verdicts: set[asyncio.Task[Reply]] = set()  # steps a lookup stopped waiting for
 
     async def hello(self, address: str, deadline: float) -> Hello:
@@ -58,9 +66,9 @@ class Retransmitting:
         await self.transport.close()
 
     async def call(self, call: Call) -> Reply:
-        if not isinstance(call, FindStep) or not call.fallback:
+        if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
             return await self._call(call)
-        deadline = self.health.timeout_for(call.peer.address)
+        deadline = _deadline(self.health, call)
         task = asyncio.ensure_future(self._call(call))
         done, _ = await asyncio.wait({task}, timeout=deadline * STEP_PATIENCE)
         if task in done:
@@ -79,11 +87,13 @@ class Retransmitting:
         address = call.peer.address
         retries = 0 if address in health else RETRANSMITS
         while True:
-            deadline = health.timeout_for(address)
+            deadline = _deadline(health, call)
             started = time.monotonic()
             try:
                 return await self.transport.call(call)
             except PeerError:
+                if self.paused_since(started):
+                    continue
                 # It waited out its deadline (a refusal or a bad answer comes at once).
                 timed_out = time.monotonic() - started >= 0.9 * deadline
                 if retries == 0 or not timed_out or deadline >= health.ceiling:
@@ -92,3 +102,9 @@ class Retransmitting:
                     raise
                 retries -= 1
                 log.debug("%s did not answer in %.3f s: sent again", address, deadline)
+
+
+def _deadline(health: PeerHealth, call: Call) -> float:
+    if isinstance(call, ConfirmOwner) and call.unreachable:
+        return health.timeout_for_check(call.peer.address)
+    return health.timeout_for(call.peer.address)

@@ -18,27 +18,30 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from chordshare.chord import procedures
+from chordshare.chord import ownership, procedures
 from chordshare.chord.lookup import LookupFailed, LookupResult, find_successor
-from chordshare.chord.merge import PassiveList, Verdict
-from chordshare.chord.messages import Call, NodeRef, Reply
+from chordshare.chord.merge import PassiveList
+from chordshare.chord.messages import Call, Claim, ConfirmOwner, NodeRef, Reply
 from chordshare.chord.procedures import JoinFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
-from chordshare.node.driver import drive
+from chordshare.node.driver import CheckingPings, drive
+from chordshare.node.pauses import PauseWatch
 from chordshare.node.retransmit import Retransmitting
+from chordshare.node.reunion import Reunion
 from chordshare.node.shortage import SHORTAGES
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.base import IncompatiblePeer, PeerError, Transport
 
 log = logging.getLogger(__name__)
 
-REMEMBERED_PEERS = 32
-REJOIN_FIRST_WAIT = 1.0  # seconds between rejoin attempts of a node left alone, doubling...
-REJOIN_MAX_WAIT = 30.0  # ...up to this
-REJOIN_TRIES = 4  # remembered peers asked per attempt
-REJOIN_DEADLINE = 1.0
 MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.merge says
+# A node that stood still this many check-predecessor periods (and at least a second) was
+# paused: its neighbours have taken it for dead by then.
+PAUSE_PERIODS = 2
+# How long a node that took a silent predecessor's keys keeps probing it.
+ABSORBED_TTL = 600.0
+CHECKED_WAIT = 1.0  # how long a lookup waits for a node's view to be checked after a pause
 
 
 class JoinError(Exception):
@@ -60,6 +63,16 @@ class Timing:
     @property
     def merge_period(self) -> float:
         return self.merge if self.merge is not None else self.stabilize * MERGE_EVERY
+
+    @property
+    def signs_of_life(self) -> float:
+        """How recently a peer must have answered or called us to be taken for alive when
+        a call to it fails: it notifies its successor every stabilize period."""
+        return 2 * self.stabilize
+
+    @property
+    def pause_window(self) -> float:
+        return max(1.0, PAUSE_PERIODS * self.check_predecessor)
 
 
 @dataclass
@@ -91,10 +104,14 @@ class ChordNode:
         self._own_tasks = tasks is None
         self.state = RoutingState(me, space, successors)
         self.transport = transport
+        self.timing = timing or Timing()
+        self.pauses = PauseWatch(
+            self.state, transport.health, self.timing.pause_window, self._paused
+        )
         # What procedures are driven over; a peer that timed out every time is probed at
         # once, so if it was only slow its suspicion lasts about one of its round trips.
-        self.calls = Retransmitting(transport, self._start_probe)
-        self.timing = timing or Timing()
+        self.calls = Retransmitting(transport, self._start_probe, self.pauses.paused_since)
+        self._checking = CheckingPings(transport)
         self.joined = False
         self._tasks: list[asyncio.Task[None]] = []
         self._probes: dict[str, asyncio.Task[None]] = {}  # suspects being probed, by address
@@ -102,20 +119,20 @@ class ChordNode:
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
         self._leaving_callbacks: list[Callable[[], Awaitable[None]]] = []
         self.stats = NodeStats()
-        self.bootstrap: str | None = None  # the address joined through, to rejoin by
-        # Peers this node has routed through, most recent last: if it ever finds itself
-        # alone (every pointer dropped, e.g. while its host was cut off), it rejoins
-        # through whichever of them answers again.
-        self.remembered: dict[str, NodeRef] = {}
-        self._next_rejoin = 0.0
-        self._rejoin_wait = REJOIN_FIRST_WAIT
-        # Peers dropped from the view, probed now and then for a ring across a healed
-        # partition.
-        self.passive = PassiveList()
+        self.reunion = Reunion(self.state, self.calls)
+        self._recheck: asyncio.Task[None] | None = None
 
     @property
     def me(self) -> NodeRef:
         return self.state.me
+
+    @property
+    def bootstrap(self) -> str | None:
+        return self.reunion.bootstrap
+
+    @property
+    def passive(self) -> PassiveList:
+        return self.reunion.passive
 
     def on_membership(self, callback: Callable[[bool], Awaitable[None]]) -> None:
         """Call back with True once the node is on a ring, False when it leaves."""
@@ -134,7 +151,49 @@ class ChordNode:
     # Answering peers.
 
     async def handle(self, call: Call) -> Reply:
-        return procedures.handle(self.state, call, self.transport.health)
+        health = self.transport.health
+        if isinstance(call, ConfirmOwner):
+            answer = procedures.answer(
+                self.state,
+                call,
+                health,
+                self.unchecked(),
+                time.monotonic(),
+                health.heard_within(self.timing.signs_of_life),
+            )
+            return await drive(answer, self._checking)
+        return procedures.handle(self.state, call, health)
+
+    def heard_from(self, address: str) -> None:
+        """A peer called us: it runs (a lossy link may still lose our calls to it)."""
+        if address and address != self.me.address:
+            self.transport.health.record_answer(address)
+
+    def claim(self, key: int) -> Claim:
+        """Whether this node owns key, for a request that must reach the owner."""
+        return ownership.claim(self.state, key, self.unchecked())
+
+    # Pauses (see chord.freshness and node.pauses).
+
+    def unchecked(self) -> bool:
+        """Whether this node's view is unchecked since it was last paused."""
+        return self.pauses.unchecked()
+
+    def _paused(self) -> None:
+        if self._tasks and (self._recheck is None or self._recheck.done()):
+            self._recheck = self.tasks.start(self._check_view(), "check view")
+
+    async def _check_view(self) -> None:
+        """Right after a pause: hear from both neighbours, and tell the successor we are
+        back (it took our keys while we stood still)."""
+        await self.check_predecessor()
+        await self.stabilize()
+
+    async def _wait_checked(self) -> None:
+        recheck = self._recheck
+        if recheck is not None and not recheck.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(recheck), CHECKED_WAIT)
 
     # Joining, looking up, leaving.
 
@@ -146,7 +205,7 @@ class ChordNode:
 
     async def join(self, bootstrap: str) -> None:
         """Join the ring the node at `bootstrap` is on; JoinError says why not."""
-        self.bootstrap = bootstrap
+        self.reunion.bootstrap = bootstrap
         try:
             hello = await self.transport.hello(bootstrap, self.timing.join_deadline)
         except IncompatiblePeer as err:
@@ -187,8 +246,13 @@ class ChordNode:
 
     async def lookup(self, key: int) -> LookupResult:
         """Find the node that owns key (raises LookupFailed)."""
+        if self.unchecked():
+            await self._wait_checked()
         try:
-            result = await drive(find_successor(self.state, key, self.transport.health), self.calls)
+            health = self.transport.health
+            heard = health.heard_within(self.timing.signs_of_life)
+            lookup = find_successor(self.state, key, health, heard=heard)
+            result = await drive(lookup, self.calls)
         except LookupFailed:
             self.stats.lookup_failures += 1
             raise
@@ -212,72 +276,34 @@ class ChordNode:
 
     # Maintenance.
 
-    def _remember_neighbours(self) -> None:
-        state = self.state
-        seen = [*state.successors, *(f for f in state.fingers if f is not None)]
-        if state.predecessor is not None:
-            seen.append(state.predecessor)
-        for peer in seen:
-            if peer.address != self.me.address:
-                self.remembered.pop(peer.address, None)
-                self.remembered[peer.address] = peer
-        while len(self.remembered) > REMEMBERED_PEERS:
-            del self.remembered[next(iter(self.remembered))]
-
-    def alone(self) -> bool:
-        return self.state.successor == self.me and self.state.predecessor in (None, self.me)
-
     async def rejoin_if_alone(self) -> bool:
-        """A node that was on a ring with others and now has no pointer left (its host was
-        cut off long enough for it to drop every peer, and every peer to drop it) joins
-        again through a peer it knew, or the address it first joined through. Returns
-        whether it rejoined. Tries at growing intervals, so a node really left alone costs
-        little."""
-        now = time.monotonic()
-        if not self.alone() or now < self._next_rejoin:
-            return False
-        candidates = list(reversed(self.remembered))
-        if self.bootstrap is not None and self.bootstrap not in candidates:
-            candidates.insert(0, self.bootstrap)
-        if not candidates:
-            return False
-        self._next_rejoin = now + self._rejoin_wait
-        self._rejoin_wait = min(self._rejoin_wait * 2, REJOIN_MAX_WAIT)
-        for address in candidates[:REJOIN_TRIES]:
-            try:
-                hello = await self.transport.hello(address, REJOIN_DEADLINE)
-            except PeerError:
-                continue
-            if hello.bits != self.space.bits or not hello.joined or hello.node == self.me:
-                continue
-            try:
-                await drive(
-                    procedures.join(self.state, hello.node, self.transport.health),
-                    self.calls,
-                )
-            except (DuplicateIdError, LookupFailed, JoinFailed) as err:
-                log.info("node %s: rejoining through %s failed: %s", self.me.id, address, err)
-                continue
-            log.info("node %s was alone; rejoined the ring through %s", self.me.id, address)
-            self._rejoin_wait = REJOIN_FIRST_WAIT
+        rejoined = await self.reunion.rejoin_if_alone()
+        if rejoined:
             await self.fix_fingers()
-            return True
-        return False
+        return rejoined
 
     async def stabilize(self) -> None:
         await self.rejoin_if_alone()
         before = self.state.successor
         await drive(procedures.stabilize(self.state, self.transport.health), self.calls)
-        self._remember_neighbours()
-        self._observe_view()
+        self.reunion.observe()
         if self.state.successor != before:
             self.stats.successor_changes += 1
             if before.address in self.transport.health:
                 self.stats.stabilize_failures += 1  # the successor did not answer
 
     async def check_predecessor(self) -> None:
-        await drive(procedures.check_predecessor(self.state), self.calls)
-        self._observe_view()
+        heard = self.transport.health.heard_within(self.timing.signs_of_life)
+        checking = procedures.check_predecessor(self.state, time.monotonic(), heard)
+        await drive(checking, self.calls)
+        self.reunion.observe()
+
+    async def reclaim(self) -> None:
+        """Probe the silent predecessors whose keys we took: one that answers gets them
+        back at once, so a node that was only paused owns its keys again."""
+        self.state.expire_absorbed(time.monotonic(), ABSORBED_TTL)
+        if await drive(procedures.reclaim(self.state), self.calls):
+            log.info("node %s: predecessor %s answers again", self.me.id, self.state.predecessor)
 
     async def probe_suspects(self) -> None:
         """Ping every suspected peer that is not being pinged already, each with its
@@ -306,58 +332,18 @@ class ChordNode:
 
     async def fix_fingers(self) -> None:
         await drive(procedures.fix_fingers(self.state, self.transport.health), self.calls)
-        self._observe_view()
-
-    # Ring merge after a partition (see chord/merge.py and docs/protocol.md).
-
-    def _observe_view(self) -> None:
-        self.passive.observe(self.state.known_peers(), time.monotonic())
-
-    def merge_candidates(self) -> list[str]:
-        """Addresses worth a merge probe: peers dropped from the view, and the address this
-        node joined through, unless it is in the node's view."""
-        candidates = [n.address for n in self.passive.candidates(time.monotonic())]
-        view = {n.address for n in self.state.known_peers()}
-        if self.bootstrap is not None and self.bootstrap not in view:
-            candidates.append(self.bootstrap)
-        return candidates
+        self.reunion.observe()
 
     async def probe_for_merge(self) -> bool:
-        """Probe one merge candidate: if it answers and is not in our view, look our id up
-        through it and adopt the answer when it is closer than our successor (a ring on
-        the other side of a healed partition). Returns whether a successor was adopted.
-        A node alone is left to `rejoin_if_alone`."""
-        candidates = self.merge_candidates()
-        if not candidates or self.alone():
-            return False
-        address = self._rng.choice(candidates)
-        try:
-            hello = await self.transport.hello(address, REJOIN_DEADLINE)
-        except PeerError:
-            return False  # still cut off (or gone): it ages out of the passive list
-        peer = hello.node
-        if hello.bits != self.space.bits or not hello.joined or peer.address == self.me.address:
-            return False
-        if any(n.address == peer.address for n in self.state.known_peers()):
-            self.passive.discard(address)
-            return False
-        self.stats.merge_probes += 1
-        before = self.state.successor
-        result = await drive(procedures.merge(self.state, peer, self.transport.health), self.calls)
-        if result.verdict is Verdict.SAME_RING:
-            self.passive.discard(address)  # on our ring: nothing to merge through it
-        if not result.adopted:
-            return False
-        self.stats.merges += 1
-        self.stats.successor_changes += 1
-        log.info(
-            "node %s: ring merge through %s: successor %s -> %s",
-            self.me.id,
-            address,
-            before.address,
-            self.state.successor.address,
-        )
-        return True
+        """Probe one peer dropped from the view for a ring across a healed partition
+        (`Reunion.probe_for_merge`); returns whether a successor was adopted."""
+        probes = self.reunion.merge_probes
+        adopted = await self.reunion.probe_for_merge()
+        self.stats.merge_probes += self.reunion.merge_probes - probes
+        if adopted:
+            self.stats.merges += 1
+            self.stats.successor_changes += 1
+        return adopted
 
     async def _start_maintenance(self) -> None:
         if self._tasks:
@@ -369,6 +355,8 @@ class ChordNode:
             (self.timing.fix_fingers, self.fix_fingers),
             (self.timing.merge_period, self.probe_for_merge),
             (self.timing.stabilize, self.probe_suspects),
+            (self.timing.stabilize, self.reclaim),
+            (self.timing.pause_window / 4, self._watch_clock),
         )
         self._tasks = [
             self.tasks.start(self._every(period, action), action.__name__)
@@ -386,10 +374,16 @@ class ChordNode:
                 self.stats.maintenance_failures[name] += 1
                 log.exception("node %s: %s failed", self.me.id, name)
 
+    async def _watch_clock(self) -> None:
+        self.pauses.tick()
+
     async def stop_maintenance(self) -> None:
         tasks, self._tasks = self._tasks, []
         tasks += self._probes.values()
         self._probes = {}
+        if self._recheck is not None:
+            tasks.append(self._recheck)
+            self._recheck = None
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -17,12 +17,14 @@ import grpc
 
 from chordshare.chord.lookup import LookupFailed
 from chordshare.chord.messages import (
+    ConfirmOwner,
     FindStep,
     GetNeighbors,
     LeaveNotice,
     Neighbors,
     NodeRef,
     Notify,
+    OwnerAnswer,
     StepReply,
 )
 from chordshare.chord.version import THIS_BUILD, ProtocolRange, refusal
@@ -69,6 +71,7 @@ class ChordServicer(pb_grpc.ChordServicer):
         who = caller.address or caller_host(context.peer())
         line = refusal(who, theirs, self.protocol)
         if line is None:
+            self.node.heard_from(caller.address)
             return
         if who in self._told:
             log.debug("%s", line)
@@ -92,6 +95,11 @@ class ChordServicer(pb_grpc.ChordServicer):
     ) -> pb.FindStepReply:
         await self._admit(request.caller, context)
         key = await _decode(context, lambda: self.codec.key_from(request.key))
+        if request.confirm:
+            unreachable = await _decode(context, lambda: self.codec.unreachable_from(request))
+            answer = await self.node.handle(ConfirmOwner(self.node.me, key, unreachable))
+            assert isinstance(answer, OwnerAnswer)
+            return self.codec.owner_answer(answer)
         reply = await self.node.handle(FindStep(self.node.me, key))
         assert isinstance(reply, StepReply)
         return self.codec.step_reply(reply)

@@ -40,7 +40,7 @@ class ChunkServer:
         soft: SoftState,
         traffic: Traffic,
         shared: SharedDirectory | None = None,
-        owns: Callable[[str], bool] | None = None,
+        owns: Callable[[str], bool | None] | None = None,
         cache: DownloadCache | None = None,
     ) -> None:
         self.store = store

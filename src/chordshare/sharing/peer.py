@@ -25,6 +25,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 
+from chordshare.chord.messages import Claim
 from chordshare.files.manifest import Manifest
 from chordshare.files.placement import file_key
 from chordshare.files.publisher import Signer
@@ -145,7 +146,7 @@ class SharingPeer:
             self.shared,
             book=book,
             soft=soft,
-            owns=lambda name: node.state.owns(file_key(node.space, name)),
+            owns=lambda name: _owns(node, name),  # None while its view is unchecked
             holders=self.replicator,
             announcer=self.replicator,
             cache=self.cache,
@@ -384,3 +385,9 @@ class SharingPeer:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+
+def _owns(node: ChordNode, name: str) -> bool | None:
+    """Whether the node owns name's key; None when it cannot say yet (after a pause)."""
+    claim = node.claim(file_key(node.space, name))
+    return None if claim is Claim.UNSURE else claim is Claim.OWNER

@@ -77,7 +77,7 @@ class PutPipeline:
         store: NodeStore,
         book: VersionBook,
         traffic: Traffic,
-        owns: Callable[[str], bool] | None = None,
+        owns: Callable[[str], bool | None] | None = None,
         holders: Holders | None = None,
         clock: Callable[[], float] = time.time,
         unfinished_ttl: float = DEFAULT_TTL,

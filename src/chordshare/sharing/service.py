@@ -61,7 +61,7 @@ class FileService:
         *,
         book: VersionBook | None = None,
         soft: SoftState | None = None,
-        owns: Callable[[str], bool] | None = None,
+        owns: Callable[[str], bool | None] | None = None,
         holders: Holders | None = None,
         announcer: Announcer | None = None,
         cache: DownloadCache | None = None,

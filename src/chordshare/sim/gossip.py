@@ -31,8 +31,7 @@ from chordshare.chord.membership import (
     Membership,
     MemberState,
 )
-from chordshare.chord.messages import Call, LeaveNotice, Reply, Unreachable
-from chordshare.chord.procedures import handle
+from chordshare.chord.messages import Ack, Call, LeaveNotice, Pause, Reply, Unreachable
 from chordshare.chord.rumors import DEFAULT_FANOUT_FACTOR
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
@@ -140,22 +139,25 @@ class GossipNetwork(Network):
             return stop.value
 
     def _call(self, origin: str, mine: Membership, call: Call) -> Reply:
+        if isinstance(call, Pause):
+            return Ack()  # no time passes here
         peer = call.peer.address
         counters = self.counters
         name = type(call).__name__
         counters.calls[name] = counters.calls.get(name, 0) + 1
         suspects = self.suspects[origin]
-        if peer not in self.live or self.cut(origin, peer):
+        failure = self.failure(origin, peer)
+        if failure is not None:
             counters.failed += 1
             suspects.add(peer)
-            mine.declare_failed(call.peer.id, self.clock)
-            reason = UNREACHABLE_REASON if peer not in self.live else CUT_OFF_REASON
-            return Unreachable(call.peer, reason)
+            if failure in (UNREACHABLE_REASON, CUT_OFF_REASON):
+                mine.declare_failed(call.peer.id, self.clock)
+            return Unreachable(call.peer, failure, failure == UNREACHABLE_REASON)
         counters.delivered += 1
         suspects.discard(peer)
         theirs = self.memberships.get(peer)
         if theirs is None:  # a node that keeps no table: nothing rides along
-            return handle(self.states[peer], call, self.suspects[peer])
+            return self.answer(peer, call)
         now, limit = self.clock, self.settings.max_events
         if isinstance(call, LeaveNotice) and call.leaving.address == origin and not mine.leaving:
             mine.leave(now)
@@ -169,7 +171,7 @@ class GossipNetwork(Network):
             theirs.apply(events, now, origin)
         else:
             digest = None  # lost with the rest: nothing to answer
-        reply = handle(self.states[peer], call, self.suspects[peer])
+        reply = self.answer(peer, call)
         back = theirs.outgoing(origin, limit, self._neighbours(peer))
         repair = theirs.entries_for(theirs.diff(digest)) if digest is not None else []
         if self._deliver(back, None, repair):

@@ -1,7 +1,9 @@
 """An in-memory network of Chord nodes: who is alive, who suspects whom, what was sent.
 
 The network holds one `RoutingState` per address and answers a call with the target's
-`procedures.handle`, or with `Unreachable` when the target is not live. Each node has a
+`procedures.answer`, or with `Unreachable` when the target is not live. An answer that
+makes a call of its own (a ConfirmOwner whose predecessor the asker could not reach) makes
+it at once, nested, as the target. Each node has a
 suspicion set, the `avoid` its procedures and its `handle` receive: a failed call adds the
 peer to the caller's set, a reply removes it. That is all the node runtime knows about its
 peers too, so the simulator and the runtime make the same decisions.
@@ -12,23 +14,30 @@ back to back for a synchronous, deterministic driver.
 
 A partition (`split`) puts nodes on sides: a call between two nodes on different sides
 fails as if the target were down, until `heal`. The caller's side is known to `run`, and
-to `request` when it is given the origin.
+to `request` when it is given the origin. A frozen node (`freeze`, as `kill -STOP`) answers
+nothing and keeps its state until `thaw`; then its view is unchecked (it refuses to claim
+keys) until the simulator's maintenance of it has run once. A lossy node (`lossy`) loses a
+share of the calls it makes or is sent, drawn from the network's seeded generator; a
+blocked link (`blocked`, one way) loses every call from one node to another.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from chordshare.chord.messages import Call, NodeRef, Reply, Unreachable
-from chordshare.chord.procedures import handle
+from chordshare.chord.messages import Ack, Call, NodeRef, Pause, Reply, Unreachable
+from chordshare.chord.procedures import answer
 from chordshare.chord.state import RoutingState
 
 T = TypeVar("T")
 
 UNREACHABLE_REASON = "not live"
 CUT_OFF_REASON = "cut off"
+FROZEN_REASON = "did not answer in time"
+LOST_REASON = "lost"
 
 
 @dataclass(slots=True)
@@ -59,6 +68,27 @@ class Network:
     # The side of each node while the network is split; a node on no side (one created
     # during the split) reaches every node, and empty means no partition.
     sides: dict[str, int] = field(default_factory=dict)
+    frozen: set[str] = field(default_factory=set)
+    # Nodes thawed whose view is unchecked yet: they claim no key.
+    unchecked: set[str] = field(default_factory=set)
+    loss: dict[str, float] = field(default_factory=dict)  # address -> share of calls lost
+    blocked: set[tuple[str, str]] = field(default_factory=set)  # (from, to): every call lost
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def freeze(self, address: str) -> None:
+        self.frozen.add(address)
+
+    def thaw(self, address: str) -> None:
+        if address in self.frozen:
+            self.frozen.discard(address)
+            self.unchecked.add(address)
+
+    def lossy(self, address: str, share: float) -> None:
+        """From now on, lose `share` of the calls to or from address (0 ends it)."""
+        if share:
+            self.loss[address] = share
+        else:
+            self.loss.pop(address, None)
 
     def split(self, sides: dict[str, int]) -> None:
         """From now on, calls between nodes on different sides fail."""
@@ -91,6 +121,9 @@ class Network:
         self.live.discard(address)
         self.states.pop(address, None)
         self.suspects.pop(address, None)
+        self.frozen.discard(address)
+        self.unchecked.discard(address)
+        self.loss.pop(address, None)
 
     def state(self, address: str) -> RoutingState:
         return self.states[address]
@@ -105,18 +138,50 @@ class Network:
         """Deliver a call to its target and return the reply it sends back (the target's
         state changes now, as it would when the request arrives). Without an `origin` the
         partition is not consulted."""
+        if isinstance(call, Pause):
+            return Ack()  # no time passes here
         address = call.peer.address
         counters = self.counters
         name = type(call).__name__
         counters.calls[name] = counters.calls.get(name, 0) + 1
-        if address not in self.live:
+        failure = self.failure(origin, address)
+        if failure is not None:
             counters.failed += 1
-            return Unreachable(call.peer, UNREACHABLE_REASON)
-        if self.cut(origin, address):
-            counters.failed += 1
-            return Unreachable(call.peer, CUT_OFF_REASON)
+            return Unreachable(call.peer, failure, failure == UNREACHABLE_REASON)
         counters.delivered += 1
-        return handle(self.states[address], call, self.suspects[address])
+        return self.answer(address, call)
+
+    def failure(self, origin: str | None, address: str) -> str | None:
+        """Why a call from origin to address fails now; None when it gets through."""
+        if address not in self.live:
+            return UNREACHABLE_REASON
+        if address in self.frozen:
+            return FROZEN_REASON
+        if self.cut(origin, address):
+            return CUT_OFF_REASON
+        if origin is not None and (origin, address) in self.blocked:
+            return LOST_REASON
+        if self.loss:
+            for end in (origin, address):
+                share = self.loss.get(end) if end is not None else None
+                if share and self.rng.random() < share:
+                    return LOST_REASON
+        return None
+
+    def answer(self, address: str, call: Call) -> Reply:
+        """The reply of the node at address; the calls its answer makes are made now."""
+        procedure = answer(
+            self.states[address], call, self.suspects[address], address in self.unchecked
+        )
+        try:
+            nested = next(procedure)
+            while True:
+                reply = self.request(nested, address)
+                self.respond(address, nested, reply)
+                nested = procedure.send(reply)
+        except StopIteration as stop:
+            result: Reply = stop.value
+            return result
 
     def respond(self, origin: str, call: Call, reply: Reply) -> None:
         """The caller receives a reply: update its suspicion of the peer."""
@@ -131,32 +196,29 @@ class Network:
     def run(self, origin: str, procedure: Generator[Call, Reply, T]) -> T:
         """Drive a procedure of `origin` to its end, one call at a time, and return its
         value (its exceptions propagate)."""
-        live = self.live
-        states = self.states
         suspects = self.suspects.get(origin)
         counters = self.counters
         calls = counters.calls
-        sides = self.sides
-        side = sides.get(origin)  # None: not split, or the origin is on no side
         # Inlined `request` + `respond`: this loop carries every lookup of the experiments.
         try:
             call = next(procedure)
             while True:
+                if isinstance(call, Pause):
+                    call = procedure.send(Ack())
+                    continue
                 peer = call.peer.address
                 name = type(call).__name__
                 calls[name] = calls.get(name, 0) + 1
                 reply: Reply
-                if peer in live and (
-                    side is None or sides.get(peer, side) == side  # across the cut: lost
-                ):
+                failure = self.failure(origin, peer)
+                if failure is None:
                     counters.delivered += 1
-                    reply = handle(states[peer], call, self.suspects[peer])
+                    reply = self.answer(peer, call)
                     if suspects is not None:
                         suspects.discard(peer)
                 else:
                     counters.failed += 1
-                    reason = UNREACHABLE_REASON if peer not in live else CUT_OFF_REASON
-                    reply = Unreachable(call.peer, reason)
+                    reply = Unreachable(call.peer, failure, failure == UNREACHABLE_REASON)
                     if suspects is not None:
                         suspects.add(peer)
                 call = procedure.send(reply)

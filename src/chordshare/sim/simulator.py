@@ -17,13 +17,13 @@ Which node may crash or leave at a given moment is the fault model's answer (`fa
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from chordshare.chord import invariants, procedures
 from chordshare.chord.lookup import LookupFailed, LookupResult, find_successor
-from chordshare.chord.messages import Call, Neighbors, NodeRef, Reply
+from chordshare.chord.messages import Call, Neighbors, NodeRef, Ping, Reply
 from chordshare.chord.procedures import JoinFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import DEFAULT_BITS, IdSpace
@@ -33,7 +33,7 @@ from chordshare.sim.network import Network
 # What a procedure may raise when the ring around it changes; anything else is a bug.
 PROCEDURE_ERRORS = (LookupFailed, JoinFailed, DuplicateIdError)
 
-MAINTENANCE = ("stabilize", "check_predecessor", "fix_fingers")
+MAINTENANCE = ("stabilize", "check_predecessor", "fix_fingers", "reclaim", "probe_suspects")
 ADOPTING = ("join", "stabilize")  # the procedures that adopt a successor list from a reply
 
 
@@ -82,6 +82,7 @@ class Simulator:
     def __post_init__(self) -> None:
         self.space = IdSpace(self.bits)
         self.rng = random.Random(self.seed)
+        self.network.rng = random.Random(self.rng.getrandbits(64))  # losses, seeded too
         self._created = 0
         self._used_ids: set[int] = set()
 
@@ -102,17 +103,24 @@ class Simulator:
         return sorted(self.members)
 
     def ideal(self) -> invariants.IdealRouting:
-        return invariants.IdealRouting.of([self.state(a).me for a in self.members], self.space)
+        return self.ideal_of(self.members)
+
+    def ideal_of(self, addresses: Iterable[str]) -> invariants.IdealRouting:
+        """The pointers a ring of just these nodes would have."""
+        return invariants.IdealRouting.of([self.state(a).me for a in addresses], self.space)
+
+    def running(self) -> set[str]:
+        """The members that are not frozen: those the invariants speak of."""
+        return set(self.members) - self.network.frozen
 
     def ring_problems(self) -> list[str]:
-        """Zave's safety invariants over the members (joiners not yet linked are left out:
-        until they took a successor list they are no part of any ring)."""
-        return invariants.ring_problems(self.network.states, set(self.members))
+        """Zave's safety invariants over the running members (joiners not yet linked are
+        left out: until they took a successor list they are no part of any ring; a frozen
+        node counts as failed)."""
+        return invariants.ring_problems(self.network.states, self.running())
 
     def convergence_problems(self, check_fingers: bool = True) -> list[str]:
-        return invariants.convergence_problems(
-            self.network.states, set(self.members), check_fingers
-        )
+        return invariants.convergence_problems(self.network.states, self.running(), check_fingers)
 
     # Creating nodes.
 
@@ -178,13 +186,38 @@ class Simulator:
         self._cancel_flights(address)
         self._remove(address)
 
+    def freeze(self, address: str) -> None:
+        """The node stops (as `kill -STOP`): it answers nothing and runs nothing, and keeps
+        its state; what it had in flight is lost (those calls time out)."""
+        self._cancel_flights(address)
+        self.network.freeze(address)
+
+    def thaw(self, address: str) -> None:
+        """The node runs again, with the view it had; it claims no key until its next
+        maintenance has checked that view."""
+        self.network.thaw(address)
+
     def maintain(self, address: str) -> None:
-        """One pass of a node's maintenance: stabilize, check_predecessor, fix_fingers."""
+        """One pass of a node's maintenance: stabilize, check_predecessor, fix_fingers,
+        reclaim. A frozen node runs none of it."""
+        if address in self.network.frozen:
+            return
         state = self.state(address)
         avoid = self.network.suspects[address]
         self.run(address, procedures.stabilize(state, avoid))
         self.run(address, procedures.check_predecessor(state))
+        self.network.unchecked.discard(address)
         self.run(address, procedures.fix_fingers(state, avoid))
+        self.run(address, procedures.reclaim(state))
+        self.run(address, self._probe_suspects(address))
+
+    def _probe_suspects(self, address: str) -> Generator[Call, Reply, None]:
+        """Ping the peers a node suspects, as the runtime does: one that answers is trusted
+        again (a dead one stays suspected)."""
+        for peer in sorted(self.network.suspects.get(address, ())):
+            state = self.network.states.get(peer)
+            if state is not None:
+                yield Ping(state.me)
 
     def round(self, interleaved: bool = False, check: Callable[[], None] | None = None) -> None:
         """Every member runs its maintenance once, in shuffled order; interleaved, all of it
@@ -247,6 +280,8 @@ class Simulator:
         flight for it (the runtime runs each maintenance loop as one task)."""
         if address not in self.members or address in self.leaving:
             return None
+        if address in self.network.frozen:
+            return None
         if any(f.origin == address and f.kind == kind for f in self.flights):
             return None
         state = self.state(address)
@@ -258,6 +293,10 @@ class Simulator:
             procedure = procedures.check_predecessor(state)
         elif kind == "fix_fingers":
             procedure = procedures.fix_fingers(state, avoid)
+        elif kind == "reclaim":
+            procedure = procedures.reclaim(state)
+        elif kind == "probe_suspects":
+            procedure = self._probe_suspects(address)
         else:
             raise ValueError(f"not a maintenance procedure: {kind}")
         return self.start(address, kind, procedure)
@@ -306,7 +345,7 @@ class Simulator:
             raise ValueError(f"{flight.kind} of {flight.origin} is not in flight")
         assert flight.call is not None
         if flight.reply is None:
-            flight.reply = self.network.request(flight.call)
+            flight.reply = self.network.request(flight.call, flight.origin)
         else:
             reply = flight.reply
             self.network.respond(flight.origin, flight.call, reply)
@@ -345,6 +384,8 @@ class Simulator:
         self.flights.remove(flight)
         if flight.kind == "join" and error is None:
             self.members.add(flight.origin)
+        if flight.kind == "check_predecessor":
+            self.network.unchecked.discard(flight.origin)
         if flight.on_done is not None:
             flight.on_done(flight)
 

@@ -12,10 +12,13 @@ from chordshare.transport.health import PeerHealth
 class PeerError(Exception):
     """A call to a peer failed: unreachable, timed out, refused, or answered nonsense."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(self, address: str, reason: str, refused: bool = False) -> None:
         super().__init__(f"{address}: {reason}")
         self.address = address
         self.reason = reason
+        # The connection failed at once (refused, reset, closed): no process answers at the
+        # address, so the peer is gone, not slow.
+        self.refused = refused
 
 
 class IncompatiblePeer(PeerError):

@@ -6,10 +6,26 @@ Decoding checks what a peer sent: an id outside the ring or a missing field rais
 
 from __future__ import annotations
 
-from chordshare.chord.messages import Neighbors, NodeRef, StepReply
+from chordshare.chord.messages import (
+    Claim,
+    ConfirmOwner,
+    Neighbors,
+    NodeRef,
+    OwnerAnswer,
+    StepReply,
+)
 from chordshare.ids import IdSpace
 from chordshare.transport.address import normalize_address
+from chordshare.transport.limits import MAX_SUCCESSORS
 from chordshare.v1 import chord_pb2 as pb
+
+_CLAIMS = {
+    Claim.OWNER: pb.CLAIM_OWNER,
+    Claim.NOT_OWNER: pb.CLAIM_NOT_OWNER,
+    Claim.UNSURE: pb.CLAIM_UNSURE,
+    Claim.UNCHECKED: pb.CLAIM_UNSPECIFIED,
+}
+_CLAIMS_FROM = {wire: claim for claim, wire in _CLAIMS.items()}
 
 
 class Codec:
@@ -58,3 +74,41 @@ class Codec:
         return Neighbors(
             self.node_ref(msg.node), self.optional_node_ref(msg, "predecessor"), successors
         )
+
+    def confirm_request(self, call: ConfirmOwner, caller: pb.Caller) -> pb.FindStepRequest:
+        return pb.FindStepRequest(
+            key=self.key(call.key),
+            caller=caller,
+            confirm=True,
+            unreachable=[self.node(n) for n in call.unreachable],
+        )
+
+    def unreachable_from(self, msg: pb.FindStepRequest) -> tuple[NodeRef, ...]:
+        if len(msg.unreachable) > MAX_SUCCESSORS:
+            raise ValueError(
+                f"at most {MAX_SUCCESSORS} unreachable nodes, got {len(msg.unreachable)}"
+            )
+        return tuple(self.node_ref(n) for n in msg.unreachable)
+
+    def owner_answer(self, answer: OwnerAnswer) -> pb.FindStepReply:
+        return pb.FindStepReply(
+            nodes=[self.node(n) for n in answer.nodes],
+            claim=_CLAIMS[answer.claim],
+            node=self.node(answer.node),
+            vouched=answer.vouched,
+            retry_after_ms=round(answer.retry_after * 1000),
+        )
+
+    def owner_answer_from(self, msg: pb.FindStepReply, asked: NodeRef) -> OwnerAnswer:
+        """The answer to a confirm; an older node's plain step is UNCHECKED: it answered,
+        as a ping would, and `asked` is taken for who it is."""
+        claim = _CLAIMS_FROM.get(msg.claim)
+        if claim is None:
+            raise ValueError(f"an unknown claim {msg.claim}")
+        nodes = tuple(self.node_ref(n) for n in msg.nodes)
+        if claim is Claim.UNCHECKED:
+            return OwnerAnswer(asked, claim)
+        node = self.node_ref(msg.node) if msg.HasField("node") else asked
+        if claim is Claim.NOT_OWNER and not nodes:
+            raise ValueError("not the owner, and no word of where the owner is")
+        return OwnerAnswer(node, claim, nodes, msg.vouched, msg.retry_after_ms / 1000)

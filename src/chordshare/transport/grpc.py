@@ -11,6 +11,7 @@ import grpc
 from chordshare.chord.messages import (
     Ack,
     Call,
+    ConfirmOwner,
     FindStep,
     GetNeighbors,
     LeaveNotice,
@@ -122,8 +123,10 @@ class GrpcTransport:
         send: Callable[[pb_grpc.ChordStub, float], Awaitable[T]],
         deadline: float | None = None,
         method: str = "Ping",
+        sample: bool = True,
     ) -> T:
-        """Run one RPC with the peer's adaptive deadline, recording how it went."""
+        """Run one RPC with the peer's adaptive deadline, recording how it went (`sample`:
+        its time is a round trip the deadline learns from)."""
         wait = deadline if deadline is not None else self.health.timeout_for(address)
         started = time.monotonic()
         try:
@@ -134,9 +137,15 @@ class GrpcTransport:
             refused = protocol_refusal(err, address, self.protocol)
             if refused is not None:
                 raise IncompatiblePeer(address, refused) from None
-            raise PeerError(address, describe_rpc_error(err)) from None
+            # A connection that failed at once (refused, reset, closed) has no process
+            # behind it; a stopped or slow one lets the deadline run out instead.
+            gone = err.code() == grpc.StatusCode.UNAVAILABLE
+            raise PeerError(address, describe_rpc_error(err), refused=gone) from None
         took = time.monotonic() - started
-        self.health.record_success(address, took)
+        if sample:
+            self.health.record_success(address, took)
+        else:
+            self.health.record_answer(address)
         self.stats.answered(method, took)
         return answer
 
@@ -157,6 +166,19 @@ class GrpcTransport:
                     address, lambda s, t: s.FindStep(step, timeout=t), method="FindStep"
                 )
                 return self._decode(address, lambda: codec.step_from(msg))
+            case ConfirmOwner(unreachable=unreachable):
+                confirm = codec.confirm_request(call, caller)
+                # Told of nodes we could not reach, it may check them before it answers:
+                # its answer then is no round trip to learn from.
+                checking = self.health.timeout_for_check(address) if unreachable else None
+                answer = await self._invoke(
+                    address,
+                    lambda s, t: s.FindStep(confirm, timeout=t),
+                    checking,
+                    method="Confirm",
+                    sample=not unreachable,
+                )
+                return self._decode(address, lambda: codec.owner_answer_from(answer, call.peer))
             case GetNeighbors():
                 msg = await self._invoke(
                     address,

@@ -26,6 +26,10 @@ from dataclasses import dataclass
 ALPHA = 1 / 8  # RFC 6298 gains
 BETA = 1 / 4
 RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this many
+# A node asked to confirm it owns a key, told of nodes the asker could not reach, may first
+# check them itself: one deadline, then two if the first check failed. The asker waits that
+# long on top of its own deadline, or it would take the checking node for dead as well.
+CHECKING_DEADLINES = 3
 
 
 @dataclass(slots=True)
@@ -72,6 +76,7 @@ class PeerHealth:
         self._peers: dict[str, RttEstimator] = {}
         self._overall = RttEstimator()
         self._suspected: dict[str, float] = {}
+        self._answered: dict[str, float] = {}  # when each peer last answered
 
     def timeout_for(self, address: str) -> float:
         estimator = self._peers.get(address)
@@ -79,6 +84,22 @@ class PeerHealth:
         if estimator is None:
             return overall
         return estimator.timeout(self.floor, self.ceiling, overall)
+
+    def timeout_for_check(self, address: str) -> float:
+        """The deadline of a call whose answer may wait for the callee's own check of a
+        third node (see CHECKING_DEADLINES), measured by the node-wide round trip."""
+        checking = self._overall.timeout(self.floor, self.ceiling, self.initial)
+        return self.timeout_for(address) + CHECKING_DEADLINES * checking
+
+    def check_timeout(self, address: str) -> float:
+        """The deadline of a check of a peer for a node that could not reach it: from its
+        round trips, without the backoff of the calls it missed (a stopped peer would
+        otherwise cost every check the ceiling)."""
+        estimator = self._peers.get(address)
+        overall = self._overall.timeout(self.floor, self.ceiling, self.initial)
+        if estimator is None or estimator.srtt is None:
+            return overall
+        return min(self.ceiling, max(self.floor, estimator.srtt + 4 * estimator.rttvar))
 
     def record_success(self, address: str, rtt: float) -> None:
         estimator = self._peers.setdefault(address, RttEstimator())
@@ -88,6 +109,26 @@ class PeerHealth:
         estimator.observe(rtt)
         self._overall.observe(rtt)
         self._suspected.pop(address, None)
+        self._answered[address] = self._clock()
+
+    def record_answer(self, address: str) -> None:
+        """The peer answered after work of its own, or called us: alive, but no round trip
+        to learn from."""
+        self._suspected.pop(address, None)
+        self._answered[address] = self._clock()
+
+    def heard_within(self, seconds: float) -> HeardWithin:
+        """The peers that answered us or called us in the last `seconds`, as a container."""
+        return HeardWithin(self, seconds)
+
+    def last_answer(self, address: str) -> float | None:
+        """When the peer last answered (by the registry's clock); None if it never did."""
+        return self._answered.get(address)
+
+    def suspect(self, address: str) -> None:
+        """Suspect a peer without a failed call (its deadline is left alone): one we have
+        not heard from since this node was paused is routed around until it answers."""
+        self._suspected[address] = self._clock()
 
     def record_failure(self, address: str) -> None:
         now = self._clock()
@@ -119,3 +160,14 @@ class PeerHealth:
 
     def suspected(self) -> list[str]:
         return [a for a in list(self._suspected) if a in self]
+
+
+class HeardWithin:
+    """`address in it`: the peer answered or called us recently (see `heard_within`)."""
+
+    def __init__(self, health: PeerHealth, seconds: float) -> None:
+        self.health, self.seconds = health, seconds
+
+    def __contains__(self, address: object) -> bool:
+        heard = self.health._answered.get(address)  # type: ignore[call-overload]
+        return heard is not None and self.health._clock() - heard <= self.seconds

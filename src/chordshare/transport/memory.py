@@ -2,7 +2,9 @@
 
 For fast runtime tests. A `MemoryNetwork` maps addresses to whatever answers calls there;
 a test can kill an address (calls fail at once, like a refused connection), freeze it
-(calls hang until the caller's deadline, like a host cut off or a `kill -STOP`), or
+(calls hang until the caller's deadline, like a `kill -STOP`: one thawed before that
+deadline is answered then, as the kernel kept the request for the stopped process; the
+frozen node's own calls wait for its thaw), or
 partition the network into sides that cannot reach each other (calls across hang as to a
 frozen address; a transport must know its own address for that).
 """
@@ -10,11 +12,12 @@ frozen address; a transport must know its own address for that).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from chordshare.chord.messages import Call, NodeRef, Ping, Pong, Reply
+from chordshare.chord.messages import Call, ConfirmOwner, NodeRef, Ping, Pong, Reply
 from chordshare.ids import IdSpace
 from chordshare.transport.base import Hello, PeerError
 from chordshare.transport.health import PeerHealth
@@ -31,6 +34,7 @@ class MemoryNetwork:
     def __init__(self) -> None:
         self.nodes: dict[str, Answerer] = {}
         self.frozen: set[str] = set()
+        self._thawed: dict[str, asyncio.Event] = {}  # set when a frozen address thaws
         self.sides: dict[str, int] = {}  # address -> side of the partition, while one lasts
 
     def attach(self, address: str, node: Answerer) -> None:
@@ -42,9 +46,25 @@ class MemoryNetwork:
 
     def freeze(self, address: str) -> None:
         self.frozen.add(address)
+        self._thawed.setdefault(address, asyncio.Event()).clear()
 
     def thaw(self, address: str) -> None:
         self.frozen.discard(address)
+        thawed = self._thawed.pop(address, None)
+        if thawed is not None:
+            thawed.set()
+
+    async def until_thawed(self, address: str, wait: float) -> bool:
+        """Wait up to `wait` for a frozen address to thaw; whether it did."""
+        thawed = self._thawed.setdefault(address, asyncio.Event())
+        if wait == math.inf:
+            await thawed.wait()
+            return True
+        try:
+            await asyncio.wait_for(thawed.wait(), wait)
+        except TimeoutError:
+            return False
+        return True
 
     def partition(self, *sides: Iterable[str]) -> None:
         """Cut the network: an address in one side cannot reach one in another (addresses
@@ -71,20 +91,29 @@ class MemoryTransport:
         self.address = address  # whose transport this is: needed only for partitions
 
     async def _target(self, address: str, wait: float) -> Answerer:
-        if address in self.network.frozen or self.network.cut(self.address, address):
+        network = self.network
+        if self.address in network.frozen:  # a stopped process sends nothing until resumed
+            await network.until_thawed(self.address, math.inf)
+        if network.cut(self.address, address):  # the request is lost
             await asyncio.sleep(wait)
+            answered = False
+        else:
+            answered = address not in network.frozen or await network.until_thawed(address, wait)
+        if not answered:
             self.health.record_failure(address)
             raise PeerError(address, "did not answer in time")
         node = self.network.nodes.get(address)
         if node is None:
             self.health.record_failure(address)
-            raise PeerError(address, "connection refused")
+            raise PeerError(address, "connection refused", refused=True)
         return node
 
     async def call(self, call: Call) -> Reply:
         address = call.peer.address
         started = time.monotonic()
-        node = await self._target(address, self.health.timeout_for(address))
+        checking = isinstance(call, ConfirmOwner) and call.unreachable
+        wait = (self.health.timeout_for_check if checking else self.health.timeout_for)(address)
+        node = await self._target(address, wait)
         reply = await node.handle(call)
         self.health.record_success(address, time.monotonic() - started)
         return reply

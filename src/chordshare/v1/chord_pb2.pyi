@@ -7,6 +7,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Claim(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLAIM_UNSPECIFIED: _ClassVar[Claim]
+    CLAIM_OWNER: _ClassVar[Claim]
+    CLAIM_NOT_OWNER: _ClassVar[Claim]
+    CLAIM_UNSURE: _ClassVar[Claim]
+CLAIM_UNSPECIFIED: Claim
+CLAIM_OWNER: Claim
+CLAIM_NOT_OWNER: Claim
+CLAIM_UNSURE: Claim
+
 class Node(_message.Message):
     __slots__ = ("id", "address")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -46,24 +57,36 @@ class PingReply(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., bits: _Optional[int] = ..., joined: _Optional[bool] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
 
 class FindStepRequest(_message.Message):
-    __slots__ = ("key", "caller", "gossip")
+    __slots__ = ("key", "caller", "confirm", "unreachable", "gossip")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
     GOSSIP_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     caller: Caller
+    confirm: bool
+    unreachable: _containers.RepeatedCompositeFieldContainer[Node]
     gossip: Gossip
-    def __init__(self, key: _Optional[bytes] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
+    def __init__(self, key: _Optional[bytes] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., confirm: _Optional[bool] = ..., unreachable: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
 
 class FindStepReply(_message.Message):
-    __slots__ = ("done", "nodes", "gossip")
+    __slots__ = ("done", "nodes", "claim", "node", "vouched", "retry_after_ms", "gossip")
     DONE_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    VOUCHED_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     GOSSIP_FIELD_NUMBER: _ClassVar[int]
     done: bool
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    claim: Claim
+    node: Node
+    vouched: bool
+    retry_after_ms: int
     gossip: Gossip
-    def __init__(self, done: _Optional[bool] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
+    def __init__(self, done: _Optional[bool] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., claim: _Optional[_Union[Claim, str]] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., vouched: _Optional[bool] = ..., retry_after_ms: _Optional[int] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
 
 class GetNeighborsRequest(_message.Message):
     __slots__ = ("caller", "gossip")
