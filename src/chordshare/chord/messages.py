@@ -91,8 +91,9 @@ Call = FindStep | GetNeighbors | Notify | Ping | LeaveNotice | ConfirmOwner | Pa
 
 @dataclass(frozen=True, slots=True)
 class StepReply:
-    """One lookup step. done: `nodes` is the answering node's successor list, and the first
-    live entry owns the key. Otherwise `nodes` are the next hops to try, best first."""
+    """One lookup step. done: `nodes` is the answering node's successor list from the key
+    on, the owner's candidates in order (each confirms or says where the owner is).
+    Otherwise `nodes` are the next hops to try, best first."""
 
     done: bool
     nodes: tuple[NodeRef, ...]

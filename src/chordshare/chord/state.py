@@ -98,8 +98,8 @@ class RoutingState:
         me, successors = self.me.id, self.successors
         # A key anywhere within our successor list is answered at once, not one hop later
         # by the successor before it: the Chord paper's -1/2 log2 r saving. The answer
-        # starts at the first successor whose arc covers the key; its first live entry is
-        # the owner (the ones before it, suspected or not, may be dead).
+        # starts at the first successor whose arc covers the key: the owner's candidates in
+        # order, each of which confirms it or says where the owner is (`ownership`).
         if between_right(me, key, successors[-1].id):
             first = next(i for i, s in enumerate(successors) if between_right(me, key, s.id))
             return StepReply(done=True, nodes=tuple(successors[first:]))
