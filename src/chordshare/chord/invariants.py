@@ -111,7 +111,8 @@ class IdealRouting:
 def convergence_problems(
     states: Mapping[str, RoutingState], live: Collection[str], check_fingers: bool = True
 ) -> list[str]:
-    """Liveness reached: successor lists, predecessors and fingers are the ideal ones."""
+    """Liveness reached: successor lists, predecessors and fingers are the ideal ones, and
+    the fingers' windows name no node that is gone."""
     if not live:
         return []
     space = states[next(iter(live))].space
@@ -127,4 +128,9 @@ def convergence_problems(
             problems.append(f"{address} predecessor {state.predecessor} != {want_pred}")
         if check_fingers and state.fingers != ideal.fingers(state.me):
             problems.append(f"{address} fingers differ from the ideal table")
+        if check_fingers:
+            # A finger's window is a routing pointer too: a lookup may hop to any node in it.
+            gone = {n.address for w in state.windows.values() for n in w} - set(live)
+            if gone:
+                problems.append(f"{address} has fingers' windows naming gone nodes {sorted(gone)}")
     return problems
