@@ -41,6 +41,7 @@ MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.me
 PAUSE_PERIODS = 2
 # How long a node that took a silent predecessor's keys keeps probing it.
 ABSORBED_TTL = 600.0
+RECLAIMS_PER_STABILIZE = 5  # probes of silent predecessors per stabilize period
 CHECKED_WAIT = 1.0  # how long a lookup waits for a node's view to be checked after a pause
 
 
@@ -184,10 +185,10 @@ class ChordNode:
             self._recheck = self.tasks.start(self._check_view(), "check view")
 
     async def _check_view(self) -> None:
-        """Right after a pause: hear from both neighbours, and tell the successor we are
-        back (it took our keys while we stood still)."""
-        await self.check_predecessor()
+        """Right after a pause: tell the successor we are back (it took our keys while we
+        stood still), and hear from both neighbours."""
         await self.stabilize()
+        await self.check_predecessor()
 
     async def _wait_checked(self) -> None:
         recheck = self._recheck
@@ -355,7 +356,9 @@ class ChordNode:
             (self.timing.fix_fingers, self.fix_fingers),
             (self.timing.merge_period, self.probe_for_merge),
             (self.timing.stabilize, self.probe_suspects),
-            (self.timing.stabilize, self.reclaim),
+            # Often: a probe that timed out leaves a gap until the next one, and a node
+            # that resumes in it waits that long for its keys.
+            (self.timing.stabilize / RECLAIMS_PER_STABILIZE, self.reclaim),
             (self.timing.pause_window / 4, self._watch_clock),
         )
         self._tasks = [
