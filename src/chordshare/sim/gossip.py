@@ -36,7 +36,7 @@ from chordshare.chord.rumors import DEFAULT_FANOUT_FACTOR
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
 from chordshare.sim.network import CUT_OFF_REASON, UNREACHABLE_REASON, Network
-from chordshare.transport.membership_codec import MembershipCodec
+from chordshare.transport.membership_codec import MembershipCodec, framed_size, varint_size
 
 T = TypeVar("T")
 
@@ -74,14 +74,6 @@ def wire_address(address: str) -> str:
     """A simulator address ("n123") as a node's IPv4 address of typical length."""
     k = int(address[1:]) if address[1:].isdigit() else hash(address) & 0xFFFF
     return f"10.0.{k >> 8 & 255}.{k & 255}:7000"
-
-
-def _varint_size(value: int) -> int:
-    size = 1
-    while value >= 0x80:
-        value >>= 7
-        size += 1
-    return size
 
 
 @dataclass(slots=True)
@@ -196,12 +188,12 @@ class GossipNetwork(Network):
         parts = [sum(self._framed(e) for e in events), 0, sum(self._framed(e) for e in repair)]
         if digest is not None:
             body = self._codec_for().digest(digest).ByteSize()
-            parts[1] = 1 + _varint_size(body) + body
+            parts[1] = framed_size(body)
         body = sum(parts)
         sent.events += parts[0]
         sent.digests += parts[1]
         sent.repairs += parts[2]
-        sent.framing += 1 + _varint_size(body)
+        sent.framing += 1 + varint_size(body)
         sent.messages += 1
         return not (self.settings.drop and self._rng.random() < self.settings.drop)
 
@@ -216,7 +208,7 @@ class GossipNetwork(Network):
                 event.state,
             )
             body = self._codec_for().event(wire).ByteSize()
-            size = self._sizes[event] = 1 + _varint_size(body) + body
+            size = self._sizes[event] = framed_size(body)
         return size
 
     def _codec_for(self) -> MembershipCodec:

@@ -72,10 +72,15 @@ def field_size(msg: pb.Gossip) -> int:
     body = msg.ByteSize()
     if not body and not msg.HasField("digest"):
         return 0
-    return 1 + _varint_size(body) + body
+    return framed_size(body)
 
 
-def _varint_size(value: int) -> int:
+def framed_size(body: int) -> int:
+    """Bytes of a field of `body` bytes inside a message: its tag, length and body."""
+    return 1 + varint_size(body) + body
+
+
+def varint_size(value: int) -> int:
     size = 1
     while value >= 0x80:
         value >>= 7
