@@ -6,10 +6,10 @@ until every successor list, predecessor and finger table is the ideal one, and m
 
 - the round trip of one gRPC call (Ping from this process), the yardstick;
 - lookups of random keys through the `Lookup` RPC of random nodes: p50/p99 latency and hops,
-  p50 over the bare round trip's p50 (`p50_over_rtt`); each lookup is followed by its
-  reference, hops + 1 bare Pings in a row to random nodes (the round trips it is made of:
-  our call to the node and its hops), and the overhead ratios are the lookups' p50 and p99
-  over the references';
+  the p50 the asked node timed over the bare round trip's p50 (`p50_over_rtt`); each
+  lookup is followed by its reference, hops + 1 bare Pings in a row to random nodes (the
+  round trips it is made of: our call to the node and its hops), and the overhead ratios
+  are the lookups' p50 and p99 over the references';
 - the same right after faults, with maintenance running: kill -9 of 25 % of the nodes, then
   more until 50 % are dead; and on a fresh ring, 25 % frozen with SIGSTOP (hosts that hang),
   then thawed with SIGCONT;

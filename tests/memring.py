@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from waiting import wait_until
 
 from chordshare.chord.invariants import convergence_problems
+from chordshare.chord.membership import DEFAULT_CAP
 from chordshare.chord.messages import NodeRef
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import ChordNode, Timing
@@ -19,7 +20,10 @@ SPACE = IdSpace(16)
 
 
 async def start_memory_node(
-    network: MemoryNetwork, address: str, join: ChordNode | None = None
+    network: MemoryNetwork,
+    address: str,
+    join: ChordNode | None = None,
+    hint_cap: int = DEFAULT_CAP,
 ) -> ChordNode:
     """A node with the id SHA-1 gives `address`, on the network, on a new ring or joined
     through `join`. Its transport knows its own address, so partitions can cut it off."""
@@ -29,6 +33,7 @@ async def start_memory_node(
         MemoryTransport(network, address=address),
         successors=4,
         timing=FAST,
+        hint_cap=hint_cap,
     )
     network.attach(address, node)
     if join is None:

@@ -36,6 +36,8 @@ def test_the_request_names_the_nodes_the_asker_could_not_reach() -> None:
     request = CODEC.confirm_request(call, pb.Caller())
     assert request.confirm and CODEC.key_from(request.key) == 9
     assert CODEC.unreachable_from(request) == (ref(5), ref(7))
+    assert not request.brief
+    assert CODEC.confirm_request(ConfirmOwner(ref(20), 9, brief=True), pb.Caller()).brief
 
 
 def test_an_older_nodes_plain_step_is_taken_as_a_ping() -> None:

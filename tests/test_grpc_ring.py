@@ -1,8 +1,10 @@
-"""Real nodes on loopback gRPC in one process: joining, converging, leaving, refusing."""
+"""Real nodes on loopback gRPC in one process: joining, converging, leaving, refusing,
+and the membership hints that let lookups take one round trip."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -209,3 +211,62 @@ async def test_ids_hash_the_advertised_address(cluster: Cluster) -> None:
     server = await cluster.start()
     assert server.node is not None
     assert server.node.me.id == IdSpace().hash(server.node.me.address)
+
+
+# Membership hints: the gossip rides the ring protocol's calls.
+
+
+def hints_hold(servers: list[NodeServer]) -> bool:
+    want = sorted((s.node.me for s in servers if s.node), key=lambda n: n.id)
+    return all(
+        s.node is not None and s.node.hints is not None and s.node.hints.table.alive() == want
+        for s in servers
+    )
+
+
+async def test_lookups_over_grpc_take_one_round_trip(cluster: Cluster) -> None:
+    first = await cluster.start()
+    assert first.node is not None
+    for _ in range(5):
+        await cluster.start(join=first.node.me.address)
+    servers = cluster.live()
+    await wait_until(cluster.converged, 20, "the ring to converge")
+    await wait_until(lambda: hints_hold(servers), 10, "every table to hold the ring")
+    nodes = [s.node for s in servers if s.node is not None]
+    ideal = IdealRouting.of([n.me for n in nodes], nodes[0].space)
+    rng = random.Random(5)
+    for _ in range(40):
+        asker = rng.choice(nodes)
+        key = rng.randrange(asker.space.size)
+        result = await asker.lookup(key)
+        assert result.owner == ideal.owner(key)
+        assert result.hops == (0 if result.owner == asker.me else 1)
+
+
+async def test_malformed_gossip_gets_invalid_argument(cluster: Cluster) -> None:
+    server = await cluster.start(bits=8, node_id=3)
+    assert server.node is not None
+    caller = pb.Caller(address="127.0.0.1:9", oldest=1, newest=2)
+    bad = [
+        pb.MemberEvent(id=b"\x01\x02", address="127.0.0.1:1", state=pb.MemberEvent.ALIVE),
+        pb.MemberEvent(id=b"\x05", address="", state=pb.MemberEvent.ALIVE),
+        pb.MemberEvent(id=b"\x05", address="127.0.0.1:1"),
+    ]
+    async with grpc.aio.insecure_channel(server.node.me.address) as channel:
+        stub = pb_grpc.ChordStub(channel)
+        for event in bad:
+            request = pb.PingRequest(caller=caller, gossip=pb.Gossip(events=[event]))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Ping(request, timeout=2)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        digest = pb.Gossip(digest=pb.MemberDigest(count=1))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Ping(pb.PingRequest(caller=caller, gossip=digest), timeout=2)
+        assert "arcs" in (err.value.details() or "")
+        # Good gossip is taken, and a digest is answered with the node's entries.
+        good = pb.MemberEvent(id=b"\x05", address="127.0.0.1:1", state=pb.MemberEvent.ALIVE)
+        asked = pb.Gossip(events=[good], digest=pb.MemberDigest(count=0, arcs=[0] * 64))
+        reply = await stub.Ping(pb.PingRequest(caller=caller, gossip=asked), timeout=2)
+        assert server.node.hints is not None and server.node.hints.table.knows_alive(5)
+        told = {(e.id, e.address) for e in reply.gossip.events}
+        assert (b"\x03", server.node.me.address) in told

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from waiting import wait_until
 
 from chordshare.chord.messages import Call, FindStep, NodeRef, Ping, Pong, Reply
+from chordshare.node.probes import DOWN_AFTER, SuspectProbes
 from chordshare.node.retransmit import RETRANSMITS, Retransmitting
+from chordshare.node.tasks import NodeTasks
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 from chordshare.transport.base import Hello, PeerError
 from chordshare.transport.health import PeerHealth
@@ -231,3 +233,41 @@ def test_wildcard_and_loopback() -> None:
     assert not is_wildcard("10.0.0.1:7000")
     assert is_loopback("127.0.0.5:1") and is_loopback("localhost:1") and is_loopback("[::1]:1")
     assert not is_loopback("node-1:7000")
+
+
+class SilentTransport(SlowTransport):
+    """Nobody answers a probe."""
+
+    async def hello(self, address: str, deadline: float) -> Hello:
+        self.health.record_failure(address)
+        raise PeerError(address, "did not answer in time")
+
+
+async def test_a_peer_is_declared_down_only_after_its_probes_failed_for_a_while() -> None:
+    """A frozen host or a lossy link fails a probe now and then: only a silence that lasts
+    DOWN_AFTER takes a peer out of the membership hints."""
+    now = [0.0]
+    down: list[str] = []
+    tasks = NodeTasks()
+    await tasks.open()
+    probes = SuspectProbes(SilentTransport(fast_health(), {}), tasks, down.append, lambda: now[0])
+    probes.running = True
+
+    async def probe_at(moment: float) -> None:
+        now[0] = moment
+        probes.start("gone:1")
+        await wait_until(lambda: not probes._probes, 2.0, "the probe to end")
+
+    try:
+        for moment in (0.0, 10.0, 20.0, DOWN_AFTER - 0.1):
+            await probe_at(moment)
+        assert down == []
+        await probe_at(DOWN_AFTER)
+        assert down == ["gone:1"]
+        # Silent again long after: that silence is counted from its own start.
+        await probe_at(3 * DOWN_AFTER)
+        await probe_at(3 * DOWN_AFTER + 1)
+        assert down == ["gone:1"]
+    finally:
+        probes.stop()
+        await tasks.close()

@@ -22,6 +22,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from chordshare.chord.membership import DEFAULT_CAP
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.files.links import LINK_GRACE
 from chordshare.files.placement import DEFAULT_REPLICAS
@@ -60,6 +61,12 @@ class NodeConfig(BaseSettings):
     id: int | None = Field(None, description="A fixed ring id (default: SHA-1 of advertise).")
     bits: int = Field(DEFAULT_BITS, description="Width m of ring ids, 3..160.")
     successors: int = Field(DEFAULT_SUCCESSORS, description="Successor list length r.")
+    hint_cap: int = Field(
+        DEFAULT_CAP,
+        ge=0,
+        description="Largest ring whose whole membership each node keeps as one-hop lookup "
+        "hints; 0: off.",
+    )
     replicas: int = Field(DEFAULT_REPLICAS, description="Copies k of every file.")
     data_dir: Path | None = Field(None, description="Where the node keeps its files.")
     max_store: int | None = Field(None, ge=0, description="Most bytes stored (e.g. 10GiB).")

@@ -56,11 +56,12 @@ def test_only_the_owner_claims_a_key_and_the_others_point_towards_it(make_ring, 
     space, ids, r, key = case
     net, _ = make_ring(ids, space, r)
     asked = net.nodes[f"n{data.draw(st.sampled_from(ids))}"]
-    reply = run_answer(net, asked, ConfirmOwner(asked.me, key))
+    brief = data.draw(st.booleans())
+    reply = run_answer(net, asked, ConfirmOwner(asked.me, key, brief=brief))
     owner = owner_of(key, ids)
     if asked.me.id == owner:
         assert reply.claim is Claim.OWNER
-        assert reply.nodes == tuple(asked.successors)
+        assert reply.nodes == (() if brief else tuple(asked.successors))
     else:
         assert reply.claim is Claim.NOT_OWNER
         # The first node it names is nearer the owner, going from the key, or the owner.
@@ -79,6 +80,8 @@ def test_a_lookup_ends_at_the_owner_it_asked(make_ring, case) -> None:
     for origin in sorted(ids):
         result = net.run(L.find_successor(net.nodes[f"n{origin}"], key))
         assert result.owner.id == owner_of(key, ids)
+        brief = net.run(L.find_successor(net.nodes[f"n{origin}"], key, brief=True))
+        assert brief.owner == result.owner and brief.hops == result.hops
 
 
 def test_a_predecessor_the_asker_cannot_reach_is_vouched_for_when_it_answers(make_ring) -> None:

@@ -27,6 +27,9 @@ def address(peer: SharingPeer) -> str:
     return peer.server.node.me.address
 
 
+MAX_PUTS = 200
+
+
 @pytest.fixture
 async def calls() -> AsyncIterator[GrpcFilePeers]:
     peers = GrpcFilePeers()
@@ -43,9 +46,11 @@ async def put(peer: SharingPeer, tmp_path: Path, name: str, size: int) -> Manife
 async def puts_until(
     peers: list[SharingPeer], tmp_path: Path, size: int, enough: Callable[[list[Manifest]], bool]
 ) -> list[Manifest]:
-    """Files put through the first peer, one after another, until `enough` of them."""
+    """Files put through the first peer, one after another, until `enough` of them (a
+    ring whose nodes each own a fair share gets there in a few)."""
     manifests: list[Manifest] = []
     while not enough(manifests):
+        assert len(manifests) < MAX_PUTS, f"{MAX_PUTS} puts did not land as the test needs"
         manifests.append(await put(peers[0], tmp_path, f"f{len(manifests)}.bin", size))
     return manifests
 

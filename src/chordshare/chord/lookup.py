@@ -33,6 +33,9 @@ MAX_LOOKUP_CALLS = 1024
 # Times a lookup asks again a node that is checking its view after a pause (each after the
 # wait it names) before it gives up on the key for now.
 MAX_PAUSES = 8
+# Owner confirmations a lookup spends on what the membership hints say before it goes the
+# long way: the hinted node, and the candidate it names instead.
+HINTED_CALLS = 2
 
 
 class LookupFailed(Exception):
@@ -55,6 +58,8 @@ def find_successor(
     start: NodeRef | None = None,
     joining: bool = False,
     heard: Container[str] = NO_AVOID,
+    hint: NodeRef | None = None,
+    brief: bool = False,
 ) -> Generator[Call, Reply, LookupResult]:
     """Iterative lookup of the node that owns key.
 
@@ -69,16 +74,27 @@ def find_successor(
     `joining`: the caller is not on the ring yet, so an entry with its own address is a stale
     record of an earlier run of it and is skipped. `heard`: peers that answered or called
     us a moment ago, for when this node is itself a candidate (`ownership.confirm`).
+    `hint`: the node the membership hints name as owner (`chord.membership`), asked first
+    (`_ask_hint`); when it is suspected, or it and the node it names do not settle it, the
+    lookup goes on as above. A node the hints list after it is not told of its silence:
+    the table may miss a node that joined in between, whose keys that node would claim.
+    `brief`: the result's `after` may be left empty (the owner need not send it).
     """
     space = state.space
+    tally = _Tally()
     if start is None:
         if not joining and state.owns(key):
             return LookupResult(state.me, 0, 0)
+        if hint is not None and not joining and hint.address not in avoid:
+            # With another node to go to, a hint that does not answer is not waited for.
+            others = any(n != hint and n != state.me for n in state.successors)
+            hinted = yield from _ask_hint(state, key, hint, avoid, tally, others, brief)
+            if hinted is not None:
+                return hinted
         reply: StepReply | None = state.step(key, avoid)
     else:
         reply = None
-    tally = _Tally()
-    tried: set[str] = {state.me.address}
+    tried: set[str] = {state.me.address, *tally.failed}
     pool: dict[str, NodeRef] = {}
     if start is not None:
         pool[start.address] = start
@@ -100,7 +116,7 @@ def find_successor(
         if reply is not None and reply.done:
             way_on = nearest is not None and nearest.address not in listed
             found = yield from _confirm(
-                state, key, reply.nodes, avoid, joining, tally, heard, way_on
+                state, key, reply.nodes, avoid, joining, tally, heard, way_on, brief
             )
             if found is not None:
                 return found
@@ -175,6 +191,43 @@ class _Tally:
         return LookupResult(owner, self.hops, self.timeouts, after)
 
 
+def _ask_hint(
+    state: RoutingState,
+    key: int,
+    hint: NodeRef,
+    avoid: Container[str],
+    tally: _Tally,
+    fallback: bool,
+    brief: bool,
+) -> Generator[Call, Reply, LookupResult | None]:
+    """Ask the hinted node whether it owns key, and if it names another candidate (a node
+    that joined before it, unknown to the hints yet), that one. A node checking its view
+    after a pause is asked again once it is done, as at the end of the long way. None:
+    the lookup goes the long way; a hint is never trusted further than the node's own
+    answer."""
+    node = hint
+    calls = pauses = 0
+    while calls < HINTED_CALLS:
+        answer = yield ConfirmOwner(node, key, fallback=fallback, brief=brief)
+        if not (isinstance(answer, OwnerAnswer) and answer.node == node):
+            tally.fail(node, answer)
+            return None
+        tally.hops += 1
+        if answer.claim is Claim.OWNER:
+            return tally.result(node, answer.nodes)
+        if answer.claim is Claim.UNSURE and pauses < MAX_PAUSES:
+            pauses += 1
+            yield Pause(node, answer.retry_after)
+            continue
+        if answer.claim is not Claim.NOT_OWNER or not answer.nodes:
+            return None  # an older node, or one still unsure: the long way decides
+        node = answer.nodes[0]
+        calls += 1
+        if node == state.me or node.address in avoid:
+            return None
+    return None
+
+
 def _confirm(
     state: RoutingState,
     key: int,
@@ -184,6 +237,7 @@ def _confirm(
     tally: _Tally,
     heard: Container[str],
     way_on: bool,
+    brief: bool = False,
 ) -> Generator[Call, Reply, LookupResult | None]:
     """Ask the owner candidates of a done step, in order, until one owns the key. A node
     that does not own it says where the owner is: its predecessor (asked next, then the
@@ -210,7 +264,8 @@ def _confirm(
         # A candidate need not be waited for while the lookup has another way on: the next
         # candidate, or the list of the node nearest before the key, whose nodes after it
         # check it themselves.
-        ask = ConfirmOwner(node, key, tuple(unreachable), fallback=bool(queue) or way_on)
+        fallback = bool(queue) or way_on
+        ask = ConfirmOwner(node, key, tuple(unreachable), fallback=fallback, brief=brief)
         if mine:  # our own range decides, as any node's does
             # Asker and answerer are one path here: what failed once is not asked again.
             confirming = ownership.confirm(

@@ -124,6 +124,7 @@ class Membership:
         self.tombstone_seconds = tombstone_seconds
         self.members: dict[int, Member] = {}
         self._alive_ids: list[int] = []  # ascending
+        self._alive_at: dict[str, int] = {}  # address -> id, of the live members
         self._arcs = [0] * arcs
         self.over_cap = False
         self.rumors = Rumors(fanout_factor)
@@ -152,6 +153,10 @@ class Membership:
             and member.state is MemberState.ALIVE
             and member.incarnation >= incarnation
         )
+
+    def id_at(self, address: str) -> int | None:
+        """The id of the live member at address, if we know one."""
+        return self._alive_at.get(address)
 
     def owner_hint(self, key: int) -> NodeRef | None:
         """The first live member at or after key, clockwise: the node to ask for key.
@@ -283,12 +288,16 @@ class Membership:
         )
         if event.state is MemberState.ALIVE:
             insort(self._alive_ids, event.id)
+            self._alive_at[address] = event.id
             self._arcs[self.arc(event.id)] ^= entry_hash(event.id, event.incarnation)
         return True
 
     def _drop_alive(self, ident: int, incarnation: int) -> None:
         ids = self._alive_ids
         del ids[bisect_left(ids, ident)]
+        address = self.members[ident].node.address
+        if self._alive_at.get(address) == ident:
+            del self._alive_at[address]
         self._arcs[self.arc(ident)] ^= entry_hash(ident, incarnation)
 
 

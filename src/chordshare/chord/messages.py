@@ -73,6 +73,7 @@ class ConfirmOwner:
     key: int
     unreachable: tuple[NodeRef, ...] = ()
     fallback: bool = field(default=False, compare=False)  # as FindStep's
+    brief: bool = False  # an owner need not list the nodes after it
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ def confirm(
         return OwnerAnswer(me, Claim.UNSURE, retry_after=RETRY_AFTER)
     after = tuple(n for n in state.successors if n != me)
     if state.owns(key):
-        return OwnerAnswer(me, Claim.OWNER, after)
+        return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
     pred = state.predecessor
     tried = {n.address for n in call.unreachable}
     listed: tuple[NodeRef, ...] = ()
@@ -109,7 +109,7 @@ def confirm(
             return OwnerAnswer(me, Claim.UNSURE, retry_after=RETRY_AFTER)
     if pred is not None and state.predecessor == pred:
         state.absorb(pred, now)  # silent on both paths: its keys are ours until it answers
-    return OwnerAnswer(me, Claim.OWNER, after)
+    return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
 
 
 __all__ = ["claim", "confirm"]

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from chordshare.chord.membership import DEFAULT_CAP
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.faces.cli_app import fail
 from chordshare.faces.loops import run
@@ -42,6 +43,13 @@ def node(
     successors: Annotated[
         int | None,
         typer.Option(help=f"Length r of the successor list (default {DEFAULT_SUCCESSORS})."),
+    ] = None,
+    hint_cap: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest ring whose whole membership each node keeps, to look keys up in "
+            f"one round trip; 0 turns it off (default {DEFAULT_CAP})."
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None,
@@ -218,6 +226,7 @@ def node(
         "id": node_id,
         "bits": bits,
         "successors": successors,
+        "hint_cap": hint_cap,
         "data_dir": data_dir,
         "max_store": max_store,
         "share": share,
@@ -286,6 +295,7 @@ def node(
         node_id=conf.id,
         bits=conf.bits,
         successors=conf.successors,
+        hint_cap=conf.hint_cap,
     )
     for warning in open_doors(conf):
         logging.getLogger("chordshare").warning("%s", warning)

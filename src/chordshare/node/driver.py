@@ -7,7 +7,7 @@ from collections.abc import Generator
 from typing import TypeVar
 
 from chordshare.chord.messages import Ack, Call, Pause, Ping, Pong, Reply, Unreachable
-from chordshare.transport.base import Hello, PeerError, Transport
+from chordshare.transport.base import Caller, Hello, PeerError, Transport
 from chordshare.transport.health import PeerHealth
 
 # A node that checks again a peer it could not reach a moment ago waits this many of the
@@ -17,7 +17,7 @@ CHECK_PATIENCE = 2.0
 T = TypeVar("T")
 
 
-async def drive(procedure: Generator[Call, Reply, T], transport: Transport) -> T:
+async def drive(procedure: Generator[Call, Reply, T], transport: Caller) -> T:
     """Send each call the procedure yields and feed it the reply; a failed call becomes
     `Unreachable`, which the core treats as a dead peer. A Pause is waited out here."""
     try:

@@ -15,9 +15,6 @@ from chordshare.transport.health import PeerHealth
 log = logging.getLogger(__name__)
 
 RETRANSMITS = 2  # a call that timed out is sent again this often, its deadline doubled each
-# A lookup step goes on without a peer that has not answered within its deadline times this
-# (a little over one deadline: the call itself gives up at the deadline, and is sent again).
-STEP_PATIENCE = 1.05
 
 
 class Retransmitting:
@@ -66,42 +63,67 @@ class Retransmitting:
         await self.transport.close()
 
     async def call(self, call: Call) -> Reply:
-        if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
+        if not (isinstance(call, FindStep | ConfirmOwner) and call.fallback):
             return await self._call(call)
-        deadline = _deadline(self.health, call)
-        task = asyncio.ensure_future(self._call(call))
-        done, _ = await asyncio.wait({task}, timeout=deadline * STEP_PATIENCE)
-        if task in done:
-            return task.result()
-        self._verdicts.add(task)
-        task.add_done_callback(self._settled)
-        raise PeerError(call.peer.address, f"did not answer a lookup step in {deadline:.3f} s")
+        # The first send is awaited here, not in a task of its own: nearly every call is
+        # answered, and a task per call costs more than the rest of the call's Python.
+        address = call.peer.address
+        suspected = address in self.health
+        try:
+            return await self._send(call)
+        except _TimedOut as late:
+            if suspected or late.deadline >= self.health.ceiling:
+                self.gave_up(address)
+                raise late.error from None
+            # The retransmissions settle its standing in the background.
+            task = asyncio.ensure_future(self._call(call, RETRANSMITS - 1))
+            self._verdicts.add(task)
+            task.add_done_callback(self._settled)
+            reason = f"did not answer a lookup step in {late.deadline:.3f} s"
+            raise PeerError(address, reason) from None
 
     def _settled(self, task: asyncio.Task[Reply]) -> None:
         self._verdicts.discard(task)
         if not task.cancelled():
             task.exception()  # a failure is the verdict, already recorded: not an error here
 
-    async def _call(self, call: Call) -> Reply:
-        health = self.transport.health
+    async def _call(self, call: Call, retries: int | None = None) -> Reply:
+        """Send the call, and again up to `retries` times (default: RETRANSMITS, none to a
+        suspected peer) while it times out."""
         address = call.peer.address
-        retries = 0 if address in health else RETRANSMITS
+        if retries is None:
+            retries = 0 if address in self.health else RETRANSMITS
         while True:
-            deadline = _deadline(health, call)
+            try:
+                return await self._send(call)
+            except _TimedOut as late:
+                if retries == 0 or late.deadline >= self.health.ceiling:
+                    self.gave_up(address)
+                    raise late.error from None
+                retries -= 1
+                log.debug("%s did not answer in %.3f s: sent again", address, late.deadline)
+
+    async def _send(self, call: Call) -> Reply:
+        """One send, with the peer's current deadline; sent again only when this node was
+        paused meanwhile. A failure that waited out the deadline raises _TimedOut (a
+        refusal or a bad answer comes at once, and is raised as it is)."""
+        while True:
+            deadline = _deadline(self.health, call)
             started = time.monotonic()
             try:
                 return await self.transport.call(call)
-            except PeerError:
+            except PeerError as err:
                 if self.paused_since(started):
                     continue
-                # It waited out its deadline (a refusal or a bad answer comes at once).
-                timed_out = time.monotonic() - started >= 0.9 * deadline
-                if retries == 0 or not timed_out or deadline >= health.ceiling:
-                    if timed_out:
-                        self.gave_up(address)
-                    raise
-                retries -= 1
-                log.debug("%s did not answer in %.3f s: sent again", address, deadline)
+                if time.monotonic() - started >= 0.9 * deadline:
+                    raise _TimedOut(err, deadline) from None
+                raise
+
+
+class _TimedOut(Exception):
+    def __init__(self, error: PeerError, deadline: float) -> None:
+        super().__init__(str(error))
+        self.error, self.deadline = error, deadline
 
 
 def _deadline(health: PeerHealth, call: Call) -> float:

@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 
 from chordshare.chord import ownership, procedures
 from chordshare.chord.lookup import LookupFailed, LookupResult, find_successor
+from chordshare.chord.membership import DEFAULT_CAP
 from chordshare.chord.merge import PassiveList
 from chordshare.chord.messages import Call, Claim, ConfirmOwner, NodeRef, Reply
 from chordshare.chord.procedures import JoinFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
 from chordshare.node.driver import CheckingPings, drive
+from chordshare.node.hints import MemberHints
 from chordshare.node.pauses import PauseWatch
+from chordshare.node.probes import SuspectProbes
 from chordshare.node.retransmit import Retransmitting
 from chordshare.node.reunion import Reunion
 from chordshare.node.shortage import SHORTAGES
@@ -87,6 +90,7 @@ class NodeStats:
     stabilize_failures: int = 0  # rounds that found the successor dead and moved past it
     merge_probes: int = 0  # peers probed for another ring (they answered)
     merges: int = 0  # probes that found a closer successor on another ring and adopted it
+    hand_backs: int = 0  # silent predecessors that answered again and got their keys back
 
 
 class ChordNode:
@@ -98,6 +102,7 @@ class ChordNode:
         successors: int = DEFAULT_SUCCESSORS,
         timing: Timing | None = None,
         tasks: NodeTasks | None = None,
+        hint_cap: int = DEFAULT_CAP,
     ) -> None:
         self.space = space
         # The node's long-lived tasks: those of whoever serves it, else its own.
@@ -109,13 +114,17 @@ class ChordNode:
         self.pauses = PauseWatch(
             self.state, transport.health, self.timing.pause_window, self._paused
         )
+        # Full membership as lookup hints, carried by the transport (hint_cap 0: off).
+        self.hints = MemberHints(self.state, hint_cap) if hint_cap > 0 else None
+        transport.gossip = self.hints
+        down = self.hints.unreachable if self.hints is not None else lambda address: None
+        self.probes = SuspectProbes(transport, self.tasks, down)
         # What procedures are driven over; a peer that timed out every time is probed at
         # once, so if it was only slow its suspicion lasts about one of its round trips.
-        self.calls = Retransmitting(transport, self._start_probe, self.pauses.paused_since)
+        self.calls = Retransmitting(transport, self.probes.start, self.pauses.paused_since)
         self._checking = CheckingPings(transport)
         self.joined = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._probes: dict[str, asyncio.Task[None]] = {}  # suspects being probed, by address
         self._rng = random.Random()
         self._joined_callbacks: list[Callable[[bool], Awaitable[None]]] = []
         self._leaving_callbacks: list[Callable[[], Awaitable[None]]] = []
@@ -246,13 +255,15 @@ class ChordNode:
         )
 
     async def lookup(self, key: int) -> LookupResult:
-        """Find the node that owns key (raises LookupFailed)."""
+        """Find the node that owns key (raises LookupFailed). The result leaves `after`
+        empty: the owner is not asked for the nodes after it."""
         if self.unchecked():
             await self._wait_checked()
         try:
             health = self.transport.health
             heard = health.heard_within(self.timing.signs_of_life)
-            lookup = find_successor(self.state, key, health, heard=heard)
+            hint = self.hints.owner_hint(key) if self.hints is not None else None
+            lookup = find_successor(self.state, key, health, heard=heard, hint=hint, brief=True)
             result = await drive(lookup, self.calls)
         except LookupFailed:
             self.stats.lookup_failures += 1
@@ -269,6 +280,8 @@ class ChordNode:
                     await callback()
                 except Exception:  # a failed handoff must not keep the node from leaving
                     log.exception("node %s: before-leave step failed", self.me.id)
+            if self.hints is not None:
+                self.hints.leave()  # the leave notices carry it
             await drive(procedures.leave(self.state), self.calls)
             await self._set_joined(False)
             log.info("node %s left the ring", self.me.id)
@@ -288,6 +301,8 @@ class ChordNode:
         before = self.state.successor
         await drive(procedures.stabilize(self.state, self.transport.health), self.calls)
         self.reunion.observe()
+        if self.hints is not None:
+            self.hints.maintain()
         if self.state.successor != before:
             self.stats.successor_changes += 1
             if before.address in self.transport.health:
@@ -304,32 +319,12 @@ class ChordNode:
         back at once, so a node that was only paused owns its keys again."""
         self.state.expire_absorbed(time.monotonic(), ABSORBED_TTL)
         if await drive(procedures.reclaim(self.state), self.calls):
+            self.stats.hand_backs += 1
             log.info("node %s: predecessor %s answers again", self.me.id, self.state.predecessor)
 
     async def probe_suspects(self) -> None:
-        """Ping every suspected peer that is not being pinged already, each with its
-        backed-off deadline (it doubles on every probe that times out, up to the ceiling).
-        Lookups skip suspects, so a peer that was only slow, or was frozen and resumed,
-        must be found alive again here rather than wait out its suspicion: it may own keys
-        meanwhile. A probe waits long enough to hear a slow peer, and its answer is the
-        round trip that sets the peer's deadline; the answer clears the suspicion.
-
-        Runs every stabilize period without waiting for the probes: one peer that never
-        answers holds up neither the loop nor the probes of the others."""
-        for address in self.transport.health.suspected():
-            self._start_probe(address)
-
-    def _start_probe(self, address: str) -> None:
-        if address not in self._probes and self._tasks:  # only while maintenance runs
-            self._probes[address] = self.tasks.start(self._probe(address), f"probe {address}")
-
-    async def _probe(self, address: str) -> None:
-        try:
-            await self.transport.hello(address, self.transport.health.timeout_for(address))
-        except PeerError:
-            pass  # still suspected: probed again next period, with a longer deadline
-        finally:
-            self._probes.pop(address, None)
+        """Ping every suspected peer (see `node.probes`)."""
+        self.probes.probe_all()
 
     async def fix_fingers(self) -> None:
         await drive(procedures.fix_fingers(self.state, self.transport.health), self.calls)
@@ -361,6 +356,7 @@ class ChordNode:
             (self.timing.stabilize / RECLAIMS_PER_STABILIZE, self.reclaim),
             (self.timing.pause_window / 4, self._watch_clock),
         )
+        self.probes.running = True
         self._tasks = [
             self.tasks.start(self._every(period, action), action.__name__)
             for period, action in loops
@@ -382,8 +378,7 @@ class ChordNode:
 
     async def stop_maintenance(self) -> None:
         tasks, self._tasks = self._tasks, []
-        tasks += self._probes.values()
-        self._probes = {}
+        tasks += self.probes.stop()
         if self._recheck is not None:
             tasks.append(self._recheck)
             self._recheck = None

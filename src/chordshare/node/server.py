@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from chordshare.chord.membership import DEFAULT_CAP
 from chordshare.chord.messages import NodeRef
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.chord.version import THIS_BUILD, ProtocolRange
@@ -77,6 +78,7 @@ class NodeSettings:
     node_id: int | None = None
     bits: int = DEFAULT_BITS
     successors: int = DEFAULT_SUCCESSORS
+    hint_cap: int = DEFAULT_CAP  # see chord.membership; 0: no hints
     timing: Timing = field(default_factory=Timing)
     security: PeerSecurity = field(default_factory=PeerSecurity)
     protocol: ProtocolRange = THIS_BUILD  # the versions the node speaks (chord/version.py)
@@ -244,7 +246,7 @@ class NodeServer:
         transport = GrpcTransport(
             space, security=s.security, protocol=s.protocol, address=advertise
         )
-        node = ChordNode(me, space, transport, s.successors, s.timing, self.tasks)
+        node = ChordNode(me, space, transport, s.successors, s.timing, self.tasks, s.hint_cap)
         node.on_membership(self._membership_changed)
         chord_pb2_grpc.add_ChordServicer_to_server(ChordServicer(node, s.protocol), server)
         admin = AdminServicer(self.request_leave, token_configured=s.security.token is not None)

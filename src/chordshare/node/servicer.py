@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 
+from chordshare.chord.gossip import NOTHING, Gossip
 from chordshare.chord.lookup import LookupFailed
 from chordshare.chord.messages import (
     ConfirmOwner,
@@ -33,10 +34,32 @@ from chordshare.node.runtime import ChordNode
 from chordshare.transport.codec import Codec
 from chordshare.transport.grpc import PROTOCOL_TRAILER
 from chordshare.transport.limits import MAX_SUCCESSORS
+from chordshare.transport.membership_codec import MembershipCodec
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+
+
+class _PeerRequest(Protocol):
+    """A request of the ring protocol from a peer: it names its caller, and may carry
+    gossip."""
+
+    @property
+    def caller(self) -> pb.Caller: ...
+
+    @property
+    def gossip(self) -> pb.Gossip: ...
+
+    def HasField(self, field_name: str) -> bool: ...
+
+
+class _Reply(Protocol):
+    @property
+    def gossip(self) -> pb.Gossip: ...
+
+
+G = TypeVar("G", bound=_Reply)
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +81,15 @@ class ChordServicer(pb_grpc.ChordServicer):
     def __init__(self, node: ChordNode, protocol: ProtocolRange = THIS_BUILD) -> None:
         self.node = node
         self.codec = Codec(node.space)
+        self.members = MembershipCodec(node.space)
         self.protocol = protocol
         self._told: set[str] = set()  # refused callers already logged at WARNING
 
-    async def _admit(self, caller: pb.Caller, context: grpc.aio.ServicerContext) -> None:
+    async def _admit(self, request: _PeerRequest, context: grpc.aio.ServicerContext) -> Gossip:
         """Refuse the call of a peer this node cannot talk to (FAILED_PRECONDITION, with
         this node's range in the trailer); a caller that names no versions speaks
-        UNVERSIONED."""
+        UNVERSIONED. Returns the gossip the call carried, applied to our hints."""
+        caller = request.caller
         theirs = await _decode(
             context, lambda: ProtocolRange.from_wire(caller.oldest, caller.newest)
         )
@@ -72,7 +97,7 @@ class ChordServicer(pb_grpc.ChordServicer):
         line = refusal(who, theirs, self.protocol)
         if line is None:
             self.node.heard_from(caller.address)
-            return
+            return await self._gossip_from(request, context)
         if who in self._told:
             log.debug("%s", line)
         else:
@@ -83,47 +108,70 @@ class ChordServicer(pb_grpc.ChordServicer):
         trailer = ((PROTOCOL_TRAILER, str(self.protocol)),)
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, line, trailer)
 
+    async def _gossip_from(
+        self, request: _PeerRequest, context: grpc.aio.ServicerContext
+    ) -> Gossip:
+        hints, caller = self.node.hints, request.caller.address
+        if hints is None or not caller or not request.HasField("gossip"):
+            return NOTHING
+        events, digest = await _decode(context, lambda: self.members.gossip_from(request.gossip))
+        asked = Gossip(tuple(events), digest)
+        hints.received(caller, asked)
+        return asked
+
+    def _answer(self, request: _PeerRequest, asked: Gossip, reply: G) -> G:
+        """Attach our gossip for the caller (and a digest's repair) to a reply."""
+        hints, caller = self.node.hints, request.caller.address
+        if hints is not None and caller:
+            back = hints.to_answer(caller, asked)
+            if back:
+                reply.gossip.CopyFrom(self.members.gossip((*back.events, *back.repair)))
+        return reply
+
     async def Ping(
         self, request: pb.PingRequest, context: grpc.aio.ServicerContext
     ) -> pb.PingReply:
-        await self._admit(request.caller, context)
+        asked = await self._admit(request, context)
         node = self.node
-        return pb.PingReply(node=self.codec.node(node.me), bits=node.space.bits, joined=node.joined)
+        reply = pb.PingReply(node=self.codec.node(node.me), bits=node.space.bits)
+        reply.joined = node.joined
+        return self._answer(request, asked, reply)
 
     async def FindStep(
         self, request: pb.FindStepRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindStepReply:
-        await self._admit(request.caller, context)
+        asked = await self._admit(request, context)
         key = await _decode(context, lambda: self.codec.key_from(request.key))
         if request.confirm:
             unreachable = await _decode(context, lambda: self.codec.unreachable_from(request))
-            answer = await self.node.handle(ConfirmOwner(self.node.me, key, unreachable))
+            confirm = ConfirmOwner(self.node.me, key, unreachable, brief=request.brief)
+            answer = await self.node.handle(confirm)
             assert isinstance(answer, OwnerAnswer)
-            return self.codec.owner_answer(answer)
+            return self._answer(request, asked, self.codec.owner_answer(answer))
         reply = await self.node.handle(FindStep(self.node.me, key))
         assert isinstance(reply, StepReply)
-        return self.codec.step_reply(reply)
+        return self._answer(request, asked, self.codec.step_reply(reply))
 
     async def GetNeighbors(
         self, request: pb.GetNeighborsRequest, context: grpc.aio.ServicerContext
     ) -> pb.Neighbors:
-        await self._admit(request.caller, context)
+        asked = await self._admit(request, context)
         reply = await self.node.handle(GetNeighbors(self.node.me))
         assert isinstance(reply, Neighbors)
-        return self.codec.neighbors(reply)
+        return self._answer(request, asked, self.codec.neighbors(reply))
 
     async def Notify(
         self, request: pb.NotifyRequest, context: grpc.aio.ServicerContext
     ) -> pb.NotifyReply:
-        await self._admit(request.caller, context)
+        asked = await self._admit(request, context)
         candidate = await _decode(context, lambda: self.codec.node_ref(request.candidate))
         await self.node.handle(Notify(self.node.me, candidate))
-        return pb.NotifyReply()
+        return self._answer(request, asked, pb.NotifyReply())
 
     async def Leave(
         self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> pb.LeaveReply:
-        await self._admit(request.caller, context)
+        asked = await self._admit(request, context)
         codec = self.codec
 
         def decode() -> tuple[NodeRef, NodeRef | None, tuple[NodeRef, ...]]:
@@ -140,7 +188,7 @@ class ChordServicer(pb_grpc.ChordServicer):
 
         leaving, pred, succs = await _decode(context, decode)
         await self.node.handle(LeaveNotice(self.node.me, leaving, pred, succs))
-        return pb.LeaveReply()
+        return self._answer(request, asked, pb.LeaveReply())
 
     async def GetInfo(
         self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext

@@ -1,14 +1,10 @@
 """Membership hints on the in-memory network: every call carries the caller's changes.
 
-`GossipNetwork` is a `Network` whose synchronous `run` does what a node runtime's call
-layer would do around each unchanged procedure call:
-
-- the request carries up to `max_events` of the caller's queued changes, and once every
-  `digest_seconds` the caller's digest; the target applies the changes before it answers;
-- the reply carries the target's changes for the caller and, when the digest differs from
-  the target's, the target's entries for the arcs that differ; the caller applies them;
-- a call that finds its target down makes the caller declare that node failed;
-- the first `LeaveNotice` of a leaving node carries its departure.
+`GossipNetwork` is a `Network` whose synchronous `run` does around each unchanged
+procedure call what a node runtime's transport does (`chord.gossip`): the request and the
+reply carry changes and, now and then, a digest and its repair; a call that finds its
+target down makes the caller declare that node failed; the first `LeaveNotice` of a
+leaving node carries its departure.
 
 Bytes are counted as the serialized `Gossip` field each message would carry
 (`transport.membership_codec`), with the simulator's short addresses swapped for IPv4
@@ -19,14 +15,14 @@ experiments drive; the message-level `request`/`respond` halves carry none.
 from __future__ import annotations
 
 import random
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from chordshare.chord.gossip import NOTHING, Gossip, Gossiper
 from chordshare.chord.membership import (
     DEFAULT_ARCS,
     DEFAULT_CAP,
-    Digest,
     MemberEvent,
     Membership,
     MemberState,
@@ -84,7 +80,7 @@ class GossipNetwork(Network):
     clock: float = 0.0  # simulated seconds, set by the driver
     seed: int = 0
     memberships: dict[str, Membership] = field(default_factory=dict)
-    digest_due: dict[str, float] = field(default_factory=dict)
+    gossipers: dict[str, Gossiper] = field(default_factory=dict)
     sent: GossipBytes = field(default_factory=GossipBytes)
     active: bool = False
     _rng: random.Random = field(default_factory=random.Random)
@@ -102,22 +98,20 @@ class GossipNetwork(Network):
             everyone = [MemberEvent(s.me.id, s.me.address, 0, MemberState.ALIVE) for s in states]
             table.apply(everyone, self.clock, None)
             table.rumors.by_id.clear()  # nothing is news: every node knows it all
-            self.digest_due[state.me.address] = (
+            self.gossipers[state.me.address].digest_due = (
                 self.clock + self._rng.random() * self.settings.digest_seconds
             )
 
     def add(self, state: RoutingState) -> RoutingState:
         Network.add(self, state)
         if self.active:
-            self._membership(state)
-            # A newcomer pulls the table with its first call.
-            self.digest_due[state.me.address] = self.clock
+            self._membership(state)  # a newcomer pulls the table with its first call
         return state
 
     def remove(self, address: str) -> None:
         Network.remove(self, address)
         self.memberships.pop(address, None)
-        self.digest_due.pop(address, None)
+        self.gossipers.pop(address, None)
 
     def run(self, origin: str, procedure: Generator[Call, Reply, T]) -> T:
         mine = self.memberships.get(origin)
@@ -138,37 +132,30 @@ class GossipNetwork(Network):
         name = type(call).__name__
         counters.calls[name] = counters.calls.get(name, 0) + 1
         suspects = self.suspects[origin]
+        ours = self.gossipers[origin]
         failure = self.failure(origin, peer)
         if failure is not None:
             counters.failed += 1
             suspects.add(peer)
             if failure in (UNREACHABLE_REASON, CUT_OFF_REASON):
-                mine.declare_failed(call.peer.id, self.clock)
+                ours.unreachable(peer, self.clock)
             return Unreachable(call.peer, failure, failure == UNREACHABLE_REASON)
         counters.delivered += 1
         suspects.discard(peer)
-        theirs = self.memberships.get(peer)
+        theirs = self.gossipers.get(peer)
         if theirs is None:  # a node that keeps no table: nothing rides along
             return self.answer(peer, call)
-        now, limit = self.clock, self.settings.max_events
+        now = self.clock
         if isinstance(call, LeaveNotice) and call.leaving.address == origin and not mine.leaving:
             mine.leave(now)
-        events = mine.outgoing(peer, limit, self._neighbours(origin))
-        digest = None
-        if now >= self.digest_due[origin]:
-            digest = mine.digest()
-            self.digest_due[origin] = now + self.settings.digest_seconds
-            mine.expire(now)
-        if self._deliver(events, digest, ()):
-            theirs.apply(events, now, origin)
-        else:
-            digest = None  # lost with the rest: nothing to answer
+        sent = ours.to_send(peer, now, self._neighbours(origin))
+        if not self._deliver(sent):
+            sent = NOTHING  # lost with the rest: nothing to answer
+        theirs.received(origin, sent, now)
         reply = self.answer(peer, call)
-        back = theirs.outgoing(origin, limit, self._neighbours(peer))
-        repair = theirs.entries_for(theirs.diff(digest)) if digest is not None else []
-        if self._deliver(back, None, repair):
-            mine.apply(back, now, peer)
-            mine.apply(repair, now, peer)
+        back = theirs.to_answer(origin, sent, now, self._neighbours(peer))
+        if self._deliver(back):
+            ours.received(peer, back, now)
         return reply
 
     def _neighbours(self, address: str) -> tuple[str, ...]:
@@ -177,17 +164,18 @@ class GossipNetwork(Network):
         succ = state.successor.address
         return (succ,) if pred is None else (succ, pred.address)
 
-    def _deliver(
-        self, events: list[MemberEvent], digest: Digest | None, repair: Iterable[MemberEvent]
-    ) -> bool:
+    def _deliver(self, gossip: Gossip) -> bool:
         """Count the bytes of one message's gossip; False when it is lost."""
-        repair = list(repair)
-        if not events and digest is None and not repair:
+        if not gossip:
             return True
         sent = self.sent
-        parts = [sum(self._framed(e) for e in events), 0, sum(self._framed(e) for e in repair)]
-        if digest is not None:
-            body = self._codec_for().digest(digest).ByteSize()
+        parts = [
+            sum(self._framed(e) for e in gossip.events),
+            0,
+            sum(self._framed(e) for e in gossip.repair),
+        ]
+        if gossip.digest is not None:
+            body = self._codec_for().digest(gossip.digest).ByteSize()
             parts[1] = framed_size(body)
         body = sum(parts)
         sent.events += parts[0]
@@ -229,6 +217,9 @@ class GossipNetwork(Network):
             tombstone_seconds=s.tombstone_seconds,
         )
         self.memberships[state.me.address] = table
+        self.gossipers[state.me.address] = Gossiper(
+            table, s.max_events, s.digest_seconds, digest_due=self.clock
+        )
         return table
 
 

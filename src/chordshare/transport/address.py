@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -35,6 +36,8 @@ def parse_address(text: str, any_port: bool = False) -> tuple[str, int]:
     return host, int(port_text)
 
 
+# Every reply names nodes by address, and a ring has few: parse each once.
+@functools.lru_cache(maxsize=4096)
 def normalize_address(text: str) -> str:
     """The canonical `host:port` form of an address."""
     host, port = parse_address(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from chordshare.chord.gossip import Gossip
 from chordshare.chord.messages import Call, NodeRef, Reply
 from chordshare.transport.health import PeerHealth
 
@@ -35,12 +36,30 @@ class Hello:
     joined: bool
 
 
-class Transport(Protocol):
-    health: PeerHealth
+class GossipHook(Protocol):
+    """What rides along a node's peer calls: its membership hints (`node.hints`)."""
+
+    def to_send(self, peer: str) -> Gossip: ...
+
+    def received(self, peer: str, gossip: Gossip) -> None: ...
+
+    def to_answer(self, peer: str, asked: Gossip) -> Gossip: ...
+
+    def unreachable(self, peer: str) -> None: ...
+
+
+class Caller(Protocol):
+    """What a procedure is driven over (`node.driver.drive`)."""
 
     async def call(self, call: Call) -> Reply:
         """Send a protocol call; raise PeerError when it fails."""
         ...
+
+
+class Transport(Caller, Protocol):
+    health: PeerHealth
+    # Set by the node whose calls these are; None: nothing rides along (a client).
+    gossip: GossipHook | None
 
     async def hello(self, address: str, deadline: float) -> Hello:
         """Ping a node known only by address; raise PeerError when it fails."""

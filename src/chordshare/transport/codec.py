@@ -81,6 +81,7 @@ class Codec:
             caller=caller,
             confirm=True,
             unreachable=[self.node(n) for n in call.unreachable],
+            brief=call.brief,
         )
 
     def unreachable_from(self, msg: pb.FindStepRequest) -> tuple[NodeRef, ...]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 
+from chordshare.chord.gossip import Gossip
 from chordshare.chord.messages import (
     Ack,
     Call,
@@ -22,15 +23,28 @@ from chordshare.chord.messages import (
 )
 from chordshare.chord.version import THIS_BUILD, ProtocolRange, refusal
 from chordshare.ids import IdSpace
-from chordshare.transport.base import Hello, IncompatiblePeer, PeerError
+from chordshare.transport.base import GossipHook, Hello, IncompatiblePeer, PeerError
 from chordshare.transport.codec import Codec
 from chordshare.transport.health import PeerHealth
+from chordshare.transport.membership_codec import MembershipCodec
 from chordshare.transport.security import PeerSecurity
 from chordshare.transport.stats import CallStats
 from chordshare.v1 import chord_pb2 as pb
 from chordshare.v1 import chord_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+
+
+class _Gossiping(Protocol):
+    """A request or reply of the ring protocol: each has a `gossip` field."""
+
+    @property
+    def gossip(self) -> pb.Gossip: ...
+
+    def HasField(self, field_name: str) -> bool: ...
+
+
+R = TypeVar("R", bound=_Gossiping)
 
 # Reconnect quickly to a peer that came back (gRPC's default backoff grows to minutes), and
 # notice a dead connection without waiting for the OS. Not grpc.min_reconnect_backoff_ms:
@@ -108,6 +122,8 @@ class GrpcTransport:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.ChordStub] = {}
         self.stats = CallStats()
+        self.gossip: GossipHook | None = None
+        self.members = MembershipCodec(space)
 
     def stub(self, address: str) -> pb_grpc.ChordStub:
         stub = self._stubs.get(address)
@@ -140,6 +156,8 @@ class GrpcTransport:
             # A connection that failed at once (refused, reset, closed) has no process
             # behind it; a stopped or slow one lets the deadline run out instead.
             gone = err.code() == grpc.StatusCode.UNAVAILABLE
+            if gone and self.gossip is not None:
+                self.gossip.unreachable(address)
             raise PeerError(address, describe_rpc_error(err), refused=gone) from None
         took = time.monotonic() - started
         if sample:
@@ -161,13 +179,13 @@ class GrpcTransport:
         codec, caller = self.codec, self.caller
         match call:
             case FindStep(key=key):
-                step = pb.FindStepRequest(key=codec.key(key), caller=caller)
+                step = self._ride(address, pb.FindStepRequest(key=codec.key(key), caller=caller))
                 msg = await self._invoke(
                     address, lambda s, t: s.FindStep(step, timeout=t), method="FindStep"
                 )
-                return self._decode(address, lambda: codec.step_from(msg))
+                return self._decode(address, lambda: codec.step_from(self._take(address, msg)))
             case ConfirmOwner(unreachable=unreachable):
-                confirm = codec.confirm_request(call, caller)
+                confirm = self._ride(address, codec.confirm_request(call, caller))
                 # Told of nodes we could not reach, it may check them before it answers:
                 # its answer then is no round trip to learn from.
                 checking = self.health.timeout_for_check(address) if unreachable else None
@@ -178,24 +196,30 @@ class GrpcTransport:
                     method="Confirm",
                     sample=not unreachable,
                 )
-                return self._decode(address, lambda: codec.owner_answer_from(answer, call.peer))
+                return self._decode(
+                    address, lambda: codec.owner_answer_from(self._take(address, answer), call.peer)
+                )
             case GetNeighbors():
+                asking = self._ride(address, pb.GetNeighborsRequest(caller=caller))
                 msg = await self._invoke(
                     address,
-                    lambda s, t: s.GetNeighbors(pb.GetNeighborsRequest(caller=caller), timeout=t),
+                    lambda s, t: s.GetNeighbors(asking, timeout=t),
                     method="GetNeighbors",
                 )
-                return self._decode(address, lambda: codec.neighbors_from(msg))
+                return self._decode(address, lambda: codec.neighbors_from(self._take(address, msg)))
             case Ping():
-                msg = await self._invoke(
-                    address, lambda s, t: s.Ping(pb.PingRequest(caller=caller), timeout=t)
+                ping = self._ride(address, pb.PingRequest(caller=caller))
+                msg = await self._invoke(address, lambda s, t: s.Ping(ping, timeout=t))
+                return Pong(
+                    self._decode(address, lambda: codec.node_ref(self._take(address, msg).node))
                 )
-                return Pong(self._decode(address, lambda: codec.node_ref(msg.node)))
             case Notify(candidate=candidate):
                 request = pb.NotifyRequest(candidate=codec.node(candidate), caller=caller)
-                await self._invoke(
+                self._ride(address, request)
+                ack = await self._invoke(
                     address, lambda s, t: s.Notify(request, timeout=t), method="Notify"
                 )
+                self._decode(address, lambda: self._take(address, ack))
                 return Ack()
             case LeaveNotice(leaving=leaving, predecessor=pred, successors=succs):
                 notice = pb.LeaveRequest(
@@ -205,9 +229,28 @@ class GrpcTransport:
                 )
                 if pred is not None:
                     notice.predecessor.CopyFrom(codec.node(pred))
-                await self._invoke(address, lambda s, t: s.Leave(notice, timeout=t), method="Leave")
+                self._ride(address, notice)
+                left = await self._invoke(
+                    address, lambda s, t: s.Leave(notice, timeout=t), method="Leave"
+                )
+                self._decode(address, lambda: self._take(address, left))
                 return Ack()
         raise TypeError(f"not a call: {call!r}")
+
+    def _ride(self, address: str, request: R) -> R:
+        """Attach this node's gossip for `address` to a request; returns the request."""
+        if self.gossip is not None:
+            sent = self.gossip.to_send(address)
+            if sent:
+                request.gossip.CopyFrom(self.members.gossip(sent.events, sent.digest))
+        return request
+
+    def _take(self, address: str, reply: R) -> R:
+        """Hand the gossip a reply carried to this node (ValueError if it is malformed)."""
+        if self.gossip is not None and reply.HasField("gossip"):
+            events, _ = self.members.gossip_from(reply.gossip)
+            self.gossip.received(address, Gossip(tuple(events)))
+        return reply
 
     async def hello(self, address: str, deadline: float) -> Hello:
         request = pb.PingRequest(caller=self.caller)

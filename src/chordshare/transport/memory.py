@@ -19,13 +19,14 @@ from typing import Protocol
 
 from chordshare.chord.messages import Call, ConfirmOwner, NodeRef, Ping, Pong, Reply
 from chordshare.ids import IdSpace
-from chordshare.transport.base import Hello, PeerError
+from chordshare.transport.base import GossipHook, Hello, PeerError
 from chordshare.transport.health import PeerHealth
 
 
 class Answerer(Protocol):
     space: IdSpace
     joined: bool
+    hints: GossipHook | None
 
     async def handle(self, call: Call) -> Reply: ...
 
@@ -88,7 +89,8 @@ class MemoryTransport:
     ) -> None:
         self.network = network
         self.health = health or PeerHealth()
-        self.address = address  # whose transport this is: needed only for partitions
+        self.address = address  # whose transport this is: for partitions and gossip
+        self.gossip: GossipHook | None = None
 
     async def _target(self, address: str, wait: float) -> Answerer:
         network = self.network
@@ -105,6 +107,8 @@ class MemoryTransport:
         node = self.network.nodes.get(address)
         if node is None:
             self.health.record_failure(address)
+            if self.gossip is not None:
+                self.gossip.unreachable(address)
             raise PeerError(address, "connection refused", refused=True)
         return node
 
@@ -114,7 +118,14 @@ class MemoryTransport:
         checking = isinstance(call, ConfirmOwner) and call.unreachable
         wait = (self.health.timeout_for_check if checking else self.health.timeout_for)(address)
         node = await self._target(address, wait)
-        reply = await node.handle(call)
+        ours, theirs, me = self.gossip, node.hints, self.address
+        if ours is None or theirs is None or me is None:  # nothing rides along
+            reply = await node.handle(call)
+        else:
+            asked = ours.to_send(address)
+            theirs.received(me, asked)
+            reply = await node.handle(call)
+            ours.received(address, theirs.to_answer(me, asked))
         self.health.record_success(address, time.monotonic() - started)
         return reply
 

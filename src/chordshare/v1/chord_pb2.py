@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/chord.proto\x12\rchordshare.v1\"#\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"9\n\x06\x43\x61ller\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06oldest\x18\x02 \x01(\r\x12\x0e\n\x06newest\x18\x03 \x01(\r\"[\n\x0bPingRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"s\n\tPingReply\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04\x62its\x18\x02 \x01(\r\x12\x0e\n\x06joined\x18\x03 \x01(\x08\x12%\n\x06gossip\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xa7\x01\n\x0f\x46indStepRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12\x0f\n\x07\x63onfirm\x18\x03 \x01(\x08\x12(\n\x0bunreachable\x18\x04 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06gossip\x18\x05 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xd9\x01\n\rFindStepReply\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12\"\n\x05nodes\x18\x02 \x03(\x0b\x32\x13.chordshare.v1.Node\x12#\n\x05\x63laim\x18\x03 \x01(\x0e\x32\x14.chordshare.v1.Claim\x12!\n\x04node\x18\x04 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0f\n\x07vouched\x18\x05 \x01(\x08\x12\x16\n\x0eretry_after_ms\x18\x06 \x01(\r\x12%\n\x06gossip\x18\x07 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"c\n\x13GetNeighborsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xa8\x01\n\tNeighbors\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06gossip\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\x85\x01\n\rNotifyRequest\x12&\n\tcandidate\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x03 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"4\n\x0bNotifyReply\x12%\n\x06gossip\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xd5\x01\n\x0cLeaveRequest\x12$\n\x07leaving\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x05 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"3\n\nLeaveReply\x12%\n\x06gossip\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\x10\n\x0eGetInfoRequest\":\n\x06\x46inger\x12\r\n\x05start\x18\x01 \x01(\x0c\x12!\n\x04node\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\"\xb6\x01\n\x08NodeInfo\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12&\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x15.chordshare.v1.Finger\x12\x0c\n\x04\x62its\x18\x05 \x01(\r\"\x1c\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"e\n\x0bLookupReply\x12\"\n\x05owner\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04hops\x18\x02 \x01(\r\x12\x10\n\x08timeouts\x18\x03 \x01(\r\x12\x12\n\nelapsed_us\x18\x04 \x01(\x04\"\xb1\x01\n\x0bMemberEvent\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .chordshare.v1.MemberEvent.State\"?\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LIVE\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x08\n\x04LEFT\x10\x03\"+\n\x0cMemberDigest\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0c\n\x04\x61rcs\x18\x02 \x03(\x06\"a\n\x06Gossip\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.MemberEvent\x12+\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x1b.chordshare.v1.MemberDigest*V\n\x05\x43laim\x12\x15\n\x11\x43LAIM_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43LAIM_OWNER\x10\x01\x12\x13\n\x0f\x43LAIM_NOT_OWNER\x10\x02\x12\x10\n\x0c\x43LAIM_UNSURE\x10\x03\x32\xe9\x03\n\x05\x43hord\x12<\n\x04Ping\x12\x1a.chordshare.v1.PingRequest\x1a\x18.chordshare.v1.PingReply\x12H\n\x08\x46indStep\x12\x1e.chordshare.v1.FindStepRequest\x1a\x1c.chordshare.v1.FindStepReply\x12L\n\x0cGetNeighbors\x12\".chordshare.v1.GetNeighborsRequest\x1a\x18.chordshare.v1.Neighbors\x12\x42\n\x06Notify\x12\x1c.chordshare.v1.NotifyRequest\x1a\x1a.chordshare.v1.NotifyReply\x12?\n\x05Leave\x12\x1b.chordshare.v1.LeaveRequest\x1a\x19.chordshare.v1.LeaveReply\x12\x41\n\x07GetInfo\x12\x1d.chordshare.v1.GetInfoRequest\x1a\x17.chordshare.v1.NodeInfo\x12\x42\n\x06Lookup\x12\x1c.chordshare.v1.LookupRequest\x1a\x1a.chordshare.v1.LookupReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordshare/v1/chord.proto\x12\rchordshare.v1\"#\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"9\n\x06\x43\x61ller\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06oldest\x18\x02 \x01(\r\x12\x0e\n\x06newest\x18\x03 \x01(\r\"[\n\x0bPingRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"s\n\tPingReply\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04\x62its\x18\x02 \x01(\r\x12\x0e\n\x06joined\x18\x03 \x01(\x08\x12%\n\x06gossip\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xb6\x01\n\x0f\x46indStepRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12\x0f\n\x07\x63onfirm\x18\x03 \x01(\x08\x12(\n\x0bunreachable\x18\x04 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06gossip\x18\x05 \x01(\x0b\x32\x15.chordshare.v1.Gossip\x12\r\n\x05\x62rief\x18\x06 \x01(\x08\"\xd9\x01\n\rFindStepReply\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12\"\n\x05nodes\x18\x02 \x03(\x0b\x32\x13.chordshare.v1.Node\x12#\n\x05\x63laim\x18\x03 \x01(\x0e\x32\x14.chordshare.v1.Claim\x12!\n\x04node\x18\x04 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0f\n\x07vouched\x18\x05 \x01(\x08\x12\x16\n\x0eretry_after_ms\x18\x06 \x01(\r\x12%\n\x06gossip\x18\x07 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"c\n\x13GetNeighborsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xa8\x01\n\tNeighbors\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06gossip\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\x85\x01\n\rNotifyRequest\x12&\n\tcandidate\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x03 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"4\n\x0bNotifyReply\x12%\n\x06gossip\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\xd5\x01\n\x0cLeaveRequest\x12$\n\x07leaving\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12%\n\x06\x63\x61ller\x18\x04 \x01(\x0b\x32\x15.chordshare.v1.Caller\x12%\n\x06gossip\x18\x05 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"3\n\nLeaveReply\x12%\n\x06gossip\x18\x01 \x01(\x0b\x32\x15.chordshare.v1.Gossip\"\x10\n\x0eGetInfoRequest\":\n\x06\x46inger\x12\r\n\x05start\x18\x01 \x01(\x0c\x12!\n\x04node\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\"\xb6\x01\n\x08NodeInfo\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12(\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\'\n\nsuccessors\x18\x03 \x03(\x0b\x32\x13.chordshare.v1.Node\x12&\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x15.chordshare.v1.Finger\x12\x0c\n\x04\x62its\x18\x05 \x01(\r\"\x1c\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"e\n\x0bLookupReply\x12\"\n\x05owner\x18\x01 \x01(\x0b\x32\x13.chordshare.v1.Node\x12\x0c\n\x04hops\x18\x02 \x01(\r\x12\x10\n\x08timeouts\x18\x03 \x01(\r\x12\x12\n\nelapsed_us\x18\x04 \x01(\x04\"\xb1\x01\n\x0bMemberEvent\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .chordshare.v1.MemberEvent.State\"?\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LIVE\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x08\n\x04LEFT\x10\x03\"+\n\x0cMemberDigest\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0c\n\x04\x61rcs\x18\x02 \x03(\x06\"a\n\x06Gossip\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.chordshare.v1.MemberEvent\x12+\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x1b.chordshare.v1.MemberDigest*V\n\x05\x43laim\x12\x15\n\x11\x43LAIM_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43LAIM_OWNER\x10\x01\x12\x13\n\x0f\x43LAIM_NOT_OWNER\x10\x02\x12\x10\n\x0c\x43LAIM_UNSURE\x10\x03\x32\xe9\x03\n\x05\x43hord\x12<\n\x04Ping\x12\x1a.chordshare.v1.PingRequest\x1a\x18.chordshare.v1.PingReply\x12H\n\x08\x46indStep\x12\x1e.chordshare.v1.FindStepRequest\x1a\x1c.chordshare.v1.FindStepReply\x12L\n\x0cGetNeighbors\x12\".chordshare.v1.GetNeighborsRequest\x1a\x18.chordshare.v1.Neighbors\x12\x42\n\x06Notify\x12\x1c.chordshare.v1.NotifyRequest\x1a\x1a.chordshare.v1.NotifyReply\x12?\n\x05Leave\x12\x1b.chordshare.v1.LeaveRequest\x1a\x19.chordshare.v1.LeaveReply\x12\x41\n\x07GetInfo\x12\x1d.chordshare.v1.GetInfoRequest\x1a\x17.chordshare.v1.NodeInfo\x12\x42\n\x06Lookup\x12\x1c.chordshare.v1.LookupRequest\x1a\x1a.chordshare.v1.LookupReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chordshare.v1.chord_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLAIM']._serialized_start=2191
-  _globals['_CLAIM']._serialized_end=2277
+  _globals['_CLAIM']._serialized_start=2206
+  _globals['_CLAIM']._serialized_end=2292
   _globals['_NODE']._serialized_start=44
   _globals['_NODE']._serialized_end=79
   _globals['_CALLER']._serialized_start=81
@@ -42,39 +42,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINGREPLY']._serialized_start=233
   _globals['_PINGREPLY']._serialized_end=348
   _globals['_FINDSTEPREQUEST']._serialized_start=351
-  _globals['_FINDSTEPREQUEST']._serialized_end=518
-  _globals['_FINDSTEPREPLY']._serialized_start=521
-  _globals['_FINDSTEPREPLY']._serialized_end=738
-  _globals['_GETNEIGHBORSREQUEST']._serialized_start=740
-  _globals['_GETNEIGHBORSREQUEST']._serialized_end=839
-  _globals['_NEIGHBORS']._serialized_start=842
-  _globals['_NEIGHBORS']._serialized_end=1010
-  _globals['_NOTIFYREQUEST']._serialized_start=1013
-  _globals['_NOTIFYREQUEST']._serialized_end=1146
-  _globals['_NOTIFYREPLY']._serialized_start=1148
-  _globals['_NOTIFYREPLY']._serialized_end=1200
-  _globals['_LEAVEREQUEST']._serialized_start=1203
-  _globals['_LEAVEREQUEST']._serialized_end=1416
-  _globals['_LEAVEREPLY']._serialized_start=1418
-  _globals['_LEAVEREPLY']._serialized_end=1469
-  _globals['_GETINFOREQUEST']._serialized_start=1471
-  _globals['_GETINFOREQUEST']._serialized_end=1487
-  _globals['_FINGER']._serialized_start=1489
-  _globals['_FINGER']._serialized_end=1547
-  _globals['_NODEINFO']._serialized_start=1550
-  _globals['_NODEINFO']._serialized_end=1732
-  _globals['_LOOKUPREQUEST']._serialized_start=1734
-  _globals['_LOOKUPREQUEST']._serialized_end=1762
-  _globals['_LOOKUPREPLY']._serialized_start=1764
-  _globals['_LOOKUPREPLY']._serialized_end=1865
-  _globals['_MEMBEREVENT']._serialized_start=1868
-  _globals['_MEMBEREVENT']._serialized_end=2045
-  _globals['_MEMBEREVENT_STATE']._serialized_start=1982
-  _globals['_MEMBEREVENT_STATE']._serialized_end=2045
-  _globals['_MEMBERDIGEST']._serialized_start=2047
-  _globals['_MEMBERDIGEST']._serialized_end=2090
-  _globals['_GOSSIP']._serialized_start=2092
-  _globals['_GOSSIP']._serialized_end=2189
-  _globals['_CHORD']._serialized_start=2280
-  _globals['_CHORD']._serialized_end=2769
+  _globals['_FINDSTEPREQUEST']._serialized_end=533
+  _globals['_FINDSTEPREPLY']._serialized_start=536
+  _globals['_FINDSTEPREPLY']._serialized_end=753
+  _globals['_GETNEIGHBORSREQUEST']._serialized_start=755
+  _globals['_GETNEIGHBORSREQUEST']._serialized_end=854
+  _globals['_NEIGHBORS']._serialized_start=857
+  _globals['_NEIGHBORS']._serialized_end=1025
+  _globals['_NOTIFYREQUEST']._serialized_start=1028
+  _globals['_NOTIFYREQUEST']._serialized_end=1161
+  _globals['_NOTIFYREPLY']._serialized_start=1163
+  _globals['_NOTIFYREPLY']._serialized_end=1215
+  _globals['_LEAVEREQUEST']._serialized_start=1218
+  _globals['_LEAVEREQUEST']._serialized_end=1431
+  _globals['_LEAVEREPLY']._serialized_start=1433
+  _globals['_LEAVEREPLY']._serialized_end=1484
+  _globals['_GETINFOREQUEST']._serialized_start=1486
+  _globals['_GETINFOREQUEST']._serialized_end=1502
+  _globals['_FINGER']._serialized_start=1504
+  _globals['_FINGER']._serialized_end=1562
+  _globals['_NODEINFO']._serialized_start=1565
+  _globals['_NODEINFO']._serialized_end=1747
+  _globals['_LOOKUPREQUEST']._serialized_start=1749
+  _globals['_LOOKUPREQUEST']._serialized_end=1777
+  _globals['_LOOKUPREPLY']._serialized_start=1779
+  _globals['_LOOKUPREPLY']._serialized_end=1880
+  _globals['_MEMBEREVENT']._serialized_start=1883
+  _globals['_MEMBEREVENT']._serialized_end=2060
+  _globals['_MEMBEREVENT_STATE']._serialized_start=1997
+  _globals['_MEMBEREVENT_STATE']._serialized_end=2060
+  _globals['_MEMBERDIGEST']._serialized_start=2062
+  _globals['_MEMBERDIGEST']._serialized_end=2105
+  _globals['_GOSSIP']._serialized_start=2107
+  _globals['_GOSSIP']._serialized_end=2204
+  _globals['_CHORD']._serialized_start=2295
+  _globals['_CHORD']._serialized_end=2784
 # @@protoc_insertion_point(module_scope)

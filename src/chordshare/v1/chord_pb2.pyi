@@ -57,18 +57,20 @@ class PingReply(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., bits: _Optional[int] = ..., joined: _Optional[bool] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
 
 class FindStepRequest(_message.Message):
-    __slots__ = ("key", "caller", "confirm", "unreachable", "gossip")
+    __slots__ = ("key", "caller", "confirm", "unreachable", "gossip", "brief")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     CONFIRM_FIELD_NUMBER: _ClassVar[int]
     UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
     GOSSIP_FIELD_NUMBER: _ClassVar[int]
+    BRIEF_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     caller: Caller
     confirm: bool
     unreachable: _containers.RepeatedCompositeFieldContainer[Node]
     gossip: Gossip
-    def __init__(self, key: _Optional[bytes] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., confirm: _Optional[bool] = ..., unreachable: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ...) -> None: ...
+    brief: bool
+    def __init__(self, key: _Optional[bytes] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., confirm: _Optional[bool] = ..., unreachable: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., gossip: _Optional[_Union[Gossip, _Mapping]] = ..., brief: _Optional[bool] = ...) -> None: ...
 
 class FindStepReply(_message.Message):
     __slots__ = ("done", "nodes", "claim", "node", "vouched", "retry_after_ms", "gossip")
