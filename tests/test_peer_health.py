@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from waiting import wait_until
 
-from chordshare.chord.messages import Call, FindStep, NodeRef, Ping, Pong, Reply
+from chordshare.chord.messages import Call, ConfirmOwner, FindStep, NodeRef, Ping, Pong, Reply
 from chordshare.node.probes import DOWN_AFTER, SuspectProbes
 from chordshare.node.retransmit import RETRANSMITS, Retransmitting
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 from chordshare.transport.base import Hello, PeerError
-from chordshare.transport.health import PeerHealth
+from chordshare.transport.health import STEP_FLOOR, PeerHealth
 
 
 class FakeClock:
@@ -271,3 +271,25 @@ async def test_a_peer_is_declared_down_only_after_its_probes_failed_for_a_while(
     finally:
         probes.stop()
         await tasks.close()
+
+
+def test_a_step_with_a_way_on_waits_the_peers_round_trips_not_the_floor() -> None:
+    health = PeerHealth(floor=0.1, ceiling=2.0, initial=1.0)
+    for _ in range(8):
+        health.record_success("quick:1", 0.001)
+    peer, fresh = NodeRef(1, "quick:1"), NodeRef(2, "new:1")
+    full = health.timeout_for("quick:1")
+    assert full == 0.1  # the floor
+    assert health.deadline(FindStep(peer, 5)) == full
+    assert health.deadline(FindStep(peer, 5, fallback=True)) == STEP_FLOOR
+    assert health.deadline(ConfirmOwner(peer, 5, fallback=True)) == STEP_FLOOR
+    # Told of nodes the asker could not reach, it checks them first: that is waited for.
+    checking = ConfirmOwner(peer, 5, (fresh,), fallback=True)
+    assert health.deadline(checking) == health.timeout_for_check("quick:1") > full
+    # A peer we never measured gets the full deadline.
+    assert health.deadline(FindStep(fresh, 5, fallback=True)) == health.timeout_for("new:1")
+    # A slow peer's own round trips say how long to wait.
+    for _ in range(8):
+        health.record_success("slow:1", 0.05)
+    slow = health.deadline(FindStep(NodeRef(3, "slow:1"), 5, fallback=True))
+    assert 0.05 < slow <= health.timeout_for("slow:1")

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from chordshare.chord.messages import Call, ConfirmOwner, FindStep, Reply
 from chordshare.transport.base import Hello, PeerError, Transport
-from chordshare.transport.health import PeerHealth
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,8 @@ class Retransmitting:
     A lookup step that has other hops to try (`FindStep.fallback`; a join's first step
     has none), or an owner candidate with another after it (`ConfirmOwner.fallback`: that
     one is told this one could not be reached, and checks it itself), does not wait for
-    that verdict: it hears of a failure after one deadline and
-    goes on, while the retransmissions run on in the
+    that verdict: it hears of a failure after one step deadline (a few of the peer's round
+    trips, `PeerHealth.deadline`) and goes on, while the retransmissions run on in the
     background and settle the peer's standing (a hung peer would otherwise cost every
     lookup that met it first 0.7 s, and one that met two of them more than the 1 s a lookup
     may take). The last owner candidate still waits: there is nobody left to ask."""
@@ -108,7 +107,7 @@ class Retransmitting:
         paused meanwhile. A failure that waited out the deadline raises _TimedOut (a
         refusal or a bad answer comes at once, and is raised as it is)."""
         while True:
-            deadline = _deadline(self.health, call)
+            deadline = self.health.deadline(call)
             started = time.monotonic()
             try:
                 return await self.transport.call(call)
@@ -124,9 +123,3 @@ class _TimedOut(Exception):
     def __init__(self, error: PeerError, deadline: float) -> None:
         super().__init__(str(error))
         self.error, self.deadline = error, deadline
-
-
-def _deadline(health: PeerHealth, call: Call) -> float:
-    if isinstance(call, ConfirmOwner) and call.unreachable:
-        return health.timeout_for_check(call.peer.address)
-    return health.timeout_for(call.peer.address)

@@ -181,18 +181,20 @@ class GrpcTransport:
             case FindStep(key=key):
                 step = self._ride(address, pb.FindStepRequest(key=codec.key(key), caller=caller))
                 msg = await self._invoke(
-                    address, lambda s, t: s.FindStep(step, timeout=t), method="FindStep"
+                    address,
+                    lambda s, t: s.FindStep(step, timeout=t),
+                    self.health.deadline(call),
+                    method="FindStep",
                 )
                 return self._decode(address, lambda: codec.step_from(self._take(address, msg)))
             case ConfirmOwner(unreachable=unreachable):
                 confirm = self._ride(address, codec.confirm_request(call, caller))
                 # Told of nodes we could not reach, it may check them before it answers:
                 # its answer then is no round trip to learn from.
-                checking = self.health.timeout_for_check(address) if unreachable else None
                 answer = await self._invoke(
                     address,
                     lambda s, t: s.FindStep(confirm, timeout=t),
-                    checking,
+                    self.health.deadline(call),
                     method="Confirm",
                     sample=not unreachable,
                 )

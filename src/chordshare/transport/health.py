@@ -10,6 +10,8 @@ starts it afresh (§5.7): the estimate is built from what the peer was, and a pe
 round trip jumped (a link that became slow) would otherwise time out at its old deadline
 forever. Calls sent together time out together; they back off once, as one timer would.
 
+A lookup call with a way on if the peer fails waits a few of the peer's round trips
+(`deadline`): a hung peer costs it tens of milliseconds, not the floor.
 A peer whose call failed is suspected by the whole node at once (lookups route around it)
 until it answers again or the suspicion ages out, so it is retried now and then. The node
 retransmits a timed-out call and probes suspects with the backed-off deadline (see
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chordshare.chord.messages import Call, ConfirmOwner, FindStep
+
 ALPHA = 1 / 8  # RFC 6298 gains
 BETA = 1 / 4
 RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this many
@@ -30,6 +34,10 @@ RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this man
 # check them itself: one deadline, then two if the first check failed. The asker waits that
 # long on top of its own deadline, or it would take the checking node for dead as well.
 CHECKING_DEADLINES = 3
+# A lookup call with a way on if the peer fails waits a few of the peer's own round trips,
+# at least this long, rather than the floor: a hung peer then costs a lookup little, and
+# one that is only slow is heard by the retransmissions that go on in the background.
+STEP_FLOOR = 0.02
 
 
 @dataclass(slots=True)
@@ -90,6 +98,21 @@ class PeerHealth:
         third node (see CHECKING_DEADLINES), measured by the node-wide round trip."""
         checking = self._overall.timeout(self.floor, self.ceiling, self.initial)
         return self.timeout_for(address) + CHECKING_DEADLINES * checking
+
+    def deadline(self, call: Call) -> float:
+        """The deadline of one protocol call: a confirmation told of nodes the asker could
+        not reach waits for the callee's checks; a lookup call with a way on if the peer
+        fails (`fallback`) waits its round trips, not the floor."""
+        address = call.peer.address
+        if isinstance(call, ConfirmOwner) and call.unreachable:
+            return self.timeout_for_check(address)
+        full = self.timeout_for(address)
+        estimator = self._peers.get(address)
+        if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
+            return full
+        if estimator is None or estimator.srtt is None:
+            return full
+        return min(full, max(STEP_FLOOR, estimator.srtt + 4 * estimator.rttvar))
 
     def check_timeout(self, address: str) -> float:
         """The deadline of a check of a peer for a node that could not reach it: from its

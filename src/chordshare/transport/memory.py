@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from chordshare.chord.messages import Call, ConfirmOwner, NodeRef, Ping, Pong, Reply
+from chordshare.chord.messages import Call, NodeRef, Ping, Pong, Reply
 from chordshare.ids import IdSpace
 from chordshare.transport.base import GossipHook, Hello, PeerError
 from chordshare.transport.health import PeerHealth
@@ -115,8 +115,7 @@ class MemoryTransport:
     async def call(self, call: Call) -> Reply:
         address = call.peer.address
         started = time.monotonic()
-        checking = isinstance(call, ConfirmOwner) and call.unreachable
-        wait = (self.health.timeout_for_check if checking else self.health.timeout_for)(address)
+        wait = self.health.deadline(call)
         node = await self._target(address, wait)
         ours, theirs, me = self.gossip, node.hints, self.address
         if ours is None or theirs is None or me is None:  # nothing rides along
