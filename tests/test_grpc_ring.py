@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from waiting import wait_until
 
 from chordshare.chord.invariants import IdealRouting, convergence_problems, ring_problems
+from chordshare.chord.membership import MemberEvent, MemberState
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import JoinError, Timing
 from chordshare.node.server import NodeServer, NodeSettings, StartError
@@ -270,3 +271,21 @@ async def test_malformed_gossip_gets_invalid_argument(cluster: Cluster) -> None:
         assert server.node.hints is not None and server.node.hints.table.knows_alive(5)
         told = {(e.id, e.address) for e in reply.gossip.events}
         assert (b"\x03", server.node.me.address) in told
+
+
+async def test_a_probes_answer_carries_gossip_too(cluster: Cluster) -> None:
+    """A Ping sent by address alone (a probe, a join's hello) hears the changes its answer
+    carries: the peer counts them as told."""
+    first = await cluster.start()
+    assert first.node is not None
+    second = await cluster.start(join=first.node.me.address)
+    await wait_until(cluster.converged, 20, "the ring to converge")
+    a, b = first.node, second.node
+    assert a is not None and b is not None and a.hints is not None and b.hints is not None
+    await a.stop_maintenance()
+    await b.stop_maintenance()
+    news = MemberEvent(12345, "127.0.0.1:9", 0, MemberState.ALIVE)
+    b.hints.table.apply([news], 0.0, None)
+    assert not a.hints.table.knows_alive(12345)
+    await a.transport.hello(b.me.address, 2.0)
+    assert a.hints.table.knows_alive(12345)

@@ -260,6 +260,8 @@ class GrpcTransport:
         # Decoded in the peer's own width: a ring of another width is refused by the caller.
         codec = Codec(IdSpace(msg.bits)) if 3 <= msg.bits <= 160 else self.codec
         node = self._decode(address, lambda: codec.node_ref(msg.node))
+        if msg.bits == self.space.bits:  # the peer counts what it answered us as told
+            self._decode(address, lambda: self._take(address, msg))
         return Hello(node, msg.bits, msg.joined)
 
     async def close(self) -> None:
