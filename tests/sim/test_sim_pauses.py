@@ -1,11 +1,15 @@
 """Paused nodes and lossy links in the simulator, with Zave's invariants after every step:
-no lookup names a wrong owner once a resumed node has run its maintenance, a node whose
+no lookup names a wrong owner once a resumed node has run its maintenance (with or without
+membership hints), a node whose
 link to another is lossy is vouched for by that node's neighbours, and lists keep a node
 that its neighbours still hear."""
 
 from __future__ import annotations
 
 from chordshare.chord import procedures
+from chordshare.chord.lookup import find_successor
+from chordshare.sim.experiment import build, repair
+from chordshare.sim.gossip import GossipNetwork
 from chordshare.sim.simulator import Simulator
 
 BITS = 16
@@ -146,3 +150,52 @@ def test_a_lossy_node_keeps_the_ring_whole_and_is_found_again() -> None:
     sim.network.lossy(lossy, 0.0)
     sim.converge(max_rounds=20, interleaved=True, check=check)
     assert wrong_owners(sim) == []
+
+
+def hinted_wrong_owners(sim: Simulator, network: GossipNetwork, keys: int = 60) -> list[str]:
+    """As `wrong_owners`, for lookups that first ask the node the asker's table names."""
+    ideal = sim.ideal_of(sorted(sim.running()))
+    origins = sorted(sim.running())
+    wrong = []
+    for _ in range(keys):
+        origin = sim.rng.choice(origins)
+        key = sim.rng.getrandbits(BITS)
+        hint = network.memberships[origin].owner_hint(key)
+        hint = None if hint is None or hint.address == origin else hint
+        lookup = find_successor(sim.state(origin), key, sim.network.suspects[origin], hint=hint)
+        owner = sim.run(origin, lookup).owner
+        if owner != ideal.owner(key):
+            wrong.append(f"{origin} looked {key} up: {owner.address}, not {ideal.owner(key)}")
+    return wrong
+
+
+def test_hinted_lookups_name_no_wrong_owner_through_a_freeze_and_a_thaw() -> None:
+    """The hints keep naming frozen nodes (a timeout is no failure): lookups pass over
+    them to the long way, and after the thaw ask them again."""
+    for seed in range(3):
+        network = GossipNetwork(seed=seed)
+        sim = Simulator(bits=BITS, successors=4, seed=seed, network=network)
+        build(sim, 48)
+        assert not repair(sim).problems
+        network.start()
+        paused = spaced(sim, 4, sim.successors)
+        for address in paused:
+            sim.freeze(address)
+
+        def check(sim: Simulator = sim) -> None:
+            assert sim.ring_problems() == []
+
+        for _ in range(3):
+            network.clock += 0.5
+            sim.round(interleaved=True, check=check)
+            assert hinted_wrong_owners(sim, network) == []
+        assert all(
+            network.memberships[a].knows_alive(sim.state(p).me.id)
+            for a in sim.running()
+            for p in paused
+        )
+        for address in paused:
+            sim.thaw(address)
+        for address in paused:
+            sim.maintain(address)
+        assert hinted_wrong_owners(sim, network) == []
