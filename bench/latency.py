@@ -48,7 +48,7 @@ import kademlia_ref
 import lossy_link
 from lookup_stats import TARGET_FROZEN_MAX, TARGET_HALF_DEAD_P99, fault_phase, healthy_phase
 from ring_lookups import after_fault, measure_rtt, run_lookups
-from ring_procs import LOOKUP_DEADLINE, Ring, log
+from ring_procs import LOOKUP_DEADLINE, Node, Ring, log
 
 from chordshare.chord.state import DEFAULT_SUCCESSORS
 from chordshare.ids import IdSpace
@@ -80,6 +80,31 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# What a phase's report calls the nodes it sent the signal to.
+AFFECTED = {signal.SIGKILL: "dead", signal.SIGSTOP: "frozen", signal.SIGCONT: "thawed"}
+
+
+async def phase(
+    name: str,
+    ring: Ring,
+    rng: random.Random,
+    nodes: list[Node],
+    sig: signal.Signals,
+    state: str,
+    window: float,
+    **judged: Any,
+) -> dict[str, Any]:
+    """Send `sig` to `nodes` (`state` from then on) and judge the lookups of the `window`
+    seconds that follow (`fault_phase`: its targets, and the counts it reports)."""
+    since = ring.disturb(nodes, sig, state)
+    log(f"{name}: {sig.name} to {len(nodes)} nodes")
+    samples, repaired = await after_fault(ring, rng, window, since)
+    counts = {AFFECTED[sig]: len(nodes), "live": len(ring.live())}
+    result = fault_phase(samples, repaired, window=window, **{**counts, **judged})
+    log(f"{name} {result}")
+    return result
+
+
 async def killed_ring(
     args: argparse.Namespace, workdir: Path, rng: random.Random, kademlia_p50: float | None
 ) -> dict[str, Any]:
@@ -107,27 +132,21 @@ async def killed_ring(
         log(f"healthy {report['healthy']}")
 
         victims = ring.pick(rng, quarter)
-        since = ring.disturb(victims, signal.SIGKILL, "dead")
-        log(f"killed {len(victims)} with -9")
-        samples, repaired = await after_fault(ring, rng, args.window, since)
-        report["kill9_25pct"] = fault_phase(
-            samples, repaired, window=args.window, dead=len(victims), live=len(ring.live())
+        report["kill9_25pct"] = await phase(
+            "kill9_25pct", ring, rng, victims, signal.SIGKILL, "dead", args.window
         )
-        log(f"kill9_25pct {report['kill9_25pct']}")
-
         more = ring.pick(rng, args.nodes // 2 - quarter)
-        since = ring.disturb(more, signal.SIGKILL, "dead")
-        log(f"killed {len(more)} more with -9")
-        samples, repaired = await after_fault(ring, rng, args.window, since)
-        report["kill9_50pct"] = fault_phase(
-            samples,
-            repaired,
-            window=args.window,
+        report["kill9_50pct"] = await phase(
+            "kill9_50pct",
+            ring,
+            rng,
+            more,
+            signal.SIGKILL,
+            "dead",
+            args.window,
             p99_under=TARGET_HALF_DEAD_P99,
             dead=len(victims) + len(more),
-            live=len(ring.live()),
         )
-        log(f"kill9_50pct {report['kill9_50pct']}")
     finally:
         await ring.close()
     return report
@@ -146,26 +165,20 @@ async def frozen_ring(
         log(f"converged after {await ring.converge()}")
         await run_lookups(ring, rng, count=args.lookups // 4)
         frozen = ring.pick(rng, args.nodes // 4)
-        since = ring.disturb(frozen, signal.SIGSTOP, "frozen")
-        log(f"froze {len(frozen)}")
-        samples, repaired = await after_fault(ring, rng, args.window, since)
-        report["sigstop_25pct"] = fault_phase(
-            samples,
-            repaired,
-            window=args.window,
+        report["sigstop_25pct"] = await phase(
+            "sigstop_25pct",
+            ring,
+            rng,
+            frozen,
+            signal.SIGSTOP,
+            "frozen",
+            args.window,
             max_under=TARGET_FROZEN_MAX,
-            frozen=len(frozen),
-            live=len(ring.live()),
         )
-        log(f"sigstop_25pct {report['sigstop_25pct']}")
         # Thawed nodes come back with stale pointers and the others may still suspect them.
-        since = ring.disturb(frozen, signal.SIGCONT, "live")
-        log("thawed")
-        samples, repaired = await after_fault(ring, rng, args.thaw_window, since)
-        report["sigcont_after_freeze"] = fault_phase(
-            samples, repaired, window=args.thaw_window, thawed=len(frozen)
+        report["sigcont_after_freeze"] = await phase(
+            "sigcont_after_freeze", ring, rng, frozen, signal.SIGCONT, "live", args.thaw_window
         )
-        log(f"sigcont_after_freeze {report['sigcont_after_freeze']}")
     finally:
         await ring.close()
     return report
