@@ -15,7 +15,7 @@ experiments drive; the message-level `request`/`respond` halves carry none.
 from __future__ import annotations
 
 import random
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -79,13 +79,17 @@ class GossipNetwork(Network):
     settings: GossipSettings = field(default_factory=GossipSettings)
     clock: float = 0.0  # simulated seconds, set by the driver
     seed: int = 0
-    memberships: dict[str, Membership] = field(default_factory=dict)
-    gossipers: dict[str, Gossiper] = field(default_factory=dict)
+    gossipers: dict[str, Gossiper] = field(default_factory=dict)  # each node's, by address
     sent: GossipBytes = field(default_factory=GossipBytes)
     active: bool = False
     _rng: random.Random = field(default_factory=random.Random)
     _codec: MembershipCodec | None = None
     _sizes: dict[MemberEvent, int] = field(default_factory=dict)
+
+    @property
+    def memberships(self) -> Mapping[str, Membership]:
+        """Each node's table, by address."""
+        return _Tables(self.gossipers)
 
     def start(self) -> None:
         """Give every live node the whole table, as after a full repair, and carry gossip
@@ -110,21 +114,20 @@ class GossipNetwork(Network):
 
     def remove(self, address: str) -> None:
         Network.remove(self, address)
-        self.memberships.pop(address, None)
         self.gossipers.pop(address, None)
 
     def run(self, origin: str, procedure: Generator[Call, Reply, T]) -> T:
-        mine = self.memberships.get(origin)
-        if not self.active or mine is None:
+        ours = self.gossipers.get(origin)
+        if not self.active or ours is None:
             return Network.run(self, origin, procedure)
         try:
             call = next(procedure)
             while True:
-                call = procedure.send(self._call(origin, mine, call))
+                call = procedure.send(self._call(origin, ours, call))
         except StopIteration as stop:
             return stop.value
 
-    def _call(self, origin: str, mine: Membership, call: Call) -> Reply:
+    def _call(self, origin: str, ours: Gossiper, call: Call) -> Reply:
         if isinstance(call, Pause):
             return Ack()  # no time passes here
         peer = call.peer.address
@@ -132,7 +135,6 @@ class GossipNetwork(Network):
         name = type(call).__name__
         counters.calls[name] = counters.calls.get(name, 0) + 1
         suspects = self.suspects[origin]
-        ours = self.gossipers[origin]
         failure = self.failure(origin, peer)
         if failure is not None:
             counters.failed += 1
@@ -146,6 +148,7 @@ class GossipNetwork(Network):
         if theirs is None:  # a node that keeps no table: nothing rides along
             return self.answer(peer, call)
         now = self.clock
+        mine = ours.table
         if isinstance(call, LeaveNotice) and call.leaving.address == origin and not mine.leaving:
             mine.leave(now)
         sent = ours.to_send(peer, now, self._neighbours(origin))
@@ -216,7 +219,6 @@ class GossipNetwork(Network):
             fanout_factor=s.fanout_factor,
             tombstone_seconds=s.tombstone_seconds,
         )
-        self.memberships[state.me.address] = table
         self.gossipers[state.me.address] = Gossiper(
             table, s.max_events, s.digest_seconds, digest_due=self.clock
         )
@@ -224,3 +226,19 @@ class GossipNetwork(Network):
 
 
 __all__ = ["GossipBytes", "GossipNetwork", "GossipSettings", "wire_address"]
+
+
+class _Tables(Mapping[str, Membership]):
+    """The tables of the gossipers, by address: a view, never a second record."""
+
+    def __init__(self, gossipers: dict[str, Gossiper]) -> None:
+        self._gossipers = gossipers
+
+    def __getitem__(self, address: str) -> Membership:
+        return self._gossipers[address].table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._gossipers)
+
+    def __len__(self) -> int:
+        return len(self._gossipers)
