@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -10,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,5 +49,31 @@ def ready(popen: subprocess.Popen[bytes], log_path: Path) -> NodeRef | None:
     if found:
         return NodeRef(int(found[1]), found[2])
     if popen.poll() is not None:
-        raise RuntimeError(f"node did not start: {log_path.read_text()[-2000:]}")
+        raise RuntimeError(not_started(log_path))
     return None
+
+
+def not_started(log_path: Path) -> str:
+    return f"node did not start: {log_path.read_text()[-2000:]}"
+
+
+def start_numbered(
+    workdir: Path, index: int, args: Sequence[str], join: str | None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Node number `index` of a benchmark's ring: its own data directory and log under
+    workdir, joined through `join` (None: it starts the ring). Returns it and its log."""
+    extra = ["--data-dir", str(workdir / f"data-{index}")]
+    if join:
+        extra += ["--join", join]
+    log_path = workdir / f"node-{index}.log"
+    return spawn(log_path, [*args, *extra]), log_path
+
+
+async def wait_ready(popen: subprocess.Popen[bytes], log_path: Path, deadline: float) -> NodeRef:
+    """The node once it is serving; RuntimeError with the end of its log if it exited or
+    is not serving by `deadline` (time.monotonic)."""
+    while (found := ready(popen, log_path)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(not_started(log_path))
+        await asyncio.sleep(0.05)
+    return found

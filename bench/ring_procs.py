@@ -58,23 +58,15 @@ class Ring:
     clients: dict[str, NodeClient] = field(default_factory=dict)
 
     def _spawn(self, join: str | None) -> Node:
-        index = len(self.nodes)
-        # Its own data directory, and no REST API: only the ring is measured here.
+        # No REST API: only the ring is measured here.
         args = ["--bind", "127.0.0.1:0", "--log-level", "warning", "--api", "off"]
-        args += ["--data-dir", str(self.workdir / f"data-{index}")]
-        if join:
-            args += ["--join", join]
-        log_path = self.workdir / f"node-{index}.log"
-        node = Node(node_procs.spawn(log_path, args), log_path)
+        node = Node(*node_procs.start_numbered(self.workdir, len(self.nodes), args, join))
         self.nodes.append(node)
         return node
 
     async def _ready(self, node: Node, deadline: float) -> None:
-        while (found := node_procs.ready(node.popen, node.log_path)) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"node did not start: {node.log_path.read_text()[-2000:]}")
-            await asyncio.sleep(0.05)
-        node.ref, node.state = found, "live"
+        node.ref = await node_procs.wait_ready(node.popen, node.log_path, deadline)
+        node.state = "live"
 
     async def start(self, count: int) -> float:
         started = time.monotonic()

@@ -106,24 +106,15 @@ class Ring:
     nodes: list[Node] = field(default_factory=list)
 
     def spawn(self, join: str | None) -> Node:
-        index = len(self.nodes)
         args = ["--bind", "127.0.0.1:0", "--log-level", "warning"]
-        args += ["--data-dir", str(self.workdir / f"data-{index}")]
         args += ["--replicas", str(self.replicas)]
-        if join:
-            args += ["--join", join]
-        log_path = self.workdir / f"node-{index}.log"
-        node = Node(node_procs.spawn(log_path, args), log_path)
+        node = Node(*node_procs.start_numbered(self.workdir, len(self.nodes), args, join))
         self.nodes.append(node)
         return node
 
     async def ready(self, node: Node, deadline: float) -> NodeRef:
-        while (found := node_procs.ready(node.popen, node.log_path)) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"node did not start: {node.log_path.read_text()[-2000:]}")
-            await asyncio.sleep(0.05)
-        node.ref = found
-        return found
+        node.ref = await node_procs.wait_ready(node.popen, node.log_path, deadline)
+        return node.ref
 
     async def start(self, count: int) -> list[NodeRef]:
         deadline = time.monotonic() + START_DEADLINE
