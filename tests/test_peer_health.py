@@ -16,7 +16,7 @@ from chordshare.node.retransmit import RETRANSMITS, Retransmitting
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 from chordshare.transport.base import Hello, PeerError
-from chordshare.transport.health import STEP_FLOOR, PeerHealth
+from chordshare.transport.health import LOSSY_MEMORY, STEP_FLOOR, PeerHealth
 
 
 class FakeClock:
@@ -61,6 +61,47 @@ def test_suspicion_is_shared_and_ages_out() -> None:
     health.record_failure("a:1")
     clock.now = 16.0
     assert "a:1" not in health  # retried after the suspicion aged out
+
+
+def test_a_peer_that_went_quiet_at_once_is_heard_for_the_short_window_only() -> None:
+    clock = FakeClock()
+    health = PeerHealth(clock=clock)
+    for _ in range(20):  # a healthy neighbour, then stopped: every call fails from here
+        clock.now += 0.25
+        health.record_success("a:1", 0.001)
+    health.record_failure("a:1")
+    clock.now += 0.9
+    assert "a:1" in health.heard_within(1.0, 4.0)
+    clock.now += 0.2
+    assert "a:1" not in health.heard_within(1.0, 4.0)
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_a_peer_that_answers_after_a_missed_deadline_is_heard_for_the_long_window(
+    short: bool,
+) -> None:
+    """A lost answer (TCP resends it after a silence) marks a lossy link; a missed lookup
+    step's few round trips (a busy host misses those) does not."""
+    clock = FakeClock()
+    health = PeerHealth(clock=clock)
+    health.record_success("a:1", 0.001)
+    health.record_failure("a:1", short=short)
+    clock.now += 0.3
+    health.record_answer("a:1")
+    clock.now += 3.0  # the next silence, longer than the short window
+    assert ("a:1" in health.heard_within(1.0, 4.0)) is not short
+    assert "a:1" not in health.heard_within(1.0, 2.0)
+    # The link is taken for lossy a while only: a silence long after is judged as any.
+    clock.now += LOSSY_MEMORY
+    health.record_success("a:1", 0.001)
+    clock.now += 1.5
+    assert "a:1" not in health.heard_within(1.0, 4.0)
+    # Nor is an answer with no failure before it a sign.
+    health.record_answer("b:1")
+    clock.now += 1.5
+    health.record_answer("b:1")
+    clock.now += 1.5
+    assert "b:1" not in health.heard_within(1.0, 4.0)
 
 
 def test_a_timeout_doubles_the_deadline_up_to_the_ceiling() -> None:

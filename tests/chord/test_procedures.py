@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -115,8 +116,14 @@ def test_lookup_routes_around_dead_nodes(make_ring, case, data) -> None:
     assert result.owner.address not in net.dead
     assert result.timeouts == net.failures
     assert result.hops + result.timeouts == len(net.calls)
-    # A dead node costs one failed call at most.
-    assert len({c.peer for c in net.calls if c.peer.address in net.dead}) == net.failures
+    # A dead node costs one failed call at most, and one check more (a Ping with the whole
+    # deadline) when this node would take its keys: a lookup step alone is too short to tell.
+    dead_calls = Counter(c.peer for c in net.calls if c.peer.address in net.dead)
+    assert sum(dead_calls.values()) == net.failures
+    checks = Counter(
+        c.peer for c in net.calls if isinstance(c, Ping) and c.peer.address in net.dead
+    )
+    assert all(n - checks[peer] <= 1 and checks[peer] <= 1 for peer, n in dead_calls.items())
 
 
 def test_lookup_gets_past_a_dead_successor_nobody_noticed(make_ring) -> None:

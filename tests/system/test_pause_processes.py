@@ -14,7 +14,7 @@ import pytest
 from helpers import Processes, eventually, ideal_owner, lookup_owners
 
 from chordshare.transport.base import PeerError
-from chordshare.transport.client import NodeClient
+from chordshare.transport.client import NodeClient, NodeInfo
 
 pytestmark = [pytest.mark.system, pytest.mark.processes, pytest.mark.timeout(120)]
 
@@ -64,6 +64,14 @@ async def ask(addresses: list[str], keys: list[int], seconds: float) -> list[Ans
     return answers
 
 
+async def infos(addresses: list[str]) -> list[NodeInfo]:
+    client = await NodeClient.connect(addresses[0], 5.0)
+    try:
+        return [await client.info(a) for a in addresses]
+    finally:
+        await client.close()
+
+
 def judged(answers: list[Answer], since: float, ids: list[int]) -> tuple[list[str], int]:
     """Wrong answers among lookups started after `since`, and how many failed."""
     late = [a for a in answers if a.started > since]
@@ -88,6 +96,12 @@ def test_paused_nodes_never_leave_a_wrong_owner_behind(tmp_path: Path) -> None:
             for ident in ids[:: NODES // 4]:
                 owners = lookup_owners(by_id[ident].address, probe_keys)
                 assert owners == [ideal_owner(ids, k) for k in probe_keys]
+            # Every node's own range too: a node that never asks for a key may still
+            # answer for it.
+            for i, info in enumerate(asyncio.run(infos([by_id[n].address for n in ids]))):
+                assert info.predecessor is not None, f"{ids[i]} has no predecessor"
+                assert info.predecessor.id == ids[i - 1], f"{ids[i]}: {info.predecessor.id}"
+                assert info.successors[0].id == ids[(i + 1) % NODES], f"{ids[i]} successor"
 
         eventually(converged, 30.0, interval=0.5)
         paused = [ids[i] for i in range(1, NODES, NODES // PAUSED)][:PAUSED]

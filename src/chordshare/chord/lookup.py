@@ -267,7 +267,7 @@ def _confirm(
         fallback = bool(queue) or way_on
         ask = ConfirmOwner(node, key, tuple(unreachable), fallback=fallback, brief=brief)
         if mine:  # our own range decides, as any node's does
-            # Asker and answerer are one path here: what failed once is not asked again.
+            # Asker and answerer are one path here: what failed once is checked once more.
             confirming = ownership.confirm(
                 state, ask, avoid, tally.failed, heard=heard, gone=tally.gone
             )

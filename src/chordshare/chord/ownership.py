@@ -88,16 +88,19 @@ def confirm(
     # that answers us now, or that we cannot reach but that answered or called us a moment
     # ago. One that refuses the connection is gone; one we found silent before (absorbed)
     # is not asked again; one that fails us for the first time may be busy: the asker asks
-    # again, and a second failure is enough.
+    # again, and a second failure is enough (this node's own lookup step was the first).
     silent = {n.address for n in state.absorbed_nodes()}
     for node in behind:
         if node.address in silent:
             continue
-        if node.address in failed:  # this very request failed it: our one path
-            if node.address in heard and node.address not in gone:
+        if node.address in failed:  # this very request failed it: one path
+            if node.address in gone:
+                continue
+            if node.address in heard:
                 return OwnerAnswer(me, Claim.NOT_OWNER, (node,), vouched=True)
-            continue
-        failed_before = node.address in suspects
+            # A lookup step's deadline is a few round trips: our check, with the whole
+            # deadline, is the second path.
+        failed_before = node.address in suspects or node.address in failed
         answer = yield Ping(node)
         if isinstance(answer, Pong) and answer.node == node:
             return OwnerAnswer(me, Claim.NOT_OWNER, (node,), vouched=True)

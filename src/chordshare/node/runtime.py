@@ -35,6 +35,7 @@ from chordshare.node.reunion import Reunion
 from chordshare.node.shortage import SHORTAGES
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.base import IncompatiblePeer, PeerError, Transport
+from chordshare.transport.health import HeardWithin, PeerHealth
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.me
 # A node that stood still this many check-predecessor periods (and at least a second) was
 # paused: its neighbours have taken it for dead by then.
 PAUSE_PERIODS = 2
+# A peer on a lossy link is taken for alive while it spoke this many stabilize periods ago
+# (`PeerHealth.heard_within`): long enough for TCP's timer to back off three times.
+LOSSY_PERIODS = 8
 # How long a node that took a silent predecessor's keys keeps probing it.
 ABSORBED_TTL = 600.0
 RECLAIMS_PER_STABILIZE = 5  # probes of silent predecessors per stabilize period
@@ -68,11 +72,11 @@ class Timing:
     def merge_period(self) -> float:
         return self.merge if self.merge is not None else self.stabilize * MERGE_EVERY
 
-    @property
-    def signs_of_life(self) -> float:
-        """How recently a peer must have answered or called us to be taken for alive when
-        a call to it fails: it notifies its successor every stabilize period."""
-        return 2 * self.stabilize
+    def heard(self, health: PeerHealth) -> HeardWithin:
+        """The peers taken for alive when a call to them fails: those that answered or
+        called us in the last two stabilize periods (a node notifies its successor every
+        period), or LOSSY_PERIODS for one that came back from a silence a while ago."""
+        return health.heard_within(2 * self.stabilize, LOSSY_PERIODS * self.stabilize)
 
     @property
     def pause_window(self) -> float:
@@ -169,7 +173,7 @@ class ChordNode:
                 health,
                 self.unchecked(),
                 time.monotonic(),
-                health.heard_within(self.timing.signs_of_life),
+                self.timing.heard(health),
             )
             return await drive(answer, self._checking)
         return procedures.handle(self.state, call, health)
@@ -261,7 +265,7 @@ class ChordNode:
             await self._wait_checked()
         try:
             health = self.transport.health
-            heard = health.heard_within(self.timing.signs_of_life)
+            heard = self.timing.heard(health)
             hint = self.hints.owner_hint(key) if self.hints is not None else None
             lookup = find_successor(self.state, key, health, heard=heard, hint=hint, brief=True)
             result = await drive(lookup, self.calls)
@@ -309,7 +313,7 @@ class ChordNode:
                 self.stats.stabilize_failures += 1  # the successor did not answer
 
     async def check_predecessor(self) -> None:
-        heard = self.transport.health.heard_within(self.timing.signs_of_life)
+        heard = self.timing.heard(self.transport.health)
         checking = procedures.check_predecessor(self.state, time.monotonic(), heard)
         await drive(checking, self.calls)
         self.reunion.observe()

@@ -38,6 +38,11 @@ CHECKING_DEADLINES = 3
 # at least this long, rather than the floor: a hung peer then costs a lookup little, and
 # one that is only slow is heard by the retransmissions that go on in the background.
 STEP_FLOOR = 0.02
+# A peer that answers again after a call to it ran out its whole deadline is on a lossy
+# link or a busy host: TCP's retransmission timer backs off 0.2, 0.4, 0.8 s, so such a link
+# goes quiet for a second and more now and then while its host is alive. For the next
+# LOSSY_MEMORY seconds its silences are judged over a longer window (`heard_within`).
+LOSSY_MEMORY = 30.0
 
 
 @dataclass(slots=True)
@@ -85,6 +90,9 @@ class PeerHealth:
         self._overall = RttEstimator()
         self._suspected: dict[str, float] = {}
         self._answered: dict[str, float] = {}  # when each peer last answered
+        self._missed: set[str] = set()  # peers that ran out a whole deadline since they
+        # last answered
+        self._came_back: dict[str, float] = {}  # when they last answered after that
 
     def timeout_for(self, address: str) -> float:
         estimator = self._peers.get(address)
@@ -131,18 +139,26 @@ class PeerHealth:
         estimator.backoffs, estimator.backed_off = 0, 0.0
         estimator.observe(rtt)
         self._overall.observe(rtt)
-        self._suspected.pop(address, None)
-        self._answered[address] = self._clock()
+        self._heard(address)
 
     def record_answer(self, address: str) -> None:
         """The peer answered after work of its own, or called us: alive, but no round trip
         to learn from."""
-        self._suspected.pop(address, None)
-        self._answered[address] = self._clock()
+        self._heard(address)
 
-    def heard_within(self, seconds: float) -> HeardWithin:
-        """The peers that answered us or called us in the last `seconds`, as a container."""
-        return HeardWithin(self, seconds)
+    def _heard(self, address: str) -> None:
+        now = self._clock()
+        if address in self._missed:
+            self._missed.discard(address)
+            self._came_back[address] = now
+        self._suspected.pop(address, None)
+        self._answered[address] = now
+
+    def heard_within(self, seconds: float, lossy_seconds: float | None = None) -> HeardWithin:
+        """The peers that answered us or called us in the last `seconds`, as a container;
+        in the last `lossy_seconds` for a peer that came back from a silence a short while
+        ago (see LOSSY_MEMORY)."""
+        return HeardWithin(self, seconds, seconds if lossy_seconds is None else lossy_seconds)
 
     def last_answer(self, address: str) -> float | None:
         """When the peer last answered (by the registry's clock); None if it never did."""
@@ -153,9 +169,13 @@ class PeerHealth:
         not heard from since this node was paused is routed around until it answers."""
         self._suspected[address] = self._clock()
 
-    def record_failure(self, address: str) -> None:
+    def record_failure(self, address: str, short: bool = False) -> None:
+        """A call failed; `short`: it had less than the peer's whole deadline (a lookup
+        step with a way on), so it says little of the link."""
         now = self._clock()
         self._suspected[address] = now
+        if not short:
+            self._missed.add(address)
         estimator = self._peers.get(address)
         if estimator is None:
             estimator = self._peers[address] = RttEstimator()
@@ -188,9 +208,17 @@ class PeerHealth:
 class HeardWithin:
     """`address in it`: the peer answered or called us recently (see `heard_within`)."""
 
-    def __init__(self, health: PeerHealth, seconds: float) -> None:
-        self.health, self.seconds = health, seconds
+    def __init__(self, health: PeerHealth, seconds: float, lossy_seconds: float) -> None:
+        self.health, self.seconds, self.lossy_seconds = health, seconds, lossy_seconds
 
     def __contains__(self, address: object) -> bool:
-        heard = self.health._answered.get(address)  # type: ignore[call-overload]
-        return heard is not None and self.health._clock() - heard <= self.seconds
+        health = self.health
+        heard = health._answered.get(address)  # type: ignore[call-overload]
+        if heard is None:
+            return False
+        now = health._clock()
+        if now - heard <= self.seconds:
+            return True
+        came_back = health._came_back.get(address)  # type: ignore[call-overload]
+        lossy = came_back is not None and now - came_back <= LOSSY_MEMORY
+        return lossy and now - heard <= self.lossy_seconds
