@@ -18,8 +18,8 @@ TARGET_P50_OVER_RTT = 1.2  # healthy in-node lookup p50 over the bare gRPC round
 TARGET_FROZEN_MAX = 0.5  # seconds: the slowest lookup while nodes are frozen
 TARGET_HALF_DEAD_P99 = 0.02  # seconds: p99 once half the nodes were killed
 # Seconds after a SIGSTOP by which no lookup names a stopped node: it spoke to its successor
-# within two stabilize periods (1 s) and is taken for slow until then, plus the onset.
-STOPPED_NAMED_UNTIL = 1.2
+# within three stabilize periods (1.5 s) and is taken for slow until then, plus the onset.
+STOPPED_NAMED_UNTIL = 1.7
 
 
 @dataclass

@@ -23,9 +23,9 @@ PAUSED = 3
 # Lookups that start this soon after a signal are not judged: the signal, and the answers
 # already on their way, need a moment to land.
 ONSET = 0.2
-# A node that stopped is taken for alive while it spoke a moment ago (two stabilize
+# A node that stopped is taken for alive while it spoke a moment ago (three stabilize
 # periods); on a machine this busy, its last words may be read a second late.
-STOPPED_ONSET = 2.5
+STOPPED_ONSET = 3.0
 PAUSE_SECONDS = 6.0
 AFTER_SECONDS = 3.0
 ASKERS = 2

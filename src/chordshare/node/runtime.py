@@ -43,8 +43,11 @@ MERGE_EVERY = 10  # stabilize periods between two merge probes, unless Timing.me
 # A node that stood still this many check-predecessor periods (and at least a second) was
 # paused: its neighbours have taken it for dead by then.
 PAUSE_PERIODS = 2
-# A peer on a lossy link is taken for alive while it spoke this many stabilize periods ago
-# (`PeerHealth.heard_within`): long enough for TCP's timer to back off three times.
+# A peer is taken for alive while it spoke this many stabilize periods ago: one notify
+# late by two of TCP's retransmissions (0.2 + 0.4 s) is no silence yet.
+ALIVE_PERIODS = 3
+# The same on a link found lossy (`PeerHealth.heard_within`): TCP's timer may have backed
+# off three times.
 LOSSY_PERIODS = 8
 # How long a node that took a silent predecessor's keys keeps probing it.
 ABSORBED_TTL = 600.0
@@ -74,9 +77,9 @@ class Timing:
 
     def heard(self, health: PeerHealth) -> HeardWithin:
         """The peers taken for alive when a call to them fails: those that answered or
-        called us in the last two stabilize periods (a node notifies its successor every
-        period), or LOSSY_PERIODS for one that came back from a silence a while ago."""
-        return health.heard_within(2 * self.stabilize, LOSSY_PERIODS * self.stabilize)
+        called us in the last ALIVE_PERIODS stabilize periods (a node notifies its successor
+        every period), or LOSSY_PERIODS for one that came back from a silence a while ago."""
+        return health.heard_within(ALIVE_PERIODS * self.stabilize, LOSSY_PERIODS * self.stabilize)
 
     @property
     def pause_window(self) -> float:
