@@ -485,11 +485,14 @@ class Network:
         return [n["address"] for n in answer["nodes"]]
 
     def logs(self) -> str:
-        """The end of every node's log, for a failure report."""
+        """Every node's warnings and the end of its log, for a failure report (a ring's
+        decisions worth knowing after a failure are logged as warnings and above)."""
         parts = []
         for host in self.hosts:
             text = host.log_path.read_text(errors="replace") if host.log_path.exists() else ""
-            tail = "\n".join(text.splitlines()[-15:])
+            lines = text.splitlines()
+            earlier = [line for line in lines[:-15] if " WARNING " in line or " ERROR " in line]
+            tail = "\n".join([*earlier[-40:], *lines[-15:]])
             parts.append(f"--- {host.ns} {host.address}\n{tail}")
         return "\n".join(parts)
 
