@@ -85,7 +85,8 @@ def test_a_peer_that_answers_after_a_missed_deadline_is_heard_for_the_long_windo
     clock = FakeClock()
     health = PeerHealth(clock=clock)
     health.record_success("a:1", 0.001)
-    health.record_failure("a:1", short=short)
+    # A lookup step waits a few round trips, less than the peer's whole deadline.
+    health.record_failure("a:1", STEP_FLOOR if short else None)
     clock.now += 0.3
     health.record_answer("a:1")
     clock.now += 3.0  # the next silence, longer than the short window

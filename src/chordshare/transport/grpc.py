@@ -148,7 +148,7 @@ class GrpcTransport:
         try:
             answer = await send(self.stub(address), wait)
         except grpc.aio.AioRpcError as err:
-            self.health.record_failure(address, short=wait < self.health.timeout_for(address))
+            self.health.record_failure(address, wait)
             self.stats.failed(method)
             refused = protocol_refusal(err, address, self.protocol)
             if refused is not None:

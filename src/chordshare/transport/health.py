@@ -115,22 +115,28 @@ class PeerHealth:
         if isinstance(call, ConfirmOwner) and call.unreachable:
             return self.timeout_for_check(address)
         full = self.timeout_for(address)
-        estimator = self._peers.get(address)
+        round_trips = self._round_trips(address)
         if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
             return full
-        if estimator is None or estimator.srtt is None:
+        if round_trips is None:
             return full
-        return min(full, max(STEP_FLOOR, estimator.srtt + 4 * estimator.rttvar))
+        return min(full, max(STEP_FLOOR, round_trips))
 
     def check_timeout(self, address: str) -> float:
         """The deadline of a check of a peer for a node that could not reach it: from its
         round trips, without the backoff of the calls it missed (a stopped peer would
         otherwise cost every check the ceiling)."""
+        round_trips = self._round_trips(address)
+        if round_trips is None:
+            return self._overall.timeout(self.floor, self.ceiling, self.initial)
+        return min(self.ceiling, max(self.floor, round_trips))
+
+    def _round_trips(self, address: str) -> float | None:
+        """The peer's srtt + 4·rttvar, unbounded and without backoff; None if unknown."""
         estimator = self._peers.get(address)
-        overall = self._overall.timeout(self.floor, self.ceiling, self.initial)
         if estimator is None or estimator.srtt is None:
-            return overall
-        return min(self.ceiling, max(self.floor, estimator.srtt + 4 * estimator.rttvar))
+            return None
+        return estimator.srtt + 4 * estimator.rttvar
 
     def record_success(self, address: str, rtt: float) -> None:
         estimator = self._peers.setdefault(address, RttEstimator())
@@ -169,12 +175,12 @@ class PeerHealth:
         not heard from since this node was paused is routed around until it answers."""
         self._suspected[address] = self._clock()
 
-    def record_failure(self, address: str, short: bool = False) -> None:
-        """A call failed; `short`: it had less than the peer's whole deadline (a lookup
-        step with a way on), so it says little of the link."""
+    def record_failure(self, address: str, deadline: float | None = None) -> None:
+        """A call failed after waiting `deadline` (None: the peer's whole deadline). One
+        that had less (a lookup step with a way on) says little of the link."""
         now = self._clock()
         self._suspected[address] = now
-        if not short:
+        if deadline is None or deadline >= self.timeout_for(address):
             self._missed.add(address)
         estimator = self._peers.get(address)
         if estimator is None:

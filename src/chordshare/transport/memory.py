@@ -102,7 +102,7 @@ class MemoryTransport:
         else:
             answered = address not in network.frozen or await network.until_thawed(address, wait)
         if not answered:
-            self.health.record_failure(address, short=wait < self.health.timeout_for(address))
+            self.health.record_failure(address, wait)
             raise PeerError(address, "did not answer in time")
         node = self.network.nodes.get(address)
         if node is None:
