@@ -29,7 +29,13 @@ async def test_frozen_peer_is_routed_around_and_suspected_node_wide(
     others = [n for n in nodes if n is not frozen]
     ideal = IdealRouting.of([n.me for n in others], SPACE)
     asker = min(others, key=lambda n: SPACE.distance(n.me.id, frozen.me.id) or SPACE.size)
-    # A key the frozen node owned now belongs to its successor.
+    # A node that stopped is vouched for while its last words are recent (the alive window);
+    # once they are not, a key it owned belongs to its successor.
+    await wait_until(
+        lambda: all(frozen.me.address not in n.timing.heard(n.transport.health) for n in others),
+        5,
+        "the frozen node's last words to age out",
+    )
     key = frozen.me.id
     started = time.monotonic()
     first = await asker.lookup(key)
