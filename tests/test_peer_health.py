@@ -158,16 +158,18 @@ def test_an_answer_after_backoffs_starts_the_estimate_afresh() -> None:
 
 class SlowTransport:
     """Peers that answer after `delay[address]` seconds, or never (None); a call waits the
-    health's deadline for the address, as the gRPC transport does."""
+    deadline it is given, or the health's deadline for the call, as the gRPC transport
+    does."""
 
     def __init__(self, health: PeerHealth, delay: dict[str, float | None]) -> None:
         self.health = health
         self.delay = delay
         self.calls: list[tuple[str, float]] = []
 
-    async def call(self, call: Call) -> Reply:
+    async def call(self, call: Call, deadline: float | None = None) -> Reply:
         address = call.peer.address
-        deadline = self.health.timeout_for(address)
+        if deadline is None:
+            deadline = self.health.deadline(call)
         self.calls.append((address, deadline))
         delay = self.delay.get(address)
         if delay is not None and delay < 0:

@@ -4,6 +4,7 @@ the procedure hears that they failed (see `Retransmitting`)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -74,8 +75,11 @@ class Retransmitting:
             if suspected or late.deadline >= self.health.ceiling:
                 self.gave_up(address)
                 raise late.error from None
-            # The retransmissions settle its standing in the background.
-            task = asyncio.ensure_future(self._call(call, RETRANSMITS - 1))
+            # The retransmissions settle its standing in the background, each with the
+            # peer's whole deadline backed off: a step's few round trips would miss a
+            # peer that became slow every time.
+            settling = dataclasses.replace(call, fallback=False)
+            task = asyncio.ensure_future(self._call(settling, RETRANSMITS - 1))
             self._verdicts.add(task)
             task.add_done_callback(self._settled)
             reason = f"did not answer a lookup step in {late.deadline:.3f} s"
@@ -110,7 +114,7 @@ class Retransmitting:
             deadline = self.health.deadline(call)
             started = time.monotonic()
             try:
-                return await self.transport.call(call)
+                return await self.transport.call(call, deadline)
             except PeerError as err:
                 if self.paused_since(started):
                     continue

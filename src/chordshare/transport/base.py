@@ -61,6 +61,11 @@ class Transport(Caller, Protocol):
     # Set by the node whose calls these are; None: nothing rides along (a client).
     gossip: GossipHook | None
 
+    async def call(self, call: Call, deadline: float | None = None) -> Reply:
+        """Send a protocol call, waiting `deadline` (None: `PeerHealth.deadline` of the
+        call); raise PeerError when it fails."""
+        ...
+
     async def hello(self, address: str, deadline: float) -> Hello:
         """Ping a node known only by address; raise PeerError when it fails."""
         ...

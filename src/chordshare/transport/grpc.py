@@ -137,13 +137,12 @@ class GrpcTransport:
         self,
         address: str,
         send: Callable[[pb_grpc.ChordStub, float], Awaitable[T]],
-        deadline: float | None = None,
+        wait: float,
         method: str = "Ping",
         sample: bool = True,
     ) -> T:
-        """Run one RPC with the peer's adaptive deadline, recording how it went (`sample`:
-        its time is a round trip the deadline learns from)."""
-        wait = deadline if deadline is not None else self.health.timeout_for(address)
+        """Run one RPC that waits `wait` seconds, recording how it went (`sample`: its time
+        is a round trip the deadline learns from)."""
         started = time.monotonic()
         try:
             answer = await send(self.stub(address), wait)
@@ -174,16 +173,17 @@ class GrpcTransport:
             self.health.record_failure(address)
             raise PeerError(address, f"answered with a malformed reply: {err}") from None
 
-    async def call(self, call: Call) -> Reply:
+    async def call(self, call: Call, deadline: float | None = None) -> Reply:
         address = call.peer.address
         codec, caller = self.codec, self.caller
+        wait = self.health.deadline(call) if deadline is None else deadline
         match call:
             case FindStep(key=key):
                 step = self._ride(address, pb.FindStepRequest(key=codec.key(key), caller=caller))
                 msg = await self._invoke(
                     address,
                     lambda s, t: s.FindStep(step, timeout=t),
-                    self.health.deadline(call),
+                    wait,
                     method="FindStep",
                 )
                 return self._decode(address, lambda: codec.step_from(self._take(address, msg)))
@@ -194,7 +194,7 @@ class GrpcTransport:
                 answer = await self._invoke(
                     address,
                     lambda s, t: s.FindStep(confirm, timeout=t),
-                    self.health.deadline(call),
+                    wait,
                     method="Confirm",
                     sample=not unreachable,
                 )
@@ -206,12 +206,13 @@ class GrpcTransport:
                 msg = await self._invoke(
                     address,
                     lambda s, t: s.GetNeighbors(asking, timeout=t),
+                    wait,
                     method="GetNeighbors",
                 )
                 return self._decode(address, lambda: codec.neighbors_from(self._take(address, msg)))
             case Ping():
                 ping = self._ride(address, pb.PingRequest(caller=caller))
-                msg = await self._invoke(address, lambda s, t: s.Ping(ping, timeout=t))
+                msg = await self._invoke(address, lambda s, t: s.Ping(ping, timeout=t), wait)
                 return Pong(
                     self._decode(address, lambda: codec.node_ref(self._take(address, msg).node))
                 )
@@ -219,7 +220,7 @@ class GrpcTransport:
                 request = pb.NotifyRequest(candidate=codec.node(candidate), caller=caller)
                 self._ride(address, request)
                 ack = await self._invoke(
-                    address, lambda s, t: s.Notify(request, timeout=t), method="Notify"
+                    address, lambda s, t: s.Notify(request, timeout=t), wait, method="Notify"
                 )
                 self._decode(address, lambda: self._take(address, ack))
                 return Ack()
@@ -233,7 +234,7 @@ class GrpcTransport:
                     notice.predecessor.CopyFrom(codec.node(pred))
                 self._ride(address, notice)
                 left = await self._invoke(
-                    address, lambda s, t: s.Leave(notice, timeout=t), method="Leave"
+                    address, lambda s, t: s.Leave(notice, timeout=t), wait, method="Leave"
                 )
                 self._decode(address, lambda: self._take(address, left))
                 return Ack()

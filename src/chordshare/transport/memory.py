@@ -112,10 +112,10 @@ class MemoryTransport:
             raise PeerError(address, "connection refused", refused=True)
         return node
 
-    async def call(self, call: Call) -> Reply:
+    async def call(self, call: Call, deadline: float | None = None) -> Reply:
         address = call.peer.address
         started = time.monotonic()
-        wait = self.health.deadline(call)
+        wait = self.health.deadline(call) if deadline is None else deadline
         node = await self._target(address, wait)
         ours, theirs, me = self.gossip, node.hints, self.address
         if ours is None or theirs is None or me is None:  # nothing rides along
