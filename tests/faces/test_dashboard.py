@@ -6,6 +6,8 @@ asks for it, then shows the ring and moves files with it."""
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -169,4 +171,42 @@ async def test_dashboard_asks_for_the_token_and_works_with_it(
         await expect(form).to_be_visible()
         await expect(page.locator("#auth-reason")).to_contain_text("needs its API token: paste it")
         assert await page.evaluate("sessionStorage.getItem('chordshare.apiToken')") is None
+        assert errors == [], errors
+
+
+async def test_nodes_with_ids_close_together_are_drawn_apart(
+    network: tuple[list[SharingPeer], str],
+) -> None:
+    """Ids a hair apart would put one node's circle over another's, and a click meant for
+    one would select the other: each node is drawn at least a circle's width from the next,
+    in the ring's order, and near where its id lies."""
+    from playwright.async_api import expect
+
+    _, url = network
+    async with dashboard(url) as (page, errors):
+        await expect(page.locator("svg#ring g.node")).to_have_count(4, timeout=15_000)
+        drawn = await page.evaluate(
+            """() => {
+                const top = 2n ** 160n;
+                const ids = [0n, 1n, 2n, 3n, top / 2n, top - 4n, top - 3n, top - 2n, top - 1n];
+                const nodes = ids.map((id, i) => ({ id: String(id), address: `n${i}:1` }));
+                const angles = spread(nodes);
+                return {
+                    gap: NODE_GAP,
+                    drawn: nodes.map((node) => angles.get(node.address)),
+                    natural: nodes.map((node) => angleOf(node.id)),
+                };
+            }"""
+        )
+        turn = 2 * math.pi
+        angles = [a % turn for a in drawn["drawn"]]
+        for a, b in itertools.combinations(angles, 2):
+            apart = abs(a - b) % turn
+            assert min(apart, turn - apart) >= drawn["gap"] - 1e-9, angles
+        for a, natural in zip(angles, drawn["natural"], strict=True):
+            off = abs(a - natural % turn) % turn
+            assert min(off, turn - off) <= len(angles) * drawn["gap"], angles
+        # Clockwise from id 0 the nodes come in the order of their ids.
+        order = sorted(range(len(angles)), key=lambda i: (angles[i] - angles[0]) % turn)
+        assert order == list(range(len(angles))), angles
         assert errors == [], errors

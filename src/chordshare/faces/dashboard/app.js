@@ -7,6 +7,7 @@
 "use strict";
 
 const R = 200;               // radius of the ring in SVG units
+const NODE_GAP = 24 / R;     // the least angle between two nodes drawn: a circle's width and a margin
 const POLL_MS = 1500;        // how often the ring and the selected node are refreshed
 const SVG = "http://www.w3.org/2000/svg";
 const TOKEN_KEY = "chordshare.apiToken";
@@ -115,9 +116,30 @@ function angleOf(id) {
   const fraction = Number((BigInt(id) * 1000000n) / 2n ** BigInt(state.bits)) / 1000000;
   return fraction * 2 * Math.PI - Math.PI / 2;
 }
-function place(id, radius = R) {
-  const a = angleOf(id);
-  return [radius * Math.cos(a), radius * Math.sin(a)];
+function place(angle, radius = R) {
+  return [radius * Math.cos(angle), radius * Math.sin(angle)];
+}
+// Where each node (sorted by id) is drawn: at its id's angle, pushed clockwise off the one
+// before it where ids lie closer than a node's circle, so every node can be seen and
+// clicked. The pushing starts after the widest gap, where there is most room.
+function spread(nodes) {
+  const n = nodes.length;
+  const natural = nodes.map((node) => angleOf(node.id));
+  const gap = Math.min(NODE_GAP, (2 * Math.PI) / Math.max(n, 1));
+  let start = 0, widest = -1;
+  natural.forEach((a, i) => {
+    const before = i === 0 ? natural[n - 1] - 2 * Math.PI : natural[i - 1];
+    if (a - before > widest) { widest = a - before; start = i; }
+  });
+  const angles = new Map();
+  let previous = -Infinity;
+  for (let k = 0; k < n; k++) {
+    const i = (start + k) % n;
+    const a = natural[i] + (i < start ? 2 * Math.PI : 0);
+    previous = Math.max(a, previous + gap);
+    angles.set(nodes[i].address, previous);
+  }
+  return angles;
 }
 
 function el(name, attrs = {}, parent = null) {
@@ -137,31 +159,33 @@ function drawRing(fingers) {
   svg.replaceChildren();
   el("circle", { class: "ring-circle", r: R }, svg);
   const nodes = state.nodes;
+  const angles = spread(nodes);
+  const at = (node, radius = R) => place(angles.get(node.address) ?? angleOf(node.id), radius);
   // Successor links: a gentle curve inside the ring from each node to the next.
   nodes.forEach((node, i) => {
     const next = nodes[(i + 1) % nodes.length];
     if (nodes.length < 2) return;
-    const [x1, y1] = place(node.id), [x2, y2] = place(next.id);
+    const [x1, y1] = at(node), [x2, y2] = at(next);
     el("path", { class: "link", d: `M${x1},${y1} Q${(x1 + x2) * 0.35},${(y1 + y2) * 0.35} ${x2},${y2}` }, svg);
   });
   // The selected node's fingers as chords.
   const chosen = nodes.find((n) => n.address === state.selected);
   if (chosen && fingers) {
-    const [x1, y1] = place(chosen.id);
+    const [x1, y1] = at(chosen);
     for (const target of fingers) {
       if (target.address === chosen.address) continue;
-      const [x2, y2] = place(target.id);
+      const [x2, y2] = at(target);
       el("line", { class: "chord", x1, y1, x2, y2 }, svg);
     }
   }
   for (const node of nodes) {
-    const [x, y] = place(node.id);
+    const [x, y] = at(node);
     const classes = ["node"];
     if (node.address === state.self) classes.push("self");
     if (node.address === state.selected) classes.push("selected");
     const g = el("g", { class: classes.join(" "), "data-address": node.address }, svg);
     el("circle", { cx: x, cy: y, r: 9 }, g);
-    const [lx, ly] = place(node.id, R + 30);
+    const [lx, ly] = at(node, R + 30);
     const anchor = lx > 5 ? "start" : lx < -5 ? "end" : "middle";
     const label = el("text", { x: lx, y: ly, "text-anchor": anchor }, g);
     label.textContent = shortId(node.id);
