@@ -9,7 +9,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from required import REQUIRED
@@ -19,6 +19,7 @@ SCREENSHOT = os.environ.get("CHORDSHARE_SCREENSHOT")  # where to keep a picture 
 
 BROWSER = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 HAVE_CHROMIUM = BROWSER is not None
+T = TypeVar("T")
 BROWSER_TESTS = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(
@@ -26,6 +27,13 @@ BROWSER_TESTS = [
         reason="Chromium is not installed (.ci/run installs Debian's chromium)",
     ),
 ]
+
+
+def browser_test(test: T) -> T:
+    """BROWSER_TESTS' marks on one test (a module of them sets `pytestmark` instead)."""
+    for mark in BROWSER_TESTS:
+        test = mark(test)
+    return test
 
 
 async def launch(play: Any, extra_args: Sequence[str] = ()) -> Any:

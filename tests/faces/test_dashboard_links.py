@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import BROWSER_TESTS, browser_page
+from browser import browser_page, browser_test
 from peernet import PeerNetwork
 
 from chordshare.faces.api import ApiServer
@@ -101,7 +101,7 @@ async def test_the_api_links_a_folder_and_zips_the_version_it_names(served: Serv
         assert unzipped(got.content) == {f"album/{p}": d for p, d in OLD_ALBUM.items()}
 
 
-@pytest.mark.skipif(not BROWSER_TESTS, reason="no Chromium and Playwright here")
+@browser_test
 async def test_the_dashboard_shows_a_link_and_opens_one(served: Served, tmp_path: Path) -> None:
     from playwright.async_api import expect
 
@@ -129,7 +129,7 @@ async def test_the_dashboard_shows_a_link_and_opens_one(served: Served, tmp_path
         assert errors == [], errors
 
 
-@pytest.mark.skipif(not BROWSER_TESTS, reason="no Chromium and Playwright here")
+@browser_test
 async def test_the_dashboard_links_a_folder_and_opens_its_link_as_a_zip(
     served: Served, tmp_path: Path
 ) -> None:
