@@ -230,19 +230,24 @@ async def test_retransmissions_give_up_and_spare_refusals_and_suspects() -> None
 
 async def test_a_lookup_step_goes_on_after_one_deadline_while_the_verdict_follows() -> None:
     """A lookup with other hops to try hears of a slow step after one deadline, not after
-    the retransmissions, which go on without it and clear the peer. One without (a join's
-    first step) waits for them."""
+    the retransmissions, which go on without it with the step's deadline and hand a peer
+    they do not hear to the probes; a probe's whole deadline hears it. One without (a
+    join's first step) waits for them."""
     health = fast_health()
     transport = SlowTransport(health, {"slow:1": 0.03, "gone:1": None})
-    calls = Retransmitting(transport)
+    gave_up: list[str] = []
+    calls = Retransmitting(transport, gave_up.append)
     started = time.monotonic()
     with pytest.raises(PeerError, match="did not answer a lookup step"):
         await calls.call(FindStep(NodeRef(1, "slow:1"), 5, fallback=True))
     assert time.monotonic() - started < 0.03  # one deadline (0.01 s), not 0.01 + 0.02 + 0.04
-    assert "slow:1" in health  # suspected at once, so other lookups route around it...
-    await wait_until(lambda: "slow:1" not in health, 2.0, "the retransmission to be heard")
-    assert len(transport.calls) == 3  # ...until the retransmission heard it
+    assert "slow:1" in health  # suspected at once, so other lookups route around it
+    await wait_until(lambda: gave_up == ["slow:1"], 2.0, "the retransmissions' verdict")
+    # A step's few round trips (at least 20 ms), never the backed-off deadline: that one
+    # doubles towards the ceiling, and every later call to a frozen peer would wait it out.
+    assert [d for _, d in transport.calls] == pytest.approx([0.01, 0.02, 0.02])
     assert await calls.call(FindStep(NodeRef(1, "slow:1"), 5)) == Pong(NodeRef(1, "slow:1"))
+    assert "slow:1" not in health  # the plain call waited the backed-off deadline
 
     lone = SlowTransport(fast_health(), {"slow:1": 0.03})
     assert await Retransmitting(lone).call(FindStep(NodeRef(1, "slow:1"), 5)) == Pong(

@@ -4,7 +4,6 @@ the procedure hears that they failed (see `Retransmitting`)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -35,9 +34,11 @@ class Retransmitting:
     one is told this one could not be reached, and checks it itself), does not wait for
     that verdict: it hears of a failure after one step deadline (a few of the peer's round
     trips, `PeerHealth.deadline`) and goes on, while the retransmissions run on in the
-    background and settle the peer's standing (a hung peer would otherwise cost every
-    lookup that met it first 0.7 s, and one that met two of them more than the 1 s a lookup
-    may take). The last owner candidate still waits: there is nobody left to ask."""
+    background with the same deadline (a hung peer would otherwise cost every lookup that
+    met it first 0.7 s, and one that met two of them more than the 1 s a lookup may take).
+    A peer they do not hear either is handed to `gave_up`, whose probes wait its whole
+    backed-off deadline. The last owner candidate still waits: there is nobody left to
+    ask."""
 
     def __init__(
         self,
@@ -75,11 +76,10 @@ class Retransmitting:
             if suspected or late.deadline >= self.health.ceiling:
                 self.gave_up(address)
                 raise late.error from None
-            # The retransmissions settle its standing in the background, each with the
-            # peer's whole deadline backed off: a step's few round trips would miss a
-            # peer that became slow every time.
-            settling = dataclasses.replace(call, fallback=False)
-            task = asyncio.ensure_future(self._call(settling, RETRANSMITS - 1))
+            # The retransmissions settle its standing in the background. They keep the
+            # step's deadline: waiting the whole backed-off one would double it towards
+            # the ceiling, which every later call to a frozen peer then waits out.
+            task = asyncio.ensure_future(self._call(call, RETRANSMITS - 1))
             self._verdicts.add(task)
             task.add_done_callback(self._settled)
             reason = f"did not answer a lookup step in {late.deadline:.3f} s"
