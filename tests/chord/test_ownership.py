@@ -19,10 +19,11 @@ from chordshare.chord.messages import (
     OwnerAnswer,
     Pause,
     Ping,
+    Pong,
     StepReply,
     Unreachable,
 )
-from chordshare.chord.ownership import claim, confirm
+from chordshare.chord.ownership import checks_ahead, claim, confirm
 from chordshare.chord.procedures import answer
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
@@ -218,3 +219,32 @@ def test_a_lookup_that_meets_itself_as_candidate_vouches_only_for_the_living(
         assert stop.value.owner == (ref(20) if refused else ref(5))
     else:
         raise AssertionError("the lookup went on")
+
+
+@settings(max_examples=300)
+@given(converged(), st.data())
+def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case, data) -> None:
+    """A runtime pings `checks_ahead` all at once; the answer then reads them one by one,
+    so every check it makes must be among them, in the same order."""
+    space, ids, r, key = case
+    net, _ = make_ring(ids, space, r)
+    asked = net.nodes[f"n{data.draw(st.sampled_from(ids))}"]
+    others = sorted((i for i in ids if i != asked.me.id), key=lambda i: (i - key) % space.size)
+    unreachable = [ref(i) for i in others if data.draw(st.booleans())]
+    net.dead = {n.address for n in unreachable if data.draw(st.booleans())}
+    suspects = {n.address for n in unreachable if data.draw(st.booleans())}
+    call = ConfirmOwner(asked.me, key, tuple(unreachable))
+    ahead = checks_ahead(asked, call)
+    checked: list[NodeRef] = []
+    procedure = confirm(asked, call, suspects)
+    try:
+        step = next(procedure)
+        while True:
+            assert isinstance(step, Ping)
+            checked.append(step.peer)
+            dead = step.peer.address in net.dead
+            step = procedure.send(Unreachable(step.peer, "dead") if dead else Pong(step.peer))
+    except StopIteration:
+        pass
+    assert checked == [n for n in ahead if n in checked]  # in the order named ahead
+    assert set(checked) <= set(ahead)

@@ -55,41 +55,17 @@ def confirm(
     `unchecked`: our view is unchecked since a pause; `now`: the time, for a predecessor
     found silent; `heard`: peers that answered or called us a moment ago; `gone`: those of
     `failed` whose connection failed at once (nobody answers there)."""
-    me, key = state.me, call.key
-    if unchecked:
-        return OwnerAnswer(me, Claim.UNSURE, retry_after=RETRY_AFTER)
-    after = tuple(n for n in state.successors if n != me)
-    if state.owns(key):
-        return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
+    me = state.me
+    plan = _plan(state, call, unchecked)
+    if isinstance(plan, OwnerAnswer):
+        return plan
+    behind, after, silent = plan, _after(state), {n.address for n in state.absorbed_nodes()}
     pred = state.predecessor
-    tried = {n.address for n in call.unreachable}
-    listed: tuple[NodeRef, ...] = ()
-    if after and between_right(me.id, key, after[-1].id):
-        first = next(i for i, s in enumerate(after) if between_right(me.id, key, s.id))
-        ahead = after[first:]
-        if pred is None or pred not in ahead:
-            untried = tuple(n for n in ahead if n.address not in tried)
-            if untried:
-                return OwnerAnswer(me, Claim.NOT_OWNER, untried)
-        else:  # a small ring: the list wraps round to our predecessor, the key is behind us
-            listed = ahead[: ahead.index(pred) + 1]
-    # The owner is at or after the key and before us: our predecessor, a node of our list
-    # before it, or a node the asker came past (it lists them in order from the key).
-    size = state.space.size
-    behind = [n for n in call.unreachable if (n.id - key) % size < (me.id - key) % size]
-    for node in (*listed, pred):
-        if node is not None and node not in behind:
-            behind.append(node)
-    behind.sort(key=lambda n: (n.id - key) % size)
-    untried = tuple(n for n in behind if n.address not in tried)
-    if untried:
-        return OwnerAnswer(me, Claim.NOT_OWNER, untried)
     # The asker reached none of them. The first of them that is alive is the owner: one
     # that answers us now, or that we cannot reach but that answered or called us a moment
     # ago. One that refuses the connection is gone; one we found silent before (absorbed)
     # is not asked again; one that fails us for the first time may be busy: the asker asks
     # again, and a second failure is enough (this node's own lookup step was the first).
-    silent = {n.address for n in state.absorbed_nodes()}
     for node in behind:
         if node.address in silent:
             continue
@@ -115,4 +91,53 @@ def confirm(
     return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
 
 
-__all__ = ["claim", "confirm"]
+def checks_ahead(state: RoutingState, call: ConfirmOwner, unchecked: bool = False) -> list[NodeRef]:
+    """The nodes `confirm` may check before it answers, in the order it reads them (none
+    that it found silent before): a runtime may ping them all at once."""
+    plan = _plan(state, call, unchecked)
+    if isinstance(plan, OwnerAnswer):
+        return []
+    silent = {n.address for n in state.absorbed_nodes()}
+    return [n for n in plan if n.address not in silent]
+
+
+def _after(state: RoutingState) -> tuple[NodeRef, ...]:
+    return tuple(n for n in state.successors if n != state.me)
+
+
+def _plan(state: RoutingState, call: ConfirmOwner, unchecked: bool) -> OwnerAnswer | list[NodeRef]:
+    """The answer that needs no check, or the nodes between the key and us the asker could
+    not reach, in order from the key: the owner is the first of them alive."""
+    me, key = state.me, call.key
+    if unchecked:
+        return OwnerAnswer(me, Claim.UNSURE, retry_after=RETRY_AFTER)
+    after = _after(state)
+    if state.owns(key):
+        return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
+    pred = state.predecessor
+    tried = {n.address for n in call.unreachable}
+    listed: tuple[NodeRef, ...] = ()
+    if after and between_right(me.id, key, after[-1].id):
+        first = next(i for i, s in enumerate(after) if between_right(me.id, key, s.id))
+        ahead = after[first:]
+        if pred is None or pred not in ahead:
+            untried = tuple(n for n in ahead if n.address not in tried)
+            if untried:
+                return OwnerAnswer(me, Claim.NOT_OWNER, untried)
+        else:  # a small ring: the list wraps round to our predecessor, the key is behind us
+            listed = ahead[: ahead.index(pred) + 1]
+    # The owner is at or after the key and before us: our predecessor, a node of our list
+    # before it, or a node the asker came past (it lists them in order from the key).
+    size = state.space.size
+    behind = [n for n in call.unreachable if (n.id - key) % size < (me.id - key) % size]
+    for node in (*listed, pred):
+        if node is not None and node not in behind:
+            behind.append(node)
+    behind.sort(key=lambda n: (n.id - key) % size)
+    untried = tuple(n for n in behind if n.address not in tried)
+    if untried:
+        return OwnerAnswer(me, Claim.NOT_OWNER, untried)
+    return behind
+
+
+__all__ = ["checks_ahead", "claim", "confirm"]

@@ -4,6 +4,7 @@ the procedure hears that they failed (see `Retransmitting`)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -70,8 +71,14 @@ class Retransmitting:
         # answered, and a task per call costs more than the rest of the call's Python.
         address = call.peer.address
         suspected = address in self.health
+        # A confirmation told of nodes we could not reach waits for the callee's checks of
+        # them; the same question without them, which a running callee answers at once,
+        # tells a stopped callee from a checking one within a step's deadline.
+        probe = _without_checks(call)
         try:
-            return await self._send(call)
+            if probe is None:
+                return await self._send(call)
+            return await self._watched(call, probe)
         except _TimedOut as late:
             if suspected or late.deadline >= self.health.ceiling:
                 self.gave_up(address)
@@ -79,11 +86,26 @@ class Retransmitting:
             # The retransmissions settle its standing in the background. They keep the
             # step's deadline: waiting the whole backed-off one would double it towards
             # the ceiling, which every later call to a frozen peer then waits out.
-            task = asyncio.ensure_future(self._call(call, RETRANSMITS - 1))
+            task = asyncio.ensure_future(self._call(probe or call, RETRANSMITS - 1))
             self._verdicts.add(task)
             task.add_done_callback(self._settled)
             reason = f"did not answer a lookup step in {late.deadline:.3f} s"
             raise PeerError(address, reason) from None
+
+    async def _watched(self, call: Call, probe: Call) -> Reply:
+        """The confirmation, waited for only while the probe beside it is answered."""
+        confirm = asyncio.ensure_future(self._send(call))
+        checking = asyncio.ensure_future(self._send(probe))
+        try:
+            await asyncio.wait((confirm, checking), return_when=asyncio.FIRST_COMPLETED)
+            if not confirm.done():
+                checking.result()  # a probe that failed ends the wait; one answered does not
+            return await confirm
+        finally:
+            for task in (confirm, checking):
+                task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # the one that counts was raised or returned above
 
     def _settled(self, task: asyncio.Task[Reply]) -> None:
         self._verdicts.discard(task)
@@ -121,6 +143,13 @@ class Retransmitting:
                 if time.monotonic() - started >= 0.9 * deadline:
                     raise _TimedOut(err, deadline) from None
                 raise
+
+
+def _without_checks(call: Call) -> Call | None:
+    """The call without the nodes the callee would check first; None if it has none."""
+    if isinstance(call, ConfirmOwner) and call.unreachable:
+        return dataclasses.replace(call, unreachable=())
+    return None
 
 
 class _TimedOut(Exception):

@@ -170,15 +170,10 @@ class ChordNode:
     async def handle(self, call: Call) -> Reply:
         health = self.transport.health
         if isinstance(call, ConfirmOwner):
-            answer = procedures.answer(
-                self.state,
-                call,
-                health,
-                self.unchecked(),
-                time.monotonic(),
-                self.timing.heard(health),
-            )
-            return await drive(answer, self._checking)
+            unchecked, now, heard = self.unchecked(), time.monotonic(), self.timing.heard(health)
+            answer = procedures.answer(self.state, call, health, unchecked, now, heard)
+            ahead = ownership.checks_ahead(self.state, call, unchecked) if call.unreachable else ()
+            return await self._checking.answer(answer, ahead)
         return procedures.handle(self.state, call, health)
 
     def heard_from(self, address: str) -> None:

@@ -114,10 +114,15 @@ class PeerHealth:
         address = call.peer.address
         if isinstance(call, ConfirmOwner) and call.unreachable:
             return self.timeout_for_check(address)
+        if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
+            return self.timeout_for(address)
+        return self.step_deadline(address)
+
+    def step_deadline(self, address: str) -> float:
+        """What a call with a way on waits: a few of the peer's round trips, at least
+        STEP_FLOOR, never more than its whole deadline."""
         full = self.timeout_for(address)
         round_trips = self._round_trips(address)
-        if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
-            return full
         if round_trips is None:
             return full
         return min(full, max(STEP_FLOOR, round_trips))
