@@ -56,19 +56,16 @@ def confirm(
     found silent; `heard`: peers that answered or called us a moment ago; `gone`: those of
     `failed` whose connection failed at once (nobody answers there)."""
     me = state.me
-    plan = _plan(state, call, unchecked)
-    if isinstance(plan, OwnerAnswer):
-        return plan
-    behind, after, silent = plan, _after(state), {n.address for n in state.absorbed_nodes()}
-    pred = state.predecessor
+    checks = _checks(state, call, unchecked)
+    if isinstance(checks, OwnerAnswer):
+        return checks
+    after, pred = _after(state), state.predecessor
     # The asker reached none of them. The first of them that is alive is the owner: one
     # that answers us now, or that we cannot reach but that answered or called us a moment
     # ago. One that refuses the connection is gone; one we found silent before (absorbed)
     # is not asked again; one that fails us for the first time may be busy: the asker asks
     # again, and a second failure is enough (this node's own lookup step was the first).
-    for node in behind:
-        if node.address in silent:
-            continue
+    for node in checks:
         if node.address in failed:  # this very request failed it: one path
             if node.address in gone:
                 continue
@@ -92,11 +89,20 @@ def confirm(
 
 
 def checks_ahead(state: RoutingState, call: ConfirmOwner, unchecked: bool = False) -> list[NodeRef]:
-    """The nodes `confirm` may check before it answers, in the order it reads them (none
-    that it found silent before): a runtime may ping them all at once."""
+    """The nodes `confirm` may check before it answers, in the order it reads them: a
+    runtime may ping them all at once."""
+    checks = _checks(state, call, unchecked)
+    return [] if isinstance(checks, OwnerAnswer) else checks
+
+
+def _checks(
+    state: RoutingState, call: ConfirmOwner, unchecked: bool
+) -> OwnerAnswer | list[NodeRef]:
+    """The answer that needs no check, or the nodes `confirm` may check, in order: those of
+    `_plan` but the ones it found silent before (absorbed), which it does not ask again."""
     plan = _plan(state, call, unchecked)
     if isinstance(plan, OwnerAnswer):
-        return []
+        return plan
     silent = {n.address for n in state.absorbed_nodes()}
     return [n for n in plan if n.address not in silent]
 

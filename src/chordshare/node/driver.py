@@ -7,6 +7,7 @@ from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 from chordshare.chord.messages import Ack, Call, NodeRef, Pause, Ping, Pong, Reply, Unreachable
+from chordshare.node.tasks import drop
 from chordshare.transport.base import Caller, Hello, PeerError, Transport
 from chordshare.transport.health import PeerHealth
 
@@ -66,10 +67,7 @@ class CheckingPings:
         try:
             return await drive(procedure, _PingedAhead(self, pings))
         finally:
-            for task in pings.values():
-                if task.done() and not task.cancelled():
-                    task.exception()  # a check the answer did not need: no error here
-                task.cancel()
+            drop(pings.values())  # checks the answer did not need
 
     async def hello(self, address: str, deadline: float) -> Hello:
         return await self.transport.hello(address, deadline)

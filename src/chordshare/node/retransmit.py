@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from chordshare.chord.messages import Call, ConfirmOwner, FindStep, Reply
+from chordshare.node.tasks import drop
 from chordshare.transport.base import Hello, PeerError, Transport
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,7 @@ class Retransmitting:
                 checking.result()  # a probe that failed ends the wait; one answered does not
             return await confirm
         finally:
-            for task in (confirm, checking):
-                task.cancel()
-                if task.done() and not task.cancelled():
-                    task.exception()  # the one that counts was raised or returned above
+            drop((confirm, checking))  # the one that counts was raised or returned above
 
     def _settled(self, task: asyncio.Task[Reply]) -> None:
         self._verdicts.discard(task)

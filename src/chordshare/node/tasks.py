@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -73,3 +73,12 @@ class NodeTasks:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+
+
+def drop(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel tasks whose outcome is no longer wanted; the failure of one that finished is
+    taken as seen (asyncio would log it as never retrieved)."""
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()
+        task.cancel()

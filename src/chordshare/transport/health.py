@@ -116,9 +116,9 @@ class PeerHealth:
             return self.timeout_for_check(address)
         if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
             return self.timeout_for(address)
-        return self.step_deadline(address)
+        return self._step_deadline(address)
 
-    def step_deadline(self, address: str) -> float:
+    def _step_deadline(self, address: str) -> float:
         """What a call with a way on waits: a few of the peer's round trips, at least
         STEP_FLOOR, never more than its whole deadline."""
         full = self.timeout_for(address)
