@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chordshare.files.manifest import Manifest
-from chordshare.files.messages import Refusal
+from chordshare.files.messages import FileError, PutCutOff, Refusal
 from chordshare.files.unfinished import (
     SWEEP_AT_MOST_EVERY,
     UnfinishedPut,
@@ -107,13 +108,25 @@ def test_a_file_of_another_size_or_cut_is_not_resumed(
     assert not resumable(empty, manifest.size, manifest.chunk_size)
 
 
-@given(st.sampled_from([None, *Refusal]), st.booleans(), st.sampled_from([0.0, 1.0, 3600.0]))
-def test_only_a_clients_put_cut_off_is_kept(
-    refusal: Refusal | None, replica: bool, ttl: float
+ENDINGS = [
+    asyncio.CancelledError(),  # the client went away, or the node is stopping
+    TimeoutError(),  # the client stopped sending
+    *(FileError(r, "refused") for r in Refusal),
+    *(
+        PutCutOff(r, "its stream ended early")
+        for r in (Refusal.INVALID_ARGUMENT, Refusal.FAILED_PRECONDITION)
+    ),
+]
+
+
+@given(st.sampled_from(ENDINGS), st.booleans(), st.sampled_from([0.0, 1.0, 3600.0]))
+def test_only_a_clients_put_cut_off_or_turned_away_for_now_is_kept(
+    error: BaseException, replica: bool, ttl: float
 ) -> None:
-    kept = kept_after(refusal, replica, ttl)
-    cut_off = refusal in (None, Refusal.UNAVAILABLE, Refusal.ABORTED)
-    assert kept == (cut_off and not replica and ttl > 0)
+    kept = kept_after(error, replica, ttl)
+    refused = isinstance(error, FileError) and not isinstance(error, PutCutOff)
+    for_now = refused and error.refusal in (Refusal.UNAVAILABLE, Refusal.ABORTED)
+    assert kept == ((not refused or for_now) and not replica and ttl > 0)
 
 
 @given(st.data(), files())

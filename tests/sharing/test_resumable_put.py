@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from peernet import PeerNetwork
 from waiting import wait_until
 
-from chordshare.files.messages import FileError, Refusal
+from chordshare.files.messages import FileError, PutHeader, Refusal
 from chordshare.files.unfinished import Resume, UnfinishedPut
+from chordshare.sharing.chunking import build_manifest
 from chordshare.sharing.client import FileClient
 from chordshare.sharing.peer import SharingPeer
 from chordshare.sharing.ring import NodeRing
@@ -106,6 +108,51 @@ async def test_a_put_cut_off_half_way_sends_only_the_rest_when_run_again(
     out = tmp_path / "back.bin"
     await client.get(source.name, out)
     assert out.read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("manifest_last", "refusal", "words"),
+    [
+        (True, Refusal.INVALID_ARGUMENT, "ended without its manifest"),
+        (False, Refusal.FAILED_PRECONDITION, f"ended with {COUNT - COUNT // 2} of {COUNT}"),
+    ],
+)
+async def test_a_put_whose_stream_ends_early_is_kept_as_one_cut_off(
+    net: PeerNetwork,
+    peers: GrpcFilePeers,
+    tmp_path: Path,
+    manifest_last: bool,
+    refusal: Refusal,
+    words: str,
+) -> None:
+    """A client that goes away may leave the owner a stream that ends rather than one
+    cancelled: the owner cannot tell it from a client that stopped early on purpose, and
+    keeps what came either way."""
+    [peer] = await net.ring(1)
+    source = tmp_path / "cut.bin"
+    data = write(source)
+    manifest = build_manifest(source, source.name, CHUNK)
+    header = PutHeader(manifest)
+    if manifest_last:
+        header = PutHeader(replace(manifest, sha256=b"", chunks=()), manifest_last=True)
+
+    async def first_half() -> AsyncIterator[tuple[int, bytes]]:
+        for index in range(COUNT // 2):
+            yield index, data[index * CHUNK : (index + 1) * CHUNK]
+
+    owner = peers.at(peer.server.node.me.address)
+    with pytest.raises(FileError) as refused:
+        await owner.put_file(header, first_half())  # the stream ends, no manifest after it
+    assert refused.value.refusal is refusal and words in refused.value.message
+    kept = peer.store.unfinished(source.name)
+    assert kept is not None and [i for i, _ in kept.held] == list(range(COUNT // 2))
+    assert peer.store.manifest(source.name) is None and peer.store._reserved == 0
+
+    before = received(peer)
+    stored = await client_of(peer, peers).put(source, chunk_size=CHUNK)
+    assert received(peer) - before == SIZE - kept.held_bytes
+    assert stored.manifest.sha256 == hashlib.sha256(data).digest()
+    assert peer.store.unfinished(source.name) is None
 
 
 async def test_a_file_changed_since_its_put_was_cut_off_is_put_from_the_start(

@@ -56,6 +56,14 @@ class FileError(Exception):
         self.version_floor = version_floor
 
 
+class PutCutOff(FileError):
+    """A put's stream ended before the put did: before its closing manifest, or with
+    chunks of its manifest still missing. The node cannot tell a client that closed its
+    stream early from one killed or cut off on its way (gRPC may end the stream of a
+    caller that went away rather than cancel it), so it keeps what the put stored, as for
+    any put cut off (`files.unfinished`); a client still listening hears the refusal."""
+
+
 @dataclass(frozen=True, slots=True)
 class PutHeader:
     manifest: Manifest

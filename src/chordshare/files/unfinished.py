@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from chordshare.files.manifest import DIGEST_BYTES, MAX_CHUNKS, Manifest
-from chordshare.files.messages import Refusal
+from chordshare.files.messages import FileError, PutCutOff, Refusal
 
 DEFAULT_TTL = 3600.0  # seconds an unfinished put's chunks are kept after it ended
 SWEEP_AT_MOST_EVERY = 60.0  # seconds between looks for unfinished puts past their time
@@ -87,15 +87,18 @@ def decode_held(data: bytes) -> Held:
 # The owner's side.
 
 
-def kept_after(refusal: Refusal | None, replica: bool, ttl: float) -> bool:
-    """Whether a put that ended before its commit leaves an unfinished put behind: a
-    client's put that was cut off (`refusal` None: its client went away or stopped
-    sending, or the node is stopping) or turned away for now (UNAVAILABLE, ABORTED). Not a
-    replica (its holder asks again which chunks are missing), nor a put refused for what
-    it sent or for room: that one starts over, and nothing of it is kept."""
+def kept_after(error: BaseException, replica: bool, ttl: float) -> bool:
+    """Whether a put that ended before its commit with `error` leaves an unfinished put
+    behind: a client's put that was cut off (its client went away or stopped sending, its
+    stream ended early: `PutCutOff`, or the node is stopping) or turned away for now
+    (UNAVAILABLE, ABORTED). Not a replica (its holder asks again which chunks are
+    missing), nor a put refused for what it sent or for room: that one starts over, and
+    nothing of it is kept."""
     if replica or ttl <= 0:
         return False
-    return refusal in (None, Refusal.UNAVAILABLE, Refusal.ABORTED)
+    if isinstance(error, FileError) and not isinstance(error, PutCutOff):
+        return error.refusal in (Refusal.UNAVAILABLE, Refusal.ABORTED)
+    return True
 
 
 def held_after(

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from chordshare.files.lineage import Ancestry
 from chordshare.files.manifest import Manifest
-from chordshare.files.messages import FileError, Refusal
+from chordshare.files.messages import FileError, PutCutOff, Refusal
 from chordshare.files.unfinished import Held, UnfinishedPut, held_after, kept_after, to_sweep
 from chordshare.sharing.put_work import PutUnderWay, WholeHash
 from chordshare.storage.chunks import ChunkError
@@ -93,7 +93,7 @@ class PutStore:
         hash filled in when the client left it out), then list it. Returns it as listed."""
         missing = [i for i, d in enumerate(manifest.chunks) if not self.store.has_chunk(d)]
         if missing:
-            raise FileError(
+            raise PutCutOff(
                 Refusal.FAILED_PRECONDITION,
                 f"the put of {manifest.name!r} ended with {len(missing)} of "
                 f"{len(manifest.chunks)} chunks missing (first: {missing[0]})",
@@ -129,9 +129,8 @@ class PutStore:
         name's unfinished put when `kept_after` says so, else drop all it stored."""
         header, stored = put.header, put.stored_chunks()
         digests = list(stored.values()) + put.stored
-        refusal = error.refusal if isinstance(error, FileError) else None
         held: Held = ()
-        if kept_after(refusal, header.replica, ttl):
+        if kept_after(error, header.replica, ttl):
             manifest = None if header.manifest_last else header.manifest
             held = held_after(stored, manifest, self.store.chunks.has)
         if not held:

@@ -25,6 +25,7 @@ from chordshare.files.manifest import Manifest
 from chordshare.files.messages import (
     SMALL_PUT,
     FileError,
+    PutCutOff,
     PutHeader,
     Refusal,
 )
@@ -144,7 +145,7 @@ class _Trailer:
 
     def __call__(self) -> Manifest:
         if self.manifest is None:
-            raise FileError(Refusal.INVALID_ARGUMENT, "the put stream ended without its manifest")
+            raise PutCutOff(Refusal.INVALID_ARGUMENT, "the put stream ended without its manifest")
         return self.manifest
 
 
