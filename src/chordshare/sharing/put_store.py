@@ -135,6 +135,13 @@ class PutStore:
             held = held_after(stored, manifest, self.store.chunks.has)
         if not held:
             self.store.discard(digests)
+            if digests:
+                log.info(
+                    "dropped the %d chunks of the put of %r: %s",
+                    len(digests),
+                    header.manifest.name,
+                    error or type(error).__name__,
+                )
             return
         promise = header.manifest
         record = UnfinishedPut(promise.name, promise.size, promise.chunk_size, held, now)
