@@ -23,7 +23,7 @@ from chordshare.chord.messages import (
     StepReply,
     Unreachable,
 )
-from chordshare.chord.ownership import checks_ahead, claim, confirm
+from chordshare.chord.ownership import checks_ahead, claim, confirm, settled
 from chordshare.chord.procedures import answer
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
@@ -248,3 +248,28 @@ def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case,
         pass
     assert checked == [n for n in ahead if n in checked]  # in the order named ahead
     assert set(checked) <= set(ahead)
+
+
+@given(converged(), st.data())
+def test_an_answer_given_at_once_is_the_one_confirm_gives_without_a_call(
+    make_ring, case, data
+) -> None:
+    """A runtime answers a confirmation from `settled` when it names no check; that must be
+    confirm's own answer, and when confirm would check a node, `settled` names none."""
+    space, ids, r, key = case
+    net, _ = make_ring(ids, space, r)
+    asked = net.nodes[f"n{data.draw(st.sampled_from(ids))}"]
+    others = [i for i in ids if i != asked.me.id]
+    unreachable = [ref(i) for i in others if data.draw(st.booleans())]
+    unchecked = data.draw(st.booleans())
+    call = ConfirmOwner(asked.me, key, tuple(unreachable), brief=data.draw(st.booleans()))
+    at_once = settled(asked, call, unchecked)
+    procedure = confirm(asked, call, unchecked=unchecked)
+    try:
+        step = next(procedure)
+    except StopIteration as done:
+        assert at_once is None or at_once == done.value
+        if not call.unreachable and asked.predecessor is not None:
+            assert at_once == done.value  # nothing to check: answered at once
+    else:
+        assert at_once is None, f"settled answered though confirm checks {step.peer}"

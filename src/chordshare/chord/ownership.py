@@ -88,6 +88,13 @@ def confirm(
     return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
 
 
+def settled(state: RoutingState, call: ConfirmOwner, unchecked: bool = False) -> OwnerAnswer | None:
+    """`confirm`'s answer when it needs no check of another node (None when it may): the
+    answer to nearly every confirmation, given at once, without a call to drive."""
+    plan = _plan(state, call, unchecked)
+    return plan if isinstance(plan, OwnerAnswer) else None
+
+
 def checks_ahead(state: RoutingState, call: ConfirmOwner, unchecked: bool = False) -> list[NodeRef]:
     """The nodes `confirm` may check before it answers, in the order it reads them: a
     runtime may ping them all at once."""
@@ -146,4 +153,4 @@ def _plan(state: RoutingState, call: ConfirmOwner, unchecked: bool) -> OwnerAnsw
     return behind
 
 
-__all__ = ["checks_ahead", "claim", "confirm"]
+__all__ = ["checks_ahead", "claim", "confirm", "settled"]

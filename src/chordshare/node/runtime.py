@@ -170,7 +170,11 @@ class ChordNode:
     async def handle(self, call: Call) -> Reply:
         health = self.transport.health
         if isinstance(call, ConfirmOwner):
-            unchecked, now, heard = self.unchecked(), time.monotonic(), self.timing.heard(health)
+            unchecked = self.unchecked()
+            at_once = ownership.settled(self.state, call, unchecked)
+            if at_once is not None:
+                return at_once
+            now, heard = time.monotonic(), self.timing.heard(health)
             answer = procedures.answer(self.state, call, health, unchecked, now, heard)
             ahead = ownership.checks_ahead(self.state, call, unchecked) if call.unreachable else ()
             return await self._checking.answer(answer, ahead)

@@ -141,9 +141,15 @@ class ChordServicer(pb_grpc.ChordServicer):
         self, request: pb.FindStepRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindStepReply:
         asked = await self._admit(request, context)
-        key = await _decode(context, lambda: self.codec.key_from(request.key))
+        codec = self.codec
+
+        def decode() -> tuple[int, tuple[NodeRef, ...]]:
+            confirming = request.confirm and request.unreachable
+            unreachable = codec.unreachable_from(request) if confirming else ()
+            return codec.key_from(request.key), unreachable
+
+        key, unreachable = await _decode(context, decode)
         if request.confirm:
-            unreachable = await _decode(context, lambda: self.codec.unreachable_from(request))
             confirm = ConfirmOwner(self.node.me, key, unreachable, brief=request.brief)
             answer = await self.node.handle(confirm)
             assert isinstance(answer, OwnerAnswer)
