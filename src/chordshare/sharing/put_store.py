@@ -140,7 +140,7 @@ class PutStore:
                     "dropped the %d chunks of the put of %r: %s",
                     len(digests),
                     header.manifest.name,
-                    error or type(error).__name__,
+                    str(error) or type(error).__name__,
                 )
             return
         promise = header.manifest
