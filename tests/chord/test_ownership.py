@@ -23,7 +23,7 @@ from chordshare.chord.messages import (
     StepReply,
     Unreachable,
 )
-from chordshare.chord.ownership import checks_ahead, claim, confirm, settled
+from chordshare.chord.ownership import checks, claim, confirm
 from chordshare.chord.procedures import answer
 from chordshare.chord.state import RoutingState
 from chordshare.ids import IdSpace
@@ -224,7 +224,7 @@ def test_a_lookup_that_meets_itself_as_candidate_vouches_only_for_the_living(
 @settings(max_examples=300)
 @given(converged(), st.data())
 def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case, data) -> None:
-    """A runtime pings `checks_ahead` all at once; the answer then reads them one by one,
+    """A runtime pings the nodes `checks` names all at once; the answer then reads them one by one,
     so every check it makes must be among them, in the same order."""
     space, ids, r, key = case
     net, _ = make_ring(ids, space, r)
@@ -234,7 +234,8 @@ def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case,
     net.dead = {n.address for n in unreachable if data.draw(st.booleans())}
     suspects = {n.address for n in unreachable if data.draw(st.booleans())}
     call = ConfirmOwner(asked.me, key, tuple(unreachable))
-    ahead = checks_ahead(asked, call)
+    named = checks(asked, call)
+    ahead = [] if isinstance(named, OwnerAnswer) else named
     checked: list[NodeRef] = []
     procedure = confirm(asked, call, suspects)
     try:
@@ -254,8 +255,8 @@ def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case,
 def test_an_answer_given_at_once_is_the_one_confirm_gives_without_a_call(
     make_ring, case, data
 ) -> None:
-    """A runtime answers a confirmation from `settled` when it names no check; that must be
-    confirm's own answer, and when confirm would check a node, `settled` names none."""
+    """A runtime answers a confirmation from `checks` when it names an answer; that must be
+    confirm's own answer, and when confirm would check a node, `checks` names no answer."""
     space, ids, r, key = case
     net, _ = make_ring(ids, space, r)
     asked = net.nodes[f"n{data.draw(st.sampled_from(ids))}"]
@@ -263,7 +264,8 @@ def test_an_answer_given_at_once_is_the_one_confirm_gives_without_a_call(
     unreachable = [ref(i) for i in others if data.draw(st.booleans())]
     unchecked = data.draw(st.booleans())
     call = ConfirmOwner(asked.me, key, tuple(unreachable), brief=data.draw(st.booleans()))
-    at_once = settled(asked, call, unchecked)
+    named = checks(asked, call, unchecked)
+    at_once = named if isinstance(named, OwnerAnswer) else None
     procedure = confirm(asked, call, unchecked=unchecked)
     try:
         step = next(procedure)
@@ -272,4 +274,4 @@ def test_an_answer_given_at_once_is_the_one_confirm_gives_without_a_call(
         if not call.unreachable and asked.predecessor is not None:
             assert at_once == done.value  # nothing to check: answered at once
     else:
-        assert at_once is None, f"settled answered though confirm checks {step.peer}"
+        assert at_once is None, f"checks answered though confirm checks {step.peer}"

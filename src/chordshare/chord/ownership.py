@@ -56,16 +56,16 @@ def confirm(
     found silent; `heard`: peers that answered or called us a moment ago; `gone`: those of
     `failed` whose connection failed at once (nobody answers there)."""
     me = state.me
-    checks = _checks(state, call, unchecked)
-    if isinstance(checks, OwnerAnswer):
-        return checks
+    plan = checks(state, call, unchecked)
+    if isinstance(plan, OwnerAnswer):
+        return plan
     after, pred = _after(state), state.predecessor
     # The asker reached none of them. The first of them that is alive is the owner: one
     # that answers us now, or that we cannot reach but that answered or called us a moment
     # ago. One that refuses the connection is gone; one we found silent before (absorbed)
     # is not asked again; one that fails us for the first time may be busy: the asker asks
     # again, and a second failure is enough (this node's own lookup step was the first).
-    for node in checks:
+    for node in plan:
         if node.address in failed:  # this very request failed it: one path
             if node.address in gone:
                 continue
@@ -88,25 +88,13 @@ def confirm(
     return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
 
 
-def settled(state: RoutingState, call: ConfirmOwner, unchecked: bool = False) -> OwnerAnswer | None:
-    """`confirm`'s answer when it needs no check of another node (None when it may): the
-    answer to nearly every confirmation, given at once, without a call to drive."""
-    plan = _plan(state, call, unchecked)
-    return plan if isinstance(plan, OwnerAnswer) else None
-
-
-def checks_ahead(state: RoutingState, call: ConfirmOwner, unchecked: bool = False) -> list[NodeRef]:
-    """The nodes `confirm` may check before it answers, in the order it reads them: a
-    runtime may ping them all at once."""
-    checks = _checks(state, call, unchecked)
-    return [] if isinstance(checks, OwnerAnswer) else checks
-
-
-def _checks(
-    state: RoutingState, call: ConfirmOwner, unchecked: bool
+def checks(
+    state: RoutingState, call: ConfirmOwner, unchecked: bool = False
 ) -> OwnerAnswer | list[NodeRef]:
-    """The answer that needs no check, or the nodes `confirm` may check, in order: those of
-    `_plan` but the ones it found silent before (absorbed), which it does not ask again."""
+    """`confirm`'s answer when it needs no check of another node (nearly every one: a
+    runtime gives it at once, without a call to drive), or the nodes it may check, in the
+    order it reads them (a runtime may ping them all at once): those of `_plan` but the
+    ones it found silent before (absorbed), which it does not ask again."""
     plan = _plan(state, call, unchecked)
     if isinstance(plan, OwnerAnswer):
         return plan
@@ -153,4 +141,4 @@ def _plan(state: RoutingState, call: ConfirmOwner, unchecked: bool) -> OwnerAnsw
     return behind
 
 
-__all__ = ["checks_ahead", "claim", "confirm", "settled"]
+__all__ = ["checks", "claim", "confirm"]

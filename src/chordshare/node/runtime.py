@@ -22,7 +22,7 @@ from chordshare.chord import ownership, procedures
 from chordshare.chord.lookup import LookupFailed, LookupResult, find_successor
 from chordshare.chord.membership import DEFAULT_CAP
 from chordshare.chord.merge import PassiveList
-from chordshare.chord.messages import Call, Claim, ConfirmOwner, NodeRef, Reply
+from chordshare.chord.messages import Call, Claim, ConfirmOwner, NodeRef, OwnerAnswer, Reply
 from chordshare.chord.procedures import JoinFailed
 from chordshare.chord.state import DEFAULT_SUCCESSORS, DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
@@ -171,12 +171,11 @@ class ChordNode:
         health = self.transport.health
         if isinstance(call, ConfirmOwner):
             unchecked = self.unchecked()
-            at_once = ownership.settled(self.state, call, unchecked)
-            if at_once is not None:
-                return at_once
+            ahead = ownership.checks(self.state, call, unchecked)
+            if isinstance(ahead, OwnerAnswer):
+                return ahead
             now, heard = time.monotonic(), self.timing.heard(health)
             answer = procedures.answer(self.state, call, health, unchecked, now, heard)
-            ahead = ownership.checks_ahead(self.state, call, unchecked) if call.unreachable else ()
             return await self._checking.answer(answer, ahead)
         return procedures.handle(self.state, call, health)
 
