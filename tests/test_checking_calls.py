@@ -9,7 +9,16 @@ from collections.abc import Generator
 
 import pytest
 
-from chordshare.chord.messages import Call, Claim, ConfirmOwner, NodeRef, OwnerAnswer, Ping, Reply
+from chordshare.chord.messages import (
+    Call,
+    Claim,
+    ConfirmOwner,
+    NodeRef,
+    OwnerAnswer,
+    Ping,
+    Pong,
+    Reply,
+)
 from chordshare.node.driver import CheckingPings
 from chordshare.node.retransmit import Retransmitting
 from chordshare.transport.base import Hello, PeerError
@@ -34,6 +43,7 @@ class Peers:
         self.lossy = lossy  # peers whose answers to the question without checks are lost
         self.hellos_under_way = 0
         self.most_hellos_at_once = 0
+        self.hello_deadlines: list[float] = []
 
     async def _wait(self, address: str, delay: float | None, deadline: float) -> None:
         if delay is None or delay > deadline:
@@ -44,8 +54,10 @@ class Peers:
         self.health.record_answer(address)
 
     async def call(self, call: Call, deadline: float | None = None) -> Reply:
-        assert isinstance(call, ConfirmOwner)
         wait = self.health.deadline(call) if deadline is None else deadline
+        if isinstance(call, Ping):
+            return Pong((await self.hello(call.peer.address, wait)).node)
+        assert isinstance(call, ConfirmOwner)
         address = call.peer.address
         delay = self.checking[address]
         if not call.unreachable and delay is not None:
@@ -55,6 +67,7 @@ class Peers:
 
     async def hello(self, address: str, deadline: float) -> Hello:
         self.hellos_under_way += 1
+        self.hello_deadlines.append(deadline)
         self.most_hellos_at_once = max(self.most_hellos_at_once, self.hellos_under_way)
         try:
             await self._wait(address, self.hello_delay[address], deadline)
@@ -126,3 +139,27 @@ async def test_checks_of_several_silent_nodes_go_out_together() -> None:
     assert [type(r).__name__ for r in early] == ["Pong"]
     await asyncio.sleep(0)
     assert peers.hellos_under_way == 0
+
+
+@pytest.mark.parametrize("suspected", [True, False])
+async def test_a_nodes_check_of_a_peer_it_could_not_reach_waits_its_round_trips(
+    suspected: bool,
+) -> None:
+    """A lookup whose candidate is this node checks the node it could not reach as any
+    candidate does: once, within the node's round trips (twice them while it is suspected),
+    not the deadline its missed calls backed off to (the ceiling, for a frozen one)."""
+    now = [0.0]
+    health = PeerHealth(floor=0.05, ceiling=1.0, initial=0.05, clock=lambda: now[0])
+    health.record_success("n1:1", 0.001)
+    for _ in range(5):
+        now[0] += 1.0
+        health.record_failure("n1:1")
+    if not suspected:
+        now[0] += health.suspicion_ttl + 1  # the suspicion aged out, the backoff did not
+    assert health.timeout_for("n1:1") == 1.0
+    peers = Peers(health, {}, {"n1:1": None})
+    calls = Retransmitting(peers)
+    with pytest.raises(PeerError):
+        await calls.call(Ping(NodeRef(1, "n1:1"), check=True))
+    assert peers.hello_deadlines == [0.1 if suspected else 0.05]
+    await calls.close()

@@ -169,10 +169,10 @@ def test_an_older_node_that_answers_is_taken_as_the_owner(make_ring) -> None:
         assert stop.value.owner == ref(20)
 
 
-def test_ping_is_the_only_call_an_answer_makes(make_ring) -> None:
+def test_a_check_is_the_only_call_an_answer_makes(make_ring) -> None:
     net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
     procedure = confirm(net.nodes["n20"], ConfirmOwner(ref(20), 3, (ref(5),)))
-    assert next(procedure) == Ping(ref(5))
+    assert next(procedure) == Ping(ref(5), check=True)
 
 
 def test_a_node_that_spoke_a_moment_ago_is_vouched_for_though_our_ping_is_lost(
@@ -193,7 +193,7 @@ def test_a_node_that_refuses_the_connection_is_gone_however_recently_it_spoke(
     net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
     asked = net.nodes["n20"]
     procedure = confirm(asked, ConfirmOwner(ref(20), 3, (ref(5),)), heard={"n5"})
-    assert next(procedure) == Ping(ref(5))
+    assert next(procedure) == Ping(ref(5), check=True)
     try:
         procedure.send(Unreachable(ref(5), "connection refused", refused=True))
     except StopIteration as stop:

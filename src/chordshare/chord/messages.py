@@ -45,9 +45,12 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """Check that peer is alive and is who we think it is."""
+    """Check that peer is alive and is who we think it is. `check`: the check of a node
+    another could not reach, for an answer someone waits on: it waits the node's round
+    trips, not the deadline its missed calls backed off to, and is sent once."""
 
     peer: NodeRef
+    check: bool = False
 
 
 @dataclass(frozen=True, slots=True)

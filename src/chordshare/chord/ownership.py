@@ -74,7 +74,7 @@ def confirm(
             # A lookup step's deadline is a few round trips: our check, with the whole
             # deadline, is the second path.
         failed_before = node.address in suspects or node.address in failed
-        answer = yield Ping(node)
+        answer = yield Ping(node, check=True)
         if isinstance(answer, Pong) and answer.node == node:
             return OwnerAnswer(me, Claim.NOT_OWNER, (node,), vouched=True)
         if isinstance(answer, Unreachable) and answer.refused:

@@ -11,10 +11,6 @@ from chordshare.node.tasks import drop
 from chordshare.transport.base import Caller, Hello, PeerError, Transport
 from chordshare.transport.health import PeerHealth
 
-# A node that checks again a peer it could not reach a moment ago waits this many of the
-# peer's deadlines: a busy host misses one now and then, and two misses name a wrong owner.
-CHECK_PATIENCE = 2.0
-
 T = TypeVar("T")
 
 
@@ -40,8 +36,8 @@ async def drive(procedure: Generator[Call, Reply, T], transport: Caller) -> T:
 
 class CheckingPings:
     """The calls of a node's answer to a ConfirmOwner: a Ping, the check of a peer the
-    asker could not reach, is one call (no retransmission: the asker is waiting), with a
-    doubled deadline when it is the second check of a peer that failed the first."""
+    asker could not reach, is one call (no retransmission: the asker is waiting) with a
+    check's deadline (`Ping.check`)."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
@@ -50,11 +46,7 @@ class CheckingPings:
     async def call(self, call: Call) -> Reply:
         if not isinstance(call, Ping):
             return await self.transport.call(call)
-        address = call.peer.address
-        deadline = self.health.check_timeout(address)
-        if address in self.health:
-            deadline = min(self.health.ceiling, CHECK_PATIENCE * deadline)
-        hello = await self.transport.hello(address, deadline)
+        hello = await self.transport.hello(call.peer.address, self.health.deadline(call))
         return Pong(hello.node)
 
     async def answer(
@@ -63,7 +55,9 @@ class CheckingPings:
         """Drive an answer whose checks will likely be Pings of `ahead`, in that order: they
         go out together, so checking several silent nodes takes one check's time, not the
         sum of them, and the answer reads each when it gets to it."""
-        pings = {node.address: asyncio.ensure_future(self.call(Ping(node))) for node in ahead}
+        pings = {
+            node.address: asyncio.ensure_future(self.call(Ping(node, check=True))) for node in ahead
+        }
         try:
             return await drive(procedure, _PingedAhead(self, pings))
         finally:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from chordshare.chord.messages import Call, ConfirmOwner, FindStep, Reply
+from chordshare.chord.messages import Call, ConfirmOwner, FindStep, Ping, Reply
 from chordshare.node.tasks import drop
 from chordshare.transport.base import Hello, PeerError, Transport
 
@@ -40,7 +40,8 @@ class Retransmitting:
     met it first 0.7 s, and one that met two of them more than the 1 s a lookup may take).
     A peer they do not hear either is handed to `gave_up`, whose probes wait its whole
     backed-off deadline. The last owner candidate still waits: there is nobody left to
-    ask."""
+    ask. A check (`Ping.check`: a lookup whose candidate is this node checks a node it
+    could not reach) is sent once, with a check's deadline."""
 
     def __init__(
         self,
@@ -66,6 +67,8 @@ class Retransmitting:
         await self.transport.close()
 
     async def call(self, call: Call) -> Reply:
+        if isinstance(call, Ping) and call.check:  # someone waits on it: once
+            return await self._call(call, retries=0)
         if not (isinstance(call, FindStep | ConfirmOwner) and call.fallback):
             return await self._call(call)
         # The first send is awaited here, not in a task of its own: nearly every call is

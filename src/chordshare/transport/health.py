@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chordshare.chord.messages import Call, ConfirmOwner, FindStep
+from chordshare.chord.messages import Call, ConfirmOwner, FindStep, Ping
 
 ALPHA = 1 / 8  # RFC 6298 gains
 BETA = 1 / 4
@@ -34,6 +34,9 @@ RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this man
 # check them itself: one deadline, then two if the first check failed. The asker waits that
 # long on top of its own deadline, or it would take the checking node for dead as well.
 CHECKING_DEADLINES = 3
+# A node that checks again a peer it could not reach a moment ago waits this many of the
+# peer's deadlines: a busy host misses one now and then, and two misses name a wrong owner.
+CHECK_PATIENCE = 2.0
 # A lookup call with a way on if the peer fails waits a few of the peer's own round trips,
 # at least this long, rather than the floor: a hung peer then costs a lookup little, and
 # one that is only slow is heard by the retransmissions that go on in the background.
@@ -110,8 +113,10 @@ class PeerHealth:
     def deadline(self, call: Call) -> float:
         """The deadline of one protocol call: a confirmation told of nodes the asker could
         not reach waits for the callee's checks; a lookup call with a way on if the peer
-        fails (`fallback`) waits its round trips, not the floor."""
+        fails (`fallback`) waits its round trips, not the floor; so does a check."""
         address = call.peer.address
+        if isinstance(call, Ping) and call.check:
+            return self._check_deadline(address)
         if isinstance(call, ConfirmOwner) and call.unreachable:
             return self.timeout_for_check(address)
         if not isinstance(call, FindStep | ConfirmOwner) or not call.fallback:
@@ -127,14 +132,19 @@ class PeerHealth:
             return full
         return min(full, max(STEP_FLOOR, round_trips))
 
-    def check_timeout(self, address: str) -> float:
+    def _check_deadline(self, address: str) -> float:
         """The deadline of a check of a peer for a node that could not reach it: from its
         round trips, without the backoff of the calls it missed (a stopped peer would
-        otherwise cost every check the ceiling)."""
+        otherwise cost every check the ceiling); CHECK_PATIENCE times that for a peer that
+        failed us before."""
         round_trips = self._round_trips(address)
         if round_trips is None:
-            return self._overall.timeout(self.floor, self.ceiling, self.initial)
-        return min(self.ceiling, max(self.floor, round_trips))
+            deadline = self._overall.timeout(self.floor, self.ceiling, self.initial)
+        else:
+            deadline = min(self.ceiling, max(self.floor, round_trips))
+        if address in self:
+            deadline = min(self.ceiling, CHECK_PATIENCE * deadline)
+        return deadline
 
     def _round_trips(self, address: str) -> float | None:
         """The peer's srtt + 4·rttvar, unbounded and without backoff; None if unknown."""
