@@ -16,7 +16,7 @@ from chordshare.node.retransmit import RETRANSMITS, Retransmitting
 from chordshare.node.tasks import NodeTasks
 from chordshare.transport.address import is_loopback, is_wildcard, normalize_address, parse_address
 from chordshare.transport.base import Hello, PeerError
-from chordshare.transport.health import LOSSY_MEMORY, STEP_FLOOR, PeerHealth
+from chordshare.transport.health import KNOWN_AFTER, LOSSY_MEMORY, STEP_FLOOR, PeerHealth
 
 
 class FakeClock:
@@ -335,10 +335,24 @@ def test_a_step_with_a_way_on_waits_the_peers_round_trips_not_the_floor() -> Non
     # Told of nodes the asker could not reach, it checks them first: that is waited for.
     checking = ConfirmOwner(peer, 5, (fresh,), fallback=True)
     assert health.deadline(checking) == health.timeout_for_check("quick:1") > full
-    # A peer we never measured gets the full deadline.
+    # A peer we never measured gets the full deadline while the node knows few round trips.
     assert health.deadline(FindStep(fresh, 5, fallback=True)) == health.timeout_for("new:1")
     # A slow peer's own round trips say how long to wait.
     for _ in range(8):
         health.record_success("slow:1", 0.05)
     slow = health.deadline(FindStep(NodeRef(3, "slow:1"), 5, fallback=True))
     assert 0.05 < slow <= health.timeout_for("slow:1")
+
+
+def test_a_step_to_a_peer_never_measured_waits_the_nodes_round_trips_once_it_knows_them() -> None:
+    """A frozen peer the asker never called costs a step the node's few round trips, not
+    the floor of a whole deadline; a node that is still joining (a sample or two, from a
+    ring that may all be starting) waits the whole deadline."""
+    health = PeerHealth(floor=0.1, ceiling=2.0, initial=1.0)
+    fresh = FindStep(NodeRef(2, "new:1"), 5, fallback=True)
+    for i in range(KNOWN_AFTER):
+        assert health.deadline(fresh) == health.timeout_for("new:1") >= 0.1
+        health.record_success(f"peer{i}:1", 0.03)
+    assert health.deadline(fresh) == pytest.approx(0.03, abs=0.002)
+    # Only for a call with a way on.
+    assert health.deadline(FindStep(NodeRef(2, "new:1"), 5)) == health.timeout_for("new:1")

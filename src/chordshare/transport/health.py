@@ -11,7 +11,8 @@ round trip jumped (a link that became slow) would otherwise time out at its old 
 forever. Calls sent together time out together; they back off once, as one timer would.
 
 A lookup call with a way on if the peer fails waits a few of the peer's round trips
-(`deadline`): a hung peer costs it tens of milliseconds, not the floor.
+(`deadline`), or of the node's for a peer it never measured: a hung peer costs it tens of
+milliseconds, not the floor.
 A peer whose call failed is suspected by the whole node at once (lookups route around it)
 until it answers again or the suspicion ages out, so it is retried now and then. The node
 retransmits a timed-out call and probes suspects with the backed-off deadline (see
@@ -41,6 +42,9 @@ CHECK_PATIENCE = 2.0
 # at least this long, rather than the floor: a hung peer then costs a lookup little, and
 # one that is only slow is heard by the retransmissions that go on in the background.
 STEP_FLOOR = 0.02
+# A peer never measured is given the node-wide round trips once this many samples made
+# them (a node that is still joining has one or two, from a ring that may all be starting).
+KNOWN_AFTER = 16
 # A peer that answers again after a call to it ran out its whole deadline is on a lossy
 # link or a busy host: TCP's retransmission timer backs off 0.2, 0.4, 0.8 s, so such a link
 # goes quiet for a second and more now and then while its host is alive. For the next
@@ -55,8 +59,10 @@ class RttEstimator:
     backoffs: int = 0  # timeouts since the peer last answered
     backed_off: float = 0.0  # the deadline they backed off to (0: none)
     last_backoff: float = -math.inf  # when, by the registry's clock
+    samples: int = 0
 
     def observe(self, sample: float) -> None:
+        self.samples += 1
         if self.srtt is None:
             self.srtt, self.rttvar = sample, sample / 2
         else:
@@ -124,12 +130,16 @@ class PeerHealth:
         return self._step_deadline(address)
 
     def _step_deadline(self, address: str) -> float:
-        """What a call with a way on waits: a few of the peer's round trips, at least
-        STEP_FLOOR, never more than its whole deadline."""
+        """What a call with a way on waits: a few of the peer's round trips (the node's for
+        a peer never measured, once KNOWN_AFTER samples made them), at least STEP_FLOOR,
+        never more than its whole deadline."""
         full = self.timeout_for(address)
         round_trips = self._round_trips(address)
         if round_trips is None:
-            return full
+            overall = self._overall
+            if overall.srtt is None or overall.samples < KNOWN_AFTER:
+                return full
+            round_trips = overall.srtt + 4 * overall.rttvar
         return min(full, max(STEP_FLOOR, round_trips))
 
     def _check_deadline(self, address: str) -> float:
