@@ -22,6 +22,7 @@ from chordshare.chord.messages import (
     Notify,
     Ping,
     Pong,
+    StepReply,
 )
 from chordshare.chord.state import DuplicateIdError, RoutingState
 from chordshare.ids import IdSpace
@@ -461,8 +462,9 @@ def test_joins_and_maintenance_converge(make_network, case, data) -> None:
 
 def test_a_step_says_whether_the_lookup_could_go_elsewhere() -> None:
     """A runtime may stop waiting for a slow step only when the lookup has another way on:
-    a lookup from a node's own state can always read its successor list; a join's first
-    step, through the bootstrap alone, has no other."""
+    a lookup from a node's own state can always read its successor list. A join waits for
+    every step: its first, through the bootstrap alone, has no other way, and a node that
+    cannot join has nothing better to do than wait for a ring that is all starting."""
     space = IdSpace(5)
     me = RoutingState(ref(0), space, r=1)
     me.successors = [ref(8)]
@@ -470,5 +472,10 @@ def test_a_step_says_whether_the_lookup_could_go_elsewhere() -> None:
     step = next(L.find_successor(me, 20))
     assert step == FindStep(ref(16), 20) and step.fallback
     joiner = RoutingState(ref(3), space, r=1)
-    step = next(L.find_successor(joiner, 20, start=ref(16), joining=True))
+    joining = L.find_successor(joiner, 20, start=ref(16), joining=True)
+    step = next(joining)
     assert step == FindStep(ref(16), 20) and not step.fallback
+    step = joining.send(StepReply(done=False, nodes=(ref(18), ref(17))))
+    assert step == FindStep(ref(18), 20) and not step.fallback  # ref(17) is left
+    confirm = joining.send(StepReply(done=True, nodes=(ref(24), ref(28))))
+    assert confirm == ConfirmOwner(ref(24), 20) and not confirm.fallback  # ref(28) is left

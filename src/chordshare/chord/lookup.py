@@ -72,7 +72,9 @@ def find_successor(
     hop (the "+1" of the Chord paper's hop count).
 
     `joining`: the caller is not on the ring yet, so an entry with its own address is a stale
-    record of an earlier run of it and is skipped. `heard`: peers that answered or called
+    record of an earlier run of it and is skipped; and it waits for every call's verdict
+    (no `fallback`): a node that cannot join has nothing better to do, and a ring that is
+    all starting answers slowly. `heard`: peers that answered or called
     us a moment ago, for when this node is itself a candidate (`ownership.confirm`).
     `hint`: the node the membership hints name as owner (`chord.membership`), asked first
     (`_ask_hint`); when it is suspected, or it and the node it names do not settle it, the
@@ -153,8 +155,8 @@ def find_successor(
         nxt = best
         del pool[nxt.address]
         tried.add(nxt.address)
-        fallback = bool(pool) or (nearest is not None and nearest.address not in listed)
-        answer = yield FindStep(nxt, key, fallback)
+        way_on = bool(pool) or (nearest is not None and nearest.address not in listed)
+        answer = yield FindStep(nxt, key, fallback=way_on and not joining)
         if isinstance(answer, StepReply):
             tally.hops += 1
             reply = answer
@@ -264,7 +266,7 @@ def _confirm(
         # A candidate need not be waited for while the lookup has another way on: the next
         # candidate, or the list of the node nearest before the key, whose nodes after it
         # check it themselves.
-        fallback = bool(queue) or way_on
+        fallback = (bool(queue) or way_on) and not joining
         ask = ConfirmOwner(node, key, tuple(unreachable), fallback=fallback, brief=brief)
         if mine:  # our own range decides, as any node's does
             # Asker and answerer are one path here: what failed once is checked once more.
