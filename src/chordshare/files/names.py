@@ -132,7 +132,10 @@ def conflict_name(name: str, version: float, sha256: bytes) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(max(0.0, version)))
     tail = f".conflict-{stamp}-{sha256.hex()[:8]}" + (f".{ext}" if ext else "")
     room = MAX_NAME_BYTES - len(tail.encode())
-    return stem.encode()[:room].decode(errors="ignore").rstrip() + tail
+    kept = stem.encode()[:room].decode(errors="ignore")
+    if kept != stem:  # cut short: no white space before the tail
+        kept = kept.rstrip()
+    return kept + tail
 
 
 def conflict_of(name: str) -> str | None:
