@@ -88,12 +88,12 @@ def health_of(*addresses: str) -> PeerHealth:
 
 async def test_a_stopped_peer_asked_to_check_others_costs_a_step_not_its_checks() -> None:
     """Asked to check a node we could not reach, a running peer may take its checks' time
-    (here 0.1 s of the 0.2 s it is given); a stopped one is left after a lookup step's
+    (here 0.1 s of the 0.3 s it is given); a stopped one is left after a lookup step's
     deadline (0.02 s), since it does not answer the same question without the checks."""
     health = health_of("n1:1", "n2:1")
     calls = Retransmitting(Peers(health, {"n1:1": None, "n2:1": 0.1}, {}))
     stopped = ConfirmOwner(NodeRef(1, "n1:1"), 5, (GONE,), fallback=True)
-    assert health.deadline(stopped) == pytest.approx(0.2)
+    assert health.deadline(stopped) == pytest.approx(0.3)
     with pytest.raises(PeerError, match=r"did not answer a lookup step in 0\.020 s"):
         await calls.call(stopped)
     checking = ConfirmOwner(NodeRef(2, "n2:1"), 5, (GONE,), fallback=True)
@@ -126,7 +126,7 @@ def checks_of(
 async def test_checks_of_several_silent_nodes_go_out_together() -> None:
     nodes = [NodeRef(i, f"n{i}:1") for i in (3, 4, 5)]
     peers = Peers(health_of(), {}, {"n3:1": None, "n4:1": None, "n5:1": 0.01})
-    checking = CheckingPings(peers)
+    checking = CheckingPings(peers, peers)
     replies = await checking.answer(checks_of(nodes), nodes)
     assert peers.most_hellos_at_once == 3
     assert [type(r).__name__ for r in replies] == ["Unreachable", "Unreachable", "Pong"]

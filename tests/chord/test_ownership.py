@@ -20,6 +20,7 @@ from chordshare.chord.messages import (
     Pause,
     Ping,
     Pong,
+    Reply,
     StepReply,
     Unreachable,
 )
@@ -187,6 +188,32 @@ def test_a_node_that_spoke_a_moment_ago_is_vouched_for_though_our_ping_is_lost(
     assert reply == OwnerAnswer(ref(20), Claim.NOT_OWNER, (ref(5),), vouched=True)
 
 
+@pytest.mark.parametrize("lossy", [True, False])
+def test_past_a_silent_node_the_next_one_alive_decides(make_ring, lossy: bool) -> None:
+    """A lossy link: neither the asker nor n28 (two nodes on) reaches n5 this time, but
+    n20, its successor, heard it a moment ago. n28 does not vouch for n20 from its own
+    silence, which says little (n5 never calls it); it asks n20, and says what n20 says:
+    n5 is alive, or (when n20 finds it silent too) n20 owns the key."""
+    net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
+    asked = net.nodes["n28"]
+    procedure = confirm(asked, ConfirmOwner(ref(28), 3, (ref(5), ref(20))), suspects={"n5"})
+    assert next(procedure) == Ping(ref(5), check=True)
+    ask = procedure.send(Unreachable(ref(5), "timed out"))
+    assert ask == ConfirmOwner(ref(20), 3, (ref(5),), fallback=True, brief=True)
+    says = (
+        OwnerAnswer(ref(20), Claim.NOT_OWNER, (ref(5),), vouched=True)
+        if lossy
+        else OwnerAnswer(ref(20), Claim.OWNER)
+    )
+    try:
+        procedure.send(says)
+    except StopIteration as stop:
+        owner = ref(5) if lossy else ref(20)
+        assert stop.value == OwnerAnswer(ref(28), Claim.NOT_OWNER, (owner,), vouched=True)
+    else:
+        raise AssertionError("it went on after n20's answer")
+
+
 def test_a_node_that_refuses_the_connection_is_gone_however_recently_it_spoke(
     make_ring,
 ) -> None:
@@ -224,8 +251,9 @@ def test_a_lookup_that_meets_itself_as_candidate_vouches_only_for_the_living(
 @settings(max_examples=300)
 @given(converged(), st.data())
 def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case, data) -> None:
-    """A runtime pings the nodes `checks` names all at once; the answer then reads them one by one,
-    so every check it makes must be among them, in the same order."""
+    """A runtime pings the nodes `checks` names all at once; the answer then reads them one by one
+    (one after a silent node is asked the question itself), so every check it makes must be
+    among them, in the same order."""
     space, ids, r, key = case
     net, _ = make_ring(ids, space, r)
     asked = net.nodes[f"n{data.draw(st.sampled_from(ids))}"]
@@ -241,10 +269,14 @@ def test_the_checks_an_answer_makes_are_the_ones_it_names_ahead(make_ring, case,
     try:
         step = next(procedure)
         while True:
-            assert isinstance(step, Ping)
+            assert isinstance(step, Ping | ConfirmOwner)
             checked.append(step.peer)
-            dead = step.peer.address in net.dead
-            step = procedure.send(Unreachable(step.peer, "dead") if dead else Pong(step.peer))
+            reply: Reply = Pong(step.peer)
+            if step.peer.address in net.dead:
+                reply = Unreachable(step.peer, "dead")
+            elif isinstance(step, ConfirmOwner):
+                reply = OwnerAnswer(step.peer, Claim.OWNER)
+            step = procedure.send(reply)
     except StopIteration:
         pass
     assert checked == [n for n in ahead if n in checked]  # in the order named ahead

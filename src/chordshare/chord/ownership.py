@@ -10,6 +10,8 @@ nodes of its successor list, when after.
 A node claims the keys of the nodes before it that the asker could not reach only after
 failing to reach them too (evidence from two paths: a lossy link or a slow host fails one
 caller as often as a dead node does); the first of them that answers it, it vouches for.
+Past one found silent, the next alive is asked the question instead (its predecessor
+calls it every stabilize period, so it tells lossy from dead), and its answer is relayed.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def confirm(
     # ago. One that refuses the connection is gone; one we found silent before (absorbed)
     # is not asked again; one that fails us for the first time may be busy: the asker asks
     # again, and a second failure is enough (this node's own lookup step was the first).
+    passed: list[NodeRef] = []  # those found silent on both paths
     for node in plan:
         if node.address in failed:  # this very request failed it: one path
             if node.address in gone:
@@ -74,18 +77,36 @@ def confirm(
             # A lookup step's deadline is a few round trips: our check, with the whole
             # deadline, is the second path.
         failed_before = node.address in suspects or node.address in failed
-        answer = yield Ping(node, check=True)
-        if isinstance(answer, Pong) and answer.node == node:
-            return OwnerAnswer(me, Claim.NOT_OWNER, (node,), vouched=True)
+        if passed:
+            # Past a silent node, the next one alive decides, not us: it hears that node
+            # every stabilize period (we may not), so it tells a lossy one from a dead one.
+            # Left after a step's deadline if it is stopped (`fallback`: we go on without it).
+            answer = yield ConfirmOwner(node, call.key, tuple(passed), fallback=True, brief=True)
+            if isinstance(answer, OwnerAnswer) and answer.node == node:
+                return _relayed(me, answer)
+        else:
+            answer = yield Ping(node, check=True)
+            if isinstance(answer, Pong) and answer.node == node:
+                return OwnerAnswer(me, Claim.NOT_OWNER, (node,), vouched=True)
         if isinstance(answer, Unreachable) and answer.refused:
             continue  # nothing listens there any more: gone
         if node.address in heard:  # it spoke a moment ago: slow or lossy, not gone
             return OwnerAnswer(me, Claim.NOT_OWNER, (node,), vouched=True)
         if not failed_before:
             return OwnerAnswer(me, Claim.UNSURE, retry_after=RETRY_AFTER)
+        passed.append(node)
     if pred is not None and state.predecessor == pred:
         state.absorb(pred, now)  # silent on both paths: its keys are ours until it answers
     return OwnerAnswer(me, Claim.OWNER, () if call.brief else after)
+
+
+def _relayed(me: NodeRef, answer: OwnerAnswer) -> OwnerAnswer:
+    """Our answer from that of the node after the silent ones: where it says the owner is."""
+    if answer.claim is Claim.OWNER or answer.claim is Claim.UNCHECKED:
+        return OwnerAnswer(me, Claim.NOT_OWNER, (answer.node,), vouched=True)
+    if answer.claim is Claim.NOT_OWNER and answer.nodes:
+        return OwnerAnswer(me, Claim.NOT_OWNER, answer.nodes, vouched=answer.vouched)
+    return OwnerAnswer(me, Claim.UNSURE, retry_after=answer.retry_after or RETRY_AFTER)
 
 
 def checks(
@@ -93,8 +114,9 @@ def checks(
 ) -> OwnerAnswer | list[NodeRef]:
     """`confirm`'s answer when it needs no check of another node (nearly every one: a
     runtime gives it at once, without a call to drive), or the nodes it may check, in the
-    order it reads them (a runtime may ping them all at once): those of `_plan` but the
-    ones it found silent before (absorbed), which it does not ask again."""
+    order it reads them (a runtime may ping them all at once; one past a silent node is
+    asked the question instead): those of `_plan` but the ones it found silent before
+    (absorbed), which it does not ask again."""
     plan = _plan(state, call, unchecked)
     if isinstance(plan, OwnerAnswer):
         return plan

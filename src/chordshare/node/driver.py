@@ -37,15 +37,15 @@ async def drive(procedure: Generator[Call, Reply, T], transport: Caller) -> T:
 class CheckingPings:
     """The calls of a node's answer to a ConfirmOwner: a Ping, the check of a peer the
     asker could not reach, is one call (no retransmission: the asker is waiting) with a
-    check's deadline (`Ping.check`)."""
+    check's deadline (`Ping.check`); any other goes over `calls` (the node's own)."""
 
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
+    def __init__(self, transport: Transport, calls: Caller) -> None:
+        self.transport, self.calls = transport, calls
         self.health: PeerHealth = transport.health
 
     async def call(self, call: Call) -> Reply:
         if not isinstance(call, Ping):
-            return await self.transport.call(call)
+            return await self.calls.call(call)
         hello = await self.transport.hello(call.peer.address, self.health.deadline(call))
         return Pong(hello.node)
 

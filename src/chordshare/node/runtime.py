@@ -129,7 +129,7 @@ class ChordNode:
         # What procedures are driven over; a peer that timed out every time is probed at
         # once, so if it was only slow its suspicion lasts about one of its round trips.
         self.calls = Retransmitting(transport, self.probes.start, self.pauses.paused_since)
-        self._checking = CheckingPings(transport)
+        self._checking = CheckingPings(transport, self.calls)
         self.joined = False
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()

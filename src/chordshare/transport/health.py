@@ -32,9 +32,10 @@ ALPHA = 1 / 8  # RFC 6298 gains
 BETA = 1 / 4
 RESET_AFTER_BACKOFFS = 2  # RFC 6298 §5.7: the estimate is stale after this many
 # A node asked to confirm it owns a key, told of nodes the asker could not reach, may first
-# check them itself: one deadline, then two if the first check failed. The asker waits that
-# long on top of its own deadline, or it would take the checking node for dead as well.
-CHECKING_DEADLINES = 3
+# check them itself (two deadlines for one that failed it before), and past one found silent
+# ask the next node, which may check it too. The asker waits that long on top of its own
+# deadline, or it would take the checking node for dead as well.
+CHECKING_DEADLINES = 5
 # A node that checks again a peer it could not reach a moment ago waits this many of the
 # peer's deadlines: a busy host misses one now and then, and two misses name a wrong owner.
 CHECK_PATIENCE = 2.0
