@@ -70,11 +70,14 @@ class RttEstimator:
             self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - sample)
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * sample
 
+    @property
+    def round_trips(self) -> float | None:
+        """srtt + 4·rttvar, unbounded and without backoff; None before the first sample."""
+        return None if self.srtt is None else self.srtt + 4 * self.rttvar
+
     def timeout(self, floor: float, ceiling: float, initial: float) -> float:
-        if self.srtt is None:
-            estimate = initial
-        else:
-            estimate = min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
+        round_trips = self.round_trips
+        estimate = initial if round_trips is None else min(ceiling, max(floor, round_trips))
         return max(estimate, self.backed_off)
 
 
@@ -136,11 +139,10 @@ class PeerHealth:
         never more than its whole deadline."""
         full = self.timeout_for(address)
         round_trips = self._round_trips(address)
+        if round_trips is None and self._overall.samples >= KNOWN_AFTER:
+            round_trips = self._overall.round_trips
         if round_trips is None:
-            overall = self._overall
-            if overall.srtt is None or overall.samples < KNOWN_AFTER:
-                return full
-            round_trips = overall.srtt + 4 * overall.rttvar
+            return full
         return min(full, max(STEP_FLOOR, round_trips))
 
     def _check_deadline(self, address: str) -> float:
@@ -160,9 +162,7 @@ class PeerHealth:
     def _round_trips(self, address: str) -> float | None:
         """The peer's srtt + 4·rttvar, unbounded and without backoff; None if unknown."""
         estimator = self._peers.get(address)
-        if estimator is None or estimator.srtt is None:
-            return None
-        return estimator.srtt + 4 * estimator.rttvar
+        return None if estimator is None else estimator.round_trips
 
     def record_success(self, address: str, rtt: float) -> None:
         estimator = self._peers.setdefault(address, RttEstimator())
