@@ -58,6 +58,7 @@ class Network:
 
     nodes: dict[str, RoutingState] = field(default_factory=dict)
     dead: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)  # of those, where nothing listens at all
     calls: list[Call] = field(default_factory=list)
     failures: int = 0
     # Whom each node's answers found unreachable (the lookups under test keep their own).
@@ -74,7 +75,8 @@ class Network:
         target = self.nodes.get(call.peer.address)
         if target is None or call.peer.address in self.dead:
             self.failures += 1
-            return Unreachable(call.peer, "dead")
+            refused = call.peer.address in self.refused
+            return Unreachable(call.peer, "refused" if refused else "dead", refused)
         suspects = self.suspects.setdefault(call.peer.address, set())
         return self._answer(answer(target, call, suspects), suspects)
 

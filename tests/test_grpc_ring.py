@@ -1,5 +1,5 @@
 """Real nodes on loopback gRPC in one process: joining, converging, leaving, refusing,
-and the membership hints that let lookups take one round trip."""
+the membership hints that let lookups take one round trip, and a resumed node's keys."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from waiting import wait_until
 
 from chordshare.chord.invariants import IdealRouting, convergence_problems, ring_problems
 from chordshare.chord.membership import MemberEvent, MemberState
+from chordshare.chord.messages import Claim, GetNeighbors, Ping
 from chordshare.ids import IdSpace
 from chordshare.node.runtime import JoinError, Timing
 from chordshare.node.server import NodeServer, NodeSettings, StartError
@@ -289,3 +290,32 @@ async def test_a_probes_answer_carries_gossip_too(cluster: Cluster) -> None:
     assert not a.hints.table.knows_alive(12345)
     await a.transport.hello(b.me.address, 2.0)
     assert a.hints.table.knows_alive(12345)
+
+
+async def test_a_silent_predecessor_gets_its_keys_back_with_its_first_call(
+    cluster: Cluster,
+) -> None:
+    """A node back from a pause calls its successor first thing: that call hands its keys
+    back, before the successor's own probe of it (no maintenance runs here to send one).
+    A call from any other node hands back nothing."""
+    first = await cluster.start()
+    assert first.node is not None
+    for _ in range(2):
+        await cluster.start(join=first.node.me.address)
+    await wait_until(cluster.converged, 20, "the ring to converge")
+    nodes = [s.node for s in cluster.live() if s.node is not None]
+    for node in nodes:
+        await node.stop_maintenance()
+    resumed = nodes[0]
+    successor = next(n for n in nodes if n.me == resumed.state.successor)
+    other = next(n for n in nodes if n is not resumed and n is not successor)
+    key = resumed.me.id
+    successor.state.absorb(resumed.me, time.monotonic())  # as when it was found silent
+    successor.state.predecessor = other.me  # and its predecessor notified
+    assert successor.claim(key) is Claim.OWNER
+    await other.calls.call(Ping(successor.me))
+    assert successor.claim(key) is Claim.OWNER
+    await resumed.calls.call(GetNeighbors(successor.me))
+    assert successor.state.predecessor == resumed.me
+    assert successor.claim(key) is Claim.NOT_OWNER
+    assert (await other.lookup(key)).owner == resumed.me

@@ -4,6 +4,7 @@ it answers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -82,3 +83,38 @@ async def test_the_successor_hands_a_resumed_node_its_keys_back_at_once(
     )
     for node in others:
         assert (await node.lookup(frozen.me.id)).owner == frozen.me
+
+
+async def test_a_node_back_from_a_pause_keeps_a_predecessor_back_from_it_too(
+    ring: tuple[MemoryNetwork, list[ChordNode]],
+) -> None:
+    """Both stood still; the predecessor is slower to answer again. Its successor's first
+    check of it fails, but so soon after its own pause that proves nothing: the successor
+    keeps it and claims no key until it answers, rather than take its keys."""
+    network, nodes = ring
+    node = nodes[2]
+    pred = node.state.predecessor
+    assert pred is not None
+    key = node.me.id
+    for other in nodes:  # nobody else asks it about its predecessor meanwhile
+        if other.me != pred:
+            await other.stop_maintenance()
+    # No check of the predecessor but the one a pause starts.
+    node.timing = Timing(stabilize=0.5, check_predecessor=60, fix_fingers=60)
+    await node._start_maintenance()
+    network.freeze(pred.address)
+    health = node.transport.health
+    await wait_until(
+        lambda: pred.address not in node.timing.heard(health), 5.0, "a silence as long"
+    )
+    assert node.pauses.freshness.last_tick is not None
+    node.pauses.freshness.last_tick -= 3 * node.pauses.freshness.window
+    assert node.claim(key) is Claim.UNSURE  # sees the pause: checks its view
+    recheck = node._recheck
+    assert recheck is not None
+    await asyncio.wait_for(recheck, 5.0)  # its predecessor failed that check
+    assert node.state.predecessor == pred and node.state.absorbed == []
+    assert node.claim(key) is Claim.UNSURE
+    network.thaw(pred.address)  # it calls its successor, as every period
+    await wait_until(lambda: node.claim(key) is Claim.OWNER, 2.0, "the view to be checked")
+    assert node.state.predecessor == pred

@@ -41,6 +41,27 @@ def test_an_absorbed_node_gets_its_keys_back_only_if_still_nearest(
     assert state.absorbed == []
 
 
+@given(st.integers(1, 63), st.integers(1, 63), st.integers(1, 63), st.integers(1, 63))
+def test_an_absorbed_node_that_calls_us_gets_its_keys_back_and_no_other_caller_does(
+    silent: int, nearer: int, caller: int, me: int
+) -> None:
+    if len({silent, nearer, me}) < 3:
+        return
+    state = RoutingState(ref(me), SPACE)
+    state.absorb(ref(silent), 1.0)
+    state.predecessor = ref(nearer)  # notified meanwhile
+    adopted = state.called_by(ref(caller).address)
+    if caller != silent:
+        assert not adopted
+        assert state.absorbed_nodes() == [ref(silent)]
+        assert state.predecessor == ref(nearer)
+        return
+    fits = between(nearer, silent, me)
+    assert adopted == fits
+    assert state.predecessor == (ref(silent) if fits else ref(nearer))
+    assert state.absorbed == []
+
+
 def test_absorbed_nodes_expire_and_are_bounded() -> None:
     state = RoutingState(ref(60), SPACE)
     for i in range(MAX_ABSORBED + 2):
@@ -80,6 +101,25 @@ def test_check_predecessor_moves_to_a_node_that_joined_in_between(make_ring) -> 
     net.run(P.check_predecessor(s20))
     assert net.calls == [GetNeighbors(ref(5)), Ping(ref(12))]
     assert s20.predecessor == ref(12)
+
+
+def test_a_node_just_back_from_a_pause_absorbs_only_a_predecessor_that_is_gone(
+    make_ring,
+) -> None:
+    """Silent for a node that has not listened long since its own pause: kept (it may be
+    back from the same pause, still busy); refusing the connection: gone all the same."""
+    net, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
+    s20 = net.nodes["n20"]
+    net.dead = {"n5"}
+    net.run(P.check_predecessor(s20, now=1.0, listened=False))
+    assert s20.predecessor == ref(5) and s20.absorbed == []
+    net.run(P.check_predecessor(s20, now=2.0))  # listened long enough: taken
+    assert s20.predecessor is None and s20.absorbed_nodes() == [ref(5)]
+    net2, _ = make_ring([1, 5, 20, 28], IdSpace(5), 3)
+    gone = net2.nodes["n20"]
+    net2.dead, net2.refused = {"n5"}, {"n5"}
+    net2.run(P.check_predecessor(gone, now=1.0, listened=False))
+    assert gone.predecessor is None and gone.absorbed_nodes() == [ref(5)]
 
 
 def test_a_successor_its_own_successor_still_hears_is_kept(make_ring) -> None:

@@ -87,3 +87,24 @@ def test_a_call_sent_before_a_pause_is_no_word_about_its_peer() -> None:
     freshness.tick(30.0)
     assert freshness.paused_since(29.0)
     assert not freshness.paused_since(30.0)
+
+
+@given(
+    st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size=30),
+    st.floats(0.0, 10.0, allow_nan=False),
+    st.floats(0.1, 5.0, allow_nan=False),
+)
+def test_a_silence_counts_only_once_the_node_listened_that_long_since_its_pause(
+    steps: list[float], later: float, listen: float
+) -> None:
+    freshness = Freshness(WINDOW)
+    now = 100.0
+    freshness.tick(now)
+    for step in steps:
+        now += step
+        freshness.tick(now)
+    paused_at = max(
+        (100.0 + sum(steps[: i + 1]) for i, s in enumerate(steps) if s > WINDOW), default=None
+    )
+    expected = paused_at is None or now + later - paused_at >= listen
+    assert freshness.listened_for(now + later, listen) == expected

@@ -43,6 +43,12 @@ class Freshness:
         word about its peer (its deadline ran out while this node stood still)."""
         return self.resumed_at is not None and self.resumed_at > moment
 
+    def listened_for(self, now: float, window: float) -> bool:
+        """Whether the node has run for `window` since its last pause. A neighbour's silence
+        over a shorter time says nothing: it may be back from the same pause, its calls
+        queued behind all that piled up while it stood still."""
+        return self.resumed_at is None or now - self.resumed_at >= window
+
     def unchecked(self, state: RoutingState, last_answer: Callable[[str], float | None]) -> bool:
         """Whether the view is still unchecked since the last pause: its predecessor or its
         successor has not answered since. `last_answer`: when a peer last answered us."""

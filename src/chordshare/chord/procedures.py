@@ -218,21 +218,27 @@ def merge(
 
 
 def check_predecessor(
-    state: RoutingState, now: float = 0.0, heard: Container[str] = NO_AVOID
+    state: RoutingState,
+    now: float = 0.0,
+    heard: Container[str] = NO_AVOID,
+    listened: bool = True,
 ) -> Generator[Call, Reply, None]:
     """Clear a predecessor that does not answer, so the next notify can replace it; its keys
     are ours until it answers again (`RoutingState.absorb`). One that called us a moment
     ago (`heard`: it notifies us every stabilize period) is kept: our link to it is lossy,
-    it is not gone. When it answers, it names its successor: a node that joined between it
-    and us is our predecessor once it answers (a node back from a pause learns so at once,
-    rather than when that node notifies it)."""
+    it is not gone. So is any that still listens, while we have not `listened` that long
+    since a pause of our own (`Freshness.listened_for`): we claim no key until it answers.
+    When it answers, it names its successor: a node that joined between it and us is our
+    predecessor once it answers (a node back from a pause learns so at once, rather than
+    when that node notifies it)."""
     pred = state.predecessor
     if pred is None or pred == state.me:
         return
     answer = yield GetNeighbors(pred)
     if not (isinstance(answer, Neighbors) and answer.node == pred):
         refused = isinstance(answer, Unreachable) and answer.refused
-        if state.predecessor == pred and (refused or pred.address not in heard):
+        silent = listened and pred.address not in heard
+        if state.predecessor == pred and (refused or silent):
             state.absorb(pred, now)
         return
     closer = answer.successors[0]

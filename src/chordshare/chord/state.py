@@ -225,6 +225,13 @@ class RoutingState:
             return True
         return False
 
+    def called_by(self, address: str) -> bool:
+        """A node called us: one whose keys we absorbed runs again, and gets them back
+        (`hand_back`) without waiting for our probe, which a host busy after a pause answers
+        only once it has worked through what queued up. Returns whether it was adopted."""
+        silent = next((n for n, _ in self.absorbed if n.address == address), None)
+        return silent is not None and self.hand_back(silent)
+
     def expire_absorbed(self, now: float, ttl: float) -> None:
         """Stop waiting for silent predecessors after ttl, and for those no longer between
         our predecessor and us (a closer node took their place)."""

@@ -51,6 +51,11 @@ class PauseWatch:
         self.tick()
         return self.freshness.unchecked(self.state, self.health.last_answer)
 
+    def listened_for(self, window: float) -> bool:
+        """Whether the node ran for `window` since its last pause (see
+        `Freshness.listened_for`)."""
+        return self.freshness.listened_for(time.monotonic(), window)
+
     def paused_since(self, moment: float) -> bool:
         """Whether a pause ended after `moment` (see `Freshness.paused_since`)."""
         self.tick()

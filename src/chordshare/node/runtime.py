@@ -180,9 +180,11 @@ class ChordNode:
         return procedures.handle(self.state, call, health)
 
     def heard_from(self, address: str) -> None:
-        """A peer called us: it runs (a lossy link may still lose our calls to it)."""
+        """A peer called us: it runs, and gets back any keys we took while it was silent."""
         if address and address != self.me.address:
             self.transport.health.record_answer(address)
+            if self.state.absorbed and self.state.called_by(address):
+                self._handed_back()
 
     def claim(self, key: int) -> Claim:
         """Whether this node owns key, for a request that must reach the owner."""
@@ -315,7 +317,8 @@ class ChordNode:
 
     async def check_predecessor(self) -> None:
         heard = self.timing.heard(self.transport.health)
-        checking = procedures.check_predecessor(self.state, time.monotonic(), heard)
+        listened = self.pauses.listened_for(ALIVE_PERIODS * self.timing.stabilize)
+        checking = procedures.check_predecessor(self.state, time.monotonic(), heard, listened)
         await drive(checking, self.calls)
         self.reunion.observe()
 
@@ -324,8 +327,11 @@ class ChordNode:
         back at once, so a node that was only paused owns its keys again."""
         self.state.expire_absorbed(time.monotonic(), ABSORBED_TTL)
         if await drive(procedures.reclaim(self.state), self.calls):
-            self.stats.hand_backs += 1
-            log.info("node %s: predecessor %s answers again", self.me.id, self.state.predecessor)
+            self._handed_back()
+
+    def _handed_back(self) -> None:
+        self.stats.hand_backs += 1
+        log.info("node %s: predecessor %s answers again", self.me.id, self.state.predecessor)
 
     async def probe_suspects(self) -> None:
         """Ping every suspected peer (see `node.probes`)."""
