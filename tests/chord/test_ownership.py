@@ -307,3 +307,27 @@ def test_an_answer_given_at_once_is_the_one_confirm_gives_without_a_call(
             assert at_once == done.value  # nothing to check: answered at once
     else:
         assert at_once is None, f"checks answered though confirm checks {step.peer}"
+
+
+def test_a_node_only_suspected_that_a_candidate_vouches_for_is_asked_itself(make_ring) -> None:
+    """The asker's list misses n5 (taken from a successor that had dropped it while it was
+    stopped) and it suspects n10 (not heard since a pause of its own). n20 pings n10 and
+    vouches for it; but n10's own range decides, and it names n5."""
+    net, _ = make_ring([1, 5, 10, 20, 28], IdSpace(5), 2)
+    asker = net.nodes["n1"]
+    asker.successors = [ref(10), ref(20)]
+    result = net.run(L.find_successor(asker, 4, avoid={"n10"}))
+    assert result.owner == ref(5)
+    assert ConfirmOwner(ref(20), 4, (ref(10),), fallback=True) in net.calls
+    # Frozen since n20 last heard it: it fails us too, and n20's word stands, as it does
+    # for a node the asker could not reach itself.
+    steps = L.find_successor(asker, 4, avoid={"n10"})
+    vouch = OwnerAnswer(ref(20), Claim.NOT_OWNER, (ref(10),), vouched=True)
+    assert next(steps) == ConfirmOwner(ref(20), 4, (ref(10),), fallback=True)
+    assert steps.send(vouch) == ConfirmOwner(ref(10), 4, (), fallback=True)
+    try:
+        steps.send(Unreachable(ref(10), "timed out"))
+    except StopIteration as stop:
+        assert stop.value.owner == ref(10) and stop.value.after == (ref(20),)
+    else:
+        raise AssertionError("it went on after the vouched node failed it")

@@ -244,10 +244,13 @@ def _confirm(
     """Ask the owner candidates of a done step, in order, until one owns the key. A node
     that does not own it says where the owner is: its predecessor (asked next, then the
     node again if the predecessor cannot be reached, with that said), or the nodes of its
-    successor list. None when every candidate failed."""
+    successor list; or vouches for one we could not reach, taken as the owner (asked
+    itself first if we only suspected it). None when every candidate failed."""
     queue = list(candidates)
     unreachable: list[NodeRef] = []  # candidates before the one asked that we could not reach
     told: dict[str, int] = {}  # what each node was told: how many of those
+    # Suspects we never called that a candidate vouched for, and that candidate.
+    vouched_by: dict[str, NodeRef] = {}
     pauses = 0
     size = state.space.size
     while queue and tally.calls < MAX_LOOKUP_CALLS:
@@ -256,7 +259,8 @@ def _confirm(
         if mine and joining:  # an earlier run of ours, gone
             unreachable.append(node)
             continue
-        if not mine and (node.address in avoid or node.address in tally.failed):
+        skipped = node.address in avoid and node.address not in vouched_by
+        if not mine and (skipped or node.address in tally.failed):
             if node not in unreachable:
                 unreachable.append(node)
             continue
@@ -278,6 +282,8 @@ def _confirm(
             answer = yield ask
             if not (isinstance(answer, OwnerAnswer) and answer.node == node):
                 tally.fail(node, answer)
+                if node.address in vouched_by:  # it fails us too: the vouch stands
+                    return tally.result(node, (vouched_by[node.address],))
                 unreachable.append(node)
                 continue
             tally.hops += 1
@@ -297,7 +303,16 @@ def _confirm(
         if joining and answer.nodes and answer.nodes[0].address == state.me.address:
             return tally.result(node, answer.nodes[1:])  # it names our earlier run
         if answer.vouched and answer.nodes:
-            return tally.result(answer.nodes[0], (node,))
+            vouched = answer.nodes[0]
+            if vouched.address in tally.failed or vouched.address in vouched_by:
+                return tally.result(vouched, (node,))
+            # Only suspected, never called: it is asked itself, and its own range decides.
+            # The node that vouched for it saw only that it runs, and our list may miss a
+            # node between the key and it (one from before a pause of ours).
+            vouched_by[vouched.address] = node
+            unreachable = [n for n in unreachable if n != vouched]
+            queue = [vouched, node, *queue]
+            continue
         ahead = [n for n in answer.nodes if n.address != node.address]
         # A predecessor lies between the key and the node: the node is asked again if that
         # one cannot be reached.
