@@ -85,12 +85,14 @@ async def test_the_successor_hands_a_resumed_node_its_keys_back_at_once(
         assert (await node.lookup(frozen.me.id)).owner == frozen.me
 
 
+@pytest.mark.parametrize("seen_by", ["a request", "the check itself"])
 async def test_a_node_back_from_a_pause_keeps_a_predecessor_back_from_it_too(
-    ring: tuple[MemoryNetwork, list[ChordNode]],
+    ring: tuple[MemoryNetwork, list[ChordNode]], seen_by: str
 ) -> None:
     """Both stood still; the predecessor is slower to answer again. Its successor's first
     check of it fails, but so soon after its own pause that proves nothing: the successor
-    keeps it and claims no key until it answers, rather than take its keys."""
+    keeps it and claims no key until it answers, rather than take its keys. The pause is
+    seen first by a request, or by a check of the predecessor due when the node resumed."""
     network, nodes = ring
     node = nodes[2]
     pred = node.state.predecessor
@@ -109,6 +111,9 @@ async def test_a_node_back_from_a_pause_keeps_a_predecessor_back_from_it_too(
     )
     assert node.pauses.freshness.last_tick is not None
     node.pauses.freshness.last_tick -= 3 * node.pauses.freshness.window
+    if seen_by == "the check itself":
+        await node.check_predecessor()
+        assert node.state.predecessor == pred and node.state.absorbed == []
     assert node.claim(key) is Claim.UNSURE  # sees the pause: checks its view
     recheck = node._recheck
     assert recheck is not None

@@ -54,6 +54,7 @@ class PauseWatch:
     def listened_for(self, window: float) -> bool:
         """Whether the node ran for `window` since its last pause (see
         `Freshness.listened_for`)."""
+        self.tick()
         return self.freshness.listened_for(time.monotonic(), window)
 
     def paused_since(self, moment: float) -> bool:
